@@ -1,0 +1,16 @@
+//! Pure core of Tidings: everything here is free of IO so it can be tested exhaustively.
+//!
+//! Layout:
+//! - [`canonical`] — canonical JSON, activity digests and stream hash chains.
+//! - [`expr`] — `tag@circle` subscription expressions and tag/slug normalisation.
+//! - [`cursor`] — opaque pagination cursors.
+//! - [`merge`] — k-way merge of ordered streams (the inbox multiplexer's heart).
+//! - [`activity`] — validation and normalisation of published activities.
+//! - [`routing`] — who receives an activity, and why.
+
+pub mod activity;
+pub mod canonical;
+pub mod cursor;
+pub mod expr;
+pub mod merge;
+pub mod routing;

@@ -1,0 +1,221 @@
+//! Publishing from the outbox, reading activities, replies, versions, retraction and actions.
+
+use crate::AppState;
+use crate::auth::AuthUser;
+use crate::error::{ApiError, ApiResult};
+use crate::extract::{ApiJson, ApiQuery};
+use crate::pagination::{PageArgs, PageBody};
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+use std::time::Duration;
+use tidings_core::activity::normalize;
+use tidings_core::expr::is_valid_slug;
+use tidings_store::model::User;
+use tidings_store::sqlite::{PublishInput, Published};
+use utoipa::{IntoParams, ToSchema};
+
+/// How long `?wait=routed` waits before answering anyway.
+const ROUTE_WAIT: Duration = Duration::from_secs(30);
+
+/// Publish arguments.
+#[derive(Debug, Deserialize, IntoParams)]
+pub struct PublishArgs {
+    /// `routed`: answer only once every inbox entry is written.
+    pub wait: Option<String>,
+}
+
+/// Versions of an activity.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct VersionList {
+    /// The original record, then each Update record, oldest first.
+    #[schema(value_type = Vec<Object>)]
+    pub items: Vec<Value>,
+}
+
+fn idempotency_key(headers: &HeaderMap) -> ApiResult<Option<String>> {
+    let Some(value) = headers.get("idempotency-key") else {
+        return Ok(None);
+    };
+    let key = value
+        .to_str()
+        .ok()
+        .map(str::trim)
+        .filter(|k| !k.is_empty() && k.len() <= 200)
+        .ok_or_else(|| {
+            ApiError::bad_request(
+                "invalid_idempotency_key",
+                "Idempotency-Key must be 1–200 visible ASCII characters",
+            )
+        })?;
+    Ok(Some(key.to_owned()))
+}
+
+/// Validates, registers custom-type defaults, and appends one activity.
+pub async fn publish_value(
+    state: &AppState,
+    actor: User,
+    body: &Value,
+    idempotency_key: Option<String>,
+) -> ApiResult<Published> {
+    let types = state.types.clone();
+    let mut draft = normalize(body, &state.config.limits, &|name| types.status(name))?;
+    state.types.apply(body, &mut draft)?;
+    Ok(state
+        .store
+        .publish(PublishInput {
+            actor,
+            draft,
+            idempotency_key,
+        })
+        .await?)
+}
+
+async fn respond_published(
+    state: &AppState,
+    published: Published,
+    wait_routed: bool,
+) -> ApiResult<(StatusCode, HeaderMap, Json<Value>)> {
+    let mut headers = HeaderMap::new();
+    if wait_routed {
+        let routed = tokio::time::timeout(ROUTE_WAIT, state.store.wait_routed(published.seq)).await;
+        let value = if matches!(routed, Ok(Ok(()))) {
+            "routed"
+        } else {
+            "pending"
+        };
+        headers.insert("routing", HeaderValue::from_static(value));
+    }
+    if let Some(id) = published.activity.get("id").and_then(Value::as_str)
+        && let Ok(location) = HeaderValue::from_str(&format!("/api/v1/activities/{id}"))
+    {
+        headers.insert(header::LOCATION, location);
+    }
+    if published.replayed {
+        headers.insert("idempotent-replayed", HeaderValue::from_static("true"));
+    }
+    Ok((StatusCode::CREATED, headers, Json(published.activity)))
+}
+
+/// Publish an activity from the caller's outbox.
+#[utoipa::path(post, path = "/api/v1/outbox", tag = "activities", security(("bearer" = [])),
+    params(PublishArgs, ("Idempotency-Key" = Option<String>, Header, description = "a retry with the same key returns the first result")),
+    request_body(content = Object, description = "ActivityStreams 2.0 activity: type, object, to, tag, actions, inReplyTo"),
+    responses((status = 201, description = "the stored activity"), (status = 400), (status = 403), (status = 413), (status = 422)))]
+pub async fn publish(
+    State(state): State<AppState>,
+    auth: AuthUser,
+    headers: HeaderMap,
+    ApiQuery(args): ApiQuery<PublishArgs>,
+    ApiJson(body): ApiJson<Value>,
+) -> ApiResult<(StatusCode, HeaderMap, Json<Value>)> {
+    let wait_routed = match args.wait.as_deref() {
+        None => false,
+        Some("routed") => true,
+        Some(_) => {
+            return Err(ApiError::bad_request(
+                "invalid_wait",
+                "wait must be \"routed\"",
+            ));
+        }
+    };
+    let key = idempotency_key(&headers)?;
+    let published = publish_value(&state, auth.user, &body, key).await?;
+    respond_published(&state, published, wait_routed).await
+}
+
+/// One activity (410 with a tombstone once retracted).
+#[utoipa::path(get, path = "/api/v1/activities/{id}", tag = "activities", security(("bearer" = [])),
+    params(("id" = String, Path)), responses((status = 200, description = "the activity"), (status = 404), (status = 410)))]
+pub async fn get_activity(
+    State(state): State<AppState>,
+    auth: AuthUser,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Value>> {
+    let (_, activity) = state.store.activity(&id, auth.user).await?;
+    Ok(Json(activity))
+}
+
+/// Replies to an activity, newest first.
+#[utoipa::path(get, path = "/api/v1/activities/{id}/replies", tag = "activities", security(("bearer" = [])),
+    params(("id" = String, Path), PageArgs), responses((status = 200, body = PageBody), (status = 404), (status = 410)))]
+pub async fn replies(
+    State(state): State<AppState>,
+    auth: AuthUser,
+    Path(id): Path<String>,
+    ApiQuery(args): ApiQuery<PageArgs>,
+) -> ApiResult<Json<PageBody>> {
+    let (from, limit) = args.resolve()?;
+    let page = state.store.replies(&id, auth.user, from, limit).await?;
+    Ok(Json(PageBody::from_page(page, from)))
+}
+
+/// Every version of an activity (the log keeps them all).
+#[utoipa::path(get, path = "/api/v1/activities/{id}/versions", tag = "activities", security(("bearer" = [])),
+    params(("id" = String, Path)), responses((status = 200, body = VersionList), (status = 404), (status = 410)))]
+pub async fn versions(
+    State(state): State<AppState>,
+    auth: AuthUser,
+    Path(id): Path<String>,
+) -> ApiResult<Json<VersionList>> {
+    let items = state.store.versions(&id, auth.user).await?;
+    Ok(Json(VersionList { items }))
+}
+
+/// Retract one's own activity: appends a Delete; the activity leaves every listing.
+#[utoipa::path(post, path = "/api/v1/activities/{id}/retract", tag = "activities", security(("bearer" = [])),
+    params(("id" = String, Path)), responses((status = 201, description = "the Delete activity"), (status = 403), (status = 404), (status = 410)))]
+pub async fn retract(
+    State(state): State<AppState>,
+    auth: AuthUser,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> ApiResult<(StatusCode, HeaderMap, Json<Value>)> {
+    // Read first: unknown or unreadable ids are 404, retracted ones 410.
+    state.store.activity(&id, auth.user.clone()).await?;
+    let key = idempotency_key(&headers)?;
+    let published = publish_value(
+        &state,
+        auth.user,
+        &json!({"type": "Delete", "object": id}),
+        key,
+    )
+    .await?;
+    respond_published(&state, published, false).await
+}
+
+/// Take a named action of an activity: recorded, and the URL to open is returned.
+#[utoipa::path(post, path = "/api/v1/activities/{id}/actions/{action}", tag = "activities", security(("bearer" = [])),
+    params(("id" = String, Path), ("action" = String, Path)),
+    responses((status = 200, description = "{activity, action, url, method, taken}"), (status = 404), (status = 410)))]
+pub async fn take_action(
+    State(state): State<AppState>,
+    auth: AuthUser,
+    Path((id, action)): Path<(String, String)>,
+) -> ApiResult<Json<Value>> {
+    if !is_valid_slug(&action) {
+        return Err(ApiError::not_found("action"));
+    }
+    Ok(Json(
+        state.store.take_action(&id, &action, auth.user).await?,
+    ))
+}
+
+/// A user's outbox as the caller may see it.
+#[utoipa::path(get, path = "/api/v1/users/{username}/outbox", tag = "activities", security(("bearer" = [])),
+    params(("username" = String, Path), PageArgs), responses((status = 200, body = PageBody), (status = 404)))]
+pub async fn outbox(
+    State(state): State<AppState>,
+    auth: AuthUser,
+    Path(username): Path<String>,
+    ApiQuery(args): ApiQuery<PageArgs>,
+) -> ApiResult<Json<PageBody>> {
+    let (from, limit) = args.resolve()?;
+    let page = state
+        .store
+        .outbox(&username, auth.user, from, limit)
+        .await?;
+    Ok(Json(PageBody::from_page(page, from)))
+}

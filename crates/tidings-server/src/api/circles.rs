@@ -1,0 +1,253 @@
+//! Circles: create, find, archive, enrolments and members, streams.
+
+use crate::AppState;
+use crate::auth::AuthUser;
+use crate::error::{ApiError, ApiResult};
+use crate::extract::{ApiJson, ApiQuery};
+use crate::pagination::{PageArgs, PageBody};
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use serde::{Deserialize, Serialize};
+use tidings_core::expr::normalize_slug;
+use tidings_store::model::{Circle, JoinPolicy, Membership, Role, Visibility};
+use tidings_store::sqlite::NewCircle;
+use utoipa::{IntoParams, ToSchema};
+
+/// Create-circle request.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateCircleBody {
+    /// Lowercase slug, unique.
+    pub name: String,
+    /// Shown name (defaults to the slug).
+    pub display_name: Option<String>,
+    /// What the circle is for (≤ 2000 characters).
+    #[serde(default)]
+    pub description: String,
+    /// public (default) or private.
+    pub visibility: Option<Visibility>,
+    /// open (default), approval or invite.
+    pub join_policy: Option<JoinPolicy>,
+}
+
+/// Circle search arguments.
+#[derive(Debug, Deserialize, IntoParams)]
+pub struct SearchArgs {
+    /// Text matched against name, display name and description.
+    #[serde(default)]
+    pub q: String,
+    /// At most this many (1–100, default 50).
+    pub limit: Option<i64>,
+}
+
+/// Circles found.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CircleList {
+    /// Matching circles, biggest first.
+    pub items: Vec<Circle>,
+}
+
+/// Memberships.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct MembershipList {
+    /// Enrolments.
+    pub items: Vec<Membership>,
+}
+
+/// PUT member body (optional).
+#[derive(Debug, Deserialize, Default, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PutMemberBody {
+    /// Role to give (owner/moderator only): member or moderator.
+    pub role: Option<Role>,
+}
+
+fn check_circle_name(raw: &str) -> ApiResult<String> {
+    let name = normalize_slug(raw).map_err(|e| {
+        ApiError::bad_request("invalid_circle_name", format!("name: {}", e.message))
+    })?;
+    if name != raw {
+        return Err(ApiError::bad_request(
+            "invalid_circle_name",
+            "name must be lowercase letters, digits, '-' or '_' (1–63 characters)",
+        ));
+    }
+    Ok(name)
+}
+
+/// Create a circle; the creator becomes its owner and subscribes to `*@name`.
+#[utoipa::path(post, path = "/api/v1/circles", request_body = CreateCircleBody, tag = "circles", security(("bearer" = [])),
+    responses((status = 201, body = Circle), (status = 400), (status = 409)))]
+pub async fn create(
+    State(state): State<AppState>,
+    auth: AuthUser,
+    ApiJson(body): ApiJson<CreateCircleBody>,
+) -> ApiResult<(StatusCode, Json<Circle>)> {
+    let name = check_circle_name(&body.name)?;
+    let display_name = super::users::check_display_name(body.display_name.as_deref(), &name)
+        .map_err(|_| {
+            ApiError::bad_request(
+                "invalid_display_name",
+                "display_name must be at most 100 printable characters",
+            )
+        })?;
+    if body.description.chars().count() > 2000 {
+        return Err(ApiError::bad_request(
+            "invalid_description",
+            "description must be at most 2000 characters",
+        ));
+    }
+    let circle = state
+        .store
+        .create_circle(
+            auth.user,
+            NewCircle {
+                name,
+                display_name,
+                description: body.description.trim().to_owned(),
+                visibility: body.visibility.unwrap_or(Visibility::Public),
+                join_policy: body.join_policy.unwrap_or(JoinPolicy::Open),
+            },
+        )
+        .await?;
+    Ok((StatusCode::CREATED, Json(circle)))
+}
+
+/// Find circles: public ones and the caller's own.
+#[utoipa::path(get, path = "/api/v1/circles", params(SearchArgs), tag = "circles", security(("bearer" = [])),
+    responses((status = 200, body = CircleList)))]
+pub async fn search(
+    State(state): State<AppState>,
+    auth: AuthUser,
+    ApiQuery(args): ApiQuery<SearchArgs>,
+) -> ApiResult<Json<CircleList>> {
+    let limit = args.limit.unwrap_or(50);
+    if !(1..=100).contains(&limit) {
+        return Err(ApiError::bad_request(
+            "invalid_limit",
+            "limit must be between 1 and 100",
+        ));
+    }
+    if args.q.chars().count() > 200 {
+        return Err(ApiError::bad_request(
+            "invalid_query",
+            "q must be at most 200 characters",
+        ));
+    }
+    let items = state
+        .store
+        .search_circles(args.q, Some(auth.user), limit)
+        .await?;
+    Ok(Json(CircleList { items }))
+}
+
+/// One circle (private circles are 404 to non-members).
+#[utoipa::path(get, path = "/api/v1/circles/{name}", tag = "circles", security(("bearer" = [])),
+    params(("name" = String, Path)), responses((status = 200, body = Circle), (status = 404)))]
+pub async fn get_circle(
+    State(state): State<AppState>,
+    auth: AuthUser,
+    Path(name): Path<String>,
+) -> ApiResult<Json<Circle>> {
+    Ok(Json(state.store.circle(&name, Some(auth.user)).await?))
+}
+
+/// Archive a circle (owner or admin): read-only afterwards.
+#[utoipa::path(post, path = "/api/v1/circles/{name}/archive", tag = "circles", security(("bearer" = [])),
+    params(("name" = String, Path)), responses((status = 200, body = Circle), (status = 403), (status = 404), (status = 422)))]
+pub async fn archive(
+    State(state): State<AppState>,
+    auth: AuthUser,
+    Path(name): Path<String>,
+) -> ApiResult<Json<Circle>> {
+    Ok(Json(state.store.archive_circle(&name, auth.user).await?))
+}
+
+/// Members of a circle (moderators also see pending requests).
+#[utoipa::path(get, path = "/api/v1/circles/{name}/members", tag = "circles", security(("bearer" = [])),
+    params(("name" = String, Path)), responses((status = 200, body = MembershipList), (status = 404)))]
+pub async fn members(
+    State(state): State<AppState>,
+    auth: AuthUser,
+    Path(name): Path<String>,
+) -> ApiResult<Json<MembershipList>> {
+    let items = state.store.circle_members(&name, auth.user).await?;
+    Ok(Json(MembershipList { items }))
+}
+
+/// A user's enrolments (only circles the caller may see).
+#[utoipa::path(get, path = "/api/v1/users/{username}/circles", tag = "circles", security(("bearer" = [])),
+    params(("username" = String, Path)), responses((status = 200, body = MembershipList), (status = 404)))]
+pub async fn user_circles(
+    State(state): State<AppState>,
+    auth: AuthUser,
+    Path(username): Path<String>,
+) -> ApiResult<Json<MembershipList>> {
+    let items = state.store.user_circles(&username, auth.user).await?;
+    Ok(Json(MembershipList { items }))
+}
+
+/// Add a member, join, request to join, approve a request, or set a role.
+#[utoipa::path(put, path = "/api/v1/circles/{name}/members/{username}", tag = "circles", security(("bearer" = [])),
+    request_body(content = Option<PutMemberBody>),
+    params(("name" = String, Path), ("username" = String, Path)),
+    responses((status = 201, body = Membership, description = "created"), (status = 200, body = Membership), (status = 403), (status = 404), (status = 422)))]
+pub async fn put_member(
+    State(state): State<AppState>,
+    auth: AuthUser,
+    Path((name, username)): Path<(String, String)>,
+    body: axum::body::Bytes,
+) -> ApiResult<(StatusCode, Json<Membership>)> {
+    // The body is optional: an empty PUT joins or adds as a plain member.
+    let role = if body.iter().all(u8::is_ascii_whitespace) {
+        None
+    } else {
+        serde_json::from_slice::<PutMemberBody>(&body)
+            .map_err(|e| ApiError::bad_request("invalid_json", e.to_string()))?
+            .role
+    };
+    let change = state
+        .store
+        .put_member(&name, &username, auth.user, role)
+        .await?;
+    let status = if change.created {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    Ok((status, Json(change.membership)))
+}
+
+/// Leave, remove a member, or reject a request.
+#[utoipa::path(delete, path = "/api/v1/circles/{name}/members/{username}", tag = "circles", security(("bearer" = [])),
+    params(("name" = String, Path), ("username" = String, Path)),
+    responses((status = 204), (status = 403), (status = 404), (status = 409)))]
+pub async fn remove_member(
+    State(state): State<AppState>,
+    auth: AuthUser,
+    Path((name, username)): Path<(String, String)>,
+) -> ApiResult<StatusCode> {
+    state
+        .store
+        .remove_member(&name, &username, auth.user)
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// A circle's stream, newest first.
+#[utoipa::path(get, path = "/api/v1/circles/{name}/stream", tag = "circles", security(("bearer" = [])),
+    params(("name" = String, Path), PageArgs), responses((status = 200, body = PageBody), (status = 404)))]
+pub async fn stream(
+    State(state): State<AppState>,
+    auth: AuthUser,
+    Path(name): Path<String>,
+    ApiQuery(args): ApiQuery<PageArgs>,
+) -> ApiResult<Json<PageBody>> {
+    let (from, limit) = args.resolve()?;
+    let page = state
+        .store
+        .circle_stream(&name, auth.user, from, limit)
+        .await?;
+    Ok(Json(PageBody::from_page(page, from)))
+}

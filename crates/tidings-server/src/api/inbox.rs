@@ -1,0 +1,190 @@
+//! The caller's inbox (multiplexed, filtered, paged) and its `tag@circle` subscriptions.
+
+use crate::AppState;
+use crate::auth::AuthUser;
+use crate::error::{ApiError, ApiResult};
+use crate::extract::{ApiJson, ApiQuery};
+use crate::pagination::{PageArgs, PageBody};
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use tidings_core::expr::{normalize_slug, normalize_tag, parse};
+use tidings_store::model::{InboxFilter, Subscription};
+use utoipa::{IntoParams, ToSchema};
+
+/// Inbox arguments: filters plus pagination.
+#[derive(Debug, Deserialize, IntoParams)]
+pub struct InboxArgs {
+    /// Comma-separated circle names.
+    pub circles: Option<String>,
+    /// Comma-separated tags (user tags, or system tags like `sys:reply`).
+    pub tags: Option<String>,
+    /// major | minor | direct.
+    pub kind: Option<String>,
+    /// Items per page, 1–100 (default 20).
+    pub limit: Option<usize>,
+    /// Cursor: older than.
+    pub before: Option<String>,
+    /// Cursor: newer than.
+    pub after: Option<String>,
+}
+
+const MAX_FILTER_TERMS: usize = 32;
+
+fn split_list(raw: &Option<String>, what: &str) -> ApiResult<Vec<String>> {
+    let items: Vec<String> = raw
+        .as_deref()
+        .unwrap_or("")
+        .split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(str::to_owned)
+        .collect();
+    if items.len() > MAX_FILTER_TERMS {
+        return Err(ApiError::bad_request(
+            "invalid_filter",
+            format!("at most {MAX_FILTER_TERMS} {what} per filter"),
+        ));
+    }
+    Ok(items)
+}
+
+/// Parses the filter arguments with clear errors.
+pub fn parse_filter(args: &InboxArgs) -> ApiResult<InboxFilter> {
+    let circles = split_list(&args.circles, "circles")?
+        .iter()
+        .map(|c| {
+            normalize_slug(c).map_err(|e| {
+                ApiError::bad_request("invalid_filter", format!("circle {c:?}: {}", e.message))
+            })
+        })
+        .collect::<ApiResult<Vec<_>>>()?;
+    let tags = split_list(&args.tags, "tags")?
+        .iter()
+        .map(|t| {
+            match t.strip_prefix("sys:") {
+                Some(rest) => normalize_tag(rest).map(|n| format!("sys:{n}")),
+                None => normalize_tag(t),
+            }
+            .map_err(|e| {
+                ApiError::bad_request("invalid_filter", format!("tag {t:?}: {}", e.message))
+            })
+        })
+        .collect::<ApiResult<Vec<_>>>()?;
+    let kind = match args.kind.as_deref() {
+        None | Some("") => None,
+        Some(k @ ("major" | "minor" | "direct")) => Some(k.to_owned()),
+        Some(other) => {
+            return Err(ApiError::bad_request(
+                "invalid_filter",
+                format!("kind {other:?} must be major, minor or direct"),
+            ));
+        }
+    };
+    Ok(InboxFilter {
+        circles,
+        tags,
+        kind,
+    })
+}
+
+/// The caller's inbox, newest first; each item says `via` what it arrived.
+#[utoipa::path(get, path = "/api/v1/inbox", tag = "inbox", security(("bearer" = [])),
+    params(InboxArgs), responses((status = 200, body = PageBody), (status = 400), (status = 401)))]
+pub async fn read(
+    State(state): State<AppState>,
+    auth: AuthUser,
+    ApiQuery(args): ApiQuery<InboxArgs>,
+) -> ApiResult<Json<PageBody>> {
+    let filter = parse_filter(&args)?;
+    let (from, limit) = PageArgs {
+        limit: args.limit,
+        before: args.before.clone(),
+        after: args.after.clone(),
+    }
+    .resolve()?;
+    let page = state.store.inbox(auth.user, filter, from, limit).await?;
+    Ok(Json(PageBody::from_page(page, from)))
+}
+
+/// Hide one activity in the caller's inbox only.
+#[utoipa::path(delete, path = "/api/v1/inbox/{id}", tag = "inbox", security(("bearer" = [])),
+    params(("id" = String, Path, description = "activity id")), responses((status = 204), (status = 404)))]
+pub async fn hide(
+    State(state): State<AppState>,
+    auth: AuthUser,
+    Path(id): Path<String>,
+) -> ApiResult<StatusCode> {
+    state.store.hide_in_inbox(auth.user, &id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Subscribe request.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SubscribeBody {
+    /// `tag@circle`, either side may be `*`: `*@design`, `release@eng`, `urgent@*`.
+    pub expr: String,
+}
+
+/// Subscriptions.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SubscriptionList {
+    /// Open subscriptions, oldest first.
+    pub items: Vec<Subscription>,
+}
+
+/// The caller's subscriptions.
+#[utoipa::path(get, path = "/api/v1/subscriptions", tag = "inbox", security(("bearer" = [])),
+    responses((status = 200, body = SubscriptionList)))]
+pub async fn list_subscriptions(
+    State(state): State<AppState>,
+    auth: AuthUser,
+) -> ApiResult<Json<SubscriptionList>> {
+    let items = state.store.subscriptions(auth.user.id).await?;
+    Ok(Json(SubscriptionList { items }))
+}
+
+/// Subscribe to `tag@circle` (a public circle needs no membership).
+#[utoipa::path(post, path = "/api/v1/subscriptions", request_body = SubscribeBody, tag = "inbox", security(("bearer" = [])),
+    responses((status = 201, body = Subscription), (status = 200, body = Subscription, description = "already subscribed"), (status = 400, description = "parse error with position"), (status = 404)))]
+pub async fn subscribe(
+    State(state): State<AppState>,
+    auth: AuthUser,
+    ApiJson(body): ApiJson<SubscribeBody>,
+) -> ApiResult<(StatusCode, Json<Subscription>)> {
+    if body.expr.chars().count() > 200 {
+        return Err(ApiError::bad_request(
+            "invalid_expression",
+            "expr must be at most 200 characters",
+        ));
+    }
+    let expr = parse(&body.expr).map_err(|e| {
+        ApiError::bad_request("invalid_expression", e.to_string())
+            .with_details(json!({ "position": e.position, "expr": body.expr }))
+    })?;
+    let (subscription, created) = state.store.add_subscription(auth.user, expr).await?;
+    let status = if created {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    Ok((status, Json(subscription)))
+}
+
+/// Remove a subscription.
+#[utoipa::path(delete, path = "/api/v1/subscriptions/{id}", tag = "inbox", security(("bearer" = [])),
+    params(("id" = i64, Path)), responses((status = 204), (status = 404)))]
+pub async fn unsubscribe(
+    State(state): State<AppState>,
+    auth: AuthUser,
+    Path(id): Path<String>,
+) -> ApiResult<StatusCode> {
+    let id: i64 = id
+        .parse()
+        .map_err(|_| ApiError::not_found("subscription"))?;
+    state.store.remove_subscription(auth.user.id, id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}

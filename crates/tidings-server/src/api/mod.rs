@@ -1,0 +1,76 @@
+//! REST resources under `/api/v1`, one module each, merged into one router here.
+
+pub mod activities;
+pub mod circles;
+pub mod inbox;
+pub mod types;
+pub mod users;
+
+use crate::AppState;
+use crate::error::ApiError;
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::http::StatusCode;
+use axum::routing::{delete, get, post, put};
+use tower_http::trace::TraceLayer;
+
+/// The whole HTTP surface.
+pub fn router(state: AppState) -> Router {
+    let max_body = state.config.max_body_bytes;
+    let api = Router::new()
+        .route("/users", post(users::signup))
+        .route(
+            "/users/{username}",
+            get(users::get_user).delete(users::delete_user),
+        )
+        .route("/users/{username}/suspend", post(users::suspend))
+        .route("/users/{username}/unsuspend", post(users::unsuspend))
+        .route("/users/{username}/circles", get(circles::user_circles))
+        .route("/users/{username}/outbox", get(activities::outbox))
+        .route("/sessions", post(users::login))
+        .route("/sessions/current", delete(users::logout))
+        .route("/me", get(users::me))
+        .route("/circles", get(circles::search).post(circles::create))
+        .route("/circles/{name}", get(circles::get_circle))
+        .route("/circles/{name}/archive", post(circles::archive))
+        .route("/circles/{name}/members", get(circles::members))
+        .route(
+            "/circles/{name}/members/{username}",
+            put(circles::put_member).delete(circles::remove_member),
+        )
+        .route("/circles/{name}/stream", get(circles::stream))
+        .route("/outbox", post(activities::publish))
+        .route("/activities/{id}", get(activities::get_activity))
+        .route("/activities/{id}/replies", get(activities::replies))
+        .route("/activities/{id}/versions", get(activities::versions))
+        .route("/activities/{id}/retract", post(activities::retract))
+        .route(
+            "/activities/{id}/actions/{action}",
+            post(activities::take_action),
+        )
+        .route("/inbox", get(inbox::read))
+        .route("/inbox/{id}", delete(inbox::hide))
+        .route(
+            "/subscriptions",
+            get(inbox::list_subscriptions).post(inbox::subscribe),
+        )
+        .route("/subscriptions/{id}", delete(inbox::unsubscribe))
+        .route("/types", get(types::list).post(types::register))
+        .route("/openapi.json", get(crate::openapi::document))
+        .fallback(api_fallback);
+    Router::new()
+        .nest("/api/v1", api)
+        .merge(crate::openapi::docs_router())
+        .route("/healthz", get(|| async { "ok" }))
+        .layer(DefaultBodyLimit::max(max_body))
+        .layer(TraceLayer::new_for_http())
+        .with_state(state)
+}
+
+async fn api_fallback() -> ApiError {
+    ApiError::new(
+        StatusCode::NOT_FOUND,
+        "no_such_route",
+        "no such API route; see /api/v1/openapi.json",
+    )
+}

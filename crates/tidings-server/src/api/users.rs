@@ -1,0 +1,237 @@
+//! Sign-up, sessions, profiles, and admin moderation of users.
+
+use crate::AppState;
+use crate::auth::{AdminUser, AuthUser, hash_password, new_token, verify_password};
+use crate::error::{ApiError, ApiResult};
+use crate::extract::ApiJson;
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use serde::{Deserialize, Serialize};
+use tidings_core::expr::normalize_slug;
+use tidings_store::model::{User, UserStatus};
+use utoipa::ToSchema;
+
+/// Sign-up request.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SignupBody {
+    /// Lowercase slug, 1–63 characters.
+    pub username: String,
+    /// At least 8 characters.
+    pub password: String,
+    /// Shown name (defaults to the username).
+    pub display_name: Option<String>,
+}
+
+/// Login request.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LoginBody {
+    /// Username.
+    pub username: String,
+    /// Password.
+    pub password: String,
+}
+
+/// A new session.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SessionBody {
+    /// Bearer token; shown once.
+    pub token: String,
+    /// Who logged in.
+    pub user: User,
+}
+
+/// Checks a username; clear 400s.
+pub fn check_username(raw: &str) -> ApiResult<String> {
+    let name = normalize_slug(raw).map_err(|e| {
+        ApiError::bad_request("invalid_username", format!("username: {}", e.message))
+    })?;
+    if name != raw {
+        return Err(ApiError::bad_request(
+            "invalid_username",
+            "username must be lowercase letters, digits, '-' or '_' (1–63 characters)",
+        ));
+    }
+    Ok(name)
+}
+
+/// Checks a password's length.
+pub fn check_password(password: &str) -> ApiResult<()> {
+    let n = password.chars().count();
+    if !(8..=1024).contains(&n) {
+        return Err(ApiError::bad_request(
+            "invalid_password",
+            "password must be 8 to 1024 characters",
+        ));
+    }
+    Ok(())
+}
+
+/// Checks a display name.
+pub fn check_display_name(raw: Option<&str>, fallback: &str) -> ApiResult<String> {
+    let name = raw
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .unwrap_or(fallback);
+    if name.chars().count() > 100 || name.chars().any(char::is_control) {
+        return Err(ApiError::bad_request(
+            "invalid_display_name",
+            "display_name must be at most 100 printable characters",
+        ));
+    }
+    Ok(name.to_owned())
+}
+
+/// Hashes off the async threads (argon2 is slow on purpose).
+pub async fn hash_password_blocking(password: String) -> ApiResult<String> {
+    tokio::task::spawn_blocking(move || hash_password(&password))
+        .await
+        .map_err(ApiError::internal)?
+}
+
+/// Sign up.
+#[utoipa::path(post, path = "/api/v1/users", request_body = SignupBody, tag = "users",
+    responses((status = 201, body = User), (status = 400), (status = 403, description = "registration closed"), (status = 409, description = "username taken")))]
+pub async fn signup(
+    State(state): State<AppState>,
+    ApiJson(body): ApiJson<SignupBody>,
+) -> ApiResult<(StatusCode, Json<User>)> {
+    if !state.config.registration_open {
+        return Err(ApiError::forbidden(
+            "registration_closed",
+            "registration is closed on this instance",
+        ));
+    }
+    let username = check_username(&body.username)?;
+    check_password(&body.password)?;
+    let display_name = check_display_name(body.display_name.as_deref(), &username)?;
+    let hash = hash_password_blocking(body.password).await?;
+    let user = state
+        .store
+        .create_user(username, display_name, Some(hash), false)
+        .await?;
+    Ok((StatusCode::CREATED, Json(user)))
+}
+
+/// Log in: returns a bearer token.
+#[utoipa::path(post, path = "/api/v1/sessions", request_body = LoginBody, tag = "users",
+    responses((status = 201, body = SessionBody), (status = 401, description = "wrong username or password"), (status = 403, description = "suspended")))]
+pub async fn login(
+    State(state): State<AppState>,
+    ApiJson(body): ApiJson<LoginBody>,
+) -> ApiResult<(StatusCode, Json<SessionBody>)> {
+    let wrong = || {
+        ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "invalid_credentials",
+            "wrong username or password",
+        )
+    };
+    let (user, hash) = match state.store.user_with_password(&body.username).await {
+        Ok(found) => found,
+        Err(tidings_store::StoreError::NotFound { .. }) => return Err(wrong()),
+        Err(e) => return Err(e.into()),
+    };
+    let Some(hash) = hash else {
+        return Err(wrong());
+    };
+    let password = body.password;
+    let ok = tokio::task::spawn_blocking(move || verify_password(&password, &hash))
+        .await
+        .map_err(ApiError::internal)?;
+    if !ok || user.status == UserStatus::Deleted {
+        return Err(wrong());
+    }
+    if user.status == UserStatus::Suspended {
+        return Err(ApiError::forbidden(
+            "account_suspended",
+            "this account is suspended",
+        ));
+    }
+    let (token, token_hash) = new_token();
+    state.store.create_session(user.id, token_hash).await?;
+    Ok((StatusCode::CREATED, Json(SessionBody { token, user })))
+}
+
+/// Log out: revokes the token used.
+#[utoipa::path(delete, path = "/api/v1/sessions/current", tag = "users", security(("bearer" = [])),
+    responses((status = 204), (status = 401)))]
+pub async fn logout(State(state): State<AppState>, auth: AuthUser) -> ApiResult<StatusCode> {
+    state.store.revoke_session(auth.token_hash).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// The caller.
+#[utoipa::path(get, path = "/api/v1/me", tag = "users", security(("bearer" = [])),
+    responses((status = 200, body = User), (status = 401)))]
+pub async fn me(auth: AuthUser) -> Json<User> {
+    Json(auth.user)
+}
+
+/// A user's profile.
+#[utoipa::path(get, path = "/api/v1/users/{username}", tag = "users", security(("bearer" = [])),
+    params(("username" = String, Path)), responses((status = 200, body = User), (status = 404)))]
+pub async fn get_user(
+    State(state): State<AppState>,
+    _auth: AuthUser,
+    Path(username): Path<String>,
+) -> ApiResult<Json<User>> {
+    Ok(Json(state.store.user(&username).await?))
+}
+
+async fn set_status(state: &AppState, username: &str, status: UserStatus) -> ApiResult<User> {
+    Ok(state.store.set_user_status(username, status).await?)
+}
+
+/// Suspend a user (admin): it can no longer log in, publish or read; its sessions are revoked.
+#[utoipa::path(post, path = "/api/v1/users/{username}/suspend", tag = "admin", security(("bearer" = [])),
+    params(("username" = String, Path)), responses((status = 200, body = User), (status = 403), (status = 404)))]
+pub async fn suspend(
+    State(state): State<AppState>,
+    AdminUser(admin): AdminUser,
+    Path(username): Path<String>,
+) -> ApiResult<Json<User>> {
+    if admin.username == username {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "cannot_suspend_self",
+            "admins cannot suspend themselves",
+        ));
+    }
+    Ok(Json(
+        set_status(&state, &username, UserStatus::Suspended).await?,
+    ))
+}
+
+/// Lift a suspension (admin).
+#[utoipa::path(post, path = "/api/v1/users/{username}/unsuspend", tag = "admin", security(("bearer" = [])),
+    params(("username" = String, Path)), responses((status = 200, body = User), (status = 403), (status = 404)))]
+pub async fn unsuspend(
+    State(state): State<AppState>,
+    AdminUser(_admin): AdminUser,
+    Path(username): Path<String>,
+) -> ApiResult<Json<User>> {
+    Ok(Json(
+        set_status(&state, &username, UserStatus::Active).await?,
+    ))
+}
+
+/// Delete a user (admin, or the user itself): sessions revoked, activities kept in the log.
+#[utoipa::path(delete, path = "/api/v1/users/{username}", tag = "admin", security(("bearer" = [])),
+    params(("username" = String, Path)), responses((status = 204), (status = 403), (status = 404)))]
+pub async fn delete_user(
+    State(state): State<AppState>,
+    auth: AuthUser,
+    Path(username): Path<String>,
+) -> ApiResult<StatusCode> {
+    if !auth.user.is_admin && auth.user.username != username {
+        return Err(ApiError::forbidden(
+            "admin_only",
+            "only admins delete other users",
+        ));
+    }
+    set_status(&state, &username, UserStatus::Deleted).await?;
+    Ok(StatusCode::NO_CONTENT)
+}

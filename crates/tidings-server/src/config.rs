@@ -1,0 +1,136 @@
+//! Server configuration: what the optional config file (`tidings.toml`) may set.
+
+use serde::Deserialize;
+use std::path::Path;
+use tidings_core::activity::Limits;
+use tidings_store::model::CustomType;
+
+/// Everything the HTTP edge is configured with.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    /// Whether anyone may sign up through the API.
+    pub registration_open: bool,
+    /// Publish limits.
+    pub limits: Limits,
+    /// Largest request body accepted, in bytes.
+    pub max_body_bytes: usize,
+    /// Custom types declared in the config file.
+    pub custom_types: Vec<CustomType>,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            registration_open: true,
+            limits: Limits::default(),
+            max_body_bytes: 256 * 1024,
+            custom_types: Vec::new(),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct FileConfig {
+    #[serde(default)]
+    registration: Option<RegistrationSection>,
+    #[serde(default)]
+    limits: Option<LimitsSection>,
+    #[serde(default)]
+    types: Vec<TypeSection>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RegistrationSection {
+    open: bool,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LimitsSection {
+    max_body_bytes: Option<usize>,
+    max_content_chars: Option<usize>,
+    max_string_chars: Option<usize>,
+    max_tags: Option<usize>,
+    max_audience: Option<usize>,
+    max_actions: Option<usize>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TypeSection {
+    name: String,
+    kind: String,
+    /// JSON Schema, written as a TOML table or as a JSON string.
+    schema: toml::Value,
+    #[serde(default)]
+    actions: Vec<toml::Value>,
+}
+
+/// A config file that could not be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// Could not read the file.
+    #[error("cannot read {path}: {source}")]
+    Read {
+        /// The file.
+        path: String,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// Not valid TOML or unknown keys.
+    #[error("invalid config {path}: {message}")]
+    Parse {
+        /// The file.
+        path: String,
+        /// Why.
+        message: String,
+    },
+}
+
+fn toml_to_json(value: toml::Value) -> serde_json::Value {
+    match value {
+        toml::Value::String(s) => serde_json::from_str(&s).unwrap_or(serde_json::Value::String(s)),
+        other => serde_json::to_value(other).unwrap_or(serde_json::Value::Null),
+    }
+}
+
+impl ServerConfig {
+    /// Reads a config file; unknown keys are errors so typos do not pass silently.
+    pub fn load(path: &Path) -> Result<ServerConfig, ConfigError> {
+        let display = path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: display.clone(),
+            source,
+        })?;
+        let file: FileConfig = toml::from_str(&text).map_err(|e| ConfigError::Parse {
+            path: display.clone(),
+            message: e.to_string(),
+        })?;
+        let mut config = ServerConfig::default();
+        if let Some(r) = file.registration {
+            config.registration_open = r.open;
+        }
+        if let Some(l) = file.limits {
+            let d = &mut config.limits;
+            d.max_content_chars = l.max_content_chars.unwrap_or(d.max_content_chars);
+            d.max_string_chars = l.max_string_chars.unwrap_or(d.max_string_chars);
+            d.max_tags = l.max_tags.unwrap_or(d.max_tags);
+            d.max_audience = l.max_audience.unwrap_or(d.max_audience);
+            d.max_actions = l.max_actions.unwrap_or(d.max_actions);
+            config.max_body_bytes = l.max_body_bytes.unwrap_or(config.max_body_bytes);
+        }
+        for t in file.types {
+            config.custom_types.push(CustomType {
+                name: t.name,
+                kind: t.kind,
+                schema: toml_to_json(t.schema),
+                actions: serde_json::Value::Array(
+                    t.actions.into_iter().map(toml_to_json).collect(),
+                ),
+            });
+        }
+        Ok(config)
+    }
+}

@@ -1,0 +1,85 @@
+//! The Tidings HTTP edge: REST API under `/api/v1`, auth, OpenAPI document and docs.
+//!
+//! Layout:
+//! - [`api`] — one module per resource, each with its handlers; [`api::router`] merges them.
+//! - [`auth`] — passwords, tokens, and the `AuthUser`/`AdminUser` extractors.
+//! - [`error`] — [`error::ApiError`]: every failure mapped to a status and code, once.
+//! - [`extract`], [`pagination`] — request parsing shared by the handlers.
+//! - [`types`] — the custom type registry (JSON Schemas, default actions).
+//! - [`openapi`] — the OpenAPI 3.1 document and the offline `/docs` UI.
+//! - [`config`] — what the config file may set.
+
+pub mod api;
+pub mod auth;
+pub mod config;
+pub mod error;
+pub mod extract;
+pub mod openapi;
+pub mod pagination;
+pub mod types;
+
+use config::ServerConfig;
+use std::future::Future;
+use std::sync::Arc;
+use tidings_store::Store;
+use tokio::net::TcpListener;
+use types::TypeRegistry;
+
+/// Shared state of every handler; cheap to clone.
+#[derive(Clone)]
+pub struct AppState {
+    /// The store port.
+    pub store: Store,
+    /// Edge configuration.
+    pub config: Arc<ServerConfig>,
+    /// Custom types.
+    pub types: TypeRegistry,
+}
+
+impl AppState {
+    /// Builds the state, loading custom types from the config file and the store.
+    pub async fn new(store: Store, config: ServerConfig) -> anyhow_free::Result<AppState> {
+        let types = TypeRegistry::default();
+        for custom in &config.custom_types {
+            types.register(custom).map_err(|e| {
+                anyhow_free::Error(format!("config type {}: {}", custom.name, e.message))
+            })?;
+        }
+        for custom in store
+            .custom_types()
+            .await
+            .map_err(|e| anyhow_free::Error(e.to_string()))?
+        {
+            if let Err(e) = types.register(&custom) {
+                tracing::warn!(name = %custom.name, error = %e.message, "stored custom type skipped");
+            }
+        }
+        Ok(AppState {
+            store,
+            config: Arc::new(config),
+            types,
+        })
+    }
+}
+
+/// A minimal error for start-up failures (the binary wraps it in anyhow).
+pub mod anyhow_free {
+    /// Start-up failure with a message.
+    #[derive(Debug, thiserror::Error)]
+    #[error("{0}")]
+    pub struct Error(pub String);
+    /// Result alias.
+    pub type Result<T> = std::result::Result<T, Error>;
+}
+
+/// Serves the API on `listener` until `shutdown` resolves, then drains in-flight requests.
+pub async fn run(
+    listener: TcpListener,
+    state: AppState,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let app = api::router(state);
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown)
+        .await
+}

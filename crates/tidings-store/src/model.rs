@@ -1,0 +1,250 @@
+//! Records the store returns, shared by every adapter.
+
+use serde::Serialize;
+use serde_json::Value;
+use utoipa::ToSchema;
+
+/// Account state of a user.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum UserStatus {
+    /// Can log in, publish and read.
+    Active,
+    /// Blocked by an admin; can do nothing until unsuspended.
+    Suspended,
+    /// Removed; its past activities stay in the log.
+    Deleted,
+}
+
+impl UserStatus {
+    /// Parses the stored text form.
+    pub fn from_db(s: &str) -> UserStatus {
+        match s {
+            "suspended" => UserStatus::Suspended,
+            "deleted" => UserStatus::Deleted,
+            _ => UserStatus::Active,
+        }
+    }
+    /// Stored text form.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            UserStatus::Active => "active",
+            UserStatus::Suspended => "suspended",
+            UserStatus::Deleted => "deleted",
+        }
+    }
+}
+
+/// A user account as shown through the API.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct User {
+    /// Internal id.
+    #[serde(skip)]
+    pub id: i64,
+    /// Unique slug, also the actor id `user:NAME`.
+    pub username: String,
+    /// Name shown in the UI.
+    pub display_name: String,
+    /// Whether the user administers this instance.
+    pub is_admin: bool,
+    /// Account state.
+    pub status: UserStatus,
+    /// When the account was created.
+    pub created_at: String,
+}
+
+/// Who can see a circle.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Visibility {
+    /// Anyone can find and read it.
+    Public,
+    /// Only members can see it exists.
+    Private,
+}
+
+/// How people get into a circle.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum JoinPolicy {
+    /// Anyone may join.
+    Open,
+    /// Joining creates a request a moderator approves.
+    Approval,
+    /// Only owners and moderators add members.
+    Invite,
+}
+
+/// A member's role in a circle.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, serde::Deserialize, ToSchema,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    /// Ordinary member.
+    Member,
+    /// Manages members and requests.
+    Moderator,
+    /// Created the circle; can do everything.
+    Owner,
+}
+
+/// Membership state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum MembershipState {
+    /// A full member.
+    Active,
+    /// Asked to join an approval circle; waits for a moderator.
+    Requested,
+}
+
+/// A circle as shown through the API.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct Circle {
+    /// Internal id.
+    #[serde(skip)]
+    pub id: i64,
+    /// Unique slug, also the address `circle:NAME`.
+    pub name: String,
+    /// Name shown in the UI.
+    pub display_name: String,
+    /// What the circle is for.
+    pub description: String,
+    /// Who can see it.
+    pub visibility: Visibility,
+    /// How people join.
+    pub join_policy: JoinPolicy,
+    /// Username of the owner.
+    pub owner: String,
+    /// Active members.
+    pub member_count: i64,
+    /// When it was created.
+    pub created_at: String,
+    /// When it was archived (read-only since).
+    pub archived_at: Option<String>,
+    /// The caller's membership, if any.
+    pub my_membership: Option<Membership>,
+}
+
+/// One enrolment.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct Membership {
+    /// The circle.
+    pub circle: String,
+    /// The member.
+    pub username: String,
+    /// Role in the circle.
+    pub role: Role,
+    /// Active member or pending request.
+    pub state: MembershipState,
+    /// Since when.
+    pub since: String,
+}
+
+/// A `tag@circle` subscription.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct Subscription {
+    /// Id used to remove it.
+    pub id: i64,
+    /// Canonical expression.
+    pub expr: String,
+    /// When it was made.
+    pub created_at: String,
+}
+
+/// A stored activity with the derived state readers need.
+#[derive(Debug, Clone)]
+pub struct StoredActivity {
+    /// Position in the global log.
+    pub seq: i64,
+    /// Public id.
+    pub id: String,
+    /// Author's user id.
+    pub actor_id: i64,
+    /// The canonical stored JSON (immutable).
+    pub body: String,
+}
+
+/// A retraction tombstone's facts.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct Tombstone {
+    /// Id of the retracted activity.
+    pub id: String,
+    /// Always "Tombstone".
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// Type the activity had.
+    #[serde(rename = "formerType")]
+    pub former_type: String,
+    /// When the Delete was published.
+    pub deleted: String,
+    /// Id of the Delete activity.
+    #[serde(rename = "deletedBy")]
+    pub deleted_by: String,
+}
+
+/// An inbox entry before hydration: which activity and why it is there.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EntryRef {
+    /// The activity's seq, also the cursor position.
+    pub seq: i64,
+    /// Why it is in the inbox.
+    pub via: String,
+}
+
+/// Filters of an inbox read.
+#[derive(Debug, Clone, Default)]
+pub struct InboxFilter {
+    /// Only activities addressed to one of these circles.
+    pub circles: Vec<String>,
+    /// Only activities carrying one of these tags.
+    pub tags: Vec<String>,
+    /// major | minor | direct.
+    pub kind: Option<String>,
+}
+
+/// Which way a page walks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PageFrom {
+    /// The newest items.
+    Newest,
+    /// Items older than this seq.
+    Before(i64),
+    /// Items newer than this seq.
+    After(i64),
+}
+
+/// A page of activities with derived presentation state, newest first.
+#[derive(Debug, Clone)]
+pub struct Page {
+    /// Items, newest first.
+    pub items: Vec<PageItem>,
+    /// Whether older items exist beyond the last one.
+    pub has_older: bool,
+}
+
+/// One item of a page.
+#[derive(Debug, Clone)]
+pub struct PageItem {
+    /// Cursor position.
+    pub seq: i64,
+    /// Why it is there (inbox only).
+    pub via: Option<String>,
+    /// The activity as the reader should see it.
+    pub activity: Value,
+}
+
+/// A registered custom type.
+#[derive(Debug, Clone, Serialize, serde::Deserialize, ToSchema)]
+pub struct CustomType {
+    /// Type name, e.g. `Poll`.
+    pub name: String,
+    /// `activity` or `object`.
+    pub kind: String,
+    /// JSON Schema its payload must satisfy.
+    pub schema: Value,
+    /// Default actions added to objects of this type.
+    #[serde(default)]
+    pub actions: Value,
+}

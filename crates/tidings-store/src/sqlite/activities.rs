@@ -1,0 +1,721 @@
+//! Publishing into the log, and reading activities, streams, replies and versions.
+
+use super::SqliteStore;
+use super::circles::{can_read_circle, circle_by_name, membership, visible_circle};
+use super::users::{user_by_id, user_by_name};
+use crate::model::{
+    CustomType, MembershipState, Page, PageFrom, PageItem, Tombstone, User, UserStatus,
+};
+use crate::{StoreError, StoreResult, now_rfc3339};
+use rusqlite::types::Value as SqlValue;
+use rusqlite::{Connection, OptionalExtension, params, params_from_iter};
+use serde_json::{Value, json};
+use tidings_core::activity::{Addressee, Draft, record_tags};
+use tidings_core::canonical::{activity_digest, canonical_json, chain_hash};
+
+/// The result of a publish.
+#[derive(Debug, Clone)]
+pub struct Published {
+    /// Log position.
+    pub seq: i64,
+    /// The activity as stored and rendered for its author.
+    pub activity: Value,
+    /// True when an earlier publish with the same idempotency key was returned instead.
+    pub replayed: bool,
+}
+
+/// Visibility predicate over `a` (activities) for viewer `?V` and admin flag `?A`.
+/// Kept as one SQL fragment so every listing applies the same rule.
+pub(crate) const READABLE: &str = "(?A OR a.actor_id = ?V OR a.is_public = 1
+    OR EXISTS(SELECT 1 FROM activity_addressees x WHERE x.seq = a.seq AND x.user_id = ?V)
+    OR EXISTS(SELECT 1 FROM activity_circles ac JOIN circles c ON c.id = ac.circle_id
+              WHERE ac.seq = a.seq AND (c.visibility = 'public' OR EXISTS(
+                  SELECT 1 FROM memberships m WHERE m.circle_id = c.id AND m.user_id = ?V
+                  AND m.state = 'active'))))";
+
+/// Listed, not retracted.
+pub(crate) const LIVE: &str =
+    "a.listed = 1 AND NOT EXISTS(SELECT 1 FROM retractions r WHERE r.seq = a.seq)";
+
+/// Fills the viewer placeholders of [`READABLE`] with numbered parameters.
+pub(crate) fn readable_sql(viewer_param: usize, admin_param: usize) -> String {
+    READABLE
+        .replace("?V", &format!("?{viewer_param}"))
+        .replace("?A", &format!("?{admin_param}"))
+}
+
+fn seq_by_id(conn: &Connection, id: &str) -> StoreResult<Option<i64>> {
+    Ok(conn
+        .prepare_cached("SELECT seq FROM activities WHERE id = ?1")?
+        .query_row([id], |r| r.get(0))
+        .optional()?)
+}
+
+/// Whether `viewer` may read the activity at `seq`.
+pub(crate) fn can_read(conn: &Connection, seq: i64, viewer: &User) -> StoreResult<bool> {
+    Ok(conn
+        .prepare_cached(&format!(
+            "SELECT EXISTS(SELECT 1 FROM activities a WHERE a.seq = ?1 AND {})",
+            readable_sql(2, 3)
+        ))?
+        .query_row(params![seq, viewer.id, viewer.is_admin], |r| r.get(0))?)
+}
+
+fn retraction(conn: &Connection, seq: i64) -> StoreResult<Option<Tombstone>> {
+    Ok(conn
+        .prepare_cached(
+            "SELECT a.id, a.type, d.id, d.published FROM retractions r
+             JOIN activities a ON a.seq = r.seq JOIN activities d ON d.seq = r.by_seq
+             WHERE r.seq = ?1",
+        )?
+        .query_row([seq], |r| {
+            Ok(Tombstone {
+                id: r.get(0)?,
+                kind: "Tombstone".into(),
+                former_type: r.get(1)?,
+                deleted_by: r.get(2)?,
+                deleted: r.get(3)?,
+            })
+        })
+        .optional()?)
+}
+
+fn body(conn: &Connection, seq: i64) -> StoreResult<(String, i64)> {
+    conn.prepare_cached("SELECT body, actor_id FROM activities WHERE seq = ?1")?
+        .query_row([seq], |r| Ok((r.get(0)?, r.get(1)?)))
+        .optional()?
+        .ok_or(StoreError::not_found("activity"))
+}
+
+/// The activity as readers see it: the stored record, with the latest edit's object shown and
+/// derived state (author profile, edit history, reply count) under `tidings`. Everything
+/// outside `tidings` except a superseded `object` is the immutable record its `digest` covers.
+pub(crate) fn render(conn: &Connection, seq: i64) -> StoreResult<Value> {
+    let (stored, actor_id) = body(conn, seq)?;
+    let mut activity: Value = serde_json::from_str(&stored)?;
+    let actor = user_by_id(conn, actor_id)?;
+    let mut meta = serde_json::Map::new();
+    meta.insert(
+        "actor".into(),
+        json!({
+            "username": actor.username,
+            "display_name": if actor.status == UserStatus::Deleted { "(deleted)".to_owned() } else { actor.display_name },
+            "deleted": actor.status == UserStatus::Deleted,
+        }),
+    );
+    let latest_edit: Option<(String, i64, String)> = conn
+        .prepare_cached(
+            "SELECT u.body, (SELECT COUNT(*) FROM edits WHERE target_seq = ?1), u.published
+             FROM edits e JOIN activities u ON u.seq = e.update_seq
+             WHERE e.target_seq = ?1 ORDER BY e.update_seq DESC LIMIT 1",
+        )?
+        .query_row([seq], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+        .optional()?;
+    if let Some((update_body, edits, at)) = latest_edit {
+        let update: Value = serde_json::from_str(&update_body)?;
+        if let (Some(obj), Some(doc)) = (update.get("object"), activity.as_object_mut()) {
+            let mut shown = obj.clone();
+            if let Some(map) = shown.as_object_mut() {
+                map.remove("id");
+            }
+            doc.insert("object".into(), shown);
+        }
+        meta.insert(
+            "edited".into(),
+            json!({"at": at, "versions": edits + 1, "latest": update.get("id")}),
+        );
+    }
+    let replies: i64 = conn
+        .prepare_cached(&format!(
+            "SELECT COUNT(*) FROM activities a WHERE a.in_reply_to = ?1 AND {LIVE}"
+        ))?
+        .query_row(
+            [activity.get("id").and_then(Value::as_str).unwrap_or("")],
+            |r| r.get(0),
+        )?;
+    meta.insert("replies".into(), json!(replies));
+    if let Some(doc) = activity.as_object_mut() {
+        doc.insert("tidings".into(), Value::Object(meta));
+    }
+    Ok(activity)
+}
+
+/// Renders a page from seqs (already filtered and ordered newest first).
+pub(crate) fn render_page(
+    conn: &Connection,
+    rows: Vec<(i64, Option<String>)>,
+    has_older: bool,
+) -> StoreResult<Page> {
+    let mut items = Vec::with_capacity(rows.len());
+    for (seq, via) in rows {
+        items.push(PageItem {
+            seq,
+            via,
+            activity: render(conn, seq)?,
+        });
+    }
+    Ok(Page { items, has_older })
+}
+
+/// Runs a seq-ordered listing query. `sql` selects `a.seq` and a `via` column (or NULL) FROM …
+/// WHERE …; this function appends the cursor bound, the order and the limit. Rows come back in
+/// walk order (newest first, or oldest first when walking forward), up to `limit + 1`.
+pub(crate) fn list_rows(
+    conn: &Connection,
+    sql: &str,
+    mut args: Vec<SqlValue>,
+    from: PageFrom,
+    limit: usize,
+) -> StoreResult<Vec<(i64, Option<String>)>> {
+    let n = args.len();
+    let (bound, order) = match from {
+        PageFrom::Newest => (String::new(), "DESC"),
+        PageFrom::Before(s) => {
+            args.push(SqlValue::Integer(s));
+            (format!(" AND a.seq < ?{}", n + 1), "DESC")
+        }
+        PageFrom::After(s) => {
+            args.push(SqlValue::Integer(s));
+            (format!(" AND a.seq > ?{}", n + 1), "ASC")
+        }
+    };
+    args.push(SqlValue::Integer(limit as i64 + 1));
+    let full = format!("{sql}{bound} ORDER BY a.seq {order} LIMIT ?{}", args.len());
+    let mut stmt = conn.prepare_cached(&full)?;
+    let rows = stmt
+        .query_map(params_from_iter(args), |r| {
+            Ok((r.get::<_, i64>(0)?, r.get::<_, Option<String>>(1)?))
+        })?
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(rows)
+}
+
+/// Cuts walk-ordered rows to a page: newest first, and whether older items exist.
+pub(crate) fn finish_page(
+    mut rows: Vec<(i64, Option<String>)>,
+    from: PageFrom,
+    limit: usize,
+) -> (Vec<(i64, Option<String>)>, bool) {
+    let more = rows.len() > limit;
+    rows.truncate(limit);
+    match from {
+        PageFrom::After(_) => {
+            rows.reverse();
+            // Walking forward, the cursor itself is older, so older items exist.
+            (rows, true)
+        }
+        _ => (rows, more),
+    }
+}
+
+/// Lists and renders in one step (for single-source listings).
+fn list_page(
+    conn: &Connection,
+    sql: &str,
+    args: Vec<SqlValue>,
+    from: PageFrom,
+    limit: usize,
+) -> StoreResult<Page> {
+    let rows = list_rows(conn, sql, args, from, limit)?;
+    let (rows, more) = finish_page(rows, from, limit);
+    render_page(conn, rows, more)
+}
+
+/// Input of a publish that the edge has validated.
+#[derive(Debug, Clone)]
+pub struct PublishInput {
+    /// The author.
+    pub actor: User,
+    /// The normalised activity.
+    pub draft: Draft,
+    /// `Idempotency-Key` header, if any.
+    pub idempotency_key: Option<String>,
+}
+
+fn append_link(conn: &Connection, stream: &str, seq: i64, digest: &str) -> StoreResult<()> {
+    let prev: Option<(i64, String)> = conn
+        .prepare_cached(
+            "SELECT pos, chain FROM stream_links WHERE stream = ?1 ORDER BY seq DESC LIMIT 1",
+        )?
+        .query_row([stream], |r| Ok((r.get(0)?, r.get(1)?)))
+        .optional()?;
+    let (pos, chain) = match prev {
+        Some((pos, chain)) => (pos + 1, chain_hash(Some(&chain), digest)),
+        None => (1, chain_hash(None, digest)),
+    };
+    conn.prepare_cached(
+        "INSERT INTO stream_links(stream, seq, pos, chain) VALUES (?1, ?2, ?3, ?4)",
+    )?
+    .execute(params![stream, seq, pos, chain])?;
+    Ok(())
+}
+
+fn publish_in(conn: &Connection, input: PublishInput) -> StoreResult<Published> {
+    let PublishInput {
+        actor,
+        mut draft,
+        idempotency_key,
+    } = input;
+    if let Some(key) = &idempotency_key {
+        let earlier: Option<i64> = conn
+            .prepare_cached("SELECT seq FROM idempotency_keys WHERE user_id = ?1 AND key = ?2")?
+            .query_row(params![actor.id, key], |r| r.get(0))
+            .optional()?;
+        if let Some(seq) = earlier {
+            return Ok(Published {
+                seq,
+                activity: render(conn, seq)?,
+                replayed: true,
+            });
+        }
+    }
+
+    // The parent of a reply: readable, not retracted; its audience is the default one.
+    if let Some(parent_id) = &draft.in_reply_to {
+        let parent = seq_by_id(conn, parent_id)?
+            .filter(|&seq| can_read(conn, seq, &actor).unwrap_or(false))
+            .ok_or_else(|| {
+                StoreError::unprocessable(
+                    "unknown_parent",
+                    format!("no activity {parent_id:?} to reply to"),
+                )
+            })?;
+        if retraction(conn, parent)?.is_some() {
+            return Err(StoreError::unprocessable(
+                "parent_retracted",
+                "the activity you reply to was retracted",
+            ));
+        }
+        if draft.to.is_empty() {
+            let (parent_body, parent_actor) = body(conn, parent)?;
+            let parent_doc: Value = serde_json::from_str(&parent_body)?;
+            let mut to: Vec<Addressee> = parent_doc
+                .get("to")
+                .and_then(Value::as_array)
+                .map(|a| {
+                    a.iter()
+                        .filter_map(Value::as_str)
+                        .filter_map(Addressee::parse)
+                        .collect()
+                })
+                .unwrap_or_default();
+            let parent_author = user_by_id(conn, parent_actor)?;
+            if parent_author.id != actor.id {
+                to.push(Addressee::User(parent_author.username));
+            }
+            to.sort();
+            to.dedup();
+            draft.to = to;
+        }
+    }
+
+    // The activity acted on (Update, Delete, Like, …).
+    let mut target_seq = None;
+    if let Some(reference) = &draft.object_ref {
+        let needs_target = matches!(
+            draft.activity_type.as_str(),
+            "Update" | "Delete" | "Like" | "Dislike" | "Announce" | "Undo" | "Flag"
+        );
+        let found =
+            seq_by_id(conn, reference)?.filter(|&seq| can_read(conn, seq, &actor).unwrap_or(false));
+        match (found, needs_target) {
+            (Some(seq), _) => target_seq = Some(seq),
+            (None, true) => {
+                return Err(StoreError::unprocessable(
+                    "unknown_object",
+                    format!("no activity {reference:?} to act on"),
+                ));
+            }
+            (None, false) => {}
+        }
+    }
+    if let Some(target) = target_seq {
+        let kind = draft.activity_type.as_str();
+        if matches!(kind, "Update" | "Delete" | "Undo") {
+            let (target_body, target_actor) = body(conn, target)?;
+            if target_actor != actor.id {
+                return Err(StoreError::forbidden(
+                    "not_author",
+                    format!("only the author can {} this activity", kind.to_lowercase()),
+                ));
+            }
+            if let Some(t) = retraction(conn, target)? {
+                return Err(StoreError::Gone {
+                    tombstone: serde_json::to_value(t)?,
+                });
+            }
+            if kind == "Update" {
+                let target_doc: Value = serde_json::from_str(&target_body)?;
+                if target_doc.get("type").and_then(Value::as_str) != Some("Create") {
+                    return Err(StoreError::unprocessable(
+                        "not_editable",
+                        "only a Create activity's object can be edited",
+                    ));
+                }
+            }
+        }
+    }
+
+    // Resolve the audience.
+    let mut circle_ids = Vec::new();
+    let mut addressed = Vec::new();
+    let mut is_public = false;
+    for addressee in &draft.to {
+        match addressee {
+            Addressee::Public => is_public = true,
+            Addressee::Followers => {}
+            Addressee::Circle(name) => {
+                let circle = circle_by_name(conn, name).map_err(|_| {
+                    StoreError::unprocessable("unknown_circle", format!("no circle {name:?}"))
+                })?;
+                let member = membership(conn, circle.id, actor.id)?
+                    .is_some_and(|m| m.state == MembershipState::Active);
+                if !member {
+                    if !can_read_circle(conn, &circle, Some(&actor))? {
+                        return Err(StoreError::unprocessable(
+                            "unknown_circle",
+                            format!("no circle {name:?}"),
+                        ));
+                    }
+                    return Err(StoreError::forbidden(
+                        "not_circle_member",
+                        format!("only members publish to circle {name:?}"),
+                    ));
+                }
+                if circle.archived_at.is_some() {
+                    return Err(StoreError::unprocessable(
+                        "circle_archived",
+                        format!("circle {name:?} is archived and read-only"),
+                    ));
+                }
+                circle_ids.push(circle.id);
+            }
+            Addressee::User(name) => {
+                let user = user_by_name(conn, name)
+                    .ok()
+                    .filter(|u| u.status != UserStatus::Deleted)
+                    .ok_or_else(|| {
+                        StoreError::unprocessable("unknown_user", format!("no user {name:?}"))
+                    })?;
+                addressed.push(user.id);
+            }
+        }
+    }
+
+    let id = uuid::Uuid::now_v7().to_string();
+    let published = now_rfc3339();
+    let activity_type = draft.activity_type.clone();
+    let kind = draft.kind;
+    let object_ref = draft.object_ref.clone();
+    let in_reply_to = draft.in_reply_to.clone();
+    let mut record = draft.into_record(&id, &format!("user:{}", actor.username), &published);
+    let digest = activity_digest(&record);
+    if let Some(doc) = record.as_object_mut() {
+        doc.insert("digest".into(), Value::String(digest.clone()));
+    }
+    let stored = canonical_json(&record);
+    let listed = !matches!(activity_type.as_str(), "Update" | "Delete" | "Undo");
+
+    conn.prepare_cached(
+        "INSERT INTO activities(id, actor_id, type, kind, listed, object_ref, in_reply_to, is_public, published, digest, body)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+    )?
+    .execute(params![
+        id,
+        actor.id,
+        activity_type,
+        kind.as_str(),
+        listed,
+        object_ref,
+        in_reply_to,
+        is_public,
+        published,
+        digest,
+        stored
+    ])?;
+    let seq = conn.last_insert_rowid();
+
+    append_link(conn, &format!("outbox:{}", actor.username), seq, &digest)?;
+    for addressee in &draft_circles(&record) {
+        append_link(conn, &format!("circle:{addressee}"), seq, &digest)?;
+    }
+    for circle_id in &circle_ids {
+        conn.prepare_cached("INSERT INTO activity_circles(circle_id, seq) VALUES (?1, ?2)")?
+            .execute(params![circle_id, seq])?;
+    }
+    for user_id in &addressed {
+        conn.prepare_cached(
+            "INSERT OR IGNORE INTO activity_addressees(seq, user_id) VALUES (?1, ?2)",
+        )?
+        .execute(params![seq, user_id])?;
+    }
+    for tag in record_tags(&record) {
+        conn.prepare_cached("INSERT OR IGNORE INTO activity_tags(tag, seq) VALUES (?1, ?2)")?
+            .execute(params![tag, seq])?;
+    }
+    if let Some(target) = target_seq {
+        match activity_type.as_str() {
+            "Delete" => {
+                conn.prepare_cached(
+                    "INSERT OR IGNORE INTO retractions(seq, by_seq) VALUES (?1, ?2)",
+                )?
+                .execute(params![target, seq])?;
+            }
+            "Update" => {
+                conn.prepare_cached("INSERT INTO edits(target_seq, update_seq) VALUES (?1, ?2)")?
+                    .execute(params![target, seq])?;
+            }
+            _ => {}
+        }
+    }
+    if let Some(key) = idempotency_key {
+        conn.prepare_cached("INSERT INTO idempotency_keys(user_id, key, seq) VALUES (?1, ?2, ?3)")?
+            .execute(params![actor.id, key, seq])?;
+    }
+    Ok(Published {
+        seq,
+        activity: render(conn, seq)?,
+        replayed: false,
+    })
+}
+
+fn draft_circles(record: &Value) -> Vec<String> {
+    record
+        .get("to")
+        .and_then(Value::as_array)
+        .map(|to| {
+            to.iter()
+                .filter_map(Value::as_str)
+                .filter_map(|t| t.strip_prefix("circle:"))
+                .map(str::to_owned)
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+impl SqliteStore {
+    /// Appends an activity to the log (one transaction with its stream links and indexes).
+    pub async fn publish(&self, input: PublishInput) -> StoreResult<Published> {
+        self.write(move |conn| publish_in(conn, input)).await
+    }
+
+    /// One activity as `viewer` sees it; `Gone` with a tombstone once retracted.
+    pub async fn activity(&self, id: &str, viewer: User) -> StoreResult<(i64, Value)> {
+        let id = id.to_owned();
+        self.read(move |conn| {
+            let seq = seq_by_id(conn, &id)?
+                .filter(|&seq| can_read(conn, seq, &viewer).unwrap_or(false))
+                .ok_or(StoreError::not_found("activity"))?;
+            if let Some(t) = retraction(conn, seq)? {
+                return Err(StoreError::Gone {
+                    tombstone: serde_json::to_value(t)?,
+                });
+            }
+            Ok((seq, render(conn, seq)?))
+        })
+        .await
+    }
+
+    /// Every version of an activity's object: the original record, then each Update record.
+    pub async fn versions(&self, id: &str, viewer: User) -> StoreResult<Vec<Value>> {
+        let id = id.to_owned();
+        self.read(move |conn| {
+            let seq = seq_by_id(conn, &id)?
+                .filter(|&seq| can_read(conn, seq, &viewer).unwrap_or(false))
+                .ok_or(StoreError::not_found("activity"))?;
+            if let Some(t) = retraction(conn, seq)? {
+                return Err(StoreError::Gone {
+                    tombstone: serde_json::to_value(t)?,
+                });
+            }
+            let mut stmt = conn.prepare_cached(
+                "SELECT body FROM activities WHERE seq = ?1
+                 UNION ALL
+                 SELECT u.body FROM edits e JOIN activities u ON u.seq = e.update_seq
+                 WHERE e.target_seq = ?1",
+            )?;
+            let bodies = stmt
+                .query_map([seq], |r| r.get::<_, String>(0))?
+                .collect::<Result<Vec<_>, _>>()?;
+            bodies
+                .iter()
+                .map(|b| serde_json::from_str(b).map_err(StoreError::from))
+                .collect()
+        })
+        .await
+    }
+
+    /// Replies to an activity that the viewer may read, newest first.
+    pub async fn replies(
+        &self,
+        id: &str,
+        viewer: User,
+        from: PageFrom,
+        limit: usize,
+    ) -> StoreResult<Page> {
+        let id = id.to_owned();
+        self.read(move |conn| {
+            let seq = seq_by_id(conn, &id)?
+                .filter(|&seq| can_read(conn, seq, &viewer).unwrap_or(false))
+                .ok_or(StoreError::not_found("activity"))?;
+            if let Some(t) = retraction(conn, seq)? {
+                return Err(StoreError::Gone {
+                    tombstone: serde_json::to_value(t)?,
+                });
+            }
+            let sql = format!(
+                "SELECT a.seq, NULL FROM activities a WHERE a.in_reply_to = ?1 AND {LIVE} AND {}",
+                readable_sql(2, 3)
+            );
+            let args = vec![
+                SqlValue::Text(id.clone()),
+                SqlValue::Integer(viewer.id),
+                SqlValue::Integer(viewer.is_admin as i64),
+            ];
+            list_page(conn, &sql, args, from, limit)
+        })
+        .await
+    }
+
+    /// A user's outbox as the viewer may see it, newest first.
+    pub async fn outbox(
+        &self,
+        username: &str,
+        viewer: User,
+        from: PageFrom,
+        limit: usize,
+    ) -> StoreResult<Page> {
+        let username = username.to_owned();
+        self.read(move |conn| {
+            let author = user_by_name(conn, &username)?;
+            let sql = format!(
+                "SELECT a.seq, NULL FROM activities a WHERE a.actor_id = ?1 AND {LIVE} AND {}",
+                readable_sql(2, 3)
+            );
+            let args = vec![
+                SqlValue::Integer(author.id),
+                SqlValue::Integer(viewer.id),
+                SqlValue::Integer(viewer.is_admin as i64),
+            ];
+            list_page(conn, &sql, args, from, limit)
+        })
+        .await
+    }
+
+    /// A circle's stream, newest first (members only for private circles).
+    pub async fn circle_stream(
+        &self,
+        name: &str,
+        viewer: User,
+        from: PageFrom,
+        limit: usize,
+    ) -> StoreResult<Page> {
+        let name = name.to_owned();
+        self.read(move |conn| {
+            let circle = visible_circle(conn, &name, Some(&viewer))?;
+            let sql = format!(
+                "SELECT a.seq, NULL FROM activity_circles s JOIN activities a ON a.seq = s.seq
+                 WHERE s.circle_id = ?1 AND {LIVE}"
+            );
+            list_page(conn, &sql, vec![SqlValue::Integer(circle.id)], from, limit)
+        })
+        .await
+    }
+
+    /// Records that `viewer` took a named action of an activity; returns the action.
+    pub async fn take_action(&self, id: &str, action: &str, viewer: User) -> StoreResult<Value> {
+        let id = id.to_owned();
+        let action = action.to_owned();
+        self.write(move |conn| {
+            let seq = seq_by_id(conn, &id)?
+                .filter(|&seq| can_read(conn, seq, &viewer).unwrap_or(false))
+                .ok_or(StoreError::not_found("activity"))?;
+            if let Some(t) = retraction(conn, seq)? {
+                return Err(StoreError::Gone {
+                    tombstone: serde_json::to_value(t)?,
+                });
+            }
+            let shown = render(conn, seq)?;
+            let found = shown
+                .get("actions")
+                .and_then(Value::as_array)
+                .and_then(|actions| {
+                    actions
+                        .iter()
+                        .find(|a| a.get("name").and_then(Value::as_str) == Some(action.as_str()))
+                        .cloned()
+                })
+                .ok_or(StoreError::not_found("action"))?;
+            conn.prepare_cached(
+                "INSERT INTO action_log(seq, user_id, action, at) VALUES (?1, ?2, ?3, ?4)",
+            )?
+            .execute(params![seq, viewer.id, action, now_rfc3339()])?;
+            let taken: i64 = conn
+                .prepare_cached("SELECT COUNT(*) FROM action_log WHERE seq = ?1 AND action = ?2")?
+                .query_row(params![seq, action], |r| r.get(0))?;
+            Ok(json!({
+                "activity": id,
+                "action": action,
+                "url": found.get("url"),
+                "method": found.get("method"),
+                "taken": taken,
+            }))
+        })
+        .await
+    }
+
+    /// Registers (or replaces) a custom type.
+    pub async fn register_type(&self, custom: CustomType) -> StoreResult<CustomType> {
+        self.write(move |conn| {
+            conn.prepare_cached(
+                "INSERT INTO custom_types(name, kind, schema, actions, created_at) VALUES (?1, ?2, ?3, ?4, ?5)
+                 ON CONFLICT(name) DO UPDATE SET kind = excluded.kind, schema = excluded.schema, actions = excluded.actions",
+            )?
+            .execute(params![
+                custom.name,
+                custom.kind,
+                custom.schema.to_string(),
+                custom.actions.to_string(),
+                now_rfc3339()
+            ])?;
+            Ok(custom)
+        })
+        .await
+    }
+
+    /// Every registered custom type.
+    pub async fn custom_types(&self) -> StoreResult<Vec<CustomType>> {
+        self.read(|conn| {
+            let mut stmt = conn.prepare_cached(
+                "SELECT name, kind, schema, actions FROM custom_types ORDER BY name",
+            )?;
+            let rows = stmt
+                .query_map([], |r| {
+                    Ok((
+                        r.get::<_, String>(0)?,
+                        r.get::<_, String>(1)?,
+                        r.get::<_, String>(2)?,
+                        r.get::<_, String>(3)?,
+                    ))
+                })?
+                .collect::<Result<Vec<_>, _>>()?;
+            rows.into_iter()
+                .map(|(name, kind, schema, actions)| {
+                    Ok(CustomType {
+                        name,
+                        kind,
+                        schema: serde_json::from_str(&schema)?,
+                        actions: serde_json::from_str(&actions)?,
+                    })
+                })
+                .collect()
+        })
+        .await
+    }
+
+    /// The seq of an activity id, for cursors and waits.
+    pub async fn seq_of(&self, id: &str) -> StoreResult<Option<i64>> {
+        let id = id.to_owned();
+        self.read(move |conn| seq_by_id(conn, &id)).await
+    }
+}

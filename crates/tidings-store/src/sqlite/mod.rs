@@ -1,0 +1,328 @@
+//! The embedded SQLite adapter.
+//!
+//! Layout:
+//! - this file — opening the database, the writer thread (group commit), the reader pool and the
+//!   routed watermark.
+//! - `users`, `circles`, `subscriptions`, `activities`, `inbox` — domain operations.
+//! - `router` — fans new activities out to inboxes, in log order, after they commit.
+//! - `verify` — re-checks every digest and every stream chain.
+//!
+//! Concurrency model: every write runs on one thread that owns the only writable connection.
+//! Jobs that arrive together share one transaction and one fsync (each inside its own
+//! savepoint, so one refusal does not undo its neighbours); a job's caller hears back only once
+//! the commit that holds it is durable. Reads run on a small pool of WAL readers.
+
+mod activities;
+mod circles;
+mod inbox;
+mod router;
+mod subscriptions;
+mod users;
+mod verify;
+
+pub use activities::{PublishInput, Published};
+pub use circles::{MembershipChange, NewCircle};
+pub use verify::VerifyReport;
+
+use crate::{StoreError, StoreResult};
+use rusqlite::{Connection, OpenFlags};
+use std::path::{Path, PathBuf};
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex};
+use tokio::sync::{oneshot, watch};
+
+/// Sent back to a job's caller once its transaction's fate is known.
+type Reply = Box<dyn FnOnce(StoreResult<()>) + Send>;
+/// A unit of work for the writer: runs inside a savepoint, says whether it succeeded.
+type Job = Box<dyn FnOnce(&Connection) -> (bool, Reply) + Send>;
+
+/// Most jobs committed together in one transaction.
+const MAX_BATCH: usize = 512;
+
+/// Tunables of the embedded store.
+#[derive(Debug, Clone)]
+pub struct StoreConfig {
+    /// Circles with more subscribers than this are merged into inboxes at read time.
+    pub merge_threshold: i64,
+    /// Connections in the reader pool.
+    pub readers: usize,
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        Self {
+            merge_threshold: 2_000,
+            readers: 8,
+        }
+    }
+}
+
+struct Shared {
+    path: PathBuf,
+    jobs: Mutex<Option<mpsc::Sender<Job>>>,
+    readers: Mutex<Vec<Connection>>,
+    routed: watch::Sender<i64>,
+    config: StoreConfig,
+    writer: Mutex<Option<std::thread::JoinHandle<()>>>,
+}
+
+/// Handle to the embedded store; cheap to clone.
+#[derive(Clone)]
+pub struct SqliteStore {
+    shared: Arc<Shared>,
+}
+
+fn open_connection(path: &Path, read_only: bool) -> StoreResult<Connection> {
+    let flags = if read_only {
+        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX
+    } else {
+        OpenFlags::SQLITE_OPEN_READ_WRITE
+            | OpenFlags::SQLITE_OPEN_CREATE
+            | OpenFlags::SQLITE_OPEN_NO_MUTEX
+    };
+    let conn = Connection::open_with_flags(path, flags)?;
+    conn.busy_timeout(std::time::Duration::from_secs(5))?;
+    // FULL: a commit is on disk before anyone hears "201".
+    conn.execute_batch(
+        "PRAGMA foreign_keys = ON; PRAGMA synchronous = FULL; PRAGMA cache_size = -65536;
+         PRAGMA temp_store = MEMORY;",
+    )?;
+    conn.set_prepared_statement_cache_capacity(128);
+    Ok(conn)
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the store in `data_dir`, migrates it and starts the writer.
+    pub fn open(data_dir: &Path, config: StoreConfig) -> StoreResult<SqliteStore> {
+        std::fs::create_dir_all(data_dir).map_err(|e| {
+            StoreError::Corrupt(format!("cannot create {}: {e}", data_dir.display()))
+        })?;
+        let path = data_dir.join("tidings.db");
+        let conn = open_connection(&path, false)?;
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        conn.execute_batch(include_str!("schema.sql"))?;
+        conn.execute(
+            "INSERT OR IGNORE INTO meta(key, value) VALUES ('schema_version', '1'), ('routed_seq', '0')",
+            [],
+        )?;
+        let routed: i64 = conn.query_row(
+            "SELECT CAST(value AS INTEGER) FROM meta WHERE key = 'routed_seq'",
+            [],
+            |r| r.get(0),
+        )?;
+        let (routed_tx, _) = watch::channel(routed);
+        let (job_tx, job_rx) = mpsc::channel::<Job>();
+        let shared = Arc::new(Shared {
+            path: path.clone(),
+            jobs: Mutex::new(Some(job_tx)),
+            readers: Mutex::new(Vec::new()),
+            routed: routed_tx,
+            config,
+            writer: Mutex::new(None),
+        });
+        let writer_shared = shared.clone();
+        let handle = std::thread::Builder::new()
+            .name("tidings-writer".into())
+            .spawn(move || writer_loop(conn, job_rx, writer_shared))
+            .map_err(|e| StoreError::Corrupt(format!("cannot start writer thread: {e}")))?;
+        if let Ok(mut w) = shared.writer.lock() {
+            *w = Some(handle);
+        }
+        Ok(SqliteStore { shared })
+    }
+
+    /// Stops accepting writes and waits for the writer to finish what it holds.
+    pub fn close(&self) {
+        if let Ok(mut jobs) = self.shared.jobs.lock() {
+            jobs.take();
+        }
+        let handle = self.shared.writer.lock().ok().and_then(|mut w| w.take());
+        if let Some(handle) = handle {
+            let _ = handle.join();
+        }
+    }
+
+    /// Runs `f` on the writer thread inside the next group commit; resolves after the commit.
+    pub(crate) async fn write<R, F>(&self, f: F) -> StoreResult<R>
+    where
+        R: Send + 'static,
+        F: FnOnce(&Connection) -> StoreResult<R> + Send + 'static,
+    {
+        let (tx, rx) = oneshot::channel::<StoreResult<R>>();
+        let job: Job = Box::new(move |conn: &Connection| {
+            let result = f(conn);
+            let ok = result.is_ok();
+            let reply: Reply = Box::new(move |commit: StoreResult<()>| {
+                let _ = tx.send(commit.and(result));
+            });
+            (ok, reply)
+        });
+        {
+            let jobs = self.shared.jobs.lock().map_err(|_| StoreError::Closed)?;
+            let sender = jobs.as_ref().ok_or(StoreError::Closed)?;
+            sender.send(job).map_err(|_| StoreError::Closed)?;
+        }
+        rx.await.map_err(|_| StoreError::Closed)?
+    }
+
+    /// Runs `f` on a pooled read connection off the async threads.
+    pub(crate) async fn read<R, F>(&self, f: F) -> StoreResult<R>
+    where
+        R: Send + 'static,
+        F: FnOnce(&Connection) -> StoreResult<R> + Send + 'static,
+    {
+        let shared = self.shared.clone();
+        tokio::task::spawn_blocking(move || {
+            let conn = match shared.readers.lock().ok().and_then(|mut pool| pool.pop()) {
+                Some(conn) => conn,
+                None => open_connection(&shared.path, true)?,
+            };
+            let result = f(&conn);
+            if let Ok(mut pool) = shared.readers.lock()
+                && pool.len() < shared.config.readers
+            {
+                pool.push(conn);
+            }
+            result
+        })
+        .await
+        .map_err(|_| StoreError::Closed)?
+    }
+
+    /// Highest seq whose routing is complete: inbox reads never look past it.
+    pub fn routed_seq(&self) -> i64 {
+        *self.shared.routed.borrow()
+    }
+
+    /// Resolves once every activity up to `seq` has been routed.
+    pub async fn wait_routed(&self, seq: i64) -> StoreResult<()> {
+        let mut rx = self.shared.routed.subscribe();
+        rx.wait_for(|routed| *routed >= seq)
+            .await
+            .map(|_| ())
+            .map_err(|_| StoreError::Closed)
+    }
+
+    /// A receiver that changes whenever the routed watermark advances (for push).
+    pub fn routed_watch(&self) -> watch::Receiver<i64> {
+        self.shared.routed.subscribe()
+    }
+
+    /// The configured merge threshold.
+    pub fn merge_threshold(&self) -> i64 {
+        self.shared.config.merge_threshold
+    }
+}
+
+fn writer_loop(conn: Connection, jobs: mpsc::Receiver<Job>, shared: Arc<Shared>) {
+    let mut routing_due = true;
+    loop {
+        // Wait for work; while the router has a backlog, only peek.
+        let first = if routing_due {
+            match jobs.try_recv() {
+                Ok(job) => Some(job),
+                Err(mpsc::TryRecvError::Empty) => None,
+                Err(mpsc::TryRecvError::Disconnected) => {
+                    drain_router(&conn, &shared);
+                    return;
+                }
+            }
+        } else {
+            match jobs.recv() {
+                Ok(job) => Some(job),
+                Err(_) => return,
+            }
+        };
+        if let Some(first) = first {
+            let mut batch = vec![first];
+            while batch.len() < MAX_BATCH {
+                match jobs.try_recv() {
+                    Ok(job) => batch.push(job),
+                    Err(_) => break,
+                }
+            }
+            run_batch(&conn, batch);
+            routing_due = true;
+        }
+        if routing_due {
+            routing_due = route_step(&conn, &shared);
+        }
+    }
+}
+
+fn drain_router(conn: &Connection, shared: &Shared) {
+    while route_step(conn, shared) {}
+}
+
+/// Routes a bounded amount of the backlog; returns whether more remains.
+fn route_step(conn: &Connection, shared: &Shared) -> bool {
+    match router::route_pending(conn, shared.config.merge_threshold) {
+        Ok((routed, more)) => {
+            shared.routed.send_if_modified(|current| {
+                if routed > *current {
+                    *current = routed;
+                    true
+                } else {
+                    false
+                }
+            });
+            more
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "routing failed; will retry");
+            std::thread::sleep(std::time::Duration::from_millis(100));
+            true
+        }
+    }
+}
+
+fn run_batch(conn: &Connection, batch: Vec<Job>) {
+    if let Err(e) = conn.execute_batch("BEGIN IMMEDIATE") {
+        let message = e.to_string();
+        for job in batch {
+            // Never ran: tell each caller the transaction could not start.
+            let (_, reply) = refuse_job(job, &message);
+            reply(Err(StoreError::Corrupt(message.clone())));
+        }
+        return;
+    }
+    let mut replies = Vec::with_capacity(batch.len());
+    for job in batch {
+        if let Err(e) = conn.execute_batch("SAVEPOINT job") {
+            let (_, reply) = refuse_job(job, &e.to_string());
+            replies.push(reply);
+            continue;
+        }
+        let (ok, reply) = job(conn);
+        let end = if ok {
+            "RELEASE job"
+        } else {
+            "ROLLBACK TO job; RELEASE job"
+        };
+        if let Err(e) = conn.execute_batch(end) {
+            tracing::error!(error = %e, "savepoint end failed");
+        }
+        replies.push(reply);
+    }
+    let commit = conn.execute_batch("COMMIT").map_err(StoreError::from);
+    if commit.is_err() {
+        let _ = conn.execute_batch("ROLLBACK");
+    }
+    for reply in replies {
+        let outcome = match &commit {
+            Ok(()) => Ok(()),
+            Err(e) => Err(StoreError::Corrupt(format!("commit failed: {e}"))),
+        };
+        reply(outcome);
+    }
+}
+
+/// A job that could not run still owes its caller an answer; run it against nothing.
+fn refuse_job(job: Job, message: &str) -> (bool, Reply) {
+    let message = message.to_owned();
+    // The job holds the only sender of its reply channel; dropping it tells the caller
+    // `Closed`. Wrap that in a reply that does nothing so callers see one consistent error.
+    drop(job);
+    let reply: Reply = Box::new(move |_| tracing::error!(%message, "write job refused"));
+    (false, reply)
+}

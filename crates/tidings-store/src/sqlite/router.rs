@@ -1,0 +1,213 @@
+//! The router: fans committed activities out to inboxes, strictly in log order.
+//!
+//! Runs on the writer thread between group commits, a bounded slice at a time so publishes
+//! never wait long behind a big fan-out. Progress (`routed_seq`) commits in the same
+//! transaction as the entries it covers, so a crash resumes exactly where it stopped.
+//! A circle whose open subscriptions pass the merge threshold switches (once, at the activity
+//! being routed) to being merged into inboxes at read time.
+
+use crate::StoreResult;
+use rusqlite::{Connection, params};
+use tidings_core::expr::SubscriptionExpr;
+use tidings_core::routing::{Candidate, RouteFacts, route_activity};
+
+/// Most activities routed per slice.
+const SLICE_ACTIVITIES: i64 = 256;
+/// A slice stops once it has written about this many entries.
+const SLICE_DELIVERIES: usize = 20_000;
+
+struct CircleFacts {
+    id: i64,
+    name: String,
+    public: bool,
+    merged: bool,
+}
+
+/// Routes one slice of the backlog. Returns the new watermark and whether a backlog remains.
+pub(crate) fn route_pending(conn: &Connection, merge_threshold: i64) -> StoreResult<(i64, bool)> {
+    let routed: i64 = conn
+        .prepare_cached("SELECT CAST(value AS INTEGER) FROM meta WHERE key = 'routed_seq'")?
+        .query_row([], |r| r.get(0))?;
+    let pending = conn
+        .prepare_cached(
+            "SELECT seq, actor_id, listed FROM activities WHERE seq > ?1 ORDER BY seq LIMIT ?2",
+        )?
+        .query_map(params![routed, SLICE_ACTIVITIES], |r| {
+            Ok((
+                r.get::<_, i64>(0)?,
+                r.get::<_, i64>(1)?,
+                r.get::<_, bool>(2)?,
+            ))
+        })?
+        .collect::<Result<Vec<_>, _>>()?;
+    let Some(&(last_available, _, _)) = pending.last() else {
+        return Ok((routed, false));
+    };
+    conn.execute_batch("BEGIN IMMEDIATE")?;
+    let result = (|| -> StoreResult<(i64, bool)> {
+        let mut delivered = 0usize;
+        let mut watermark = routed;
+        for (seq, actor_id, listed) in pending.iter().copied() {
+            if listed {
+                delivered += route_one(conn, seq, actor_id, merge_threshold)?;
+            }
+            watermark = seq;
+            if delivered >= SLICE_DELIVERIES {
+                break;
+            }
+        }
+        conn.prepare_cached("UPDATE meta SET value = ?1 WHERE key = 'routed_seq'")?
+            .execute([watermark.to_string()])?;
+        let more = watermark < last_available || pending.len() as i64 == SLICE_ACTIVITIES;
+        Ok((watermark, more))
+    })();
+    match result {
+        Ok(outcome) => {
+            conn.execute_batch("COMMIT")?;
+            Ok(outcome)
+        }
+        Err(e) => {
+            let _ = conn.execute_batch("ROLLBACK");
+            Err(e)
+        }
+    }
+}
+
+fn route_one(
+    conn: &Connection,
+    seq: i64,
+    actor_id: i64,
+    merge_threshold: i64,
+) -> StoreResult<usize> {
+    let addressed = conn
+        .prepare_cached(
+            "SELECT x.user_id FROM activity_addressees x JOIN users u ON u.id = x.user_id
+             WHERE x.seq = ?1 AND u.status != 'deleted'",
+        )?
+        .query_map([seq], |r| r.get::<_, i64>(0))?
+        .collect::<Result<Vec<_>, _>>()?;
+    let tags = conn
+        .prepare_cached("SELECT tag FROM activity_tags WHERE seq = ?1")?
+        .query_map([seq], |r| r.get::<_, String>(0))?
+        .collect::<Result<Vec<_>, _>>()?;
+    let mut circles = conn
+        .prepare_cached(
+            "SELECT c.id, c.name, c.visibility = 'public', c.merged_from_seq IS NOT NULL
+             FROM activity_circles ac JOIN circles c ON c.id = ac.circle_id WHERE ac.seq = ?1",
+        )?
+        .query_map([seq], |r| {
+            Ok(CircleFacts {
+                id: r.get(0)?,
+                name: r.get(1)?,
+                public: r.get(2)?,
+                merged: r.get(3)?,
+            })
+        })?
+        .collect::<Result<Vec<_>, _>>()?;
+
+    let mut candidates = Vec::new();
+    for circle in &mut circles {
+        if !circle.merged {
+            let audience: i64 = conn
+                .prepare_cached(
+                    "SELECT COUNT(*) FROM subscriptions WHERE circle_id = ?1 AND until_seq IS NULL",
+                )?
+                .query_row([circle.id], |r| r.get(0))?;
+            if audience > merge_threshold {
+                conn.prepare_cached("UPDATE circles SET merged_from_seq = ?2 WHERE id = ?1")?
+                    .execute(params![circle.id, seq])?;
+                circle.merged = true;
+                tracing::info!(circle = %circle.name, audience, from_seq = seq, "circle switched to merge-at-read");
+            }
+        }
+        if circle.merged {
+            continue;
+        }
+        let mut stmt = conn.prepare_cached(
+            "SELECT s.id, s.user_id, s.expr,
+                    ?3 OR EXISTS(SELECT 1 FROM memberships m WHERE m.circle_id = s.circle_id
+                                 AND m.user_id = s.user_id AND m.state = 'active')
+             FROM subscriptions s
+             WHERE s.circle_id = ?1 AND s.since_seq < ?2 AND (s.until_seq IS NULL OR s.until_seq >= ?2)
+               AND (s.tag IS NULL OR EXISTS(SELECT 1 FROM activity_tags t WHERE t.seq = ?2 AND t.tag = s.tag))",
+        )?;
+        let rows = stmt.query_map(params![circle.id, seq, circle.public], |r| {
+            Ok((
+                r.get::<_, i64>(0)?,
+                r.get::<_, i64>(1)?,
+                r.get::<_, String>(2)?,
+                r.get::<_, bool>(3)?,
+            ))
+        })?;
+        for row in rows {
+            let (id, user_id, expr, readable) = row?;
+            if let (true, Ok(expr)) = (readable, expr.parse::<SubscriptionExpr>()) {
+                candidates.push(Candidate {
+                    id,
+                    user_id,
+                    expr,
+                    readable_circles: vec![circle.name.clone()],
+                });
+            }
+        }
+    }
+
+    // Subscriptions on any circle (`urgent@*`) are always written: their audience is per tag.
+    if !circles.is_empty() {
+        let mut stmt = conn.prepare_cached(
+            "SELECT s.id, s.user_id, s.expr FROM subscriptions s
+             WHERE s.circle_id IS NULL AND s.since_seq < ?1 AND (s.until_seq IS NULL OR s.until_seq >= ?1)
+               AND (s.tag IS NULL OR s.tag IN (SELECT tag FROM activity_tags WHERE seq = ?1))",
+        )?;
+        let rows = stmt
+            .query_map([seq], |r| {
+                Ok((
+                    r.get::<_, i64>(0)?,
+                    r.get::<_, i64>(1)?,
+                    r.get::<_, String>(2)?,
+                ))
+            })?
+            .collect::<Result<Vec<_>, _>>()?;
+        let mut member_stmt = conn.prepare_cached(
+            "SELECT EXISTS(SELECT 1 FROM memberships WHERE circle_id = ?1 AND user_id = ?2 AND state = 'active')",
+        )?;
+        for (id, user_id, expr) in rows {
+            let Ok(expr) = expr.parse::<SubscriptionExpr>() else {
+                continue;
+            };
+            let mut readable_circles = Vec::new();
+            for circle in &circles {
+                if circle.public
+                    || member_stmt
+                        .query_row(params![circle.id, user_id], |r| r.get::<_, bool>(0))?
+                {
+                    readable_circles.push(circle.name.clone());
+                }
+            }
+            candidates.push(Candidate {
+                id,
+                user_id,
+                expr,
+                readable_circles,
+            });
+        }
+    }
+
+    let names: Vec<String> = circles.iter().map(|c| c.name.clone()).collect();
+    let deliveries = route_activity(
+        &RouteFacts {
+            author: actor_id,
+            addressed: &addressed,
+            pushed_circles: &names,
+            tags: &tags,
+        },
+        &candidates,
+    );
+    let mut insert = conn.prepare_cached(
+        "INSERT OR IGNORE INTO inbox_entries(user_id, seq, via) VALUES (?1, ?2, ?3)",
+    )?;
+    for delivery in &deliveries {
+        insert.execute(params![delivery.user_id, seq, delivery.via.as_text()])?;
+    }
+    Ok(deliveries.len())
+}

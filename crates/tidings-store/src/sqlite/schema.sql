@@ -1,0 +1,177 @@
+-- Tidings embedded store, schema version 1.
+--
+-- Two kinds of tables live here:
+--   the log (activities, stream_links): append-only, guarded by triggers that refuse UPDATE and
+--   DELETE, hashed per activity and chained per stream;
+--   projections (everything else about activities): derived from the log, mutable.
+
+CREATE TABLE IF NOT EXISTS meta (
+    key   TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+) WITHOUT ROWID;
+
+CREATE TABLE IF NOT EXISTS users (
+    id            INTEGER PRIMARY KEY,
+    username      TEXT NOT NULL UNIQUE,
+    display_name  TEXT NOT NULL,
+    password_hash TEXT,
+    is_admin      INTEGER NOT NULL DEFAULT 0,
+    status        TEXT NOT NULL DEFAULT 'active' CHECK (status IN ('active', 'suspended', 'deleted')),
+    created_at    TEXT NOT NULL
+);
+
+CREATE TABLE IF NOT EXISTS sessions (
+    token_hash TEXT PRIMARY KEY,
+    user_id    INTEGER NOT NULL REFERENCES users(id),
+    created_at TEXT NOT NULL,
+    revoked_at TEXT
+);
+CREATE INDEX IF NOT EXISTS sessions_by_user ON sessions(user_id);
+
+CREATE TABLE IF NOT EXISTS circles (
+    id              INTEGER PRIMARY KEY,
+    name            TEXT NOT NULL UNIQUE,
+    display_name    TEXT NOT NULL,
+    description     TEXT NOT NULL DEFAULT '',
+    visibility      TEXT NOT NULL CHECK (visibility IN ('public', 'private')),
+    join_policy     TEXT NOT NULL CHECK (join_policy IN ('open', 'approval', 'invite')),
+    owner_id        INTEGER NOT NULL REFERENCES users(id),
+    created_at      TEXT NOT NULL,
+    archived_at     TEXT,
+    -- NULL: fanned out to inboxes on write. Otherwise activities from this seq on are merged
+    -- into subscribers' inboxes at read time (set once, by the router, when the audience grows).
+    merged_from_seq INTEGER
+);
+
+CREATE TABLE IF NOT EXISTS memberships (
+    circle_id  INTEGER NOT NULL REFERENCES circles(id),
+    user_id    INTEGER NOT NULL REFERENCES users(id),
+    role       TEXT NOT NULL CHECK (role IN ('owner', 'moderator', 'member')),
+    state      TEXT NOT NULL CHECK (state IN ('active', 'requested', 'invited')),
+    created_at TEXT NOT NULL,
+    PRIMARY KEY (circle_id, user_id)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS memberships_by_user ON memberships(user_id, circle_id);
+
+-- A subscription routes activities with since_seq < seq <= until_seq (until_seq NULL: open).
+-- Removing one closes it instead of deleting it, so read-time merging stays exact.
+CREATE TABLE IF NOT EXISTS subscriptions (
+    id         INTEGER PRIMARY KEY,
+    user_id    INTEGER NOT NULL REFERENCES users(id),
+    expr       TEXT NOT NULL,
+    tag        TEXT,
+    circle_id  INTEGER REFERENCES circles(id),
+    since_seq  INTEGER NOT NULL,
+    until_seq  INTEGER,
+    created_at TEXT NOT NULL
+);
+CREATE UNIQUE INDEX IF NOT EXISTS subscriptions_open ON subscriptions(user_id, expr) WHERE until_seq IS NULL;
+CREATE INDEX IF NOT EXISTS subscriptions_by_circle ON subscriptions(circle_id, tag);
+CREATE INDEX IF NOT EXISTS subscriptions_any_circle ON subscriptions(tag) WHERE circle_id IS NULL;
+CREATE INDEX IF NOT EXISTS subscriptions_by_user ON subscriptions(user_id);
+
+-- The log. `body` is the canonical JSON as stored and served; `digest` covers it.
+CREATE TABLE IF NOT EXISTS activities (
+    seq         INTEGER PRIMARY KEY,
+    id          TEXT NOT NULL UNIQUE,
+    actor_id    INTEGER NOT NULL REFERENCES users(id),
+    type        TEXT NOT NULL,
+    kind        TEXT NOT NULL CHECK (kind IN ('major', 'minor')),
+    listed      INTEGER NOT NULL,
+    object_ref  TEXT,
+    in_reply_to TEXT,
+    is_public   INTEGER NOT NULL,
+    published   TEXT NOT NULL,
+    digest      TEXT NOT NULL,
+    body        TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS activities_by_parent ON activities(in_reply_to, seq) WHERE in_reply_to IS NOT NULL;
+CREATE INDEX IF NOT EXISTS activities_by_ref ON activities(object_ref, seq) WHERE object_ref IS NOT NULL;
+
+CREATE TRIGGER IF NOT EXISTS activities_refuse_update BEFORE UPDATE ON activities
+BEGIN SELECT RAISE(ABORT, 'activities are immutable'); END;
+CREATE TRIGGER IF NOT EXISTS activities_refuse_delete BEFORE DELETE ON activities
+BEGIN SELECT RAISE(ABORT, 'activities are immutable'); END;
+
+-- Each stream ('outbox:NAME', 'circle:NAME') is a hash chain: chain = H(previous chain, digest).
+CREATE TABLE IF NOT EXISTS stream_links (
+    stream TEXT NOT NULL,
+    seq    INTEGER NOT NULL REFERENCES activities(seq),
+    pos    INTEGER NOT NULL,
+    chain  TEXT NOT NULL,
+    PRIMARY KEY (stream, seq)
+) WITHOUT ROWID;
+
+CREATE TRIGGER IF NOT EXISTS stream_links_refuse_update BEFORE UPDATE ON stream_links
+BEGIN SELECT RAISE(ABORT, 'streams are immutable'); END;
+CREATE TRIGGER IF NOT EXISTS stream_links_refuse_delete BEFORE DELETE ON stream_links
+BEGIN SELECT RAISE(ABORT, 'streams are immutable'); END;
+
+-- Indexes over the log (append-only like it).
+CREATE TABLE IF NOT EXISTS activity_tags (
+    tag TEXT NOT NULL,
+    seq INTEGER NOT NULL,
+    PRIMARY KEY (tag, seq)
+) WITHOUT ROWID;
+
+CREATE TABLE IF NOT EXISTS activity_circles (
+    circle_id INTEGER NOT NULL,
+    seq       INTEGER NOT NULL,
+    PRIMARY KEY (circle_id, seq)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS activity_circles_by_seq ON activity_circles(seq);
+
+CREATE TABLE IF NOT EXISTS activity_addressees (
+    seq     INTEGER NOT NULL,
+    user_id INTEGER NOT NULL,
+    PRIMARY KEY (seq, user_id)
+) WITHOUT ROWID;
+
+-- Projections.
+CREATE TABLE IF NOT EXISTS inbox_entries (
+    user_id INTEGER NOT NULL,
+    seq     INTEGER NOT NULL,
+    via     TEXT NOT NULL,
+    PRIMARY KEY (user_id, seq)
+) WITHOUT ROWID;
+
+CREATE TABLE IF NOT EXISTS inbox_hidden (
+    user_id INTEGER NOT NULL,
+    seq     INTEGER NOT NULL,
+    PRIMARY KEY (user_id, seq)
+) WITHOUT ROWID;
+
+CREATE TABLE IF NOT EXISTS retractions (
+    seq    INTEGER PRIMARY KEY,
+    by_seq INTEGER NOT NULL
+);
+
+CREATE TABLE IF NOT EXISTS edits (
+    target_seq INTEGER NOT NULL,
+    update_seq INTEGER NOT NULL,
+    PRIMARY KEY (target_seq, update_seq)
+) WITHOUT ROWID;
+
+CREATE TABLE IF NOT EXISTS idempotency_keys (
+    user_id INTEGER NOT NULL,
+    key     TEXT NOT NULL,
+    seq     INTEGER NOT NULL,
+    PRIMARY KEY (user_id, key)
+) WITHOUT ROWID;
+
+CREATE TABLE IF NOT EXISTS action_log (
+    id      INTEGER PRIMARY KEY,
+    seq     INTEGER NOT NULL,
+    user_id INTEGER NOT NULL,
+    action  TEXT NOT NULL,
+    at      TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS action_log_by_activity ON action_log(seq, action);
+
+CREATE TABLE IF NOT EXISTS custom_types (
+    name       TEXT PRIMARY KEY,
+    kind       TEXT NOT NULL CHECK (kind IN ('activity', 'object')),
+    schema     TEXT NOT NULL,
+    actions    TEXT NOT NULL,
+    created_at TEXT NOT NULL
+);

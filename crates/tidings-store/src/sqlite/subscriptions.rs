@@ -1,0 +1,140 @@
+//! `tag@circle` subscriptions. Removal closes a subscription at the current log position
+//! rather than deleting it, so inboxes merged at read time stay exactly what was routed.
+
+use super::SqliteStore;
+use super::circles::{can_read_circle, circle_by_name};
+use super::users::last_seq;
+use crate::model::{Subscription, User};
+use crate::{StoreError, StoreResult, now_rfc3339};
+use rusqlite::{Connection, OptionalExtension, params};
+use tidings_core::expr::{Pattern, SubscriptionExpr};
+
+fn pattern_value(p: &Pattern) -> Option<&str> {
+    match p {
+        Pattern::Any => None,
+        Pattern::Exact(s) => Some(s.as_str()),
+    }
+}
+
+/// Opens a subscription (or returns the open one with the same expression).
+/// Returns the subscription and whether it was created.
+pub(crate) fn subscribe(
+    conn: &Connection,
+    user_id: i64,
+    expr: &SubscriptionExpr,
+) -> StoreResult<(Subscription, bool)> {
+    let text = expr.to_string();
+    let existing = conn
+        .prepare_cached(
+            "SELECT id, expr, created_at FROM subscriptions
+             WHERE user_id = ?1 AND expr = ?2 AND until_seq IS NULL",
+        )?
+        .query_row(params![user_id, text], |r| {
+            Ok(Subscription {
+                id: r.get(0)?,
+                expr: r.get(1)?,
+                created_at: r.get(2)?,
+            })
+        })
+        .optional()?;
+    if let Some(existing) = existing {
+        return Ok((existing, false));
+    }
+    let circle_id = match &expr.circle {
+        Pattern::Any => None,
+        Pattern::Exact(name) => Some(circle_by_name(conn, name)?.id),
+    };
+    let created_at = now_rfc3339();
+    conn.prepare_cached(
+        "INSERT INTO subscriptions(user_id, expr, tag, circle_id, since_seq, created_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+    )?
+    .execute(params![
+        user_id,
+        text,
+        pattern_value(&expr.tag),
+        circle_id,
+        last_seq(conn)?,
+        created_at
+    ])?;
+    Ok((
+        Subscription {
+            id: conn.last_insert_rowid(),
+            expr: text,
+            created_at,
+        },
+        true,
+    ))
+}
+
+/// Closes every open subscription of a user on one circle (on leaving it).
+pub(crate) fn close_circle_subscriptions(
+    conn: &Connection,
+    user_id: i64,
+    circle_id: i64,
+) -> StoreResult<()> {
+    conn.prepare_cached(
+        "UPDATE subscriptions SET until_seq = ?3
+         WHERE user_id = ?1 AND circle_id = ?2 AND until_seq IS NULL",
+    )?
+    .execute(params![user_id, circle_id, last_seq(conn)?])?;
+    Ok(())
+}
+
+impl SqliteStore {
+    /// The user's open subscriptions, oldest first.
+    pub async fn subscriptions(&self, user_id: i64) -> StoreResult<Vec<Subscription>> {
+        self.read(move |conn| {
+            let mut stmt = conn.prepare_cached(
+                "SELECT id, expr, created_at FROM subscriptions
+                 WHERE user_id = ?1 AND until_seq IS NULL ORDER BY id",
+            )?;
+            Ok(stmt
+                .query_map([user_id], |r| {
+                    Ok(Subscription {
+                        id: r.get(0)?,
+                        expr: r.get(1)?,
+                        created_at: r.get(2)?,
+                    })
+                })?
+                .collect::<Result<Vec<_>, _>>()?)
+        })
+        .await
+    }
+
+    /// Subscribes `user` to `expr`. A named circle must be readable by the user (public, or a
+    /// member of a private one). Returns the subscription and whether it is new.
+    pub async fn add_subscription(
+        &self,
+        user: User,
+        expr: SubscriptionExpr,
+    ) -> StoreResult<(Subscription, bool)> {
+        self.write(move |conn| {
+            if let Pattern::Exact(name) = &expr.circle {
+                let circle = circle_by_name(conn, name)?;
+                if !can_read_circle(conn, &circle, Some(&user))? {
+                    return Err(StoreError::not_found("circle"));
+                }
+            }
+            subscribe(conn, user.id, &expr)
+        })
+        .await
+    }
+
+    /// Removes (closes) one of the user's subscriptions.
+    pub async fn remove_subscription(&self, user_id: i64, id: i64) -> StoreResult<()> {
+        self.write(move |conn| {
+            let changed = conn
+                .prepare_cached(
+                    "UPDATE subscriptions SET until_seq = ?3
+                     WHERE id = ?1 AND user_id = ?2 AND until_seq IS NULL",
+                )?
+                .execute(params![id, user_id, last_seq(conn)?])?;
+            if changed == 0 {
+                return Err(StoreError::not_found("subscription"));
+            }
+            Ok(())
+        })
+        .await
+    }
+}

@@ -1,0 +1,169 @@
+//! The `tidings` binary: `serve`, `verify`, and `admin` commands.
+
+use anyhow::{Context, bail};
+use clap::{Parser, Subcommand};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use tidings_server::config::ServerConfig;
+use tidings_store::Store;
+use tidings_store::sqlite::StoreConfig;
+
+#[derive(Parser)]
+#[command(
+    name = "tidings",
+    version,
+    about = "Tidings: an activity-stream engine"
+)]
+struct Cli {
+    /// Where the embedded store keeps its files.
+    #[arg(
+        long,
+        global = true,
+        env = "TIDINGS_DATA_DIR",
+        default_value = "./data"
+    )]
+    data_dir: PathBuf,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve the API (and docs) on one port.
+    Serve {
+        /// Address to listen on.
+        #[arg(long, env = "TIDINGS_LISTEN", default_value = "127.0.0.1:8080")]
+        listen: SocketAddr,
+        /// Optional config file (registration, limits, custom types).
+        #[arg(long, env = "TIDINGS_CONFIG")]
+        config: Option<PathBuf>,
+    },
+    /// Re-check every activity digest and stream hash chain; exits non-zero on any mismatch.
+    Verify,
+    /// Administration.
+    Admin {
+        #[command(subcommand)]
+        command: AdminCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum AdminCommand {
+    /// Create a user and print a session token for it.
+    CreateUser {
+        /// Username (lowercase slug).
+        name: String,
+        /// Password (at least 8 characters).
+        #[arg(long)]
+        password: String,
+        /// Make the user an admin.
+        #[arg(long)]
+        admin: bool,
+        /// Shown name.
+        #[arg(long)]
+        display_name: Option<String>,
+    },
+    /// Print a new session token for an existing user.
+    Token {
+        /// Username.
+        name: String,
+    },
+}
+
+fn init_tracing() {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    tracing_subscriber::fmt().with_env_filter(filter).init();
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! { _ = ctrl_c => {}, _ = terminate => {} }
+    tracing::info!("shutting down");
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    init_tracing();
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Serve { listen, config } => {
+            let config = match config {
+                Some(path) => ServerConfig::load(&path)?,
+                None => ServerConfig::default(),
+            };
+            let store = Store::open(&cli.data_dir, StoreConfig::default())
+                .with_context(|| format!("opening store in {}", cli.data_dir.display()))?;
+            let state = tidings_server::AppState::new(store.clone(), config).await?;
+            let listener = tokio::net::TcpListener::bind(listen)
+                .await
+                .with_context(|| format!("binding {listen}"))?;
+            tracing::info!(%listen, data_dir = %cli.data_dir.display(), "tidings is serving");
+            tidings_server::run(listener, state, shutdown_signal()).await?;
+            store.close();
+        }
+        Command::Verify => {
+            let store = Store::open(&cli.data_dir, StoreConfig::default())?;
+            let report = store.verify().await?;
+            store.close();
+            println!(
+                "checked {} activities, {} streams, {} links",
+                report.activities, report.streams, report.links
+            );
+            if !report.ok() {
+                for problem in &report.problems {
+                    eprintln!("MISMATCH: {problem}");
+                }
+                bail!("{} integrity problem(s) found", report.problems.len());
+            }
+            println!("ok: every digest and chain verifies");
+        }
+        Command::Admin { command } => {
+            let store = Store::open(&cli.data_dir, StoreConfig::default())?;
+            let result = admin(&store, command).await;
+            store.close();
+            result?;
+        }
+    }
+    Ok(())
+}
+
+async fn admin(store: &Store, command: AdminCommand) -> anyhow::Result<()> {
+    use tidings_server::api::users::{check_display_name, check_password, check_username};
+    use tidings_server::auth::{hash_password, new_token};
+    let user = match command {
+        AdminCommand::CreateUser {
+            name,
+            password,
+            admin,
+            display_name,
+        } => {
+            let name = check_username(&name).map_err(|e| anyhow::anyhow!(e.message))?;
+            check_password(&password).map_err(|e| anyhow::anyhow!(e.message))?;
+            let display_name = check_display_name(display_name.as_deref(), &name)
+                .map_err(|e| anyhow::anyhow!(e.message))?;
+            let hash = hash_password(&password).map_err(|e| anyhow::anyhow!(e.message))?;
+            store
+                .create_user(name, display_name, Some(hash), admin)
+                .await?
+        }
+        AdminCommand::Token { name } => store.user(&name).await?,
+    };
+    let (token, token_hash) = new_token();
+    store.create_session(user.id, token_hash).await?;
+    println!("{token}");
+    Ok(())
+}
