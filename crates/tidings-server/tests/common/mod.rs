@@ -1,0 +1,276 @@
+//! Test fixture: a real Tidings server on 127.0.0.1:0 over a temporary data dir, and a small
+//! JSON client. Shared by the integration test binaries.
+#![allow(dead_code)]
+
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+use tempfile::TempDir;
+use tidings_server::config::ServerConfig;
+use tidings_store::Store;
+use tidings_store::sqlite::StoreConfig;
+use tokio::sync::oneshot;
+
+/// A running server.
+pub struct TestServer {
+    /// `http://127.0.0.1:PORT`.
+    pub base: String,
+    /// Direct handle on the store (for admin set-up and invariants).
+    pub store: Store,
+    client: reqwest::Client,
+    shutdown: Option<oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<()>>,
+    dir: TempDir,
+}
+
+/// A response: status, headers and JSON body (Null when empty or not JSON).
+#[derive(Debug)]
+pub struct Resp {
+    pub status: StatusCode,
+    pub headers: reqwest::header::HeaderMap,
+    pub body: Value,
+}
+
+impl Resp {
+    /// The error code of an error body.
+    pub fn code(&self) -> &str {
+        self.body["error"]["code"].as_str().unwrap_or("")
+    }
+}
+
+impl TestServer {
+    /// Starts a server with the default configuration.
+    pub async fn start() -> TestServer {
+        Self::start_with(ServerConfig::default(), StoreConfig::default()).await
+    }
+
+    /// Starts a server with the given configuration.
+    pub async fn start_with(config: ServerConfig, store_config: StoreConfig) -> TestServer {
+        let dir = tempfile::tempdir().expect("temp dir");
+        Self::start_in(dir, config, store_config).await
+    }
+
+    /// Starts a server over an existing data dir.
+    pub async fn start_in(
+        dir: TempDir,
+        config: ServerConfig,
+        store_config: StoreConfig,
+    ) -> TestServer {
+        let store = Store::open(dir.path(), store_config).expect("open store");
+        let state = tidings_server::AppState::new(store.clone(), config)
+            .await
+            .expect("state");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let (tx, rx) = oneshot::channel::<()>();
+        let task = tokio::spawn(async move {
+            tidings_server::run(listener, state, async {
+                let _ = rx.await;
+            })
+            .await
+            .expect("server");
+        });
+        TestServer {
+            base: format!("http://{addr}"),
+            store,
+            client: reqwest::Client::new(),
+            shutdown: Some(tx),
+            task: Some(task),
+            dir,
+        }
+    }
+
+    /// Stops the server and hands back its data dir (to restart over it).
+    pub async fn stop(mut self) -> TempDir {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        if let Some(task) = self.task.take() {
+            let _ = task.await;
+        }
+        self.store.close();
+        let dir = tempfile::tempdir().expect("temp dir");
+        std::mem::replace(&mut self.dir, dir)
+    }
+
+    /// The data dir path.
+    pub fn data_dir(&self) -> &std::path::Path {
+        self.dir.path()
+    }
+
+    /// Sends a request; `path` is relative to `/api/v1` unless it starts with `http` or `//`.
+    pub async fn request(
+        &self,
+        method: Method,
+        path: &str,
+        token: Option<&str>,
+        body: Option<Value>,
+        headers: &[(&str, &str)],
+    ) -> Resp {
+        let url = if path.starts_with('/')
+            && !path.starts_with("/api")
+            && !path.starts_with("/docs")
+            && !path.starts_with("/healthz")
+        {
+            format!("{}/api/v1{}", self.base, path)
+        } else {
+            format!("{}{}", self.base, path)
+        };
+        let mut req = self.client.request(method, url);
+        if let Some(token) = token {
+            req = req.bearer_auth(token);
+        }
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        if let Some(body) = body {
+            req = req.json(&body);
+        }
+        let resp = req.send().await.expect("request");
+        let status = resp.status();
+        let headers = resp.headers().clone();
+        let bytes = resp.bytes().await.expect("body");
+        let body = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+        Resp {
+            status,
+            headers,
+            body,
+        }
+    }
+
+    /// GET with a token.
+    pub async fn get(&self, token: &str, path: &str) -> Resp {
+        self.request(Method::GET, path, Some(token), None, &[])
+            .await
+    }
+
+    /// POST JSON with a token.
+    pub async fn post(&self, token: &str, path: &str, body: Value) -> Resp {
+        self.request(Method::POST, path, Some(token), Some(body), &[])
+            .await
+    }
+
+    /// PUT (no body) with a token.
+    pub async fn put(&self, token: &str, path: &str) -> Resp {
+        self.request(Method::PUT, path, Some(token), None, &[])
+            .await
+    }
+
+    /// DELETE with a token.
+    pub async fn delete(&self, token: &str, path: &str) -> Resp {
+        self.request(Method::DELETE, path, Some(token), None, &[])
+            .await
+    }
+
+    /// Signs a user up through the API and logs in; returns the token.
+    pub async fn user(&self, name: &str) -> String {
+        let r = self
+            .request(
+                Method::POST,
+                "/users",
+                None,
+                Some(json!({"username": name, "password": "correct horse", "display_name": name.to_uppercase()})),
+                &[],
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::CREATED, "signup {name}: {:?}", r.body);
+        self.login(name, "correct horse").await
+    }
+
+    /// Logs in; returns the token.
+    pub async fn login(&self, name: &str, password: &str) -> String {
+        let r = self
+            .request(
+                Method::POST,
+                "/sessions",
+                None,
+                Some(json!({"username": name, "password": password})),
+                &[],
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::CREATED, "login {name}: {:?}", r.body);
+        r.body["token"].as_str().expect("token").to_owned()
+    }
+
+    /// Creates an admin directly in the store (as `tidings admin create-user --admin` does).
+    pub async fn admin(&self, name: &str) -> String {
+        let hash = tidings_server::auth::hash_password("correct horse").expect("hash");
+        let user = self
+            .store
+            .create_user(name.into(), name.into(), Some(hash), true)
+            .await
+            .expect("admin");
+        let (token, token_hash) = tidings_server::auth::new_token();
+        self.store
+            .create_session(user.id, token_hash)
+            .await
+            .expect("session");
+        token
+    }
+
+    /// Creates a circle owned by the token's user.
+    pub async fn circle(
+        &self,
+        token: &str,
+        name: &str,
+        visibility: &str,
+        join_policy: &str,
+    ) -> Value {
+        let r = self
+            .post(
+                token,
+                "/circles",
+                json!({"name": name, "description": format!("the {name} circle"), "visibility": visibility, "join_policy": join_policy}),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::CREATED, "circle {name}: {:?}", r.body);
+        r.body
+    }
+
+    /// Publishes and waits for routing; returns the stored activity.
+    pub async fn publish(&self, token: &str, activity: Value) -> Value {
+        let r = self.post(token, "/outbox?wait=routed", activity).await;
+        assert_eq!(r.status, StatusCode::CREATED, "publish: {:?}", r.body);
+        r.body
+    }
+
+    /// Publishes a Note with content, audience and tags.
+    pub async fn note(&self, token: &str, content: &str, to: &[&str], tags: &[&str]) -> Value {
+        self.publish(
+            token,
+            json!({"type": "Create", "object": {"type": "Note", "content": content}, "to": to, "tag": tags}),
+        )
+        .await
+    }
+
+    /// Ids of the activities in a page body, newest first.
+    pub fn ids(page: &Value) -> Vec<String> {
+        page["items"]
+            .as_array()
+            .map(|items| {
+                items
+                    .iter()
+                    .filter_map(|i| i["activity"]["id"].as_str().map(str::to_owned))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// Contents of the activities in a page body, newest first.
+    pub fn contents(page: &Value) -> Vec<String> {
+        page["items"]
+            .as_array()
+            .map(|items| {
+                items
+                    .iter()
+                    .filter_map(|i| {
+                        i["activity"]["object"]["content"]
+                            .as_str()
+                            .map(str::to_owned)
+                    })
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+}
