@@ -367,6 +367,11 @@ fn check_value_sizes(
                     format!("{field} is longer than {max} characters"),
                 ));
             }
+            // Links anywhere in the object (attachment, icon, tag…) are as dangerous as the
+            // top-level url: only absolute http(s) URLs, never `javascript:` and friends.
+            if matches!(key, "url" | "href") && !is_http_url(s) {
+                return Err(invalid(field, "must be an absolute http(s) URL"));
+            }
         }
         Value::Array(items) => {
             if items.len() > 256 {
@@ -662,6 +667,10 @@ mod tests {
             (
                 json!({"object": {"url": "javascript:alert(1)"}}),
                 "object.url",
+            ),
+            (
+                json!({"object": {"attachment": [{"href": "javascript:alert(1)"}]}}),
+                "object.attachment.href",
             ),
             (
                 json!({"object": {}, "actions": [{"name": "Read", "url": "https://x.y"}]}),

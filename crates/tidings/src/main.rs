@@ -1,4 +1,7 @@
-//! The `tidings` binary: `serve`, `verify`, and `admin` commands.
+//! The `tidings` binary: `serve`, `verify`, `admin`, `seed` and `bench` commands.
+
+mod bench;
+mod seed;
 
 use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
@@ -23,6 +26,14 @@ struct Cli {
         default_value = "./data"
     )]
     data_dir: PathBuf,
+    /// Circles with more subscribers than this are merged into inboxes at read time.
+    #[arg(
+        long,
+        global = true,
+        env = "TIDINGS_MERGE_THRESHOLD",
+        default_value_t = 2_000
+    )]
+    merge_threshold: i64,
     #[command(subcommand)]
     command: Command,
 }
@@ -40,6 +51,10 @@ enum Command {
     },
     /// Re-check every activity digest and stream hash chain; exits non-zero on any mismatch.
     Verify,
+    /// Generate a synthetic community through the engine (deterministic from --seed).
+    Seed(seed::SeedArgs),
+    /// Load a running server over HTTP (open loop, latency percentiles).
+    Bench(bench::BenchArgs),
     /// Administration.
     Admin {
         #[command(subcommand)]
@@ -99,13 +114,17 @@ async fn shutdown_signal() {
 async fn main() -> anyhow::Result<()> {
     init_tracing();
     let cli = Cli::parse();
+    let store_config = StoreConfig {
+        merge_threshold: cli.merge_threshold,
+        ..StoreConfig::default()
+    };
     match cli.command {
         Command::Serve { listen, config } => {
             let config = match config {
                 Some(path) => ServerConfig::load(&path)?,
                 None => ServerConfig::default(),
             };
-            let store = Store::open(&cli.data_dir, StoreConfig::default())
+            let store = Store::open(&cli.data_dir, store_config)
                 .with_context(|| format!("opening store in {}", cli.data_dir.display()))?;
             let state = tidings_server::AppState::new(store.clone(), config).await?;
             let listener = tokio::net::TcpListener::bind(listen)
@@ -116,7 +135,7 @@ async fn main() -> anyhow::Result<()> {
             store.close();
         }
         Command::Verify => {
-            let store = Store::open(&cli.data_dir, StoreConfig::default())?;
+            let store = Store::open(&cli.data_dir, store_config)?;
             let report = store.verify().await?;
             store.close();
             println!(
@@ -131,8 +150,15 @@ async fn main() -> anyhow::Result<()> {
             }
             println!("ok: every digest and chain verifies");
         }
+        Command::Seed(args) => {
+            let store = Store::open(&cli.data_dir, store_config)?;
+            let result = seed::seed(&store, &cli.data_dir, &args).await;
+            store.close();
+            result?;
+        }
+        Command::Bench(args) => bench::run(args).await?,
         Command::Admin { command } => {
-            let store = Store::open(&cli.data_dir, StoreConfig::default())?;
+            let store = Store::open(&cli.data_dir, store_config)?;
             let result = admin(&store, command).await;
             store.close();
             result?;

@@ -13,6 +13,7 @@ use serde_json::{Value, json};
 use std::time::Duration;
 use tidings_core::activity::normalize;
 use tidings_core::expr::is_valid_slug;
+use tidings_store::StoreError;
 use tidings_store::model::User;
 use tidings_store::sqlite::{PublishInput, Published};
 use utoipa::{IntoParams, ToSchema};
@@ -173,9 +174,15 @@ pub async fn retract(
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> ApiResult<(StatusCode, HeaderMap, Json<Value>)> {
-    // Read first: unknown or unreadable ids are 404, retracted ones 410.
-    state.store.activity(&id, auth.user.clone()).await?;
     let key = idempotency_key(&headers)?;
+    // Read first: unknown or unreadable ids are 404, retracted ones 410 — except for a retry
+    // with an Idempotency-Key, which the store replays (or refuses as retracted itself).
+    match state.store.activity(&id, auth.user.clone()).await {
+        Err(StoreError::Gone { .. }) if key.is_some() => {}
+        other => {
+            other?;
+        }
+    }
     let published = publish_value(
         &state,
         auth.user,

@@ -159,7 +159,8 @@ pub async fn subscribe(
         return Err(ApiError::bad_request(
             "invalid_expression",
             "expr must be at most 200 characters",
-        ));
+        )
+        .with_details(json!({ "position": 200 })));
     }
     let expr = parse(&body.expr).map_err(|e| {
         ApiError::bad_request("invalid_expression", e.to_string())

@@ -57,7 +57,8 @@ pub fn router(state: AppState) -> Router {
         .route("/subscriptions/{id}", delete(inbox::unsubscribe))
         .route("/types", get(types::list).post(types::register))
         .route("/openapi.json", get(crate::openapi::document))
-        .fallback(api_fallback);
+        .fallback(api_fallback)
+        .method_not_allowed_fallback(api_method_not_allowed);
     Router::new()
         .nest("/api/v1", api)
         .merge(crate::openapi::docs_router())
@@ -72,5 +73,13 @@ async fn api_fallback() -> ApiError {
         StatusCode::NOT_FOUND,
         "no_such_route",
         "no such API route; see /api/v1/openapi.json",
+    )
+}
+
+async fn api_method_not_allowed() -> ApiError {
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        "this API route does not accept that method; see /api/v1/openapi.json",
     )
 }

@@ -303,6 +303,14 @@ fn publish_in(conn: &Connection, input: PublishInput) -> StoreResult<Published> 
             if parent_author.id != actor.id {
                 to.push(Addressee::User(parent_author.username));
             }
+            // Inherited people who have since been deleted are dropped, not refused: the
+            // replier never named them.
+            to.retain(|a| match a {
+                Addressee::User(name) => {
+                    user_by_name(conn, name).is_ok_and(|u| u.status != UserStatus::Deleted)
+                }
+                _ => true,
+            });
             to.sort();
             to.dedup();
             draft.to = to;
@@ -353,6 +361,13 @@ fn publish_in(conn: &Connection, input: PublishInput) -> StoreResult<Published> 
                     ));
                 }
             }
+        } else if kind != "Flag"
+            && let Some(t) = retraction(conn, target)?
+        {
+            // Liking or announcing a retracted activity would put it back into inboxes.
+            return Err(StoreError::Gone {
+                tombstone: serde_json::to_value(t)?,
+            });
         }
     }
 

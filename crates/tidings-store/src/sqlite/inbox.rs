@@ -11,6 +11,7 @@ use crate::model::{InboxFilter, Page, PageFrom, User};
 use crate::{StoreError, StoreResult};
 use rusqlite::types::Value as SqlValue;
 use rusqlite::{Connection, OptionalExtension, params};
+use std::collections::HashMap;
 use tidings_core::merge::{Direction, merge_sources};
 
 /// Appends the filter conditions (over `a`) and their arguments.
@@ -51,6 +52,20 @@ fn filter_sql(filter: &InboxFilter, args: &mut Vec<SqlValue>) -> String {
         _ => {}
     }
     sql
+}
+
+/// The router's order of reasons (`Via`'s order): author, addressed, then subscriptions by id.
+fn via_rank(via: &Option<String>) -> (u8, i64) {
+    match via.as_deref() {
+        Some("author") => (0, 0),
+        Some("addressed") => (1, 0),
+        Some(v) => v
+            .strip_prefix("subscription:")
+            .and_then(|rest| rest.split(':').next())
+            .and_then(|id| id.parse().ok())
+            .map_or((3, 0), |id| (2, id)),
+        None => (3, 0),
+    }
 }
 
 struct MergedSource {
@@ -137,7 +152,26 @@ fn read_inbox(
         PageFrom::After(_) => Direction::Newer,
         _ => Direction::Older,
     };
-    let merged = merge_sources(&sources, direction, limit + 1);
+    // An activity several sources carry shows the reason the router would have written, so a
+    // circle reads the same whether it is fanned out or merged (a `tag@*` entry must not beat
+    // an older `*@circle` subscription just because written entries come first).
+    let mut best: HashMap<i64, &Option<String>> = HashMap::new();
+    for (seq, via) in sources.iter().flatten() {
+        best.entry(*seq)
+            .and_modify(|b| {
+                if via_rank(via) < via_rank(b) {
+                    *b = via;
+                }
+            })
+            .or_insert(via);
+    }
+    let merged: Vec<(i64, Option<String>)> = merge_sources(&sources, direction, limit + 1)
+        .into_iter()
+        .map(|(seq, via)| match best.get(&seq) {
+            Some(b) => (seq, (*b).clone()),
+            None => (seq, via),
+        })
+        .collect();
     let (rows, more) = finish_page(merged, from, limit);
     render_page(conn, rows, more)
 }

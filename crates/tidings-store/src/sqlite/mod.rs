@@ -208,6 +208,11 @@ impl SqliteStore {
         self.shared.routed.subscribe()
     }
 
+    /// The newest seq in the log (0 when empty).
+    pub async fn last_seq(&self) -> StoreResult<i64> {
+        self.read(users::last_seq).await
+    }
+
     /// The configured merge threshold.
     pub fn merge_threshold(&self) -> i64 {
         self.shared.config.merge_threshold

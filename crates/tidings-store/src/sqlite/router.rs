@@ -127,6 +127,8 @@ fn route_one(
             "SELECT s.id, s.user_id, s.expr,
                     ?3 OR EXISTS(SELECT 1 FROM memberships m WHERE m.circle_id = s.circle_id
                                  AND m.user_id = s.user_id AND m.state = 'active')
+                       -- admins may read (and so subscribe to) any circle, as at read time
+                       OR EXISTS(SELECT 1 FROM users u WHERE u.id = s.user_id AND u.is_admin = 1)
              FROM subscriptions s
              WHERE s.circle_id = ?1 AND s.since_seq < ?2 AND (s.until_seq IS NULL OR s.until_seq >= ?2)
                AND (s.tag IS NULL OR EXISTS(SELECT 1 FROM activity_tags t WHERE t.seq = ?2 AND t.tag = s.tag))",

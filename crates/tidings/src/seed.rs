@@ -1,0 +1,307 @@
+//! `tidings seed`: a synthetic community written through the engine (the store port, so routing
+//! is real), deterministic from `--seed`.
+//!
+//! Shape: circle sizes follow a power law (circle *i* has about `largest · i^-0.6` members, so a
+//! few are huge and most are small); every member is subscribed `*@circle` by joining; some users
+//! add tag-filtered subscriptions; activities pick a circle by size, an author among its members,
+//! tags from a Zipf-like vocabulary, and some are replies or likes.
+
+use anyhow::Context;
+use futures::future::join_all;
+use indicatif::{ProgressBar, ProgressStyle};
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use serde_json::json;
+use std::path::Path;
+use std::time::Instant;
+use tidings_core::activity::{Limits, TypeStatus, normalize};
+use tidings_core::expr::parse;
+use tidings_store::Store;
+use tidings_store::model::{JoinPolicy, User, Visibility};
+use tidings_store::sqlite::{NewCircle, PublishInput};
+
+/// What to generate.
+#[derive(Debug, Clone, clap::Args)]
+pub struct SeedArgs {
+    /// Users to create.
+    #[arg(long, default_value_t = 1_000)]
+    pub users: usize,
+    /// Circles to create.
+    #[arg(long, default_value_t = 50)]
+    pub circles: usize,
+    /// Members of the largest circle.
+    #[arg(long, default_value_t = 500)]
+    pub largest: usize,
+    /// Activities to publish.
+    #[arg(long, default_value_t = 10_000)]
+    pub activities: usize,
+    /// Session tokens to mint (written to `<data-dir>/seed-tokens.txt` for `tidings bench`).
+    #[arg(long, default_value_t = 200)]
+    pub tokens: usize,
+    /// Random seed: the same seed gives the same community.
+    #[arg(long, default_value_t = 42)]
+    pub seed: u64,
+    /// Requests in flight against the store (bigger batches per commit).
+    #[arg(long, default_value_t = 2_000)]
+    pub concurrency: usize,
+}
+
+const TAGS: &[&str] = &[
+    "release", "design", "urgent", "question", "idea", "bug", "news", "review", "meetup", "docs",
+    "perf", "security", "ops", "hiring", "random", "music", "photo", "travel", "food", "books",
+];
+
+fn bar(len: usize, what: &str) -> ProgressBar {
+    let bar = ProgressBar::new(len as u64);
+    bar.set_style(
+        ProgressStyle::with_template("{prefix:>12} [{bar:40}] {pos}/{len} {per_sec} eta {eta}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar())
+            .progress_chars("=> "),
+    );
+    bar.set_prefix(what.to_owned());
+    bar
+}
+
+/// Index drawn with probability proportional to `weights` (given as a cumulative table).
+fn pick(cumulative: &[f64], rng: &mut StdRng) -> usize {
+    let total = cumulative.last().copied().unwrap_or(1.0);
+    let x = rng.random::<f64>() * total;
+    cumulative
+        .partition_point(|&c| c < x)
+        .min(cumulative.len().saturating_sub(1))
+}
+
+fn cumulative(weights: impl Iterator<Item = f64>) -> Vec<f64> {
+    let mut sum = 0.0;
+    weights
+        .map(|w| {
+            sum += w;
+            sum
+        })
+        .collect()
+}
+
+/// Runs futures with bounded concurrency, advancing a progress bar.
+async fn in_chunks<F, T>(futures: Vec<F>, chunk: usize, bar: &ProgressBar) -> Vec<T>
+where
+    F: std::future::Future<Output = T>,
+{
+    let mut out = Vec::with_capacity(futures.len());
+    let mut iter = futures.into_iter().peekable();
+    while iter.peek().is_some() {
+        let batch: Vec<F> = iter.by_ref().take(chunk).collect();
+        let n = batch.len();
+        out.extend(join_all(batch).await);
+        bar.inc(n as u64);
+    }
+    bar.finish();
+    out
+}
+
+/// Generates the community into `store`; writes tokens next to the data.
+pub async fn seed(store: &Store, data_dir: &Path, args: &SeedArgs) -> anyhow::Result<()> {
+    let started = Instant::now();
+    let mut rng = StdRng::seed_from_u64(args.seed);
+    let chunk = args.concurrency.max(1);
+    let offset = store.user_count().await?;
+
+    // One password hash for every seeded user: argon2 per user would dominate the run.
+    let hash = tidings_server::auth::hash_password("seed-password")
+        .map_err(|e| anyhow::anyhow!(e.message))?;
+    let bar_users = bar(args.users, "users");
+    let futures: Vec<_> = (0..args.users)
+        .map(|i| {
+            let name = format!("u{:06}", offset as usize + i);
+            store.create_user(
+                name.clone(),
+                format!("User {name}"),
+                Some(hash.clone()),
+                false,
+            )
+        })
+        .collect();
+    let users: Vec<User> = in_chunks(futures, chunk, &bar_users)
+        .await
+        .into_iter()
+        .collect::<Result<_, _>>()
+        .context("creating users")?;
+
+    // Circles with power-law sizes.
+    let sizes: Vec<usize> = (0..args.circles)
+        .map(|i| {
+            let size = args.largest as f64 * ((i + 1) as f64).powf(-0.6);
+            (size as usize).clamp(2, users.len().max(2))
+        })
+        .collect();
+    let mut circles = Vec::with_capacity(args.circles);
+    let mut members: Vec<Vec<usize>> = Vec::with_capacity(args.circles);
+    let bar_circles = bar(args.circles, "circles");
+    for (i, &size) in sizes.iter().enumerate() {
+        let owner = rng.random_range(0..users.len());
+        let name = format!(
+            "c{:04}-{}",
+            offset as usize / 1000 + i,
+            TAGS[i % TAGS.len()]
+        );
+        let circle = store
+            .create_circle(
+                users[owner].clone(),
+                NewCircle {
+                    name: name.clone(),
+                    display_name: format!("Circle {i}"),
+                    description: format!("A seeded circle about {}", TAGS[i % TAGS.len()]),
+                    visibility: if i % 10 == 9 {
+                        Visibility::Private
+                    } else {
+                        Visibility::Public
+                    },
+                    join_policy: JoinPolicy::Open,
+                },
+            )
+            .await
+            .with_context(|| format!("creating circle {name}"))?;
+        // Distinct members: a random sample of the users, owner first.
+        let mut chosen = std::collections::BTreeSet::new();
+        chosen.insert(owner);
+        while chosen.len() < size.min(users.len()) {
+            chosen.insert(rng.random_range(0..users.len()));
+        }
+        let list: Vec<usize> = std::iter::once(owner)
+            .chain(chosen.into_iter().filter(|&u| u != owner))
+            .collect();
+        circles.push((circle, owner));
+        members.push(list);
+        bar_circles.inc(1);
+    }
+    bar_circles.finish();
+
+    let total_members: usize = members.iter().map(|m| m.len().saturating_sub(1)).sum();
+    let bar_members = bar(total_members, "memberships");
+    let mut futures = Vec::with_capacity(total_members);
+    for ((circle, owner), list) in circles.iter().zip(&members) {
+        for &member in list.iter().skip(1) {
+            futures.push(store.put_member(
+                &circle.name,
+                &users[member].username,
+                users[*owner].clone(),
+                None,
+            ));
+        }
+    }
+    for result in in_chunks(futures, chunk, &bar_members).await {
+        result.context("adding a member")?;
+    }
+
+    // Tag-filtered subscriptions for one user in five.
+    let mut subs = Vec::new();
+    for (u, user) in users.iter().enumerate() {
+        if u % 5 == 0 {
+            let tag = TAGS[rng.random_range(0..TAGS.len())];
+            let expr = if u % 2 == 0 {
+                format!("{tag}@*")
+            } else {
+                format!(
+                    "{tag}@{}",
+                    circles[rng.random_range(0..circles.len())].0.name
+                )
+            };
+            let expr = parse(&expr).map_err(|e| anyhow::anyhow!(e.message))?;
+            subs.push(store.add_subscription(user.clone(), expr));
+        }
+    }
+    let bar_subs = bar(subs.len(), "subscriptions");
+    for result in in_chunks(subs, chunk, &bar_subs).await {
+        // Private circles refuse outsiders' subscriptions; that is expected here.
+        let _ = result;
+    }
+
+    // Activities: circle by size, author among members, Zipf-ish tags, replies and likes.
+    let circle_weights = cumulative(sizes.iter().map(|&s| s as f64));
+    let tag_weights = cumulative((1..=TAGS.len()).map(|r| 1.0 / r as f64));
+    let limits = Limits::default();
+    let bar_activities = bar(args.activities, "activities");
+    let mut recent: Vec<Vec<String>> = vec![Vec::new(); circles.len()];
+    let mut published = 0usize;
+    while published < args.activities {
+        let n = chunk.min(args.activities - published);
+        let mut batch = Vec::with_capacity(n);
+        let mut batch_circles = Vec::with_capacity(n);
+        for k in 0..n {
+            let c = pick(&circle_weights, &mut rng);
+            let list = &members[c];
+            let author = list[rng.random_range(0..list.len())];
+            let circle_name = &circles[c].0.name;
+            let roll = rng.random_range(0..100);
+            let body = if roll < 10 && !recent[c].is_empty() {
+                let target = &recent[c][rng.random_range(0..recent[c].len())];
+                json!({"type": "Like", "object": target, "to": [format!("circle:{circle_name}")]})
+            } else {
+                let mut tags = vec![TAGS[pick(&tag_weights, &mut rng)]];
+                if rng.random_bool(0.3) {
+                    tags.push(TAGS[pick(&tag_weights, &mut rng)]);
+                }
+                let mut doc = json!({
+                    "type": "Create",
+                    "object": {"type": "Note", "content": format!("Seeded note {} in {circle_name}", published + k)},
+                    "to": [format!("circle:{circle_name}")],
+                    "tag": tags,
+                });
+                if roll < 30 && !recent[c].is_empty() {
+                    doc["inReplyTo"] = json!(recent[c][rng.random_range(0..recent[c].len())]);
+                }
+                doc
+            };
+            let draft = normalize(&body, &limits, &|_| TypeStatus::BuiltIn)
+                .map_err(|e| anyhow::anyhow!("seed draft: {e}"))?;
+            batch.push(store.publish(PublishInput {
+                actor: users[author].clone(),
+                draft,
+                idempotency_key: None,
+            }));
+            batch_circles.push(c);
+        }
+        let results = join_all(batch).await;
+        for (result, c) in results.into_iter().zip(batch_circles) {
+            let done = result.context("publishing")?;
+            if let Some(id) = done.activity.get("id").and_then(|v| v.as_str()) {
+                let slot = &mut recent[c];
+                if slot.len() >= 32 {
+                    slot.remove(0);
+                }
+                slot.push(id.to_owned());
+            }
+        }
+        published += n;
+        bar_activities.inc(n as u64);
+    }
+    bar_activities.finish();
+
+    let bar_route = ProgressBar::new_spinner();
+    bar_route.set_message("waiting for routing to finish");
+    let last = store.last_seq().await?;
+    store.wait_routed(last).await?;
+    bar_route.finish_and_clear();
+
+    // Tokens for the load tool.
+    let mut lines = String::new();
+    for user in users.iter().take(args.tokens) {
+        let (token, token_hash) = tidings_server::auth::new_token();
+        store.create_session(user.id, token_hash).await?;
+        lines.push_str(&format!("{} {}\n", user.username, token));
+    }
+    let tokens_path = data_dir.join("seed-tokens.txt");
+    std::fs::write(&tokens_path, lines)
+        .with_context(|| format!("writing {}", tokens_path.display()))?;
+
+    let elapsed = started.elapsed().as_secs_f64();
+    println!(
+        "seeded {} users, {} circles ({} memberships), {} activities in {:.1}s; tokens in {}",
+        users.len(),
+        circles.len(),
+        total_members + circles.len(),
+        args.activities,
+        elapsed,
+        tokens_path.display()
+    );
+    Ok(())
+}
