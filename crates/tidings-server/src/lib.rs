@@ -4,7 +4,8 @@
 //! - [`api`] — one module per resource, each with its handlers; [`api::router`] merges them.
 //! - [`auth`] — passwords, tokens, and the `AuthUser`/`AdminUser` extractors.
 //! - [`error`] — [`error::ApiError`]: every failure mapped to a status and code, once.
-//! - [`extract`], [`pagination`] — request parsing shared by the handlers.
+//! - [`extract`], [`pagination`], [`response`] — request parsing and response shapes shared by
+//!   the handlers.
 //! - [`types`] — the custom type registry (JSON Schemas, default actions).
 //! - [`openapi`] — the OpenAPI 3.1 document and the offline `/docs` UI.
 //! - [`config`] — what the config file may set.
@@ -16,6 +17,7 @@ pub mod error;
 pub mod extract;
 pub mod openapi;
 pub mod pagination;
+pub mod response;
 pub mod types;
 
 use config::ServerConfig;

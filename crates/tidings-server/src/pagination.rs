@@ -2,7 +2,7 @@
 
 use crate::error::ApiError;
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
+use serde_json::value::RawValue;
 use tidings_core::cursor;
 use tidings_store::model::{Page, PageFrom};
 use utoipa::{IntoParams, ToSchema};
@@ -61,7 +61,7 @@ pub struct PageItemBody {
     pub via: Option<String>,
     /// The activity.
     #[schema(value_type = Object)]
-    pub activity: Value,
+    pub activity: Box<RawValue>,
 }
 
 /// A page, newest first.
@@ -77,7 +77,7 @@ pub struct PageBody {
 
 impl PageBody {
     /// Turns a store page into the response body.
-    pub fn from_page(page: Page, from: PageFrom) -> PageBody {
+    pub fn from_page(page: Page, from: PageFrom) -> Result<PageBody, ApiError> {
         let next = match page.items.last() {
             Some(last) if page.has_older => Some(cursor::encode(last.seq)),
             _ => None,
@@ -88,18 +88,17 @@ impl PageBody {
             (None, PageFrom::Before(_)) => None,
             (None, PageFrom::Newest) => Some(cursor::encode(0)),
         };
-        PageBody {
-            items: page
-                .items
-                .into_iter()
-                .map(|item| PageItemBody {
+        let items = page
+            .items
+            .into_iter()
+            .map(|item| {
+                Ok(PageItemBody {
                     cursor: cursor::encode(item.seq),
                     via: item.via,
-                    activity: item.activity,
+                    activity: RawValue::from_string(item.activity).map_err(ApiError::internal)?,
                 })
-                .collect(),
-            next,
-            prev,
-        }
+            })
+            .collect::<Result<Vec<_>, ApiError>>()?;
+        Ok(PageBody { items, next, prev })
     }
 }

@@ -2541,3 +2541,64 @@ async fn custom_activity_fields_are_kept() {
         .await;
     assert_eq!(a["location"], "Office");
 }
+
+/// Listings are assembled from cached bytes and the hot index; a single read renders from the
+/// tables. Both must show exactly the same activity, including derived state.
+#[tokio::test]
+async fn listed_activities_equal_single_reads() {
+    let s = TestServer::start().await;
+    let ana = s.user("ana").await;
+    let bob = s.user("bob").await;
+    s.circle(&ana, "eng", "public", "open").await;
+    assert!(
+        s.put(&bob, "/circles/eng/members/bob")
+            .await
+            .status
+            .is_success()
+    );
+    let first = s.note(&ana, "first", &["circle:eng"], &["release"]).await;
+    let first_id = first["id"].as_str().expect("id");
+    s.publish(
+        &bob,
+        json!({"object": {"content": "a reply"}, "inReplyTo": first_id}),
+    )
+    .await;
+    s.publish(
+        &bob,
+        json!({"type": "Like", "object": first_id, "to": ["circle:eng"]}),
+    )
+    .await;
+    let edited = s.note(&bob, "to edit", &["circle:eng"], &[]).await;
+    let edited_id = edited["id"].as_str().expect("id");
+    s.publish(
+        &bob,
+        json!({"type": "Update", "object": {"id": edited_id, "type": "Note", "content": "edited"}}),
+    )
+    .await;
+    let admin = s.admin("root").await;
+    assert_eq!(s.delete(&admin, "/users/bob").await.status.as_u16(), 204);
+
+    let inbox = s.get(&ana, "/inbox?limit=100").await;
+    let items = inbox.body["items"].as_array().expect("items").clone();
+    assert!(items.len() >= 3, "{}", inbox.body);
+    for item in items {
+        let id = item["activity"]["id"].as_str().expect("id");
+        let single = s.get(&ana, &format!("/activities/{id}")).await;
+        assert_eq!(
+            single.body, item["activity"],
+            "listing and single read differ for {id}"
+        );
+    }
+    let first_read = s.get(&ana, &format!("/activities/{first_id}")).await;
+    assert_eq!(first_read.body["tidings"]["replies"], 1);
+    let stream = s.get(&ana, "/circles/eng/stream").await;
+    let shown = stream.body["items"]
+        .as_array()
+        .expect("items")
+        .iter()
+        .find(|i| i["activity"]["id"] == edited_id)
+        .cloned()
+        .expect("edited item listed");
+    assert_eq!(shown["activity"]["object"]["content"], "edited");
+    assert_eq!(shown["activity"]["tidings"]["actor"]["deleted"], true);
+}

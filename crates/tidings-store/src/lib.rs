@@ -3,6 +3,7 @@
 //! Layout:
 //! - [`model`] — records the store returns (users, circles, activities, inbox pages), shared by
 //!   every adapter.
+//! - `hot` — the in-memory index inbox reads are served from (derived, rebuilt at start-up).
 //! - [`error`] — [`StoreError`], the typed failures the HTTP edge maps to statuses.
 //! - [`sqlite`] — the embedded adapter (the default): one writer thread with group commit, a
 //!   pool of readers, the router that fans activities out, and `verify`.
@@ -11,6 +12,7 @@
 //! inbox, join a circle), never SQL, so a PostgreSQL adapter can sit behind the same methods.
 
 pub mod error;
+pub(crate) mod hot;
 pub mod model;
 pub mod sqlite;
 

@@ -231,8 +231,8 @@ pub struct PageItem {
     pub seq: i64,
     /// Why it is there (inbox only).
     pub via: Option<String>,
-    /// The activity as the reader should see it.
-    pub activity: Value,
+    /// The activity as the reader should see it, as JSON text (served without re-encoding).
+    pub activity: String,
 }
 
 /// A registered custom type.

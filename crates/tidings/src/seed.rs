@@ -263,13 +263,11 @@ pub async fn seed(store: &Store, data_dir: &Path, args: &SeedArgs) -> anyhow::Re
         let results = join_all(batch).await;
         for (result, c) in results.into_iter().zip(batch_circles) {
             let done = result.context("publishing")?;
-            if let Some(id) = done.activity.get("id").and_then(|v| v.as_str()) {
-                let slot = &mut recent[c];
-                if slot.len() >= 32 {
-                    slot.remove(0);
-                }
-                slot.push(id.to_owned());
+            let slot = &mut recent[c];
+            if slot.len() >= 32 {
+                slot.remove(0);
             }
+            slot.push(done.id);
         }
         published += n;
         bar_activities.inc(n as u64);

@@ -5,6 +5,7 @@ use crate::auth::AuthUser;
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{ApiJson, ApiQuery};
 use crate::pagination::{PageArgs, PageBody};
+use crate::response::RawJson;
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
@@ -78,7 +79,7 @@ async fn respond_published(
     state: &AppState,
     published: Published,
     wait_routed: bool,
-) -> ApiResult<(StatusCode, HeaderMap, Json<Value>)> {
+) -> ApiResult<(StatusCode, HeaderMap, RawJson)> {
     let mut headers = HeaderMap::new();
     if wait_routed {
         let routed = tokio::time::timeout(ROUTE_WAIT, state.store.wait_routed(published.seq)).await;
@@ -89,15 +90,13 @@ async fn respond_published(
         };
         headers.insert("routing", HeaderValue::from_static(value));
     }
-    if let Some(id) = published.activity.get("id").and_then(Value::as_str)
-        && let Ok(location) = HeaderValue::from_str(&format!("/api/v1/activities/{id}"))
-    {
+    if let Ok(location) = HeaderValue::from_str(&format!("/api/v1/activities/{}", published.id)) {
         headers.insert(header::LOCATION, location);
     }
     if published.replayed {
         headers.insert("idempotent-replayed", HeaderValue::from_static("true"));
     }
-    Ok((StatusCode::CREATED, headers, Json(published.activity)))
+    Ok((StatusCode::CREATED, headers, RawJson(published.activity)))
 }
 
 /// Publish an activity from the caller's outbox.
@@ -111,7 +110,7 @@ pub async fn publish(
     headers: HeaderMap,
     ApiQuery(args): ApiQuery<PublishArgs>,
     ApiJson(body): ApiJson<Value>,
-) -> ApiResult<(StatusCode, HeaderMap, Json<Value>)> {
+) -> ApiResult<(StatusCode, HeaderMap, RawJson)> {
     let wait_routed = match args.wait.as_deref() {
         None => false,
         Some("routed") => true,
@@ -150,7 +149,7 @@ pub async fn replies(
 ) -> ApiResult<Json<PageBody>> {
     let (from, limit) = args.resolve()?;
     let page = state.store.replies(&id, auth.user, from, limit).await?;
-    Ok(Json(PageBody::from_page(page, from)))
+    Ok(Json(PageBody::from_page(page, from)?))
 }
 
 /// Every version of an activity (the log keeps them all).
@@ -173,7 +172,7 @@ pub async fn retract(
     auth: AuthUser,
     headers: HeaderMap,
     Path(id): Path<String>,
-) -> ApiResult<(StatusCode, HeaderMap, Json<Value>)> {
+) -> ApiResult<(StatusCode, HeaderMap, RawJson)> {
     let key = idempotency_key(&headers)?;
     // Read first: unknown or unreadable ids are 404, retracted ones 410 — except for a retry
     // with an Idempotency-Key, which the store replays (or refuses as retracted itself).
@@ -224,5 +223,5 @@ pub async fn outbox(
         .store
         .outbox(&username, auth.user, from, limit)
         .await?;
-    Ok(Json(PageBody::from_page(page, from)))
+    Ok(Json(PageBody::from_page(page, from)?))
 }

@@ -249,5 +249,5 @@ pub async fn stream(
         .store
         .circle_stream(&name, auth.user, from, limit)
         .await?;
-    Ok(Json(PageBody::from_page(page, from)))
+    Ok(Json(PageBody::from_page(page, from)?))
 }

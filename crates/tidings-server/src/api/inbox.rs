@@ -106,7 +106,7 @@ pub async fn read(
     }
     .resolve()?;
     let page = state.store.inbox(auth.user, filter, from, limit).await?;
-    Ok(Json(PageBody::from_page(page, from)))
+    Ok(Json(PageBody::from_page(page, from)?))
 }
 
 /// Hide one activity in the caller's inbox only.

@@ -1,8 +1,9 @@
 //! Publishing into the log, and reading activities, streams, replies and versions.
 
-use super::SqliteStore;
 use super::circles::{can_read_circle, circle_by_name, membership, visible_circle};
 use super::users::{user_by_id, user_by_name};
+use super::{Effects, Shared, SqliteStore};
+use crate::hot::{ActorInfo, Effect, Meta};
 use crate::model::{
     CustomType, MembershipState, Page, PageFrom, PageItem, Tombstone, User, UserStatus,
 };
@@ -10,6 +11,8 @@ use crate::{StoreError, StoreResult, now_rfc3339};
 use rusqlite::types::Value as SqlValue;
 use rusqlite::{Connection, OptionalExtension, params, params_from_iter};
 use serde_json::{Value, json};
+use std::sync::Arc;
+use tidings_core::activity::Kind;
 use tidings_core::activity::{Addressee, Draft, record_tags};
 use tidings_core::canonical::{activity_digest, canonical_json, chain_hash};
 
@@ -18,8 +21,10 @@ use tidings_core::canonical::{activity_digest, canonical_json, chain_hash};
 pub struct Published {
     /// Log position.
     pub seq: i64,
-    /// The activity as stored and rendered for its author.
-    pub activity: Value,
+    /// Public id.
+    pub id: String,
+    /// The activity as stored and rendered for its author (JSON text).
+    pub activity: String,
     /// True when an earlier publish with the same idempotency key was returned instead.
     pub replayed: bool,
 }
@@ -95,14 +100,7 @@ pub(crate) fn render(conn: &Connection, seq: i64) -> StoreResult<Value> {
     let mut activity: Value = serde_json::from_str(&stored)?;
     let actor = user_by_id(conn, actor_id)?;
     let mut meta = serde_json::Map::new();
-    meta.insert(
-        "actor".into(),
-        json!({
-            "username": actor.username,
-            "display_name": if actor.status == UserStatus::Deleted { "(deleted)".to_owned() } else { actor.display_name },
-            "deleted": actor.status == UserStatus::Deleted,
-        }),
-    );
+    meta.insert("actor".into(), actor_json(&actor_info(&actor)));
     let latest_edit: Option<(String, i64, String)> = conn
         .prepare_cached(
             "SELECT u.body, (SELECT COUNT(*) FROM edits WHERE target_seq = ?1), u.published
@@ -140,9 +138,72 @@ pub(crate) fn render(conn: &Connection, seq: i64) -> StoreResult<Value> {
     Ok(activity)
 }
 
+/// The author facts shown with an activity.
+pub(crate) fn actor_info(user: &User) -> ActorInfo {
+    ActorInfo {
+        username: user.username.clone(),
+        display_name: user.display_name.clone(),
+        deleted: user.status == UserStatus::Deleted,
+    }
+}
+
+fn actor_json(actor: &ActorInfo) -> Value {
+    json!({
+        "username": actor.username,
+        "display_name": if actor.deleted { "(deleted)" } else { actor.display_name.as_str() },
+        "deleted": actor.deleted,
+    })
+}
+
+/// Appends the derived `tidings` key to a stored body without re-parsing it: the same JSON
+/// [`render`] builds for an activity that was never edited.
+fn compose(body: &str, actor: &ActorInfo, replies: u32) -> String {
+    let derived = json!({"actor": actor_json(actor), "replies": replies}).to_string();
+    let trimmed = body.trim_end();
+    let open = trimmed.strip_suffix('}').unwrap_or(trimmed);
+    let mut out = String::with_capacity(body.len() + derived.len() + 16);
+    out.push_str(open);
+    if !open.trim_end().ends_with('{') {
+        out.push(',');
+    }
+    out.push_str("\"tidings\":");
+    out.push_str(&derived);
+    out.push('}');
+    out
+}
+
+/// The rendered JSON text of one activity for listings: stored bytes from the cache plus
+/// derived state from the hot index; edited activities take the full [`render`] path.
+pub(crate) fn render_text(conn: &Connection, shared: &Shared, seq: i64) -> StoreResult<String> {
+    let fast = {
+        let hot = shared
+            .hot
+            .read()
+            .map_err(|_| StoreError::Corrupt("hot index lock".into()))?;
+        match hot.author_of(seq).and_then(|a| hot.actor(a)) {
+            Some(actor) if !hot.is_edited(seq) => Some((actor.clone(), hot.reply_count(seq))),
+            _ => None,
+        }
+    };
+    let Some((actor, replies)) = fast else {
+        return Ok(render(conn, seq)?.to_string());
+    };
+    let stored = match shared.bodies.get(&seq) {
+        Some(stored) => stored,
+        None => {
+            let (stored, _) = body(conn, seq)?;
+            let stored: Arc<str> = Arc::from(stored);
+            shared.bodies.insert(seq, stored.clone());
+            stored
+        }
+    };
+    Ok(compose(&stored, &actor, replies))
+}
+
 /// Renders a page from seqs (already filtered and ordered newest first).
 pub(crate) fn render_page(
     conn: &Connection,
+    shared: &Shared,
     rows: Vec<(i64, Option<String>)>,
     has_older: bool,
 ) -> StoreResult<Page> {
@@ -151,7 +212,7 @@ pub(crate) fn render_page(
         items.push(PageItem {
             seq,
             via,
-            activity: render(conn, seq)?,
+            activity: render_text(conn, shared, seq)?,
         });
     }
     Ok(Page { items, has_older })
@@ -211,6 +272,7 @@ pub(crate) fn finish_page(
 /// Lists and renders in one step (for single-source listings).
 fn list_page(
     conn: &Connection,
+    shared: &Shared,
     sql: &str,
     args: Vec<SqlValue>,
     from: PageFrom,
@@ -218,7 +280,7 @@ fn list_page(
 ) -> StoreResult<Page> {
     let rows = list_rows(conn, sql, args, from, limit)?;
     let (rows, more) = finish_page(rows, from, limit);
-    render_page(conn, rows, more)
+    render_page(conn, shared, rows, more)
 }
 
 /// Input of a publish that the edge has validated.
@@ -250,7 +312,7 @@ fn append_link(conn: &Connection, stream: &str, seq: i64, digest: &str) -> Store
     Ok(())
 }
 
-fn publish_in(conn: &Connection, input: PublishInput) -> StoreResult<Published> {
+fn publish_in(conn: &Connection, fx: &mut Effects, input: PublishInput) -> StoreResult<Published> {
     let PublishInput {
         actor,
         mut draft,
@@ -262,15 +324,22 @@ fn publish_in(conn: &Connection, input: PublishInput) -> StoreResult<Published> 
             .query_row(params![actor.id, key], |r| r.get(0))
             .optional()?;
         if let Some(seq) = earlier {
+            let activity = render(conn, seq)?;
             return Ok(Published {
                 seq,
-                activity: render(conn, seq)?,
+                id: activity
+                    .get("id")
+                    .and_then(Value::as_str)
+                    .unwrap_or_default()
+                    .to_owned(),
+                activity: activity.to_string(),
                 replayed: true,
             });
         }
     }
 
     // The parent of a reply: readable, not retracted; its audience is the default one.
+    let mut parent_seq = None;
     if let Some(parent_id) = &draft.in_reply_to {
         let parent = seq_by_id(conn, parent_id)?
             .filter(|&seq| can_read(conn, seq, &actor).unwrap_or(false))
@@ -280,6 +349,7 @@ fn publish_in(conn: &Connection, input: PublishInput) -> StoreResult<Published> 
                     format!("no activity {parent_id:?} to reply to"),
                 )
             })?;
+        parent_seq = Some(parent);
         if retraction(conn, parent)?.is_some() {
             return Err(StoreError::unprocessable(
                 "parent_retracted",
@@ -464,10 +534,24 @@ fn publish_in(conn: &Connection, input: PublishInput) -> StoreResult<Published> 
         )?
         .execute(params![seq, user_id])?;
     }
-    for tag in record_tags(&record) {
+    let tags = record_tags(&record);
+    for tag in &tags {
         conn.prepare_cached("INSERT OR IGNORE INTO activity_tags(tag, seq) VALUES (?1, ?2)")?
             .execute(params![tag, seq])?;
     }
+    fx.push(Effect::Activity {
+        seq,
+        meta: Meta {
+            actor: actor.id,
+            major: kind == Kind::Major,
+            listed,
+            retracted: false,
+            tags: Box::new([]),
+            circles: circle_ids.clone().into(),
+            parent: parent_seq,
+        },
+        tags,
+    });
     if let Some(target) = target_seq {
         match activity_type.as_str() {
             "Delete" => {
@@ -475,10 +559,12 @@ fn publish_in(conn: &Connection, input: PublishInput) -> StoreResult<Published> 
                     "INSERT OR IGNORE INTO retractions(seq, by_seq) VALUES (?1, ?2)",
                 )?
                 .execute(params![target, seq])?;
+                fx.push(Effect::Retract { seq: target });
             }
             "Update" => {
                 conn.prepare_cached("INSERT INTO edits(target_seq, update_seq) VALUES (?1, ?2)")?
                     .execute(params![target, seq])?;
+                fx.push(Effect::Edit { target });
             }
             _ => {}
         }
@@ -489,7 +575,8 @@ fn publish_in(conn: &Connection, input: PublishInput) -> StoreResult<Published> 
     }
     Ok(Published {
         seq,
-        activity: render(conn, seq)?,
+        activity: compose(&stored, &actor_info(&actor), 0),
+        id,
         replayed: false,
     })
 }
@@ -511,7 +598,8 @@ fn draft_circles(record: &Value) -> Vec<String> {
 impl SqliteStore {
     /// Appends an activity to the log (one transaction with its stream links and indexes).
     pub async fn publish(&self, input: PublishInput) -> StoreResult<Published> {
-        self.write(move |conn| publish_in(conn, input)).await
+        self.write(move |conn, fx| publish_in(conn, fx, input))
+            .await
     }
 
     /// One activity as `viewer` sees it; `Gone` with a tombstone once retracted.
@@ -569,6 +657,7 @@ impl SqliteStore {
         limit: usize,
     ) -> StoreResult<Page> {
         let id = id.to_owned();
+        let shared = self.shared.clone();
         self.read(move |conn| {
             let seq = seq_by_id(conn, &id)?
                 .filter(|&seq| can_read(conn, seq, &viewer).unwrap_or(false))
@@ -587,7 +676,7 @@ impl SqliteStore {
                 SqlValue::Integer(viewer.id),
                 SqlValue::Integer(viewer.is_admin as i64),
             ];
-            list_page(conn, &sql, args, from, limit)
+            list_page(conn, &shared, &sql, args, from, limit)
         })
         .await
     }
@@ -601,6 +690,7 @@ impl SqliteStore {
         limit: usize,
     ) -> StoreResult<Page> {
         let username = username.to_owned();
+        let shared = self.shared.clone();
         self.read(move |conn| {
             let author = user_by_name(conn, &username)?;
             let sql = format!(
@@ -612,7 +702,7 @@ impl SqliteStore {
                 SqlValue::Integer(viewer.id),
                 SqlValue::Integer(viewer.is_admin as i64),
             ];
-            list_page(conn, &sql, args, from, limit)
+            list_page(conn, &shared, &sql, args, from, limit)
         })
         .await
     }
@@ -626,13 +716,21 @@ impl SqliteStore {
         limit: usize,
     ) -> StoreResult<Page> {
         let name = name.to_owned();
+        let shared = self.shared.clone();
         self.read(move |conn| {
             let circle = visible_circle(conn, &name, Some(&viewer))?;
             let sql = format!(
                 "SELECT a.seq, NULL FROM activity_circles s JOIN activities a ON a.seq = s.seq
                  WHERE s.circle_id = ?1 AND {LIVE}"
             );
-            list_page(conn, &sql, vec![SqlValue::Integer(circle.id)], from, limit)
+            list_page(
+                conn,
+                &shared,
+                &sql,
+                vec![SqlValue::Integer(circle.id)],
+                from,
+                limit,
+            )
         })
         .await
     }
@@ -641,7 +739,7 @@ impl SqliteStore {
     pub async fn take_action(&self, id: &str, action: &str, viewer: User) -> StoreResult<Value> {
         let id = id.to_owned();
         let action = action.to_owned();
-        self.write(move |conn| {
+        self.write(move |conn, _fx| {
             let seq = seq_by_id(conn, &id)?
                 .filter(|&seq| can_read(conn, seq, &viewer).unwrap_or(false))
                 .ok_or(StoreError::not_found("activity"))?;
@@ -681,7 +779,7 @@ impl SqliteStore {
 
     /// Registers (or replaces) a custom type.
     pub async fn register_type(&self, custom: CustomType) -> StoreResult<CustomType> {
-        self.write(move |conn| {
+        self.write(move |conn, _fx| {
             conn.prepare_cached(
                 "INSERT INTO custom_types(name, kind, schema, actions, created_at) VALUES (?1, ?2, ?3, ?4, ?5)
                  ON CONFLICT(name) DO UPDATE SET kind = excluded.kind, schema = excluded.schema, actions = excluded.actions",

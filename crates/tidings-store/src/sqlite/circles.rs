@@ -199,7 +199,7 @@ fn manages(m: &Option<Membership>) -> Option<Role> {
 impl SqliteStore {
     /// Creates a circle owned by `owner`, who joins it and subscribes to `*@name`.
     pub async fn create_circle(&self, owner: User, new: NewCircle) -> StoreResult<Circle> {
-        self.write(move |conn| {
+        self.write(move |conn, fx| {
             let exists: bool = conn
                 .prepare_cached("SELECT EXISTS(SELECT 1 FROM circles WHERE name = ?1)")?
                 .query_row([&new.name], |r| r.get(0))?;
@@ -230,8 +230,12 @@ impl SqliteStore {
                 now_rfc3339()
             ])?;
             let circle_id = conn.last_insert_rowid();
+            fx.push(crate::hot::Effect::Circle {
+                id: circle_id,
+                name: new.name.clone(),
+            });
             insert_membership(conn, circle_id, owner.id, Role::Owner, "active")?;
-            subscribe(conn, owner.id, &default_subscription(&new.name))?;
+            subscribe(conn, fx, owner.id, &default_subscription(&new.name))?;
             visible_circle(conn, &new.name, Some(&owner))
         })
         .await
@@ -284,7 +288,7 @@ impl SqliteStore {
     /// Archives a circle (owner or admin): read-only afterwards.
     pub async fn archive_circle(&self, name: &str, actor: User) -> StoreResult<Circle> {
         let name = name.to_owned();
-        self.write(move |conn| {
+        self.write(move |conn, _fx| {
             let circle = visible_circle(conn, &name, Some(&actor))?;
             let role = manages(&circle.my_membership);
             if role != Some(Role::Owner) && !actor.is_admin {
@@ -349,7 +353,7 @@ impl SqliteStore {
     ) -> StoreResult<MembershipChange> {
         let circle_name = circle_name.to_owned();
         let target = target.to_owned();
-        self.write(move |conn| {
+        self.write(move |conn, fx| {
             let circle = circle_by_name(conn, &circle_name)?;
             let actor_membership = membership(conn, circle.id, actor.id)?;
             let actor_role = manages(&actor_membership);
@@ -406,7 +410,12 @@ impl SqliteStore {
                     .is_some_and(|m| m.state == MembershipState::Active);
                 insert_membership(conn, circle.id, target_user.id, role, "active")?;
                 if !was_active {
-                    subscribe(conn, target_user.id, &default_subscription(&circle.name))?;
+                    subscribe(
+                        conn,
+                        fx,
+                        target_user.id,
+                        &default_subscription(&circle.name),
+                    )?;
                 }
             } else if target_user.id == actor.id {
                 if existing
@@ -430,7 +439,7 @@ impl SqliteStore {
                     match circle.join_policy {
                         JoinPolicy::Open => {
                             insert_membership(conn, circle.id, actor.id, Role::Member, "active")?;
-                            subscribe(conn, actor.id, &default_subscription(&circle.name))?;
+                            subscribe(conn, fx, actor.id, &default_subscription(&circle.name))?;
                         }
                         JoinPolicy::Approval => {
                             insert_membership(
@@ -474,7 +483,7 @@ impl SqliteStore {
     ) -> StoreResult<()> {
         let circle_name = circle_name.to_owned();
         let target = target.to_owned();
-        self.write(move |conn| {
+        self.write(move |conn, fx| {
             let circle = circle_by_name(conn, &circle_name)?;
             let actor_membership = membership(conn, circle.id, actor.id)?;
             if circle.visibility == Visibility::Private
@@ -505,7 +514,7 @@ impl SqliteStore {
             }
             conn.prepare_cached("DELETE FROM memberships WHERE circle_id = ?1 AND user_id = ?2")?
                 .execute(params![circle.id, target_user.id])?;
-            close_circle_subscriptions(conn, target_user.id, circle.id)?;
+            close_circle_subscriptions(conn, fx, target_user.id, circle.id)?;
             Ok(())
         })
         .await

@@ -6,14 +6,18 @@
 //! - `users`, `circles`, `subscriptions`, `activities`, `inbox` — domain operations.
 //! - `router` — fans new activities out to inboxes, in log order, after they commit.
 //! - `verify` — re-checks every digest and every stream chain.
+//! - `hot_load` — builds the in-memory [`crate::hot`] index from the tables at start-up.
 //!
 //! Concurrency model: every write runs on one thread that owns the only writable connection.
 //! Jobs that arrive together share one transaction and one fsync (each inside its own
 //! savepoint, so one refusal does not undo its neighbours); a job's caller hears back only once
-//! the commit that holds it is durable. Reads run on a small pool of WAL readers.
+//! the commit that holds it is durable. Each job also records the [`Effect`]s its changes have on
+//! the in-memory index; they are applied only once the commit succeeded. Reads run on a bounded
+//! pool of WAL readers.
 
 mod activities;
 mod circles;
+mod hot_load;
 mod inbox;
 mod router;
 mod subscriptions;
@@ -24,17 +28,23 @@ pub use activities::{PublishInput, Published};
 pub use circles::{MembershipChange, NewCircle};
 pub use verify::VerifyReport;
 
+use crate::hot::{Effect, HotIndex};
+use crate::model::User;
 use crate::{StoreError, StoreResult};
 use rusqlite::{Connection, OpenFlags};
 use std::path::{Path, PathBuf};
 use std::sync::mpsc;
-use std::sync::{Arc, Mutex};
-use tokio::sync::{oneshot, watch};
+use std::sync::{Arc, Mutex, RwLock};
+use tokio::sync::{Semaphore, oneshot, watch};
 
 /// Sent back to a job's caller once its transaction's fate is known.
 type Reply = Box<dyn FnOnce(StoreResult<()>) + Send>;
-/// A unit of work for the writer: runs inside a savepoint, says whether it succeeded.
-type Job = Box<dyn FnOnce(&Connection) -> (bool, Reply) + Send>;
+/// A unit of work for the writer: runs inside a savepoint, records its effects on the hot
+/// index, says whether it succeeded.
+type Job = Box<dyn FnOnce(&Connection, &mut Vec<Effect>) -> (bool, Reply) + Send>;
+
+/// Effects a job records for the hot index.
+pub(crate) type Effects = Vec<Effect>;
 
 /// Most jobs committed together in one transaction.
 const MAX_BATCH: usize = 512;
@@ -57,13 +67,24 @@ impl Default for StoreConfig {
     }
 }
 
-struct Shared {
+pub(crate) struct Shared {
     path: PathBuf,
     jobs: Mutex<Option<mpsc::Sender<Job>>>,
+    /// Idle reader connections.
     readers: Mutex<Vec<Connection>>,
+    /// Bounds open reader connections (each holds its own page cache).
+    reader_permits: Arc<Semaphore>,
     routed: watch::Sender<i64>,
     config: StoreConfig,
     writer: Mutex<Option<std::thread::JoinHandle<()>>>,
+    /// The in-memory index inbox reads are served from.
+    pub(crate) hot: RwLock<HotIndex>,
+    /// Stored activity bodies by seq: immutable, so never stale.
+    pub(crate) bodies: moka::sync::Cache<i64, Arc<str>>,
+    /// Live sessions by token hash; invalidated on revocation and status changes.
+    pub(crate) sessions: moka::sync::Cache<String, User>,
+    /// Bumped on every session invalidation, so a read that raced one is not cached.
+    pub(crate) session_generation: std::sync::atomic::AtomicU64,
 }
 
 /// Handle to the embedded store; cheap to clone.
@@ -84,8 +105,8 @@ fn open_connection(path: &Path, read_only: bool) -> StoreResult<Connection> {
     conn.busy_timeout(std::time::Duration::from_secs(5))?;
     // FULL: a commit is on disk before anyone hears "201".
     conn.execute_batch(
-        "PRAGMA foreign_keys = ON; PRAGMA synchronous = FULL; PRAGMA cache_size = -65536;
-         PRAGMA temp_store = MEMORY;",
+        "PRAGMA foreign_keys = ON; PRAGMA synchronous = FULL; PRAGMA cache_size = -16384;
+         PRAGMA temp_store = MEMORY; PRAGMA mmap_size = 1073741824;",
     )?;
     conn.set_prepared_statement_cache_capacity(128);
     Ok(conn)
@@ -110,15 +131,24 @@ impl SqliteStore {
             [],
             |r| r.get(0),
         )?;
+        let hot = hot_load::load(&conn)?;
         let (routed_tx, _) = watch::channel(routed);
         let (job_tx, job_rx) = mpsc::channel::<Job>();
         let shared = Arc::new(Shared {
             path: path.clone(),
             jobs: Mutex::new(Some(job_tx)),
             readers: Mutex::new(Vec::new()),
+            reader_permits: Arc::new(Semaphore::new(config.readers.max(1))),
             routed: routed_tx,
             config,
             writer: Mutex::new(None),
+            hot: RwLock::new(hot),
+            bodies: moka::sync::Cache::new(200_000),
+            sessions: moka::sync::Cache::builder()
+                .max_capacity(100_000)
+                .time_to_live(std::time::Duration::from_secs(60))
+                .build(),
+            session_generation: std::sync::atomic::AtomicU64::new(0),
         });
         let writer_shared = shared.clone();
         let handle = std::thread::Builder::new()
@@ -143,14 +173,15 @@ impl SqliteStore {
     }
 
     /// Runs `f` on the writer thread inside the next group commit; resolves after the commit.
+    /// `f` records the effects of its changes on the hot index in the given list.
     pub(crate) async fn write<R, F>(&self, f: F) -> StoreResult<R>
     where
         R: Send + 'static,
-        F: FnOnce(&Connection) -> StoreResult<R> + Send + 'static,
+        F: FnOnce(&Connection, &mut Effects) -> StoreResult<R> + Send + 'static,
     {
         let (tx, rx) = oneshot::channel::<StoreResult<R>>();
-        let job: Job = Box::new(move |conn: &Connection| {
-            let result = f(conn);
+        let job: Job = Box::new(move |conn: &Connection, fx: &mut Effects| {
+            let result = f(conn, fx);
             let ok = result.is_ok();
             let reply: Reply = Box::new(move |commit: StoreResult<()>| {
                 let _ = tx.send(commit.and(result));
@@ -172,7 +203,14 @@ impl SqliteStore {
         F: FnOnce(&Connection) -> StoreResult<R> + Send + 'static,
     {
         let shared = self.shared.clone();
+        let permit = shared
+            .reader_permits
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|_| StoreError::Closed)?;
         tokio::task::spawn_blocking(move || {
+            let _permit = permit;
             let conn = match shared.readers.lock().ok().and_then(|mut pool| pool.pop()) {
                 Some(conn) => conn,
                 None => open_connection(&shared.path, true)?,
@@ -246,7 +284,7 @@ fn writer_loop(conn: Connection, jobs: mpsc::Receiver<Job>, shared: Arc<Shared>)
                     Err(_) => break,
                 }
             }
-            run_batch(&conn, batch);
+            run_batch(&conn, batch, &shared);
             routing_due = true;
         }
         if routing_due {
@@ -261,8 +299,11 @@ fn drain_router(conn: &Connection, shared: &Shared) {
 
 /// Routes a bounded amount of the backlog; returns whether more remains.
 fn route_step(conn: &Connection, shared: &Shared) -> bool {
-    match router::route_pending(conn, shared.config.merge_threshold) {
+    let mut fx = Vec::new();
+    match router::route_pending(conn, shared.config.merge_threshold, &mut fx) {
         Ok((routed, more)) => {
+            // The index must hold the entries before the watermark lets readers see them.
+            shared.apply(fx);
             shared.routed.send_if_modified(|current| {
                 if routed > *current {
                     *current = routed;
@@ -281,7 +322,24 @@ fn route_step(conn: &Connection, shared: &Shared) -> bool {
     }
 }
 
-fn run_batch(conn: &Connection, batch: Vec<Job>) {
+impl Shared {
+    /// Applies committed effects to the hot index.
+    fn apply(&self, effects: Effects) {
+        if effects.is_empty() {
+            return;
+        }
+        match self.hot.write() {
+            Ok(mut hot) => {
+                for effect in effects {
+                    hot.apply(effect);
+                }
+            }
+            Err(_) => tracing::error!("hot index lock poisoned; effects dropped"),
+        }
+    }
+}
+
+fn run_batch(conn: &Connection, batch: Vec<Job>, shared: &Shared) {
     if let Err(e) = conn.execute_batch("BEGIN IMMEDIATE") {
         let message = e.to_string();
         for job in batch {
@@ -292,13 +350,18 @@ fn run_batch(conn: &Connection, batch: Vec<Job>) {
         return;
     }
     let mut replies = Vec::with_capacity(batch.len());
+    let mut effects = Vec::new();
     for job in batch {
         if let Err(e) = conn.execute_batch("SAVEPOINT job") {
             let (_, reply) = refuse_job(job, &e.to_string());
             replies.push(reply);
             continue;
         }
-        let (ok, reply) = job(conn);
+        let mut fx = Vec::new();
+        let (ok, reply) = job(conn, &mut fx);
+        if ok {
+            effects.extend(fx);
+        }
         let end = if ok {
             "RELEASE job"
         } else {
@@ -312,6 +375,8 @@ fn run_batch(conn: &Connection, batch: Vec<Job>) {
     let commit = conn.execute_batch("COMMIT").map_err(StoreError::from);
     if commit.is_err() {
         let _ = conn.execute_batch("ROLLBACK");
+    } else {
+        shared.apply(effects);
     }
     for reply in replies {
         let outcome = match &commit {

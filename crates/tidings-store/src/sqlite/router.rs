@@ -6,8 +6,11 @@
 //! A circle whose open subscriptions pass the merge threshold switches (once, at the activity
 //! being routed) to being merged into inboxes at read time.
 
+use super::Effects;
 use crate::StoreResult;
+use crate::hot::Effect;
 use rusqlite::{Connection, params};
+use std::sync::Arc;
 use tidings_core::expr::SubscriptionExpr;
 use tidings_core::routing::{Candidate, RouteFacts, route_activity};
 
@@ -24,7 +27,11 @@ struct CircleFacts {
 }
 
 /// Routes one slice of the backlog. Returns the new watermark and whether a backlog remains.
-pub(crate) fn route_pending(conn: &Connection, merge_threshold: i64) -> StoreResult<(i64, bool)> {
+pub(crate) fn route_pending(
+    conn: &Connection,
+    merge_threshold: i64,
+    fx: &mut Effects,
+) -> StoreResult<(i64, bool)> {
     let routed: i64 = conn
         .prepare_cached("SELECT CAST(value AS INTEGER) FROM meta WHERE key = 'routed_seq'")?
         .query_row([], |r| r.get(0))?;
@@ -49,7 +56,7 @@ pub(crate) fn route_pending(conn: &Connection, merge_threshold: i64) -> StoreRes
         let mut watermark = routed;
         for (seq, actor_id, listed) in pending.iter().copied() {
             if listed {
-                delivered += route_one(conn, seq, actor_id, merge_threshold)?;
+                delivered += route_one(conn, fx, seq, actor_id, merge_threshold)?;
             }
             watermark = seq;
             if delivered >= SLICE_DELIVERIES {
@@ -75,6 +82,7 @@ pub(crate) fn route_pending(conn: &Connection, merge_threshold: i64) -> StoreRes
 
 fn route_one(
     conn: &Connection,
+    fx: &mut Effects,
     seq: i64,
     actor_id: i64,
     merge_threshold: i64,
@@ -116,6 +124,10 @@ fn route_one(
             if audience > merge_threshold {
                 conn.prepare_cached("UPDATE circles SET merged_from_seq = ?2 WHERE id = ?1")?
                     .execute(params![circle.id, seq])?;
+                fx.push(Effect::Merged {
+                    circle: circle.id,
+                    from_seq: seq,
+                });
                 circle.merged = true;
                 tracing::info!(circle = %circle.name, audience, from_seq = seq, "circle switched to merge-at-read");
             }
@@ -211,5 +223,11 @@ fn route_one(
     for delivery in &deliveries {
         insert.execute(params![delivery.user_id, seq, delivery.via.as_text()])?;
     }
+    fx.push(Effect::Entries(
+        deliveries
+            .iter()
+            .map(|d| (d.user_id, seq, Arc::<str>::from(d.via.as_text())))
+            .collect(),
+    ));
     Ok(deliveries.len())
 }

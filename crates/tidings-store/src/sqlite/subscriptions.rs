@@ -1,9 +1,10 @@
 //! `tag@circle` subscriptions. Removal closes a subscription at the current log position
 //! rather than deleting it, so inboxes merged at read time stay exactly what was routed.
 
-use super::SqliteStore;
 use super::circles::{can_read_circle, circle_by_name};
 use super::users::last_seq;
+use super::{Effects, SqliteStore};
+use crate::hot::Effect;
 use crate::model::{Subscription, User};
 use crate::{StoreError, StoreResult, now_rfc3339};
 use rusqlite::{Connection, OptionalExtension, params};
@@ -20,6 +21,7 @@ fn pattern_value(p: &Pattern) -> Option<&str> {
 /// Returns the subscription and whether it was created.
 pub(crate) fn subscribe(
     conn: &Connection,
+    fx: &mut Effects,
     user_id: i64,
     expr: &SubscriptionExpr,
 ) -> StoreResult<(Subscription, bool)> {
@@ -45,6 +47,7 @@ pub(crate) fn subscribe(
         Pattern::Exact(name) => Some(circle_by_name(conn, name)?.id),
     };
     let created_at = now_rfc3339();
+    let since = last_seq(conn)?;
     conn.prepare_cached(
         "INSERT INTO subscriptions(user_id, expr, tag, circle_id, since_seq, created_at)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
@@ -54,12 +57,23 @@ pub(crate) fn subscribe(
         text,
         pattern_value(&expr.tag),
         circle_id,
-        last_seq(conn)?,
+        since,
         created_at
     ])?;
+    let id = conn.last_insert_rowid();
+    if let Some(circle) = circle_id {
+        fx.push(Effect::Subscribe {
+            user: user_id,
+            id,
+            circle,
+            tag: pattern_value(&expr.tag).map(str::to_owned),
+            since,
+            via: format!("subscription:{id}:{text}"),
+        });
+    }
     Ok((
         Subscription {
-            id: conn.last_insert_rowid(),
+            id,
             expr: text,
             created_at,
         },
@@ -70,14 +84,22 @@ pub(crate) fn subscribe(
 /// Closes every open subscription of a user on one circle (on leaving it).
 pub(crate) fn close_circle_subscriptions(
     conn: &Connection,
+    fx: &mut Effects,
     user_id: i64,
     circle_id: i64,
 ) -> StoreResult<()> {
+    let until = last_seq(conn)?;
+    fx.push(Effect::Close {
+        user: user_id,
+        id: None,
+        circle: Some(circle_id),
+        until,
+    });
     conn.prepare_cached(
         "UPDATE subscriptions SET until_seq = ?3
          WHERE user_id = ?1 AND circle_id = ?2 AND until_seq IS NULL",
     )?
-    .execute(params![user_id, circle_id, last_seq(conn)?])?;
+    .execute(params![user_id, circle_id, until])?;
     Ok(())
 }
 
@@ -109,30 +131,37 @@ impl SqliteStore {
         user: User,
         expr: SubscriptionExpr,
     ) -> StoreResult<(Subscription, bool)> {
-        self.write(move |conn| {
+        self.write(move |conn, fx| {
             if let Pattern::Exact(name) = &expr.circle {
                 let circle = circle_by_name(conn, name)?;
                 if !can_read_circle(conn, &circle, Some(&user))? {
                     return Err(StoreError::not_found("circle"));
                 }
             }
-            subscribe(conn, user.id, &expr)
+            subscribe(conn, fx, user.id, &expr)
         })
         .await
     }
 
     /// Removes (closes) one of the user's subscriptions.
     pub async fn remove_subscription(&self, user_id: i64, id: i64) -> StoreResult<()> {
-        self.write(move |conn| {
+        self.write(move |conn, fx| {
+            let until = last_seq(conn)?;
             let changed = conn
                 .prepare_cached(
                     "UPDATE subscriptions SET until_seq = ?3
                      WHERE id = ?1 AND user_id = ?2 AND until_seq IS NULL",
                 )?
-                .execute(params![id, user_id, last_seq(conn)?])?;
+                .execute(params![id, user_id, until])?;
             if changed == 0 {
                 return Err(StoreError::not_found("subscription"));
             }
+            fx.push(Effect::Close {
+                user: user_id,
+                id: Some(id),
+                circle: None,
+                until,
+            });
             Ok(())
         })
         .await

@@ -1,9 +1,11 @@
 //! Users and sessions.
 
-use super::SqliteStore;
+use super::{Effects, SqliteStore};
+use crate::hot::{ActorInfo, Effect};
 use crate::model::{User, UserStatus};
 use crate::{StoreError, StoreResult, now_rfc3339};
 use rusqlite::{Connection, OptionalExtension, Row, params};
+use std::sync::atomic::Ordering;
 
 const USER_COLUMNS: &str = "id, username, display_name, is_admin, status, created_at";
 
@@ -36,6 +38,18 @@ pub(crate) fn user_by_id(conn: &Connection, id: i64) -> StoreResult<User> {
         .ok_or(StoreError::not_found("user"))
 }
 
+/// Records a user's shown facts for the hot index.
+fn user_effect(fx: &mut Effects, user: &User) {
+    fx.push(Effect::User {
+        id: user.id,
+        info: ActorInfo {
+            username: user.username.clone(),
+            display_name: user.display_name.clone(),
+            deleted: user.status == UserStatus::Deleted,
+        },
+    });
+}
+
 /// The largest seq in the log (0 when empty); exact on the writer thread.
 pub(crate) fn last_seq(conn: &Connection) -> StoreResult<i64> {
     Ok(conn
@@ -52,7 +66,7 @@ impl SqliteStore {
         password_hash: Option<String>,
         is_admin: bool,
     ) -> StoreResult<User> {
-        self.write(move |conn| {
+        self.write(move |conn, fx| {
             let taken: bool = conn
                 .prepare_cached("SELECT EXISTS(SELECT 1 FROM users WHERE username = ?1)")?
                 .query_row([&username], |r| r.get(0))?;
@@ -73,7 +87,9 @@ impl SqliteStore {
                 is_admin,
                 now_rfc3339()
             ])?;
-            user_by_id(conn, conn.last_insert_rowid())
+            let user = user_by_id(conn, conn.last_insert_rowid())?;
+            user_effect(fx, &user);
+            Ok(user)
         })
         .await
     }
@@ -99,7 +115,7 @@ impl SqliteStore {
 
     /// Records a new session token (stored hashed).
     pub async fn create_session(&self, user_id: i64, token_hash: String) -> StoreResult<()> {
-        self.write(move |conn| {
+        self.write(move |conn, _fx| {
             conn.prepare_cached(
                 "INSERT INTO sessions(token_hash, user_id, created_at) VALUES (?1, ?2, ?3)",
             )?
@@ -109,42 +125,58 @@ impl SqliteStore {
         .await
     }
 
-    /// The user a live (unrevoked) session token belongs to.
+    /// The user a live (unrevoked) session token belongs to (cached; revocation and status
+    /// changes invalidate the cache before they are acknowledged).
     pub async fn session_user(&self, token_hash: String) -> StoreResult<Option<User>> {
-        self.read(move |conn| {
-            Ok(conn
-                .prepare_cached(&format!(
-                    "SELECT {} FROM sessions s JOIN users u ON u.id = s.user_id
-                     WHERE s.token_hash = ?1 AND s.revoked_at IS NULL",
-                    USER_COLUMNS
-                        .split(", ")
-                        .map(|c| format!("u.{c}"))
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                ))?
-                .query_row([token_hash], user_from_row)
-                .optional()?)
-        })
-        .await
+        if let Some(user) = self.shared.sessions.get(&token_hash) {
+            return Ok(Some(user));
+        }
+        let key = token_hash.clone();
+        let generation = self.shared.session_generation.load(Ordering::SeqCst);
+        let user = self
+            .read(move |conn| {
+                Ok(conn
+                    .prepare_cached(
+                        "SELECT u.id, u.username, u.display_name, u.is_admin, u.status, u.created_at
+                         FROM sessions s JOIN users u ON u.id = s.user_id
+                         WHERE s.token_hash = ?1 AND s.revoked_at IS NULL",
+                    )?
+                    .query_row([key], user_from_row)
+                    .optional()?)
+            })
+            .await?;
+        // Only cache what no revocation raced with.
+        if let Some(user) = &user
+            && self.shared.session_generation.load(Ordering::SeqCst) == generation
+        {
+            self.shared.sessions.insert(token_hash, user.clone());
+        }
+        Ok(user)
     }
 
     /// Revokes one session token.
     pub async fn revoke_session(&self, token_hash: String) -> StoreResult<()> {
-        self.write(move |conn| {
+        let key = token_hash.clone();
+        self.write(move |conn, _fx| {
             conn.prepare_cached(
                 "UPDATE sessions SET revoked_at = ?2 WHERE token_hash = ?1 AND revoked_at IS NULL",
             )?
-            .execute(params![token_hash, now_rfc3339()])?;
+            .execute(params![key, now_rfc3339()])?;
             Ok(())
         })
-        .await
+        .await?;
+        self.shared
+            .session_generation
+            .fetch_add(1, Ordering::SeqCst);
+        self.shared.sessions.invalidate(&token_hash);
+        Ok(())
     }
 
     /// Sets a user's status. Suspending or deleting revokes every session; deleting also
     /// closes the user's subscriptions so nothing more is routed to it.
     pub async fn set_user_status(&self, username: &str, status: UserStatus) -> StoreResult<User> {
         let username = username.to_owned();
-        self.write(move |conn| {
+        let result = self.write(move |conn, fx| {
             let user = user_by_name(conn, &username)?;
             if user.status == UserStatus::Deleted {
                 return Err(StoreError::conflict(
@@ -166,12 +198,29 @@ impl SqliteStore {
                     "UPDATE subscriptions SET until_seq = ?2 WHERE user_id = ?1 AND until_seq IS NULL",
                 )?
                 .execute(params![user.id, seq])?;
+                fx.push(Effect::Close {
+                    user: user.id,
+                    id: None,
+                    circle: None,
+                    until: seq,
+                });
                 conn.prepare_cached("UPDATE users SET password_hash = NULL WHERE id = ?1")?
                     .execute([user.id])?;
+                // A deleted account leaves its circles (owners stay, so circles keep an owner).
+                conn.prepare_cached("DELETE FROM memberships WHERE user_id = ?1 AND role != 'owner'")?
+                    .execute([user.id])?;
             }
-            user_by_id(conn, user.id)
+            let user = user_by_id(conn, user.id)?;
+            user_effect(fx, &user);
+            Ok(user)
         })
-        .await
+        .await;
+        // Sessions were revoked (or the user changed): drop every cached session.
+        self.shared
+            .session_generation
+            .fetch_add(1, Ordering::SeqCst);
+        self.shared.sessions.invalidate_all();
+        result
     }
 
     /// Number of users (for first-run checks and tests).

@@ -1,0 +1,565 @@
+//! Hot projections: the in-memory index that serves inbox reads.
+//!
+//! The log in the database is the durable truth; this index is derived from it, loaded at
+//! start-up and kept current by the writer thread, which applies each committed transaction's
+//! [`Effect`]s (never an uncommitted one). It holds, per activity, just what filtering needs
+//! (tags, circles, kind, retraction) and, per user, the entries the router wrote, the hidden
+//! items and the subscription windows on circles merged at read time. An inbox page is then a
+//! k-way merge over in-memory sorted vectors; no SQL runs until the page is hydrated.
+
+use crate::model::{InboxFilter, PageFrom};
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use tidings_core::merge::{Direction, merge_sources};
+
+/// What filtering needs to know about one activity.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Meta {
+    /// Author.
+    pub actor: i64,
+    /// Create/Update (major) or anything else (minor).
+    pub major: bool,
+    /// Shown in listings (not an Update, Delete or Undo).
+    pub listed: bool,
+    /// Retracted by a Delete.
+    pub retracted: bool,
+    /// Interned tags.
+    pub tags: Box<[u32]>,
+    /// Circles it was addressed to.
+    pub circles: Box<[i64]>,
+    /// The activity it replies to.
+    pub parent: Option<i64>,
+}
+
+/// A subscription window on one circle: routes `since < seq <= until`.
+#[derive(Debug, Clone)]
+pub(crate) struct Window {
+    /// Subscription id.
+    pub id: i64,
+    /// The circle.
+    pub circle: i64,
+    /// Interned tag, or None for `*`.
+    pub tag: Option<u32>,
+    /// Exclusive lower bound.
+    pub since: i64,
+    /// Inclusive upper bound, None while open.
+    pub until: Option<i64>,
+    /// `subscription:ID:EXPR`, shared by every item it routes.
+    pub via: Arc<str>,
+}
+
+/// Author facts shown with each activity.
+#[derive(Debug, Clone)]
+pub(crate) struct ActorInfo {
+    /// Username.
+    pub username: String,
+    /// Display name.
+    pub display_name: String,
+    /// Whether the account was deleted.
+    pub deleted: bool,
+}
+
+/// A change to apply once the transaction that made it has committed.
+#[derive(Debug, Clone)]
+pub(crate) enum Effect {
+    /// A new activity in the log.
+    Activity {
+        /// Its seq.
+        seq: i64,
+        /// Its facts (tags as strings; interned on apply).
+        meta: Meta,
+        /// Its tags.
+        tags: Vec<String>,
+    },
+    /// An activity was retracted.
+    Retract {
+        /// The retracted seq.
+        seq: i64,
+    },
+    /// An activity was edited by an Update.
+    Edit {
+        /// The edited seq.
+        target: i64,
+    },
+    /// The router wrote inbox entries.
+    Entries(Vec<(i64, i64, Arc<str>)>),
+    /// A circle switched to merge-at-read from this seq.
+    Merged {
+        /// The circle.
+        circle: i64,
+        /// First seq merged at read.
+        from_seq: i64,
+    },
+    /// A subscription on a named circle opened.
+    Subscribe {
+        /// The subscriber.
+        user: i64,
+        /// Its id.
+        id: i64,
+        /// The circle.
+        circle: i64,
+        /// Its tag, None for `*`.
+        tag: Option<String>,
+        /// Exclusive lower bound.
+        since: i64,
+        /// `subscription:ID:EXPR`.
+        via: String,
+    },
+    /// Subscriptions closed at `until` (one by id, all on a circle, or all of the user's).
+    Close {
+        /// The subscriber.
+        user: i64,
+        /// Only this subscription.
+        id: Option<i64>,
+        /// Only subscriptions on this circle.
+        circle: Option<i64>,
+        /// The closing seq.
+        until: i64,
+    },
+    /// An item was hidden in one inbox.
+    Hide {
+        /// The inbox owner.
+        user: i64,
+        /// The item.
+        seq: i64,
+    },
+    /// A circle was created.
+    Circle {
+        /// Circle id.
+        id: i64,
+        /// Its unique name.
+        name: String,
+    },
+    /// A user was created or changed.
+    User {
+        /// User id.
+        id: i64,
+        /// Facts shown with activities.
+        info: ActorInfo,
+    },
+}
+
+/// The index itself (behind a lock in the store).
+#[derive(Debug, Default)]
+pub(crate) struct HotIndex {
+    tag_ids: HashMap<String, u32>,
+    /// Slot `seq` holds the activity with that seq (slot 0 unused).
+    activities: Vec<Meta>,
+    circle_streams: HashMap<i64, Vec<i64>>,
+    merged_from: HashMap<i64, i64>,
+    written: HashMap<i64, Vec<(i64, Arc<str>)>>,
+    hidden: HashMap<i64, HashSet<i64>>,
+    windows: HashMap<i64, Vec<Window>>,
+    replies: HashMap<i64, u32>,
+    edited: HashSet<i64>,
+    users: HashMap<i64, ActorInfo>,
+    circle_ids: HashMap<String, i64>,
+}
+
+/// One inbox row before hydration.
+pub(crate) type Row = (i64, Option<String>);
+
+fn via_rank(via: &str) -> (u8, i64) {
+    match via {
+        "author" => (0, 0),
+        "addressed" => (1, 0),
+        v => v
+            .strip_prefix("subscription:")
+            .and_then(|rest| rest.split(':').next())
+            .and_then(|id| id.parse().ok())
+            .map_or((3, 0), |id| (2, id)),
+    }
+}
+
+impl HotIndex {
+    fn tag_id(&mut self, tag: &str) -> u32 {
+        if let Some(&id) = self.tag_ids.get(tag) {
+            return id;
+        }
+        let id = self.tag_ids.len() as u32;
+        self.tag_ids.insert(tag.to_owned(), id);
+        id
+    }
+
+    fn meta(&self, seq: i64) -> Option<&Meta> {
+        usize::try_from(seq)
+            .ok()
+            .and_then(|i| self.activities.get(i))
+    }
+
+    /// Applies one committed change.
+    pub fn apply(&mut self, effect: Effect) {
+        match effect {
+            Effect::Activity {
+                seq,
+                mut meta,
+                tags,
+            } => {
+                meta.tags = tags.iter().map(|t| self.tag_id(t)).collect();
+                let Ok(slot) = usize::try_from(seq) else {
+                    return;
+                };
+                if self.activities.len() <= slot {
+                    self.activities.resize(slot + 1, Meta::default());
+                }
+                for &circle in meta.circles.iter() {
+                    let stream = self.circle_streams.entry(circle).or_default();
+                    // Seqs arrive in commit order, which is seq order.
+                    if stream.last().is_none_or(|&last| last < seq) {
+                        stream.push(seq);
+                    }
+                }
+                if meta.listed
+                    && let Some(parent) = meta.parent
+                {
+                    *self.replies.entry(parent).or_default() += 1;
+                }
+                self.activities[slot] = meta;
+            }
+            Effect::Retract { seq } => {
+                let parent = match usize::try_from(seq)
+                    .ok()
+                    .and_then(|i| self.activities.get_mut(i))
+                {
+                    Some(meta) if !meta.retracted => {
+                        meta.retracted = true;
+                        meta.parent.filter(|_| meta.listed)
+                    }
+                    _ => None,
+                };
+                if let Some(parent) = parent
+                    && let Some(count) = self.replies.get_mut(&parent)
+                {
+                    *count = count.saturating_sub(1);
+                }
+            }
+            Effect::Edit { target } => {
+                self.edited.insert(target);
+            }
+            Effect::Entries(entries) => {
+                for (user, seq, via) in entries {
+                    let list = self.written.entry(user).or_default();
+                    match list.last() {
+                        Some(&(last, _)) if last >= seq => {
+                            // Out of order only when re-applied; keep the list sorted and unique.
+                            if let Err(pos) = list.binary_search_by_key(&seq, |e| e.0) {
+                                list.insert(pos, (seq, via));
+                            }
+                        }
+                        _ => list.push((seq, via)),
+                    }
+                }
+            }
+            Effect::Merged { circle, from_seq } => {
+                self.merged_from.entry(circle).or_insert(from_seq);
+            }
+            Effect::Subscribe {
+                user,
+                id,
+                circle,
+                tag,
+                since,
+                via,
+            } => {
+                let tag = tag.map(|t| self.tag_id(&t));
+                self.windows.entry(user).or_default().push(Window {
+                    id,
+                    circle,
+                    tag,
+                    since,
+                    until: None,
+                    via: Arc::from(via),
+                });
+            }
+            Effect::Close {
+                user,
+                id,
+                circle,
+                until,
+            } => {
+                if let Some(windows) = self.windows.get_mut(&user) {
+                    for w in windows.iter_mut().filter(|w| w.until.is_none()) {
+                        if id.is_none_or(|id| id == w.id) && circle.is_none_or(|c| c == w.circle) {
+                            w.until = Some(until);
+                        }
+                    }
+                }
+            }
+            Effect::Hide { user, seq } => {
+                self.hidden.entry(user).or_default().insert(seq);
+            }
+            Effect::Circle { id, name } => {
+                self.circle_ids.insert(name, id);
+            }
+            Effect::User { id, info } => {
+                self.users.insert(id, info);
+            }
+        }
+    }
+
+    /// Ids of the named circles that exist.
+    pub fn circle_ids(&self, names: &[String]) -> Vec<i64> {
+        names
+            .iter()
+            .filter_map(|n| self.circle_ids.get(n).copied())
+            .collect()
+    }
+
+    /// Author facts.
+    pub fn actor(&self, id: i64) -> Option<&ActorInfo> {
+        self.users.get(&id)
+    }
+
+    /// Live replies of an activity.
+    pub fn reply_count(&self, seq: i64) -> u32 {
+        self.replies.get(&seq).copied().unwrap_or(0)
+    }
+
+    /// Whether an Update superseded the activity's object.
+    pub fn is_edited(&self, seq: i64) -> bool {
+        self.edited.contains(&seq)
+    }
+
+    /// The author of an activity.
+    pub fn author_of(&self, seq: i64) -> Option<i64> {
+        self.meta(seq).map(|m| m.actor)
+    }
+
+    /// Reads one page of `user`'s inbox up to the routed `watermark`: rows in walk order
+    /// (newest first, or oldest first for `After`), at most `limit + 1`.
+    pub fn inbox(
+        &self,
+        user: i64,
+        watermark: i64,
+        filter: &InboxFilter,
+        circle_ids: &[i64],
+        from: PageFrom,
+        limit: usize,
+    ) -> Vec<Row> {
+        let tag_filter: Option<Vec<u32>> = (!filter.tags.is_empty()).then(|| {
+            filter
+                .tags
+                .iter()
+                .filter_map(|t| self.tag_ids.get(t).copied())
+                .collect()
+        });
+        if tag_filter.as_ref().is_some_and(Vec::is_empty)
+            || (!filter.circles.is_empty() && circle_ids.is_empty())
+        {
+            // Filtering on tags or circles nothing carries: nothing can match.
+            return Vec::new();
+        }
+        let hidden = self.hidden.get(&user);
+        let direct_only = filter.kind.as_deref() == Some("direct");
+        let want_major = match filter.kind.as_deref() {
+            Some("major") => Some(true),
+            Some("minor") => Some(false),
+            _ => None,
+        };
+        let passes = |seq: i64| -> bool {
+            let Some(meta) = self.meta(seq) else {
+                return false;
+            };
+            meta.listed
+                && !meta.retracted
+                && hidden.is_none_or(|h| !h.contains(&seq))
+                && want_major.is_none_or(|m| m == meta.major)
+                && (circle_ids.is_empty() || meta.circles.iter().any(|c| circle_ids.contains(c)))
+                && tag_filter
+                    .as_ref()
+                    .is_none_or(|tags| meta.tags.iter().any(|t| tags.contains(t)))
+        };
+        let (low, high) = match from {
+            PageFrom::Newest => (0, watermark),
+            PageFrom::Before(s) => (0, (s - 1).min(watermark)),
+            PageFrom::After(s) => (s, watermark),
+        };
+        let take = limit + 1;
+        let direction = match from {
+            PageFrom::After(_) => Direction::Newer,
+            _ => Direction::Older,
+        };
+        let mut sources: Vec<Vec<(i64, Arc<str>)>> = Vec::new();
+
+        // Entries the router wrote.
+        if let Some(list) = self.written.get(&user) {
+            let picked = walk(
+                list,
+                |e| e.0,
+                low,
+                high,
+                direction,
+                take,
+                |e| passes(e.0) && (!direct_only || &*e.1 == "addressed"),
+            );
+            sources.push(picked.into_iter().map(|e| (e.0, e.1.clone())).collect());
+        }
+        // Circles merged at read time, one source per subscription window.
+        if !direct_only && let Some(windows) = self.windows.get(&user) {
+            for w in windows {
+                let Some(&merged_from) = self.merged_from.get(&w.circle) else {
+                    continue;
+                };
+                let Some(stream) = self.circle_streams.get(&w.circle) else {
+                    continue;
+                };
+                let lo = low.max(w.since).max(merged_from - 1);
+                let hi = high.min(w.until.unwrap_or(i64::MAX));
+                if lo >= hi {
+                    continue;
+                }
+                let picked = walk(
+                    stream,
+                    |&s| s,
+                    lo,
+                    hi,
+                    direction,
+                    take,
+                    |&seq| {
+                        passes(seq)
+                            && w.tag.is_none_or(|tag| {
+                                self.meta(seq).is_some_and(|m| m.tags.contains(&tag))
+                            })
+                    },
+                );
+                sources.push(picked.into_iter().map(|&s| (s, w.via.clone())).collect());
+            }
+        }
+        let merged = merge_sources(&sources, direction, take);
+        // Several sources may carry one item: show the reason the router would have written.
+        merged
+            .into_iter()
+            .map(|(seq, first)| {
+                let mut best = first;
+                for source in &sources {
+                    if let Some((_, via)) = source.iter().find(|(s, _)| *s == seq)
+                        && via_rank(via) < via_rank(&best)
+                    {
+                        best = via.clone();
+                    }
+                }
+                (seq, Some(best.to_string()))
+            })
+            .collect()
+    }
+}
+
+/// Walks a seq-sorted slice within `(low, high]` in `direction`, keeping up to `take` items
+/// that pass `keep`.
+fn walk<T>(
+    list: &[T],
+    key: impl Fn(&T) -> i64,
+    low: i64,
+    high: i64,
+    direction: Direction,
+    take: usize,
+    keep: impl Fn(&T) -> bool,
+) -> Vec<&T> {
+    let start = list.partition_point(|e| key(e) <= low);
+    let end = list.partition_point(|e| key(e) <= high);
+    let Some(window) = list.get(start..end) else {
+        return Vec::new();
+    };
+    let mut out = Vec::with_capacity(take.min(window.len()));
+    match direction {
+        Direction::Older => {
+            for e in window.iter().rev() {
+                if out.len() == take {
+                    break;
+                }
+                if keep(e) {
+                    out.push(e);
+                }
+            }
+        }
+        Direction::Newer => {
+            for e in window.iter() {
+                if out.len() == take {
+                    break;
+                }
+                if keep(e) {
+                    out.push(e);
+                }
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn activity(seq: i64, circles: &[i64], tags: &[&str]) -> Effect {
+        Effect::Activity {
+            seq,
+            meta: Meta {
+                actor: 1,
+                major: true,
+                listed: true,
+                circles: circles.into(),
+                ..Meta::default()
+            },
+            tags: tags.iter().map(|t| t.to_string()).collect(),
+        }
+    }
+
+    #[test]
+    fn merged_windows_and_written_entries_read_together() {
+        let mut index = HotIndex::default();
+        index.apply(Effect::Merged {
+            circle: 7,
+            from_seq: 1,
+        });
+        index.apply(Effect::Subscribe {
+            user: 2,
+            id: 5,
+            circle: 7,
+            tag: Some("release".into()),
+            since: 1,
+            via: "subscription:5:release@eng".into(),
+        });
+        for seq in 1..=6 {
+            index.apply(activity(
+                seq,
+                &[7],
+                if seq % 2 == 0 { &["release"] } else { &[] },
+            ));
+        }
+        index.apply(Effect::Entries(vec![(2, 3, Arc::from("addressed"))]));
+        let rows = index.inbox(2, 6, &InboxFilter::default(), &[], PageFrom::Newest, 10);
+        let seqs: Vec<i64> = rows.iter().map(|r| r.0).collect();
+        // seq 2 is before the window (since = 1 means seq > 1 … but 2 > 1): included.
+        assert_eq!(seqs, vec![6, 4, 3, 2]);
+        assert_eq!(rows[2].1.as_deref(), Some("addressed"));
+        // The watermark hides what is not routed yet.
+        let rows = index.inbox(2, 4, &InboxFilter::default(), &[], PageFrom::Newest, 10);
+        assert_eq!(rows.iter().map(|r| r.0).collect::<Vec<_>>(), vec![4, 3, 2]);
+        // Closing the window stops later items; hides and retractions drop items.
+        index.apply(Effect::Close {
+            user: 2,
+            id: Some(5),
+            circle: None,
+            until: 4,
+        });
+        index.apply(Effect::Hide { user: 2, seq: 3 });
+        index.apply(Effect::Retract { seq: 2 });
+        let rows = index.inbox(2, 6, &InboxFilter::default(), &[], PageFrom::Newest, 10);
+        assert_eq!(rows.iter().map(|r| r.0).collect::<Vec<_>>(), vec![4]);
+    }
+
+    #[test]
+    fn cursors_walk_both_ways() {
+        let mut index = HotIndex::default();
+        let entries = (1..=9).map(|s| (1, s, Arc::from("author"))).collect();
+        for seq in 1..=9 {
+            index.apply(activity(seq, &[], &[]));
+        }
+        index.apply(Effect::Entries(entries));
+        let f = InboxFilter::default();
+        let page = index.inbox(1, 9, &f, &[], PageFrom::Before(5), 2);
+        assert_eq!(page.iter().map(|r| r.0).collect::<Vec<_>>(), vec![4, 3, 2]);
+        let page = index.inbox(1, 9, &f, &[], PageFrom::After(5), 2);
+        assert_eq!(page.iter().map(|r| r.0).collect::<Vec<_>>(), vec![6, 7, 8]);
+    }
+}

@@ -1,0 +1,151 @@
+//! Builds the hot index from the database at start-up.
+
+use crate::StoreResult;
+use crate::hot::{ActorInfo, Effect, HotIndex, Meta};
+use rusqlite::Connection;
+use std::collections::HashMap;
+use std::sync::Arc;
+
+/// Reads every projection the index mirrors.
+pub(crate) fn load(conn: &Connection) -> StoreResult<HotIndex> {
+    let started = std::time::Instant::now();
+    let mut index = HotIndex::default();
+
+    let mut stmt = conn.prepare("SELECT id, username, display_name, status FROM users")?;
+    let mut rows = stmt.query([])?;
+    while let Some(r) = rows.next()? {
+        index.apply(Effect::User {
+            id: r.get(0)?,
+            info: ActorInfo {
+                username: r.get(1)?,
+                display_name: r.get(2)?,
+                deleted: r.get::<_, String>(3)? == "deleted",
+            },
+        });
+    }
+
+    let mut stmt = conn.prepare("SELECT id, name, merged_from_seq FROM circles")?;
+    let mut rows = stmt.query([])?;
+    while let Some(r) = rows.next()? {
+        let id: i64 = r.get(0)?;
+        index.apply(Effect::Circle {
+            id,
+            name: r.get(1)?,
+        });
+        if let Some(from_seq) = r.get::<_, Option<i64>>(2)? {
+            index.apply(Effect::Merged {
+                circle: id,
+                from_seq,
+            });
+        }
+    }
+
+    // Tags and circles per activity, gathered before the activities themselves.
+    let mut tags: HashMap<i64, Vec<String>> = HashMap::new();
+    let mut stmt = conn.prepare("SELECT seq, tag FROM activity_tags")?;
+    let mut rows = stmt.query([])?;
+    while let Some(r) = rows.next()? {
+        tags.entry(r.get(0)?).or_default().push(r.get(1)?);
+    }
+    let mut circles: HashMap<i64, Vec<i64>> = HashMap::new();
+    let mut stmt = conn.prepare("SELECT seq, circle_id FROM activity_circles")?;
+    let mut rows = stmt.query([])?;
+    while let Some(r) = rows.next()? {
+        circles.entry(r.get(0)?).or_default().push(r.get(1)?);
+    }
+    let mut stmt = conn.prepare(
+        "SELECT a.seq, a.actor_id, a.kind = 'major', a.listed, p.seq
+         FROM activities a LEFT JOIN activities p ON p.id = a.in_reply_to ORDER BY a.seq",
+    )?;
+    let mut rows = stmt.query([])?;
+    let mut count = 0u64;
+    while let Some(r) = rows.next()? {
+        let seq: i64 = r.get(0)?;
+        index.apply(Effect::Activity {
+            seq,
+            meta: Meta {
+                actor: r.get(1)?,
+                major: r.get(2)?,
+                listed: r.get(3)?,
+                retracted: false,
+                tags: Box::new([]),
+                circles: circles.remove(&seq).unwrap_or_default().into(),
+                parent: r.get(4)?,
+            },
+            tags: tags.remove(&seq).unwrap_or_default(),
+        });
+        count += 1;
+    }
+
+    let mut stmt = conn.prepare("SELECT seq FROM retractions")?;
+    let mut rows = stmt.query([])?;
+    while let Some(r) = rows.next()? {
+        index.apply(Effect::Retract { seq: r.get(0)? });
+    }
+    let mut stmt = conn.prepare("SELECT target_seq FROM edits")?;
+    let mut rows = stmt.query([])?;
+    while let Some(r) = rows.next()? {
+        index.apply(Effect::Edit { target: r.get(0)? });
+    }
+
+    // Written entries, in (user, seq) order; identical reasons share one allocation.
+    let mut vias: HashMap<String, Arc<str>> = HashMap::new();
+    let mut batch = Vec::new();
+    let mut stmt =
+        conn.prepare("SELECT user_id, seq, via FROM inbox_entries ORDER BY user_id, seq")?;
+    let mut rows = stmt.query([])?;
+    while let Some(r) = rows.next()? {
+        let via: String = r.get(2)?;
+        let via = vias
+            .entry(via.clone())
+            .or_insert_with(|| Arc::from(via))
+            .clone();
+        batch.push((r.get(0)?, r.get(1)?, via));
+        if batch.len() >= 100_000 {
+            index.apply(Effect::Entries(std::mem::take(&mut batch)));
+        }
+    }
+    index.apply(Effect::Entries(batch));
+
+    let mut stmt = conn.prepare("SELECT user_id, seq FROM inbox_hidden")?;
+    let mut rows = stmt.query([])?;
+    while let Some(r) = rows.next()? {
+        index.apply(Effect::Hide {
+            user: r.get(0)?,
+            seq: r.get(1)?,
+        });
+    }
+
+    let mut stmt = conn.prepare(
+        "SELECT id, user_id, circle_id, tag, since_seq, until_seq, expr
+         FROM subscriptions WHERE circle_id IS NOT NULL ORDER BY id",
+    )?;
+    let mut rows = stmt.query([])?;
+    while let Some(r) = rows.next()? {
+        let id: i64 = r.get(0)?;
+        let user: i64 = r.get(1)?;
+        let expr: String = r.get(6)?;
+        index.apply(Effect::Subscribe {
+            user,
+            id,
+            circle: r.get(2)?,
+            tag: r.get(3)?,
+            since: r.get(4)?,
+            via: format!("subscription:{id}:{expr}"),
+        });
+        if let Some(until) = r.get::<_, Option<i64>>(5)? {
+            index.apply(Effect::Close {
+                user,
+                id: Some(id),
+                circle: None,
+                until,
+            });
+        }
+    }
+    tracing::info!(
+        activities = count,
+        elapsed_ms = started.elapsed().as_millis() as u64,
+        "hot index loaded"
+    );
+    Ok(index)
+}
