@@ -1,8 +1,8 @@
 //! `limit` plus opaque `before`/`after` cursors, shared by every listing.
 
 use crate::error::ApiError;
+use crate::response::RawJson;
 use serde::{Deserialize, Serialize};
-use serde_json::value::RawValue;
 use tidings_core::cursor;
 use tidings_store::model::{Page, PageFrom};
 use utoipa::{IntoParams, ToSchema};
@@ -51,7 +51,7 @@ impl PageArgs {
     }
 }
 
-/// One item of a page.
+/// One item of a page (documents the shape [`PageBody::render`] writes).
 #[derive(Debug, Serialize, ToSchema)]
 pub struct PageItemBody {
     /// Cursor of this item.
@@ -61,10 +61,10 @@ pub struct PageItemBody {
     pub via: Option<String>,
     /// The activity.
     #[schema(value_type = Object)]
-    pub activity: Box<RawValue>,
+    pub activity: serde_json::Value,
 }
 
-/// A page, newest first.
+/// A page, newest first (documents the shape [`PageBody::render`] writes).
 #[derive(Debug, Serialize, ToSchema)]
 pub struct PageBody {
     /// Items, newest first.
@@ -76,8 +76,9 @@ pub struct PageBody {
 }
 
 impl PageBody {
-    /// Turns a store page into the response body.
-    pub fn from_page(page: Page, from: PageFrom) -> Result<PageBody, ApiError> {
+    /// Writes a store page as the response body. Activities are spliced in as the JSON text
+    /// the store produced (stored bytes plus derived state), never parsed again.
+    pub fn render(page: Page, from: PageFrom) -> RawJson {
         let next = match page.items.last() {
             Some(last) if page.has_older => Some(cursor::encode(last.seq)),
             _ => None,
@@ -88,17 +89,34 @@ impl PageBody {
             (None, PageFrom::Before(_)) => None,
             (None, PageFrom::Newest) => Some(cursor::encode(0)),
         };
-        let items = page
-            .items
-            .into_iter()
-            .map(|item| {
-                Ok(PageItemBody {
-                    cursor: cursor::encode(item.seq),
-                    via: item.via,
-                    activity: RawValue::from_string(item.activity).map_err(ApiError::internal)?,
-                })
-            })
-            .collect::<Result<Vec<_>, ApiError>>()?;
-        Ok(PageBody { items, next, prev })
+        let size: usize = page.items.iter().map(|i| i.activity.len() + 96).sum();
+        let mut out = String::with_capacity(size + 96);
+        out.push_str("{\"items\":[");
+        for (i, item) in page.items.iter().enumerate() {
+            if i > 0 {
+                out.push(',');
+            }
+            // Cursors are base64url and vias are escaped by serde, so both are safe to splice.
+            out.push_str("{\"cursor\":\"");
+            out.push_str(&cursor::encode(item.seq));
+            out.push('"');
+            if let Some(via) = &item.via {
+                out.push_str(",\"via\":");
+                out.push_str(&json_string(via));
+            }
+            out.push_str(",\"activity\":");
+            out.push_str(&item.activity);
+            out.push('}');
+        }
+        out.push_str("],\"next\":");
+        out.push_str(&next.map_or_else(|| "null".to_owned(), |c| json_string(&c)));
+        out.push_str(",\"prev\":");
+        out.push_str(&prev.map_or_else(|| "null".to_owned(), |c| json_string(&c)));
+        out.push('}');
+        RawJson(out)
     }
+}
+
+fn json_string(s: &str) -> String {
+    serde_json::Value::String(s.to_owned()).to_string()
 }

@@ -70,6 +70,8 @@ pub(crate) enum Effect {
         meta: Meta,
         /// Its tags.
         tags: Vec<String>,
+        /// Its stored JSON, to warm the body cache (None when loading at start-up).
+        body: Option<Arc<str>>,
     },
     /// An activity was retracted.
     Retract {
@@ -194,6 +196,7 @@ impl HotIndex {
                 seq,
                 mut meta,
                 tags,
+                ..
             } => {
                 meta.tags = tags.iter().map(|t| self.tag_id(t)).collect();
                 let Ok(slot) = usize::try_from(seq) else {
@@ -501,6 +504,7 @@ mod tests {
                 ..Meta::default()
             },
             tags: tags.iter().map(|t| t.to_string()).collect(),
+            body: None,
         }
     }
 

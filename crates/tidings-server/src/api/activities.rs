@@ -146,10 +146,10 @@ pub async fn replies(
     auth: AuthUser,
     Path(id): Path<String>,
     ApiQuery(args): ApiQuery<PageArgs>,
-) -> ApiResult<Json<PageBody>> {
+) -> ApiResult<RawJson> {
     let (from, limit) = args.resolve()?;
     let page = state.store.replies(&id, auth.user, from, limit).await?;
-    Ok(Json(PageBody::from_page(page, from)?))
+    Ok(PageBody::render(page, from))
 }
 
 /// Every version of an activity (the log keeps them all).
@@ -217,11 +217,11 @@ pub async fn outbox(
     auth: AuthUser,
     Path(username): Path<String>,
     ApiQuery(args): ApiQuery<PageArgs>,
-) -> ApiResult<Json<PageBody>> {
+) -> ApiResult<RawJson> {
     let (from, limit) = args.resolve()?;
     let page = state
         .store
         .outbox(&username, auth.user, from, limit)
         .await?;
-    Ok(Json(PageBody::from_page(page, from)?))
+    Ok(PageBody::render(page, from))
 }

@@ -5,6 +5,7 @@ use crate::auth::AuthUser;
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{ApiJson, ApiQuery};
 use crate::pagination::{PageArgs, PageBody};
+use crate::response::RawJson;
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
@@ -243,11 +244,11 @@ pub async fn stream(
     auth: AuthUser,
     Path(name): Path<String>,
     ApiQuery(args): ApiQuery<PageArgs>,
-) -> ApiResult<Json<PageBody>> {
+) -> ApiResult<RawJson> {
     let (from, limit) = args.resolve()?;
     let page = state
         .store
         .circle_stream(&name, auth.user, from, limit)
         .await?;
-    Ok(Json(PageBody::from_page(page, from)?))
+    Ok(PageBody::render(page, from))
 }

@@ -5,6 +5,7 @@ use crate::auth::AuthUser;
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{ApiJson, ApiQuery};
 use crate::pagination::{PageArgs, PageBody};
+use crate::response::RawJson;
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
@@ -97,7 +98,7 @@ pub async fn read(
     State(state): State<AppState>,
     auth: AuthUser,
     ApiQuery(args): ApiQuery<InboxArgs>,
-) -> ApiResult<Json<PageBody>> {
+) -> ApiResult<RawJson> {
     let filter = parse_filter(&args)?;
     let (from, limit) = PageArgs {
         limit: args.limit,
@@ -106,7 +107,7 @@ pub async fn read(
     }
     .resolve()?;
     let page = state.store.inbox(auth.user, filter, from, limit).await?;
-    Ok(Json(PageBody::from_page(page, from)?))
+    Ok(PageBody::render(page, from))
 }
 
 /// Hide one activity in the caller's inbox only.

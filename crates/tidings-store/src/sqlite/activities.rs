@@ -175,6 +175,9 @@ fn compose(body: &str, actor: &ActorInfo, replies: u32) -> String {
 /// The rendered JSON text of one activity for listings: stored bytes from the cache plus
 /// derived state from the hot index; edited activities take the full [`render`] path.
 pub(crate) fn render_text(conn: &Connection, shared: &Shared, seq: i64) -> StoreResult<String> {
+    if let Some(text) = cached_text(shared, seq) {
+        return Ok(text);
+    }
     let fast = {
         let hot = shared
             .hot
@@ -198,6 +201,38 @@ pub(crate) fn render_text(conn: &Connection, shared: &Shared, seq: i64) -> Store
         }
     };
     Ok(compose(&stored, &actor, replies))
+}
+
+/// Renders from memory alone: None when a body is not cached or the activity was edited.
+fn cached_text(shared: &Shared, seq: i64) -> Option<String> {
+    let (actor, replies) = {
+        let hot = shared.hot.read().ok()?;
+        if hot.is_edited(seq) {
+            return None;
+        }
+        let actor = hot.author_of(seq).and_then(|a| hot.actor(a))?.clone();
+        (actor, hot.reply_count(seq))
+    };
+    let stored = shared.bodies.get(&seq)?;
+    Some(compose(&stored, &actor, replies))
+}
+
+/// Renders a page without touching the database when everything it needs is in memory, so
+/// the common inbox read never leaves the async thread.
+pub(crate) fn render_page_cached(
+    shared: &Shared,
+    rows: &[(i64, Option<String>)],
+    has_older: bool,
+) -> Option<Page> {
+    let mut items = Vec::with_capacity(rows.len());
+    for (seq, via) in rows {
+        items.push(PageItem {
+            seq: *seq,
+            via: via.clone(),
+            activity: cached_text(shared, *seq)?,
+        });
+    }
+    Some(Page { items, has_older })
 }
 
 /// Renders a page from seqs (already filtered and ordered newest first).
@@ -551,6 +586,7 @@ fn publish_in(conn: &Connection, fx: &mut Effects, input: PublishInput) -> Store
             parent: parent_seq,
         },
         tags,
+        body: Some(Arc::from(stored.as_str())),
     });
     if let Some(target) = target_seq {
         match activity_type.as_str() {

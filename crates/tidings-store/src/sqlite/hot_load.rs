@@ -73,6 +73,7 @@ pub(crate) fn load(conn: &Connection) -> StoreResult<HotIndex> {
                 parent: r.get(4)?,
             },
             tags: tags.remove(&seq).unwrap_or_default(),
+            body: None,
         });
         count += 1;
     }

@@ -7,7 +7,7 @@
 //! keep arriving.
 
 use super::SqliteStore;
-use super::activities::{can_read, finish_page, render_page};
+use super::activities::{can_read, finish_page, render_page, render_page_cached};
 use crate::hot::Effect;
 use crate::model::{InboxFilter, Page, PageFrom, User};
 use crate::{StoreError, StoreResult};
@@ -33,6 +33,9 @@ impl SqliteStore {
             hot.inbox(user.id, watermark, &filter, &circle_ids, from, limit)
         };
         let (rows, more) = finish_page(rows, from, limit);
+        if let Some(page) = render_page_cached(&self.shared, &rows, more) {
+            return Ok(page);
+        }
         let shared = self.shared.clone();
         self.read(move |conn| render_page(conn, &shared, rows, more))
             .await

@@ -331,6 +331,14 @@ impl Shared {
         match self.hot.write() {
             Ok(mut hot) => {
                 for effect in effects {
+                    if let Effect::Activity {
+                        seq,
+                        body: Some(body),
+                        ..
+                    } = &effect
+                    {
+                        self.bodies.insert(*seq, body.clone());
+                    }
                     hot.apply(effect);
                 }
             }
