@@ -24,6 +24,27 @@ pub const OBJECT_TYPES: &[&str] = &[
     "Note", "Article", "Image", "Link", "Video", "Audio", "Document", "Page", "Event",
 ];
 
+/// Top-level keys the engine owns: they are set, derived or refused by Tidings and are never
+/// copied from a posted document as a custom activity type's own fields.
+const RESERVED_KEYS: &[&str] = &[
+    "@context",
+    "id",
+    "type",
+    "actor",
+    "published",
+    "to",
+    "cc",
+    "bto",
+    "bcc",
+    "audience",
+    "tag",
+    "object",
+    "actions",
+    "inReplyTo",
+    "digest",
+    "tidings",
+];
+
 /// Limits applied to every publish; each breach is a clear 4xx, never a truncation.
 #[derive(Debug, Clone)]
 pub struct Limits {
@@ -190,6 +211,9 @@ pub struct Draft {
     pub in_reply_to: Option<String>,
     /// Major or minor.
     pub kind: Kind,
+    /// A registered custom activity type's own top-level fields (never engine-owned keys);
+    /// always empty for built-in types.
+    pub extra: Map<String, Value>,
 }
 
 /// Checks a posted activity. `type_status` answers for activity and object type names.
@@ -255,6 +279,13 @@ pub fn normalize(
     } else {
         Kind::Minor
     };
+    // Only a registered custom verb has fields of its own, vouched for by its schema; for
+    // built-in verbs nothing describes unknown top-level fields, so they stay ignored.
+    let extra = if type_status(&activity_type) == TypeStatus::Custom {
+        custom_fields(doc, limits)?
+    } else {
+        Map::new()
+    };
 
     Ok(Draft {
         activity_type,
@@ -266,7 +297,25 @@ pub fn normalize(
         actions,
         in_reply_to,
         kind,
+        extra,
     })
+}
+
+/// The posted document's top-level fields that are not engine-owned, size-checked like object
+/// fields (a `url`/`href` anywhere in them must be http(s) too).
+fn custom_fields(
+    doc: &Map<String, Value>,
+    limits: &Limits,
+) -> Result<Map<String, Value>, ActivityError> {
+    let mut extra = Map::new();
+    for (key, value) in doc {
+        if RESERVED_KEYS.contains(&key.as_str()) {
+            continue;
+        }
+        check_value_sizes(key, key, value, limits, 0)?;
+        extra.insert(key.clone(), value.clone());
+    }
+    Ok(extra)
 }
 
 fn check_type_name(
@@ -578,6 +627,13 @@ impl Draft {
         if let Some(parent) = self.in_reply_to {
             doc.insert("inReplyTo".into(), json!(parent));
         }
+        // Draft's fields are public, so a hand-built one could carry `digest`, `tidings` or an
+        // `id`: reserved keys are skipped again and engine fields are never overwritten.
+        for (key, value) in self.extra {
+            if !RESERVED_KEYS.contains(&key.as_str()) {
+                doc.entry(key).or_insert(value);
+            }
+        }
         Value::Object(doc)
     }
 }
@@ -722,6 +778,142 @@ mod tests {
             norm(json!({"type": "Poll", "object": "id"})).map(|d| d.kind),
             Ok(Kind::Minor)
         );
+    }
+
+    #[test]
+    fn custom_activity_keeps_its_own_fields() {
+        let d = norm(json!({
+            "type": "Poll",
+            "object": {"content": "lunch?"},
+            "question": "Pizza or sushi?",
+            "choices": [{"name": "pizza", "url": "https://menu.example/pizza"}],
+            "closes": {"at": "2026-01-02T00:00:00Z", "votes": 10}
+        }))
+        .expect("valid");
+        assert_eq!(
+            Value::Object(d.extra.clone()),
+            json!({
+                "question": "Pizza or sushi?",
+                "choices": [{"name": "pizza", "url": "https://menu.example/pizza"}],
+                "closes": {"at": "2026-01-02T00:00:00Z", "votes": 10}
+            })
+        );
+        let rec = d.into_record("a1", "user:ana", "2026-01-01T00:00:00Z");
+        assert_eq!(rec["question"], json!("Pizza or sushi?"));
+        assert_eq!(rec["closes"]["votes"], json!(10));
+        assert_eq!(rec["type"], json!("Poll"));
+    }
+
+    #[test]
+    fn builtin_activity_drops_unknown_fields() {
+        let d = norm(json!({
+            "type": "Create",
+            "object": {"content": "hi"},
+            "location": "Office",
+            "url": "javascript:alert(1)"
+        }))
+        .expect("unknown top-level fields of built-in types are ignored, not checked");
+        assert!(d.extra.is_empty());
+        let rec = d.into_record("a1", "user:ana", "2026-01-01T00:00:00Z");
+        assert!(rec.get("location").is_none());
+        assert!(rec.get("url").is_none());
+    }
+
+    #[test]
+    fn reserved_keys_are_never_copied() {
+        let mut doc = Map::new();
+        for key in RESERVED_KEYS {
+            doc.insert((*key).to_owned(), json!("forged"));
+        }
+        // Valid values where the engine reads them, so normalisation itself succeeds.
+        doc.insert("type".into(), json!("Poll"));
+        doc.insert("object".into(), json!("some-id"));
+        doc.insert("to".into(), json!(["public"]));
+        doc.insert("tag".into(), json!(["release"]));
+        doc.insert("actions".into(), json!([]));
+        doc.insert("inReplyTo".into(), json!("parent"));
+        doc.insert("mine".into(), json!(1));
+        let d = norm(Value::Object(doc)).expect("valid");
+        assert_eq!(Value::Object(d.extra.clone()), json!({"mine": 1}));
+        let rec = d.into_record("a1", "user:ana", "2026-01-01T00:00:00Z");
+        for key in ["id", "actor", "published", "@context"] {
+            assert_ne!(rec[key], json!("forged"), "{key}");
+        }
+        for key in ["cc", "bto", "bcc", "audience", "digest", "tidings"] {
+            assert!(rec.get(key).is_none(), "{key}");
+        }
+        assert_eq!(rec["mine"], json!(1));
+    }
+
+    #[test]
+    fn hand_built_extra_cannot_override_the_record() {
+        let mut d = norm(json!({"type": "Poll", "object": "x"})).expect("valid");
+        d.extra.insert("id".into(), json!("forged"));
+        d.extra.insert("digest".into(), json!("sha256:forged"));
+        d.extra.insert("tidings".into(), json!({}));
+        d.extra.insert("mine".into(), json!(true));
+        let rec = d.into_record("a1", "user:ana", "2026-01-01T00:00:00Z");
+        assert_eq!(rec["id"], json!("a1"));
+        assert!(rec.get("digest").is_none());
+        assert!(rec.get("tidings").is_none());
+        assert_eq!(rec["mine"], json!(true));
+    }
+
+    #[test]
+    fn custom_activity_fields_are_limited_like_object_fields() {
+        let limits = Limits {
+            max_string_chars: 32,
+            max_content_chars: 40,
+            ..Limits::default()
+        };
+        let run = |v: Value| normalize(&v, &limits, &builtin);
+        let base = |key: &str, value: Value| {
+            let mut doc = json!({"type": "Poll", "object": "x"});
+            doc[key] = value;
+            doc
+        };
+        let cases = [
+            (
+                base("question", json!("x".repeat(33))),
+                "limit_exceeded",
+                "question",
+            ),
+            (
+                base("closes", json!({"note": "x".repeat(33)})),
+                "limit_exceeded",
+                "closes.note",
+            ),
+            (
+                base("choices", json!(vec![1; 257])),
+                "limit_exceeded",
+                "choices",
+            ),
+            (
+                base("url", json!("javascript:alert(1)")),
+                "invalid_activity",
+                "url",
+            ),
+            (
+                base("links", json!([{"href": "data:text/html,x"}])),
+                "invalid_activity",
+                "links.href",
+            ),
+        ];
+        for (input, code, field) in cases {
+            let err = run(input.clone()).expect_err(&input.to_string());
+            assert_eq!((err.code, err.field.as_str()), (code, field), "{input}");
+        }
+        let mut deep = json!(1);
+        for _ in 0..10 {
+            deep = json!({"n": deep});
+        }
+        assert_eq!(
+            run(base("deep", deep)).map_err(|e| e.code),
+            Err("limit_exceeded")
+        );
+        // `content` has the content limit, as in objects.
+        assert!(run(base("content", json!("x".repeat(40)))).is_ok());
+        assert!(run(base("url", json!("https://ok.example/a"))).is_ok());
     }
 
     #[test]

@@ -1,7 +1,8 @@
 //! The one place where failures become HTTP: every error has a stable code, a status and a
 //! message, and renders as `{"error": {"code", "message", "details"}}`.
 
-use axum::extract::rejection::{JsonRejection, QueryRejection};
+use axum::extract::path::ErrorKind;
+use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
@@ -38,7 +39,7 @@ impl ApiError {
         self
     }
 
-    /// 400 with a field name in details.
+    /// 400 with a machine-readable code.
     pub fn bad_request(code: &'static str, message: impl Into<String>) -> Self {
         Self::new(StatusCode::BAD_REQUEST, code, message)
     }
@@ -113,13 +114,50 @@ impl From<tidings_core::activity::ActivityError> for ApiError {
 
 impl From<JsonRejection> for ApiError {
     fn from(rejection: JsonRejection) -> Self {
-        let status = rejection.status();
-        let code = match status {
-            StatusCode::PAYLOAD_TOO_LARGE => "body_too_large",
-            StatusCode::UNSUPPORTED_MEDIA_TYPE => "unsupported_media_type",
-            _ => "invalid_json",
-        };
-        ApiError::new(status, code, rejection.body_text())
+        // axum splits body errors into 400 (syntax) and 422 (well-formed but the wrong shape);
+        // to a client both mean "fix your body", so both are the one documented 400. Only size
+        // and content type keep their own statuses, since the fix for those is different.
+        match rejection.status() {
+            StatusCode::PAYLOAD_TOO_LARGE => ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "body_too_large",
+                rejection.body_text(),
+            ),
+            StatusCode::UNSUPPORTED_MEDIA_TYPE => ApiError::new(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "unsupported_media_type",
+                rejection.body_text(),
+            ),
+            _ => ApiError::bad_request("invalid_json", rejection.body_text()),
+        }
+    }
+}
+
+impl From<PathRejection> for ApiError {
+    fn from(rejection: PathRejection) -> Self {
+        // axum answers 5xx when the route and the extractor disagree (wrong arity, unsupported
+        // type, no params at all): that is our bug, not the client's, so it is logged as one.
+        if rejection.status().is_server_error() {
+            return ApiError::internal(rejection.body_text());
+        }
+        let error = ApiError::bad_request("invalid_path", rejection.body_text());
+        match path_param_name(&rejection) {
+            Some(param) => error.with_details(json!({ "param": param })),
+            None => error,
+        }
+    }
+}
+
+/// The name of the path parameter a rejection is about, when axum says which one.
+fn path_param_name(rejection: &PathRejection) -> Option<&str> {
+    let PathRejection::FailedToDeserializePathParams(failed) = rejection else {
+        return None;
+    };
+    match failed.kind() {
+        ErrorKind::InvalidUtf8InPathParam { key }
+        | ErrorKind::ParseErrorAtKey { key, .. }
+        | ErrorKind::DeserializeError { key, .. } => Some(key.as_str()),
+        _ => None,
     }
 }
 

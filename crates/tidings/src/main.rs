@@ -31,7 +31,7 @@ struct Cli {
         long,
         global = true,
         env = "TIDINGS_MERGE_THRESHOLD",
-        default_value_t = 2_000
+        default_value_t = 64
     )]
     merge_threshold: i64,
     #[command(subcommand)]

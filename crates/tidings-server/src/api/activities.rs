@@ -3,11 +3,11 @@
 use crate::AppState;
 use crate::auth::AuthUser;
 use crate::error::{ApiError, ApiResult};
-use crate::extract::{ApiJson, ApiQuery};
+use crate::extract::{ApiJson, ApiPath, ApiQuery};
 use crate::pagination::{PageArgs, PageBody};
 use crate::response::RawJson;
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
@@ -132,7 +132,7 @@ pub async fn publish(
 pub async fn get_activity(
     State(state): State<AppState>,
     auth: AuthUser,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
 ) -> ApiResult<Json<Value>> {
     let (_, activity) = state.store.activity(&id, auth.user).await?;
     Ok(Json(activity))
@@ -144,7 +144,7 @@ pub async fn get_activity(
 pub async fn replies(
     State(state): State<AppState>,
     auth: AuthUser,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
     ApiQuery(args): ApiQuery<PageArgs>,
 ) -> ApiResult<RawJson> {
     let (from, limit) = args.resolve()?;
@@ -158,7 +158,7 @@ pub async fn replies(
 pub async fn versions(
     State(state): State<AppState>,
     auth: AuthUser,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
 ) -> ApiResult<Json<VersionList>> {
     let items = state.store.versions(&id, auth.user).await?;
     Ok(Json(VersionList { items }))
@@ -171,7 +171,7 @@ pub async fn retract(
     State(state): State<AppState>,
     auth: AuthUser,
     headers: HeaderMap,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
 ) -> ApiResult<(StatusCode, HeaderMap, RawJson)> {
     let key = idempotency_key(&headers)?;
     // Read first: unknown or unreadable ids are 404, retracted ones 410 — except for a retry
@@ -199,7 +199,7 @@ pub async fn retract(
 pub async fn take_action(
     State(state): State<AppState>,
     auth: AuthUser,
-    Path((id, action)): Path<(String, String)>,
+    ApiPath((id, action)): ApiPath<(String, String)>,
 ) -> ApiResult<Json<Value>> {
     if !is_valid_slug(&action) {
         return Err(ApiError::not_found("action"));
@@ -215,7 +215,7 @@ pub async fn take_action(
 pub async fn outbox(
     State(state): State<AppState>,
     auth: AuthUser,
-    Path(username): Path<String>,
+    ApiPath(username): ApiPath<String>,
     ApiQuery(args): ApiQuery<PageArgs>,
 ) -> ApiResult<RawJson> {
     let (from, limit) = args.resolve()?;

@@ -3,11 +3,11 @@
 use crate::AppState;
 use crate::auth::AuthUser;
 use crate::error::{ApiError, ApiResult};
-use crate::extract::{ApiJson, ApiQuery};
+use crate::extract::{ApiJson, ApiPath, ApiQuery};
 use crate::pagination::{PageArgs, PageBody};
 use crate::response::RawJson;
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
 use tidings_core::expr::normalize_slug;
@@ -149,7 +149,7 @@ pub async fn search(
 pub async fn get_circle(
     State(state): State<AppState>,
     auth: AuthUser,
-    Path(name): Path<String>,
+    ApiPath(name): ApiPath<String>,
 ) -> ApiResult<Json<Circle>> {
     Ok(Json(state.store.circle(&name, Some(auth.user)).await?))
 }
@@ -160,7 +160,7 @@ pub async fn get_circle(
 pub async fn archive(
     State(state): State<AppState>,
     auth: AuthUser,
-    Path(name): Path<String>,
+    ApiPath(name): ApiPath<String>,
 ) -> ApiResult<Json<Circle>> {
     Ok(Json(state.store.archive_circle(&name, auth.user).await?))
 }
@@ -171,7 +171,7 @@ pub async fn archive(
 pub async fn members(
     State(state): State<AppState>,
     auth: AuthUser,
-    Path(name): Path<String>,
+    ApiPath(name): ApiPath<String>,
 ) -> ApiResult<Json<MembershipList>> {
     let items = state.store.circle_members(&name, auth.user).await?;
     Ok(Json(MembershipList { items }))
@@ -183,7 +183,7 @@ pub async fn members(
 pub async fn user_circles(
     State(state): State<AppState>,
     auth: AuthUser,
-    Path(username): Path<String>,
+    ApiPath(username): ApiPath<String>,
 ) -> ApiResult<Json<MembershipList>> {
     let items = state.store.user_circles(&username, auth.user).await?;
     Ok(Json(MembershipList { items }))
@@ -197,10 +197,19 @@ pub async fn user_circles(
 pub async fn put_member(
     State(state): State<AppState>,
     auth: AuthUser,
-    Path((name, username)): Path<(String, String)>,
-    body: axum::body::Bytes,
+    ApiPath((name, username)): ApiPath<(String, String)>,
+    body: Result<axum::body::Bytes, axum::extract::rejection::BytesRejection>,
 ) -> ApiResult<(StatusCode, Json<Membership>)> {
     // The body is optional: an empty PUT joins or adds as a plain member.
+    let body = body.map_err(|rejection| {
+        let status = rejection.status();
+        let code = if status == StatusCode::PAYLOAD_TOO_LARGE {
+            "body_too_large"
+        } else {
+            "invalid_body"
+        };
+        ApiError::new(status, code, rejection.body_text())
+    })?;
     let role = if body.iter().all(u8::is_ascii_whitespace) {
         None
     } else {
@@ -227,7 +236,7 @@ pub async fn put_member(
 pub async fn remove_member(
     State(state): State<AppState>,
     auth: AuthUser,
-    Path((name, username)): Path<(String, String)>,
+    ApiPath((name, username)): ApiPath<(String, String)>,
 ) -> ApiResult<StatusCode> {
     state
         .store
@@ -242,7 +251,7 @@ pub async fn remove_member(
 pub async fn stream(
     State(state): State<AppState>,
     auth: AuthUser,
-    Path(name): Path<String>,
+    ApiPath(name): ApiPath<String>,
     ApiQuery(args): ApiQuery<PageArgs>,
 ) -> ApiResult<RawJson> {
     let (from, limit) = args.resolve()?;

@@ -3,11 +3,11 @@
 use crate::AppState;
 use crate::auth::AuthUser;
 use crate::error::{ApiError, ApiResult};
-use crate::extract::{ApiJson, ApiQuery};
+use crate::extract::{ApiJson, ApiPath, ApiQuery};
 use crate::pagination::{PageArgs, PageBody};
 use crate::response::RawJson;
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
@@ -116,7 +116,7 @@ pub async fn read(
 pub async fn hide(
     State(state): State<AppState>,
     auth: AuthUser,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
 ) -> ApiResult<StatusCode> {
     state.store.hide_in_inbox(auth.user, &id).await?;
     Ok(StatusCode::NO_CONTENT)
@@ -182,8 +182,10 @@ pub async fn subscribe(
 pub async fn unsubscribe(
     State(state): State<AppState>,
     auth: AuthUser,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
 ) -> ApiResult<StatusCode> {
+    // Taken as text, not `i64`: a non-numeric id names no subscription, so it gets the same
+    // JSON 404 as any other unknown id instead of a path-shape 400.
     let id: i64 = id
         .parse()
         .map_err(|_| ApiError::not_found("subscription"))?;

@@ -3,9 +3,9 @@
 use crate::AppState;
 use crate::auth::{AdminUser, AuthUser, hash_password, new_token, verify_password};
 use crate::error::{ApiError, ApiResult};
-use crate::extract::ApiJson;
+use crate::extract::{ApiJson, ApiPath};
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
 use tidings_core::expr::normalize_slug;
@@ -176,7 +176,7 @@ pub async fn me(auth: AuthUser) -> Json<User> {
 pub async fn get_user(
     State(state): State<AppState>,
     _auth: AuthUser,
-    Path(username): Path<String>,
+    ApiPath(username): ApiPath<String>,
 ) -> ApiResult<Json<User>> {
     Ok(Json(state.store.user(&username).await?))
 }
@@ -191,7 +191,7 @@ async fn set_status(state: &AppState, username: &str, status: UserStatus) -> Api
 pub async fn suspend(
     State(state): State<AppState>,
     AdminUser(admin): AdminUser,
-    Path(username): Path<String>,
+    ApiPath(username): ApiPath<String>,
 ) -> ApiResult<Json<User>> {
     if admin.username == username {
         return Err(ApiError::new(
@@ -211,7 +211,7 @@ pub async fn suspend(
 pub async fn unsuspend(
     State(state): State<AppState>,
     AdminUser(_admin): AdminUser,
-    Path(username): Path<String>,
+    ApiPath(username): ApiPath<String>,
 ) -> ApiResult<Json<User>> {
     Ok(Json(
         set_status(&state, &username, UserStatus::Active).await?,
@@ -224,7 +224,7 @@ pub async fn unsuspend(
 pub async fn delete_user(
     State(state): State<AppState>,
     auth: AuthUser,
-    Path(username): Path<String>,
+    ApiPath(username): ApiPath<String>,
 ) -> ApiResult<StatusCode> {
     if !auth.user.is_admin && auth.user.username != username {
         return Err(ApiError::forbidden(

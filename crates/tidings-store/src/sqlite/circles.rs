@@ -32,6 +32,10 @@ pub struct MembershipChange {
     pub created: bool,
 }
 
+const CIRCLE_BY_NAME: &str = "SELECT c.id, c.name, c.display_name, c.description, c.visibility,
+    c.join_policy, (SELECT username FROM users WHERE id = c.owner_id), 0, c.created_at, c.archived_at
+    FROM circles c WHERE c.name = ?1";
+
 const CIRCLE_COLUMNS: &str =
     "c.id, c.name, c.display_name, c.description, c.visibility, c.join_policy,
     (SELECT username FROM users WHERE id = c.owner_id),
@@ -98,14 +102,22 @@ fn membership_from_row(row: &Row<'_>) -> rusqlite::Result<Membership> {
 const MEMBERSHIP_SELECT: &str = "SELECT c.name, u.username, m.role, m.state, m.created_at
     FROM memberships m JOIN circles c ON c.id = m.circle_id JOIN users u ON u.id = m.user_id";
 
-/// A circle by name, without visibility checks.
+/// A circle by name, without visibility checks and without its member count (the hot paths
+/// that call this, publish and membership changes, do not need the count).
 pub(crate) fn circle_by_name(conn: &Connection, name: &str) -> StoreResult<Circle> {
-    conn.prepare_cached(&format!(
-        "SELECT {CIRCLE_COLUMNS} FROM circles c WHERE c.name = ?1"
-    ))?
-    .query_row([name], circle_from_row)
-    .optional()?
-    .ok_or(StoreError::not_found("circle"))
+    conn.prepare_cached(CIRCLE_BY_NAME)?
+        .query_row([name], circle_from_row)
+        .optional()?
+        .ok_or(StoreError::not_found("circle"))
+}
+
+/// Active members of a circle.
+fn member_count(conn: &Connection, circle_id: i64) -> StoreResult<i64> {
+    Ok(conn
+        .prepare_cached(
+            "SELECT COUNT(*) FROM memberships WHERE circle_id = ?1 AND state = 'active'",
+        )?
+        .query_row([circle_id], |r| r.get(0))?)
 }
 
 /// The membership of a user in a circle, if any.
@@ -150,6 +162,7 @@ pub(crate) fn visible_circle(
     if !can_read_circle(conn, &circle, viewer)? {
         return Err(StoreError::not_found("circle"));
     }
+    circle.member_count = member_count(conn, circle.id)?;
     if let Some(viewer) = viewer {
         circle.my_membership = membership(conn, circle.id, viewer.id)?;
     }

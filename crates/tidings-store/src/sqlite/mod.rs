@@ -61,7 +61,7 @@ pub struct StoreConfig {
 impl Default for StoreConfig {
     fn default() -> Self {
         Self {
-            merge_threshold: 2_000,
+            merge_threshold: 64,
             readers: 8,
         }
     }

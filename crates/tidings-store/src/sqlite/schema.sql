@@ -113,6 +113,7 @@ CREATE TABLE IF NOT EXISTS activity_tags (
     seq INTEGER NOT NULL,
     PRIMARY KEY (tag, seq)
 ) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS activity_tags_by_seq ON activity_tags(seq);
 
 CREATE TABLE IF NOT EXISTS activity_circles (
     circle_id INTEGER NOT NULL,
