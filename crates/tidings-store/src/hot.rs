@@ -31,13 +31,14 @@ pub(crate) struct Meta {
     pub parent: Option<i64>,
 }
 
-/// A subscription window on one circle: routes `since < seq <= until`.
+/// A subscription window: routes `since < seq <= until`, on one circle or (None) on every
+/// circle the subscriber can read.
 #[derive(Debug, Clone)]
 pub(crate) struct Window {
     /// Subscription id.
     pub id: i64,
-    /// The circle.
-    pub circle: i64,
+    /// The circle, or None for `tag@*`.
+    pub circle: Option<i64>,
     /// Interned tag, or None for `*`.
     pub tag: Option<u32>,
     /// Exclusive lower bound.
@@ -92,14 +93,14 @@ pub(crate) enum Effect {
         /// First seq merged at read.
         from_seq: i64,
     },
-    /// A subscription on a named circle opened.
+    /// A subscription opened.
     Subscribe {
         /// The subscriber.
         user: i64,
         /// Its id.
         id: i64,
-        /// The circle.
-        circle: i64,
+        /// The circle, or None for `tag@*`.
+        circle: Option<i64>,
         /// Its tag, None for `*`.
         tag: Option<String>,
         /// Exclusive lower bound.
@@ -131,6 +132,17 @@ pub(crate) enum Effect {
         id: i64,
         /// Its unique name.
         name: String,
+        /// Whether anyone may read it.
+        public: bool,
+    },
+    /// A user became (true) or stopped being (false) an active member of a circle.
+    Member {
+        /// The user.
+        user: i64,
+        /// The circle.
+        circle: i64,
+        /// Active member now.
+        active: bool,
     },
     /// A user was created or changed.
     User {
@@ -138,6 +150,8 @@ pub(crate) enum Effect {
         id: i64,
         /// Facts shown with activities.
         info: ActorInfo,
+        /// Admins read every circle.
+        admin: bool,
     },
 }
 
@@ -156,6 +170,13 @@ pub(crate) struct HotIndex {
     edited: HashSet<i64>,
     users: HashMap<i64, ActorInfo>,
     circle_ids: HashMap<String, i64>,
+    /// Seqs carrying each tag that were addressed to at least one circle.
+    tag_streams: HashMap<u32, Vec<i64>>,
+    /// Seqs addressed to at least one circle.
+    circled: Vec<i64>,
+    public_circles: HashSet<i64>,
+    memberships: HashMap<i64, HashSet<i64>>,
+    admins: HashSet<i64>,
 }
 
 /// One inbox row before hydration.
@@ -205,11 +226,19 @@ impl HotIndex {
                 if self.activities.len() <= slot {
                     self.activities.resize(slot + 1, Meta::default());
                 }
-                for &circle in meta.circles.iter() {
-                    let stream = self.circle_streams.entry(circle).or_default();
-                    // Seqs arrive in commit order, which is seq order.
+                // Seqs arrive in commit order, which is seq order.
+                let push = |stream: &mut Vec<i64>| {
                     if stream.last().is_none_or(|&last| last < seq) {
                         stream.push(seq);
+                    }
+                };
+                for &circle in meta.circles.iter() {
+                    push(self.circle_streams.entry(circle).or_default());
+                }
+                if !meta.circles.is_empty() {
+                    push(&mut self.circled);
+                    for &tag in meta.tags.iter() {
+                        push(self.tag_streams.entry(tag).or_default());
                     }
                 }
                 if meta.listed
@@ -282,7 +311,9 @@ impl HotIndex {
             } => {
                 if let Some(windows) = self.windows.get_mut(&user) {
                     for w in windows.iter_mut().filter(|w| w.until.is_none()) {
-                        if id.is_none_or(|id| id == w.id) && circle.is_none_or(|c| c == w.circle) {
+                        if id.is_none_or(|id| id == w.id)
+                            && circle.is_none_or(|c| Some(c) == w.circle)
+                        {
                             w.until = Some(until);
                         }
                     }
@@ -291,13 +322,44 @@ impl HotIndex {
             Effect::Hide { user, seq } => {
                 self.hidden.entry(user).or_default().insert(seq);
             }
-            Effect::Circle { id, name } => {
+            Effect::Circle { id, name, public } => {
                 self.circle_ids.insert(name, id);
+                if public {
+                    self.public_circles.insert(id);
+                }
             }
-            Effect::User { id, info } => {
+            Effect::Member {
+                user,
+                circle,
+                active,
+            } => {
+                let circles = self.memberships.entry(user).or_default();
+                if active {
+                    circles.insert(circle);
+                } else {
+                    circles.remove(&circle);
+                }
+            }
+            Effect::User { id, info, admin } => {
+                if admin && !info.deleted {
+                    self.admins.insert(id);
+                } else {
+                    self.admins.remove(&id);
+                }
                 self.users.insert(id, info);
             }
         }
+    }
+
+    /// Whether `user` may read at least one of the activity's circles (for `tag@*`).
+    fn reads_any_circle(&self, user: i64, meta: &Meta) -> bool {
+        if self.admins.contains(&user) {
+            return true;
+        }
+        let mine = self.memberships.get(&user);
+        meta.circles
+            .iter()
+            .any(|c| self.public_circles.contains(c) || mine.is_some_and(|m| m.contains(c)))
     }
 
     /// Ids of the named circles that exist.
@@ -397,16 +459,37 @@ impl HotIndex {
             );
             sources.push(picked.into_iter().map(|e| (e.0, e.1.clone())).collect());
         }
-        // Circles merged at read time, one source per subscription window.
+        // Read-time sources, one per subscription window: circles merged at read time, and
+        // every `tag@*` (its audience is per tag, so it is never fanned out).
         if !direct_only && let Some(windows) = self.windows.get(&user) {
             for w in windows {
-                let Some(&merged_from) = self.merged_from.get(&w.circle) else {
-                    continue;
+                let (stream, floor, any_circle): (&[i64], i64, bool) = match w.circle {
+                    Some(circle) => {
+                        let Some(&merged_from) = self.merged_from.get(&circle) else {
+                            continue;
+                        };
+                        let circle_stream = self.circle_streams.get(&circle);
+                        let tag_stream = w.tag.and_then(|t| self.tag_streams.get(&t));
+                        // Walk the shorter of the circle's and the tag's streams.
+                        let stream = match (circle_stream, tag_stream) {
+                            (Some(c), Some(t)) if t.len() < c.len() => t.as_slice(),
+                            (Some(c), _) => c.as_slice(),
+                            (None, _) => continue,
+                        };
+                        (stream, merged_from - 1, false)
+                    }
+                    None => {
+                        let stream = match w.tag {
+                            Some(tag) => match self.tag_streams.get(&tag) {
+                                Some(s) => s.as_slice(),
+                                None => continue,
+                            },
+                            None => self.circled.as_slice(),
+                        };
+                        (stream, 0, true)
+                    }
                 };
-                let Some(stream) = self.circle_streams.get(&w.circle) else {
-                    continue;
-                };
-                let lo = low.max(w.since).max(merged_from - 1);
+                let lo = low.max(w.since).max(floor);
                 let hi = high.min(w.until.unwrap_or(i64::MAX));
                 if lo >= hi {
                     continue;
@@ -419,10 +502,15 @@ impl HotIndex {
                     direction,
                     take,
                     |&seq| {
+                        let Some(meta) = self.meta(seq) else {
+                            return false;
+                        };
                         passes(seq)
-                            && w.tag.is_none_or(|tag| {
-                                self.meta(seq).is_some_and(|m| m.tags.contains(&tag))
-                            })
+                            && w.tag.is_none_or(|tag| meta.tags.contains(&tag))
+                            && match w.circle {
+                                Some(circle) => meta.circles.contains(&circle),
+                                None => any_circle && self.reads_any_circle(user, meta),
+                            }
                     },
                 );
                 sources.push(picked.into_iter().map(|&s| (s, w.via.clone())).collect());
@@ -518,7 +606,7 @@ mod tests {
         index.apply(Effect::Subscribe {
             user: 2,
             id: 5,
-            circle: 7,
+            circle: Some(7),
             tag: Some("release".into()),
             since: 1,
             via: "subscription:5:release@eng".into(),

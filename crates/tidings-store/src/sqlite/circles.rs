@@ -1,8 +1,9 @@
 //! Circles and memberships.
 
-use super::SqliteStore;
 use super::subscriptions::{close_circle_subscriptions, subscribe};
 use super::users::user_by_name;
+use super::{Effects, SqliteStore};
+use crate::hot::Effect;
 use crate::model::{Circle, JoinPolicy, Membership, MembershipState, Role, User, Visibility};
 use crate::{StoreError, StoreResult, now_rfc3339};
 use rusqlite::{Connection, OptionalExtension, Row, params};
@@ -178,6 +179,7 @@ fn default_subscription(circle: &str) -> SubscriptionExpr {
 
 fn insert_membership(
     conn: &Connection,
+    fx: &mut Effects,
     circle_id: i64,
     user_id: i64,
     role: Role,
@@ -189,6 +191,11 @@ fn insert_membership(
          ON CONFLICT(circle_id, user_id) DO UPDATE SET role = excluded.role, state = excluded.state",
     )?
     .execute(params![circle_id, user_id, role_to_db(role), state, now_rfc3339()])?;
+    fx.push(Effect::Member {
+        user: user_id,
+        circle: circle_id,
+        active: state == "active",
+    });
     Ok(())
 }
 
@@ -243,11 +250,12 @@ impl SqliteStore {
                 now_rfc3339()
             ])?;
             let circle_id = conn.last_insert_rowid();
-            fx.push(crate::hot::Effect::Circle {
+            fx.push(Effect::Circle {
                 id: circle_id,
                 name: new.name.clone(),
+                public: new.visibility == Visibility::Public,
             });
-            insert_membership(conn, circle_id, owner.id, Role::Owner, "active")?;
+            insert_membership(conn, fx, circle_id, owner.id, Role::Owner, "active")?;
             subscribe(conn, fx, owner.id, &default_subscription(&new.name))?;
             visible_circle(conn, &new.name, Some(&owner))
         })
@@ -421,7 +429,7 @@ impl SqliteStore {
                 let was_active = existing
                     .as_ref()
                     .is_some_and(|m| m.state == MembershipState::Active);
-                insert_membership(conn, circle.id, target_user.id, role, "active")?;
+                insert_membership(conn, fx, circle.id, target_user.id, role, "active")?;
                 if !was_active {
                     subscribe(
                         conn,
@@ -451,12 +459,20 @@ impl SqliteStore {
                     }
                     match circle.join_policy {
                         JoinPolicy::Open => {
-                            insert_membership(conn, circle.id, actor.id, Role::Member, "active")?;
+                            insert_membership(
+                                conn,
+                                fx,
+                                circle.id,
+                                actor.id,
+                                Role::Member,
+                                "active",
+                            )?;
                             subscribe(conn, fx, actor.id, &default_subscription(&circle.name))?;
                         }
                         JoinPolicy::Approval => {
                             insert_membership(
                                 conn,
+                                fx,
                                 circle.id,
                                 actor.id,
                                 Role::Member,
@@ -527,6 +543,11 @@ impl SqliteStore {
             }
             conn.prepare_cached("DELETE FROM memberships WHERE circle_id = ?1 AND user_id = ?2")?
                 .execute(params![circle.id, target_user.id])?;
+            fx.push(Effect::Member {
+                user: target_user.id,
+                circle: circle.id,
+                active: false,
+            });
             close_circle_subscriptions(conn, fx, target_user.id, circle.id)?;
             Ok(())
         })

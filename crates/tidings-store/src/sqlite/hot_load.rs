@@ -11,7 +11,8 @@ pub(crate) fn load(conn: &Connection) -> StoreResult<HotIndex> {
     let started = std::time::Instant::now();
     let mut index = HotIndex::default();
 
-    let mut stmt = conn.prepare("SELECT id, username, display_name, status FROM users")?;
+    let mut stmt =
+        conn.prepare("SELECT id, username, display_name, status, is_admin FROM users")?;
     let mut rows = stmt.query([])?;
     while let Some(r) = rows.next()? {
         index.apply(Effect::User {
@@ -21,16 +22,19 @@ pub(crate) fn load(conn: &Connection) -> StoreResult<HotIndex> {
                 display_name: r.get(2)?,
                 deleted: r.get::<_, String>(3)? == "deleted",
             },
+            admin: r.get(4)?,
         });
     }
 
-    let mut stmt = conn.prepare("SELECT id, name, merged_from_seq FROM circles")?;
+    let mut stmt =
+        conn.prepare("SELECT id, name, merged_from_seq, visibility = 'public' FROM circles")?;
     let mut rows = stmt.query([])?;
     while let Some(r) = rows.next()? {
         let id: i64 = r.get(0)?;
         index.apply(Effect::Circle {
             id,
             name: r.get(1)?,
+            public: r.get(3)?,
         });
         if let Some(from_seq) = r.get::<_, Option<i64>>(2)? {
             index.apply(Effect::Merged {
@@ -38,6 +42,17 @@ pub(crate) fn load(conn: &Connection) -> StoreResult<HotIndex> {
                 from_seq,
             });
         }
+    }
+
+    let mut stmt =
+        conn.prepare("SELECT user_id, circle_id FROM memberships WHERE state = 'active'")?;
+    let mut rows = stmt.query([])?;
+    while let Some(r) = rows.next()? {
+        index.apply(Effect::Member {
+            user: r.get(0)?,
+            circle: r.get(1)?,
+            active: true,
+        });
     }
 
     // Tags and circles per activity, gathered before the activities themselves.
@@ -119,7 +134,7 @@ pub(crate) fn load(conn: &Connection) -> StoreResult<HotIndex> {
 
     let mut stmt = conn.prepare(
         "SELECT id, user_id, circle_id, tag, since_seq, until_seq, expr
-         FROM subscriptions WHERE circle_id IS NOT NULL ORDER BY id",
+         FROM subscriptions ORDER BY id",
     )?;
     let mut rows = stmt.query([])?;
     while let Some(r) = rows.next()? {

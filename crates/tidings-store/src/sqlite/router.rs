@@ -4,7 +4,8 @@
 //! never wait long behind a big fan-out. Progress (`routed_seq`) commits in the same
 //! transaction as the entries it covers, so a crash resumes exactly where it stopped.
 //! A circle whose open subscriptions pass the merge threshold switches (once, at the activity
-//! being routed) to being merged into inboxes at read time.
+//! being routed) to being merged into inboxes at read time; `tag@*` subscriptions are always
+//! merged at read time.
 
 use super::Effects;
 use crate::StoreResult;
@@ -166,46 +167,8 @@ fn route_one(
         }
     }
 
-    // Subscriptions on any circle (`urgent@*`) are always written: their audience is per tag.
-    if !circles.is_empty() {
-        let mut stmt = conn.prepare_cached(
-            "SELECT s.id, s.user_id, s.expr FROM subscriptions s
-             WHERE s.circle_id IS NULL AND s.since_seq < ?1 AND (s.until_seq IS NULL OR s.until_seq >= ?1)
-               AND (s.tag IS NULL OR s.tag IN (SELECT tag FROM activity_tags WHERE seq = ?1))",
-        )?;
-        let rows = stmt
-            .query_map([seq], |r| {
-                Ok((
-                    r.get::<_, i64>(0)?,
-                    r.get::<_, i64>(1)?,
-                    r.get::<_, String>(2)?,
-                ))
-            })?
-            .collect::<Result<Vec<_>, _>>()?;
-        let mut member_stmt = conn.prepare_cached(
-            "SELECT EXISTS(SELECT 1 FROM memberships WHERE circle_id = ?1 AND user_id = ?2 AND state = 'active')",
-        )?;
-        for (id, user_id, expr) in rows {
-            let Ok(expr) = expr.parse::<SubscriptionExpr>() else {
-                continue;
-            };
-            let mut readable_circles = Vec::new();
-            for circle in &circles {
-                if circle.public
-                    || member_stmt
-                        .query_row(params![circle.id, user_id], |r| r.get::<_, bool>(0))?
-                {
-                    readable_circles.push(circle.name.clone());
-                }
-            }
-            candidates.push(Candidate {
-                id,
-                user_id,
-                expr,
-                readable_circles,
-            });
-        }
-    }
+    // Subscriptions on any circle (`urgent@*`) are never written: their audience is per tag,
+    // so the multiplexer merges them at read time from the tag's stream.
 
     let names: Vec<String> = circles.iter().map(|c| c.name.clone()).collect();
     let deliveries = route_activity(

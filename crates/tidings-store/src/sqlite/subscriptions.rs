@@ -61,16 +61,14 @@ pub(crate) fn subscribe(
         created_at
     ])?;
     let id = conn.last_insert_rowid();
-    if let Some(circle) = circle_id {
-        fx.push(Effect::Subscribe {
-            user: user_id,
-            id,
-            circle,
-            tag: pattern_value(&expr.tag).map(str::to_owned),
-            since,
-            via: format!("subscription:{id}:{text}"),
-        });
-    }
+    fx.push(Effect::Subscribe {
+        user: user_id,
+        id,
+        circle: circle_id,
+        tag: pattern_value(&expr.tag).map(str::to_owned),
+        since,
+        via: format!("subscription:{id}:{text}"),
+    });
     Ok((
         Subscription {
             id,

@@ -47,6 +47,7 @@ fn user_effect(fx: &mut Effects, user: &User) {
             display_name: user.display_name.clone(),
             deleted: user.status == UserStatus::Deleted,
         },
+        admin: user.is_admin,
     });
 }
 
