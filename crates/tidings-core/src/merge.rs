@@ -19,36 +19,10 @@ pub enum Direction {
     Newer,
 }
 
-/// A source's current head in the heap.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct Head {
-    /// Seq oriented so that "greater" means "comes first" for the direction.
-    key: OrientedSeq,
-    source: usize,
-    index: usize,
-}
-
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 enum OrientedSeq {
     Desc(i64),
     Asc(Reverse<i64>),
-}
-
-impl Ord for Head {
-    fn cmp(&self, other: &Self) -> Ordering {
-        // Max-heap: earliest seq for the direction first, then lowest source
-        // index, so the highest-priority duplicate is popped (and kept) first.
-        self.key
-            .cmp(&other.key)
-            .then_with(|| other.source.cmp(&self.source))
-            .then_with(|| other.index.cmp(&self.index))
-    }
-}
-
-impl PartialOrd for Head {
-    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
-        Some(self.cmp(other))
-    }
 }
 
 fn orient(seq: i64, direction: Direction) -> OrientedSeq {
@@ -64,45 +38,90 @@ pub fn merge_sources<T: Clone>(
     direction: Direction,
     limit: usize,
 ) -> Vec<(i64, T)> {
-    let total: usize = sources.iter().map(Vec::len).sum();
-    let mut out: Vec<(i64, T)> = Vec::with_capacity(limit.min(total));
+    let iters: Vec<_> = sources.iter().map(|s| s.iter().cloned()).collect();
+    merge_iters_by(iters, direction, limit, |_, _| false)
+}
+
+/// A source's pending head in the lazy merge.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Head {
+    key: OrientedSeq,
+    source: usize,
+}
+
+impl Ord for Head {
+    fn cmp(&self, other: &Self) -> Ordering {
+        // Earliest seq for the direction first, then the lowest source index.
+        self.key
+            .cmp(&other.key)
+            .then_with(|| other.source.cmp(&self.source))
+    }
+}
+
+impl PartialOrd for Head {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+/// Merges direction-sorted iterators lazily: each source is pulled only as far as the page
+/// needs, so a page costs O((limit + k) · log k) pulls however long the sources are. Equal seqs
+/// collapse into one entry whose item is the first source's, replaced by any later duplicate
+/// for which `better(new, kept)` holds.
+pub fn merge_iters_by<T, I, F>(
+    mut sources: Vec<I>,
+    direction: Direction,
+    limit: usize,
+    better: F,
+) -> Vec<(i64, T)>
+where
+    I: Iterator<Item = (i64, T)>,
+    F: Fn(&T, &T) -> bool,
+{
+    let mut out: Vec<(i64, T)> = Vec::with_capacity(limit.min(64));
     if limit == 0 {
         return out;
     }
-    let mut heap: BinaryHeap<Head> = sources
-        .iter()
-        .enumerate()
-        .filter_map(|(source, entries)| {
-            entries.first().map(|(seq, _)| Head {
+    let mut pending: Vec<Option<(i64, T)>> = Vec::with_capacity(sources.len());
+    let mut heap = BinaryHeap::with_capacity(sources.len());
+    for (source, iter) in sources.iter_mut().enumerate() {
+        let head = iter.next();
+        if let Some((seq, _)) = &head {
+            heap.push(Head {
                 key: orient(*seq, direction),
                 source,
-                index: 0,
-            })
-        })
-        .collect();
-    let mut last: Option<i64> = None;
+            });
+        }
+        pending.push(head);
+    }
     while let Some(head) = heap.pop() {
-        let Some(entries) = sources.get(head.source) else {
+        let Some((seq, item)) = pending.get_mut(head.source).and_then(Option::take) else {
             continue;
         };
-        if let Some((seq, item)) = entries.get(head.index) {
-            // Sorted input puts equal seqs next to each other in the output,
-            // so comparing with the last emitted one is enough to dedup.
-            if last != Some(*seq) {
-                out.push((*seq, item.clone()));
-                last = Some(*seq);
+        match out.last_mut() {
+            // Sorted sources put equal seqs next to each other.
+            Some((last, kept)) if *last == seq => {
+                if better(&item, kept) {
+                    *kept = item;
+                }
+            }
+            _ => {
                 if out.len() >= limit {
                     break;
                 }
+                out.push((seq, item));
             }
         }
-        let next = head.index + 1;
-        if let Some((seq, _)) = entries.get(next) {
+        if let Some(iter) = sources.get_mut(head.source)
+            && let Some(next) = iter.next()
+        {
             heap.push(Head {
-                key: orient(*seq, direction),
+                key: orient(next.0, direction),
                 source: head.source,
-                index: next,
             });
+            if let Some(slot) = pending.get_mut(head.source) {
+                *slot = Some(next);
+            }
         }
     }
     out

@@ -10,7 +10,7 @@
 use crate::model::{InboxFilter, PageFrom};
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
-use tidings_core::merge::{Direction, merge_sources};
+use tidings_core::merge::{Direction, merge_iters_by};
 
 /// What filtering needs to know about one activity.
 #[derive(Debug, Clone, Default)]
@@ -444,26 +444,24 @@ impl HotIndex {
             PageFrom::After(_) => Direction::Newer,
             _ => Direction::Older,
         };
-        let mut sources: Vec<Vec<(i64, Arc<str>)>> = Vec::new();
+        // Each source is a lazy, filtered walk: the merge pulls only what the page needs.
+        type Source<'a> = Box<dyn Iterator<Item = (i64, Arc<str>)> + 'a>;
+        let mut sources: Vec<Source<'_>> = Vec::new();
 
         // Entries the router wrote.
         if let Some(list) = self.written.get(&user) {
-            let picked = walk(
-                list,
-                |e| e.0,
-                low,
-                high,
-                direction,
-                take,
-                |e| passes(e.0) && (!direct_only || &*e.1 == "addressed"),
-            );
-            sources.push(picked.into_iter().map(|e| (e.0, e.1.clone())).collect());
+            let passes = &passes;
+            sources.push(Box::new(
+                window(list, |e| e.0, low, high, direction)
+                    .filter(move |e| passes(e.0) && (!direct_only || &*e.1 == "addressed"))
+                    .map(|e| (e.0, e.1.clone())),
+            ));
         }
         // Read-time sources, one per subscription window: circles merged at read time, and
         // every `tag@*` (its audience is per tag, so it is never fanned out).
         if !direct_only && let Some(windows) = self.windows.get(&user) {
             for w in windows {
-                let (stream, floor, any_circle): (&[i64], i64, bool) = match w.circle {
+                let (stream, floor): (&[i64], i64) = match w.circle {
                     Some(circle) => {
                         let Some(&merged_from) = self.merged_from.get(&circle) else {
                             continue;
@@ -476,7 +474,7 @@ impl HotIndex {
                             (Some(c), _) => c.as_slice(),
                             (None, _) => continue,
                         };
-                        (stream, merged_from - 1, false)
+                        (stream, merged_from - 1)
                     }
                     None => {
                         let stream = match w.tag {
@@ -486,7 +484,7 @@ impl HotIndex {
                             },
                             None => self.circled.as_slice(),
                         };
-                        (stream, 0, true)
+                        (stream, 0)
                     }
                 };
                 let lo = low.max(w.since).max(floor);
@@ -494,87 +492,49 @@ impl HotIndex {
                 if lo >= hi {
                     continue;
                 }
-                let picked = walk(
-                    stream,
-                    |&s| s,
-                    lo,
-                    hi,
-                    direction,
-                    take,
-                    |&seq| {
-                        let Some(meta) = self.meta(seq) else {
-                            return false;
-                        };
-                        passes(seq)
-                            && w.tag.is_none_or(|tag| meta.tags.contains(&tag))
-                            && match w.circle {
-                                Some(circle) => meta.circles.contains(&circle),
-                                None => any_circle && self.reads_any_circle(user, meta),
-                            }
-                    },
-                );
-                sources.push(picked.into_iter().map(|&s| (s, w.via.clone())).collect());
+                let passes = &passes;
+                sources.push(Box::new(
+                    window(stream, |&s| s, lo, hi, direction)
+                        .filter(move |&&seq| {
+                            let Some(meta) = self.meta(seq) else {
+                                return false;
+                            };
+                            passes(seq)
+                                && w.tag.is_none_or(|tag| meta.tags.contains(&tag))
+                                && match w.circle {
+                                    Some(circle) => meta.circles.contains(&circle),
+                                    None => self.reads_any_circle(user, meta),
+                                }
+                        })
+                        .map(|&seq| (seq, w.via.clone())),
+                ));
             }
         }
-        let merged = merge_sources(&sources, direction, take);
         // Several sources may carry one item: show the reason the router would have written.
-        merged
-            .into_iter()
-            .map(|(seq, first)| {
-                let mut best = first;
-                for source in &sources {
-                    if let Some((_, via)) = source.iter().find(|(s, _)| *s == seq)
-                        && via_rank(via) < via_rank(&best)
-                    {
-                        best = via.clone();
-                    }
-                }
-                (seq, Some(best.to_string()))
-            })
-            .collect()
+        merge_iters_by(sources, direction, take, |new, kept| {
+            via_rank(new) < via_rank(kept)
+        })
+        .into_iter()
+        .map(|(seq, via)| (seq, Some(via.to_string())))
+        .collect()
     }
 }
 
-/// Walks a seq-sorted slice within `(low, high]` in `direction`, keeping up to `take` items
-/// that pass `keep`.
-fn walk<T>(
+/// The part of a seq-sorted slice within `(low, high]`, walked in `direction`.
+fn window<T>(
     list: &[T],
     key: impl Fn(&T) -> i64,
     low: i64,
     high: i64,
     direction: Direction,
-    take: usize,
-    keep: impl Fn(&T) -> bool,
-) -> Vec<&T> {
+) -> Box<dyn Iterator<Item = &T> + '_> {
     let start = list.partition_point(|e| key(e) <= low);
-    let end = list.partition_point(|e| key(e) <= high);
-    let Some(window) = list.get(start..end) else {
-        return Vec::new();
-    };
-    let mut out = Vec::with_capacity(take.min(window.len()));
+    let end = list.partition_point(|e| key(e) <= high).max(start);
+    let slice = list.get(start..end).unwrap_or(&[]);
     match direction {
-        Direction::Older => {
-            for e in window.iter().rev() {
-                if out.len() == take {
-                    break;
-                }
-                if keep(e) {
-                    out.push(e);
-                }
-            }
-        }
-        Direction::Newer => {
-            for e in window.iter() {
-                if out.len() == take {
-                    break;
-                }
-                if keep(e) {
-                    out.push(e);
-                }
-            }
-        }
+        Direction::Older => Box::new(slice.iter().rev()),
+        Direction::Newer => Box::new(slice.iter()),
     }
-    out
 }
 
 #[cfg(test)]
