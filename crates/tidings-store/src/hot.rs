@@ -52,12 +52,31 @@ pub(crate) struct Window {
 /// Author facts shown with each activity.
 #[derive(Debug, Clone)]
 pub(crate) struct ActorInfo {
-    /// Username.
-    pub username: String,
-    /// Display name.
-    pub display_name: String,
     /// Whether the account was deleted.
     pub deleted: bool,
+    /// The facts as the JSON object shown under `tidings.actor`, encoded once.
+    pub json: Arc<str>,
+}
+
+impl ActorInfo {
+    /// Builds the facts and their JSON form.
+    pub fn new(username: String, display_name: String, deleted: bool) -> ActorInfo {
+        let shown = if deleted {
+            "(deleted)"
+        } else {
+            display_name.as_str()
+        };
+        let json = serde_json::json!({
+            "username": username,
+            "display_name": shown,
+            "deleted": deleted,
+        })
+        .to_string();
+        ActorInfo {
+            deleted,
+            json: Arc::from(json),
+        }
+    }
 }
 
 /// A change to apply once the transaction that made it has committed.
@@ -520,20 +539,47 @@ impl HotIndex {
     }
 }
 
-/// The part of a seq-sorted slice within `(low, high]`, walked in `direction`.
+/// How many leading elements of an ascending slice have a key `<= x`, searched by galloping
+/// back from the end: pages almost always start near the newest items, so this touches a few
+/// cache lines instead of a whole binary search over a million-entry stream.
+fn count_le_from_end<T>(list: &[T], key: impl Fn(&T) -> i64, x: i64) -> usize {
+    // Invariant: every element of list[hi..] has a key > x.
+    let mut hi = list.len();
+    let mut step = 1;
+    while hi > 0 {
+        let probe = hi.saturating_sub(step);
+        match list.get(probe) {
+            Some(e) if key(e) <= x => {
+                let rest = list.get(probe + 1..hi).unwrap_or(&[]);
+                return probe + 1 + rest.partition_point(|e| key(e) <= x);
+            }
+            _ => {}
+        }
+        hi = probe;
+        step *= 2;
+    }
+    0
+}
+
+/// The part of a seq-sorted slice within `(low, high]`, walked lazily in `direction`.
 fn window<T>(
     list: &[T],
-    key: impl Fn(&T) -> i64,
+    key: impl Fn(&T) -> i64 + Copy + 'static,
     low: i64,
     high: i64,
     direction: Direction,
 ) -> Box<dyn Iterator<Item = &T> + '_> {
-    let start = list.partition_point(|e| key(e) <= low);
-    let end = list.partition_point(|e| key(e) <= high).max(start);
-    let slice = list.get(start..end).unwrap_or(&[]);
     match direction {
-        Direction::Older => Box::new(slice.iter().rev()),
-        Direction::Newer => Box::new(slice.iter()),
+        Direction::Older => {
+            let end = count_le_from_end(list, key, high);
+            let slice = list.get(..end).unwrap_or(&[]);
+            Box::new(slice.iter().rev().take_while(move |e| key(e) > low))
+        }
+        Direction::Newer => {
+            let start = count_le_from_end(list, key, low);
+            let slice = list.get(start..).unwrap_or(&[]);
+            Box::new(slice.iter().take_while(move |e| key(e) <= high))
+        }
     }
 }
 
@@ -598,6 +644,19 @@ mod tests {
         index.apply(Effect::Retract { seq: 2 });
         let rows = index.inbox(2, 6, &InboxFilter::default(), &[], PageFrom::Newest, 10);
         assert_eq!(rows.iter().map(|r| r.0).collect::<Vec<_>>(), vec![4]);
+    }
+
+    #[test]
+    fn galloping_search_matches_partition_point() {
+        let list: Vec<i64> = (0..300).map(|i| i * 3 + 1).collect();
+        for x in -2..905 {
+            assert_eq!(
+                count_le_from_end(&list, |&v| v, x),
+                list.partition_point(|&v| v <= x),
+                "x = {x}"
+            );
+        }
+        assert_eq!(count_le_from_end(&[] as &[i64], |&v| v, 5), 0);
     }
 
     #[test]

@@ -11,6 +11,10 @@ use tidings_server::config::ServerConfig;
 use tidings_store::Store;
 use tidings_store::sqlite::StoreConfig;
 
+// Serving pages allocates many short-lived strings; mimalloc measured faster than glibc here.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(
     name = "tidings",

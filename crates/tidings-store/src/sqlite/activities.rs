@@ -100,7 +100,10 @@ pub(crate) fn render(conn: &Connection, seq: i64) -> StoreResult<Value> {
     let mut activity: Value = serde_json::from_str(&stored)?;
     let actor = user_by_id(conn, actor_id)?;
     let mut meta = serde_json::Map::new();
-    meta.insert("actor".into(), actor_json(&actor_info(&actor)));
+    meta.insert(
+        "actor".into(),
+        serde_json::from_str(&actor_info(&actor).json)?,
+    );
     let latest_edit: Option<(String, i64, String)> = conn
         .prepare_cached(
             "SELECT u.body, (SELECT COUNT(*) FROM edits WHERE target_seq = ?1), u.published
@@ -140,35 +143,29 @@ pub(crate) fn render(conn: &Connection, seq: i64) -> StoreResult<Value> {
 
 /// The author facts shown with an activity.
 pub(crate) fn actor_info(user: &User) -> ActorInfo {
-    ActorInfo {
-        username: user.username.clone(),
-        display_name: user.display_name.clone(),
-        deleted: user.status == UserStatus::Deleted,
-    }
-}
-
-fn actor_json(actor: &ActorInfo) -> Value {
-    json!({
-        "username": actor.username,
-        "display_name": if actor.deleted { "(deleted)" } else { actor.display_name.as_str() },
-        "deleted": actor.deleted,
-    })
+    ActorInfo::new(
+        user.username.clone(),
+        user.display_name.clone(),
+        user.status == UserStatus::Deleted,
+    )
 }
 
 /// Appends the derived `tidings` key to a stored body without re-parsing it: the same JSON
 /// [`render`] builds for an activity that was never edited.
-fn compose(body: &str, actor: &ActorInfo, replies: u32) -> String {
-    let derived = json!({"actor": actor_json(actor), "replies": replies}).to_string();
+fn compose(body: &str, actor_json: &str, replies: u32) -> String {
     let trimmed = body.trim_end();
     let open = trimmed.strip_suffix('}').unwrap_or(trimmed);
-    let mut out = String::with_capacity(body.len() + derived.len() + 16);
+    let mut out = String::with_capacity(body.len() + actor_json.len() + 48);
     out.push_str(open);
     if !open.trim_end().ends_with('{') {
         out.push(',');
     }
-    out.push_str("\"tidings\":");
-    out.push_str(&derived);
-    out.push('}');
+    // Keys in sorted order, as `render` (serde_json's map) writes them.
+    out.push_str("\"tidings\":{\"actor\":");
+    out.push_str(actor_json);
+    out.push_str(",\"replies\":");
+    out.push_str(&replies.to_string());
+    out.push_str("}}");
     out
 }
 
@@ -184,7 +181,7 @@ pub(crate) fn render_text(conn: &Connection, shared: &Shared, seq: i64) -> Store
             .read()
             .map_err(|_| StoreError::Corrupt("hot index lock".into()))?;
         match hot.author_of(seq).and_then(|a| hot.actor(a)) {
-            Some(actor) if !hot.is_edited(seq) => Some((actor.clone(), hot.reply_count(seq))),
+            Some(actor) if !hot.is_edited(seq) => Some((actor.json.clone(), hot.reply_count(seq))),
             _ => None,
         }
     };
@@ -210,7 +207,7 @@ fn cached_text(shared: &Shared, seq: i64) -> Option<String> {
         if hot.is_edited(seq) {
             return None;
         }
-        let actor = hot.author_of(seq).and_then(|a| hot.actor(a))?.clone();
+        let actor = hot.author_of(seq).and_then(|a| hot.actor(a))?.json.clone();
         (actor, hot.reply_count(seq))
     };
     let stored = shared.bodies.get(&seq)?;
@@ -611,7 +608,7 @@ fn publish_in(conn: &Connection, fx: &mut Effects, input: PublishInput) -> Store
     }
     Ok(Published {
         seq,
-        activity: compose(&stored, &actor_info(&actor), 0),
+        activity: compose(&stored, &actor_info(&actor).json, 0),
         id,
         replayed: false,
     })

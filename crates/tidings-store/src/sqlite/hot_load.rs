@@ -17,11 +17,7 @@ pub(crate) fn load(conn: &Connection) -> StoreResult<HotIndex> {
     while let Some(r) = rows.next()? {
         index.apply(Effect::User {
             id: r.get(0)?,
-            info: ActorInfo {
-                username: r.get(1)?,
-                display_name: r.get(2)?,
-                deleted: r.get::<_, String>(3)? == "deleted",
-            },
+            info: ActorInfo::new(r.get(1)?, r.get(2)?, r.get::<_, String>(3)? == "deleted"),
             admin: r.get(4)?,
         });
     }

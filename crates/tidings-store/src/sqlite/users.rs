@@ -42,11 +42,11 @@ pub(crate) fn user_by_id(conn: &Connection, id: i64) -> StoreResult<User> {
 fn user_effect(fx: &mut Effects, user: &User) {
     fx.push(Effect::User {
         id: user.id,
-        info: ActorInfo {
-            username: user.username.clone(),
-            display_name: user.display_name.clone(),
-            deleted: user.status == UserStatus::Deleted,
-        },
+        info: ActorInfo::new(
+            user.username.clone(),
+            user.display_name.clone(),
+            user.status == UserStatus::Deleted,
+        ),
         admin: user.is_admin,
     });
 }
