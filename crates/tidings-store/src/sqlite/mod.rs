@@ -77,6 +77,8 @@ pub(crate) struct Shared {
     routed: watch::Sender<i64>,
     config: StoreConfig,
     writer: Mutex<Option<std::thread::JoinHandle<()>>>,
+    checkpointer: Mutex<Option<std::thread::JoinHandle<()>>>,
+    stopping: std::sync::atomic::AtomicBool,
     /// The in-memory index inbox reads are served from.
     pub(crate) hot: RwLock<HotIndex>,
     /// Stored activity bodies by seq: immutable, so never stale.
@@ -121,6 +123,12 @@ impl SqliteStore {
         let path = data_dir.join("tidings.db");
         let conn = open_connection(&path, false)?;
         conn.pragma_update(None, "journal_mode", "WAL")?;
+        // The writer keeps a large page cache (its B-tree pages are hot), and never checkpoints
+        // itself: a background thread copies the WAL into the database so commits stay short.
+        conn.execute_batch(
+            "PRAGMA cache_size = -262144; PRAGMA wal_autocheckpoint = 0;
+             PRAGMA journal_size_limit = 67108864;",
+        )?;
         conn.execute_batch(include_str!("schema.sql"))?;
         conn.execute(
             "INSERT OR IGNORE INTO meta(key, value) VALUES ('schema_version', '1'), ('routed_seq', '0')",
@@ -142,6 +150,8 @@ impl SqliteStore {
             routed: routed_tx,
             config,
             writer: Mutex::new(None),
+            checkpointer: Mutex::new(None),
+            stopping: std::sync::atomic::AtomicBool::new(false),
             hot: RwLock::new(hot),
             bodies: moka::sync::Cache::new(200_000),
             sessions: moka::sync::Cache::builder()
@@ -158,6 +168,15 @@ impl SqliteStore {
         if let Ok(mut w) = shared.writer.lock() {
             *w = Some(handle);
         }
+        let checkpoint_conn = open_connection(&path, false)?;
+        let checkpoint_shared = shared.clone();
+        let handle = std::thread::Builder::new()
+            .name("tidings-checkpoint".into())
+            .spawn(move || checkpoint_loop(checkpoint_conn, checkpoint_shared))
+            .map_err(|e| StoreError::Corrupt(format!("cannot start checkpoint thread: {e}")))?;
+        if let Ok(mut c) = shared.checkpointer.lock() {
+            *c = Some(handle);
+        }
         Ok(SqliteStore { shared })
     }
 
@@ -167,6 +186,18 @@ impl SqliteStore {
             jobs.take();
         }
         let handle = self.shared.writer.lock().ok().and_then(|mut w| w.take());
+        if let Some(handle) = handle {
+            let _ = handle.join();
+        }
+        self.shared
+            .stopping
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+        let handle = self
+            .shared
+            .checkpointer
+            .lock()
+            .ok()
+            .and_then(|mut c| c.take());
         if let Some(handle) = handle {
             let _ = handle.join();
         }
@@ -257,6 +288,47 @@ impl SqliteStore {
     }
 }
 
+/// Copies committed WAL pages into the database off the writer thread. PASSIVE never blocks
+/// the writer or readers; the WAL restarts from its beginning once a pass catches up.
+fn checkpoint_loop(conn: Connection, shared: Arc<Shared>) {
+    use std::sync::atomic::Ordering;
+    loop {
+        let stopping = shared.stopping.load(Ordering::SeqCst);
+        // Keep up with the writer: copy continuously while there is a backlog, so that what
+        // the writer's own finishing pass has left to copy (and sync) stays small.
+        let backlog = match conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| {
+            Ok((r.get::<_, i64>(1)?, r.get::<_, i64>(2)?))
+        }) {
+            Ok((log, done)) => log > done,
+            Err(e) => {
+                tracing::warn!(error = %e, "checkpoint failed; will retry");
+                false
+            }
+        };
+        if stopping {
+            return;
+        }
+        let pause = if backlog { 5 } else { 50 };
+        std::thread::sleep(std::time::Duration::from_millis(pause));
+    }
+}
+
+/// WAL size past which the idle writer finishes a checkpoint itself.
+const WAL_FINALIZE_BYTES: u64 = 64 * 1024 * 1024;
+
+/// When the writer is about to wait for work and the WAL has grown, it completes a checkpoint
+/// (the background pass already copied the bulk, so little is left): its next transaction can
+/// then reuse the WAL from the start instead of growing it forever. Doing it only when idle
+/// keeps the stall off publishes that are already queued.
+fn finalize_checkpoint_if_large(conn: &Connection, shared: &Shared) {
+    let mut wal = shared.path.clone().into_os_string();
+    wal.push("-wal");
+    let large = std::fs::metadata(&wal).is_ok_and(|m| m.len() > WAL_FINALIZE_BYTES);
+    if large && let Err(e) = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
+        tracing::warn!(error = %e, "writer checkpoint failed");
+    }
+}
+
 fn writer_loop(conn: Connection, jobs: mpsc::Receiver<Job>, shared: Arc<Shared>) {
     let mut routing_due = true;
     loop {
@@ -271,10 +343,18 @@ fn writer_loop(conn: Connection, jobs: mpsc::Receiver<Job>, shared: Arc<Shared>)
                 }
             }
         } else {
-            match jobs.recv() {
-                Ok(job) => Some(job),
-                Err(_) => return,
-            }
+            let job = match jobs.try_recv() {
+                Ok(job) => job,
+                Err(mpsc::TryRecvError::Disconnected) => return,
+                Err(mpsc::TryRecvError::Empty) => {
+                    finalize_checkpoint_if_large(&conn, &shared);
+                    match jobs.recv() {
+                        Ok(job) => job,
+                        Err(_) => return,
+                    }
+                }
+            };
+            Some(job)
         };
         if let Some(first) = first {
             let mut batch = vec![first];
