@@ -1935,3 +1935,62 @@ async fn publishing_to_a_public_circle_requires_membership() {
     let stream = s.get(&ana, "/circles/eng/stream").await;
     assert!(TestServer::ids(&stream.body).is_empty());
 }
+
+/// The OpenAPI document is generated from the handlers and the docs UI is served from the
+/// binary itself (no CDN: the page must work offline).
+#[tokio::test]
+async fn openapi_document_and_offline_docs_are_served() {
+    let s = TestServer::start().await;
+    let doc = s
+        .request(reqwest::Method::GET, "/openapi.json", None, None, &[])
+        .await;
+    assert_eq!(doc.status, StatusCode::OK);
+    assert!(
+        doc.body["openapi"]
+            .as_str()
+            .is_some_and(|v| v.starts_with("3.1"))
+    );
+    let paths = doc.body["paths"].as_object().expect("paths");
+    for path in [
+        "/api/v1/users",
+        "/api/v1/sessions",
+        "/api/v1/circles/{name}/members/{username}",
+        "/api/v1/outbox",
+        "/api/v1/activities/{id}/retract",
+        "/api/v1/inbox",
+        "/api/v1/subscriptions",
+        "/api/v1/types",
+    ] {
+        assert!(
+            paths.contains_key(path),
+            "{path} missing from the OpenAPI document"
+        );
+    }
+    assert!(doc.body["components"]["securitySchemes"]["bearer"].is_object());
+
+    let client = reqwest::Client::new();
+    let page = client
+        .get(format!("{}/docs/", s.base))
+        .send()
+        .await
+        .expect("docs");
+    assert_eq!(page.status(), StatusCode::OK);
+    let html = page.text().await.expect("html");
+    assert!(html.contains("swagger"), "{html}");
+    assert!(!html.contains("cdn."), "docs must not load from a CDN");
+    let config = client
+        .get(format!("{}/docs/swagger-initializer.js", s.base))
+        .send()
+        .await
+        .expect("initializer");
+    assert_eq!(config.status(), StatusCode::OK);
+    let js = config.text().await.expect("js");
+    assert!(js.contains("/api/v1/openapi.json"), "{js}");
+    let bundle = client
+        .get(format!("{}/docs/swagger-ui-bundle.js", s.base))
+        .send()
+        .await
+        .expect("bundle");
+    assert_eq!(bundle.status(), StatusCode::OK);
+    assert!(bundle.bytes().await.expect("bytes").len() > 100_000);
+}

@@ -1,0 +1,215 @@
+//! Fan-out on write and merge at read must be indistinguishable: the same random community and
+//! script, run once with every circle fanned out and once with every circle merged at read
+//! time, must give every user the same inbox (items, order, `via`) and the same cursor walk.
+
+use proptest::prelude::*;
+use serde_json::{Value, json};
+use tidings_core::activity::{Limits, TypeStatus, normalize};
+use tidings_core::expr::parse;
+use tidings_store::Store;
+use tidings_store::model::{InboxFilter, JoinPolicy, PageFrom, User, Visibility};
+use tidings_store::sqlite::{NewCircle, PublishInput, StoreConfig};
+
+#[derive(Debug, Clone)]
+enum Step {
+    /// User joins circle (owner adds them).
+    Join(usize, usize),
+    /// User subscribes: (user, tag or None, circle or None).
+    Subscribe(usize, Option<usize>, Option<usize>),
+    /// User publishes to a circle with tags, optionally also addressing another user.
+    Publish(usize, usize, Vec<usize>, Option<usize>),
+    /// User removes their oldest open subscription.
+    Unsubscribe(usize),
+    /// User leaves a circle.
+    Leave(usize, usize),
+    /// User hides the newest activity they can see (by index in the published list).
+    Hide(usize, usize),
+}
+
+const TAGS: &[&str] = &["alpha", "beta", "gamma"];
+const USERS: usize = 5;
+const CIRCLES: usize = 3;
+
+fn step() -> impl Strategy<Value = Step> {
+    prop_oneof![
+        (0..USERS, 0..CIRCLES).prop_map(|(u, c)| Step::Join(u, c)),
+        (
+            0..USERS,
+            proptest::option::of(0..TAGS.len()),
+            proptest::option::of(0..CIRCLES)
+        )
+            .prop_map(|(u, t, c)| Step::Subscribe(u, t, c)),
+        (
+            0..USERS,
+            0..CIRCLES,
+            proptest::collection::vec(0..TAGS.len(), 0..3),
+            proptest::option::of(0..USERS)
+        )
+            .prop_map(|(u, c, t, to)| Step::Publish(u, c, t, to)),
+        (0..USERS).prop_map(Step::Unsubscribe),
+        (0..USERS, 0..CIRCLES).prop_map(|(u, c)| Step::Leave(u, c)),
+        (0..USERS, 0..64usize).prop_map(|(u, i)| Step::Hide(u, i)),
+    ]
+}
+
+/// Runs the script; returns each user's inbox walked in pages of `page`, as (content, via).
+async fn run(merge_threshold: i64, script: &[Step], page: usize) -> Vec<Vec<(String, String)>> {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = Store::open(
+        dir.path(),
+        StoreConfig {
+            merge_threshold,
+            ..StoreConfig::default()
+        },
+    )
+    .expect("open");
+    let mut users: Vec<User> = Vec::new();
+    for i in 0..USERS {
+        users.push(
+            store
+                .create_user(format!("u{i}"), format!("U{i}"), None, false)
+                .await
+                .expect("user"),
+        );
+    }
+    // Circle i is owned by user i; the last one is private.
+    for c in 0..CIRCLES {
+        store
+            .create_circle(
+                users[c].clone(),
+                NewCircle {
+                    name: format!("c{c}"),
+                    display_name: format!("C{c}"),
+                    description: String::new(),
+                    visibility: if c == CIRCLES - 1 {
+                        Visibility::Private
+                    } else {
+                        Visibility::Public
+                    },
+                    join_policy: JoinPolicy::Open,
+                },
+            )
+            .await
+            .expect("circle");
+    }
+    let mut published: Vec<String> = Vec::new();
+    let mut open_subs: Vec<Vec<i64>> = vec![Vec::new(); USERS];
+    for (n, step) in script.iter().enumerate() {
+        match step {
+            Step::Join(u, c) => {
+                let _ = store
+                    .put_member(
+                        &format!("c{c}"),
+                        &users[*u].username,
+                        users[*c].clone(),
+                        None,
+                    )
+                    .await;
+            }
+            Step::Subscribe(u, t, c) => {
+                let expr = format!(
+                    "{}@{}",
+                    t.map_or("*", |t| TAGS[t]),
+                    c.map_or("*".to_owned(), |c| format!("c{c}"))
+                );
+                let expr = parse(&expr).expect("expr");
+                if let Ok((sub, true)) = store.add_subscription(users[*u].clone(), expr).await {
+                    open_subs[*u].push(sub.id);
+                }
+            }
+            Step::Publish(u, c, tags, to) => {
+                let mut audience = vec![format!("circle:c{c}")];
+                if let Some(to) = to {
+                    audience.push(format!("user:u{to}"));
+                }
+                let tags: Vec<&str> = tags.iter().map(|t| TAGS[*t]).collect();
+                let content = format!("m{n}");
+                let doc: Value =
+                    json!({"object": {"content": content}, "to": audience, "tag": tags});
+                let draft =
+                    normalize(&doc, &Limits::default(), &|_| TypeStatus::BuiltIn).expect("draft");
+                if let Ok(p) = store
+                    .publish(PublishInput {
+                        actor: users[*u].clone(),
+                        draft,
+                        idempotency_key: None,
+                    })
+                    .await
+                {
+                    store.wait_routed(p.seq).await.expect("routed");
+                    published.push(p.id);
+                }
+            }
+            Step::Unsubscribe(u) => {
+                if !open_subs[*u].is_empty() {
+                    let id = open_subs[*u].remove(0);
+                    store
+                        .remove_subscription(users[*u].id, id)
+                        .await
+                        .expect("unsubscribe");
+                }
+            }
+            Step::Leave(u, c) => {
+                let _ = store
+                    .remove_member(&format!("c{c}"), &users[*u].username, users[*u].clone())
+                    .await;
+            }
+            Step::Hide(u, i) => {
+                if let Some(id) = published.get(*i) {
+                    let _ = store.hide_in_inbox(users[*u].clone(), id).await;
+                }
+            }
+        }
+    }
+    let mut inboxes = Vec::new();
+    for user in &users {
+        let mut items = Vec::new();
+        let mut from = PageFrom::Newest;
+        loop {
+            let p = store
+                .inbox(user.clone(), InboxFilter::default(), from, page)
+                .await
+                .expect("inbox");
+            for item in &p.items {
+                let doc: Value = serde_json::from_str(&item.activity).expect("json");
+                items.push((
+                    doc["object"]["content"].as_str().unwrap_or("").to_owned(),
+                    item.via.clone().unwrap_or_default(),
+                ));
+            }
+            match p.items.last() {
+                Some(last) if p.has_older => from = PageFrom::Before(last.seq),
+                _ => break,
+            }
+        }
+        inboxes.push(items);
+    }
+    store.close();
+    inboxes
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 24, ..ProptestConfig::default() })]
+
+    #[test]
+    fn fan_out_and_merge_at_read_read_the_same(
+        script in proptest::collection::vec(step(), 1..40),
+        page in 1usize..5,
+    ) {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .expect("runtime");
+        let pushed = runtime.block_on(run(i64::MAX, &script, page));
+        let merged = runtime.block_on(run(0, &script, page));
+        prop_assert_eq!(&pushed, &merged);
+        // Walking in pages yields each item once.
+        for inbox in &pushed {
+            let mut seen = std::collections::HashSet::new();
+            for (content, _) in inbox {
+                prop_assert!(seen.insert(content.clone()), "{} twice", content);
+            }
+        }
+    }
+}
