@@ -73,10 +73,10 @@ async fn run(merge_threshold: i64, script: &[Step], page: usize) -> Vec<Vec<(Str
         );
     }
     // Circle i is owned by user i; the last one is private.
-    for c in 0..CIRCLES {
+    for (c, owner) in users.iter().enumerate().take(CIRCLES) {
         store
             .create_circle(
-                users[c].clone(),
+                owner.clone(),
                 NewCircle {
                     name: format!("c{c}"),
                     display_name: format!("C{c}"),
