@@ -193,6 +193,8 @@ pub(crate) struct HotIndex {
     tag_streams: HashMap<u32, Vec<i64>>,
     /// Seqs addressed to at least one circle.
     circled: Vec<i64>,
+    /// Each actor's activities: the "author" source of their own inbox.
+    outboxes: HashMap<i64, Vec<i64>>,
     public_circles: HashSet<i64>,
     memberships: HashMap<i64, HashSet<i64>>,
     admins: HashSet<i64>,
@@ -254,6 +256,7 @@ impl HotIndex {
                 for &circle in meta.circles.iter() {
                     push(self.circle_streams.entry(circle).or_default());
                 }
+                push(self.outboxes.entry(meta.actor).or_default());
                 if !meta.circles.is_empty() {
                     push(&mut self.circled);
                     for &tag in meta.tags.iter() {
@@ -467,6 +470,16 @@ impl HotIndex {
         type Source<'a> = Box<dyn Iterator<Item = (i64, Arc<str>)> + 'a>;
         let mut sources: Vec<Source<'_>> = Vec::new();
 
+        // The user's own posts (never written as entries).
+        if !direct_only && let Some(list) = self.outboxes.get(&user) {
+            let passes = &passes;
+            let author: Arc<str> = Arc::from("author");
+            sources.push(Box::new(
+                window(list, |&s| s, low, high, direction)
+                    .filter(move |&&seq| passes(seq))
+                    .map(move |&seq| (seq, author.clone())),
+            ));
+        }
         // Entries the router wrote.
         if let Some(list) = self.written.get(&user) {
             let passes = &passes;

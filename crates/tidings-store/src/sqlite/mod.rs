@@ -324,10 +324,24 @@ fn finalize_checkpoint_if_large(conn: &Connection, shared: &Shared) {
     let mut wal = shared.path.clone().into_os_string();
     wal.push("-wal");
     let large = std::fs::metadata(&wal).is_ok_and(|m| m.len() > WAL_FINALIZE_BYTES);
-    if large && let Err(e) = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
+    if !large {
+        return;
+    }
+    let started = std::time::Instant::now();
+    if let Err(e) = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
         tracing::warn!(error = %e, "writer checkpoint failed");
     }
+    let took = started.elapsed();
+    if took > SLOW {
+        tracing::warn!(
+            ms = took.as_millis() as u64,
+            "slow finishing checkpoint on the writer"
+        );
+    }
 }
+
+/// Writer steps slower than this are logged: they show up directly in publish latency.
+const SLOW: std::time::Duration = std::time::Duration::from_millis(100);
 
 fn writer_loop(conn: Connection, jobs: mpsc::Receiver<Job>, shared: Arc<Shared>) {
     let mut routing_due = true;
@@ -380,7 +394,13 @@ fn drain_router(conn: &Connection, shared: &Shared) {
 /// Routes a bounded amount of the backlog; returns whether more remains.
 fn route_step(conn: &Connection, shared: &Shared) -> bool {
     let mut fx = Vec::new();
-    match router::route_pending(conn, shared.config.merge_threshold, &mut fx) {
+    let started = std::time::Instant::now();
+    let outcome = router::route_pending(conn, shared.config.merge_threshold, &mut fx);
+    let took = started.elapsed();
+    if took > SLOW {
+        tracing::warn!(ms = took.as_millis() as u64, "slow routing slice");
+    }
+    match outcome {
         Ok((routed, more)) => {
             // The index must hold the entries before the watermark lets readers see them.
             shared.apply(fx);
@@ -460,7 +480,16 @@ fn run_batch(conn: &Connection, batch: Vec<Job>, shared: &Shared) {
         }
         replies.push(reply);
     }
+    let started = std::time::Instant::now();
     let commit = conn.execute_batch("COMMIT").map_err(StoreError::from);
+    let took = started.elapsed();
+    if took > SLOW {
+        tracing::warn!(
+            jobs = replies.len(),
+            ms = took.as_millis() as u64,
+            "slow commit"
+        );
+    }
     if commit.is_err() {
         let _ = conn.execute_batch("ROLLBACK");
     } else {

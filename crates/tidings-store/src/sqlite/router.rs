@@ -13,7 +13,7 @@ use crate::hot::Effect;
 use rusqlite::{Connection, params};
 use std::sync::Arc;
 use tidings_core::expr::SubscriptionExpr;
-use tidings_core::routing::{Candidate, RouteFacts, route_activity};
+use tidings_core::routing::{Candidate, RouteFacts, Via, route_activity};
 
 /// Most activities routed per slice.
 const SLICE_ACTIVITIES: i64 = 256;
@@ -180,6 +180,13 @@ fn route_one(
         },
         &candidates,
     );
+    // The author's own copy is never written: the multiplexer reads it from the author's
+    // outbox in memory (one random B-tree insert less per publish). Routing still decides
+    // with it, so the author never also gets a subscription entry for their own post.
+    let deliveries: Vec<_> = deliveries
+        .into_iter()
+        .filter(|d| d.via != Via::Author)
+        .collect();
     let mut insert = conn.prepare_cached(
         "INSERT OR IGNORE INTO inbox_entries(user_id, seq, via) VALUES (?1, ?2, ?3)",
     )?;
