@@ -46,6 +46,9 @@ type Job = Box<dyn FnOnce(&Connection, &mut Vec<Effect>) -> (bool, Reply) + Send
 /// Effects a job records for the hot index.
 pub(crate) type Effects = Vec<Effect>;
 
+/// Bytes of stored activity bodies kept in memory for hydration.
+const BODY_CACHE_BYTES: u64 = 512 * 1024 * 1024;
+
 /// Most jobs committed together in one transaction.
 const MAX_BATCH: usize = 512;
 
@@ -153,7 +156,13 @@ impl SqliteStore {
             checkpointer: Mutex::new(None),
             stopping: std::sync::atomic::AtomicBool::new(false),
             hot: RwLock::new(hot),
-            bodies: moka::sync::Cache::new(200_000),
+            // Weighed by bytes: activities vary from a line to 20k characters.
+            bodies: moka::sync::Cache::builder()
+                .max_capacity(BODY_CACHE_BYTES)
+                .weigher(|_seq: &i64, body: &Arc<str>| {
+                    u32::try_from(body.len() + 64).unwrap_or(u32::MAX)
+                })
+                .build(),
             sessions: moka::sync::Cache::builder()
                 .max_capacity(100_000)
                 .time_to_live(std::time::Duration::from_secs(60))
