@@ -858,10 +858,4 @@ impl SqliteStore {
         })
         .await
     }
-
-    /// The seq of an activity id, for cursors and waits.
-    pub async fn seq_of(&self, id: &str) -> StoreResult<Option<i64>> {
-        let id = id.to_owned();
-        self.read(move |conn| seq_by_id(conn, &id)).await
-    }
 }

@@ -281,19 +281,9 @@ impl SqliteStore {
             .map_err(|_| StoreError::Closed)
     }
 
-    /// A receiver that changes whenever the routed watermark advances (for push).
-    pub fn routed_watch(&self) -> watch::Receiver<i64> {
-        self.shared.routed.subscribe()
-    }
-
     /// The newest seq in the log (0 when empty).
     pub async fn last_seq(&self) -> StoreResult<i64> {
         self.read(users::last_seq).await
-    }
-
-    /// The configured merge threshold.
-    pub fn merge_threshold(&self) -> i64 {
-        self.shared.config.merge_threshold
     }
 }
 
