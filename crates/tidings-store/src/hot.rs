@@ -200,6 +200,15 @@ pub(crate) struct HotIndex {
     admins: HashSet<i64>,
 }
 
+/// Which stream [`HotIndex::stream`] walks.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum StreamKey {
+    /// A circle's stream, by circle id.
+    Circle(i64),
+    /// An actor's outbox, by user id.
+    Outbox(i64),
+}
+
 /// One inbox row before hydration.
 pub(crate) type Row = (i64, Option<String>);
 
@@ -371,6 +380,28 @@ impl HotIndex {
                 self.users.insert(id, info);
             }
         }
+    }
+
+    /// Live (listed, not retracted) seqs of a circle's stream or an actor's outbox, in walk
+    /// order, starting after `from`, at most `max`.
+    pub fn stream(&self, key: StreamKey, from: PageFrom, max: usize) -> Vec<i64> {
+        let list = match key {
+            StreamKey::Circle(id) => self.circle_streams.get(&id),
+            StreamKey::Outbox(id) => self.outboxes.get(&id),
+        };
+        let Some(list) = list else {
+            return Vec::new();
+        };
+        let (low, high, direction) = match from {
+            PageFrom::Newest => (i64::MIN, i64::MAX, Direction::Older),
+            PageFrom::Before(s) => (i64::MIN, s - 1, Direction::Older),
+            PageFrom::After(s) => (s, i64::MAX, Direction::Newer),
+        };
+        window(list, |&s| s, low, high, direction)
+            .filter(|&&seq| self.meta(seq).is_some_and(|m| m.listed && !m.retracted))
+            .take(max)
+            .copied()
+            .collect()
     }
 
     /// Whether `user` may read at least one of the activity's circles (for `tag@*`).

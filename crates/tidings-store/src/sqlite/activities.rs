@@ -2,8 +2,8 @@
 
 use super::circles::{can_read_circle, circle_by_name, membership, visible_circle};
 use super::users::{user_by_id, user_by_name};
-use super::{Effects, Shared, SqliteStore};
-use crate::hot::{ActorInfo, Effect, Meta};
+use super::{Effects, Shared, SqliteStore, StreamHead};
+use crate::hot::{ActorInfo, Effect, Meta, StreamKey};
 use crate::model::{
     CustomType, MembershipState, Page, PageFrom, PageItem, Tombstone, User, UserStatus,
 };
@@ -315,6 +315,45 @@ fn list_page(
     render_page(conn, shared, rows, more)
 }
 
+/// A page of a stream served from the hot index: live seqs in walk order, kept when `keep`
+/// says the viewer may see them (checked outside the index lock, in chunks).
+fn stream_page(
+    conn: &Connection,
+    shared: &Shared,
+    key: StreamKey,
+    from: PageFrom,
+    limit: usize,
+    keep: impl Fn(&Connection, i64) -> StoreResult<bool>,
+) -> StoreResult<Page> {
+    let want = limit + 1;
+    let chunk = want * 4;
+    let mut rows = Vec::with_capacity(want);
+    let mut cursor = from;
+    loop {
+        let candidates = shared
+            .hot
+            .read()
+            .map_err(|_| StoreError::Corrupt("hot index lock".into()))?
+            .stream(key, cursor, chunk);
+        for &seq in &candidates {
+            if rows.len() < want && keep(conn, seq)? {
+                rows.push((seq, None));
+            }
+        }
+        match candidates.last() {
+            Some(&last) if rows.len() < want && candidates.len() == chunk => {
+                cursor = match from {
+                    PageFrom::After(_) => PageFrom::After(last),
+                    _ => PageFrom::Before(last),
+                };
+            }
+            _ => break,
+        }
+    }
+    let (rows, more) = finish_page(rows, from, limit);
+    render_page(conn, shared, rows, more)
+}
+
 /// Input of a publish that the edge has validated.
 #[derive(Debug, Clone)]
 pub struct PublishInput {
@@ -326,25 +365,48 @@ pub struct PublishInput {
     pub idempotency_key: Option<String>,
 }
 
-fn append_link(conn: &Connection, stream: &str, seq: i64, digest: &str) -> StoreResult<()> {
-    let prev: Option<(i64, String)> = conn
-        .prepare_cached(
-            "SELECT pos, chain FROM stream_links WHERE stream = ?1 ORDER BY seq DESC LIMIT 1",
-        )?
-        .query_row([stream], |r| Ok((r.get(0)?, r.get(1)?)))
-        .optional()?;
-    let (pos, chain) = match prev {
-        Some((pos, chain)) => (pos + 1, chain_hash(Some(&chain), digest)),
-        None => (1, chain_hash(None, digest)),
+/// Appends `seq` to a stream's hash chain, after the head the writer holds in memory.
+fn append_link(
+    conn: &Connection,
+    shared: &Shared,
+    fx: &mut Effects,
+    stream: String,
+    seq: i64,
+    digest: &str,
+) -> StoreResult<()> {
+    let prev = match fx.own_head(&stream) {
+        Some(head) => Some(head.clone()),
+        None => shared
+            .heads
+            .lock()
+            .map_err(|_| StoreError::Corrupt("stream heads lock".into()))?
+            .get(&stream)
+            .cloned(),
+    };
+    let head = match prev {
+        Some(prev) => StreamHead {
+            pos: prev.pos + 1,
+            chain: chain_hash(Some(&prev.chain), digest),
+        },
+        None => StreamHead {
+            pos: 1,
+            chain: chain_hash(None, digest),
+        },
     };
     conn.prepare_cached(
-        "INSERT INTO stream_links(stream, seq, pos, chain) VALUES (?1, ?2, ?3, ?4)",
+        "INSERT INTO stream_links(seq, stream, pos, chain) VALUES (?1, ?2, ?3, ?4)",
     )?
-    .execute(params![stream, seq, pos, chain])?;
+    .execute(params![seq, stream, head.pos, head.chain])?;
+    fx.advance(stream, head);
     Ok(())
 }
 
-fn publish_in(conn: &Connection, fx: &mut Effects, input: PublishInput) -> StoreResult<Published> {
+fn publish_in(
+    conn: &Connection,
+    shared: &Shared,
+    fx: &mut Effects,
+    input: PublishInput,
+) -> StoreResult<Published> {
     let PublishInput {
         actor,
         mut draft,
@@ -552,13 +614,27 @@ fn publish_in(conn: &Connection, fx: &mut Effects, input: PublishInput) -> Store
     ])?;
     let seq = conn.last_insert_rowid();
 
-    append_link(conn, &format!("outbox:{}", actor.username), seq, &digest)?;
+    append_link(
+        conn,
+        shared,
+        fx,
+        format!("outbox:{}", actor.username),
+        seq,
+        &digest,
+    )?;
     for addressee in &draft_circles(&record) {
-        append_link(conn, &format!("circle:{addressee}"), seq, &digest)?;
+        append_link(
+            conn,
+            shared,
+            fx,
+            format!("circle:{addressee}"),
+            seq,
+            &digest,
+        )?;
     }
     for circle_id in &circle_ids {
-        conn.prepare_cached("INSERT INTO activity_circles(circle_id, seq) VALUES (?1, ?2)")?
-            .execute(params![circle_id, seq])?;
+        conn.prepare_cached("INSERT INTO activity_circles(seq, circle_id) VALUES (?1, ?2)")?
+            .execute(params![seq, circle_id])?;
     }
     for user_id in &addressed {
         conn.prepare_cached(
@@ -631,7 +707,8 @@ fn draft_circles(record: &Value) -> Vec<String> {
 impl SqliteStore {
     /// Appends an activity to the log (one transaction with its stream links and indexes).
     pub async fn publish(&self, input: PublishInput) -> StoreResult<Published> {
-        self.write(move |conn, fx| publish_in(conn, fx, input))
+        let shared = self.shared.clone();
+        self.write(move |conn, fx| publish_in(conn, &shared, fx, input))
             .await
     }
 
@@ -726,16 +803,15 @@ impl SqliteStore {
         let shared = self.shared.clone();
         self.read(move |conn| {
             let author = user_by_name(conn, &username)?;
-            let sql = format!(
-                "SELECT a.seq, NULL FROM activities a WHERE a.actor_id = ?1 AND {LIVE} AND {}",
-                readable_sql(2, 3)
-            );
-            let args = vec![
-                SqlValue::Integer(author.id),
-                SqlValue::Integer(viewer.id),
-                SqlValue::Integer(viewer.is_admin as i64),
-            ];
-            list_page(conn, &shared, &sql, args, from, limit)
+            let everything = viewer.id == author.id || viewer.is_admin;
+            stream_page(
+                conn,
+                &shared,
+                StreamKey::Outbox(author.id),
+                from,
+                limit,
+                |conn, seq| Ok(everything || can_read(conn, seq, &viewer)?),
+            )
         })
         .await
     }
@@ -752,17 +828,13 @@ impl SqliteStore {
         let shared = self.shared.clone();
         self.read(move |conn| {
             let circle = visible_circle(conn, &name, Some(&viewer))?;
-            let sql = format!(
-                "SELECT a.seq, NULL FROM activity_circles s JOIN activities a ON a.seq = s.seq
-                 WHERE s.circle_id = ?1 AND {LIVE}"
-            );
-            list_page(
+            stream_page(
                 conn,
                 &shared,
-                &sql,
-                vec![SqlValue::Integer(circle.id)],
+                StreamKey::Circle(circle.id),
                 from,
                 limit,
+                |_, _| Ok(true),
             )
         })
         .await

@@ -41,10 +41,114 @@ use tokio::sync::{Semaphore, oneshot, watch};
 type Reply = Box<dyn FnOnce(StoreResult<()>) + Send>;
 /// A unit of work for the writer: runs inside a savepoint, records its effects on the hot
 /// index, says whether it succeeded.
-type Job = Box<dyn FnOnce(&Connection, &mut Vec<Effect>) -> (bool, Reply) + Send>;
+type Job = Box<dyn FnOnce(&Connection, &mut Effects) -> (bool, Reply) + Send>;
 
-/// Effects a job records for the hot index.
-pub(crate) type Effects = Vec<Effect>;
+/// What a job records besides its SQL: effects on the hot index, and the stream heads it
+/// advanced (so later jobs of the same batch chain onto them). Both are kept only if the job
+/// and then the batch's commit succeed.
+#[derive(Debug, Default)]
+pub(crate) struct Effects {
+    list: Vec<Effect>,
+    heads: Vec<(String, StreamHead)>,
+}
+
+impl Effects {
+    /// Records an effect on the hot index.
+    pub(crate) fn push(&mut self, effect: Effect) {
+        self.list.push(effect);
+    }
+
+    /// Records a stream's new head.
+    pub(crate) fn advance(&mut self, stream: String, head: StreamHead) {
+        self.heads.push((stream, head));
+    }
+
+    /// The head this job itself already advanced the stream to, if any.
+    pub(crate) fn own_head(&self, stream: &str) -> Option<&StreamHead> {
+        self.heads
+            .iter()
+            .rev()
+            .find(|(s, _)| s == stream)
+            .map(|(_, h)| h)
+    }
+}
+
+/// The last link of a stream: its position and chain hash.
+#[derive(Debug, Clone)]
+pub(crate) struct StreamHead {
+    /// Position of the last link (1-based).
+    pub pos: i64,
+    /// Chain hash of the last link.
+    pub chain: String,
+}
+
+/// Stream heads, held by the writer so an append never has to look the head up in a B-tree.
+#[derive(Debug, Default)]
+pub(crate) struct Heads {
+    committed: std::collections::HashMap<String, StreamHead>,
+    /// Heads advanced by jobs of the batch being committed.
+    batch: std::collections::HashMap<String, StreamHead>,
+}
+
+impl Heads {
+    /// The current head of a stream as the running job must see it.
+    pub(crate) fn get(&self, stream: &str) -> Option<&StreamHead> {
+        self.batch
+            .get(stream)
+            .or_else(|| self.committed.get(stream))
+    }
+}
+
+fn load_heads(conn: &Connection) -> StoreResult<Heads> {
+    let mut heads = Heads::default();
+    let mut stmt = conn.prepare("SELECT stream, pos, chain FROM stream_links ORDER BY seq")?;
+    let mut rows = stmt.query([])?;
+    while let Some(r) = rows.next()? {
+        heads.committed.insert(
+            r.get(0)?,
+            StreamHead {
+                pos: r.get(1)?,
+                chain: r.get(2)?,
+            },
+        );
+    }
+    Ok(heads)
+}
+
+/// Moves schema version 1 (stream tables keyed by stream first) to version 2 (keyed by seq
+/// first, so publishes append). Copies rows as they are: digests and chains do not change.
+fn migrate(conn: &Connection) -> StoreResult<()> {
+    let version: String = conn.query_row(
+        "SELECT value FROM meta WHERE key = 'schema_version'",
+        [],
+        |r| r.get(0),
+    )?;
+    if version == "1" {
+        tracing::info!("migrating the store to schema version 2");
+        conn.execute_batch(
+            "BEGIN IMMEDIATE;
+             CREATE TABLE stream_links_v2 (
+                 seq INTEGER NOT NULL REFERENCES activities(seq), stream TEXT NOT NULL,
+                 pos INTEGER NOT NULL, chain TEXT NOT NULL, PRIMARY KEY (seq, stream)
+             ) WITHOUT ROWID;
+             INSERT INTO stream_links_v2(seq, stream, pos, chain)
+                 SELECT seq, stream, pos, chain FROM stream_links;
+             DROP TABLE stream_links;
+             ALTER TABLE stream_links_v2 RENAME TO stream_links;
+             CREATE TABLE activity_circles_v2 (
+                 seq INTEGER NOT NULL, circle_id INTEGER NOT NULL, PRIMARY KEY (seq, circle_id)
+             ) WITHOUT ROWID;
+             INSERT INTO activity_circles_v2(seq, circle_id) SELECT seq, circle_id FROM activity_circles;
+             DROP TABLE activity_circles;
+             ALTER TABLE activity_circles_v2 RENAME TO activity_circles;
+             UPDATE meta SET value = '2' WHERE key = 'schema_version';
+             COMMIT;",
+        )?;
+        // The guards went with the old table; recreate them.
+        conn.execute_batch(include_str!("schema.sql"))?;
+    }
+    Ok(())
+}
 
 /// Bytes of stored activity bodies kept in memory for hydration.
 const BODY_CACHE_BYTES: u64 = 512 * 1024 * 1024;
@@ -84,6 +188,8 @@ pub(crate) struct Shared {
     stopping: std::sync::atomic::AtomicBool,
     /// The in-memory index inbox reads are served from.
     pub(crate) hot: RwLock<HotIndex>,
+    /// Stream heads; only the writer thread touches them.
+    pub(crate) heads: Mutex<Heads>,
     /// Stored activity bodies by seq: immutable, so never stale.
     pub(crate) bodies: moka::sync::Cache<i64, Arc<str>>,
     /// Live sessions by token hash; invalidated on revocation and status changes.
@@ -134,7 +240,7 @@ impl SqliteStore {
         )?;
         conn.execute_batch(include_str!("schema.sql"))?;
         conn.execute(
-            "INSERT OR IGNORE INTO meta(key, value) VALUES ('schema_version', '1'), ('routed_seq', '0')",
+            "INSERT OR IGNORE INTO meta(key, value) VALUES ('schema_version', '2'), ('routed_seq', '0')",
             [],
         )?;
         let routed: i64 = conn.query_row(
@@ -142,7 +248,9 @@ impl SqliteStore {
             [],
             |r| r.get(0),
         )?;
+        migrate(&conn)?;
         let hot = hot_load::load(&conn)?;
+        let heads = load_heads(&conn)?;
         let (routed_tx, _) = watch::channel(routed);
         let (job_tx, job_rx) = mpsc::channel::<Job>();
         let shared = Arc::new(Shared {
@@ -156,6 +264,7 @@ impl SqliteStore {
             checkpointer: Mutex::new(None),
             stopping: std::sync::atomic::AtomicBool::new(false),
             hot: RwLock::new(hot),
+            heads: Mutex::new(heads),
             // Weighed by bytes: activities vary from a line to 20k characters.
             bodies: moka::sync::Cache::builder()
                 .max_capacity(BODY_CACHE_BYTES)
@@ -392,7 +501,7 @@ fn drain_router(conn: &Connection, shared: &Shared) {
 
 /// Routes a bounded amount of the backlog; returns whether more remains.
 fn route_step(conn: &Connection, shared: &Shared) -> bool {
-    let mut fx = Vec::new();
+    let mut fx = Effects::default();
     let started = std::time::Instant::now();
     let outcome = router::route_pending(conn, shared.config.merge_threshold, &mut fx);
     let took = started.elapsed();
@@ -402,7 +511,7 @@ fn route_step(conn: &Connection, shared: &Shared) -> bool {
     match outcome {
         Ok((routed, more)) => {
             // The index must hold the entries before the watermark lets readers see them.
-            shared.apply(fx);
+            shared.apply(fx.list);
             shared.routed.send_if_modified(|current| {
                 if routed > *current {
                     *current = routed;
@@ -423,7 +532,7 @@ fn route_step(conn: &Connection, shared: &Shared) -> bool {
 
 impl Shared {
     /// Applies committed effects to the hot index.
-    fn apply(&self, effects: Effects) {
+    fn apply(&self, effects: Vec<Effect>) {
         if effects.is_empty() {
             return;
         }
@@ -464,10 +573,15 @@ fn run_batch(conn: &Connection, batch: Vec<Job>, shared: &Shared) {
             replies.push(reply);
             continue;
         }
-        let mut fx = Vec::new();
+        let mut fx = Effects::default();
         let (ok, reply) = job(conn, &mut fx);
         if ok {
-            effects.extend(fx);
+            effects.extend(fx.list);
+            if !fx.heads.is_empty()
+                && let Ok(mut heads) = shared.heads.lock()
+            {
+                heads.batch.extend(fx.heads);
+            }
         }
         let end = if ok {
             "RELEASE job"
@@ -488,6 +602,12 @@ fn run_batch(conn: &Connection, batch: Vec<Job>, shared: &Shared) {
             ms = took.as_millis() as u64,
             "slow commit"
         );
+    }
+    if let Ok(mut heads) = shared.heads.lock() {
+        let batch = std::mem::take(&mut heads.batch);
+        if commit.is_ok() {
+            heads.committed.extend(batch);
+        }
     }
     if commit.is_err() {
         let _ = conn.execute_batch("ROLLBACK");

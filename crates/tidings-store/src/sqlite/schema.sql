@@ -94,12 +94,14 @@ CREATE TRIGGER IF NOT EXISTS activities_refuse_delete BEFORE DELETE ON activitie
 BEGIN SELECT RAISE(ABORT, 'activities are immutable'); END;
 
 -- Each stream ('outbox:NAME', 'circle:NAME') is a hash chain: chain = H(previous chain, digest).
+-- Keyed by seq first so a publish appends at the end of the B-tree (no random page per stream);
+-- the writer keeps each stream's head in memory and `verify` walks the links in seq order.
 CREATE TABLE IF NOT EXISTS stream_links (
-    stream TEXT NOT NULL,
     seq    INTEGER NOT NULL REFERENCES activities(seq),
+    stream TEXT NOT NULL,
     pos    INTEGER NOT NULL,
     chain  TEXT NOT NULL,
-    PRIMARY KEY (stream, seq)
+    PRIMARY KEY (seq, stream)
 ) WITHOUT ROWID;
 
 CREATE TRIGGER IF NOT EXISTS stream_links_refuse_update BEFORE UPDATE ON stream_links
@@ -115,12 +117,12 @@ CREATE TABLE IF NOT EXISTS activity_tags (
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS activity_tags_by_seq ON activity_tags(seq);
 
+-- Keyed by seq first (appends); circle streams are read from the in-memory index.
 CREATE TABLE IF NOT EXISTS activity_circles (
-    circle_id INTEGER NOT NULL,
     seq       INTEGER NOT NULL,
-    PRIMARY KEY (circle_id, seq)
+    circle_id INTEGER NOT NULL,
+    PRIMARY KEY (seq, circle_id)
 ) WITHOUT ROWID;
-CREATE INDEX IF NOT EXISTS activity_circles_by_seq ON activity_circles(seq);
 
 CREATE TABLE IF NOT EXISTS activity_addressees (
     seq     INTEGER NOT NULL,

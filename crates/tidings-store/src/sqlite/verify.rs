@@ -4,6 +4,7 @@ use super::SqliteStore;
 use crate::StoreResult;
 use rusqlite::Connection;
 use serde::Serialize;
+use std::collections::HashMap;
 use tidings_core::canonical::{chain_hash, verify_activity};
 
 /// What a verification pass found.
@@ -56,27 +57,27 @@ pub(crate) fn verify_log(conn: &Connection) -> StoreResult<VerifyReport> {
         }
     }
 
+    // Links are stored in seq order; each stream's previous link is tracked in memory.
     let mut stmt = conn.prepare(
         "SELECT l.stream, l.seq, l.pos, l.chain, a.digest FROM stream_links l
-         LEFT JOIN activities a ON a.seq = l.seq ORDER BY l.stream, l.seq",
+         LEFT JOIN activities a ON a.seq = l.seq ORDER BY l.seq, l.stream",
     )?;
     let mut rows = stmt.query([])?;
-    let mut current: Option<String> = None;
-    let mut prev_chain: Option<String> = None;
-    let mut expected_pos = 1i64;
+    let mut heads: HashMap<String, (i64, String)> = HashMap::new();
     while let Some(row) = rows.next()? {
         let stream: String = row.get(0)?;
         let seq: i64 = row.get(1)?;
         let pos: i64 = row.get(2)?;
         let chain: String = row.get(3)?;
         let digest: Option<String> = row.get(4)?;
-        if current.as_deref() != Some(stream.as_str()) {
-            current = Some(stream.clone());
-            prev_chain = None;
-            expected_pos = 1;
-            report.streams += 1;
-        }
         report.links += 1;
+        let (expected_pos, prev_chain) = match heads.get(&stream) {
+            Some((pos, chain)) => (pos + 1, Some(chain.as_str())),
+            None => {
+                report.streams += 1;
+                (1, None)
+            }
+        };
         if pos != expected_pos {
             report.problems.push(format!(
                 "stream {stream}: position {pos} at seq {seq}, expected {expected_pos}"
@@ -87,16 +88,14 @@ pub(crate) fn verify_log(conn: &Connection) -> StoreResult<VerifyReport> {
                 "stream {stream}: seq {seq} points at a missing activity"
             )),
             Some(digest) => {
-                let expected = chain_hash(prev_chain.as_deref(), &digest);
-                if expected != chain {
+                if chain_hash(prev_chain, &digest) != chain {
                     report.problems.push(format!(
                         "stream {stream}: chain broken at seq {seq} (position {pos})"
                     ));
                 }
             }
         }
-        prev_chain = Some(chain);
-        expected_pos = pos + 1;
+        heads.insert(stream, (pos, chain));
     }
     Ok(report)
 }
