@@ -56,6 +56,15 @@ fn seq_by_id(conn: &Connection, id: &str) -> StoreResult<Option<i64>> {
         .optional()?)
 }
 
+/// The seq of an activity `viewer` may read; None when it does not exist or is hidden from them
+/// (both look the same to the caller, so existence never leaks). Store errors propagate.
+pub(crate) fn readable_seq(conn: &Connection, id: &str, viewer: &User) -> StoreResult<Option<i64>> {
+    match seq_by_id(conn, id)? {
+        Some(seq) if can_read(conn, seq, viewer)? => Ok(Some(seq)),
+        _ => Ok(None),
+    }
+}
+
 /// Whether `viewer` may read the activity at `seq`.
 pub(crate) fn can_read(conn: &Connection, seq: i64, viewer: &User) -> StoreResult<bool> {
     Ok(conn
@@ -435,14 +444,12 @@ fn publish_in(
     // The parent of a reply: readable, not retracted; its audience is the default one.
     let mut parent_seq = None;
     if let Some(parent_id) = &draft.in_reply_to {
-        let parent = seq_by_id(conn, parent_id)?
-            .filter(|&seq| can_read(conn, seq, &actor).unwrap_or(false))
-            .ok_or_else(|| {
-                StoreError::unprocessable(
-                    "unknown_parent",
-                    format!("no activity {parent_id:?} to reply to"),
-                )
-            })?;
+        let parent = readable_seq(conn, parent_id, &actor)?.ok_or_else(|| {
+            StoreError::unprocessable(
+                "unknown_parent",
+                format!("no activity {parent_id:?} to reply to"),
+            )
+        })?;
         parent_seq = Some(parent);
         if retraction(conn, parent)?.is_some() {
             return Err(StoreError::unprocessable(
@@ -488,8 +495,7 @@ fn publish_in(
             draft.activity_type.as_str(),
             "Update" | "Delete" | "Like" | "Dislike" | "Announce" | "Undo" | "Flag"
         );
-        let found =
-            seq_by_id(conn, reference)?.filter(|&seq| can_read(conn, seq, &actor).unwrap_or(false));
+        let found = readable_seq(conn, reference, &actor)?;
         match (found, needs_target) {
             (Some(seq), _) => target_seq = Some(seq),
             (None, true) => {
@@ -716,9 +722,7 @@ impl SqliteStore {
     pub async fn activity(&self, id: &str, viewer: User) -> StoreResult<(i64, Value)> {
         let id = id.to_owned();
         self.read(move |conn| {
-            let seq = seq_by_id(conn, &id)?
-                .filter(|&seq| can_read(conn, seq, &viewer).unwrap_or(false))
-                .ok_or(StoreError::not_found("activity"))?;
+            let seq = readable_seq(conn, &id, &viewer)?.ok_or(StoreError::not_found("activity"))?;
             if let Some(t) = retraction(conn, seq)? {
                 return Err(StoreError::Gone {
                     tombstone: serde_json::to_value(t)?,
@@ -733,9 +737,7 @@ impl SqliteStore {
     pub async fn versions(&self, id: &str, viewer: User) -> StoreResult<Vec<Value>> {
         let id = id.to_owned();
         self.read(move |conn| {
-            let seq = seq_by_id(conn, &id)?
-                .filter(|&seq| can_read(conn, seq, &viewer).unwrap_or(false))
-                .ok_or(StoreError::not_found("activity"))?;
+            let seq = readable_seq(conn, &id, &viewer)?.ok_or(StoreError::not_found("activity"))?;
             if let Some(t) = retraction(conn, seq)? {
                 return Err(StoreError::Gone {
                     tombstone: serde_json::to_value(t)?,
@@ -769,9 +771,7 @@ impl SqliteStore {
         let id = id.to_owned();
         let shared = self.shared.clone();
         self.read(move |conn| {
-            let seq = seq_by_id(conn, &id)?
-                .filter(|&seq| can_read(conn, seq, &viewer).unwrap_or(false))
-                .ok_or(StoreError::not_found("activity"))?;
+            let seq = readable_seq(conn, &id, &viewer)?.ok_or(StoreError::not_found("activity"))?;
             if let Some(t) = retraction(conn, seq)? {
                 return Err(StoreError::Gone {
                     tombstone: serde_json::to_value(t)?,
@@ -845,9 +845,7 @@ impl SqliteStore {
         let id = id.to_owned();
         let action = action.to_owned();
         self.write(move |conn, _fx| {
-            let seq = seq_by_id(conn, &id)?
-                .filter(|&seq| can_read(conn, seq, &viewer).unwrap_or(false))
-                .ok_or(StoreError::not_found("activity"))?;
+            let seq = readable_seq(conn, &id, &viewer)?.ok_or(StoreError::not_found("activity"))?;
             if let Some(t) = retraction(conn, seq)? {
                 return Err(StoreError::Gone {
                     tombstone: serde_json::to_value(t)?,

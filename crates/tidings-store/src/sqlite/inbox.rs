@@ -7,11 +7,11 @@
 //! keep arriving.
 
 use super::SqliteStore;
-use super::activities::{can_read, finish_page, render_page, render_page_cached};
+use super::activities::{finish_page, readable_seq, render_page, render_page_cached};
 use crate::hot::Effect;
 use crate::model::{InboxFilter, Page, PageFrom, User};
 use crate::{StoreError, StoreResult};
-use rusqlite::{OptionalExtension, params};
+use rusqlite::params;
 
 impl SqliteStore {
     /// Reads `user`'s inbox: written entries merged with read-time sources, filtered, paged.
@@ -45,11 +45,7 @@ impl SqliteStore {
     pub async fn hide_in_inbox(&self, user: User, activity_id: &str) -> StoreResult<()> {
         let activity_id = activity_id.to_owned();
         self.write(move |conn, fx| {
-            let seq: i64 = conn
-                .prepare_cached("SELECT seq FROM activities WHERE id = ?1")?
-                .query_row([&activity_id], |r| r.get(0))
-                .optional()?
-                .filter(|&seq| can_read(conn, seq, &user).unwrap_or(false))
+            let seq = readable_seq(conn, &activity_id, &user)?
                 .ok_or(StoreError::not_found("activity"))?;
             conn.prepare_cached(
                 "INSERT OR IGNORE INTO inbox_hidden(user_id, seq) VALUES (?1, ?2)",
