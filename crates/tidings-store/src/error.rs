@@ -47,6 +47,12 @@ pub enum StoreError {
     /// Stored data could not be decoded.
     #[error("corrupt stored data: {0}")]
     Corrupt(String),
+    /// Another process holds the data directory.
+    #[error("another Tidings process (serve or seed) is using {dir}; stop it first")]
+    Locked {
+        /// The data directory.
+        dir: String,
+    },
     /// The writer thread is gone (shutting down).
     #[error("store is shutting down")]
     Closed,

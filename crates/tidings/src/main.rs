@@ -9,7 +9,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use tidings_server::config::ServerConfig;
 use tidings_store::Store;
-use tidings_store::sqlite::StoreConfig;
+use tidings_store::sqlite::{AdminConnection, StoreConfig};
 
 // Serving pages allocates many short-lived strings; mimalloc measured faster than glibc here.
 #[global_allocator]
@@ -139,9 +139,8 @@ async fn main() -> anyhow::Result<()> {
             store.close();
         }
         Command::Verify => {
-            let store = Store::open(&cli.data_dir, store_config)?;
-            let report = store.verify().await?;
-            store.close();
+            // A plain connection: verify runs next to a live server and needs no index.
+            let report = AdminConnection::open(&cli.data_dir)?.verify()?;
             println!(
                 "checked {} activities, {} streams, {} links",
                 report.activities, report.streams, report.links
@@ -161,17 +160,13 @@ async fn main() -> anyhow::Result<()> {
             result?;
         }
         Command::Bench(args) => bench::run(args).await?,
-        Command::Admin { command } => {
-            let store = Store::open(&cli.data_dir, store_config)?;
-            let result = admin(&store, command).await;
-            store.close();
-            result?;
-        }
+        Command::Admin { command } => admin(&AdminConnection::open(&cli.data_dir)?, command)?,
     }
     Ok(())
 }
 
-async fn admin(store: &Store, command: AdminCommand) -> anyhow::Result<()> {
+/// Admin commands write through a plain connection, so they work while a server runs.
+fn admin(store: &AdminConnection, command: AdminCommand) -> anyhow::Result<()> {
     use tidings_server::api::users::{check_display_name, check_password, check_username};
     use tidings_server::auth::{hash_password, new_token};
     let user = match command {
@@ -186,14 +181,21 @@ async fn admin(store: &Store, command: AdminCommand) -> anyhow::Result<()> {
             let display_name = check_display_name(display_name.as_deref(), &name)
                 .map_err(|e| anyhow::anyhow!(e.message))?;
             let hash = hash_password(&password).map_err(|e| anyhow::anyhow!(e.message))?;
-            store
-                .create_user(name, display_name, Some(hash), admin)
-                .await?
+            store.create_user(&name, &display_name, Some(hash), admin)?
         }
-        AdminCommand::Token { name } => store.user(&name).await?,
+        AdminCommand::Token { name } => {
+            let user = store.user(&name)?;
+            if user.status != tidings_store::model::UserStatus::Active {
+                bail!(
+                    "user {name} is {}: a token would not work",
+                    user.status.as_str()
+                );
+            }
+            user
+        }
     };
     let (token, token_hash) = new_token();
-    store.create_session(user.id, token_hash).await?;
+    store.create_session(user.id, &token_hash)?;
     println!("{token}");
     Ok(())
 }

@@ -123,6 +123,52 @@ async fn admin_token_kill_dash_nine_and_verify() {
         .expect("json");
     assert_eq!(me["is_admin"], true);
 
+    // Admin commands and verify work next to the live server; a second server is refused.
+    let out = admin(
+        dir.path(),
+        &["create-user", "ops", "--password", "correct horse"],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let ops_token = String::from_utf8(out.stdout)
+        .expect("utf8")
+        .trim()
+        .to_owned();
+    let ops: Value = client
+        .get(format!("{}/api/v1/me", server.base))
+        .bearer_auth(&ops_token)
+        .send()
+        .await
+        .expect("me")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(ops["username"], "ops");
+    let second = Command::new(BIN)
+        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(dir.path())
+        .env("RUST_LOG", "warn")
+        .output()
+        .expect("second serve");
+    assert!(
+        !second.status.success(),
+        "a second server on one data dir must be refused"
+    );
+    assert!(
+        String::from_utf8_lossy(&second.stderr).contains("another Tidings process"),
+        "{}",
+        String::from_utf8_lossy(&second.stderr)
+    );
+    let out = verify(dir.path());
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
     // Publish concurrently; every 201 must survive kill -9.
     let mut tasks = Vec::new();
     for i in 0..40 {

@@ -19,6 +19,7 @@ mod activities;
 mod circles;
 mod hot_load;
 mod inbox;
+mod offline;
 mod router;
 mod subscriptions;
 mod users;
@@ -26,6 +27,7 @@ mod verify;
 
 pub use activities::{PublishInput, Published};
 pub use circles::{MembershipChange, NewCircle};
+pub use offline::AdminConnection;
 pub use verify::VerifyReport;
 
 use crate::hot::{Effect, HotIndex};
@@ -190,6 +192,8 @@ pub(crate) struct Shared {
     pub(crate) hot: RwLock<HotIndex>,
     /// Stream heads; only the writer thread touches them.
     pub(crate) heads: Mutex<Heads>,
+    /// Exclusive lock on `tidings.lock`: one process owns the writer, the heads and the index.
+    lock: Mutex<Option<std::fs::File>>,
     /// Stored activity bodies by seq: immutable, so never stale.
     pub(crate) bodies: moka::sync::Cache<i64, Arc<str>>,
     /// Live sessions by token hash; invalidated on revocation and status changes.
@@ -202,6 +206,27 @@ pub(crate) struct Shared {
 #[derive(Clone)]
 pub struct SqliteStore {
     shared: Arc<Shared>,
+}
+
+/// Takes the data directory for this process: the stream heads and the hot index live in one
+/// process's memory, so a second writer (a server, or `seed` run against a live server's data)
+/// would corrupt the chains.
+fn lock_data_dir(data_dir: &Path) -> StoreResult<std::fs::File> {
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(data_dir.join("tidings.lock"))
+        .map_err(|e| StoreError::Corrupt(format!("cannot open the lock file: {e}")))?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => Err(StoreError::Locked {
+            dir: data_dir.display().to_string(),
+        }),
+        Err(std::fs::TryLockError::Error(e)) => Err(StoreError::Corrupt(format!(
+            "cannot lock the data directory: {e}"
+        ))),
+    }
 }
 
 fn open_connection(path: &Path, read_only: bool) -> StoreResult<Connection> {
@@ -229,6 +254,7 @@ impl SqliteStore {
         std::fs::create_dir_all(data_dir).map_err(|e| {
             StoreError::Corrupt(format!("cannot create {}: {e}", data_dir.display()))
         })?;
+        let lock = lock_data_dir(data_dir)?;
         let path = data_dir.join("tidings.db");
         let conn = open_connection(&path, false)?;
         conn.pragma_update(None, "journal_mode", "WAL")?;
@@ -265,6 +291,7 @@ impl SqliteStore {
             stopping: std::sync::atomic::AtomicBool::new(false),
             hot: RwLock::new(hot),
             heads: Mutex::new(heads),
+            lock: Mutex::new(Some(lock)),
             // Weighed by bytes: activities vary from a line to 20k characters.
             bodies: moka::sync::Cache::builder()
                 .max_capacity(BODY_CACHE_BYTES)
@@ -318,6 +345,10 @@ impl SqliteStore {
             .and_then(|mut c| c.take());
         if let Some(handle) = handle {
             let _ = handle.join();
+        }
+        // Let go of the data directory: another store may open it now.
+        if let Ok(mut lock) = self.shared.lock.lock() {
+            lock.take();
         }
     }
 

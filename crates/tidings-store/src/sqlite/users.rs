@@ -38,6 +38,49 @@ pub(crate) fn user_by_id(conn: &Connection, id: i64) -> StoreResult<User> {
         .ok_or(StoreError::not_found("user"))
 }
 
+/// Creates a user; `username_taken` if the name exists (deleted names stay taken).
+pub(crate) fn insert_user(
+    conn: &Connection,
+    fx: &mut Effects,
+    username: &str,
+    display_name: &str,
+    password_hash: Option<String>,
+    is_admin: bool,
+) -> StoreResult<User> {
+    let taken: bool = conn
+        .prepare_cached("SELECT EXISTS(SELECT 1 FROM users WHERE username = ?1)")?
+        .query_row([username], |r| r.get(0))?;
+    if taken {
+        return Err(StoreError::conflict(
+            "username_taken",
+            format!("the username {username:?} is taken"),
+        ));
+    }
+    conn.prepare_cached(
+        "INSERT INTO users(username, display_name, password_hash, is_admin, created_at)
+         VALUES (?1, ?2, ?3, ?4, ?5)",
+    )?
+    .execute(params![
+        username,
+        display_name,
+        password_hash,
+        is_admin,
+        now_rfc3339()
+    ])?;
+    let user = user_by_id(conn, conn.last_insert_rowid())?;
+    user_effect(fx, &user);
+    Ok(user)
+}
+
+/// Records a session token (stored hashed).
+pub(crate) fn insert_session(conn: &Connection, user_id: i64, token_hash: &str) -> StoreResult<()> {
+    conn.prepare_cached(
+        "INSERT INTO sessions(token_hash, user_id, created_at) VALUES (?1, ?2, ?3)",
+    )?
+    .execute(params![token_hash, user_id, now_rfc3339()])?;
+    Ok(())
+}
+
 /// Records a user's shown facts for the hot index.
 fn user_effect(fx: &mut Effects, user: &User) {
     fx.push(Effect::User {
@@ -68,29 +111,7 @@ impl SqliteStore {
         is_admin: bool,
     ) -> StoreResult<User> {
         self.write(move |conn, fx| {
-            let taken: bool = conn
-                .prepare_cached("SELECT EXISTS(SELECT 1 FROM users WHERE username = ?1)")?
-                .query_row([&username], |r| r.get(0))?;
-            if taken {
-                return Err(StoreError::conflict(
-                    "username_taken",
-                    format!("the username {username:?} is taken"),
-                ));
-            }
-            conn.prepare_cached(
-                "INSERT INTO users(username, display_name, password_hash, is_admin, created_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5)",
-            )?
-            .execute(params![
-                username,
-                display_name,
-                password_hash,
-                is_admin,
-                now_rfc3339()
-            ])?;
-            let user = user_by_id(conn, conn.last_insert_rowid())?;
-            user_effect(fx, &user);
-            Ok(user)
+            insert_user(conn, fx, &username, &display_name, password_hash, is_admin)
         })
         .await
     }
@@ -116,14 +137,8 @@ impl SqliteStore {
 
     /// Records a new session token (stored hashed).
     pub async fn create_session(&self, user_id: i64, token_hash: String) -> StoreResult<()> {
-        self.write(move |conn, _fx| {
-            conn.prepare_cached(
-                "INSERT INTO sessions(token_hash, user_id, created_at) VALUES (?1, ?2, ?3)",
-            )?
-            .execute(params![token_hash, user_id, now_rfc3339()])?;
-            Ok(())
-        })
-        .await
+        self.write(move |conn, _fx| insert_session(conn, user_id, &token_hash))
+            .await
     }
 
     /// The user a live (unrevoked) session token belongs to (cached; revocation and status
