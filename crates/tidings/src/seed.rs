@@ -100,6 +100,9 @@ where
 
 /// Generates the community into `store`; writes tokens next to the data.
 pub async fn seed(store: &Store, data_dir: &Path, args: &SeedArgs) -> anyhow::Result<()> {
+    if args.users < 2 || args.circles < 1 || args.largest < 2 {
+        anyhow::bail!("seed needs --users >= 2, --circles >= 1 and --largest >= 2");
+    }
     let started = Instant::now();
     let mut rng = StdRng::seed_from_u64(args.seed);
     let chunk = args.concurrency.max(1);

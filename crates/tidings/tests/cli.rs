@@ -251,3 +251,72 @@ async fn admin_token_kill_dash_nine_and_verify() {
     assert!(!out.status.success(), "verify must fail on a tampered log");
     assert!(String::from_utf8_lossy(&out.stderr).contains("MISMATCH"));
 }
+
+/// The load tools stay runnable: a tiny seed, then each bench scenario for a second.
+#[tokio::test]
+async fn seed_and_bench_smoke() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = Command::new(BIN)
+        .arg("--data-dir")
+        .arg(dir.path())
+        .args([
+            "seed",
+            "--users",
+            "40",
+            "--circles",
+            "4",
+            "--largest",
+            "20",
+            "--activities",
+            "200",
+            "--tokens",
+            "10",
+        ])
+        .env("RUST_LOG", "warn")
+        .output()
+        .expect("seed");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let tokens = std::fs::read_to_string(dir.path().join("seed-tokens.txt")).expect("tokens");
+    assert_eq!(tokens.lines().count(), 10);
+
+    let server = serve(dir.path(), false).await;
+    for scenario in ["publish", "read", "mixed"] {
+        let out = Command::new(BIN)
+            .args(["bench", scenario, "--duration", "1", "--publish-rate", "50"])
+            .args([
+                "--read-rate",
+                "100",
+                "--json",
+                "--target",
+                &server.base,
+                "--tokens",
+            ])
+            .arg(dir.path().join("seed-tokens.txt"))
+            .env("RUST_LOG", "warn")
+            .output()
+            .expect("bench");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let report: Value = serde_json::from_slice(&out.stdout).expect("json report");
+        let ops = report["ops"].as_array().expect("ops");
+        assert!(!ops.is_empty());
+        for op in ops {
+            assert_eq!(op["errors"], 0, "{scenario}: {op}");
+            assert!(op["ok"].as_u64().is_some_and(|n| n > 0), "{scenario}: {op}");
+        }
+    }
+    drop(server);
+    let out = verify(dir.path());
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
