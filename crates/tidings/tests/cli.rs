@@ -71,6 +71,33 @@ fn admin(data_dir: &std::path::Path, args: &[&str]) -> std::process::Output {
         .expect("run admin")
 }
 
+/// Runs an admin command that must succeed and print a token.
+fn admin_token(data_dir: &std::path::Path, args: &[&str]) -> String {
+    let out = admin(data_dir, args);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout)
+        .expect("utf8")
+        .trim()
+        .to_owned()
+}
+
+/// `GET /api/v1/me` with a token.
+async fn me(client: &reqwest::Client, base: &str, token: &str) -> Value {
+    client
+        .get(format!("{base}/api/v1/me"))
+        .bearer_auth(token)
+        .send()
+        .await
+        .expect("me")
+        .json()
+        .await
+        .expect("json")
+}
+
 fn verify(data_dir: &std::path::Path) -> std::process::Output {
     Command::new(BIN)
         .arg("--data-dir")
@@ -112,40 +139,14 @@ async fn admin_token_kill_dash_nine_and_verify() {
 
     let server = serve(dir.path(), false).await;
     let client = reqwest::Client::new();
-    let me: Value = client
-        .get(format!("{}/api/v1/me", server.base))
-        .bearer_auth(&token)
-        .send()
-        .await
-        .expect("me")
-        .json()
-        .await
-        .expect("json");
-    assert_eq!(me["is_admin"], true);
+    assert_eq!(me(&client, &server.base, &token).await["is_admin"], true);
 
     // Admin commands and verify work next to the live server; a second server is refused.
-    let out = admin(
+    let ops_token = admin_token(
         dir.path(),
         &["create-user", "ops", "--password", "correct horse"],
     );
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let ops_token = String::from_utf8(out.stdout)
-        .expect("utf8")
-        .trim()
-        .to_owned();
-    let ops: Value = client
-        .get(format!("{}/api/v1/me", server.base))
-        .bearer_auth(&ops_token)
-        .send()
-        .await
-        .expect("me")
-        .json()
-        .await
-        .expect("json");
+    let ops = me(&client, &server.base, &ops_token).await;
     assert_eq!(ops["username"], "ops");
     let second = Command::new(BIN)
         .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
@@ -235,9 +236,7 @@ async fn admin_token_kill_dash_nine_and_verify() {
     );
 
     // A fresh token for an existing user.
-    let out = admin(dir.path(), &["token", "root"]);
-    assert!(out.status.success());
-    assert_ne!(String::from_utf8_lossy(&out.stdout).trim(), token);
+    assert_ne!(admin_token(dir.path(), &["token", "root"]), token);
 
     // Tampering makes verify fail with a non-zero exit.
     let conn = rusqlite::Connection::open(dir.path().join("tidings.db")).expect("raw");
