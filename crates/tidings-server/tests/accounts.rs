@@ -60,6 +60,22 @@ async fn raw(
 }
 
 /// A server where every circle with a subscriber is merged into inboxes at read time.
+/// Declares a routing test twice: with circles fanned out on write (the default server) and
+/// with every circle merged at read time; both must pass the same assertions.
+macro_rules! both_strategies {
+    ($fan_out:ident, $merged:ident, $body:ident) => {
+        #[tokio::test]
+        async fn $fan_out() {
+            $body(TestServer::start().await).await;
+        }
+
+        #[tokio::test]
+        async fn $merged() {
+            $body(merged_server().await).await;
+        }
+    };
+}
+
 async fn merged_server() -> TestServer {
     TestServer::start_with(
         ServerConfig::default(),
@@ -1631,15 +1647,11 @@ async fn subscribing_needs_a_readable_circle_but_not_membership() {
     assert_eq!(sub_exprs(&s, &bob).await, vec!["*@eng"]);
 }
 
-#[tokio::test]
-async fn tag_subscription_receives_only_matching_activities() {
-    tag_subscription_receives_only_matching_activities_on(TestServer::start().await).await;
-}
-
-#[tokio::test]
-async fn tag_subscription_receives_only_matching_activities_merged_at_read() {
-    tag_subscription_receives_only_matching_activities_on(merged_server().await).await;
-}
+both_strategies!(
+    tag_subscription_receives_only_matching_activities,
+    tag_subscription_receives_only_matching_activities_merged_at_read,
+    tag_subscription_receives_only_matching_activities_on
+);
 
 async fn tag_subscription_receives_only_matching_activities_on(s: TestServer) {
     let ana = s.user("ana").await;
@@ -1670,17 +1682,11 @@ async fn tag_subscription_receives_only_matching_activities_on(s: TestServer) {
     );
 }
 
-#[tokio::test]
-async fn wildcard_circle_subscription_skips_private_circles_it_cannot_read() {
-    wildcard_circle_subscription_skips_private_circles_it_cannot_read_on(TestServer::start().await)
-        .await;
-}
-
-#[tokio::test]
-async fn wildcard_circle_subscription_skips_private_circles_it_cannot_read_merged_at_read() {
-    wildcard_circle_subscription_skips_private_circles_it_cannot_read_on(merged_server().await)
-        .await;
-}
+both_strategies!(
+    wildcard_circle_subscription_skips_private_circles_it_cannot_read,
+    wildcard_circle_subscription_skips_private_circles_it_cannot_read_merged_at_read,
+    wildcard_circle_subscription_skips_private_circles_it_cannot_read_on
+);
 
 async fn wildcard_circle_subscription_skips_private_circles_it_cannot_read_on(s: TestServer) {
     let ana = s.user("ana").await;
@@ -1724,15 +1730,11 @@ async fn wildcard_circle_subscription_skips_private_circles_it_cannot_read_on(s:
     );
 }
 
-#[tokio::test]
-async fn deleting_a_subscription_stops_new_deliveries() {
-    deleting_a_subscription_stops_new_deliveries_on(TestServer::start().await).await;
-}
-
-#[tokio::test]
-async fn deleting_a_subscription_stops_new_deliveries_merged_at_read() {
-    deleting_a_subscription_stops_new_deliveries_on(merged_server().await).await;
-}
+both_strategies!(
+    deleting_a_subscription_stops_new_deliveries,
+    deleting_a_subscription_stops_new_deliveries_merged_at_read,
+    deleting_a_subscription_stops_new_deliveries_on
+);
 
 async fn deleting_a_subscription_stops_new_deliveries_on(s: TestServer) {
     let ana = s.user("ana").await;
@@ -1758,15 +1760,11 @@ async fn deleting_a_subscription_stops_new_deliveries_on(s: TestServer) {
     );
 }
 
-#[tokio::test]
-async fn leaving_a_circle_stops_delivery() {
-    leaving_a_circle_stops_delivery_on(TestServer::start().await).await;
-}
-
-#[tokio::test]
-async fn leaving_a_circle_stops_delivery_merged_at_read() {
-    leaving_a_circle_stops_delivery_on(merged_server().await).await;
-}
+both_strategies!(
+    leaving_a_circle_stops_delivery,
+    leaving_a_circle_stops_delivery_merged_at_read,
+    leaving_a_circle_stops_delivery_on
+);
 
 async fn leaving_a_circle_stops_delivery_on(s: TestServer) {
     let ana = s.user("ana").await;
@@ -1790,17 +1788,11 @@ async fn leaving_a_circle_stops_delivery_on(s: TestServer) {
     assert!(!got.contains(&"after leaving".to_owned()), "{got:?}");
 }
 
-#[tokio::test]
-async fn removed_member_of_a_private_circle_stops_receiving_and_reading_it() {
-    removed_member_of_a_private_circle_stops_receiving_and_reading_it_on(TestServer::start().await)
-        .await;
-}
-
-#[tokio::test]
-async fn removed_member_of_a_private_circle_stops_receiving_and_reading_it_merged_at_read() {
-    removed_member_of_a_private_circle_stops_receiving_and_reading_it_on(merged_server().await)
-        .await;
-}
+both_strategies!(
+    removed_member_of_a_private_circle_stops_receiving_and_reading_it,
+    removed_member_of_a_private_circle_stops_receiving_and_reading_it_merged_at_read,
+    removed_member_of_a_private_circle_stops_receiving_and_reading_it_on
+);
 
 async fn removed_member_of_a_private_circle_stops_receiving_and_reading_it_on(s: TestServer) {
     let ana = s.user("ana").await;

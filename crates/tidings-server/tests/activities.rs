@@ -757,8 +757,7 @@ async fn no_route_changes_an_activity() {
     let now = s.get(&ana, &format!("/activities/{id}")).await;
     assert_eq!(now.body, a);
     assert_eq!(outbox_ids(&s, &ana, "ana").await, vec![id]);
-    let report = s.store.verify().await.expect("verify");
-    assert!(report.ok(), "{:?}", report.problems);
+    s.assert_verified().await;
 }
 
 #[tokio::test]
@@ -1658,8 +1657,7 @@ async fn merge_at_read_gives_the_same_inboxes_as_fan_out() {
     }
     assert_eq!(fanout.len(), merged.len());
     for s in [&merged_server, &fanout_server] {
-        let report = s.store.verify().await.expect("verify");
-        assert!(report.ok(), "{:?}", report.problems);
+        s.assert_verified().await;
     }
 }
 
@@ -2063,8 +2061,7 @@ async fn everything_accepted_survives_a_restart() {
         .await;
     assert_eq!(replay.headers["idempotent-replayed"], "true");
     assert_eq!(id_of(&replay.body), id_of(&keyed.body));
-    let report = s.store.verify().await.expect("verify");
-    assert!(report.ok(), "{:?}", report.problems);
+    s.assert_verified().await;
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -244,6 +244,12 @@ impl TestServer {
         .await
     }
 
+    /// Asserts that every digest and stream chain of the log verifies.
+    pub async fn assert_verified(&self) {
+        let report = self.store.verify().await.expect("verify");
+        assert!(report.ok(), "{:?}", report.problems);
+    }
+
     /// Ids of the activities in a page body, newest first.
     pub fn ids(page: &Value) -> Vec<String> {
         page["items"]

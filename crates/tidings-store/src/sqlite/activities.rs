@@ -181,20 +181,7 @@ fn compose(body: &str, actor_json: &str, replies: u32) -> String {
 /// The rendered JSON text of one activity for listings: stored bytes from the cache plus
 /// derived state from the hot index; edited activities take the full [`render`] path.
 pub(crate) fn render_text(conn: &Connection, shared: &Shared, seq: i64) -> StoreResult<String> {
-    if let Some(text) = cached_text(shared, seq) {
-        return Ok(text);
-    }
-    let fast = {
-        let hot = shared
-            .hot
-            .read()
-            .map_err(|_| StoreError::Corrupt("hot index lock".into()))?;
-        match hot.author_of(seq).and_then(|a| hot.actor(a)) {
-            Some(actor) if !hot.is_edited(seq) => Some((actor.json.clone(), hot.reply_count(seq))),
-            _ => None,
-        }
-    };
-    let Some((actor, replies)) = fast else {
+    let Some((actor, replies)) = derived(shared, seq) else {
         return Ok(render(conn, seq)?.to_string());
     };
     let stored = match shared.bodies.get(&seq) {
@@ -209,16 +196,20 @@ pub(crate) fn render_text(conn: &Connection, shared: &Shared, seq: i64) -> Store
     Ok(compose(&stored, &actor, replies))
 }
 
-/// Renders from memory alone: None when a body is not cached or the activity was edited.
+/// The derived state the hot index holds for an activity (author JSON, reply count); None
+/// when the activity was edited or its author is unknown to the index, which need [`render`].
+fn derived(shared: &Shared, seq: i64) -> Option<(Arc<str>, u32)> {
+    let hot = shared.hot.read().ok()?;
+    if hot.is_edited(seq) {
+        return None;
+    }
+    let actor = hot.author_of(seq).and_then(|a| hot.actor(a))?.json.clone();
+    Some((actor, hot.reply_count(seq)))
+}
+
+/// Renders from memory alone: None when a body is not cached or [`derived`] has nothing.
 fn cached_text(shared: &Shared, seq: i64) -> Option<String> {
-    let (actor, replies) = {
-        let hot = shared.hot.read().ok()?;
-        if hot.is_edited(seq) {
-            return None;
-        }
-        let actor = hot.author_of(seq).and_then(|a| hot.actor(a))?.json.clone();
-        (actor, hot.reply_count(seq))
-    };
+    let (actor, replies) = derived(shared, seq)?;
     let stored = shared.bodies.get(&seq)?;
     Some(compose(&stored, &actor, replies))
 }

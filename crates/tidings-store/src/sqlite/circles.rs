@@ -199,6 +199,24 @@ fn insert_membership(
     Ok(())
 }
 
+/// Makes a user an active member with `role`; a user who was not one already also gets the
+/// default `*@circle` subscription (a role change must not re-add one they removed).
+fn enroll(
+    conn: &Connection,
+    fx: &mut Effects,
+    circle_id: i64,
+    circle_name: &str,
+    user_id: i64,
+    role: Role,
+    was_active: bool,
+) -> StoreResult<()> {
+    insert_membership(conn, fx, circle_id, user_id, role, "active")?;
+    if !was_active {
+        subscribe(conn, fx, user_id, &default_subscription(circle_name))?;
+    }
+    Ok(())
+}
+
 fn ensure_not_archived(circle: &Circle) -> StoreResult<()> {
     if circle.archived_at.is_some() {
         return Err(StoreError::unprocessable(
@@ -255,8 +273,7 @@ impl SqliteStore {
                 name: new.name.clone(),
                 public: new.visibility == Visibility::Public,
             });
-            insert_membership(conn, fx, circle_id, owner.id, Role::Owner, "active")?;
-            subscribe(conn, fx, owner.id, &default_subscription(&new.name))?;
+            enroll(conn, fx, circle_id, &new.name, owner.id, Role::Owner, false)?;
             visible_circle(conn, &new.name, Some(&owner))
         })
         .await
@@ -429,15 +446,15 @@ impl SqliteStore {
                 let was_active = existing
                     .as_ref()
                     .is_some_and(|m| m.state == MembershipState::Active);
-                insert_membership(conn, fx, circle.id, target_user.id, role, "active")?;
-                if !was_active {
-                    subscribe(
-                        conn,
-                        fx,
-                        target_user.id,
-                        &default_subscription(&circle.name),
-                    )?;
-                }
+                enroll(
+                    conn,
+                    fx,
+                    circle.id,
+                    &circle.name,
+                    target_user.id,
+                    role,
+                    was_active,
+                )?;
             } else if target_user.id == actor.id {
                 if existing
                     .as_ref()
@@ -459,15 +476,15 @@ impl SqliteStore {
                     }
                     match circle.join_policy {
                         JoinPolicy::Open => {
-                            insert_membership(
+                            enroll(
                                 conn,
                                 fx,
                                 circle.id,
+                                &circle.name,
                                 actor.id,
                                 Role::Member,
-                                "active",
+                                false,
                             )?;
-                            subscribe(conn, fx, actor.id, &default_subscription(&circle.name))?;
                         }
                         JoinPolicy::Approval => {
                             insert_membership(

@@ -178,6 +178,8 @@ impl Default for StoreConfig {
 
 pub(crate) struct Shared {
     path: PathBuf,
+    /// The WAL file beside the database, whose size decides when the writer finishes a checkpoint.
+    wal_path: PathBuf,
     jobs: Mutex<Option<mpsc::Sender<Job>>>,
     /// Idle reader connections.
     readers: Mutex<Vec<Connection>>,
@@ -281,6 +283,7 @@ impl SqliteStore {
         let (job_tx, job_rx) = mpsc::channel::<Job>();
         let shared = Arc::new(Shared {
             path: path.clone(),
+            wal_path: data_dir.join("tidings.db-wal"),
             jobs: Mutex::new(Some(job_tx)),
             readers: Mutex::new(Vec::new()),
             reader_permits: Arc::new(Semaphore::new(config.readers.max(1))),
@@ -460,9 +463,7 @@ const WAL_FINALIZE_BYTES: u64 = 64 * 1024 * 1024;
 /// then reuse the WAL from the start instead of growing it forever. Doing it only when idle
 /// keeps the stall off publishes that are already queued.
 fn finalize_checkpoint_if_large(conn: &Connection, shared: &Shared) {
-    let mut wal = shared.path.clone().into_os_string();
-    wal.push("-wal");
-    let large = std::fs::metadata(&wal).is_ok_and(|m| m.len() > WAL_FINALIZE_BYTES);
+    let large = std::fs::metadata(&shared.wal_path).is_ok_and(|m| m.len() > WAL_FINALIZE_BYTES);
     if !large {
         return;
     }
