@@ -255,6 +255,31 @@ async fn admin_token_kill_dash_nine_and_verify() {
 #[tokio::test]
 async fn seed_and_bench_smoke() {
     let dir = tempfile::tempdir().expect("tempdir");
+    // Bad sizes and non-loopback targets are refused with a message, not a panic.
+    let out = Command::new(BIN)
+        .arg("--data-dir")
+        .arg(dir.path())
+        .args(["seed", "--users", "0"])
+        .env("RUST_LOG", "warn")
+        .env("RUST_BACKTRACE", "0")
+        .output()
+        .expect("seed");
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--users >= 2"));
+    let out = Command::new(BIN)
+        .args([
+            "bench",
+            "read",
+            "--duration",
+            "1",
+            "--target",
+            "http://example.com",
+        ])
+        .env("RUST_BACKTRACE", "0")
+        .output()
+        .expect("bench");
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("loopback"));
     let out = Command::new(BIN)
         .arg("--data-dir")
         .arg(dir.path())
