@@ -395,7 +395,13 @@ impl Hub {
                             UserStatus::Suspended => Some(CloseReason::Suspended),
                             UserStatus::Deleted => Some(CloseReason::Revoked),
                         },
-                        Ok(None) => Some(CloseReason::Revoked),
+                        // Suspension revokes sessions too: say which it was.
+                        Ok(None) => match store.user(&listener.user.username).await {
+                            Ok(user) if user.status == UserStatus::Suspended => {
+                                Some(CloseReason::Suspended)
+                            }
+                            _ => Some(CloseReason::Revoked),
+                        },
                         // Keep the connection on a transient read failure.
                         Err(e) => {
                             tracing::warn!(error = %e, "session re-check failed");
