@@ -25,6 +25,8 @@ pub enum Scenario {
     Read,
     /// Publishes and reads together (the core issue's target).
     Mixed,
+    /// Live SSE connections: memory per idle connection, publish-to-client latency.
+    Push,
 }
 
 /// Load parameters.
@@ -54,6 +56,12 @@ pub struct BenchArgs {
     /// Most requests in flight; due requests beyond it are dropped and counted.
     #[arg(long, default_value_t = 4_096)]
     pub max_in_flight: usize,
+    /// Live connections to hold open (push).
+    #[arg(long, default_value_t = 10_000)]
+    pub connections: usize,
+    /// Circle to publish to (push): every token's user should be a member.
+    #[arg(long)]
+    pub circle: Option<String>,
     /// PID of the server, to sample its resident memory from /proc.
     #[arg(long)]
     pub server_pid: Option<u32>,
@@ -142,7 +150,7 @@ async fn report(op: &str, stats: &OpStats, secs: f64) -> OpReport {
     }
 }
 
-fn rss_mib(pid: u32) -> Option<f64> {
+pub(crate) fn rss_mib(pid: u32) -> Option<f64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
     let kib: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
@@ -155,10 +163,16 @@ struct Actor {
     circles: Vec<String>,
 }
 
-async fn load_actors(client: &reqwest::Client, args: &BenchArgs) -> anyhow::Result<Vec<Actor>> {
-    if !(args.target.starts_with("http://127.") || args.target.starts_with("http://localhost")) {
+/// Refuses anything but a loopback target: load runs never leave the machine.
+fn check_loopback(target: &str) -> anyhow::Result<()> {
+    if !(target.starts_with("http://127.") || target.starts_with("http://localhost")) {
         bail!("bench only targets loopback addresses");
     }
+    Ok(())
+}
+
+async fn load_actors(client: &reqwest::Client, args: &BenchArgs) -> anyhow::Result<Vec<Actor>> {
+    check_loopback(&args.target)?;
     let text = std::fs::read_to_string(&args.tokens).with_context(|| {
         format!(
             "reading {} (run `tidings seed` first)",
@@ -247,6 +261,10 @@ where
 
 /// Runs a scenario and prints the report.
 pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
+    if let Scenario::Push = args.scenario {
+        check_loopback(&args.target)?;
+        return crate::bench_push::run(&args).await;
+    }
     let client = reqwest::Client::builder()
         .pool_max_idle_per_host(args.max_in_flight)
         .timeout(Duration::from_secs(30))
@@ -256,6 +274,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         Scenario::Publish => (args.publish_rate, 0),
         Scenario::Read => (0, args.read_rate),
         Scenario::Mixed => (args.publish_rate, args.read_rate),
+        Scenario::Push => (0, 0),
     };
     let duration = Duration::from_secs(args.duration);
     let permits = Arc::new(Semaphore::new(args.max_in_flight));

@@ -1,6 +1,7 @@
 //! The `tidings` binary: `serve`, `verify`, `admin`, `seed` and `bench` commands.
 
 mod bench;
+mod bench_push;
 mod seed;
 
 use anyhow::{Context, bail};
