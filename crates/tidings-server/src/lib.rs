@@ -19,6 +19,7 @@ pub mod openapi;
 pub mod pagination;
 pub mod response;
 pub mod types;
+pub mod web;
 
 use config::ServerConfig;
 use std::future::Future;
@@ -80,7 +81,7 @@ pub async fn run(
     state: AppState,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    let app = api::router(state);
+    let app = api::router(state).merge(web::router());
     axum::serve(listener, app)
         .with_graceful_shutdown(shutdown)
         .await
