@@ -66,6 +66,11 @@ async function render() {
     return;
   }
   cleanup = done;
+  // After an in-app navigation the old focus is gone: start keyboard users at the new content.
+  const active = document.activeElement;
+  if (generation > 1 && (!active || active === document.body || !active.isConnected)) {
+    main().focus({ preventScroll: true });
+  }
   const heading = root.querySelector('h1');
   if (heading) document.title = `${heading.textContent} · Tidings`;
   document.documentElement.dataset.view = path;
