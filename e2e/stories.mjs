@@ -327,6 +327,7 @@ try {
     await visible(bob.locator('tidings-object-poll .title', { hasText: 'Poll: Ship Friday?' }));
     await visible(bob.locator('tidings-object-poll li', { hasText: 'yes' }));
     await visible(bob.locator('tidings-object-note .content', { hasText: 'plain note' }));
+    await shot(bob, 'home-types');
   });
 
   await story('6. a circle page: stream, members, my subscriptions', async () => {

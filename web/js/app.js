@@ -29,6 +29,8 @@ const routes = [
 
 const main = () => document.getElementById('main');
 let cleanup = null;
+/** The path and query last rendered. */
+let shown = '';
 
 
 let generation = 0;
@@ -39,6 +41,7 @@ async function render() {
   const mine = ++generation;
   const path = location.pathname;
   const query = new URLSearchParams(location.search);
+  shown = path + location.search;
   const found = routes.find(([re]) => re.test(path));
   renderHeader(path);
   // Each render owns a fresh container: a slow, superseded view writes into a detached node.
@@ -100,6 +103,11 @@ async function logout() {
 }
 
 document.addEventListener('click', (e) => {
+  if (e.target instanceof Element && e.target.closest('a.skip')) {
+    e.preventDefault();
+    main().focus();
+    return;
+  }
   const a = e.target instanceof Element ? e.target.closest('a[href]') : null;
   if (!a || a.target || e.defaultPrevented || e.button !== 0 || e.metaKey || e.ctrlKey || e.shiftKey || e.altKey) return;
   const href = a.getAttribute('href');
@@ -107,7 +115,10 @@ document.addEventListener('click', (e) => {
   e.preventDefault();
   navigate(href);
 });
-window.addEventListener('popstate', render);
+// A hash change (e.g. the skip link) is not a new page: only re-render when the route changed.
+window.addEventListener('popstate', () => {
+  if (location.pathname + location.search !== shown) render();
+});
 window.addEventListener('tidings:navigate', render);
 window.addEventListener('tidings:unauthorized', () => {
   session.clear();

@@ -25,9 +25,7 @@ const CSP: &str = "default-src 'self'; script-src 'self'; style-src 'self'; \
 
 /// Routes of the web app, to be merged beside the API router.
 pub fn router() -> Router {
-    Router::new()
-        .route("/", get(index))
-        .fallback(fallback)
+    Router::new().route("/", get(index)).fallback(fallback)
 }
 
 async fn index(headers: HeaderMap) -> Response {
