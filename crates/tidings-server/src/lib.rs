@@ -2,6 +2,7 @@
 //!
 //! Layout:
 //! - [`api`] — one module per resource, each with its handlers; [`api::router`] merges them.
+//! - [`web`] — the embedded web app: static files, CSP, the SPA fallback.
 //! - [`auth`] — passwords, tokens, and the `AuthUser`/`AdminUser` extractors.
 //! - [`error`] — [`error::ApiError`]: every failure mapped to a status and code, once.
 //! - [`extract`], [`pagination`], [`response`] — request parsing and response shapes shared by
@@ -81,7 +82,7 @@ pub async fn run(
     state: AppState,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    let app = api::router(state).merge(web::router());
+    let app = api::router(state);
     axum::serve(listener, app)
         .with_graceful_shutdown(shutdown)
         .await

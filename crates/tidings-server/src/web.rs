@@ -23,8 +23,8 @@ const CSP: &str = "default-src 'self'; script-src 'self'; style-src 'self'; \
     img-src 'self' data: https: http:; connect-src 'self'; font-src 'self'; \
     object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'";
 
-/// Routes of the web app, to be merged beside the API router.
-pub fn router() -> Router {
+/// Routes of the web app, merged beside the API router (they use no state).
+pub fn router<S: Clone + Send + Sync + 'static>() -> Router<S> {
     Router::new().route("/", get(index)).fallback(fallback)
 }
 
