@@ -57,6 +57,14 @@ export class InboxLive {
       this.cursor = cursor;
       if (!this.stopped) this.connect();
     });
+    source.addEventListener('closed', (e) => {
+      // Closed for good (logout elsewhere, suspension): no reconnect, no polling.
+      source.close();
+      this.stop();
+      let reason = '';
+      try { reason = JSON.parse(e.data).reason || ''; } catch { /* unknown reason */ }
+      if (reason === 'revoked' || reason === 'suspended') window.dispatchEvent(new CustomEvent('tidings:unauthorized'));
+    });
     source.onerror = () => {
       if (this.stopped || source.readyState !== EventSource.CLOSED) return;
       // Closed for good: either no stream endpoint (never opened) or a refused reconnect.
