@@ -74,20 +74,25 @@ impl FromRequestParts<AppState> for AuthUser {
             .ok_or_else(|| {
                 ApiError::unauthenticated("the Authorization header must be 'Bearer <token>'")
             })?;
-        let token_hash = token_hash(token);
-        let user = state
-            .store
-            .session_user(token_hash.clone())
-            .await?
-            .ok_or_else(|| ApiError::unauthenticated("the token is unknown or revoked"))?;
-        match user.status {
-            UserStatus::Active => Ok(AuthUser { user, token_hash }),
-            UserStatus::Suspended => Err(ApiError::forbidden(
-                "account_suspended",
-                "this account is suspended",
-            )),
-            UserStatus::Deleted => Err(ApiError::unauthenticated("this account was deleted")),
-        }
+        authenticate(state, token).await
+    }
+}
+
+/// Resolves a bearer token (from a header, a handshake or a query argument) to its caller.
+pub async fn authenticate(state: &AppState, token: &str) -> Result<AuthUser, ApiError> {
+    let token_hash = token_hash(token);
+    let user = state
+        .store
+        .session_user(token_hash.clone())
+        .await?
+        .ok_or_else(|| ApiError::unauthenticated("the token is unknown or revoked"))?;
+    match user.status {
+        UserStatus::Active => Ok(AuthUser { user, token_hash }),
+        UserStatus::Suspended => Err(ApiError::forbidden(
+            "account_suspended",
+            "this account is suspended",
+        )),
+        UserStatus::Deleted => Err(ApiError::unauthenticated("this account was deleted")),
     }
 }
 

@@ -16,6 +16,8 @@ pub struct ServerConfig {
     pub max_body_bytes: usize,
     /// Custom types declared in the config file.
     pub custom_types: Vec<CustomType>,
+    /// A client whose connection accepts no data for this long is disconnected.
+    pub stall_timeout: std::time::Duration,
 }
 
 impl Default for ServerConfig {
@@ -25,6 +27,7 @@ impl Default for ServerConfig {
             limits: Limits::default(),
             max_body_bytes: 256 * 1024,
             custom_types: Vec::new(),
+            stall_timeout: crate::net::DEFAULT_STALL_TIMEOUT,
         }
     }
 }
@@ -38,6 +41,16 @@ struct FileConfig {
     limits: Option<LimitsSection>,
     #[serde(default)]
     types: Vec<TypeSection>,
+    #[serde(default)]
+    push: Option<PushSection>,
+}
+
+/// `[push]`: live connections.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PushSection {
+    /// Seconds a connection may accept no data before it is dropped (1–3600).
+    stall_timeout_seconds: Option<u64>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -120,6 +133,17 @@ impl ServerConfig {
             d.max_audience = l.max_audience.unwrap_or(d.max_audience);
             d.max_actions = l.max_actions.unwrap_or(d.max_actions);
             config.max_body_bytes = l.max_body_bytes.unwrap_or(config.max_body_bytes);
+        }
+        if let Some(push) = file.push
+            && let Some(secs) = push.stall_timeout_seconds
+        {
+            if !(1..=3600).contains(&secs) {
+                return Err(ConfigError::Parse {
+                    path: display,
+                    message: "push.stall_timeout_seconds must be between 1 and 3600".into(),
+                });
+            }
+            config.stall_timeout = std::time::Duration::from_secs(secs);
         }
         for t in file.types {
             config.custom_types.push(CustomType {

@@ -10,14 +10,18 @@
 //! - [`types`] — the custom type registry (JSON Schemas, default actions).
 //! - [`openapi`] — the OpenAPI 3.1 document and the offline `/docs` UI.
 //! - [`config`] — what the config file may set.
+//! - [`push`] — the live inbox channel: Socket.IO and SSE, woken by routing notices.
+//! - [`net`] — the listening socket and its guard against clients that stop reading.
 
 pub mod api;
 pub mod auth;
 pub mod config;
 pub mod error;
 pub mod extract;
+pub mod net;
 pub mod openapi;
 pub mod pagination;
+pub mod push;
 pub mod response;
 pub mod types;
 pub mod web;
@@ -38,6 +42,8 @@ pub struct AppState {
     pub config: Arc<ServerConfig>,
     /// Custom types.
     pub types: TypeRegistry,
+    /// Live connections.
+    pub hub: push::Hub,
 }
 
 impl AppState {
@@ -58,10 +64,13 @@ impl AppState {
                 tracing::warn!(name = %custom.name, error = %e.message, "stored custom type skipped");
             }
         }
+        let hub = push::Hub::default();
+        hub.start(&store);
         Ok(AppState {
             store,
             config: Arc::new(config),
             types,
+            hub,
         })
     }
 }
@@ -76,14 +85,20 @@ pub mod anyhow_free {
     pub type Result<T> = std::result::Result<T, Error>;
 }
 
-/// Serves the API on `listener` until `shutdown` resolves, then drains in-flight requests.
+/// Serves the API on `listener` until `shutdown` resolves, then tells live clients to
+/// reconnect and drains in-flight requests.
 pub async fn run(
     listener: TcpListener,
     state: AppState,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
+    let hub = state.hub.clone();
+    let listener = net::GuardedListener::new(listener, state.config.stall_timeout);
     let app = api::router(state);
     axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown)
+        .with_graceful_shutdown(async move {
+            shutdown.await;
+            hub.shutdown();
+        })
         .await
 }

@@ -4,7 +4,7 @@ use crate::error::ApiError;
 use crate::response::RawJson;
 use serde::{Deserialize, Serialize};
 use tidings_core::cursor;
-use tidings_store::model::{Page, PageFrom};
+use tidings_store::model::{Page, PageFrom, PageItem};
 use utoipa::{IntoParams, ToSchema};
 
 /// Largest page.
@@ -96,17 +96,7 @@ impl PageBody {
             if i > 0 {
                 out.push(',');
             }
-            // Cursors are base64url and vias are escaped by serde, so both are safe to splice.
-            out.push_str("{\"cursor\":\"");
-            out.push_str(&cursor::encode(item.seq));
-            out.push('"');
-            if let Some(via) = &item.via {
-                out.push_str(",\"via\":");
-                out.push_str(&json_string(via));
-            }
-            out.push_str(",\"activity\":");
-            out.push_str(&item.activity);
-            out.push('}');
+            render_item(&mut out, item);
         }
         out.push_str("],\"next\":");
         out.push_str(&next.map_or_else(|| "null".to_owned(), |c| json_string(&c)));
@@ -115,6 +105,22 @@ impl PageBody {
         out.push('}');
         RawJson(out)
     }
+}
+
+/// Appends one page item as JSON: `{"cursor", "via"?, "activity"}`. The push channels send
+/// exactly this, so a live event and a page item never differ.
+pub fn render_item(out: &mut String, item: &PageItem) {
+    // Cursors are base64url and vias are escaped by serde, so both are safe to splice.
+    out.push_str("{\"cursor\":\"");
+    out.push_str(&cursor::encode(item.seq));
+    out.push('"');
+    if let Some(via) = &item.via {
+        out.push_str(",\"via\":");
+        out.push_str(&json_string(via));
+    }
+    out.push_str(",\"activity\":");
+    out.push_str(&item.activity);
+    out.push('}');
 }
 
 fn json_string(s: &str) -> String {

@@ -198,6 +198,27 @@ pub(crate) struct HotIndex {
     public_circles: HashSet<i64>,
     memberships: HashMap<i64, HashSet<i64>>,
     admins: HashSet<i64>,
+    /// Users holding open subscription windows, by what the window watches, with how many:
+    /// who a push must wake when an activity is merged at read time.
+    holders: HashMap<WindowKey, HashMap<i64, u32>>,
+}
+
+/// What an open window watches, for [`HotIndex::wake_set`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum WindowKey {
+    /// One circle (any tag).
+    Circle(i64),
+    /// `tag@*` (or `*@*` with None): every circle the holder can read.
+    AnyCircle(Option<u32>),
+}
+
+impl Window {
+    fn key(&self) -> WindowKey {
+        match self.circle {
+            Some(circle) => WindowKey::Circle(circle),
+            None => WindowKey::AnyCircle(self.tag),
+        }
+    }
 }
 
 /// Which stream [`HotIndex::stream`] walks.
@@ -325,14 +346,21 @@ impl HotIndex {
                 via,
             } => {
                 let tag = tag.map(|t| self.tag_id(&t));
-                self.windows.entry(user).or_default().push(Window {
+                let window = Window {
                     id,
                     circle,
                     tag,
                     since,
                     until: None,
                     via: Arc::from(via),
-                });
+                };
+                *self
+                    .holders
+                    .entry(window.key())
+                    .or_default()
+                    .entry(user)
+                    .or_default() += 1;
+                self.windows.entry(user).or_default().push(window);
             }
             Effect::Close {
                 user,
@@ -346,6 +374,15 @@ impl HotIndex {
                             && circle.is_none_or(|c| Some(c) == w.circle)
                         {
                             w.until = Some(until);
+                            let key = w.key();
+                            if let Some(users) = self.holders.get_mut(&key)
+                                && let Some(count) = users.get_mut(&user)
+                            {
+                                *count -= 1;
+                                if *count == 0 {
+                                    users.remove(&user);
+                                }
+                            }
                         }
                     }
                 }
@@ -441,6 +478,54 @@ impl HotIndex {
     /// The author of an activity.
     pub fn author_of(&self, seq: i64) -> Option<i64> {
         self.meta(seq).map(|m| m.actor)
+    }
+
+    /// Which of the `connected` users may see something new among the seqs `(after, upto]`
+    /// beyond the entries the router wrote: the authors (their own posts) and the holders of
+    /// read-time windows on them. A superset is fine (each woken reader re-reads from its
+    /// cursor); each set is walked from whichever side is smaller.
+    pub fn wake_set(&self, after: i64, upto: i64, connected: &HashSet<i64>) -> HashSet<i64> {
+        let mut woken = HashSet::new();
+        if connected.is_empty() {
+            return woken;
+        }
+        let wake_holders = |key: WindowKey, woken: &mut HashSet<i64>| {
+            let Some(users) = self.holders.get(&key) else {
+                return;
+            };
+            if users.len() <= connected.len() {
+                woken.extend(users.keys().filter(|u| connected.contains(u)));
+            } else {
+                woken.extend(connected.iter().filter(|u| users.contains_key(u)));
+            }
+        };
+        for seq in after.saturating_add(1)..=upto {
+            let Some(meta) = self.meta(seq) else {
+                continue;
+            };
+            if !meta.listed {
+                continue;
+            }
+            if connected.contains(&meta.actor) {
+                woken.insert(meta.actor);
+            }
+            for &circle in meta.circles.iter() {
+                if self
+                    .merged_from
+                    .get(&circle)
+                    .is_some_and(|&from| seq >= from)
+                {
+                    wake_holders(WindowKey::Circle(circle), &mut woken);
+                }
+            }
+            if !meta.circles.is_empty() {
+                wake_holders(WindowKey::AnyCircle(None), &mut woken);
+                for &tag in meta.tags.iter() {
+                    wake_holders(WindowKey::AnyCircle(Some(tag)), &mut woken);
+                }
+            }
+        }
+        woken
     }
 
     /// Reads one page of `user`'s inbox up to the routed `watermark`: rows in walk order

@@ -248,3 +248,15 @@ pub struct CustomType {
     #[serde(default)]
     pub actions: Value,
 }
+
+/// Routing progress, one per routing slice: the seqs `(after, upto]` became readable, and
+/// `users` got entries written by the router.
+#[derive(Debug, Clone)]
+pub struct RoutedNotice {
+    /// Watermark before the slice.
+    pub after: i64,
+    /// Watermark after it.
+    pub upto: i64,
+    /// Users with new written entries, sorted, unique.
+    pub users: Vec<i64>,
+}

@@ -17,6 +17,7 @@ use tower_http::trace::TraceLayer;
 /// The whole HTTP surface.
 pub fn router(state: AppState) -> Router {
     let max_body = state.config.max_body_bytes;
+    let (socketio, _io) = crate::push::socketio::layer(state.clone());
     let api = Router::new()
         .route("/users", post(users::signup))
         .route(
@@ -49,6 +50,7 @@ pub fn router(state: AppState) -> Router {
             post(activities::take_action),
         )
         .route("/inbox", get(inbox::read))
+        .route("/inbox/stream", get(crate::push::sse::stream))
         .route("/inbox/{id}", delete(inbox::hide))
         .route(
             "/subscriptions",
@@ -64,6 +66,7 @@ pub fn router(state: AppState) -> Router {
         .merge(crate::web::router())
         .merge(crate::openapi::docs_router())
         .route("/healthz", get(|| async { "ok" }))
+        .layer(socketio)
         .layer(DefaultBodyLimit::max(max_body))
         .layer(TraceLayer::new_for_http())
         .with_state(state)

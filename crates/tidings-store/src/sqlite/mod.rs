@@ -31,13 +31,13 @@ pub use offline::AdminConnection;
 pub use verify::VerifyReport;
 
 use crate::hot::{Effect, HotIndex};
-use crate::model::User;
+use crate::model::{RoutedNotice, User};
 use crate::{StoreError, StoreResult};
 use rusqlite::{Connection, OpenFlags};
 use std::path::{Path, PathBuf};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex, RwLock};
-use tokio::sync::{Semaphore, oneshot, watch};
+use tokio::sync::{Semaphore, broadcast, oneshot, watch};
 
 /// Sent back to a job's caller once its transaction's fate is known.
 type Reply = Box<dyn FnOnce(StoreResult<()>) + Send>;
@@ -158,6 +158,9 @@ const BODY_CACHE_BYTES: u64 = 512 * 1024 * 1024;
 /// Most jobs committed together in one transaction.
 const MAX_BATCH: usize = 512;
 
+/// Routing notices kept for a slow push layer before it is told it lagged.
+const NOTICE_BACKLOG: usize = 4096;
+
 /// Tunables of the embedded store.
 #[derive(Debug, Clone)]
 pub struct StoreConfig {
@@ -186,6 +189,11 @@ pub(crate) struct Shared {
     /// Bounds open reader connections (each holds its own page cache).
     reader_permits: Arc<Semaphore>,
     routed: watch::Sender<i64>,
+    /// One notice per routing slice, for the push layer.
+    notices: broadcast::Sender<Arc<RoutedNotice>>,
+    /// Session generation: bumped whenever sessions were revoked or users changed status, so a
+    /// session read that raced one is not cached and live connections re-check credentials.
+    pub(crate) session_changes: watch::Sender<u64>,
     config: StoreConfig,
     writer: Mutex<Option<std::thread::JoinHandle<()>>>,
     checkpointer: Mutex<Option<std::thread::JoinHandle<()>>>,
@@ -200,8 +208,6 @@ pub(crate) struct Shared {
     pub(crate) bodies: moka::sync::Cache<i64, Arc<str>>,
     /// Live sessions by token hash; invalidated on revocation and status changes.
     pub(crate) sessions: moka::sync::Cache<String, User>,
-    /// Bumped on every session invalidation, so a read that raced one is not cached.
-    pub(crate) session_generation: std::sync::atomic::AtomicU64,
 }
 
 /// Handle to the embedded store; cheap to clone.
@@ -288,6 +294,8 @@ impl SqliteStore {
             readers: Mutex::new(Vec::new()),
             reader_permits: Arc::new(Semaphore::new(config.readers.max(1))),
             routed: routed_tx,
+            notices: broadcast::channel(NOTICE_BACKLOG).0,
+            session_changes: watch::channel(0).0,
             config,
             writer: Mutex::new(None),
             checkpointer: Mutex::new(None),
@@ -306,7 +314,6 @@ impl SqliteStore {
                 .max_capacity(100_000)
                 .time_to_live(std::time::Duration::from_secs(60))
                 .build(),
-            session_generation: std::sync::atomic::AtomicU64::new(0),
         });
         let writer_shared = shared.clone();
         let handle = std::thread::Builder::new()
@@ -413,6 +420,33 @@ impl SqliteStore {
     /// Highest seq whose routing is complete: inbox reads never look past it.
     pub fn routed_seq(&self) -> i64 {
         *self.shared.routed.borrow()
+    }
+
+    /// Notices of routing progress: who got entries, and which seqs became readable. A
+    /// receiver that falls behind gets `Lagged` and should assume everyone may have news.
+    pub fn routed_notices(&self) -> broadcast::Receiver<Arc<RoutedNotice>> {
+        self.shared.notices.subscribe()
+    }
+
+    /// Changes whenever sessions are revoked or a user's status changes, so live connections
+    /// can re-check their credentials.
+    pub fn session_changes(&self) -> watch::Receiver<u64> {
+        self.shared.session_changes.subscribe()
+    }
+
+    /// Which `connected` users may see something new in `(after, upto]` through read-time
+    /// sources or their own posts (entries the router wrote are in the notice itself).
+    pub fn wake_set(
+        &self,
+        after: i64,
+        upto: i64,
+        connected: &std::collections::HashSet<i64>,
+    ) -> std::collections::HashSet<i64> {
+        match self.shared.hot.read() {
+            Ok(hot) => hot.wake_set(after, upto, connected),
+            // Wake everyone rather than miss anyone.
+            Err(_) => connected.clone(),
+        }
     }
 
     /// Resolves once every activity up to `seq` has been routed.
@@ -542,6 +576,26 @@ fn route_step(conn: &Connection, shared: &Shared) -> bool {
     }
     match outcome {
         Ok((routed, more)) => {
+            let before = *shared.routed.borrow();
+            // Only gather recipients when someone listens (the push layer).
+            let notice = (routed > before && shared.notices.receiver_count() > 0).then(|| {
+                let mut users: Vec<i64> = fx
+                    .list
+                    .iter()
+                    .filter_map(|e| match e {
+                        Effect::Entries(entries) => Some(entries.iter().map(|e| e.0)),
+                        _ => None,
+                    })
+                    .flatten()
+                    .collect();
+                users.sort_unstable();
+                users.dedup();
+                RoutedNotice {
+                    after: before,
+                    upto: routed,
+                    users,
+                }
+            });
             // The index must hold the entries before the watermark lets readers see them.
             shared.apply(fx.list);
             shared.routed.send_if_modified(|current| {
@@ -552,6 +606,10 @@ fn route_step(conn: &Connection, shared: &Shared) -> bool {
                     false
                 }
             });
+            if let Some(notice) = notice {
+                // No receiver left is not an error: the notice is simply not needed.
+                let _ = shared.notices.send(Arc::new(notice));
+            }
             more
         }
         Err(e) => {

@@ -5,7 +5,6 @@ use crate::hot::{ActorInfo, Effect};
 use crate::model::{User, UserStatus};
 use crate::{StoreError, StoreResult, now_rfc3339};
 use rusqlite::{Connection, OptionalExtension, Row, params};
-use std::sync::atomic::Ordering;
 
 const USER_COLUMNS: &str = "id, username, display_name, is_admin, status, created_at";
 
@@ -148,7 +147,7 @@ impl SqliteStore {
             return Ok(Some(user));
         }
         let key = token_hash.clone();
-        let generation = self.shared.session_generation.load(Ordering::SeqCst);
+        let generation = *self.shared.session_changes.borrow();
         let user = self
             .read(move |conn| {
                 Ok(conn
@@ -163,7 +162,7 @@ impl SqliteStore {
             .await?;
         // Only cache what no revocation raced with.
         if let Some(user) = &user
-            && self.shared.session_generation.load(Ordering::SeqCst) == generation
+            && *self.shared.session_changes.borrow() == generation
         {
             self.shared.sessions.insert(token_hash, user.clone());
         }
@@ -181,9 +180,8 @@ impl SqliteStore {
             Ok(())
         })
         .await?;
-        self.shared
-            .session_generation
-            .fetch_add(1, Ordering::SeqCst);
+        // Bump first: a session read that raced the revocation then refuses to cache it.
+        self.shared.session_changes.send_modify(|g| *g += 1);
         self.shared.sessions.invalidate(&token_hash);
         Ok(())
     }
@@ -232,9 +230,7 @@ impl SqliteStore {
         })
         .await;
         // Sessions were revoked (or the user changed): drop every cached session.
-        self.shared
-            .session_generation
-            .fetch_add(1, Ordering::SeqCst);
+        self.shared.session_changes.send_modify(|g| *g += 1);
         self.shared.sessions.invalidate_all();
         result
     }

@@ -1,0 +1,181 @@
+//! The listening socket, with one guard every connection gets: a client that stops reading
+//! for too long is disconnected. A stalled live stream would otherwise hold its connection
+//! (and its socket buffers) forever; with the guard it is cut and, on reconnecting, resumes
+//! from its cursor.
+
+use std::future::Future;
+use std::io;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::Duration;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::time::Sleep;
+
+/// How long a write may stay blocked before the connection is dropped, unless configured.
+pub const DEFAULT_STALL_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// A TCP listener whose connections drop clients that stop reading.
+#[derive(Debug)]
+pub struct GuardedListener {
+    inner: TcpListener,
+    stall_timeout: Duration,
+}
+
+impl GuardedListener {
+    /// Wraps a bound listener.
+    pub fn new(inner: TcpListener, stall_timeout: Duration) -> Self {
+        GuardedListener {
+            inner,
+            stall_timeout,
+        }
+    }
+}
+
+impl axum::serve::Listener for GuardedListener {
+    type Io = StallGuard<TcpStream>;
+    type Addr = SocketAddr;
+
+    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
+        let (io, addr) = axum::serve::Listener::accept(&mut self.inner).await;
+        // Small writes (events) should leave at once rather than wait for more.
+        let _ = io.set_nodelay(true);
+        (StallGuard::new(io, self.stall_timeout), addr)
+    }
+
+    fn local_addr(&self) -> io::Result<Self::Addr> {
+        self.inner.local_addr()
+    }
+}
+
+/// An IO whose writes fail with `TimedOut` once they have been blocked (the peer's receive
+/// window closed) for longer than the limit.
+#[derive(Debug)]
+pub struct StallGuard<T> {
+    inner: T,
+    limit: Duration,
+    /// Set while a write is blocked: when it fires, the connection is given up.
+    stalled: Option<Pin<Box<Sleep>>>,
+}
+
+impl<T> StallGuard<T> {
+    /// Wraps an IO.
+    pub fn new(inner: T, limit: Duration) -> Self {
+        StallGuard {
+            inner,
+            limit,
+            stalled: None,
+        }
+    }
+
+    /// Turns a blocked write into an error once the limit has passed.
+    fn watch<R>(&mut self, cx: &mut Context<'_>, poll: Poll<io::Result<R>>) -> Poll<io::Result<R>> {
+        match poll {
+            Poll::Ready(result) => {
+                self.stalled = None;
+                Poll::Ready(result)
+            }
+            Poll::Pending => {
+                let limit = self.limit;
+                let timer = self
+                    .stalled
+                    .get_or_insert_with(|| Box::pin(tokio::time::sleep(limit)));
+                match timer.as_mut().poll(cx) {
+                    Poll::Ready(()) => Poll::Ready(Err(io::Error::new(
+                        io::ErrorKind::TimedOut,
+                        "the client stopped reading",
+                    ))),
+                    Poll::Pending => Poll::Pending,
+                }
+            }
+        }
+    }
+}
+
+impl<T: AsyncRead + Unpin> AsyncRead for StallGuard<T> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_read(cx, buf)
+    }
+}
+
+impl<T: AsyncWrite + Unpin> AsyncWrite for StallGuard<T> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let poll = Pin::new(&mut self.inner).poll_write(cx, buf);
+        self.watch(cx, poll)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        let poll = Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
+        self.watch(cx, poll)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let poll = Pin::new(&mut self.inner).poll_flush(cx);
+        self.watch(cx, poll)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let poll = Pin::new(&mut self.inner).poll_shutdown(cx);
+        self.watch(cx, poll)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    #[tokio::test]
+    async fn a_reader_that_stops_is_cut_and_one_that_reads_is_not() {
+        let (client, server) = tokio::io::duplex(1024);
+        let mut guarded = StallGuard::new(server, Duration::from_millis(200));
+        let mut client = client;
+        // The client reads: a write much larger than the pipe completes.
+        let reader = tokio::spawn(async move {
+            let mut buf = vec![0u8; 64 * 1024];
+            let mut total = 0;
+            while total < 64 * 1024 {
+                let n = client.read(&mut buf).await.unwrap_or(0);
+                if n == 0 {
+                    break;
+                }
+                total += n;
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
+            (client, total)
+        });
+        let chunk = vec![7u8; 64 * 1024];
+        guarded
+            .write_all(&chunk)
+            .await
+            .expect("a reading client is served");
+        let (client, total) = reader.await.expect("reader task");
+        assert_eq!(total, 64 * 1024);
+        // Now it stops reading: the write fails with TimedOut after the limit.
+        let started = std::time::Instant::now();
+        let err = guarded
+            .write_all(&chunk)
+            .await
+            .expect_err("a stalled client is given up");
+        assert_eq!(err.kind(), io::ErrorKind::TimedOut);
+        assert!(started.elapsed() >= Duration::from_millis(200));
+        drop(client);
+    }
+}

@@ -1,0 +1,227 @@
+//! The live inbox over Socket.IO (protocol v5, what the stock `socket.io-client` speaks).
+//!
+//! Handshake: `io(url, { auth: { token, after?, circles?, tags?, kind? } })`; a bad token or
+//! filter is refused with a `connect_error` whose message says why. Server → client events:
+//! `ready` (`{"cursor"}`), `entry` (a page item, exactly as in `GET /api/v1/inbox`), and before
+//! the server ends the connection `resume` (`{"cursor","reason"}`: reconnect with
+//! `auth.after = cursor`) or `closed` (`{"reason"}`: the token no longer works). Client →
+//! server: `filter` (`{circles?, tags?, kind?}`, acknowledged with `{"ok":true}` or an error
+//! object) changes the filters of the one channel without reconnecting.
+
+use super::{ChannelArgs, CloseReason, Listener, Next, authenticate_token};
+use crate::AppState;
+use crate::api::inbox::{InboxArgs, parse_filter};
+use crate::error::ApiError;
+use serde::Deserialize;
+use serde_json::value::RawValue;
+use socketioxide::extract::{AckSender, Data, SocketRef, State, TryData};
+use socketioxide::handler::ConnectHandler;
+use socketioxide::layer::SocketIoLayer;
+use socketioxide::socket::DisconnectReason;
+use socketioxide::{SocketIo, TransportType};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// How long a client may leave its send buffer full before it is told to resume and dropped.
+const LAG_DEADLINE: Duration = Duration::from_secs(5);
+/// Packets buffered per connection before a send has to wait.
+const SEND_BUFFER: usize = 64;
+
+/// A list given either as an array or as a comma-separated string.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum Names {
+    /// `["a", "b"]`
+    List(Vec<String>),
+    /// `"a,b"`
+    Text(String),
+}
+
+impl Names {
+    fn joined(names: Option<Names>) -> Option<String> {
+        names.map(|n| match n {
+            Names::List(list) => list.join(","),
+            Names::Text(text) => text,
+        })
+    }
+}
+
+/// Filters, as the handshake or a `filter` event sends them.
+#[derive(Debug, Default, Deserialize)]
+struct FilterArgs {
+    circles: Option<Names>,
+    tags: Option<Names>,
+    kind: Option<String>,
+}
+
+impl FilterArgs {
+    fn into_inbox_args(self) -> InboxArgs {
+        InboxArgs {
+            circles: Names::joined(self.circles),
+            tags: Names::joined(self.tags),
+            kind: self.kind,
+            limit: None,
+            before: None,
+            after: None,
+        }
+    }
+}
+
+/// The handshake `auth` object.
+#[derive(Debug, Default, Deserialize)]
+struct HandshakeAuth {
+    token: Option<String>,
+    after: Option<String>,
+    #[serde(flatten)]
+    filter: FilterArgs,
+}
+
+/// A refused handshake: the client's `connect_error` carries this text.
+#[derive(Debug)]
+struct Refused(ApiError);
+
+impl std::fmt::Display for Refused {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.0.code, self.0.message)
+    }
+}
+
+/// The Socket.IO layer (mounted at `/socket.io/`) and its handle.
+pub fn layer(state: AppState) -> (SocketIoLayer, SocketIo) {
+    let (layer, io) = SocketIo::builder()
+        .with_state(state)
+        .max_buffer_size(SEND_BUFFER)
+        // Reads are tiny (filters); a small buffer keeps idle connections cheap.
+        .ws_read_buffer_size(1024)
+        .max_payload(64 * 1024)
+        .ws_max_message_size(64 * 1024)
+        .ws_max_frame_size(64 * 1024)
+        .transports([TransportType::Polling, TransportType::Websocket])
+        .build_layer();
+    io.ns("/", on_connect.with(authorize));
+    (layer, io)
+}
+
+/// Handshake middleware: authenticates, checks the filters and opens the channel.
+async fn authorize(
+    socket: SocketRef,
+    TryData(auth): TryData<HandshakeAuth>,
+    State(state): State<AppState>,
+) -> Result<(), Refused> {
+    let auth = auth.map_err(|e| {
+        Refused(ApiError::bad_request(
+            "invalid_handshake",
+            format!("the handshake auth must be an object: {e}"),
+        ))
+    })?;
+    let caller = authenticate_token(&state, auth.token.as_deref())
+        .await
+        .map_err(Refused)?;
+    let args = ChannelArgs::parse(&auth.filter.into_inbox_args(), auth.after.as_deref())
+        .map_err(Refused)?;
+    let listener = state
+        .hub
+        .open(&state.store, caller, args)
+        .map_err(Refused)?;
+    socket.extensions.insert(listener);
+    Ok(())
+}
+
+async fn on_connect(socket: SocketRef, State(state): State<AppState>) {
+    let Some(listener) = socket.extensions.get::<Arc<Listener>>() else {
+        // Unreachable after the middleware; refuse rather than serve an unbound socket.
+        let _ = socket.disconnect();
+        return;
+    };
+    let filter_listener = listener.clone();
+    socket.on(
+        "filter",
+        async move |Data(args): Data<serde_json::Value>, ack: AckSender| {
+            let parsed = serde_json::from_value::<FilterArgs>(args)
+                .map_err(|e| ApiError::bad_request("invalid_filter", e.to_string()))
+                .and_then(|f| parse_filter(&f.into_inbox_args()));
+            let reply = match parsed {
+                Ok(filter) => {
+                    filter_listener.set_filter(filter);
+                    serde_json::json!({"ok": true})
+                }
+                Err(e) => serde_json::json!({"error": {"code": e.code, "message": e.message}}),
+            };
+            let _ = ack.send(&reply);
+        },
+    );
+    let gone = listener.clone();
+    socket.on_disconnect(async move |_reason: DisconnectReason| {
+        gone.close(CloseReason::Disconnected);
+    });
+    let ready = serde_json::json!({"cursor": listener.cursor_text()});
+    if socket.emit("ready", &ready).is_err() {
+        state.hub.release(&listener);
+        return;
+    }
+    tokio::spawn(send_loop(socket, state, listener));
+}
+
+/// Sends the channel's items until it closes, then releases it.
+async fn send_loop(socket: SocketRef, state: AppState, listener: Arc<Listener>) {
+    // Where a resume must start: after the last item actually handed to the socket.
+    let mut sent = listener.cursor_text();
+    let reason = loop {
+        match listener.next(&state.store).await {
+            Ok(Next::Items(items)) => {
+                let mut lagged = false;
+                for item in items {
+                    let Ok(raw) = RawValue::from_string(item.json) else {
+                        continue;
+                    };
+                    if !emit_patiently(&socket, &raw).await {
+                        lagged = true;
+                        break;
+                    }
+                    sent = item.cursor;
+                }
+                if lagged {
+                    break CloseReason::Lagged;
+                }
+            }
+            Ok(Next::Close(reason)) => break reason,
+            Err(e) => {
+                tracing::warn!(error = %e.message, "live inbox read failed");
+                break CloseReason::Lagged;
+            }
+        }
+    };
+    if reason != CloseReason::Disconnected {
+        let (event, data) = if reason.reconnect() {
+            (
+                "resume",
+                serde_json::json!({"cursor": sent, "reason": reason.as_str()}),
+            )
+        } else {
+            ("closed", serde_json::json!({"reason": reason.as_str()}))
+        };
+        let _ = socket.emit(event, &data);
+        let _ = socket.clone().disconnect();
+    }
+    state.hub.release(&listener);
+}
+
+/// Emits one entry, waiting while the client's buffer is full; false once it has been full
+/// for longer than [`LAG_DEADLINE`] or the socket is gone.
+async fn emit_patiently(socket: &SocketRef, item: &RawValue) -> bool {
+    let started = tokio::time::Instant::now();
+    loop {
+        match socket.emit("entry", item) {
+            Ok(()) => return true,
+            Err(socketioxide::SendError::Socket(
+                socketioxide::SocketError::InternalChannelFull,
+            )) => {
+                if started.elapsed() > LAG_DEADLINE {
+                    return false;
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            Err(_) => return false,
+        }
+    }
+}

@@ -1,0 +1,507 @@
+//! The live inbox channel: SSE driven by a Rust client here, Socket.IO driven by the stock
+//! `socket.io-client` (Node) in `socketio/scenarios.mjs`.
+
+mod common;
+
+use common::TestServer;
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+use std::time::Duration;
+use tidings_server::config::ServerConfig;
+use tidings_store::sqlite::StoreConfig;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+/// One server-sent event.
+#[derive(Debug, Clone)]
+struct SseEvent {
+    event: String,
+    id: Option<String>,
+    data: String,
+}
+
+impl SseEvent {
+    fn json(&self) -> Value {
+        serde_json::from_str(&self.data).expect("event data is JSON")
+    }
+}
+
+/// A minimal SSE client over reqwest.
+struct SseClient {
+    response: reqwest::Response,
+    buffer: String,
+    ended: bool,
+}
+
+impl SseClient {
+    async fn open(
+        server: &TestServer,
+        query: &str,
+        token: &str,
+        last_event_id: Option<&str>,
+    ) -> SseClient {
+        let response = Self::request(server, query, Some(token), last_event_id).await;
+        assert_eq!(response.status(), StatusCode::OK, "stream refused");
+        assert_eq!(
+            response.headers()["content-type"]
+                .to_str()
+                .expect("content type"),
+            "text/event-stream"
+        );
+        SseClient {
+            response,
+            buffer: String::new(),
+            ended: false,
+        }
+    }
+
+    async fn request(
+        server: &TestServer,
+        query: &str,
+        token: Option<&str>,
+        last_event_id: Option<&str>,
+    ) -> reqwest::Response {
+        let mut req =
+            reqwest::Client::new().get(format!("{}/api/v1/inbox/stream?{query}", server.base));
+        if let Some(token) = token {
+            req = req.bearer_auth(token);
+        }
+        if let Some(id) = last_event_id {
+            req = req.header("last-event-id", id);
+        }
+        req.send().await.expect("stream request")
+    }
+
+    /// The next event (keep-alive comments skipped), or None when the stream ended or nothing
+    /// came within `wait`.
+    async fn next(&mut self, wait: Duration) -> Option<SseEvent> {
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            if let Some(end) = self.buffer.find("\n\n") {
+                let block: String = self.buffer.drain(..end + 2).collect();
+                let mut event = SseEvent {
+                    event: "message".into(),
+                    id: None,
+                    data: String::new(),
+                };
+                let mut any = false;
+                for line in block.lines() {
+                    if let Some(v) = line.strip_prefix("event: ") {
+                        event.event = v.to_owned();
+                        any = true;
+                    } else if let Some(v) = line.strip_prefix("id: ") {
+                        event.id = Some(v.to_owned());
+                    } else if let Some(v) = line.strip_prefix("data: ") {
+                        event.data.push_str(v);
+                        any = true;
+                    }
+                }
+                if any {
+                    return Some(event);
+                }
+                continue;
+            }
+            if self.ended {
+                return None;
+            }
+            match tokio::time::timeout_at(deadline, self.response.chunk()).await {
+                Ok(Ok(Some(bytes))) => self.buffer.push_str(&String::from_utf8_lossy(&bytes)),
+                Ok(Ok(None)) | Ok(Err(_)) => self.ended = true,
+                Err(_) => return None,
+            }
+        }
+    }
+
+    /// The next event, which must be of `kind`.
+    async fn expect(&mut self, kind: &str) -> SseEvent {
+        let event = self
+            .next(Duration::from_secs(10))
+            .await
+            .unwrap_or_else(|| panic!("no {kind} event"));
+        assert_eq!(event.event, kind, "{event:?}");
+        event
+    }
+
+    /// Entries until `n` arrived.
+    async fn entries(&mut self, n: usize) -> Vec<SseEvent> {
+        let mut out = Vec::new();
+        while out.len() < n {
+            out.push(self.expect("entry").await);
+        }
+        out
+    }
+
+    /// Asserts that nothing more arrives for a while.
+    async fn assert_quiet(&mut self) {
+        if let Some(e) = self.next(Duration::from_millis(300)).await {
+            panic!("unexpected event {e:?}");
+        }
+    }
+}
+
+fn contents(events: &[SseEvent]) -> Vec<String> {
+    events
+        .iter()
+        .map(|e| {
+            e.json()["activity"]["object"]["content"]
+                .as_str()
+                .unwrap_or("")
+                .to_owned()
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn sse_sends_live_entries_exactly_as_the_inbox_lists_them() {
+    let s = TestServer::start().await;
+    let ana = s.user("ana").await;
+    let bob = s.user("bob").await;
+    s.circle(&ana, "eng", "public", "open").await;
+    assert!(
+        s.put(&bob, "/circles/eng/members/bob")
+            .await
+            .status
+            .is_success()
+    );
+
+    let mut all = SseClient::open(&s, "", &bob, None).await;
+    let ready = all.expect("ready").await;
+    assert_eq!(ready.id.as_deref(), ready.json()["cursor"].as_str());
+    let mut releases = SseClient::open(&s, "tags=release", &bob, None).await;
+    releases.expect("ready").await;
+    let mut direct = SseClient::open(&s, "kind=direct", &bob, None).await;
+    direct.expect("ready").await;
+
+    s.note(&ana, "chatter", &["circle:eng"], &[]).await;
+    s.note(&ana, "v1 shipped", &["circle:eng"], &["release"])
+        .await;
+    s.note(&ana, "psst", &["user:bob"], &[]).await;
+
+    let got = all.entries(3).await;
+    assert_eq!(contents(&got), ["chatter", "v1 shipped", "psst"]);
+    // Byte for byte the REST items, and each id is the item's cursor.
+    let page = s.get(&bob, "/inbox?limit=3").await.body;
+    let mut listed: Vec<Value> = page["items"].as_array().expect("items").clone();
+    listed.reverse();
+    for (event, item) in got.iter().zip(&listed) {
+        assert_eq!(&event.json(), item);
+        assert_eq!(event.id.as_deref(), item["cursor"].as_str());
+    }
+    assert_eq!(contents(&releases.entries(1).await), ["v1 shipped"]);
+    assert_eq!(contents(&direct.entries(1).await), ["psst"]);
+    all.assert_quiet().await;
+    releases.assert_quiet().await;
+    direct.assert_quiet().await;
+}
+
+#[tokio::test]
+async fn sse_resumes_from_last_event_id_without_gaps_or_duplicates() {
+    let s = TestServer::start().await;
+    let ana = s.user("ana").await;
+    let mut first = SseClient::open(&s, "", &ana, None).await;
+    let ready = first.expect("ready").await;
+    for i in 0..3 {
+        s.note(&ana, &format!("before {i}"), &["public"], &[]).await;
+    }
+    let seen = first.entries(3).await;
+    let last = seen.last().and_then(|e| e.id.clone()).expect("id");
+    drop(first);
+    for i in 0..5 {
+        s.note(&ana, &format!("away {i}"), &["public"], &[]).await;
+    }
+    // Publishing keeps going while the client reconnects.
+    let publisher = {
+        let base = s.base.clone();
+        let token = ana.clone();
+        tokio::spawn(async move {
+            let client = reqwest::Client::new();
+            for i in 0..20 {
+                let r = client
+                    .post(format!("{base}/api/v1/outbox"))
+                    .bearer_auth(&token)
+                    .json(&json!({"type": "Create", "object": {"type": "Note", "content": format!("during {i}")}, "to": ["public"]}))
+                    .send()
+                    .await
+                    .expect("publish");
+                assert_eq!(r.status(), StatusCode::CREATED);
+            }
+        })
+    };
+    let mut second = SseClient::open(&s, "", &ana, Some(&last)).await;
+    assert_eq!(
+        second.expect("ready").await.id.as_deref(),
+        Some(last.as_str())
+    );
+    let got = second.entries(25).await;
+    publisher.await.expect("publisher");
+    let mut expected: Vec<String> = (0..5).map(|i| format!("away {i}")).collect();
+    expected.extend((0..20).map(|i| format!("during {i}")));
+    assert_eq!(contents(&got), expected);
+    second.assert_quiet().await;
+
+    // `after` works the same, and the ready cursor of a client that saw nothing is a resume
+    // point too.
+    let mut from_ready = SseClient::open(
+        &s,
+        &format!("after={}", ready.id.as_deref().expect("ready id")),
+        &ana,
+        None,
+    )
+    .await;
+    from_ready.expect("ready").await;
+    assert_eq!(from_ready.entries(28).await.len(), 28);
+    from_ready.assert_quiet().await;
+}
+
+#[tokio::test]
+async fn sse_refuses_bad_credentials_and_bad_arguments() {
+    let s = TestServer::start().await;
+    let ana = s.user("ana").await;
+    let root = s.admin("root").await;
+    let cases: [(Option<&str>, &str, StatusCode, &str); 5] = [
+        (None, "", StatusCode::UNAUTHORIZED, "unauthenticated"),
+        (
+            Some("tdg_nope"),
+            "",
+            StatusCode::UNAUTHORIZED,
+            "unauthenticated",
+        ),
+        (
+            Some(&ana),
+            "after=garbage",
+            StatusCode::BAD_REQUEST,
+            "invalid_cursor",
+        ),
+        (
+            Some(&ana),
+            "kind=loud",
+            StatusCode::BAD_REQUEST,
+            "invalid_filter",
+        ),
+        (
+            Some(&ana),
+            "circles=Not%20A%20Slug!",
+            StatusCode::BAD_REQUEST,
+            "invalid_filter",
+        ),
+    ];
+    for (token, query, status, code) in cases {
+        let r = SseClient::request(&s, query, token, None).await;
+        assert_eq!(r.status(), status, "{query}");
+        let body: Value = r.json().await.expect("error body");
+        assert_eq!(body["error"]["code"], code, "{query}");
+    }
+    // A token in the query (for EventSource) works; a bad one is refused the same way.
+    let r = SseClient::request(&s, &format!("access_token={ana}"), None, None).await;
+    assert_eq!(r.status(), StatusCode::OK);
+    drop(r);
+    let r = SseClient::request(&s, "access_token=tdg_nope", None, None).await;
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    // Suspension revokes the account's tokens: its streams are refused like revoked ones.
+    assert!(
+        s.post(&root, "/users/ana/suspend", json!({}))
+            .await
+            .status
+            .is_success()
+    );
+    let r = SseClient::request(&s, "", Some(&ana), None).await;
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+}
+
+#[tokio::test]
+async fn sse_only_ever_carries_the_callers_own_inbox() {
+    let s = TestServer::start().await;
+    let ana = s.user("ana").await;
+    let bob = s.user("bob").await;
+    let _cat = s.user("cat").await;
+    s.circle(&ana, "secret", "private", "invite").await;
+    let mut bobs = SseClient::open(&s, "", &bob, None).await;
+    bobs.expect("ready").await;
+    s.note(&ana, "for cat", &["user:cat"], &[]).await;
+    s.note(&ana, "in the private circle", &["circle:secret"], &[])
+        .await;
+    // Filtering on a circle one cannot read yields nothing from it.
+    let mut nosy = SseClient::open(&s, "circles=secret", &bob, None).await;
+    nosy.expect("ready").await;
+    s.note(&ana, "for bob", &["user:bob"], &[]).await;
+    assert_eq!(contents(&bobs.entries(1).await), ["for bob"]);
+    bobs.assert_quiet().await;
+    nosy.assert_quiet().await;
+}
+
+#[tokio::test]
+async fn sse_is_cut_within_a_second_of_logout_or_suspension() {
+    let s = TestServer::start().await;
+    let ana = s.user("ana").await;
+    let bob = s.user("bob").await;
+    let root = s.admin("root").await;
+    let mut anas = SseClient::open(&s, "", &ana, None).await;
+    anas.expect("ready").await;
+    let mut bobs = SseClient::open(&s, "", &bob, None).await;
+    bobs.expect("ready").await;
+
+    let started = tokio::time::Instant::now();
+    assert!(
+        s.delete(&ana, "/sessions/current")
+            .await
+            .status
+            .is_success()
+    );
+    let closed = anas
+        .next(Duration::from_secs(1))
+        .await
+        .expect("closed in time");
+    assert_eq!(closed.event, "closed");
+    assert_eq!(closed.json()["reason"], "revoked");
+    assert!(
+        anas.next(Duration::from_secs(1)).await.is_none(),
+        "stream ends"
+    );
+    assert!(started.elapsed() < Duration::from_secs(2));
+
+    assert!(
+        s.post(&root, "/users/bob/suspend", json!({}))
+            .await
+            .status
+            .is_success()
+    );
+    let closed = bobs
+        .next(Duration::from_secs(1))
+        .await
+        .expect("closed in time");
+    assert_eq!(closed.json()["reason"], "suspended");
+}
+
+#[tokio::test]
+async fn sse_clients_are_told_to_resume_when_the_server_stops() {
+    let s = TestServer::start().await;
+    let ana = s.user("ana").await;
+    let mut anas = SseClient::open(&s, "", &ana, None).await;
+    let ready = anas.expect("ready").await;
+    let stop = tokio::spawn(s.stop());
+    let resume = anas.expect("resume").await;
+    assert_eq!(resume.json()["reason"], "shutdown");
+    assert_eq!(resume.json()["cursor"], ready.json()["cursor"]);
+    // The graceful shutdown does not wait on the stream forever.
+    tokio::time::timeout(Duration::from_secs(5), stop)
+        .await
+        .expect("server stops")
+        .expect("stop task");
+}
+
+#[tokio::test]
+async fn a_stalled_client_is_dropped_without_delaying_anyone() {
+    let config = ServerConfig {
+        stall_timeout: Duration::from_secs(2),
+        ..ServerConfig::default()
+    };
+    let s = TestServer::start_with(config, StoreConfig::default()).await;
+    let ana = s.user("ana").await;
+    let bob = s.user("bob").await;
+    // The stalled client: a small receive window, and it never reads after asking.
+    let addr: std::net::SocketAddr = s.base.trim_start_matches("http://").parse().expect("addr");
+    let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+    socket.set_recv_buffer_size(4096).expect("rcvbuf");
+    let mut stalled = socket.connect(addr).await.expect("connect");
+    stalled
+        .write_all(
+            format!("GET /api/v1/inbox/stream HTTP/1.1\r\nhost: x\r\nauthorization: Bearer {bob}\r\n\r\n")
+                .as_bytes(),
+        )
+        .await
+        .expect("request");
+    let mut reader = SseClient::open(&s, "", &bob, None).await;
+    reader.expect("ready").await;
+
+    // ~6 MB of events: far more than the stalled connection's buffers hold.
+    let body = "x".repeat(15_000);
+    let started = tokio::time::Instant::now();
+    let mut tasks = Vec::new();
+    for worker in 0..8 {
+        let base = s.base.clone();
+        let token = ana.clone();
+        let body = body.clone();
+        tasks.push(tokio::spawn(async move {
+            let client = reqwest::Client::new();
+            for i in 0..50 {
+                let r = client
+                    .post(format!("{base}/api/v1/outbox"))
+                    .bearer_auth(&token)
+                    .json(&json!({"type": "Create", "object": {"type": "Note", "content": format!("{worker}-{i} {body}")}, "to": ["user:bob"]}))
+                    .send()
+                    .await
+                    .expect("publish");
+                assert_eq!(r.status(), StatusCode::CREATED);
+            }
+        }));
+    }
+    let got = reader.entries(400).await;
+    for task in tasks {
+        task.await.expect("publisher");
+    }
+    assert_eq!(got.len(), 400);
+    let elapsed = started.elapsed();
+    assert!(
+        elapsed < Duration::from_secs(60),
+        "publishing and reading took {elapsed:?}"
+    );
+
+    // Past the stall timeout the server has given the stalled connection up: reading it now
+    // drains what was buffered and then ends, instead of streaming on.
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let mut sink = vec![0u8; 64 * 1024];
+    let drained = tokio::time::timeout(Duration::from_secs(20), async {
+        let mut total = 0usize;
+        loop {
+            match stalled.read(&mut sink).await {
+                Ok(0) | Err(_) => return total,
+                Ok(n) => total += n,
+            }
+        }
+    })
+    .await
+    .expect("the stalled connection was closed by the server");
+    assert!(
+        drained < 6_000_000,
+        "the stalled client was not streamed everything: {drained}"
+    );
+    // And the healthy client is still live.
+    s.note(&ana, "still here", &["user:bob"], &[]).await;
+    assert_eq!(contents(&reader.entries(1).await), ["still here"]);
+}
+
+/// Runs the Socket.IO scenarios with the stock Node client, when Node and the client are
+/// installed (`npm ci --prefix crates/tidings-server/tests/socketio`); CI requires them.
+#[tokio::test]
+async fn socketio_client_scenarios() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/socketio");
+    let required = std::env::var("TIDINGS_REQUIRE_E2E").is_ok_and(|v| v == "1");
+    let node_ok = std::process::Command::new("node")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !node_ok || !dir.join("node_modules/socket.io-client").exists() {
+        let message = format!(
+            "\n\n*** Socket.IO client scenarios DID NOT RUN: install Node and run \
+             `npm ci --prefix {}` ***\n",
+            dir.display()
+        );
+        assert!(!required, "{message}");
+        eprintln!("{message}");
+        return;
+    }
+    let s = TestServer::start().await;
+    let output = tokio::process::Command::new("node")
+        .arg("scenarios.mjs")
+        .arg(&s.base)
+        .current_dir(&dir)
+        .output()
+        .await
+        .expect("run node");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    println!("{stdout}{}", String::from_utf8_lossy(&output.stderr));
+    assert!(
+        output.status.success(),
+        "Socket.IO scenarios failed:\n{stdout}"
+    );
+    assert_eq!(stdout.matches("ok   ").count(), 6, "every scenario ran");
+}
