@@ -124,8 +124,8 @@ try {
   guard(bob, 'bob');
   let anaToken;
   let bobToken;
-  // The server's live path: SSE when /inbox/stream exists, the polling fallback otherwise.
-  let expectedLive = 'poll';
+  // The live path the page must use.
+  const expectedLive = 'sse';
 
   await story('1. sign up, log in, log out, session across reloads, clear errors', async () => {
     const res = await fetch(`${BASE}/`);
@@ -159,13 +159,13 @@ try {
     await bob.keyboard.press('Enter');
     await visible(bob.locator('#inbox-title'));
     bobToken = await tokenOf(bob);
-    // Only a server without the route (404/405) may fall back to polling; a stream that exists
-    // but fails is a failure, and a working one must be what the page uses.
+    // The live story runs over the real SSE channel; the page's polling fallback is only for
+    // servers without it, and this one has it.
     const stream = await fetch(`${BASE}/api/v1/inbox/stream?access_token=${encodeURIComponent(bobToken)}`);
-    if (stream.status === 200) expectedLive = 'sse';
-    else assert.ok([404, 405].includes(stream.status), `GET /inbox/stream answered ${stream.status}`);
-    console.log(`     live path under test: ${expectedLive}`);
+    assert.equal(stream.status, 200, 'GET /api/v1/inbox/stream');
+    assert.match(stream.headers.get('content-type') || '', /text\/event-stream/);
     if (stream.body) await stream.body.cancel().catch(() => {});
+    console.log(`     live path under test: ${expectedLive}`);
     await noXss(bob);
   });
 
