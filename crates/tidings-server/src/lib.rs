@@ -2,6 +2,7 @@
 //!
 //! Layout:
 //! - [`api`] — one module per resource, each with its handlers; [`api::router`] merges them.
+//! - [`web`] — the embedded web app: static files, CSP, the SPA fallback.
 //! - [`auth`] — passwords, tokens, and the `AuthUser`/`AdminUser` extractors.
 //! - [`error`] — [`error::ApiError`]: every failure mapped to a status and code, once.
 //! - [`extract`], [`pagination`], [`response`] — request parsing and response shapes shared by
@@ -23,6 +24,7 @@ pub mod pagination;
 pub mod push;
 pub mod response;
 pub mod types;
+pub mod web;
 
 use config::ServerConfig;
 use std::future::Future;

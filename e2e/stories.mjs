@@ -1,0 +1,434 @@
+// The web app's nine stories (and the extras), driven through Debian's Chromium headless with
+// two people in two browser contexts. Run by crates/tidings/tests/web_e2e.rs against a real
+// `tidings serve`; environment:
+//   TIDINGS_BASE_URL       the server, e.g. http://127.0.0.1:PORT
+//   TIDINGS_E2E_ARTIFACTS  where screenshots go (default: ../target/e2e-artifacts)
+//   TIDINGS_E2E_SUSPENDED  "name:password" of a suspended account the harness prepared
+//   TIDINGS_E2E_CHROMIUM   browser binary (default /usr/bin/chromium)
+// Exits non-zero on the first failed story.
+
+import { chromium } from 'playwright-core';
+import { mkdirSync } from 'node:fs';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import assert from 'node:assert/strict';
+
+const here = path.dirname(fileURLToPath(import.meta.url));
+const BASE = process.env.TIDINGS_BASE_URL || 'http://127.0.0.1:8080';
+const SHOTS = process.env.TIDINGS_E2E_ARTIFACTS || path.join(here, '..', 'target', 'e2e-artifacts');
+const [SUSPENDED_USER, SUSPENDED_PASS] = (process.env.TIDINGS_E2E_SUSPENDED || 'mallory:correct horse').split(/:(.*)/s);
+const PASSWORD = 'correct horse';
+const T = 10_000; // per-step timeout: generous for a loaded 2-core machine
+mkdirSync(SHOTS, { recursive: true });
+
+// What an XSS attempt would do if it ran; every payload sets a flag we check stays unset.
+const XSS = [
+  '<img src=x onerror="window.__xss=1">',
+  '<script>window.__xss=2</script>',
+  '"><svg onload="window.__xss=3">',
+  "<a href=\"javascript:window.__xss=4\">click</a>",
+  '<iframe srcdoc="<script>parent.__xss=5</script>"></iframe>',
+];
+const XSS_TEXT = XSS.join(' ');
+
+const started = Date.now();
+const pages = {};
+const results = [];
+
+async function story(name, fn) {
+  const t0 = Date.now();
+  try {
+    await fn();
+    results.push([name, 'ok', Date.now() - t0]);
+    console.log(`ok   ${name} (${Date.now() - t0} ms)`);
+  } catch (e) {
+    results.push([name, 'FAILED', Date.now() - t0]);
+    for (const [who, page] of Object.entries(pages)) {
+      await page.screenshot({ path: path.join(SHOTS, `failed-${who}.png`) }).catch(() => {});
+    }
+    console.log(`FAIL ${name}: ${e.stack || e}`);
+    throw e;
+  }
+}
+
+/** Resolves once `locator` is visible. */
+const visible = (locator, timeout = T) => locator.first().waitFor({ state: 'visible', timeout });
+/** Resolves once `locator` is gone. */
+const gone = (locator, timeout = T) => locator.first().waitFor({ state: 'detached', timeout });
+
+async function shot(page, name) {
+  await page.screenshot({ path: path.join(SHOTS, `${name}.png`), fullPage: false });
+}
+
+/** Fails the run on page errors, CSP violations, XSS flags and alert dialogs. */
+function guard(page, who) {
+  page.on('pageerror', (e) => { problems.push(`${who}: page error: ${e.message}`); });
+  page.on('console', (m) => {
+    if (m.type() === 'error' && /Content Security Policy|Refused to/i.test(m.text())) problems.push(`${who}: ${m.text()}`);
+  });
+  page.on('dialog', (d) => { problems.push(`${who}: unexpected dialog: ${d.message()}`); d.dismiss().catch(() => {}); });
+}
+const problems = [];
+
+async function noXss(page) {
+  const flag = await page.evaluate(() => window.__xss);
+  assert.equal(flag, undefined, 'an XSS payload executed');
+}
+
+async function api(token, method, p, body) {
+  const res = await fetch(`${BASE}/api/v1${p}`, {
+    method,
+    headers: { authorization: `Bearer ${token}`, ...(body ? { 'content-type': 'application/json' } : {}) },
+    body: body ? JSON.stringify(body) : undefined,
+  });
+  const text = await res.text();
+  if (!res.ok) throw new Error(`${method} ${p}: ${res.status} ${text}`);
+  return text ? JSON.parse(text) : null;
+}
+
+async function tokenOf(page) {
+  return page.evaluate(() => localStorage.getItem('tidings.token'));
+}
+
+async function signUp(page, username, display) {
+  await page.goto(`${BASE}/signup`);
+  await page.fill('#signup-form input[name=username]', username);
+  if (display) await page.fill('#signup-form input[name=display_name]', display);
+  await page.fill('#signup-form input[name=password]', PASSWORD);
+  await page.click('#signup-form button[type=submit]');
+}
+
+async function logIn(page, username, password = PASSWORD) {
+  await page.goto(`${BASE}/login`);
+  await page.fill('#login-form input[name=username]', username);
+  await page.fill('#login-form input[name=password]', password);
+  await page.click('#login-form button[type=submit]');
+}
+
+const browser = await chromium.launch({
+  executablePath: process.env.TIDINGS_E2E_CHROMIUM || '/usr/bin/chromium',
+  args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
+    '--disable-background-networking', '--disable-component-update', '--disable-sync'],
+});
+let exitCode = 0;
+try {
+  const ctxA = await browser.newContext({ viewport: { width: 1280, height: 860 }, colorScheme: 'light' });
+  const ctxB = await browser.newContext({ viewport: { width: 1280, height: 860 }, colorScheme: 'light' });
+  const ana = await ctxA.newPage();
+  const bob = await ctxB.newPage();
+  ana.setDefaultTimeout(T);
+  bob.setDefaultTimeout(T);
+  pages.ana = ana;
+  pages.bob = bob;
+  guard(ana, 'ana');
+  guard(bob, 'bob');
+  let anaToken;
+  let bobToken;
+  // The live path the page must use.
+  const expectedLive = 'sse';
+
+  await story('1. sign up, log in, log out, session across reloads, clear errors', async () => {
+    const res = await fetch(`${BASE}/`);
+    const csp = res.headers.get('content-security-policy') || '';
+    assert.match(csp, /script-src 'self'/);
+    assert.doesNotMatch(csp, /unsafe-inline/);
+    await signUp(ana, 'ana', 'Ana');
+    await visible(ana.locator('#inbox-title'));
+    anaToken = await tokenOf(ana);
+    // Taken username.
+    await signUp(bob, 'ana');
+    await visible(bob.locator('#auth-error', { hasText: 'taken' }));
+    // Bob signs up with a display name that is an XSS payload: it must show as text.
+    await signUp(bob, 'bob', '<img src=x onerror="window.__xss=9">Bob');
+    await visible(bob.locator('#inbox-title'));
+    await bob.reload();
+    await visible(bob.locator('#me-link'));
+    assert.equal(await bob.locator('#me-link').textContent(), '<img src=x onerror="window.__xss=9">Bob');
+    await bob.click('#logout');
+    await visible(bob.locator('#login-form'));
+    // Wrong password, then a suspended account, then a keyboard-only login.
+    await logIn(bob, 'bob', 'not the password');
+    await visible(bob.locator('#auth-error', { hasText: 'Wrong username or password' }));
+    await logIn(bob, SUSPENDED_USER, SUSPENDED_PASS);
+    await visible(bob.locator('#auth-error', { hasText: 'suspended' }));
+    await bob.goto(`${BASE}/login`);
+    await bob.locator('#login-form input[name=username]').focus();
+    await bob.keyboard.type('bob');
+    await bob.keyboard.press('Tab');
+    await bob.keyboard.type(PASSWORD);
+    await bob.keyboard.press('Enter');
+    await visible(bob.locator('#inbox-title'));
+    bobToken = await tokenOf(bob);
+    // The live story runs over the real SSE channel; the page's polling fallback is only for
+    // servers without it, and this one has it.
+    const stream = await fetch(`${BASE}/api/v1/inbox/stream?access_token=${encodeURIComponent(bobToken)}`);
+    assert.equal(stream.status, 200, 'GET /api/v1/inbox/stream');
+    assert.match(stream.headers.get('content-type') || '', /text\/event-stream/);
+    if (stream.body) await stream.body.cancel().catch(() => {});
+    console.log(`     live path under test: ${expectedLive}`);
+    await noXss(bob);
+  });
+
+  await story('4. create a circle (name, description, visibility, join policy)', async () => {
+    for (const [name, display, description, policy] of [
+      ['eng', 'Engineering', 'Builds things', 'open'],
+      ['crit', 'Design critique', `Approval needed ${XSS_TEXT}`, 'approval'],
+    ]) {
+      await ana.goto(`${BASE}/circles/new`);
+      await ana.fill('#new-circle input[name=name]', name);
+      await ana.fill('#new-circle input[name=display_name]', display);
+      await ana.fill('#new-circle textarea[name=description]', description);
+      await ana.selectOption('#new-circle select[name=visibility]', 'public');
+      await ana.selectOption('#new-circle select[name=join_policy]', policy);
+      await ana.click('#new-circle button[type=submit]');
+      await visible(ana.locator(`.circle-page[data-circle="${name}"] h1`, { hasText: display }));
+    }
+    await visible(ana.locator('.description', { hasText: '<img src=x onerror="window.__xss=1">' }));
+    await noXss(ana);
+  });
+
+  await story('3. find circles: search, browse, member counts', async () => {
+    await bob.goto(`${BASE}/circles`);
+    await visible(bob.locator('.circle-row[data-name=eng]'));
+    await visible(bob.locator('.circle-row[data-name=crit]'));
+    await bob.fill('#circle-search', 'builds');
+    await gone(bob.locator('.circle-row[data-name=crit]'));
+    await visible(bob.locator('.circle-row[data-name=eng] .members', { hasText: '1 member' }));
+    await shot(bob, 'circles');
+    await noXss(bob);
+  });
+
+  await story('5. join, request, approve, roles, subscribe with tags, leave, archive', async () => {
+    await bob.click('.circle-row[data-name=eng] button.join');
+    await visible(bob.locator('.circle-row[data-name=eng] .members', { hasText: '2 members' }));
+    await bob.goto(`${BASE}/c/crit`);
+    await bob.click('button.join');
+    await visible(bob.locator('.badge.pending'));
+    await ana.goto(`${BASE}/c/crit?tab=members`);
+    await ana.click('.member-row.request[data-username=bob] button.approve');
+    await visible(ana.locator('.member-list .member-row[data-username=bob]:not(.request)'));
+    await ana.click('.member-row[data-username=bob] button.promote');
+    await visible(ana.locator('.member-row[data-username=bob] .badge.role', { hasText: 'moderator' }));
+    // Bob subscribes to release@eng through the helper, which shows the expression as typed.
+    await bob.goto(`${BASE}/c/eng?tab=subscriptions`);
+    await visible(bob.locator('.sub-row[data-expr="*@eng"]'));
+    await bob.fill('#sub-tag', 'release');
+    assert.equal(await bob.locator('#sub-preview').textContent(), 'release@eng');
+    await bob.click('.sub-helper button[type=submit]');
+    await visible(bob.locator('.sub-row[data-expr="release@eng"]'));
+    // A bad expression comes back with its position.
+    await bob.fill('#sub-expr', 'release@@eng');
+    await bob.click('.sub-helper button[type=submit]');
+    await visible(bob.locator('.sub-helper .error', { hasText: 'character' }));
+    await bob.fill('#sub-expr', '');
+    // Bob leaves crit; Ana archives it.
+    await bob.goto(`${BASE}/c/crit`);
+    await bob.click('button.leave');
+    await visible(bob.locator('button.join'));
+    await ana.goto(`${BASE}/c/crit`);
+    await ana.click('#archive');
+    await ana.click('#archive');
+    await visible(ana.locator('.banner', { hasText: 'archived' }));
+    await visible(ana.locator('.badge.archived'));
+  });
+
+  let articleId;
+  await story('8+2. compose (type, tags, audience, actions) and the inbox live with an "N new" bar', async () => {
+    await bob.goto(`${BASE}/`);
+    await visible(bob.locator('#inbox-title'));
+    await bob.waitForFunction((mode) => document.documentElement.dataset.live === mode, expectedLive, { timeout: T });
+    const before = await bob.evaluate(() => window.scrollY);
+    await ana.goto(`${BASE}/compose`);
+    await ana.selectOption('#compose-type', 'Article');
+    await ana.fill('#compose-title', 'v2 is out');
+    await ana.fill('#compose-content', 'What changed in v2, at length.');
+    await ana.fill('#compose-url', 'https://blog.example/v2');
+    await ana.fill('#compose-tags', 'release, announcement');
+    await ana.uncheck('#compose-public');
+    await ana.check('#compose input[name=circle][value=eng]');
+    await ana.fill('#compose-people', 'bob');
+    await ana.click('#add-action');
+    await ana.fill('.action-row input[name=action-name]', 'read');
+    await ana.fill('.action-row input[name=action-url]', 'https://blog.example/v2');
+    await ana.click('#publish');
+    await visible(ana.locator('#inbox-title'));
+    // Bob's page did not jump: the item waits behind the bar.
+    await visible(bob.locator('#new-bar', { hasText: '1 new' }));
+    assert.equal(await bob.evaluate(() => window.scrollY), before);
+    await shot(bob, 'home-new-bar');
+    await bob.click('#new-bar');
+    const card = bob.locator('.card', { hasText: 'v2 is out' });
+    await visible(card);
+    articleId = await card.first().getAttribute('data-id');
+    await visible(card.locator('tidings-object-article h3', { hasText: 'v2 is out' }));
+    await visible(card.locator('.chip.tag', { hasText: '#release' }));
+    await visible(card.locator('button.action[data-action=read]'));
+    await card.locator('.why summary').click();
+    await visible(card.locator('.why p', { hasText: 'addressed to you' }));
+  });
+
+  await story('2. inbox filters (kind, circles, tags) and infinite scroll by cursor', async () => {
+    // 25 more posts to eng through the API, so the inbox has more than one page.
+    for (let i = 1; i <= 25; i++) {
+      await api(anaToken, 'POST', '/outbox?wait=routed', { object: { type: 'Note', content: `bulk note ${i}` }, to: ['circle:eng'], tag: [i % 2 ? 'odd' : 'even'] });
+    }
+    await bob.goto(`${BASE}/`);
+    await visible(bob.locator('.card', { hasText: 'bulk note 25' }));
+    assert.equal(await bob.locator('.card').count(), 20);
+    await bob.locator('.load-more').scrollIntoViewIfNeeded();
+    await visible(bob.locator('.card', { hasText: 'v2 is out' }));
+    assert.equal(await bob.locator('.card').count(), 26);
+    await bob.selectOption('#filter-kind', 'direct');
+    await bob.waitForURL(/kind=direct/);
+    await visible(bob.locator('.card', { hasText: 'v2 is out' }));
+    await gone(bob.locator('.card', { hasText: 'bulk note' }));
+    await bob.goto(`${BASE}/?tags=even&circles=eng`);
+    await visible(bob.locator('.card', { hasText: 'bulk note 24' }));
+    assert.equal(await bob.locator('.card', { hasText: 'bulk note 25' }).count(), 0);
+    await visible(bob.locator('#filters input[name=circle][value=eng]:checked'));
+    await bob.goto(`${BASE}/`);
+    await visible(bob.locator('.card', { hasText: 'bulk note 25' }));
+    await shot(bob, 'home');
+  });
+
+  await story('7+9. see a message: templates, thread, tags, why, versions; trigger an action', async () => {
+    await bob.goto(`${BASE}/a/${articleId}`);
+    await visible(bob.locator('tidings-object-article h3', { hasText: 'v2 is out' }));
+    // Action: recorded through the API, then the reader opens.
+    const [resp] = await Promise.all([
+      bob.waitForResponse((r) => r.url().includes(`/activities/${articleId}/actions/read`)),
+      bob.click('button.action[data-action=read]'),
+    ]);
+    assert.equal(resp.status(), 200);
+    await visible(bob.locator('dialog.reader h2', { hasText: 'v2 is out' }));
+    assert.equal(await bob.locator('dialog.reader a.button').getAttribute('href'), 'https://blog.example/v2');
+    await shot(bob, 'reader');
+    await bob.click('dialog.reader .reader-head button');
+    await gone(bob.locator('dialog.reader'));
+    // Reply as a thread.
+    await bob.fill('#reply-form textarea', `Congrats! ${XSS_TEXT}`);
+    await bob.click('#reply-form button[type=submit]');
+    await visible(bob.locator('.thread .card', { hasText: 'Congrats!' }));
+    await visible(bob.locator('.thread .card .content', { hasText: '<script>window.__xss=2</script>' }));
+    // Ana edits the article: the edited badge and both versions show.
+    await api(anaToken, 'POST', '/outbox', { type: 'Update', object: { id: articleId, type: 'Article', name: 'v2 is out (fixed)', content: 'Corrected.', url: 'https://blog.example/v2' } });
+    await bob.reload();
+    await visible(bob.locator('.badge.edited'));
+    await visible(bob.locator('tidings-object-article h3', { hasText: 'v2 is out (fixed)' }));
+    await bob.click('.versions summary');
+    await visible(bob.locator('.version-list li', { hasText: 'Update' }));
+    assert.equal(await bob.locator('.version-list li').count(), 2);
+    await shot(bob, 'message');
+    await noXss(bob);
+    // Each object type has its own template, custom types included.
+    await api(anaToken, 'POST', '/outbox?wait=routed', { object: { type: 'Image', name: 'Whiteboard', url: 'https://photos.example/wb.jpg' }, to: ['circle:eng'] });
+    await api(anaToken, 'POST', '/outbox?wait=routed', { object: { type: 'Link', name: 'Spec', url: 'https://spec.example/' }, to: ['circle:eng'] });
+    await api(anaToken, 'POST', '/outbox?wait=routed', { object: { type: 'Poll', question: 'Ship Friday?', options: ['yes', 'no'] }, to: ['circle:eng'] });
+    await api(anaToken, 'POST', '/outbox?wait=routed', { object: { type: 'Note', content: 'plain note' }, to: ['circle:eng'] });
+    await bob.goto(`${BASE}/`);
+    await visible(bob.locator('tidings-object-image img[src="https://photos.example/wb.jpg"]'));
+    await visible(bob.locator('tidings-object-link a[href="https://spec.example/"]', { hasText: 'Spec' }));
+    await visible(bob.locator('tidings-object-poll .title', { hasText: 'Poll: Ship Friday?' }));
+    await visible(bob.locator('tidings-object-poll li', { hasText: 'yes' }));
+    await visible(bob.locator('tidings-object-note .content', { hasText: 'plain note' }));
+    await shot(bob, 'home-types');
+  });
+
+  await story('6. a circle page: stream, members, my subscriptions', async () => {
+    await bob.goto(`${BASE}/c/eng`);
+    await visible(bob.locator('.tab-panel .card', { hasText: 'bulk note 25' }));
+    await bob.click('.tab-members');
+    await visible(bob.locator('.member-row[data-username=ana] .badge.role', { hasText: 'owner' }));
+    await visible(bob.locator('.member-row[data-username=bob]'));
+    await bob.click('.tab-subscriptions');
+    await visible(bob.locator('.sub-row[data-expr="release@eng"]'));
+    await shot(bob, 'circle');
+  });
+
+  await story('XSS corpus: posted as content, tags and title, shown as text, never run', async () => {
+    await bob.goto(`${BASE}/`);
+    await visible(bob.locator('.card', { hasText: 'bulk note 25' }));
+    await bob.waitForFunction((mode) => document.documentElement.dataset.live === mode, expectedLive, { timeout: T });
+    await ana.goto(`${BASE}/compose`);
+    await ana.fill('#compose-title', XSS[2]);
+    await ana.fill('#compose-content', XSS_TEXT);
+    await ana.check('#compose input[name=circle][value=eng]');
+    await ana.click('#publish');
+    await visible(ana.locator('#inbox-title'));
+    await visible(bob.locator('#new-bar'));
+    await bob.click('#new-bar');
+    // The reply of story 7 carries the corpus too; this card is the one with the title.
+    const card = bob.locator('.card', { has: bob.locator('tidings-object-note .title'), hasText: '<script>window.__xss=2</script>' });
+    await visible(card);
+    assert.equal(await card.locator('tidings-object-note .title').first().textContent(), XSS[2]);
+    assert.equal(await card.locator('tidings-object-note .content').first().textContent(), XSS_TEXT);
+    assert.equal(await card.locator('img, script, svg, iframe').count(), 0);
+    await bob.reload();
+    await visible(bob.locator('.card', { hasText: '<script>window.__xss=2</script>' }));
+    await noXss(bob);
+    await noXss(ana);
+  });
+
+  await story('extras: hide from my inbox, retract my own, profile with outbox', async () => {
+    // Hide: gone from Bob's inbox, still in the circle's stream.
+    await bob.goto(`${BASE}/`);
+    const note = bob.locator('.card', { hasText: 'plain note' });
+    await visible(note);
+    await note.locator('button.hide').click();
+    await gone(bob.locator('.card', { hasText: 'plain note' }));
+    await bob.reload();
+    await visible(bob.locator('.card', { hasText: 'bulk note 25' }));
+    assert.equal(await bob.locator('.card', { hasText: 'plain note' }).count(), 0);
+    await bob.goto(`${BASE}/c/eng`);
+    await visible(bob.locator('.card', { hasText: 'plain note' }));
+    // Retract: Ana's own message becomes a tombstone everywhere.
+    await ana.goto(`${BASE}/a/${articleId}`);
+    await ana.click('button.retract');
+    await ana.click('button.retract');
+    await visible(ana.locator('.tombstone'));
+    await bob.goto(`${BASE}/a/${articleId}`);
+    await visible(bob.locator('h1', { hasText: 'Retracted' }));
+    // Profile: who, circles, outbox.
+    await bob.goto(`${BASE}/u/ana`);
+    await visible(bob.locator('h1', { hasText: 'Ana' }));
+    await visible(bob.locator('.chip.circle', { hasText: 'eng' }));
+    await visible(bob.locator('.outbox .card', { hasText: 'bulk note 25' }));
+    await shot(bob, 'profile');
+  });
+
+  await story('phone width, keyboard and dark mode', async () => {
+    const phone = await browser.newContext({ viewport: { width: 390, height: 844 }, colorScheme: 'dark', isMobile: true });
+    const page = await phone.newPage();
+    page.setDefaultTimeout(T);
+    guard(page, 'phone');
+    await logIn(page, 'bob');
+    await visible(page.locator('.card', { hasText: 'bulk note 25' }));
+    const overflow = await page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
+    assert.ok(overflow <= 1, `page overflows the phone width by ${overflow}px`);
+    const bg = await page.evaluate(() => getComputedStyle(document.body).backgroundColor);
+    const [r, g, b] = bg.match(/\d+/g).map(Number);
+    assert.ok(r + g + b < 150, `dark mode background is ${bg}`);
+    await shot(page, 'home-phone-dark');
+    // Keyboard: the skip link is the first stop and lands on the content; the next stop is in it.
+    await page.reload();
+    await visible(page.locator('.card', { hasText: 'bulk note 25' }));
+    await page.keyboard.press('Tab');
+    assert.equal(await page.evaluate(() => document.activeElement.className), 'skip');
+    await page.keyboard.press('Enter');
+    await page.keyboard.press('Tab');
+    assert.ok(await page.evaluate(() => document.getElementById('main').contains(document.activeElement)), 'Tab after the skip link stays in the content');
+    await phone.close();
+  });
+
+  // A last look at both screens for the artifacts.
+  await shot(ana, 'ana-final');
+  assert.deepEqual(problems, []);
+} catch (e) {
+  exitCode = 1;
+  if (problems.length) console.log(`problems seen:\n  ${problems.join('\n  ')}`);
+} finally {
+  await browser.close();
+}
+const secs = ((Date.now() - started) / 1000).toFixed(1);
+console.log(`${results.filter((r) => r[1] === 'ok').length}/${results.length} stories passed in ${secs} s; screenshots in ${SHOTS}`);
+process.exit(exitCode);

@@ -1,0 +1,136 @@
+// One activity as a card: author, time, the object's own template, tags, audience, actions,
+// replies, "why am I seeing this", and the per-inbox / author controls.
+
+import { h, timeAgo, toast, replace } from './dom.js';
+import { del, post, session } from './api.js';
+import { objectElement, str } from './objects.js';
+import { openReader } from './reader.js';
+
+/** Human text for an inbox entry's `via`. */
+export function viaText(via) {
+  if (!via) return null;
+  if (via === 'author') return 'You posted this.';
+  if (via === 'addressed') return 'It was addressed to you by name.';
+  const m = /^subscription:(\d+):(.*)$/.exec(via);
+  if (m) return `It matched your subscription ${m[2]}.`;
+  return `Delivered via ${via}.`;
+}
+
+function authorOf(activity) {
+  const t = activity.tidings || {};
+  const a = t.author || t.actor || {};
+  const username = str(a.username) || str(activity.actor).replace(/^user:/, '');
+  return { username, display: str(a.display_name) || username, deleted: Boolean(a.deleted) };
+}
+
+function audienceChip(to) {
+  if (typeof to !== 'string') return null;
+  if (to.startsWith('circle:')) return h('a', { class: 'chip circle', href: `/c/${encodeURIComponent(to.slice(7))}`, text: to.slice(7) });
+  if (to.startsWith('user:')) return h('a', { class: 'chip person', href: `/u/${encodeURIComponent(to.slice(5))}`, text: `@${to.slice(5)}` });
+  return h('span', { class: 'chip', text: to });
+}
+
+const VERBS = { Update: 'edited', Delete: 'retracted', Like: 'liked', Announce: 'shared', Follow: 'followed' };
+
+/**
+ * Builds a card for `{activity, via?, cursor?}`. `inInbox` enables "hide"; `onGone` runs when the
+ * card leaves the list (hidden or retracted).
+ */
+export function activityCard(item, { inInbox = false, onGone } = {}) {
+  const activity = item.activity || item;
+  const author = authorOf(activity);
+  const me = session.user;
+  const mine = me && me.username === author.username;
+  const card = h('article', { class: 'card', dataset: { id: str(activity.id), type: str(activity.object && activity.object.type) || '' } });
+  const objectType = activity.object && typeof activity.object === 'object' ? str(activity.object.type) : '';
+  const verb = str(activity.type) || 'Create';
+  const link = `/a/${encodeURIComponent(str(activity.id))}`;
+
+  const header = h('header', { class: 'card-head' },
+    h('a', { class: 'author', href: `/u/${encodeURIComponent(author.username)}`, text: author.display }),
+    h('span', { class: 'muted handle', text: `@${author.username}` }),
+    verb !== 'Create' && h('span', { class: 'muted', text: VERBS[verb] || verb }),
+    h('a', { class: 'muted time', href: link, 'aria-label': 'open message' }, timeAgo(str(activity.published))),
+    objectType && h('span', { class: 'badge', text: objectType }),
+    activity.tidings && activity.tidings.edited && h('span', { class: 'badge edited', text: 'edited' }),
+  );
+  card.append(header);
+
+  if (activity.inReplyTo && typeof activity.inReplyTo === 'string') {
+    card.append(h('p', { class: 'muted small' }, 'Reply to ', h('a', { href: `/a/${encodeURIComponent(activity.inReplyTo)}`, text: 'a message' })));
+  }
+
+  if (activity.object && typeof activity.object === 'object') card.append(objectElement(activity));
+  else if (typeof activity.object === 'string') card.append(h('p', { class: 'muted' }, h('a', { href: `/a/${encodeURIComponent(activity.object)}`, text: 'the message' })));
+
+  const tags = (Array.isArray(activity.tag) ? activity.tag : []).filter((t) => typeof t === 'string' && !t.startsWith('sys:'));
+  const to = Array.isArray(activity.to) ? activity.to : [];
+  if (tags.length || to.length) {
+    card.append(h('div', { class: 'chips' },
+      tags.map((t) => h('a', { class: 'chip tag', href: `/?tags=${encodeURIComponent(t)}`, text: `#${t}` })),
+      to.map(audienceChip)));
+  }
+
+  const actions = Array.isArray(activity.actions) ? activity.actions : [];
+  if (actions.length) {
+    card.append(h('div', { class: 'actions' }, actions.map((a) => h('button', {
+      type: 'button', class: 'action', dataset: { action: str(a.name) },
+      onclick: () => triggerAction(activity, a),
+      text: label(str(a.name)),
+    }))));
+  }
+
+  const replies = (activity.tidings && activity.tidings.replies) || 0;
+  const foot = h('footer', { class: 'card-foot' },
+    h('a', { href: link, class: 'replies', text: replies ? `${replies} ${replies === 1 ? 'reply' : 'replies'}` : 'Reply' }));
+  const why = viaText(item.via);
+  if (why) foot.append(h('details', { class: 'why' }, h('summary', { text: 'Why am I seeing this?' }), h('p', { text: why })));
+  if (inInbox) {
+    foot.append(h('button', { type: 'button', class: 'ghost hide', onclick: async () => {
+      try {
+        await del(`/inbox/${encodeURIComponent(activity.id)}`);
+        card.remove();
+        if (onGone) onGone(activity);
+        toast('Hidden from your inbox. The circle keeps it.');
+      } catch (e) { toast(e.message, 'error'); }
+    }, text: 'Hide' }));
+  }
+  if (mine && verb === 'Create') {
+    const retract = h('button', { type: 'button', class: 'ghost danger retract', text: 'Retract' });
+    retract.addEventListener('click', async () => {
+      // Two steps instead of confirm(): a retraction is permanent.
+      if (retract.dataset.armed !== '1') {
+        retract.dataset.armed = '1';
+        retract.textContent = 'Retract for everyone?';
+        return;
+      }
+      try {
+        await post(`/activities/${encodeURIComponent(activity.id)}/retract`);
+        replace(card, h('p', { class: 'muted tombstone', text: 'You retracted this message.' }));
+        if (onGone) onGone(activity);
+      } catch (e) { toast(e.message, 'error'); }
+    });
+    foot.append(retract);
+  }
+  card.append(foot);
+  return card;
+}
+
+function label(name) {
+  return name ? name[0].toUpperCase() + name.slice(1).replace(/[-_]/g, ' ') : 'Action';
+}
+
+/** Records the action through the API, then carries it out: a reader for GET, a notice otherwise. */
+async function triggerAction(activity, action) {
+  let result;
+  try {
+    result = await post(`/activities/${encodeURIComponent(activity.id)}/actions/${encodeURIComponent(action.name)}`);
+  } catch (e) {
+    toast(e.message, 'error');
+    return;
+  }
+  const method = str(result && result.method) || 'GET';
+  const url = str(result && result.url) || str(action.url);
+  if (method === 'GET') openReader(activity, url, action.name);
+  else toast(`${label(action.name)}: recorded (${method} ${url})`);
+}

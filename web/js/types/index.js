@@ -1,0 +1,2 @@
+// Templates of custom object types: one import per type.
+import './poll.js';
