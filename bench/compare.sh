@@ -2,8 +2,8 @@
 # Tidings and its peers side by side, same machine, same run; appends a ratio table to
 # bench/RESULTS.md (never overwrites it).
 #
-#   bench/compare.sh            # full: 10k users x 100 follows (~15 min, more on first run)
-#   bench/compare.sh --quick    # 2k users x 100 follows, short read runs (~3 min once set up)
+#   bench/compare.sh            # full: 10k users x 100 follows (~7 min, more on first run)
+#   bench/compare.sh --quick    # 2k users x 100 follows, short read runs (~2 min once set up)
 #
 # Peers are driven by the scripts in ../shared/bench-peers (called, not copied; override with
 # SHARED=...): Stream-Framework on a private Redis (6390), the seed 004 PostgreSQL design with
