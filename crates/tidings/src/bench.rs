@@ -6,6 +6,7 @@
 //! due request is counted as dropped, never queued. Every loop is bounded by the duration.
 
 use anyhow::{Context, bail};
+use futures::{StreamExt, TryStreamExt};
 use hdrhistogram::Histogram;
 use serde::Serialize;
 use serde_json::{Value, json};
@@ -27,6 +28,10 @@ pub enum Scenario {
     Mixed,
     /// Live SSE connections: memory per idle connection, publish-to-client latency.
     Push,
+    /// Every actor publishes once to the circle it owns (closed loop), then waits until
+    /// routing is done: fan-out deliveries per second on the Stream-Framework workload
+    /// (`tidings seed --shape follow-circles`).
+    Fanout,
 }
 
 /// Load parameters.
@@ -62,6 +67,12 @@ pub struct BenchArgs {
     /// Circle to publish to (push): every token's user should be a member.
     #[arg(long)]
     pub circle: Option<String>,
+    /// Closed loop instead of open: this many workers, each sending its next request as soon
+    /// as the last one answered, for `--duration` (rates are ignored; read and publish). Gives
+    /// the highest sustainable rate, comparable with pgbench and in-process peers; latency is
+    /// then measured from each send. Fanout always runs closed, with 256 workers by default.
+    #[arg(long)]
+    pub workers: Option<usize>,
     /// PID of the server, to sample its resident memory from /proc.
     #[arg(long)]
     pub server_pid: Option<u32>,
@@ -132,6 +143,29 @@ pub struct Report {
     pub ops: Vec<OpReport>,
     /// Peak server RSS in MiB, when a PID was given.
     pub server_rss_max_mib: Option<f64>,
+    /// Closed-loop workers, when the run was closed loop.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub workers: Option<usize>,
+    /// The fan-out figures, for the fanout scenario.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fanout: Option<FanoutReport>,
+}
+
+/// What the fanout scenario measured.
+#[derive(Debug, Serialize)]
+pub struct FanoutReport {
+    /// Activities published (one per actor, plus any extra waiting publishes).
+    pub posts: u64,
+    /// Inbox entries those posts route to (members of each author's circle but the author).
+    pub deliveries: u64,
+    /// Seconds from the first publish until every publish was acknowledged (committed).
+    pub publish_s: f64,
+    /// Seconds from the first publish until routing was done (every entry written).
+    pub routed_s: f64,
+    /// Acknowledged publishes per second.
+    pub posts_per_s: f64,
+    /// Deliveries per second, until routing was done.
+    pub deliveries_per_s: f64,
 }
 
 async fn report(op: &str, stats: &OpStats, secs: f64) -> OpReport {
@@ -161,6 +195,8 @@ struct Actor {
     username: String,
     token: String,
     circles: Vec<String>,
+    /// The first circle this actor owns, if any (its follower circle in follow-circles).
+    owned: Option<String>,
 }
 
 /// Refuses anything but a loopback target: load runs never leave the machine.
@@ -179,35 +215,43 @@ async fn load_actors(client: &reqwest::Client, args: &BenchArgs) -> anyhow::Resu
             args.tokens.display()
         )
     })?;
-    let mut actors = Vec::new();
-    for line in text.lines() {
-        let mut parts = line.split_whitespace();
-        let (Some(username), Some(token)) = (parts.next(), parts.next()) else {
-            continue;
-        };
-        let circles: Value = client
-            .get(format!("{}/api/v1/users/{username}/circles", args.target))
-            .bearer_auth(token)
-            .send()
-            .await?
-            .json()
-            .await?;
-        let circles = circles["items"]
-            .as_array()
-            .map(|items| {
-                items
-                    .iter()
-                    .filter(|m| m["state"] == "active")
-                    .filter_map(|m| m["circle"].as_str().map(str::to_owned))
-                    .collect()
+    let lines: Vec<(String, String)> = text
+        .lines()
+        .filter_map(|line| {
+            let mut parts = line.split_whitespace();
+            Some((parts.next()?.to_owned(), parts.next()?.to_owned()))
+        })
+        .collect();
+    // Looked up a few at a time: follow-circles seeds hand over one token per user.
+    let actors: Vec<Actor> = futures::stream::iter(lines)
+        .map(|(username, token)| async move {
+            let circles: Value = client
+                .get(format!("{}/api/v1/users/{username}/circles", args.target))
+                .bearer_auth(&token)
+                .send()
+                .await?
+                .error_for_status()?
+                .json()
+                .await?;
+            let items = circles["items"].as_array().cloned().unwrap_or_default();
+            let active = || items.iter().filter(|m| m["state"] == "active");
+            let owned = active()
+                .find(|m| m["role"] == "owner")
+                .and_then(|m| m["circle"].as_str().map(str::to_owned));
+            let circles = active()
+                .filter_map(|m| m["circle"].as_str().map(str::to_owned))
+                .collect();
+            anyhow::Ok(Actor {
+                username,
+                token,
+                circles,
+                owned,
             })
-            .unwrap_or_default();
-        actors.push(Actor {
-            username: username.to_owned(),
-            token: token.to_owned(),
-            circles,
-        });
-    }
+        })
+        .buffered(32)
+        .try_collect()
+        .await
+        .context("looking up the actors' circles")?;
     if actors.is_empty() {
         bail!("no tokens in {}", args.tokens.display());
     }
@@ -259,6 +303,234 @@ where
     })
 }
 
+/// Open loop at `rate`, or closed loop when `--workers` is given (nothing when `rate` is 0).
+fn drive<F, Fut>(
+    args: &BenchArgs,
+    rate: u64,
+    start: Instant,
+    permits: Arc<Semaphore>,
+    stats: Arc<OpStats>,
+    op: F,
+) -> tokio::task::JoinHandle<()>
+where
+    F: Fn(u64) -> Fut + Send + Sync + 'static,
+    Fut: std::future::Future<Output = bool> + Send + 'static,
+{
+    let duration = Duration::from_secs(args.duration);
+    match args.workers {
+        _ if rate == 0 => tokio::spawn(async {}),
+        Some(workers) => closed(workers, duration, start, stats, op),
+        None => schedule(rate, duration, start, permits, stats, op),
+    }
+}
+
+/// Runs `op` back to back on `workers` tasks from `start` until `duration` has passed.
+fn closed<F, Fut>(
+    workers: usize,
+    duration: Duration,
+    start: Instant,
+    stats: Arc<OpStats>,
+    op: F,
+) -> tokio::task::JoinHandle<()>
+where
+    F: Fn(u64) -> Fut + Send + Sync + 'static,
+    Fut: std::future::Future<Output = bool> + Send + 'static,
+{
+    tokio::spawn(async move {
+        tokio::time::sleep_until(start.into()).await;
+        let op = Arc::new(op);
+        let counter = Arc::new(AtomicU64::new(0));
+        let end = start + duration;
+        let tasks: Vec<_> = (0..workers.max(1))
+            .map(|_| {
+                let (op, counter, stats) = (op.clone(), counter.clone(), stats.clone());
+                tokio::spawn(async move {
+                    while Instant::now() < end {
+                        let i = counter.fetch_add(1, Ordering::Relaxed);
+                        let sent = Instant::now();
+                        let ok = op(i).await;
+                        stats.record(sent, ok).await;
+                    }
+                })
+            })
+            .collect();
+        for t in tasks {
+            let _ = t.await;
+        }
+    })
+}
+
+/// Most seconds the fanout scenario keeps publishing, whatever the number of actors.
+const FANOUT_CAP: Duration = Duration::from_secs(900);
+/// Most extra `?wait=routed` publishes while waiting for routing (each waits up to 30 s).
+const FANOUT_WAITS: usize = 20;
+
+fn note(i: u64, actor: &Actor, circle: &str) -> Value {
+    json!({
+        "type": "Create",
+        "object": {"type": "Note", "content": format!("bench {i} from {}", actor.username)},
+        "to": [format!("circle:{circle}")],
+        "tag": ["bench"],
+    })
+}
+
+/// Every actor that owns a circle publishes once to it, in a fixed shuffled order, with
+/// `workers` publishes in flight; the last one waits for routing, which runs in log order, so
+/// when it returns every earlier delivery is written too.
+async fn fanout(
+    client: &reqwest::Client,
+    args: &BenchArgs,
+    actors: Vec<Actor>,
+) -> anyhow::Result<(Report, usize)> {
+    use rand::SeedableRng;
+    use rand::seq::SliceRandom;
+    let target = args.target.clone();
+    let mut authors: Vec<(Actor, String)> = actors
+        .into_iter()
+        .filter_map(|a| a.owned.clone().map(|c| (a, c)))
+        .collect();
+    if authors.is_empty() {
+        bail!("fanout needs actors who own a circle: seed with `--shape follow-circles`");
+    }
+    authors.shuffle(&mut rand::rngs::StdRng::seed_from_u64(42));
+    // Deliveries per post: the circle's members but the author (whose copy is not an entry).
+    let audience: Vec<u64> = futures::stream::iter(&authors)
+        .map(|(actor, circle)| {
+            let request = client
+                .get(format!("{target}/api/v1/circles/{circle}"))
+                .bearer_auth(&actor.token);
+            async move {
+                let circle: Value = request.send().await?.error_for_status()?.json().await?;
+                anyhow::Ok(
+                    circle["member_count"]
+                        .as_u64()
+                        .unwrap_or(1)
+                        .saturating_sub(1),
+                )
+            }
+        })
+        .buffered(32)
+        .try_collect()
+        .await
+        .context("looking up circle sizes")?;
+    let authors = Arc::new(authors);
+    let workers = args.workers.unwrap_or(256).max(1);
+    let stats = OpStats::new()?;
+    let next = Arc::new(AtomicU64::new(0));
+    let last = authors.len() as u64 - 1;
+    let start = Instant::now();
+    let tasks: Vec<_> = (0..workers)
+        .map(|_| {
+            let (authors, next, stats) = (authors.clone(), next.clone(), stats.clone());
+            let (client, target) = (client.clone(), target.clone());
+            tokio::spawn(async move {
+                let mut sent = 0u64;
+                while start.elapsed() < FANOUT_CAP {
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    let Some((actor, circle)) = authors.get(i as usize).filter(|_| i < last) else {
+                        break;
+                    };
+                    let begun = Instant::now();
+                    let response = client
+                        .post(format!("{target}/api/v1/outbox"))
+                        .bearer_auth(&actor.token)
+                        .json(&note(i, actor, circle))
+                        .send()
+                        .await;
+                    let ok = matches!(response, Ok(r) if r.status().as_u16() == 201);
+                    stats.record(begun, ok).await;
+                    sent += u64::from(ok);
+                }
+                sent
+            })
+        })
+        .collect();
+    let mut posts = 0u64;
+    let mut deliveries = 0u64;
+    for t in tasks {
+        posts += t.await?;
+    }
+    // Every post up to `last` was acknowledged or failed; count what was committed.
+    let sent_upto = next.load(Ordering::Relaxed).min(last) as usize;
+    let errors = stats.errors.load(Ordering::Relaxed);
+    if errors == 0 {
+        deliveries += audience[..sent_upto].iter().sum::<u64>();
+    } else {
+        // Which ones failed is not tracked; assume the average audience for the ones that did not.
+        let avg = audience.iter().sum::<u64>() as f64 / audience.len() as f64;
+        deliveries += (posts as f64 * avg) as u64;
+    }
+    let publish_s = start.elapsed().as_secs_f64();
+    // The waiting publish: the last author's post, repeated (bounded) if routing takes longer
+    // than the server's 30 s wait.
+    let (actor, circle) = &authors[last as usize];
+    let mut routed = false;
+    for attempt in 0..FANOUT_WAITS {
+        let begun = Instant::now();
+        let response = client
+            .post(format!("{target}/api/v1/outbox?wait=routed"))
+            .bearer_auth(&actor.token)
+            .timeout(Duration::from_secs(60))
+            .json(&note(last + attempt as u64, actor, circle))
+            .send()
+            .await
+            .context("the waiting publish")?;
+        let ok = response.status().as_u16() == 201;
+        stats.record(begun, ok).await;
+        if !ok {
+            bail!("the waiting publish failed: {}", response.status());
+        }
+        posts += 1;
+        deliveries += audience[last as usize];
+        if response
+            .headers()
+            .get("routing")
+            .and_then(|v| v.to_str().ok())
+            == Some("routed")
+        {
+            routed = true;
+            break;
+        }
+    }
+    if !routed {
+        bail!("routing was not done after {FANOUT_WAITS} waits of 30 s");
+    }
+    let routed_s = start.elapsed().as_secs_f64();
+    let publish = report("publish", &stats, publish_s).await;
+    let n_authors = authors.len();
+    Ok((
+        Report {
+            scenario: Scenario::Fanout,
+            duration_s: routed_s.ceil() as u64,
+            ops: vec![publish],
+            server_rss_max_mib: None,
+            workers: Some(workers),
+            fanout: Some(FanoutReport {
+                posts,
+                deliveries,
+                publish_s,
+                routed_s,
+                posts_per_s: posts as f64 / publish_s,
+                deliveries_per_s: deliveries as f64 / routed_s,
+            }),
+        },
+        n_authors,
+    ))
+}
+
+fn print_ops(ops: &[OpReport]) {
+    println!(
+        "{:<9} {:>9} {:>7} {:>8} {:>10} {:>9} {:>9} {:>9} {:>9}",
+        "op", "ok", "errors", "dropped", "ok/s", "p50 ms", "p90 ms", "p99 ms", "max ms"
+    );
+    for r in ops {
+        println!(
+            "{:<9} {:>9} {:>7} {:>8} {:>10.0} {:>9.2} {:>9.2} {:>9.2} {:>9.2}",
+            r.op, r.ok, r.errors, r.dropped, r.throughput, r.p50_ms, r.p90_ms, r.p99_ms, r.max_ms
+        );
+    }
+}
+
 /// Runs a scenario and prints the report.
 pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     if let Scenario::Push = args.scenario {
@@ -269,12 +541,36 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         .pool_max_idle_per_host(args.max_in_flight)
         .timeout(Duration::from_secs(30))
         .build()?;
-    let actors = Arc::new(load_actors(&client, &args).await?);
+    let actors = load_actors(&client, &args).await?;
+    if let Scenario::Fanout = args.scenario {
+        let (mut result, authors) = fanout(&client, &args, actors).await?;
+        result.server_rss_max_mib = args.server_pid.and_then(rss_mib);
+        if args.json {
+            println!("{}", serde_json::to_string_pretty(&result)?);
+        } else if let Some(f) = &result.fanout {
+            println!(
+                "scenario fanout, {authors} authors, {} workers, target {}",
+                result.workers.unwrap_or(0),
+                args.target
+            );
+            print_ops(&result.ops);
+            println!(
+                "{} posts -> {} deliveries; acknowledged in {:.2} s ({:.0} posts/s), routed in {:.2} s: {:.0} deliveries/s",
+                f.posts, f.deliveries, f.publish_s, f.posts_per_s, f.routed_s, f.deliveries_per_s
+            );
+            if let Some(rss) = result.server_rss_max_mib {
+                println!("server RSS after: {rss:.1} MiB");
+            }
+        }
+        return Ok(());
+    }
+    let actors = Arc::new(actors);
     let (publish_rate, read_rate) = match args.scenario {
         Scenario::Publish => (args.publish_rate, 0),
         Scenario::Read => (0, args.read_rate),
         Scenario::Mixed => (args.publish_rate, args.read_rate),
         Scenario::Push => (0, 0),
+        Scenario::Fanout => (0, 0),
     };
     let duration = Duration::from_secs(args.duration);
     let permits = Arc::new(Semaphore::new(args.max_in_flight));
@@ -303,9 +599,9 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         let target = args.target.clone();
         let sample = args.delivery_sample.max(1);
         let delivery_stats = delivery_stats.clone();
-        schedule(
+        drive(
+            &args,
             publish_rate,
-            duration,
             start,
             permits.clone(),
             publish_stats.clone(),
@@ -343,9 +639,9 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         let client = client.clone();
         let actors = actors.clone();
         let target = args.target.clone();
-        schedule(
+        drive(
+            &args,
             read_rate,
-            duration,
             start,
             permits.clone(),
             read_stats.clone(),
@@ -365,7 +661,11 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     };
     publisher.await?;
     reader.await?;
-    let secs = duration.as_secs_f64();
+    // Closed-loop workers finish the request in flight at the end, so count the real time.
+    let secs = match args.workers {
+        Some(_) => start.elapsed().as_secs_f64(),
+        None => duration.as_secs_f64(),
+    };
     let mut ops = Vec::new();
     if publish_rate > 0 {
         ops.push(report("publish", &publish_stats, secs).await);
@@ -383,6 +683,8 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         duration_s: args.duration,
         ops,
         server_rss_max_mib,
+        workers: args.workers,
+        fanout: None,
     };
     if args.json {
         println!("{}", serde_json::to_string_pretty(&result)?);
@@ -394,24 +696,10 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
             args.target,
             actors.len()
         );
-        println!(
-            "{:<9} {:>9} {:>7} {:>8} {:>10} {:>9} {:>9} {:>9} {:>9}",
-            "op", "ok", "errors", "dropped", "ok/s", "p50 ms", "p90 ms", "p99 ms", "max ms"
-        );
-        for r in &result.ops {
-            println!(
-                "{:<9} {:>9} {:>7} {:>8} {:>10.0} {:>9.2} {:>9.2} {:>9.2} {:>9.2}",
-                r.op,
-                r.ok,
-                r.errors,
-                r.dropped,
-                r.throughput,
-                r.p50_ms,
-                r.p90_ms,
-                r.p99_ms,
-                r.max_ms
-            );
+        if let Some(workers) = result.workers {
+            println!("closed loop: {workers} workers, latency from each send");
         }
+        print_ops(&result.ops);
         if let Some(rss) = result.server_rss_max_mib {
             println!("server RSS peak: {rss:.1} MiB");
         }

@@ -20,9 +20,27 @@ use tidings_store::Store;
 use tidings_store::model::{JoinPolicy, User, Visibility};
 use tidings_store::sqlite::{NewCircle, PublishInput};
 
+/// Which community to generate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Shape {
+    /// Power-law circles, tag-filtered subscriptions, activities with replies and likes.
+    Community,
+    /// The Stream-Framework workload's follow graph and nothing else: every user owns a circle
+    /// `f-USERNAME` whose members are `--follows` random other users (its followers). Follows
+    /// are modelled as circles until the feeds issue lands; no activity is published, so
+    /// `tidings bench fanout` can time the publishes over HTTP.
+    FollowCircles,
+}
+
 /// What to generate.
 #[derive(Debug, Clone, clap::Args)]
 pub struct SeedArgs {
+    /// Which community to generate.
+    #[arg(long, value_enum, default_value_t = Shape::Community)]
+    pub shape: Shape,
+    /// Followers of each user (follow-circles).
+    #[arg(long, default_value_t = 100)]
+    pub follows: usize,
     /// Users to create.
     #[arg(long, default_value_t = 1_000)]
     pub users: usize,
@@ -98,23 +116,20 @@ where
     out
 }
 
-/// Generates the community into `store`; writes tokens next to the data.
-pub async fn seed(store: &Store, data_dir: &Path, args: &SeedArgs) -> anyhow::Result<()> {
-    if args.users < 2 || args.circles < 1 || args.largest < 2 {
-        anyhow::bail!("seed needs --users >= 2, --circles >= 1 and --largest >= 2");
-    }
-    let started = Instant::now();
-    let mut rng = StdRng::seed_from_u64(args.seed);
-    let chunk = args.concurrency.max(1);
-    let offset = store.user_count().await?;
-
+/// Creates `count` users named after their number (continuing after `offset` existing ones).
+async fn create_users(
+    store: &Store,
+    count: usize,
+    offset: usize,
+    chunk: usize,
+) -> anyhow::Result<Vec<User>> {
     // One password hash for every seeded user: argon2 per user would dominate the run.
     let hash = tidings_server::auth::hash_password("seed-password")
         .map_err(|e| anyhow::anyhow!(e.message))?;
-    let bar_users = bar(args.users, "users");
-    let futures: Vec<_> = (0..args.users)
+    let bar_users = bar(count, "users");
+    let futures: Vec<_> = (0..count)
         .map(|i| {
-            let name = format!("u{:06}", offset as usize + i);
+            let name = format!("u{:06}", offset + i);
             store.create_user(
                 name.clone(),
                 format!("User {name}"),
@@ -123,11 +138,58 @@ pub async fn seed(store: &Store, data_dir: &Path, args: &SeedArgs) -> anyhow::Re
             )
         })
         .collect();
-    let users: Vec<User> = in_chunks(futures, chunk, &bar_users)
+    in_chunks(futures, chunk, &bar_users)
         .await
         .into_iter()
         .collect::<Result<_, _>>()
-        .context("creating users")?;
+        .context("creating users")
+}
+
+/// Mints a session token for each of the first `count` users into `<data-dir>/seed-tokens.txt`.
+async fn write_tokens(
+    store: &Store,
+    data_dir: &Path,
+    users: &[User],
+    count: usize,
+    chunk: usize,
+) -> anyhow::Result<std::path::PathBuf> {
+    let users = &users[..count.min(users.len())];
+    let tokens: Vec<(String, String)> = users
+        .iter()
+        .map(|_| tidings_server::auth::new_token())
+        .collect();
+    let futures: Vec<_> = users
+        .iter()
+        .zip(&tokens)
+        .map(|(user, (_, hash))| store.create_session(user.id, hash.clone()))
+        .collect();
+    let bar_tokens = bar(users.len(), "tokens");
+    for result in in_chunks(futures, chunk, &bar_tokens).await {
+        result.context("creating a session")?;
+    }
+    let mut lines = String::new();
+    for (user, (token, _)) in users.iter().zip(&tokens) {
+        lines.push_str(&format!("{} {}\n", user.username, token));
+    }
+    let tokens_path = data_dir.join("seed-tokens.txt");
+    std::fs::write(&tokens_path, lines)
+        .with_context(|| format!("writing {}", tokens_path.display()))?;
+    Ok(tokens_path)
+}
+
+/// Generates the community into `store`; writes tokens next to the data.
+pub async fn seed(store: &Store, data_dir: &Path, args: &SeedArgs) -> anyhow::Result<()> {
+    if args.shape == Shape::FollowCircles {
+        return seed_follow_circles(store, data_dir, args).await;
+    }
+    if args.users < 2 || args.circles < 1 || args.largest < 2 {
+        anyhow::bail!("seed needs --users >= 2, --circles >= 1 and --largest >= 2");
+    }
+    let started = Instant::now();
+    let mut rng = StdRng::seed_from_u64(args.seed);
+    let chunk = args.concurrency.max(1);
+    let offset = store.user_count().await?;
+    let users = create_users(store, args.users, offset as usize, chunk).await?;
 
     // Circles with power-law sizes.
     let sizes: Vec<usize> = (0..args.circles)
@@ -284,15 +346,7 @@ pub async fn seed(store: &Store, data_dir: &Path, args: &SeedArgs) -> anyhow::Re
     bar_route.finish_and_clear();
 
     // Tokens for the load tool.
-    let mut lines = String::new();
-    for user in users.iter().take(args.tokens) {
-        let (token, token_hash) = tidings_server::auth::new_token();
-        store.create_session(user.id, token_hash).await?;
-        lines.push_str(&format!("{} {}\n", user.username, token));
-    }
-    let tokens_path = data_dir.join("seed-tokens.txt");
-    std::fs::write(&tokens_path, lines)
-        .with_context(|| format!("writing {}", tokens_path.display()))?;
+    let tokens_path = write_tokens(store, data_dir, &users, args.tokens, chunk).await?;
 
     let elapsed = started.elapsed().as_secs_f64();
     println!(
@@ -305,4 +359,90 @@ pub async fn seed(store: &Store, data_dir: &Path, args: &SeedArgs) -> anyhow::Re
         tokens_path.display()
     );
     Ok(())
+}
+
+/// The follow graph of the Stream-Framework workload, expressed as one follower circle per user.
+async fn seed_follow_circles(
+    store: &Store,
+    data_dir: &Path,
+    args: &SeedArgs,
+) -> anyhow::Result<()> {
+    if args.users < 2 || args.follows < 1 || args.follows >= args.users {
+        anyhow::bail!(
+            "seed --shape follow-circles needs --users >= 2 and 1 <= --follows < --users"
+        );
+    }
+    let started = Instant::now();
+    let mut rng = StdRng::seed_from_u64(args.seed);
+    let chunk = args.concurrency.max(1);
+    let offset = store.user_count().await?;
+    let users = create_users(store, args.users, offset as usize, chunk).await?;
+
+    let bar_circles = bar(users.len(), "circles");
+    let futures: Vec<_> = users
+        .iter()
+        .map(|user| {
+            store.create_circle(
+                user.clone(),
+                NewCircle {
+                    name: follower_circle(&user.username),
+                    display_name: format!("Followers of {}", user.username),
+                    description: "Stands in for a follow graph until follows land".to_owned(),
+                    visibility: Visibility::Public,
+                    // Nobody joins a follower list by themselves: the owner adds them.
+                    join_policy: JoinPolicy::Invite,
+                },
+            )
+        })
+        .collect();
+    for result in in_chunks(futures, chunk, &bar_circles).await {
+        result.context("creating a follower circle")?;
+    }
+
+    // `follows` distinct followers per user, never the user itself, drawn like sf_bench.py
+    // draws followees (a uniform sample of the others).
+    let n = users.len();
+    let names: Vec<String> = users.iter().map(|u| follower_circle(&u.username)).collect();
+    let mut pairs: Vec<(u32, u32)> = Vec::with_capacity(n * args.follows);
+    for owner in 0..n {
+        let mut chosen = std::collections::BTreeSet::new();
+        while chosen.len() < args.follows {
+            let pick = rng.random_range(0..n - 1);
+            chosen.insert(if pick >= owner { pick + 1 } else { pick });
+        }
+        pairs.extend(chosen.into_iter().map(|f| (owner as u32, f as u32)));
+    }
+    // Futures are made one chunk at a time: a million pending ones would hold gigabytes.
+    let bar_members = bar(pairs.len(), "follows");
+    for batch in pairs.chunks(chunk) {
+        let futures = batch.iter().map(|&(owner, follower)| {
+            let owner = owner as usize;
+            store.put_member(
+                &names[owner],
+                &users[follower as usize].username,
+                users[owner].clone(),
+                None,
+            )
+        });
+        for result in join_all(futures).await {
+            result.context("adding a follower")?;
+        }
+        bar_members.inc(batch.len() as u64);
+    }
+    bar_members.finish();
+    let tokens_path = write_tokens(store, data_dir, &users, args.tokens, chunk).await?;
+    println!(
+        "seeded {} users, each followed by {} others (as follower circles f-USERNAME) in {:.1}s; \
+         tokens in {}",
+        n,
+        args.follows,
+        started.elapsed().as_secs_f64(),
+        tokens_path.display()
+    );
+    Ok(())
+}
+
+/// The circle that stands for `username`'s followers.
+pub fn follower_circle(username: &str) -> String {
+    format!("f-{username}")
 }

@@ -344,3 +344,97 @@ async fn seed_and_bench_smoke() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// The comparison's shape stays runnable: a follower-circle seed, the fanout scenario until
+/// routing is done, and closed-loop reads of the inboxes it filled.
+#[tokio::test]
+async fn follow_circles_fanout_smoke() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let seed = |extra: &[&str]| {
+        Command::new(BIN)
+            .arg("--data-dir")
+            .arg(dir.path())
+            .args(["seed", "--shape", "follow-circles"])
+            .args(extra)
+            .env("RUST_LOG", "warn")
+            .env("RUST_BACKTRACE", "0")
+            .output()
+            .expect("seed")
+    };
+    let out = seed(&["--users", "5", "--follows", "5"]);
+    assert!(!out.status.success(), "as many follows as users must fail");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--follows < --users"));
+    let out = seed(&["--users", "30", "--follows", "8", "--tokens", "30"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let tokens_path = dir.path().join("seed-tokens.txt");
+    let tokens = std::fs::read_to_string(&tokens_path).expect("tokens");
+    assert_eq!(tokens.lines().count(), 30);
+
+    let server = serve(dir.path(), false).await;
+    let client = reqwest::Client::new();
+    let (name, token) = tokens
+        .lines()
+        .next()
+        .and_then(|l| l.split_once(' '))
+        .expect("a token line");
+    let circle: Value = client
+        .get(format!("{}/api/v1/circles/f-{name}", server.base))
+        .bearer_auth(token)
+        .send()
+        .await
+        .expect("circle")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(circle["member_count"], 9, "{circle}");
+    assert_eq!(circle["owner"], name);
+
+    let bench = |args: &[&str]| {
+        Command::new(BIN)
+            .arg("bench")
+            .args(args)
+            .args(["--json", "--target", &server.base, "--tokens"])
+            .arg(&tokens_path)
+            .env("RUST_LOG", "warn")
+            .output()
+            .expect("bench")
+    };
+    let out = bench(&["fanout", "--workers", "4"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: Value = serde_json::from_slice(&out.stdout).expect("json report");
+    assert_eq!(report["fanout"]["posts"], 30, "{report}");
+    assert_eq!(report["fanout"]["deliveries"], 30 * 8, "{report}");
+    assert_eq!(report["ops"][0]["errors"], 0, "{report}");
+    // Every follower's inbox now holds the posts of those it follows.
+    let inbox: Value = client
+        .get(format!("{}/api/v1/inbox?limit=100", server.base))
+        .bearer_auth(token)
+        .send()
+        .await
+        .expect("inbox")
+        .json()
+        .await
+        .expect("json");
+    let items = inbox["items"].as_array().expect("items");
+    assert!(items.len() > 1, "{inbox}");
+
+    let out = bench(&["read", "--workers", "2", "--duration", "1"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: Value = serde_json::from_slice(&out.stdout).expect("json report");
+    assert_eq!(report["workers"], 2);
+    assert_eq!(report["ops"][0]["errors"], 0, "{report}");
+    assert!(report["ops"][0]["ok"].as_u64().is_some_and(|n| n > 0));
+    drop(server);
+}
