@@ -438,3 +438,65 @@ async fn follow_circles_fanout_smoke() {
     assert!(report["ops"][0]["ok"].as_u64().is_some_and(|n| n > 0));
     drop(server);
 }
+
+/// The push load tool stays runnable: one circle everyone is in, a few SSE connections, and
+/// every published note reaches every connection.
+#[tokio::test]
+async fn bench_push_smoke() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = Command::new(BIN)
+        .arg("--data-dir")
+        .arg(dir.path())
+        .args(["seed", "--users", "12", "--circles", "1", "--largest", "12"])
+        .args(["--activities", "0", "--tokens", "12"])
+        .env("RUST_LOG", "warn")
+        .output()
+        .expect("seed");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let tokens = std::fs::read_to_string(dir.path().join("seed-tokens.txt")).expect("tokens");
+    let token = tokens
+        .lines()
+        .next()
+        .and_then(|l| l.split_whitespace().nth(1))
+        .expect("a token")
+        .to_owned();
+    let server = serve(dir.path(), false).await;
+    let circles: Value = reqwest::Client::new()
+        .get(format!("{}/api/v1/circles", server.base))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .expect("circles")
+        .json()
+        .await
+        .expect("circles json");
+    let circle = circles["items"][0]["name"]
+        .as_str()
+        .expect("the seeded circle")
+        .to_owned();
+    let out = Command::new(BIN)
+        .args(["bench", "push", "--connections", "12", "--duration", "1"])
+        .args(["--publish-rate", "20", "--json", "--circle", &circle])
+        .args(["--target", &server.base, "--tokens"])
+        .arg(dir.path().join("seed-tokens.txt"))
+        .env("RUST_LOG", "warn")
+        .output()
+        .expect("bench push");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: Value = serde_json::from_slice(&out.stdout).expect("json report");
+    assert_eq!(report["connections"], 12, "{report}");
+    assert_eq!(report["published"], 20, "{report}");
+    assert_eq!(report["received_events"], 20 * 12, "{report}");
+    assert!(
+        report["p99_ms"].as_f64().is_some_and(|p| p > 0.0),
+        "{report}"
+    );
+}
