@@ -505,3 +505,39 @@ async fn socketio_client_scenarios() {
     );
     assert_eq!(stdout.matches("ok   ").count(), 6, "every scenario ran");
 }
+
+#[tokio::test]
+async fn a_user_holds_at_most_64_live_connections_and_closed_ones_free_their_place() {
+    let s = TestServer::start().await;
+    let ana = s.user("ana").await;
+    let mut open = Vec::new();
+    for _ in 0..tidings_server::push::MAX_CONNECTIONS_PER_USER {
+        let mut stream = SseClient::open(&s, "", &ana, None).await;
+        stream.expect("ready").await;
+        open.push(stream);
+    }
+    let r = SseClient::request(&s, "", Some(&ana), None).await;
+    assert_eq!(r.status(), StatusCode::TOO_MANY_REQUESTS);
+    let body: Value = r.json().await.expect("error body");
+    assert_eq!(body["error"]["code"], "too_many_connections");
+    // Another user is not affected.
+    let bob = s.user("bob").await;
+    SseClient::open(&s, "", &bob, None)
+        .await
+        .expect("ready")
+        .await;
+    // A closed connection gives its place back.
+    drop(open.pop());
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let r = SseClient::request(&s, "", Some(&ana), None).await;
+        if r.status() == StatusCode::OK {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the place was never freed"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}

@@ -200,6 +200,25 @@ impl Listener {
     }
 }
 
+/// Whether `user` may open one more connection now.
+fn room_for(registry: &Registry, user: i64) -> Result<(), ApiError> {
+    if registry.shut_down {
+        return Err(ApiError::new(
+            axum::http::StatusCode::SERVICE_UNAVAILABLE,
+            "shutting_down",
+            "the server is shutting down; reconnect shortly",
+        ));
+    }
+    if registry.by_user.get(&user).map_or(0, Vec::len) >= MAX_CONNECTIONS_PER_USER {
+        return Err(ApiError::new(
+            axum::http::StatusCode::TOO_MANY_REQUESTS,
+            "too_many_connections",
+            format!("at most {MAX_CONNECTIONS_PER_USER} live connections per user"),
+        ));
+    }
+    Ok(())
+}
+
 #[derive(Default)]
 struct Registry {
     by_user: HashMap<i64, Vec<Arc<Listener>>>,
@@ -271,6 +290,17 @@ impl Hub {
         });
     }
 
+    /// Refuses early when the caller may not open another connection (or the server is
+    /// shutting down); [`Hub::open`] checks again.
+    pub fn check_room(&self, caller: &AuthUser) -> Result<(), ApiError> {
+        let registry = self
+            .inner
+            .registry
+            .lock()
+            .map_err(|_| ApiError::internal("push registry lock"))?;
+        room_for(&registry, caller.user.id)
+    }
+
     /// Registers a connection for an authenticated caller.
     pub fn open(
         &self,
@@ -293,23 +323,13 @@ impl Hub {
             .registry
             .lock()
             .map_err(|_| ApiError::internal("push registry lock"))?;
-        if registry.shut_down {
-            return Err(ApiError::new(
-                axum::http::StatusCode::SERVICE_UNAVAILABLE,
-                "shutting_down",
-                "the server is shutting down; reconnect shortly",
-            ));
-        }
         let user_id = listener.user.id;
-        let mine = registry.by_user.entry(user_id).or_default();
-        if mine.len() >= MAX_CONNECTIONS_PER_USER {
-            return Err(ApiError::new(
-                axum::http::StatusCode::TOO_MANY_REQUESTS,
-                "too_many_connections",
-                format!("at most {MAX_CONNECTIONS_PER_USER} live connections per user"),
-            ));
-        }
-        mine.push(listener.clone());
+        room_for(&registry, user_id)?;
+        registry
+            .by_user
+            .entry(user_id)
+            .or_default()
+            .push(listener.clone());
         registry.users.insert(user_id);
         // There may already be items after the starting cursor.
         listener.wake.notify_one();

@@ -11,6 +11,7 @@
 use super::{ChannelArgs, CloseReason, Listener, Next, authenticate_token};
 use crate::AppState;
 use crate::api::inbox::{InboxArgs, parse_filter};
+use crate::auth::AuthUser;
 use crate::error::ApiError;
 use serde::Deserialize;
 use serde_json::value::RawValue;
@@ -119,19 +120,33 @@ async fn authorize(
         .map_err(Refused)?;
     let args = ChannelArgs::parse(&auth.filter.into_inbox_args(), auth.after.as_deref())
         .map_err(Refused)?;
-    let listener = state
-        .hub
-        .open(&state.store, caller, args)
-        .map_err(Refused)?;
-    socket.extensions.insert(listener);
+    state.hub.check_room(&caller).map_err(Refused)?;
+    // The channel opens once the socket is connected: a handshake that never completes must
+    // not hold a registration.
+    socket.extensions.insert(Pending { caller, args });
     Ok(())
 }
 
+/// What the handshake established, for the connect handler.
+#[derive(Clone)]
+struct Pending {
+    caller: AuthUser,
+    args: ChannelArgs,
+}
+
 async fn on_connect(socket: SocketRef, State(state): State<AppState>) {
-    let Some(listener) = socket.extensions.get::<Arc<Listener>>() else {
+    let Some(Pending { caller, args }) = socket.extensions.remove::<Pending>() else {
         // Unreachable after the middleware; refuse rather than serve an unbound socket.
         let _ = socket.disconnect();
         return;
+    };
+    let listener = match state.hub.open(&state.store, caller, args) {
+        Ok(listener) => listener,
+        Err(e) => {
+            let _ = socket.emit("closed", &serde_json::json!({"reason": e.code}));
+            let _ = socket.disconnect();
+            return;
+        }
     };
     let filter_listener = listener.clone();
     socket.on(
