@@ -67,15 +67,8 @@ pub async fn stream(
 ) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
     let header_token = headers
         .get(axum::http::header::AUTHORIZATION)
-        .and_then(|h| h.to_str().ok())
-        .and_then(|h| h.split_once(' '))
-        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
-        .map(|(_, token)| token.to_owned());
-    let auth = authenticate_token(
-        &state,
-        header_token.as_deref().or(args.access_token.as_deref()),
-    )
-    .await?;
+        .and_then(crate::auth::bearer_token);
+    let auth = authenticate_token(&state, header_token.or(args.access_token.as_deref())).await?;
     let last_event_id = headers
         .get("last-event-id")
         .and_then(|h| h.to_str().ok())
