@@ -7,10 +7,12 @@
 //! - [`merge`] — k-way merge of ordered streams (the inbox multiplexer's heart).
 //! - [`activity`] — validation and normalisation of published activities.
 //! - [`routing`] — who receives an activity, and why.
+//! - [`feeds`] — feed declarations, notification reasons, aggregation into groups.
 
 pub mod activity;
 pub mod canonical;
 pub mod cursor;
 pub mod expr;
+pub mod feeds;
 pub mod merge;
 pub mod routing;

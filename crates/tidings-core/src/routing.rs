@@ -4,7 +4,8 @@
 //! candidate subscriptions with whether each subscriber may read the circle) and
 //! [`route_activity`] decides the deliveries. One delivery per user; when several reasons hold,
 //! the strongest one is kept as the entry's `via`: author, then addressed, then the oldest
-//! matching subscription.
+//! matching subscription, then a follow of the author (the weakest, so unfollowing can remove
+//! exactly the entries a follow alone put there).
 
 use crate::expr::SubscriptionExpr;
 use std::collections::BTreeMap;
@@ -23,6 +24,11 @@ pub enum Via {
         /// Its expression, e.g. `release@eng`.
         expr: String,
     },
+    /// The owner follows the author.
+    Follow {
+        /// The author's username.
+        author: String,
+    },
 }
 
 impl Via {
@@ -32,6 +38,7 @@ impl Via {
             Via::Author => "author".to_owned(),
             Via::Addressed => "addressed".to_owned(),
             Via::Subscription { id, expr } => format!("subscription:{id}:{expr}"),
+            Via::Follow { author } => format!("follow:{author}"),
         }
     }
 }
@@ -60,6 +67,11 @@ pub struct RouteFacts<'a> {
     pub pushed_circles: &'a [String],
     /// All tags of the activity (user and system).
     pub tags: &'a [String],
+    /// Followers of the author who get it written (empty unless it is addressed to followers or
+    /// the public, and the author is fanned out on write).
+    pub followers: &'a [i64],
+    /// The author's username (for the `follow:NAME` reason).
+    pub author_name: &'a str,
 }
 
 /// One inbox entry to write.
@@ -102,6 +114,14 @@ pub fn route_activity(facts: &RouteFacts<'_>, candidates: &[Candidate]) -> Vec<D
             );
         }
     }
+    for &follower in facts.followers {
+        offer(
+            follower,
+            Via::Follow {
+                author: facts.author_name.to_owned(),
+            },
+        );
+    }
     best.into_iter()
         .map(|(user_id, via)| Delivery { user_id, via })
         .collect()
@@ -130,6 +150,8 @@ mod tests {
             addressed: &[2, 1],
             pushed_circles: &circles,
             tags: &tags,
+            followers: &[7, 2, 3],
+            author_name: "ana",
         };
         let candidates = vec![
             cand(10, 1, "*@eng", &["eng"]),
@@ -159,6 +181,12 @@ mod tests {
                         expr: "release@eng".into()
                     }
                 },
+                Delivery {
+                    user_id: 7,
+                    via: Via::Follow {
+                        author: "ana".into()
+                    }
+                },
             ]
         );
     }
@@ -171,6 +199,8 @@ mod tests {
             addressed: &[],
             pushed_circles: &[],
             tags: &tags,
+            followers: &[],
+            author_name: "ana",
         };
         let out = route_activity(&facts, &[cand(1, 2, "*@big", &["big"])]);
         assert_eq!(out.len(), 1);

@@ -3,6 +3,7 @@
 use serde::Deserialize;
 use std::path::Path;
 use tidings_core::activity::Limits;
+use tidings_core::feeds::{FeedSpec, validate_feeds};
 use tidings_store::model::CustomType;
 
 /// Everything the HTTP edge is configured with.
@@ -18,6 +19,16 @@ pub struct ServerConfig {
     pub custom_types: Vec<CustomType>,
     /// A client whose connection accepts no data for this long is disconnected.
     pub stall_timeout: std::time::Duration,
+    /// Declared feeds: the defaults (`home`, `notifications`, `aggregated`) plus `[[feeds]]`
+    /// from the config file (a declared feed replaces a default of the same name).
+    pub feeds: Vec<FeedSpec>,
+}
+
+impl ServerConfig {
+    /// A declared feed by name.
+    pub fn feed(&self, name: &str) -> Option<&FeedSpec> {
+        self.feeds.iter().find(|f| f.name == name)
+    }
 }
 
 impl Default for ServerConfig {
@@ -28,6 +39,7 @@ impl Default for ServerConfig {
             max_body_bytes: 256 * 1024,
             custom_types: Vec::new(),
             stall_timeout: crate::net::DEFAULT_STALL_TIMEOUT,
+            feeds: FeedSpec::defaults(),
         }
     }
 }
@@ -43,6 +55,8 @@ struct FileConfig {
     types: Vec<TypeSection>,
     #[serde(default)]
     push: Option<PushSection>,
+    #[serde(default)]
+    feeds: Vec<FeedSpec>,
 }
 
 /// `[push]`: live connections.
@@ -145,6 +159,14 @@ impl ServerConfig {
             }
             config.stall_timeout = std::time::Duration::from_secs(secs);
         }
+        for feed in file.feeds {
+            config.feeds.retain(|f| f.name != feed.name);
+            config.feeds.push(feed);
+        }
+        validate_feeds(&config.feeds).map_err(|e| ConfigError::Parse {
+            path: display.clone(),
+            message: e.to_string(),
+        })?;
         for t in file.types {
             config.custom_types.push(CustomType {
                 name: t.name,

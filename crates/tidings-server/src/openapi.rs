@@ -38,6 +38,10 @@ impl Modify for BearerAuth {
         api::inbox::read, api::inbox::hide, api::inbox::list_subscriptions, api::inbox::subscribe,
         api::inbox::unsubscribe,
         api::types::list, api::types::register,
+        api::follows::follow, api::follows::unfollow, api::follows::followers,
+        api::follows::following, api::follows::like, api::follows::unlike, api::follows::share,
+        api::follows::unshare,
+        api::feeds::list, api::feeds::read, api::feeds::seen, api::feeds::mark_read,
     ),
     components(schemas(pagination::PageBody, pagination::PageItemBody))
 )]

@@ -29,6 +29,31 @@ pub(crate) struct Meta {
     pub circles: Box<[i64]>,
     /// The activity it replies to.
     pub parent: Option<i64>,
+    /// Addressed to the author's followers (or the public): reaches followers' home feeds.
+    pub to_followers: bool,
+    /// Interned activity type.
+    pub verb: u32,
+    /// What it is about, for aggregation: the acted-on activity's seq, a followed user
+    /// (`FOLLOWED_USER | id`), or its own seq.
+    pub object: u64,
+    /// The activity it acts on (Like, Announce), when that is an activity.
+    pub target: Option<i64>,
+    /// Published, unix seconds.
+    pub at: i64,
+}
+
+/// Marks [`Meta::object`] keys that are users (Follow), not activities.
+pub(crate) const FOLLOWED_USER: u64 = 1 << 62;
+
+/// A follow as the read side sees it.
+#[derive(Debug, Clone)]
+pub(crate) struct FollowEdge {
+    /// The followed user.
+    pub producer: i64,
+    /// Only the producer's activities after this seq.
+    pub floor: i64,
+    /// `follow:NAME`, shared by every item it brings.
+    pub via: Arc<str>,
 }
 
 /// A subscription window: routes `since < seq <= until`, on one circle or (None) on every
@@ -90,6 +115,8 @@ pub(crate) enum Effect {
         meta: Meta,
         /// Its tags.
         tags: Vec<String>,
+        /// Its activity type (interned on apply).
+        verb: String,
         /// Its stored JSON, to warm the body cache (None when loading at start-up).
         body: Option<Arc<str>>,
     },
@@ -163,6 +190,40 @@ pub(crate) enum Effect {
         /// Active member now.
         active: bool,
     },
+    /// A follow was made (its backfill arrives as [`Effect::Entries`]).
+    Follow {
+        /// The follower.
+        follower: i64,
+        /// The edge.
+        edge: FollowEdge,
+    },
+    /// A follow was undone: its edge and every entry it wrote go.
+    Unfollow {
+        /// The follower.
+        follower: i64,
+        /// The followed user.
+        producer: i64,
+    },
+    /// A producer switched to merge-at-read for its followers from this seq.
+    ProducerMerged {
+        /// The producer.
+        producer: i64,
+        /// First seq merged at read.
+        from_seq: i64,
+    },
+    /// Notifications raised by routing: (user, seq, reason code).
+    Notify(Vec<(i64, i64, u8)>),
+    /// A user's seen/read markers of one feed.
+    Marker {
+        /// The user.
+        user: i64,
+        /// The feed.
+        feed: String,
+        /// Everything up to this seq is seen.
+        seen: i64,
+        /// Everything up to this seq is read.
+        read: i64,
+    },
     /// A user was created or changed.
     User {
         /// User id.
@@ -201,6 +262,27 @@ pub(crate) struct HotIndex {
     /// Users holding open subscription windows, by what the window watches, with how many:
     /// who a push must wake when an activity is merged at read time.
     holders: HashMap<WindowKey, HashMap<i64, u32>>,
+    /// Interned activity types.
+    verb_ids: HashMap<String, u32>,
+    /// Each user's follows.
+    follows: HashMap<i64, Vec<FollowEdge>>,
+    /// Producers merged into followers' feeds at read time, from a seq on.
+    producer_merged_from: HashMap<i64, i64>,
+    /// Each user's notifications (seq, reason code), in seq order.
+    notifications: HashMap<i64, Vec<(i64, u8)>>,
+    /// Seen/read markers by user and feed.
+    markers: HashMap<i64, HashMap<String, (i64, i64)>>,
+    /// Live likes and shares per activity.
+    reactions: HashMap<i64, (u32, u32)>,
+}
+
+/// What a feed read takes from the index besides the inbox filter.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct FeedFilter {
+    /// Only these activity types (interned names, matched case-insensitively); None: all.
+    pub verbs: Option<Vec<String>>,
+    /// Leave out the reader's own activities.
+    pub exclude_own: bool,
 }
 
 /// What an open window watches, for [`HotIndex::wake_set`].
@@ -210,6 +292,8 @@ enum WindowKey {
     Circle(i64),
     /// `tag@*` (or `*@*` with None): every circle the holder can read.
     AnyCircle(Option<u32>),
+    /// Followers of a producer merged at read time.
+    Producer(i64),
 }
 
 impl Window {
@@ -233,15 +317,18 @@ pub(crate) enum StreamKey {
 /// One inbox row before hydration.
 pub(crate) type Row = (i64, Option<String>);
 
+/// The order `tidings_core::routing` keeps reasons in: author, addressed, the oldest
+/// subscription, a follow.
 fn via_rank(via: &str) -> (u8, i64) {
     match via {
         "author" => (0, 0),
         "addressed" => (1, 0),
+        v if v.starts_with("follow:") => (3, 0),
         v => v
             .strip_prefix("subscription:")
             .and_then(|rest| rest.split(':').next())
             .and_then(|id| id.parse().ok())
-            .map_or((3, 0), |id| (2, id)),
+            .map_or((4, 0), |id| (2, id)),
     }
 }
 
@@ -255,7 +342,33 @@ impl HotIndex {
         id
     }
 
-    fn meta(&self, seq: i64) -> Option<&Meta> {
+    fn verb_id(&mut self, verb: &str) -> u32 {
+        if let Some(&id) = self.verb_ids.get(verb) {
+            return id;
+        }
+        let id = self.verb_ids.len() as u32;
+        self.verb_ids.insert(verb.to_owned(), id);
+        id
+    }
+
+    /// The name of an interned activity type.
+    pub fn verb_name(&self, id: u32) -> &str {
+        self.verb_ids
+            .iter()
+            .find(|(_, v)| **v == id)
+            .map_or("", |(name, _)| name.as_str())
+    }
+
+    /// Ids of the activity types matching `names` case-insensitively.
+    fn verb_filter(&self, names: &[String]) -> Vec<u32> {
+        self.verb_ids
+            .iter()
+            .filter(|(v, _)| names.iter().any(|n| n.trim().eq_ignore_ascii_case(v)))
+            .map(|(_, &id)| id)
+            .collect()
+    }
+
+    pub(crate) fn meta(&self, seq: i64) -> Option<&Meta> {
         usize::try_from(seq)
             .ok()
             .and_then(|i| self.activities.get(i))
@@ -268,9 +381,11 @@ impl HotIndex {
                 seq,
                 mut meta,
                 tags,
+                verb,
                 ..
             } => {
                 meta.tags = tags.iter().map(|t| self.tag_id(t)).collect();
+                meta.verb = self.verb_id(&verb);
                 let Ok(slot) = usize::try_from(seq) else {
                     return;
                 };
@@ -298,19 +413,28 @@ impl HotIndex {
                 {
                     *self.replies.entry(parent).or_default() += 1;
                 }
+                if let Some(target) = meta.target {
+                    self.count_reaction(meta.verb, target, true);
+                }
                 self.activities[slot] = meta;
             }
             Effect::Retract { seq } => {
-                let parent = match usize::try_from(seq)
+                let (parent, reaction) = match usize::try_from(seq)
                     .ok()
                     .and_then(|i| self.activities.get_mut(i))
                 {
                     Some(meta) if !meta.retracted => {
                         meta.retracted = true;
-                        meta.parent.filter(|_| meta.listed)
+                        (
+                            meta.parent.filter(|_| meta.listed),
+                            meta.target.map(|t| (meta.verb, t)),
+                        )
                     }
-                    _ => None,
+                    _ => (None, None),
                 };
+                if let Some((verb, target)) = reaction {
+                    self.count_reaction(verb, target, false);
+                }
                 if let Some(parent) = parent
                     && let Some(count) = self.replies.get_mut(&parent)
                 {
@@ -408,6 +532,57 @@ impl HotIndex {
                     circles.remove(&circle);
                 }
             }
+            Effect::Follow { follower, edge } => {
+                *self
+                    .holders
+                    .entry(WindowKey::Producer(edge.producer))
+                    .or_default()
+                    .entry(follower)
+                    .or_default() += 1;
+                let edges = self.follows.entry(follower).or_default();
+                edges.retain(|e| e.producer != edge.producer);
+                edges.push(edge);
+            }
+            Effect::Unfollow { follower, producer } => {
+                let mut via = None;
+                if let Some(edges) = self.follows.get_mut(&follower) {
+                    if let Some(pos) = edges.iter().position(|e| e.producer == producer) {
+                        via = Some(edges.swap_remove(pos).via);
+                    }
+                }
+                if let Some(users) = self.holders.get_mut(&WindowKey::Producer(producer)) {
+                    users.remove(&follower);
+                }
+                if let (Some(via), Some(list)) = (via, self.written.get_mut(&follower)) {
+                    list.retain(|(_, v)| *v != via);
+                }
+            }
+            Effect::ProducerMerged { producer, from_seq } => {
+                self.producer_merged_from
+                    .entry(producer)
+                    .or_insert(from_seq);
+            }
+            Effect::Notify(list) => {
+                for (user, seq, reason) in list {
+                    let mine = self.notifications.entry(user).or_default();
+                    match mine.last() {
+                        Some(&(last, _)) if last >= seq => {
+                            if let Err(pos) = mine.binary_search_by_key(&seq, |n| n.0) {
+                                mine.insert(pos, (seq, reason));
+                            }
+                        }
+                        _ => mine.push((seq, reason)),
+                    }
+                }
+            }
+            Effect::Marker {
+                user,
+                feed,
+                seen,
+                read,
+            } => {
+                self.markers.entry(user).or_default().insert(feed, (seen, read));
+            }
             Effect::User { id, info, admin } => {
                 if admin && !info.deleted {
                     self.admins.insert(id);
@@ -465,6 +640,100 @@ impl HotIndex {
         self.users.get(&id)
     }
 
+    fn count_reaction(&mut self, verb: u32, target: i64, up: bool) {
+        let like = self.verb_ids.get("Like") == Some(&verb);
+        let share = self.verb_ids.get("Announce") == Some(&verb);
+        if !like && !share {
+            return;
+        }
+        let counts = self.reactions.entry(target).or_default();
+        let slot = if like { &mut counts.0 } else { &mut counts.1 };
+        *slot = if up {
+            slot.saturating_add(1)
+        } else {
+            slot.saturating_sub(1)
+        };
+    }
+
+    /// Live likes and shares of an activity.
+    pub fn reactions(&self, seq: i64) -> (u32, u32) {
+        self.reactions.get(&seq).copied().unwrap_or((0, 0))
+    }
+
+    /// The users `user` follows, with their follow edges.
+    pub fn follows_of(&self, user: i64) -> &[FollowEdge] {
+        self.follows.get(&user).map_or(&[], Vec::as_slice)
+    }
+
+    /// From which seq a producer is merged at read time, if it is.
+    pub fn producer_merged_from(&self, producer: i64) -> Option<i64> {
+        self.producer_merged_from.get(&producer).copied()
+    }
+
+    /// The floor a new follow of `producer` gets: just below the `copy_limit`-th newest live
+    /// follower-visible activity, so a new follower is shown that many (0 when there are fewer).
+    pub fn follow_floor(&self, producer: i64, copy_limit: usize) -> i64 {
+        let Some(outbox) = self.outboxes.get(&producer) else {
+            return 0;
+        };
+        if copy_limit == 0 {
+            return outbox.last().copied().unwrap_or(0);
+        }
+        let mut visible = outbox.iter().rev().filter(|&&seq| {
+            self.meta(seq)
+                .is_some_and(|m| m.listed && !m.retracted && m.to_followers)
+        });
+        // Everything after the (copy_limit + 1)-th newest visible item is shown.
+        visible.nth(copy_limit).copied().unwrap_or(0)
+    }
+
+    /// The producer's live follower-visible seqs in `(floor, upto]` (a new follow's backfill).
+    pub fn follower_visible(&self, producer: i64, floor: i64, upto: i64) -> Vec<i64> {
+        let Some(outbox) = self.outboxes.get(&producer) else {
+            return Vec::new();
+        };
+        window(outbox, |&s| s, floor, upto, Direction::Newer)
+            .filter(|&&seq| {
+                self.meta(seq)
+                    .is_some_and(|m| m.listed && !m.retracted && m.to_followers)
+            })
+            .copied()
+            .collect()
+    }
+
+    /// A user's seen/read markers for a feed.
+    pub fn marker(&self, user: i64, feed: &str) -> (i64, i64) {
+        self.markers
+            .get(&user)
+            .and_then(|m| m.get(feed))
+            .copied()
+            .unwrap_or((0, 0))
+    }
+
+    /// A user's live notifications with one of `reasons`, up to `watermark`, newest first, at
+    /// most `max` (a notification feed's `max_cache`).
+    pub fn notifications(
+        &self,
+        user: i64,
+        watermark: i64,
+        reasons: &[u8],
+        max: usize,
+    ) -> Vec<(i64, u8)> {
+        let Some(list) = self.notifications.get(&user) else {
+            return Vec::new();
+        };
+        let hidden = self.hidden.get(&user);
+        window(list, |n| n.0, 0, watermark, Direction::Older)
+            .filter(|(seq, reason)| {
+                reasons.contains(reason)
+                    && hidden.is_none_or(|h| !h.contains(seq))
+                    && self.meta(*seq).is_some_and(|m| m.listed && !m.retracted)
+            })
+            .take(max)
+            .copied()
+            .collect()
+    }
+
     /// Live replies of an activity.
     pub fn reply_count(&self, seq: i64) -> u32 {
         self.replies.get(&seq).copied().unwrap_or(0)
@@ -509,6 +778,14 @@ impl HotIndex {
             if connected.contains(&meta.actor) {
                 woken.insert(meta.actor);
             }
+            if meta.to_followers
+                && self
+                    .producer_merged_from
+                    .get(&meta.actor)
+                    .is_some_and(|&from| seq >= from)
+            {
+                wake_holders(WindowKey::Producer(meta.actor), &mut woken);
+            }
             for &circle in meta.circles.iter() {
                 if self
                     .merged_from
@@ -530,12 +807,14 @@ impl HotIndex {
 
     /// Reads one page of `user`'s inbox up to the routed `watermark`: rows in walk order
     /// (newest first, or oldest first for `After`), at most `limit + 1`.
+    #[allow(clippy::too_many_arguments)]
     pub fn inbox(
         &self,
         user: i64,
         watermark: i64,
         filter: &InboxFilter,
         circle_ids: &[i64],
+        feed: &FeedFilter,
         from: PageFrom,
         limit: usize,
     ) -> Vec<Row> {
@@ -552,6 +831,12 @@ impl HotIndex {
             // Filtering on tags or circles nothing carries: nothing can match.
             return Vec::new();
         }
+        let verbs: Option<Vec<u32>> = feed.verbs.as_ref().map(|names| self.verb_filter(names));
+        if verbs.as_ref().is_some_and(Vec::is_empty) {
+            // No activity of those types exists yet.
+            return Vec::new();
+        }
+        let exclude_own = feed.exclude_own;
         let hidden = self.hidden.get(&user);
         let direct_only = filter.kind.as_deref() == Some("direct");
         let want_major = match filter.kind.as_deref() {
@@ -565,6 +850,8 @@ impl HotIndex {
             };
             meta.listed
                 && !meta.retracted
+                && !(exclude_own && meta.actor == user)
+                && verbs.as_ref().is_none_or(|v| v.contains(&meta.verb))
                 && hidden.is_none_or(|h| !h.contains(&seq))
                 && want_major.is_none_or(|m| m == meta.major)
                 && (circle_ids.is_empty() || meta.circles.iter().any(|c| circle_ids.contains(c)))
@@ -587,7 +874,10 @@ impl HotIndex {
         let mut sources: Vec<Source<'_>> = Vec::new();
 
         // The user's own posts (never written as entries).
-        if !direct_only && let Some(list) = self.outboxes.get(&user) {
+        if !direct_only
+            && !exclude_own
+            && let Some(list) = self.outboxes.get(&user)
+        {
             let passes = &passes;
             let author: Arc<str> = Arc::from("author");
             sources.push(Box::new(
@@ -655,6 +945,29 @@ impl HotIndex {
                                 }
                         })
                         .map(|&seq| (seq, w.via.clone())),
+                ));
+            }
+        }
+        // Followed producers merged at read time: their outbox after the follow's floor.
+        if !direct_only {
+            for edge in self.follows_of(user) {
+                let Some(&merged_from) = self.producer_merged_from.get(&edge.producer) else {
+                    continue;
+                };
+                let Some(outbox) = self.outboxes.get(&edge.producer) else {
+                    continue;
+                };
+                let lo = low.max(edge.floor).max(merged_from - 1);
+                if lo >= high {
+                    continue;
+                }
+                let passes = &passes;
+                sources.push(Box::new(
+                    window(outbox, |&s| s, lo, high, direction)
+                        .filter(move |&&seq| {
+                            passes(seq) && self.meta(seq).is_some_and(|m| m.to_followers)
+                        })
+                        .map(|&seq| (seq, edge.via.clone())),
                 ));
             }
         }
@@ -727,6 +1040,7 @@ mod tests {
                 ..Meta::default()
             },
             tags: tags.iter().map(|t| t.to_string()).collect(),
+            verb: "Create".into(),
             body: None,
         }
     }
@@ -754,13 +1068,13 @@ mod tests {
             ));
         }
         index.apply(Effect::Entries(vec![(2, 3, Arc::from("addressed"))]));
-        let rows = index.inbox(2, 6, &InboxFilter::default(), &[], PageFrom::Newest, 10);
+        let rows = index.inbox(2, 6, &InboxFilter::default(), &[], &FeedFilter::default(), PageFrom::Newest, 10);
         let seqs: Vec<i64> = rows.iter().map(|r| r.0).collect();
         // seq 2 is before the window (since = 1 means seq > 1 … but 2 > 1): included.
         assert_eq!(seqs, vec![6, 4, 3, 2]);
         assert_eq!(rows[2].1.as_deref(), Some("addressed"));
         // The watermark hides what is not routed yet.
-        let rows = index.inbox(2, 4, &InboxFilter::default(), &[], PageFrom::Newest, 10);
+        let rows = index.inbox(2, 4, &InboxFilter::default(), &[], &FeedFilter::default(), PageFrom::Newest, 10);
         assert_eq!(rows.iter().map(|r| r.0).collect::<Vec<_>>(), vec![4, 3, 2]);
         // Closing the window stops later items; hides and retractions drop items.
         index.apply(Effect::Close {
@@ -771,7 +1085,7 @@ mod tests {
         });
         index.apply(Effect::Hide { user: 2, seq: 3 });
         index.apply(Effect::Retract { seq: 2 });
-        let rows = index.inbox(2, 6, &InboxFilter::default(), &[], PageFrom::Newest, 10);
+        let rows = index.inbox(2, 6, &InboxFilter::default(), &[], &FeedFilter::default(), PageFrom::Newest, 10);
         assert_eq!(rows.iter().map(|r| r.0).collect::<Vec<_>>(), vec![4]);
     }
 
@@ -797,9 +1111,9 @@ mod tests {
         }
         index.apply(Effect::Entries(entries));
         let f = InboxFilter::default();
-        let page = index.inbox(1, 9, &f, &[], PageFrom::Before(5), 2);
+        let page = index.inbox(1, 9, &f, &[], &FeedFilter::default(), PageFrom::Before(5), 2);
         assert_eq!(page.iter().map(|r| r.0).collect::<Vec<_>>(), vec![4, 3, 2]);
-        let page = index.inbox(1, 9, &f, &[], PageFrom::After(5), 2);
+        let page = index.inbox(1, 9, &f, &[], &FeedFilter::default(), PageFrom::After(5), 2);
         assert_eq!(page.iter().map(|r| r.0).collect::<Vec<_>>(), vec![6, 7, 8]);
     }
 }

@@ -24,7 +24,16 @@ pub type StoreResult<T> = Result<T, StoreError>;
 
 /// Current time as RFC 3339 with milliseconds, UTC.
 pub fn now_rfc3339() -> String {
+    now_with_unix().0
+}
+
+/// Current time as RFC 3339 with milliseconds, UTC, and as unix seconds.
+pub fn now_with_unix() -> (String, i64) {
     let now = time::OffsetDateTime::now_utc();
+    (format_time(now), now.unix_timestamp())
+}
+
+fn format_time(now: time::OffsetDateTime) -> String {
     let format = time::macros::format_description!(
         "[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:3]Z"
     );

@@ -260,3 +260,44 @@ pub struct RoutedNotice {
     /// Users with new written entries, sorted, unique.
     pub users: Vec<i64>,
 }
+
+/// Unseen and unread counts of a feed for one reader.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FeedCounts {
+    /// Items (groups, for an aggregated feed) newer than the seen marker.
+    pub unseen: usize,
+    /// Items (groups) newer than the read marker.
+    pub unread: usize,
+    /// The seen marker's seq (0: nothing seen).
+    pub seen_cursor: i64,
+    /// The read marker's seq.
+    pub read_cursor: i64,
+}
+
+/// One group of an aggregated feed page.
+#[derive(Debug, Clone)]
+pub struct FeedGroup {
+    /// Stable identity of the group (verb, object, actor, time bucket).
+    pub id: String,
+    /// Its newest member: its cursor and sort position.
+    pub newest_seq: i64,
+    /// The members' activity type.
+    pub verb: String,
+    /// Members in the group.
+    pub activity_count: usize,
+    /// Distinct actors in the group.
+    pub actor_count: usize,
+    /// The most recent actors, as JSON objects (`username`, `display_name`, `deleted`).
+    pub actors: Vec<std::sync::Arc<str>>,
+    /// The newest few members, rendered.
+    pub activities: Vec<PageItem>,
+}
+
+/// A page of groups, newest first.
+#[derive(Debug, Clone)]
+pub struct GroupPage {
+    /// Groups, newest first.
+    pub groups: Vec<FeedGroup>,
+    /// Whether older groups exist.
+    pub has_older: bool,
+}

@@ -128,7 +128,7 @@ async fn schema_one_databases_migrate_and_keep_their_chains() {
             |r| r.get(0),
         )
         .expect("version");
-    assert_eq!(version, "2");
+    assert_eq!(version, "3");
     let ana = store.user("ana").await.expect("ana");
     let draft = normalize(
         &json!({"object": {"content": "after the migration"}, "to": ["public"]}),

@@ -2,6 +2,8 @@
 
 pub mod activities;
 pub mod circles;
+pub mod feeds;
+pub mod follows;
 pub mod inbox;
 pub mod types;
 pub mod users;
@@ -28,6 +30,16 @@ pub fn router(state: AppState) -> Router {
         .route("/users/{username}/unsuspend", post(users::unsuspend))
         .route("/users/{username}/circles", get(circles::user_circles))
         .route("/users/{username}/outbox", get(activities::outbox))
+        .route(
+            "/users/{username}/follow",
+            post(follows::follow).delete(follows::unfollow),
+        )
+        .route("/users/{username}/followers", get(follows::followers))
+        .route("/users/{username}/following", get(follows::following))
+        .route("/feeds", get(feeds::list))
+        .route("/feeds/{name}", get(feeds::read))
+        .route("/feeds/{name}/seen", post(feeds::seen))
+        .route("/feeds/{name}/read", post(feeds::mark_read))
         .route("/sessions", post(users::login))
         .route("/sessions/current", delete(users::logout))
         .route("/me", get(users::me))
@@ -45,6 +57,14 @@ pub fn router(state: AppState) -> Router {
         .route("/activities/{id}/replies", get(activities::replies))
         .route("/activities/{id}/versions", get(activities::versions))
         .route("/activities/{id}/retract", post(activities::retract))
+        .route(
+            "/activities/{id}/like",
+            post(follows::like).delete(follows::unlike),
+        )
+        .route(
+            "/activities/{id}/share",
+            post(follows::share).delete(follows::unshare),
+        )
         .route(
             "/activities/{id}/actions/{action}",
             post(activities::take_action),

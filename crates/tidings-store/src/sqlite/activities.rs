@@ -3,11 +3,11 @@
 use super::circles::{can_read_circle, circle_by_name, membership, visible_circle};
 use super::users::{user_by_id, user_by_name};
 use super::{Effects, Shared, SqliteStore, StreamHead};
-use crate::hot::{ActorInfo, Effect, Meta, StreamKey};
+use crate::hot::{ActorInfo, Effect, FOLLOWED_USER, FollowEdge, Meta, StreamKey};
 use crate::model::{
     CustomType, MembershipState, Page, PageFrom, PageItem, Tombstone, User, UserStatus,
 };
-use crate::{StoreError, StoreResult, now_rfc3339};
+use crate::{StoreError, StoreResult, now_rfc3339, now_with_unix};
 use rusqlite::types::Value as SqlValue;
 use rusqlite::{Connection, OptionalExtension, params, params_from_iter};
 use serde_json::{Value, json};
@@ -33,6 +33,8 @@ pub struct Published {
 /// Kept as one SQL fragment so every listing applies the same rule.
 pub(crate) const READABLE: &str = "(?A OR a.actor_id = ?V OR a.is_public = 1
     OR EXISTS(SELECT 1 FROM activity_addressees x WHERE x.seq = a.seq AND x.user_id = ?V)
+    OR (EXISTS(SELECT 1 FROM activity_followers af WHERE af.seq = a.seq)
+        AND EXISTS(SELECT 1 FROM follows f WHERE f.follower_id = ?V AND f.followee_id = a.actor_id))
     OR EXISTS(SELECT 1 FROM activity_circles ac JOIN circles c ON c.id = ac.circle_id
               WHERE ac.seq = a.seq AND (c.visibility = 'public' OR EXISTS(
                   SELECT 1 FROM memberships m WHERE m.circle_id = c.id AND m.user_id = ?V
@@ -144,6 +146,18 @@ pub(crate) fn render(conn: &Connection, seq: i64) -> StoreResult<Value> {
             |r| r.get(0),
         )?;
     meta.insert("replies".into(), json!(replies));
+    let (likes, shares): (i64, i64) = conn
+        .prepare_cached(
+            "SELECT COALESCE(SUM(a.type = 'Like'), 0), COALESCE(SUM(a.type = 'Announce'), 0)
+             FROM activities a WHERE a.object_ref = ?1 AND a.type IN ('Like', 'Announce')
+             AND NOT EXISTS(SELECT 1 FROM retractions r WHERE r.seq = a.seq)",
+        )?
+        .query_row(
+            [activity.get("id").and_then(Value::as_str).unwrap_or("")],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )?;
+    meta.insert("likes".into(), json!(likes));
+    meta.insert("shares".into(), json!(shares));
     if let Some(doc) = activity.as_object_mut() {
         doc.insert("tidings".into(), Value::Object(meta));
     }
@@ -161,7 +175,7 @@ pub(crate) fn actor_info(user: &User) -> ActorInfo {
 
 /// Appends the derived `tidings` key to a stored body without re-parsing it: the same JSON
 /// [`render`] builds for an activity that was never edited.
-fn compose(body: &str, actor_json: &str, replies: u32) -> String {
+fn compose(body: &str, actor_json: &str, counts: Counts) -> String {
     let trimmed = body.trim_end();
     let open = trimmed.strip_suffix('}').unwrap_or(trimmed);
     let mut out = String::with_capacity(body.len() + actor_json.len() + 48);
@@ -172,16 +186,25 @@ fn compose(body: &str, actor_json: &str, replies: u32) -> String {
     // Keys in sorted order, as `render` (serde_json's map) writes them.
     out.push_str("\"tidings\":{\"actor\":");
     out.push_str(actor_json);
-    out.push_str(",\"replies\":");
-    out.push_str(&replies.to_string());
-    out.push_str("}}");
+    out.push_str(&format!(
+        ",\"likes\":{},\"replies\":{},\"shares\":{}}}}}",
+        counts.likes, counts.replies, counts.shares
+    ));
     out
+}
+
+/// Derived counts shown under `tidings`.
+#[derive(Debug, Clone, Copy, Default)]
+struct Counts {
+    likes: u32,
+    replies: u32,
+    shares: u32,
 }
 
 /// The rendered JSON text of one activity for listings: stored bytes from the cache plus
 /// derived state from the hot index; edited activities take the full [`render`] path.
 pub(crate) fn render_text(conn: &Connection, shared: &Shared, seq: i64) -> StoreResult<String> {
-    let Some((actor, replies)) = derived(shared, seq) else {
+    let Some((actor, counts)) = derived(shared, seq) else {
         return Ok(render(conn, seq)?.to_string());
     };
     let stored = match shared.bodies.get(&seq) {
@@ -193,25 +216,33 @@ pub(crate) fn render_text(conn: &Connection, shared: &Shared, seq: i64) -> Store
             stored
         }
     };
-    Ok(compose(&stored, &actor, replies))
+    Ok(compose(&stored, &actor, counts))
 }
 
 /// The derived state the hot index holds for an activity (author JSON, reply count); None
 /// when the activity was edited or its author is unknown to the index, which need [`render`].
-fn derived(shared: &Shared, seq: i64) -> Option<(Arc<str>, u32)> {
+fn derived(shared: &Shared, seq: i64) -> Option<(Arc<str>, Counts)> {
     let hot = shared.hot.read().ok()?;
     if hot.is_edited(seq) {
         return None;
     }
     let actor = hot.author_of(seq).and_then(|a| hot.actor(a))?.json.clone();
-    Some((actor, hot.reply_count(seq)))
+    let (likes, shares) = hot.reactions(seq);
+    Some((
+        actor,
+        Counts {
+            likes,
+            replies: hot.reply_count(seq),
+            shares,
+        },
+    ))
 }
 
 /// Renders from memory alone: None when a body is not cached or [`derived`] has nothing.
 fn cached_text(shared: &Shared, seq: i64) -> Option<String> {
-    let (actor, replies) = derived(shared, seq)?;
+    let (actor, counts) = derived(shared, seq)?;
     let stored = shared.bodies.get(&seq)?;
-    Some(compose(&stored, &actor, replies))
+    Some(compose(&stored, &actor, counts))
 }
 
 /// Renders a page without touching the database when everything it needs is in memory, so
@@ -532,14 +563,61 @@ fn publish_in(
         }
     }
 
+    // One live like (and one live share) per actor and activity.
+    if let (Some(reference), "Like" | "Announce") =
+        (&draft.object_ref, draft.activity_type.as_str())
+    {
+        let again: bool = conn
+            .prepare_cached(
+                "SELECT EXISTS(SELECT 1 FROM activities a WHERE a.actor_id = ?1 AND a.type = ?2
+                 AND a.object_ref = ?3 AND NOT EXISTS(SELECT 1 FROM retractions r WHERE r.seq = a.seq))",
+            )?
+            .query_row(params![actor.id, draft.activity_type, reference], |r| r.get(0))?;
+        if again {
+            let (code, what) = if draft.activity_type == "Like" {
+                ("already_liked", "liked")
+            } else {
+                ("already_shared", "shared")
+            };
+            return Err(StoreError::conflict(
+                code,
+                format!("you already {what} this activity; undo it first"),
+            ));
+        }
+    }
+    // A Follow of `user:NAME` makes a follow edge.
+    let mut followee = None;
+    if draft.activity_type == "Follow"
+        && let Some(name) = draft.object_ref.as_deref().and_then(|r| r.strip_prefix("user:"))
+    {
+        let user = user_by_name(conn, name)
+            .ok()
+            .filter(|u| u.status != UserStatus::Deleted)
+            .ok_or_else(|| StoreError::unprocessable("unknown_user", format!("no user {name:?}")))?;
+        if user.id == actor.id {
+            return Err(StoreError::unprocessable(
+                "cannot_follow_self",
+                "you cannot follow yourself",
+            ));
+        }
+        if follow_row(conn, actor.id, user.id)?.is_some() {
+            return Err(StoreError::conflict(
+                "already_following",
+                format!("you already follow {name:?}"),
+            ));
+        }
+        followee = Some(user);
+    }
+
     // Resolve the audience.
     let mut circle_ids = Vec::new();
     let mut addressed = Vec::new();
     let mut is_public = false;
+    let mut to_followers = false;
     for addressee in &draft.to {
         match addressee {
             Addressee::Public => is_public = true,
-            Addressee::Followers => {}
+            Addressee::Followers => to_followers = true,
             Addressee::Circle(name) => {
                 let circle = circle_by_name(conn, name).map_err(|_| {
                     StoreError::unprocessable("unknown_circle", format!("no circle {name:?}"))
@@ -579,7 +657,7 @@ fn publish_in(
     }
 
     let id = uuid::Uuid::now_v7().to_string();
-    let published = now_rfc3339();
+    let (published, at) = now_with_unix();
     let activity_type = draft.activity_type.clone();
     let kind = draft.kind;
     let object_ref = draft.object_ref.clone();
@@ -639,6 +717,10 @@ fn publish_in(
         )?
         .execute(params![seq, user_id])?;
     }
+    if to_followers {
+        conn.prepare_cached("INSERT INTO activity_followers(seq) VALUES (?1)")?
+            .execute([seq])?;
+    }
     let tags = record_tags(&record);
     for tag in &tags {
         conn.prepare_cached("INSERT OR IGNORE INTO activity_tags(tag, seq) VALUES (?1, ?2)")?
@@ -654,10 +736,23 @@ fn publish_in(
             tags: Box::new([]),
             circles: circle_ids.clone().into(),
             parent: parent_seq,
+            to_followers: to_followers || is_public,
+            verb: 0,
+            object: match (&followee, target_seq) {
+                (Some(user), _) => FOLLOWED_USER | user.id as u64,
+                (None, Some(target)) => target as u64,
+                (None, None) => seq as u64,
+            },
+            target: target_seq.filter(|_| matches!(activity_type.as_str(), "Like" | "Announce")),
+            at,
         },
         tags,
+        verb: activity_type.clone(),
         body: Some(Arc::from(stored.as_str())),
     });
+    if let Some(user) = followee {
+        follow_in(conn, shared, fx, &actor, &user, seq)?;
+    }
     if let Some(target) = target_seq {
         match activity_type.as_str() {
             "Delete" => {
@@ -672,6 +767,7 @@ fn publish_in(
                     .execute(params![target, seq])?;
                 fx.push(Effect::Edit { target });
             }
+            "Undo" => undo_in(conn, fx, &actor, target, seq)?,
             _ => {}
         }
     }
@@ -681,10 +777,125 @@ fn publish_in(
     }
     Ok(Published {
         seq,
-        activity: compose(&stored, &actor_info(&actor).json, 0),
+        activity: compose(&stored, &actor_info(&actor).json, Counts::default()),
         id,
         replayed: false,
     })
+}
+
+/// The follow edge between two users: (floor_seq, follow_seq).
+pub(crate) fn follow_row(
+    conn: &Connection,
+    follower: i64,
+    followee: i64,
+) -> StoreResult<Option<(i64, i64)>> {
+    Ok(conn
+        .prepare_cached(
+            "SELECT floor_seq, follow_seq FROM follows WHERE follower_id = ?1 AND followee_id = ?2",
+        )?
+        .query_row(params![follower, followee], |r| Ok((r.get(0)?, r.get(1)?)))
+        .optional()?)
+}
+
+/// Makes the follow edge of a Follow activity at `follow_seq`, and copies the producer's recent
+/// activities into the follower's feed: those already routed and fanned out on write (later
+/// ones are routed with the edge in place; merged ones are read from the outbox).
+fn follow_in(
+    conn: &Connection,
+    shared: &Shared,
+    fx: &mut Effects,
+    follower: &User,
+    followee: &User,
+    follow_seq: i64,
+) -> StoreResult<()> {
+    let routed: i64 = conn
+        .prepare_cached("SELECT CAST(value AS INTEGER) FROM meta WHERE key = 'routed_seq'")?
+        .query_row([], |r| r.get(0))?;
+    let via = format!("follow:{}", followee.username);
+    let (floor, backfill) = {
+        let hot = shared
+            .hot
+            .read()
+            .map_err(|_| StoreError::Corrupt("hot index lock".into()))?;
+        let floor = hot.follow_floor(followee.id, shared.config.follow_copy_limit);
+        let upto = match hot.producer_merged_from(followee.id) {
+            Some(from) => routed.min(from - 1),
+            None => routed,
+        };
+        (floor, hot.follower_visible(followee.id, floor, upto))
+    };
+    conn.prepare_cached(
+        "INSERT INTO follows(follower_id, followee_id, floor_seq, follow_seq, created_at)
+         VALUES (?1, ?2, ?3, ?4, ?5)",
+    )?
+    .execute(params![follower.id, followee.id, floor, follow_seq, now_rfc3339()])?;
+    let mut insert = conn.prepare_cached(
+        "INSERT OR IGNORE INTO inbox_entries(user_id, seq, via) VALUES (?1, ?2, ?3)",
+    )?;
+    let shared_via: Arc<str> = Arc::from(via.as_str());
+    let mut entries = Vec::with_capacity(backfill.len());
+    for seq in backfill {
+        if insert.execute(params![follower.id, seq, via])? > 0 {
+            entries.push((follower.id, seq, shared_via.clone()));
+        }
+    }
+    fx.push(Effect::Follow {
+        follower: follower.id,
+        edge: FollowEdge {
+            producer: followee.id,
+            floor,
+            via: shared_via,
+        },
+    });
+    fx.push(Effect::Entries(entries));
+    Ok(())
+}
+
+/// The side effects of an Undo: a like, share or follow stops counting (it is retracted), and
+/// an undone follow takes its edge and the entries it wrote with it.
+fn undo_in(
+    conn: &Connection,
+    fx: &mut Effects,
+    actor: &User,
+    target: i64,
+    undo_seq: i64,
+) -> StoreResult<()> {
+    let (target_type, object_ref): (String, Option<String>) = conn
+        .prepare_cached("SELECT type, object_ref FROM activities WHERE seq = ?1")?
+        .query_row([target], |r| Ok((r.get(0)?, r.get(1)?)))?;
+    if !matches!(target_type.as_str(), "Like" | "Announce" | "Follow") {
+        return Ok(());
+    }
+    conn.prepare_cached("INSERT OR IGNORE INTO retractions(seq, by_seq) VALUES (?1, ?2)")?
+        .execute(params![target, undo_seq])?;
+    fx.push(Effect::Retract { seq: target });
+    if target_type == "Follow"
+        && let Some(name) = object_ref.as_deref().and_then(|r| r.strip_prefix("user:"))
+        && let Ok(followee) = user_by_name(conn, name)
+        && let Some((_, follow_seq)) = follow_row(conn, actor.id, followee.id)?
+        && follow_seq == target
+    {
+        unfollow_in(conn, fx, actor.id, &followee)?;
+    }
+    Ok(())
+}
+
+/// Removes a follow edge and every entry only it put in the follower's feed.
+fn unfollow_in(
+    conn: &Connection,
+    fx: &mut Effects,
+    follower: i64,
+    followee: &User,
+) -> StoreResult<()> {
+    conn.prepare_cached("DELETE FROM follows WHERE follower_id = ?1 AND followee_id = ?2")?
+        .execute(params![follower, followee.id])?;
+    conn.prepare_cached("DELETE FROM inbox_entries WHERE user_id = ?1 AND via = ?2")?
+        .execute(params![follower, format!("follow:{}", followee.username)])?;
+    fx.push(Effect::Unfollow {
+        follower,
+        producer: followee.id,
+    });
+    Ok(())
 }
 
 fn draft_circles(record: &Value) -> Vec<String> {

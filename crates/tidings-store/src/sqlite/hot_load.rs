@@ -1,7 +1,7 @@
 //! Builds the hot index from the database at start-up.
 
 use crate::StoreResult;
-use crate::hot::{ActorInfo, Effect, HotIndex, Meta};
+use crate::hot::{ActorInfo, Effect, FOLLOWED_USER, FollowEdge, HotIndex, Meta};
 use rusqlite::Connection;
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -65,13 +65,22 @@ pub(crate) fn load(conn: &Connection) -> StoreResult<HotIndex> {
         circles.entry(r.get(0)?).or_default().push(r.get(1)?);
     }
     let mut stmt = conn.prepare(
-        "SELECT a.seq, a.actor_id, a.kind = 'major', a.listed, p.seq
-         FROM activities a LEFT JOIN activities p ON p.id = a.in_reply_to ORDER BY a.seq",
+        "SELECT a.seq, a.actor_id, a.kind = 'major', a.listed, p.seq, a.type,
+                a.is_public OR EXISTS(SELECT 1 FROM activity_followers af WHERE af.seq = a.seq),
+                t.seq, fu.id, CAST(strftime('%s', a.published) AS INTEGER)
+         FROM activities a
+         LEFT JOIN activities p ON p.id = a.in_reply_to
+         LEFT JOIN activities t ON t.id = a.object_ref
+         LEFT JOIN users fu ON a.type = 'Follow' AND a.object_ref = 'user:' || fu.username
+         ORDER BY a.seq",
     )?;
     let mut rows = stmt.query([])?;
     let mut count = 0u64;
     while let Some(r) = rows.next()? {
         let seq: i64 = r.get(0)?;
+        let verb: String = r.get(5)?;
+        let target: Option<i64> = r.get(7)?;
+        let followed: Option<i64> = r.get(8)?;
         index.apply(Effect::Activity {
             seq,
             meta: Meta {
@@ -82,8 +91,18 @@ pub(crate) fn load(conn: &Connection) -> StoreResult<HotIndex> {
                 tags: Box::new([]),
                 circles: circles.remove(&seq).unwrap_or_default().into(),
                 parent: r.get(4)?,
+                to_followers: r.get(6)?,
+                verb: 0,
+                object: match (followed, target) {
+                    (Some(user), _) => FOLLOWED_USER | user as u64,
+                    (None, Some(target)) => target as u64,
+                    (None, None) => seq as u64,
+                },
+                target: target.filter(|_| matches!(verb.as_str(), "Like" | "Announce")),
+                at: r.get::<_, Option<i64>>(9)?.unwrap_or(0),
             },
             tags: tags.remove(&seq).unwrap_or_default(),
+            verb,
             body: None,
         });
         count += 1;
@@ -153,6 +172,48 @@ pub(crate) fn load(conn: &Connection) -> StoreResult<HotIndex> {
                 until,
             });
         }
+    }
+    let mut stmt = conn.prepare(
+        "SELECT f.follower_id, f.followee_id, f.floor_seq, u.username
+         FROM follows f JOIN users u ON u.id = f.followee_id",
+    )?;
+    let mut rows = stmt.query([])?;
+    while let Some(r) = rows.next()? {
+        let name: String = r.get(3)?;
+        index.apply(Effect::Follow {
+            follower: r.get(0)?,
+            edge: FollowEdge {
+                producer: r.get(1)?,
+                floor: r.get(2)?,
+                via: Arc::from(format!("follow:{name}")),
+            },
+        });
+    }
+    let mut stmt = conn.prepare("SELECT user_id, from_seq FROM producers_merged")?;
+    let mut rows = stmt.query([])?;
+    while let Some(r) = rows.next()? {
+        index.apply(Effect::ProducerMerged {
+            producer: r.get(0)?,
+            from_seq: r.get(1)?,
+        });
+    }
+    let mut batch = Vec::new();
+    let mut stmt =
+        conn.prepare("SELECT user_id, seq, reason FROM notifications ORDER BY user_id, seq")?;
+    let mut rows = stmt.query([])?;
+    while let Some(r) = rows.next()? {
+        batch.push((r.get(0)?, r.get(1)?, r.get(2)?));
+    }
+    index.apply(Effect::Notify(batch));
+    let mut stmt = conn.prepare("SELECT user_id, feed, seen_seq, read_seq FROM feed_markers")?;
+    let mut rows = stmt.query([])?;
+    while let Some(r) = rows.next()? {
+        index.apply(Effect::Marker {
+            user: r.get(0)?,
+            feed: r.get(1)?,
+            seen: r.get(2)?,
+            read: r.get(3)?,
+        });
     }
     tracing::info!(
         activities = count,

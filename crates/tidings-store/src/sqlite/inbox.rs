@@ -8,7 +8,7 @@
 
 use super::SqliteStore;
 use super::activities::{finish_page, readable_seq, render_page, render_page_cached};
-use crate::hot::Effect;
+use crate::hot::{Effect, FeedFilter};
 use crate::model::{InboxFilter, Page, PageFrom, User};
 use crate::{StoreError, StoreResult};
 use rusqlite::params;
@@ -22,6 +22,19 @@ impl SqliteStore {
         from: PageFrom,
         limit: usize,
     ) -> StoreResult<Page> {
+        self.flat_feed(user, filter, FeedFilter::default(), from, limit)
+            .await
+    }
+
+    /// Reads a flat feed: the inbox (follows and subscriptions) narrowed by `feed`.
+    pub(crate) async fn flat_feed(
+        &self,
+        user: User,
+        filter: InboxFilter,
+        feed: FeedFilter,
+        from: PageFrom,
+        limit: usize,
+    ) -> StoreResult<Page> {
         let watermark = self.routed_seq();
         let rows = {
             let hot = self
@@ -30,8 +43,18 @@ impl SqliteStore {
                 .read()
                 .map_err(|_| StoreError::Corrupt("hot index lock".into()))?;
             let circle_ids = hot.circle_ids(&filter.circles);
-            hot.inbox(user.id, watermark, &filter, &circle_ids, from, limit)
+            hot.inbox(user.id, watermark, &filter, &circle_ids, &feed, from, limit)
         };
+        self.hydrate(rows, from, limit).await
+    }
+
+    /// Cuts walk-ordered rows to a page and renders it, from memory when it can.
+    pub(crate) async fn hydrate(
+        &self,
+        rows: Vec<(i64, Option<String>)>,
+        from: PageFrom,
+        limit: usize,
+    ) -> StoreResult<Page> {
         let (rows, more) = finish_page(rows, from, limit);
         if let Some(page) = render_page_cached(&self.shared, &rows, more) {
             return Ok(page);

@@ -3,7 +3,7 @@
 //! Layout:
 //! - this file — opening the database, the writer thread (group commit), the reader pool and the
 //!   routed watermark.
-//! - `users`, `circles`, `subscriptions`, `activities`, `inbox` — domain operations.
+//! - `users`, `circles`, `subscriptions`, `activities`, `inbox`, `feeds` — domain operations.
 //! - `router` — fans new activities out to inboxes, in log order, after they commit.
 //! - `verify` — re-checks every digest and every stream chain.
 //! - `hot_load` — builds the in-memory [`crate::hot`] index from the tables at start-up.
@@ -17,6 +17,7 @@
 
 mod activities;
 mod circles;
+mod feeds;
 mod hot_load;
 mod inbox;
 mod offline;
@@ -27,6 +28,7 @@ mod verify;
 
 pub use activities::{PublishInput, Published};
 pub use circles::{MembershipChange, NewCircle};
+pub use feeds::FollowEntry;
 pub use offline::AdminConnection;
 pub use verify::VerifyReport;
 
@@ -118,7 +120,8 @@ fn load_heads(conn: &Connection) -> StoreResult<Heads> {
 }
 
 /// Moves schema version 1 (stream tables keyed by stream first) to version 2 (keyed by seq
-/// first, so publishes append). Copies rows as they are: digests and chains do not change.
+/// first, so publishes append), then to version 3 (follows and feeds). Copies rows as they
+/// are: digests and chains do not change.
 fn migrate(conn: &Connection) -> StoreResult<()> {
     let version: String = conn.query_row(
         "SELECT value FROM meta WHERE key = 'schema_version'",
@@ -149,6 +152,24 @@ fn migrate(conn: &Connection) -> StoreResult<()> {
         // The guards went with the old table; recreate them.
         conn.execute_batch(include_str!("schema.sql"))?;
     }
+    let version: String = conn.query_row(
+        "SELECT value FROM meta WHERE key = 'schema_version'",
+        [],
+        |r| r.get(0),
+    )?;
+    if version == "2" {
+        // Version 3 adds follows and feeds. Activities already addressed to `followers` get
+        // their log index; notifications are raised for activities routed from now on.
+        tracing::info!("migrating the store to schema version 3");
+        conn.execute_batch(
+            "BEGIN IMMEDIATE;
+             INSERT OR IGNORE INTO activity_followers(seq)
+                 SELECT seq FROM activities
+                 WHERE EXISTS(SELECT 1 FROM json_each(body, '$.to') WHERE value = 'followers');
+             UPDATE meta SET value = '3' WHERE key = 'schema_version';
+             COMMIT;",
+        )?;
+    }
     Ok(())
 }
 
@@ -166,6 +187,10 @@ const NOTICE_BACKLOG: usize = 4096;
 pub struct StoreConfig {
     /// Circles with more subscribers than this are merged into inboxes at read time.
     pub merge_threshold: i64,
+    /// Producers with more followers than this are merged into followers' feeds at read time.
+    pub follower_merge_threshold: i64,
+    /// How many of a producer's recent activities a new follower gets copied in.
+    pub follow_copy_limit: usize,
     /// Connections in the reader pool.
     pub readers: usize,
 }
@@ -174,6 +199,8 @@ impl Default for StoreConfig {
     fn default() -> Self {
         Self {
             merge_threshold: 64,
+            follower_merge_threshold: 1000,
+            follow_copy_limit: 100,
             readers: 8,
         }
     }
@@ -569,7 +596,14 @@ fn drain_router(conn: &Connection, shared: &Shared) {
 fn route_step(conn: &Connection, shared: &Shared) -> bool {
     let mut fx = Effects::default();
     let started = std::time::Instant::now();
-    let outcome = router::route_pending(conn, shared.config.merge_threshold, &mut fx);
+    let outcome = router::route_pending(
+        conn,
+        router::Thresholds {
+            circle: shared.config.merge_threshold,
+            followers: shared.config.follower_merge_threshold,
+        },
+        &mut fx,
+    );
     let took = started.elapsed();
     if took > SLOW {
         tracing::warn!(ms = took.as_millis() as u64, "slow routing slice");

@@ -10,15 +10,26 @@
 use super::Effects;
 use crate::StoreResult;
 use crate::hot::Effect;
-use rusqlite::{Connection, params};
+use super::activities::readable_sql;
+use rusqlite::{Connection, OptionalExtension, params};
 use std::sync::Arc;
 use tidings_core::expr::SubscriptionExpr;
+use tidings_core::feeds::{NoticeFacts, notifications};
 use tidings_core::routing::{Candidate, RouteFacts, Via, route_activity};
 
 /// Most activities routed per slice.
 const SLICE_ACTIVITIES: i64 = 256;
 /// A slice stops once it has written about this many entries.
 const SLICE_DELIVERIES: usize = 20_000;
+
+/// Audiences above which a source is merged at read time instead of fanned out.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Thresholds {
+    /// Open subscriptions on a circle.
+    pub circle: i64,
+    /// Followers of a producer.
+    pub followers: i64,
+}
 
 struct CircleFacts {
     id: i64,
@@ -30,7 +41,7 @@ struct CircleFacts {
 /// Routes one slice of the backlog. Returns the new watermark and whether a backlog remains.
 pub(crate) fn route_pending(
     conn: &Connection,
-    merge_threshold: i64,
+    thresholds: Thresholds,
     fx: &mut Effects,
 ) -> StoreResult<(i64, bool)> {
     let routed: i64 = conn
@@ -57,7 +68,7 @@ pub(crate) fn route_pending(
         let mut watermark = routed;
         for (seq, actor_id, listed) in pending.iter().copied() {
             if listed {
-                delivered += route_one(conn, fx, seq, actor_id, merge_threshold)?;
+                delivered += route_one(conn, fx, seq, actor_id, thresholds)?;
             }
             watermark = seq;
             if delivered >= SLICE_DELIVERIES {
@@ -86,8 +97,9 @@ fn route_one(
     fx: &mut Effects,
     seq: i64,
     actor_id: i64,
-    merge_threshold: i64,
+    thresholds: Thresholds,
 ) -> StoreResult<usize> {
+    let merge_threshold = thresholds.circle;
     let addressed = conn
         .prepare_cached(
             "SELECT x.user_id FROM activity_addressees x JOIN users u ON u.id = x.user_id
@@ -170,6 +182,21 @@ fn route_one(
     // Subscriptions on any circle (`urgent@*`) are never written: their audience is per tag,
     // so the multiplexer merges them at read time from the tag's stream.
 
+    let (author_name, to_followers, activity_type): (String, bool, String) = conn
+        .prepare_cached(
+            "SELECT u.username,
+                    a.is_public OR EXISTS(SELECT 1 FROM activity_followers af WHERE af.seq = a.seq),
+                    a.type
+             FROM activities a JOIN users u ON u.id = a.actor_id WHERE a.seq = ?1",
+        )?
+        .query_row([seq], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
+    let followers = if to_followers {
+        followers_to_write(conn, fx, seq, actor_id, &author_name, thresholds.followers)?
+    } else {
+        Vec::new()
+    };
+    notify(conn, fx, seq, actor_id, &activity_type, &addressed)?;
+
     let names: Vec<String> = circles.iter().map(|c| c.name.clone()).collect();
     let deliveries = route_activity(
         &RouteFacts {
@@ -177,6 +204,8 @@ fn route_one(
             addressed: &addressed,
             pushed_circles: &names,
             tags: &tags,
+            followers: &followers,
+            author_name: &author_name,
         },
         &candidates,
     );
@@ -200,4 +229,122 @@ fn route_one(
             .collect(),
     ));
     Ok(deliveries.len())
+}
+
+/// The followers an activity is written to: none once the author has too many (from then on
+/// they read the author's outbox at read time), else every follow whose floor is below it.
+fn followers_to_write(
+    conn: &Connection,
+    fx: &mut Effects,
+    seq: i64,
+    actor_id: i64,
+    author_name: &str,
+    threshold: i64,
+) -> StoreResult<Vec<i64>> {
+    let merged: bool = conn
+        .prepare_cached("SELECT EXISTS(SELECT 1 FROM producers_merged WHERE user_id = ?1)")?
+        .query_row([actor_id], |r| r.get(0))?;
+    if merged {
+        return Ok(Vec::new());
+    }
+    let audience: i64 = conn
+        .prepare_cached("SELECT COUNT(*) FROM follows WHERE followee_id = ?1")?
+        .query_row([actor_id], |r| r.get(0))?;
+    if audience > threshold {
+        conn.prepare_cached("INSERT INTO producers_merged(user_id, from_seq) VALUES (?1, ?2)")?
+            .execute(params![actor_id, seq])?;
+        fx.push(Effect::ProducerMerged {
+            producer: actor_id,
+            from_seq: seq,
+        });
+        tracing::info!(producer = %author_name, audience, from_seq = seq, "producer switched to merge-at-read");
+        return Ok(Vec::new());
+    }
+    Ok(conn
+        .prepare_cached(
+            "SELECT f.follower_id FROM follows f JOIN users u ON u.id = f.follower_id
+             WHERE f.followee_id = ?1 AND f.floor_seq < ?2 AND u.status != 'deleted'",
+        )?
+        .query_map(params![actor_id, seq], |r| r.get::<_, i64>(0))?
+        .collect::<Result<Vec<_>, _>>()?)
+}
+
+/// Raises the activity's notifications: to the author of what it likes, shares or replies to,
+/// to the user it follows, to the keepers of the circle it joins, to the users it names, each
+/// only if they may read it.
+fn notify(
+    conn: &Connection,
+    fx: &mut Effects,
+    seq: i64,
+    actor_id: i64,
+    activity_type: &str,
+    addressed: &[i64],
+) -> StoreResult<()> {
+    let (object_ref, parent_author): (Option<String>, Option<i64>) = conn
+        .prepare_cached(
+            "SELECT a.object_ref, p.actor_id FROM activities a
+             LEFT JOIN activities p ON p.id = a.in_reply_to WHERE a.seq = ?1",
+        )?
+        .query_row([seq], |r| Ok((r.get(0)?, r.get(1)?)))?;
+    let mut target_author = None;
+    let mut followed = None;
+    let mut keepers = Vec::new();
+    if let Some(reference) = &object_ref {
+        match activity_type {
+            "Like" | "Announce" => {
+                target_author = conn
+                    .prepare_cached("SELECT actor_id FROM activities WHERE id = ?1")?
+                    .query_row([reference], |r| r.get(0))
+                    .optional()?;
+            }
+            "Follow" => {
+                followed = conn
+                    .prepare_cached("SELECT id FROM users WHERE 'user:' || username = ?1")?
+                    .query_row([reference], |r| r.get(0))
+                    .optional()?;
+            }
+            "Join" => {
+                keepers = conn
+                    .prepare_cached(
+                        "SELECT m.user_id FROM memberships m JOIN circles c ON c.id = m.circle_id
+                         WHERE 'circle:' || c.name = ?1 AND m.state = 'active'
+                           AND m.role IN ('owner', 'moderator')",
+                    )?
+                    .query_map([reference], |r| r.get::<_, i64>(0))?
+                    .collect::<Result<Vec<_>, _>>()?;
+            }
+            _ => {}
+        }
+    }
+    let raised = notifications(&NoticeFacts {
+        actor: actor_id,
+        activity_type,
+        target_author,
+        parent_author,
+        followed,
+        joined_circle_keepers: &keepers,
+        addressed,
+    });
+    let mut written = Vec::with_capacity(raised.len());
+    for (user, reason) in raised {
+        let readable: bool = conn
+            .prepare_cached(&format!(
+                "SELECT EXISTS(SELECT 1 FROM activities a JOIN users u ON u.id = ?2
+                 WHERE a.seq = ?1 AND u.status != 'deleted' AND {})",
+                readable_sql(2, 3)
+            ))?
+            .query_row(params![seq, user, false], |r| r.get(0))?;
+        if !readable {
+            continue;
+        }
+        conn.prepare_cached(
+            "INSERT OR IGNORE INTO notifications(user_id, seq, reason) VALUES (?1, ?2, ?3)",
+        )?
+        .execute(params![user, seq, reason.code()])?;
+        written.push((user, seq, reason.code()));
+    }
+    if !written.is_empty() {
+        fx.push(Effect::Notify(written));
+    }
+    Ok(())
 }

@@ -178,3 +178,45 @@ CREATE TABLE IF NOT EXISTS custom_types (
     actions    TEXT NOT NULL,
     created_at TEXT NOT NULL
 );
+
+-- Log index (append-only like the log): activities addressed to the author's followers.
+CREATE TABLE IF NOT EXISTS activity_followers (
+    seq INTEGER PRIMARY KEY
+);
+
+-- Follows. A follower sees the followee's follower-visible activities (addressed to followers or
+-- public) with seq > floor_seq: floor_seq keeps the backfill to the newest few at follow time.
+-- Unfollowing deletes the row (and the entries it wrote): the follow's items leave the feed.
+CREATE TABLE IF NOT EXISTS follows (
+    follower_id INTEGER NOT NULL REFERENCES users(id),
+    followee_id INTEGER NOT NULL REFERENCES users(id),
+    floor_seq   INTEGER NOT NULL,
+    follow_seq  INTEGER NOT NULL,
+    created_at  TEXT NOT NULL,
+    PRIMARY KEY (follower_id, followee_id)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS follows_by_followee ON follows(followee_id, follower_id);
+
+-- Producers with too many followers to fan out on write: from from_seq on, their activities
+-- are merged into followers' feeds at read time (set once, by the router).
+CREATE TABLE IF NOT EXISTS producers_merged (
+    user_id  INTEGER PRIMARY KEY,
+    from_seq INTEGER NOT NULL
+);
+
+-- Notifications: activities aimed at one user, and why (tidings_core::feeds::Reason code).
+CREATE TABLE IF NOT EXISTS notifications (
+    user_id INTEGER NOT NULL,
+    seq     INTEGER NOT NULL,
+    reason  INTEGER NOT NULL,
+    PRIMARY KEY (user_id, seq)
+) WITHOUT ROWID;
+
+-- Seen / read markers per user and feed: every item with seq <= the marker is seen / read.
+CREATE TABLE IF NOT EXISTS feed_markers (
+    user_id  INTEGER NOT NULL,
+    feed     TEXT NOT NULL,
+    seen_seq INTEGER NOT NULL DEFAULT 0,
+    read_seq INTEGER NOT NULL DEFAULT 0,
+    PRIMARY KEY (user_id, feed)
+) WITHOUT ROWID;
