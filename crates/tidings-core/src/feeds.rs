@@ -212,11 +212,15 @@ impl FeedSpec {
         }
         match (self.kind, self.source) {
             (FeedKind::Aggregated, Some(FeedKind::Aggregated)) => {
-                return Err(fail("an aggregated feed folds a flat or notification feed".into()));
+                return Err(fail(
+                    "an aggregated feed folds a flat or notification feed".into(),
+                ));
             }
             (FeedKind::Aggregated, _) => {
                 if self.group_by.is_empty() {
-                    return Err(fail("group_by needs at least one of verb, object, actor".into()));
+                    return Err(fail(
+                        "group_by needs at least one of verb, object, actor".into(),
+                    ));
                 }
                 if !(1..=31 * 86_400).contains(&self.window_seconds) {
                     return Err(fail("window_seconds must be between 1 and 2678400".into()));
@@ -544,8 +548,15 @@ mod tests {
         assert_eq!(groups[2].seqs, vec![6]);
         // Grouping by actor too splits the first group.
         let by_actor = [GroupPart::Verb, GroupPart::Object, GroupPart::Actor];
-        let items = vec![item(3, 1, 9, 100, 10), item(2, 1, 9, 101, 9), item(1, 1, 9, 100, 8)];
+        let items = vec![
+            item(3, 1, 9, 100, 10),
+            item(2, 1, 9, 101, 9),
+            item(1, 1, 9, 100, 8),
+        ];
         let groups = aggregate(items, &by_actor, 86_400);
-        assert_eq!(groups.iter().map(|g| g.seqs.clone()).collect::<Vec<_>>(), vec![vec![3, 1], vec![2]]);
+        assert_eq!(
+            groups.iter().map(|g| g.seqs.clone()).collect::<Vec<_>>(),
+            vec![vec![3, 1], vec![2]]
+        );
     }
 }

@@ -581,7 +581,10 @@ impl HotIndex {
                 seen,
                 read,
             } => {
-                self.markers.entry(user).or_default().insert(feed, (seen, read));
+                self.markers
+                    .entry(user)
+                    .or_default()
+                    .insert(feed, (seen, read));
             }
             Effect::User { id, info, admin } => {
                 if admin && !info.deleted {
@@ -727,7 +730,14 @@ impl HotIndex {
             .filter(|(seq, reason)| {
                 reasons.contains(reason)
                     && hidden.is_none_or(|h| !h.contains(seq))
-                    && self.meta(*seq).is_some_and(|m| m.listed && !m.retracted)
+                    && self.meta(*seq).is_some_and(|m| {
+                        // A like of a retracted activity goes with it.
+                        m.listed
+                            && !m.retracted
+                            && m.target
+                                .and_then(|t| self.meta(t))
+                                .is_none_or(|t| !t.retracted)
+                    })
             })
             .take(max)
             .copied()
@@ -1068,13 +1078,29 @@ mod tests {
             ));
         }
         index.apply(Effect::Entries(vec![(2, 3, Arc::from("addressed"))]));
-        let rows = index.inbox(2, 6, &InboxFilter::default(), &[], &FeedFilter::default(), PageFrom::Newest, 10);
+        let rows = index.inbox(
+            2,
+            6,
+            &InboxFilter::default(),
+            &[],
+            &FeedFilter::default(),
+            PageFrom::Newest,
+            10,
+        );
         let seqs: Vec<i64> = rows.iter().map(|r| r.0).collect();
         // seq 2 is before the window (since = 1 means seq > 1 … but 2 > 1): included.
         assert_eq!(seqs, vec![6, 4, 3, 2]);
         assert_eq!(rows[2].1.as_deref(), Some("addressed"));
         // The watermark hides what is not routed yet.
-        let rows = index.inbox(2, 4, &InboxFilter::default(), &[], &FeedFilter::default(), PageFrom::Newest, 10);
+        let rows = index.inbox(
+            2,
+            4,
+            &InboxFilter::default(),
+            &[],
+            &FeedFilter::default(),
+            PageFrom::Newest,
+            10,
+        );
         assert_eq!(rows.iter().map(|r| r.0).collect::<Vec<_>>(), vec![4, 3, 2]);
         // Closing the window stops later items; hides and retractions drop items.
         index.apply(Effect::Close {
@@ -1085,7 +1111,15 @@ mod tests {
         });
         index.apply(Effect::Hide { user: 2, seq: 3 });
         index.apply(Effect::Retract { seq: 2 });
-        let rows = index.inbox(2, 6, &InboxFilter::default(), &[], &FeedFilter::default(), PageFrom::Newest, 10);
+        let rows = index.inbox(
+            2,
+            6,
+            &InboxFilter::default(),
+            &[],
+            &FeedFilter::default(),
+            PageFrom::Newest,
+            10,
+        );
         assert_eq!(rows.iter().map(|r| r.0).collect::<Vec<_>>(), vec![4]);
     }
 
@@ -1111,7 +1145,15 @@ mod tests {
         }
         index.apply(Effect::Entries(entries));
         let f = InboxFilter::default();
-        let page = index.inbox(1, 9, &f, &[], &FeedFilter::default(), PageFrom::Before(5), 2);
+        let page = index.inbox(
+            1,
+            9,
+            &f,
+            &[],
+            &FeedFilter::default(),
+            PageFrom::Before(5),
+            2,
+        );
         assert_eq!(page.iter().map(|r| r.0).collect::<Vec<_>>(), vec![4, 3, 2]);
         let page = index.inbox(1, 9, &f, &[], &FeedFilter::default(), PageFrom::After(5), 2);
         assert_eq!(page.iter().map(|r| r.0).collect::<Vec<_>>(), vec![6, 7, 8]);

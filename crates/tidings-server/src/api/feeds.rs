@@ -6,10 +6,10 @@ use crate::api::inbox::{InboxArgs, parse_filter};
 use crate::auth::AuthUser;
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{ApiPath, ApiQuery};
-use axum::body::Bytes;
 use crate::pagination::{PageArgs, PageBody, render_item};
 use crate::response::RawJson;
 use axum::Json;
+use axum::body::Bytes;
 use axum::extract::State;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -57,7 +57,10 @@ pub struct MarkerBody {
 }
 
 fn feed_spec<'a>(state: &'a AppState, name: &str) -> ApiResult<&'a FeedSpec> {
-    state.config.feed(name).ok_or_else(|| ApiError::not_found("feed"))
+    state
+        .config
+        .feed(name)
+        .ok_or_else(|| ApiError::not_found("feed"))
 }
 
 fn kind_name(kind: FeedKind) -> &'static str {

@@ -244,6 +244,12 @@ impl TestServer {
         .await
     }
 
+    /// Waits until everything published so far is routed.
+    pub async fn settle(&self) {
+        let last = self.store.last_seq().await.expect("last seq");
+        self.store.wait_routed(last).await.expect("routed");
+    }
+
     /// Asserts that every digest and stream chain of the log verifies.
     pub async fn assert_verified(&self) {
         let report = self.store.verify().await.expect("verify");

@@ -588,12 +588,17 @@ fn publish_in(
     // A Follow of `user:NAME` makes a follow edge.
     let mut followee = None;
     if draft.activity_type == "Follow"
-        && let Some(name) = draft.object_ref.as_deref().and_then(|r| r.strip_prefix("user:"))
+        && let Some(name) = draft
+            .object_ref
+            .as_deref()
+            .and_then(|r| r.strip_prefix("user:"))
     {
         let user = user_by_name(conn, name)
             .ok()
             .filter(|u| u.status != UserStatus::Deleted)
-            .ok_or_else(|| StoreError::unprocessable("unknown_user", format!("no user {name:?}")))?;
+            .ok_or_else(|| {
+                StoreError::unprocessable("unknown_user", format!("no user {name:?}"))
+            })?;
         if user.id == actor.id {
             return Err(StoreError::unprocessable(
                 "cannot_follow_self",
@@ -828,7 +833,13 @@ fn follow_in(
         "INSERT INTO follows(follower_id, followee_id, floor_seq, follow_seq, created_at)
          VALUES (?1, ?2, ?3, ?4, ?5)",
     )?
-    .execute(params![follower.id, followee.id, floor, follow_seq, now_rfc3339()])?;
+    .execute(params![
+        follower.id,
+        followee.id,
+        floor,
+        follow_seq,
+        now_rfc3339()
+    ])?;
     let mut insert = conn.prepare_cached(
         "INSERT OR IGNORE INTO inbox_entries(user_id, seq, via) VALUES (?1, ?2, ?3)",
     )?;

@@ -220,7 +220,12 @@ impl SqliteStore {
         let (seen, read) = hot.marker(user.id, &spec.name);
         let newest: Vec<i64> = match spec.kind {
             FeedKind::Notification => hot
-                .notifications(user.id, self.routed_seq(), &reason_codes(spec), spec.max_cache)
+                .notifications(
+                    user.id,
+                    self.routed_seq(),
+                    &reason_codes(spec),
+                    spec.max_cache,
+                )
                 .into_iter()
                 .map(|n| n.0)
                 .collect(),
@@ -260,7 +265,9 @@ impl SqliteStore {
         upto: Option<i64>,
         read: bool,
     ) -> StoreResult<(i64, i64)> {
-        let upto = upto.unwrap_or_else(|| self.routed_seq()).min(self.routed_seq());
+        let upto = upto
+            .unwrap_or_else(|| self.routed_seq())
+            .min(self.routed_seq());
         let feed = feed.to_owned();
         self.write(move |conn, fx| {
             let (seen0, read0): (i64, i64) = conn
@@ -395,7 +402,9 @@ impl SqliteStore {
         self.read(move |conn| {
             let user = user_by_name(conn, &username)?;
             let count = |sql: &str| -> StoreResult<i64> {
-                Ok(conn.prepare_cached(sql)?.query_row([user.id], |r| r.get(0))?)
+                Ok(conn
+                    .prepare_cached(sql)?
+                    .query_row([user.id], |r| r.get(0))?)
             };
             Ok((
                 count("SELECT COUNT(*) FROM follows WHERE followee_id = ?1")?,

@@ -8,9 +8,9 @@
 //! merged at read time.
 
 use super::Effects;
+use super::activities::readable_sql;
 use crate::StoreResult;
 use crate::hot::Effect;
-use super::activities::readable_sql;
 use rusqlite::{Connection, OptionalExtension, params};
 use std::sync::Arc;
 use tidings_core::expr::SubscriptionExpr;
