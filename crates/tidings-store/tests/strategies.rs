@@ -1,6 +1,7 @@
 //! Fan-out on write and merge at read must be indistinguishable: the same random community and
-//! script, run once with every circle fanned out and once with every circle merged at read
-//! time, must give every user the same inbox (items, order, `via`) and the same cursor walk.
+//! script (circles, subscriptions, follows, unfollows), run with every circle and producer
+//! fanned out, with every one merged at read time, and mixed (sources switch as their audience
+//! grows), must give every user the same inbox (items, order, `via`) and the same cursor walk.
 
 use proptest::prelude::*;
 use serde_json::{Value, json};
@@ -24,6 +25,12 @@ enum Step {
     Leave(usize, usize),
     /// User hides the newest activity they can see (by index in the published list).
     Hide(usize, usize),
+    /// User follows another.
+    Follow(usize, usize),
+    /// User unfollows another.
+    Unfollow(usize, usize),
+    /// User publishes to their followers (or, with true, the public) with tags.
+    PublishToFollowers(usize, bool, Vec<usize>),
 }
 
 const TAGS: &[&str] = &["alpha", "beta", "gamma"];
@@ -32,33 +39,63 @@ const CIRCLES: usize = 3;
 
 fn step() -> impl Strategy<Value = Step> {
     prop_oneof![
-        (0..USERS, 0..CIRCLES).prop_map(|(u, c)| Step::Join(u, c)),
-        (
+        1 => (0..USERS, 0..CIRCLES).prop_map(|(u, c)| Step::Join(u, c)),
+        1 => (
             0..USERS,
             proptest::option::of(0..TAGS.len()),
             proptest::option::of(0..CIRCLES)
         )
             .prop_map(|(u, t, c)| Step::Subscribe(u, t, c)),
-        (
+        2 => (
             0..USERS,
             0..CIRCLES,
             proptest::collection::vec(0..TAGS.len(), 0..3),
             proptest::option::of(0..USERS)
         )
             .prop_map(|(u, c, t, to)| Step::Publish(u, c, t, to)),
-        (0..USERS).prop_map(Step::Unsubscribe),
-        (0..USERS, 0..CIRCLES).prop_map(|(u, c)| Step::Leave(u, c)),
-        (0..USERS, 0..64usize).prop_map(|(u, i)| Step::Hide(u, i)),
+        1 => (0..USERS).prop_map(Step::Unsubscribe),
+        1 => (0..USERS, 0..CIRCLES).prop_map(|(u, c)| Step::Leave(u, c)),
+        1 => (0..USERS, 0..64usize).prop_map(|(u, i)| Step::Hide(u, i)),
+        // Follows and posts to followers often enough that producers pass the copy limit and
+        // the merge threshold while others keep following and unfollowing.
+        2 => (0..USERS, 0..USERS).prop_map(|(u, v)| Step::Follow(u, v)),
+        1 => (0..USERS, 0..USERS).prop_map(|(u, v)| Step::Unfollow(u, v)),
+        3 => (
+            0..USERS,
+            any::<bool>(),
+            proptest::collection::vec(0..TAGS.len(), 0..2)
+        )
+            .prop_map(|(u, p, t)| Step::PublishToFollowers(u, p, t)),
     ]
 }
 
-/// Runs the script; returns each user's inbox walked in pages of `page`, as (content, via).
-async fn run(merge_threshold: i64, script: &[Step], page: usize) -> Vec<Vec<(String, String)>> {
+/// One inbox item as compared across strategies: (seq, content, via).
+type Item = (i64, String, String);
+
+/// Publishes a document as a user; the seq when accepted (routing awaited).
+async fn publish(store: &Store, actor: &User, doc: Value) -> Option<(i64, String)> {
+    let draft = normalize(&doc, &Limits::default(), &|_| TypeStatus::BuiltIn).expect("draft");
+    let p = store
+        .publish(PublishInput {
+            actor: actor.clone(),
+            draft,
+            idempotency_key: None,
+        })
+        .await
+        .ok()?;
+    store.wait_routed(p.seq).await.expect("routed");
+    Some((p.seq, p.id))
+}
+
+/// Runs the script; returns each user's inbox walked in pages of `page`.
+async fn run(merge_threshold: i64, script: &[Step], page: usize) -> Vec<Vec<Item>> {
     let dir = tempfile::tempdir().expect("tempdir");
     let store = Store::open(
         dir.path(),
         StoreConfig {
             merge_threshold,
+            follower_merge_threshold: merge_threshold,
+            follow_copy_limit: 1,
             ..StoreConfig::default()
         },
     )
@@ -126,18 +163,31 @@ async fn run(merge_threshold: i64, script: &[Step], page: usize) -> Vec<Vec<(Str
                 let content = format!("m{n}");
                 let doc: Value =
                     json!({"object": {"content": content}, "to": audience, "tag": tags});
-                let draft =
-                    normalize(&doc, &Limits::default(), &|_| TypeStatus::BuiltIn).expect("draft");
-                if let Ok(p) = store
-                    .publish(PublishInput {
-                        actor: users[*u].clone(),
-                        draft,
-                        idempotency_key: None,
-                    })
-                    .await
+                if let Some((_, id)) = publish(&store, &users[*u], doc).await {
+                    published.push(id);
+                }
+            }
+            Step::PublishToFollowers(u, public, tags) => {
+                let tags: Vec<&str> = tags.iter().map(|t| TAGS[*t]).collect();
+                let to = if *public { "public" } else { "followers" };
+                let doc = json!({"object": {"content": format!("m{n}")}, "to": [to], "tag": tags});
+                if let Some((_, id)) = publish(&store, &users[*u], doc).await {
+                    published.push(id);
+                }
+            }
+            Step::Follow(u, v) => {
+                let doc = json!({"type": "Follow", "object": format!("user:u{v}"), "to": [format!("user:u{v}")]});
+                publish(&store, &users[*u], doc).await;
+            }
+            Step::Unfollow(u, v) => {
+                if let Ok(Some(follow)) = store.follow_activity(&users[*u], &format!("u{v}")).await
                 {
-                    store.wait_routed(p.seq).await.expect("routed");
-                    published.push(p.id);
+                    publish(
+                        &store,
+                        &users[*u],
+                        json!({"type": "Undo", "object": follow}),
+                    )
+                    .await;
                 }
             }
             Step::Unsubscribe(u) => {
@@ -173,6 +223,7 @@ async fn run(merge_threshold: i64, script: &[Step], page: usize) -> Vec<Vec<(Str
             for item in &p.items {
                 let doc: Value = serde_json::from_str(&item.activity).expect("json");
                 items.push((
+                    item.seq,
                     doc["object"]["content"].as_str().unwrap_or("").to_owned(),
                     item.via.clone().unwrap_or_default(),
                 ));
@@ -189,11 +240,11 @@ async fn run(merge_threshold: i64, script: &[Step], page: usize) -> Vec<Vec<(Str
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 24, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: 32, ..ProptestConfig::default() })]
 
     #[test]
     fn fan_out_and_merge_at_read_read_the_same(
-        script in proptest::collection::vec(step(), 1..40),
+        script in proptest::collection::vec(step(), 1..64),
         page in 1usize..5,
     ) {
         let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -203,12 +254,14 @@ proptest! {
             .expect("runtime");
         let pushed = runtime.block_on(run(i64::MAX, &script, page));
         let merged = runtime.block_on(run(0, &script, page));
+        let mixed = runtime.block_on(run(1, &script, page));
         prop_assert_eq!(&pushed, &merged);
+        prop_assert_eq!(&pushed, &mixed);
         // Walking in pages yields each item once.
         for inbox in &pushed {
             let mut seen = std::collections::HashSet::new();
-            for (content, _) in inbox {
-                prop_assert!(seen.insert(content.clone()), "{} twice", content);
+            for (seq, _, _) in inbox {
+                prop_assert!(seen.insert(*seq), "{} twice", seq);
             }
         }
     }
