@@ -32,6 +32,10 @@ pub enum Scenario {
     /// routing is done: fan-out deliveries per second on the Stream-Framework workload
     /// (`tidings seed --shape follow-circles`).
     Fanout,
+    /// The first token's user (`celebrity`, from `tidings seed --shape celebrity`) publishes to
+    /// their followers at `--publish-rate`; each publish is timed, and after each one a random
+    /// follower reads their home feed and must see it first.
+    Celebrity,
 }
 
 /// Load parameters.
@@ -518,6 +522,137 @@ async fn fanout(
     ))
 }
 
+/// The celebrity scenario: open-loop publishes by the first actor to their followers, each
+/// followed by a home read of a random follower that must show it.
+async fn celebrity(
+    client: &reqwest::Client,
+    args: &BenchArgs,
+    actors: Vec<Actor>,
+) -> anyhow::Result<()> {
+    let mut actors = actors.into_iter();
+    let Some(star) = actors.next() else {
+        bail!("no tokens");
+    };
+    let fans: Vec<Actor> = actors.collect();
+    if fans.is_empty() {
+        bail!("celebrity needs follower tokens after the celebrity's: seed with --tokens >= 2");
+    }
+    let target = args.target.clone();
+    let profile: Value = client
+        .get(format!("{target}/api/v1/users/{}/followers?limit=1", star.username))
+        .bearer_auth(&star.token)
+        .send()
+        .await?
+        .error_for_status()?
+        .json()
+        .await?;
+    let followers = profile["total"].as_i64().unwrap_or(0);
+    let publish_stats = OpStats::new()?;
+    let round_stats = OpStats::new()?;
+    let read_stats = OpStats::new()?;
+    let unseen = Arc::new(AtomicU64::new(0));
+    let start = Instant::now() + Duration::from_millis(200);
+    let star = Arc::new(star);
+    let fans = Arc::new(fans);
+    let publisher = {
+        let client = client.clone();
+        let target = target.clone();
+        let read_stats = read_stats.clone();
+        let publish_stats = publish_stats.clone();
+        let unseen = unseen.clone();
+        schedule(
+            args.publish_rate,
+            Duration::from_secs(args.duration),
+            start,
+            Arc::new(Semaphore::new(args.max_in_flight)),
+            round_stats.clone(),
+            move |i| {
+                let client = client.clone();
+                let target = target.clone();
+                let star = star.clone();
+                let fans = fans.clone();
+                let read_stats = read_stats.clone();
+                let publish_stats = publish_stats.clone();
+                let unseen = unseen.clone();
+                async move {
+                    // Spawned when due (open loop), so this start includes any queueing.
+                    let due = Instant::now();
+                    let body = json!({"type": "Create", "to": ["followers"],
+                        "object": {"type": "Note", "content": format!("celebrity post {i}")}});
+                    let Ok(r) = client
+                        .post(format!("{target}/api/v1/outbox?wait=routed"))
+                        .bearer_auth(&star.token)
+                        .json(&body)
+                        .send()
+                        .await
+                    else {
+                        return false;
+                    };
+                    let created = r.status().as_u16() == 201;
+                    let posted = match r.json::<Value>().await {
+                        Ok(posted) if created => posted,
+                        _ => {
+                            publish_stats.record(due, false).await;
+                            return false;
+                        }
+                    };
+                    publish_stats.record(due, true).await;
+                    // The publish is answered; now a follower's next read must show it.
+                    let fan = &fans[(i as usize * 7919) % fans.len()];
+                    let read_started = Instant::now();
+                    let page = client
+                        .get(format!("{target}/api/v1/feeds/home?limit=20"))
+                        .bearer_auth(&fan.token)
+                        .send()
+                        .await;
+                    let seen = match page {
+                        Ok(p) => p.json::<Value>().await.ok().is_some_and(|page| {
+                            page["items"].as_array().is_some_and(|items| {
+                                items.iter().any(|it| it["activity"]["id"] == posted["id"])
+                            })
+                        }),
+                        Err(_) => false,
+                    };
+                    if !seen {
+                        unseen.fetch_add(1, Ordering::Relaxed);
+                    }
+                    read_stats.record(read_started, seen).await;
+                    true
+                }
+            },
+        )
+    };
+    publisher.await?;
+    let secs = args.duration as f64;
+    let ops = vec![
+        report("publish", &publish_stats, secs).await,
+        report("follower-read", &read_stats, secs).await,
+        report("publish+read", &round_stats, secs).await,
+    ];
+    if args.json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&json!({
+                "scenario": "celebrity", "followers": followers, "ops": ops,
+                "unseen": unseen.load(Ordering::Relaxed),
+                "server_rss_mib": args.server_pid.and_then(rss_mib),
+            }))?
+        );
+    } else {
+        println!(
+            "scenario celebrity: {followers} followers, {} publishes/s for {} s, target {target}",
+            args.publish_rate, args.duration
+        );
+        print_ops(&ops);
+        println!(
+            "follower reads missing the post just published: {}",
+            unseen.load(Ordering::Relaxed)
+        );
+        println!("(publish = ?wait=routed, so the post is readable by every follower on return)");
+    }
+    Ok(())
+}
+
 fn print_ops(ops: &[OpReport]) {
     println!(
         "{:<9} {:>9} {:>7} {:>8} {:>10} {:>9} {:>9} {:>9} {:>9}",
@@ -542,6 +677,9 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         .timeout(Duration::from_secs(30))
         .build()?;
     let actors = load_actors(&client, &args).await?;
+    if let Scenario::Celebrity = args.scenario {
+        return celebrity(&client, &args, actors).await;
+    }
     if let Scenario::Fanout = args.scenario {
         let (mut result, authors) = fanout(&client, &args, actors).await?;
         result.server_rss_max_mib = args.server_pid.and_then(rss_mib);
@@ -569,8 +707,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         Scenario::Publish => (args.publish_rate, 0),
         Scenario::Read => (0, args.read_rate),
         Scenario::Mixed => (args.publish_rate, args.read_rate),
-        Scenario::Push => (0, 0),
-        Scenario::Fanout => (0, 0),
+        Scenario::Push | Scenario::Fanout | Scenario::Celebrity => (0, 0),
     };
     let duration = Duration::from_secs(args.duration);
     let permits = Arc::new(Semaphore::new(args.max_in_flight));

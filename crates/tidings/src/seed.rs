@@ -30,6 +30,9 @@ pub enum Shape {
     /// are modelled as circles until the feeds issue lands; no activity is published, so
     /// `tidings bench fanout` can time the publishes over HTTP.
     FollowCircles,
+    /// One producer, `celebrity`, followed by `--users` others (each a Follow activity
+    /// through the engine), for `tidings bench celebrity`. Tokens: the celebrity's first.
+    Celebrity,
 }
 
 /// What to generate.
@@ -179,8 +182,10 @@ async fn write_tokens(
 
 /// Generates the community into `store`; writes tokens next to the data.
 pub async fn seed(store: &Store, data_dir: &Path, args: &SeedArgs) -> anyhow::Result<()> {
-    if args.shape == Shape::FollowCircles {
-        return seed_follow_circles(store, data_dir, args).await;
+    match args.shape {
+        Shape::FollowCircles => return seed_follow_circles(store, data_dir, args).await,
+        Shape::Celebrity => return seed_celebrity(store, data_dir, args).await,
+        Shape::Community => {}
     }
     if args.users < 2 || args.circles < 1 || args.largest < 2 {
         anyhow::bail!("seed needs --users >= 2, --circles >= 1 and --largest >= 2");
@@ -436,6 +441,55 @@ async fn seed_follow_circles(
          tokens in {}",
         n,
         args.follows,
+        started.elapsed().as_secs_f64(),
+        tokens_path.display()
+    );
+    Ok(())
+}
+
+/// A producer with `--users` followers, each following through a Follow activity.
+async fn seed_celebrity(store: &Store, data_dir: &Path, args: &SeedArgs) -> anyhow::Result<()> {
+    if args.users < 1 {
+        anyhow::bail!("seed --shape celebrity needs --users >= 1");
+    }
+    let started = Instant::now();
+    let chunk = args.concurrency.max(1);
+    let hash = tidings_server::auth::hash_password("seed-password")
+        .map_err(|e| anyhow::anyhow!(e.message))?;
+    let celebrity = store
+        .create_user("celebrity".into(), "Celebrity".into(), Some(hash), false)
+        .await
+        .context("creating the celebrity (seed into an empty data dir)")?;
+    let offset = store.user_count().await?;
+    let fans = create_users(store, args.users, offset as usize, chunk).await?;
+    // Not addressed to the celebrity: a million follow notifications are not what is measured.
+    let follow = normalize(
+        &json!({"type": "Follow", "object": "user:celebrity"}),
+        &Limits::default(),
+        &|_| TypeStatus::BuiltIn,
+    )
+    .map_err(|e| anyhow::anyhow!(e.message))?;
+    let bar_follows = bar(fans.len(), "follows");
+    for batch in fans.chunks(chunk) {
+        let futures = batch.iter().map(|fan| {
+            store.publish(PublishInput {
+                actor: fan.clone(),
+                draft: follow.clone(),
+                idempotency_key: None,
+            })
+        });
+        for result in join_all(futures).await {
+            result.context("following the celebrity")?;
+        }
+        bar_follows.inc(batch.len() as u64);
+    }
+    bar_follows.finish();
+    let mut users = vec![celebrity];
+    users.extend(fans);
+    let tokens_path = write_tokens(store, data_dir, &users, args.tokens.max(2), chunk).await?;
+    println!(
+        "seeded `celebrity` with {} followers in {:.1}s; tokens in {} (the celebrity's first)",
+        args.users,
         started.elapsed().as_secs_f64(),
         tokens_path.display()
     );

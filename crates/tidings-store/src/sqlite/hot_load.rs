@@ -71,7 +71,8 @@ pub(crate) fn load(conn: &Connection) -> StoreResult<HotIndex> {
          FROM activities a
          LEFT JOIN activities p ON p.id = a.in_reply_to
          LEFT JOIN activities t ON t.id = a.object_ref
-         LEFT JOIN users fu ON a.type = 'Follow' AND a.object_ref = 'user:' || fu.username
+         LEFT JOIN users fu ON a.type = 'Follow' AND a.object_ref LIKE 'user:%'
+                           AND fu.username = substr(a.object_ref, 6)
          ORDER BY a.seq",
     )?;
     let mut rows = stmt.query([])?;

@@ -298,20 +298,24 @@ fn notify(
                     .optional()?;
             }
             "Follow" => {
-                followed = conn
-                    .prepare_cached("SELECT id FROM users WHERE 'user:' || username = ?1")?
-                    .query_row([reference], |r| r.get(0))
-                    .optional()?;
+                if let Some(name) = reference.strip_prefix("user:") {
+                    followed = conn
+                        .prepare_cached("SELECT id FROM users WHERE username = ?1")?
+                        .query_row([name], |r| r.get(0))
+                        .optional()?;
+                }
             }
             "Join" => {
-                keepers = conn
-                    .prepare_cached(
-                        "SELECT m.user_id FROM memberships m JOIN circles c ON c.id = m.circle_id
-                         WHERE 'circle:' || c.name = ?1 AND m.state = 'active'
-                           AND m.role IN ('owner', 'moderator')",
-                    )?
-                    .query_map([reference], |r| r.get::<_, i64>(0))?
-                    .collect::<Result<Vec<_>, _>>()?;
+                if let Some(name) = reference.strip_prefix("circle:") {
+                    keepers = conn
+                        .prepare_cached(
+                            "SELECT m.user_id FROM memberships m JOIN circles c ON c.id = m.circle_id
+                             WHERE c.name = ?1 AND m.state = 'active'
+                               AND m.role IN ('owner', 'moderator')",
+                        )?
+                        .query_map([name], |r| r.get::<_, i64>(0))?
+                        .collect::<Result<Vec<_>, _>>()?;
+                }
             }
             _ => {}
         }
