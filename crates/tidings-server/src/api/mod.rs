@@ -83,6 +83,7 @@ pub fn router(state: AppState) -> Router {
         .method_not_allowed_fallback(api_method_not_allowed);
     Router::new()
         .nest("/api/v1", api)
+        .merge(crate::compat::router(&state))
         .merge(crate::web::router())
         .merge(crate::openapi::docs_router())
         .route("/healthz", get(|| async { "ok" }))
