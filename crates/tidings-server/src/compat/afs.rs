@@ -5,7 +5,8 @@
 //! - users are ordinary Tidings users; each may hold one app key, stored hashed like session
 //!   tokens (`tidings seed --demo` sets ivan `abc123`, nico `abc124`, eric `abc125`);
 //! - a `post` is a Create of a Note, a `photo` a Create of an `AfsPhoto`, both public; their
-//!   `object_id` is the activity's log position (seq), so `"object": "photo:21"` names one;
+//!   `object_id` numbers the posts and photos created through this profile (1, 2, 3, … kept
+//!   in `compat_afs_objects` beside the activity's seq), so `"object": "photo:21"` names one;
 //! - `like` / `share` are Like / Announce, follow / unfollow are Follow / Undo, as in the native
 //!   API;
 //! - `/feed/my` is what the caller did through this profile (its `activities` table: Undo
@@ -280,6 +281,15 @@ async fn feed_items(
             (r.id.clone(), (r, doc))
         })
         .collect();
+    // Posts and photos are named by the profile's object ids.
+    let mut seqs: Vec<i64> = records.iter().map(|(seq, _)| *seq).collect();
+    seqs.extend(targets.values().map(|(r, _)| r.seq));
+    let object_ids: HashMap<i64, i64> = state
+        .store
+        .afs_object_ids(seqs)
+        .await?
+        .into_iter()
+        .collect();
     let mut out = Vec::with_capacity(records.len());
     for (seq, doc) in records {
         let kind = doc.get("type").and_then(Value::as_str).unwrap_or("");
@@ -287,13 +297,13 @@ async fn feed_items(
         let (verb, object_id, object_type, target_name) = match kind {
             "Create" => (
                 "post".to_owned(),
-                json!(seq),
+                json!(object_ids.get(seq)),
                 json!(object_type_of(doc).map(object_kind)),
                 Value::Null,
             ),
             "Like" | "Announce" => (
                 if kind == "Like" { "like" } else { "share" }.to_owned(),
-                json!(target.map(|(r, _)| r.seq)),
+                json!(target.and_then(|(r, _)| object_ids.get(&r.seq))),
                 json!(target.and_then(|(_, t)| object_type_of(t)).map(object_kind)),
                 json!(target.map(|(r, _)| r.actor.clone())),
             ),
@@ -395,7 +405,7 @@ pub async fn me(State(state): State<AppState>, auth: AfsUser) -> AfsResult<axum:
     })))
 }
 
-/// Create a `post` or `photo`; its `object_id` is the activity's seq.
+/// Create a `post` or `photo`; it gets the profile's next `object_id`.
 pub async fn create_post(
     State(state): State<AppState>,
     auth: AfsUser,
@@ -418,14 +428,15 @@ pub async fn create_post(
     let activity = json!({"type": "Create", "object": {"type": object_type, "content": content},
                           "to": ["public"]});
     let published = publish_value(&state, auth.user.clone(), &activity, None).await?;
-    state
+    let object_id = state
         .store
-        .afs_log_add(auth.user.id, published.seq)
-        .await?;
+        .afs_log_add(auth.user.id, published.seq, true)
+        .await?
+        .ok_or_else(|| AfsError::from(ApiError::internal("no object id was assigned")))?;
     settle(&state, published.seq).await;
     Ok(axum::Json(json!({
         "type": kind,
-        "object_id": published.seq,
+        "object_id": object_id,
         "message": "Activity recorded",
     })))
 }
@@ -445,12 +456,17 @@ pub async fn activity(
     };
     let object = string_field(&body, "object")?
         .ok_or_else(|| AfsError::bad("object is required, as \"post:ID\" or \"photo:ID\""))?;
-    let (kind, seq) = object
+    let (kind, object_id) = object
         .split_once(':')
         .and_then(|(k, id)| Some((k, id.trim().parse::<i64>().ok()?)))
         .filter(|(k, _)| matches!(*k, "post" | "photo"))
         .ok_or_else(|| AfsError::bad("object must be \"post:ID\" or \"photo:ID\""))?;
     let not_found = || AfsError::new(StatusCode::NOT_FOUND, format!("{object} not found"));
+    let seq = state
+        .store
+        .afs_object_seq(object_id)
+        .await?
+        .ok_or_else(not_found)?;
     let record = state
         .store
         .record_by_seq(seq)
@@ -484,7 +500,7 @@ pub async fn activity(
     .await?;
     state
         .store
-        .afs_log_add(auth.user.id, published.seq)
+        .afs_log_add(auth.user.id, published.seq, false)
         .await?;
     settle(&state, published.seq).await;
     Ok(axum::Json(
@@ -583,7 +599,7 @@ async fn do_follow(state: &AppState, auth: AfsUser, name: &str) -> AfsResult<axu
     };
     state
         .store
-        .afs_log_add(auth.user.id, published.seq)
+        .afs_log_add(auth.user.id, published.seq, false)
         .await?;
     settle(state, published.seq).await;
     Ok(axum::Json(
@@ -615,7 +631,7 @@ async fn do_unfollow(
     .await?;
     state
         .store
-        .afs_log_add(auth.user.id, published.seq)
+        .afs_log_add(auth.user.id, published.seq, false)
         .await?;
     settle(state, published.seq).await;
     Ok(axum::Json(
@@ -653,6 +669,53 @@ pub async fn unfollow(
     let name = string_field(&body, "unfollow")?
         .ok_or_else(|| AfsError::bad("give the user to unfollow as {\"unfollow\": NAME}"))?;
     do_unfollow(&state, auth, &name).await
+}
+
+/// The seed's demo users with their app keys, in id order on a fresh data dir.
+pub const DEMO_USERS: [(&str, &str); 3] = [("ivan", "abc123"), ("nico", "abc124"), ("eric", "abc125")];
+
+/// Creates the seed's demo users (those missing), sets their app keys, and makes ivan follow
+/// nico as in the seed's `/me` example. Safe to run again. Returns the three users.
+pub async fn seed_demo(store: &tidings_store::Store) -> Result<Vec<User>, ApiError> {
+    let mut users = Vec::new();
+    for (name, key) in DEMO_USERS {
+        let user = match store.user(name).await {
+            Ok(user) => user,
+            Err(StoreError::NotFound { .. }) => {
+                let mut display = name.to_owned();
+                if let Some(first) = display.get_mut(..1) {
+                    first.make_ascii_uppercase();
+                }
+                store
+                    .create_user(name.to_owned(), display, None, false)
+                    .await?
+            }
+            Err(e) => return Err(e.into()),
+        };
+        store.set_app_key(user.id, token_hash(key)).await?;
+        users.push(user);
+    }
+    if let [ivan, nico, _] = users.as_slice()
+        && store.follow_activity(ivan, &nico.username).await?.is_none()
+    {
+        let follow = json!({"type": "Follow", "object": format!("user:{}", nico.username),
+                            "to": [format!("user:{}", nico.username)]});
+        let draft = tidings_core::activity::normalize(
+            &follow,
+            &tidings_core::activity::Limits::default(),
+            &|_| TypeStatus::BuiltIn,
+        )?;
+        let published = store
+            .publish(tidings_store::sqlite::PublishInput {
+                actor: ivan.clone(),
+                draft,
+                idempotency_key: None,
+            })
+            .await?;
+        store.afs_log_add(ivan.id, published.seq, false).await?;
+        store.wait_routed(published.seq).await?;
+    }
+    Ok(users)
 }
 
 #[cfg(test)]

@@ -201,12 +201,54 @@ impl SqliteStore {
         .await
     }
 
-    /// Records that `user_id` did the activity at `seq` through activity-feed-system.
-    pub async fn afs_log_add(&self, user_id: i64, seq: i64) -> StoreResult<()> {
+    /// Records that `user_id` did the activity at `seq` through activity-feed-system; with
+    /// `object`, numbers it as the profile's next object and returns that number.
+    pub async fn afs_log_add(
+        &self,
+        user_id: i64,
+        seq: i64,
+        object: bool,
+    ) -> StoreResult<Option<i64>> {
         self.write(move |conn, _fx| {
             conn.prepare_cached("INSERT OR IGNORE INTO compat_afs_log(user_id, seq) VALUES (?1, ?2)")?
                 .execute(params![user_id, seq])?;
-            Ok(())
+            if !object {
+                return Ok(None);
+            }
+            conn.prepare_cached("INSERT OR IGNORE INTO compat_afs_objects(seq) VALUES (?1)")?
+                .execute([seq])?;
+            Ok(Some(
+                conn.prepare_cached("SELECT object_id FROM compat_afs_objects WHERE seq = ?1")?
+                    .query_row([seq], |r| r.get(0))?,
+            ))
+        })
+        .await
+    }
+
+    /// The log position of an activity-feed-system object id.
+    pub async fn afs_object_seq(&self, object_id: i64) -> StoreResult<Option<i64>> {
+        self.read(move |conn| {
+            Ok(conn
+                .prepare_cached("SELECT seq FROM compat_afs_objects WHERE object_id = ?1")?
+                .query_row([object_id], |r| r.get(0))
+                .optional()?)
+        })
+        .await
+    }
+
+    /// The activity-feed-system object ids of these log positions (those that have one), as
+    /// (seq, object_id).
+    pub async fn afs_object_ids(&self, seqs: Vec<i64>) -> StoreResult<Vec<(i64, i64)>> {
+        self.read(move |conn| {
+            let mut stmt =
+                conn.prepare_cached("SELECT object_id FROM compat_afs_objects WHERE seq = ?1")?;
+            let mut out = Vec::new();
+            for seq in seqs {
+                if let Some(id) = stmt.query_row([seq], |r| r.get(0)).optional()? {
+                    out.push((seq, id));
+                }
+            }
+            Ok(out)
         })
         .await
     }

@@ -243,3 +243,9 @@ CREATE TABLE IF NOT EXISTS compat_afs_log (
     seq     INTEGER NOT NULL,
     PRIMARY KEY (user_id, seq)
 ) WITHOUT ROWID;
+
+-- activity-feed-system's integer object ids: one per post or photo created through it.
+CREATE TABLE IF NOT EXISTS compat_afs_objects (
+    object_id INTEGER PRIMARY KEY,
+    seq       INTEGER NOT NULL UNIQUE
+);
