@@ -33,7 +33,10 @@ async fn call(
     let resp = req.send().await.expect("request");
     let status = resp.status();
     let bytes = resp.bytes().await.expect("body");
-    (status, serde_json::from_slice(&bytes).unwrap_or(Value::Null))
+    (
+        status,
+        serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+    )
 }
 
 async fn fs_post(s: &TestServer, path: &str, body: Value) -> (StatusCode, Value) {
@@ -127,7 +130,11 @@ async fn feedstream_subscribe_publish_consume_round_trip_with_paging() {
         ["tweet_124", "tweet_123"]
     );
     assert_eq!(
-        consume(&s, "event_name=feed&consumer_id=shayan&limit=2&before=tweet_123").await,
+        consume(
+            &s,
+            "event_name=feed&consumer_id=shayan&limit=2&before=tweet_123"
+        )
+        .await,
         ["tweet_122", "tweet_121"]
     );
     assert_eq!(
@@ -147,7 +154,11 @@ async fn feedstream_subscribe_publish_consume_round_trip_with_paging() {
     );
     // Unknown consumers have an empty feed (and are not created by reading).
     let users = s.store.user_count().await.expect("count");
-    assert!(consume(&s, "event_name=feed&consumer_id=nobody").await.is_empty());
+    assert!(
+        consume(&s, "event_name=feed&consumer_id=nobody")
+            .await
+            .is_empty()
+    );
     assert_eq!(s.store.user_count().await.expect("count"), users);
 
     // Producers and consumers are users under the reserved prefix.
@@ -162,7 +173,11 @@ async fn feedstream_subscribe_publish_consume_round_trip_with_paging() {
     .await;
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(body, json!({"ok": true, "unsubscribed": true}));
-    assert!(consume(&s, "event_name=feed&consumer_id=shayan").await.is_empty());
+    assert!(
+        consume(&s, "event_name=feed&consumer_id=shayan")
+            .await
+            .is_empty()
+    );
     // Unsubscribing again (or from someone never seen) changes nothing.
     let (_, again) = fs_post(
         &s,
@@ -177,7 +192,11 @@ async fn feedstream_subscribe_publish_consume_round_trip_with_paging() {
 #[tokio::test]
 async fn feedstream_activity_events_reach_the_consumers_notification_feed() {
     let s = TestServer::start().await;
-    for (verb, item) in [("like", "post_1"), ("comment", "comment_7"), ("follow", "joe")] {
+    for (verb, item) in [
+        ("like", "post_1"),
+        ("comment", "comment_7"),
+        ("follow", "joe"),
+    ] {
         let (status, body) = fs_post(
             &s,
             "/v1/publish",
@@ -196,8 +215,7 @@ async fn feedstream_activity_events_reach_the_consumers_notification_feed() {
     )
     .await;
     assert_eq!(status, StatusCode::OK);
-    let (status, body) =
-        fs_get(&s, "/v1/consume?event_name=notification&consumer_id=shayan").await;
+    let (status, body) = fs_get(&s, "/v1/consume?event_name=notification&consumer_id=shayan").await;
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(
         body,
@@ -208,11 +226,23 @@ async fn feedstream_activity_events_reach_the_consumers_notification_feed() {
         ]})
     );
     // Aimed at shayan only: not in the producer's notifications nor in shayan's flat feed.
-    assert!(consume(&s, "event_name=notification&consumer_id=joerogan").await.is_empty());
-    assert!(consume(&s, "event_name=feed&consumer_id=shayan").await.is_empty());
+    assert!(
+        consume(&s, "event_name=notification&consumer_id=joerogan")
+            .await
+            .is_empty()
+    );
+    assert!(
+        consume(&s, "event_name=feed&consumer_id=shayan")
+            .await
+            .is_empty()
+    );
     // Paging by item id works on notification feeds too.
     assert_eq!(
-        consume(&s, "event_name=notification&consumer_id=shayan&before=comment_7").await,
+        consume(
+            &s,
+            "event_name=notification&consumer_id=shayan&before=comment_7"
+        )
+        .await,
         ["post_1"]
     );
     // The same like for a second consumer is one activity, notified to both.
@@ -256,7 +286,11 @@ async fn feedstream_activity_events_reach_the_consumers_notification_feed() {
         consume(&s, "event_name=notification&consumer_id=shayan").await,
         ["joe", "comment_7"]
     );
-    assert!(consume(&s, "event_name=notification&consumer_id=ana").await.is_empty());
+    assert!(
+        consume(&s, "event_name=notification&consumer_id=ana")
+            .await
+            .is_empty()
+    );
 }
 
 #[tokio::test]
@@ -375,22 +409,33 @@ async fn feedstream_bad_input_is_refused_in_its_shape_and_changes_nothing() {
     }
     // Not JSON, no body, not an object.
     for raw in ["{\"verb\": \"tweet\",}", "", "[1]"] {
-        let (status, got) =
-            call(&s, reqwest::Method::POST, "/v1/publish", None, Some(raw)).await;
+        let (status, got) = call(&s, reqwest::Method::POST, "/v1/publish", None, Some(raw)).await;
         assert_fs_error(status, &got, StatusCode::BAD_REQUEST);
     }
     for (query, want) in [
         ("event_name=nope&consumer_id=fs", StatusCode::NOT_FOUND),
         ("consumer_id=joerogan", StatusCode::BAD_REQUEST),
         ("event_name=feed", StatusCode::BAD_REQUEST),
-        ("event_name=feed&consumer_id=joerogan&limit=0", StatusCode::BAD_REQUEST),
-        ("event_name=feed&consumer_id=joerogan&limit=abc", StatusCode::BAD_REQUEST),
-        ("event_name=feed&consumer_id=joerogan&before=nothing", StatusCode::NOT_FOUND),
+        (
+            "event_name=feed&consumer_id=joerogan&limit=0",
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            "event_name=feed&consumer_id=joerogan&limit=abc",
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            "event_name=feed&consumer_id=joerogan&before=nothing",
+            StatusCode::NOT_FOUND,
+        ),
         (
             "event_name=feed&consumer_id=joerogan&before=tweet_1&after=tweet_1",
             StatusCode::BAD_REQUEST,
         ),
-        ("event_name=aggregated&consumer_id=joerogan", StatusCode::BAD_REQUEST),
+        (
+            "event_name=aggregated&consumer_id=joerogan",
+            StatusCode::BAD_REQUEST,
+        ),
     ] {
         let (status, got) = fs_get(&s, &format!("/v1/consume?{query}")).await;
         assert_fs_error(status, &got, want);
@@ -524,12 +569,25 @@ async fn afs_me_post_activity_and_my_feed() {
     assert_eq!(me["auth_token"], "abc123");
     assert_eq!(me["follow_ids"], json!([2]));
     let created = me["created_at"].as_str().expect("created_at");
-    assert!(created.ends_with(" GMT") && created.len() == 29, "{created}");
-    assert!(me["updated_at"].as_str().is_some_and(|u| u.ends_with(" GMT")));
+    assert!(
+        created.ends_with(" GMT") && created.len() == 29,
+        "{created}"
+    );
+    assert!(
+        me["updated_at"]
+            .as_str()
+            .is_some_and(|u| u.ends_with(" GMT"))
+    );
     let keys: Vec<&String> = me.as_object().expect("object").keys().collect();
     assert_eq!(keys.len(), 6, "{me}");
 
-    let post = afs_post(&s, "/post", IVAN, json!({"type": "post", "content": "foobar"})).await;
+    let post = afs_post(
+        &s,
+        "/post",
+        IVAN,
+        json!({"type": "post", "content": "foobar"}),
+    )
+    .await;
     assert_eq!(
         post,
         json!({"type": "post", "object_id": 1, "message": "Activity recorded"})
@@ -545,11 +603,35 @@ async fn afs_me_post_activity_and_my_feed() {
         photo,
         json!({"type": "photo", "object_id": 2, "message": "Activity recorded"})
     );
-    let share = afs_post(&s, "/activity", NICO, json!({"verb": "share", "object": "photo:2"})).await;
-    assert_eq!(share, json!({"verb": "share", "message": "Activity recorded"}));
-    let like = afs_post(&s, "/activity", NICO, json!({"verb": "like", "object": "photo:2"})).await;
-    assert_eq!(like, json!({"verb": "like", "message": "Activity recorded"}));
-    let like_post = afs_post(&s, "/activity", ERIC, json!({"verb": "like", "object": "post:1"})).await;
+    let share = afs_post(
+        &s,
+        "/activity",
+        NICO,
+        json!({"verb": "share", "object": "photo:2"}),
+    )
+    .await;
+    assert_eq!(
+        share,
+        json!({"verb": "share", "message": "Activity recorded"})
+    );
+    let like = afs_post(
+        &s,
+        "/activity",
+        NICO,
+        json!({"verb": "like", "object": "photo:2"}),
+    )
+    .await;
+    assert_eq!(
+        like,
+        json!({"verb": "like", "message": "Activity recorded"})
+    );
+    let like_post = afs_post(
+        &s,
+        "/activity",
+        ERIC,
+        json!({"verb": "like", "object": "post:1"}),
+    )
+    .await;
     assert_eq!(like_post["verb"], "like");
 
     let mine = afs_get(&s, "/feed/my", NICO).await;
@@ -574,7 +656,13 @@ async fn afs_me_post_activity_and_my_feed() {
     );
     // The same objects, seen through the native API: a Like and an Announce of ivan's photo.
     let notes = s
-        .request(reqwest::Method::GET, "/feeds/notifications", None, None, &[])
+        .request(
+            reqwest::Method::GET,
+            "/feeds/notifications",
+            None,
+            None,
+            &[],
+        )
         .await;
     assert_eq!(notes.status, StatusCode::UNAUTHORIZED);
     s.assert_verified().await;
@@ -584,8 +672,20 @@ async fn afs_me_post_activity_and_my_feed() {
 async fn afs_follow_and_unfollow_change_the_friends_feed() {
     let s = TestServer::start().await;
     seed_demo(&s.store).await.expect("demo");
-    afs_post(&s, "/post", NICO, json!({"type": "photo", "content": "nico.jpeg"})).await;
-    afs_post(&s, "/post", ERIC, json!({"type": "post", "content": "eric says hi"})).await;
+    afs_post(
+        &s,
+        "/post",
+        NICO,
+        json!({"type": "photo", "content": "nico.jpeg"}),
+    )
+    .await;
+    afs_post(
+        &s,
+        "/post",
+        ERIC,
+        json!({"type": "post", "content": "eric says hi"}),
+    )
+    .await;
 
     // ivan follows nico (the demo), not eric.
     let friends = afs_get(&s, "/feed/friends", IVAN).await;
@@ -603,7 +703,13 @@ async fn afs_follow_and_unfollow_change_the_friends_feed() {
     assert_eq!(r, json!({"verb": "follow", "message": "Already followed"}));
     assert_eq!(afs_get(&s, "/me", IVAN).await["follow_ids"], json!([2, 3]));
     // Eric's earlier post is copied in on follow; his new ones arrive.
-    afs_post(&s, "/post", ERIC, json!({"type": "post", "content": "again"})).await;
+    afs_post(
+        &s,
+        "/post",
+        ERIC,
+        json!({"type": "post", "content": "again"}),
+    )
+    .await;
     let friends = afs_get(&s, "/feed/friends", IVAN).await;
     assert_eq!(
         rows(&friends["friends_feed"]),
@@ -614,7 +720,13 @@ async fn afs_follow_and_unfollow_change_the_friends_feed() {
         ]
     );
     // A friend's like of a public post shows too.
-    afs_post(&s, "/activity", NICO, json!({"verb": "like", "object": "post:3"})).await;
+    afs_post(
+        &s,
+        "/activity",
+        NICO,
+        json!({"verb": "like", "object": "post:3"}),
+    )
+    .await;
     let friends = afs_get(&s, "/feed/friends", IVAN).await;
     assert_eq!(
         rows(&friends["friends_feed"])[0],
@@ -624,13 +736,14 @@ async fn afs_follow_and_unfollow_change_the_friends_feed() {
     let r = afs_post(&s, "/unfollow", IVAN, json!({"unfollow": "eric"})).await;
     assert_eq!(r, json!({"verb": "unfollow", "message": "User unfollowed"}));
     let r = afs_post(&s, "/unfollow", IVAN, json!({"unfollow": "eric"})).await;
-    assert_eq!(r, json!({"verb": "unfollow", "message": "User not followed"}));
+    assert_eq!(
+        r,
+        json!({"verb": "unfollow", "message": "User not followed"})
+    );
     assert_eq!(afs_get(&s, "/me", IVAN).await["follow_ids"], json!([2]));
     let friends = afs_get(&s, "/feed/friends", IVAN).await;
     assert!(
-        rows(&friends["friends_feed"])
-            .iter()
-            .all(|r| r.0 == "nico"),
+        rows(&friends["friends_feed"]).iter().all(|r| r.0 == "nico"),
         "{friends}"
     );
     // The seed's own unfollow example posts {"unfollow": …} to /follow: that works too.
@@ -660,7 +773,13 @@ async fn afs_next_url_walks_every_item_once() {
     let s = TestServer::start().await;
     seed_demo(&s.store).await.expect("demo");
     for n in 0..5 {
-        afs_post(&s, "/post", NICO, json!({"type": "post", "content": format!("n{n}")})).await;
+        afs_post(
+            &s,
+            "/post",
+            NICO,
+            json!({"type": "post", "content": format!("n{n}")}),
+        )
+        .await;
     }
     for (path, key, field, want) in [
         ("/feed/friends?limit=2", IVAN, "friends_feed", 5),
@@ -687,8 +806,20 @@ async fn afs_next_url_walks_every_item_once() {
 async fn afs_bad_input_gets_a_clear_error_and_changes_nothing() {
     let s = TestServer::start().await;
     seed_demo(&s.store).await.expect("demo");
-    afs_post(&s, "/post", IVAN, json!({"type": "photo", "content": "p.jpeg"})).await;
-    afs_post(&s, "/activity", IVAN, json!({"verb": "like", "object": "photo:1"})).await;
+    afs_post(
+        &s,
+        "/post",
+        IVAN,
+        json!({"type": "photo", "content": "p.jpeg"}),
+    )
+    .await;
+    afs_post(
+        &s,
+        "/activity",
+        IVAN,
+        json!({"verb": "like", "object": "photo:1"}),
+    )
+    .await;
     let seq = s.store.last_seq().await.expect("seq");
 
     // Keys: missing, unknown.
@@ -709,24 +840,64 @@ async fn afs_bad_input_gets_a_clear_error_and_changes_nothing() {
     assert_eq!(status, StatusCode::UNAUTHORIZED);
 
     let cases: Vec<(&str, &str, StatusCode)> = vec![
-        ("/post", r#"{"type":"video","content":"x"}"#, StatusCode::BAD_REQUEST),
+        (
+            "/post",
+            r#"{"type":"video","content":"x"}"#,
+            StatusCode::BAD_REQUEST,
+        ),
         ("/post", r#"{"type":"post"}"#, StatusCode::BAD_REQUEST),
-        ("/post", r#"{"type":"post","content":5}"#, StatusCode::BAD_REQUEST),
-        ("/post", r#"{"type":"post","content":"x",}"#, StatusCode::BAD_REQUEST),
+        (
+            "/post",
+            r#"{"type":"post","content":5}"#,
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            "/post",
+            r#"{"type":"post","content":"x",}"#,
+            StatusCode::BAD_REQUEST,
+        ),
         ("/post", "", StatusCode::BAD_REQUEST),
-        ("/activity", r#"{"verb":"poke","object":"photo:1"}"#, StatusCode::BAD_REQUEST),
+        (
+            "/activity",
+            r#"{"verb":"poke","object":"photo:1"}"#,
+            StatusCode::BAD_REQUEST,
+        ),
         ("/activity", r#"{"verb":"like"}"#, StatusCode::BAD_REQUEST),
-        ("/activity", r#"{"verb":"like","object":"video:1"}"#, StatusCode::BAD_REQUEST),
-        ("/activity", r#"{"verb":"like","object":"photo:x"}"#, StatusCode::BAD_REQUEST),
-        ("/activity", r#"{"verb":"like","object":"photo:99"}"#, StatusCode::NOT_FOUND),
+        (
+            "/activity",
+            r#"{"verb":"like","object":"video:1"}"#,
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            "/activity",
+            r#"{"verb":"like","object":"photo:x"}"#,
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            "/activity",
+            r#"{"verb":"like","object":"photo:99"}"#,
+            StatusCode::NOT_FOUND,
+        ),
         // photo:1 exists, but it is not a post.
-        ("/activity", r#"{"verb":"like","object":"post:1"}"#, StatusCode::NOT_FOUND),
-        ("/activity", r#"{"verb":"like","object":"photo:1"}"#, StatusCode::CONFLICT),
+        (
+            "/activity",
+            r#"{"verb":"like","object":"post:1"}"#,
+            StatusCode::NOT_FOUND,
+        ),
+        (
+            "/activity",
+            r#"{"verb":"like","object":"photo:1"}"#,
+            StatusCode::CONFLICT,
+        ),
         ("/follow", r#"{"follow":"nobody"}"#, StatusCode::NOT_FOUND),
         ("/follow", r#"{"follow":"ivan"}"#, StatusCode::BAD_REQUEST),
         ("/follow", r#"{}"#, StatusCode::BAD_REQUEST),
         ("/unfollow", r#"{"follow":"nico"}"#, StatusCode::BAD_REQUEST),
-        ("/unfollow", r#"{"unfollow":"nobody"}"#, StatusCode::NOT_FOUND),
+        (
+            "/unfollow",
+            r#"{"unfollow":"nobody"}"#,
+            StatusCode::NOT_FOUND,
+        ),
     ];
     for (path, body, want) in cases {
         let (status, got) = call(&s, reqwest::Method::POST, path, Some(IVAN), Some(body)).await;
@@ -734,7 +905,11 @@ async fn afs_bad_input_gets_a_clear_error_and_changes_nothing() {
         assert_eq!(got["error"], true, "{path} {body}: {got}");
         assert!(got["message"].as_str().is_some_and(|m| !m.is_empty()));
     }
-    for path in ["/feed/my?limit=0", "/feed/friends?before=garbage", "/feed/my?limit=x"] {
+    for path in [
+        "/feed/my?limit=0",
+        "/feed/friends?before=garbage",
+        "/feed/my?limit=x",
+    ] {
         let (status, got) = call(&s, reqwest::Method::GET, path, Some(IVAN), None).await;
         assert_eq!(status, StatusCode::BAD_REQUEST, "{path}: {got}");
     }
@@ -769,9 +944,16 @@ fn readme_examples() -> Vec<Example> {
         if !inside || !trimmed.starts_with("curl ") {
             continue;
         }
+        // A command goes on after a trailing backslash, and inside a quoted body.
         let mut command = line.to_owned();
-        while command.ends_with('\\') {
-            command.pop();
+        loop {
+            if command.ends_with('\\') {
+                command.pop();
+            } else if command.matches('\'').count() % 2 == 1 {
+                command.push('\n');
+            } else {
+                break;
+            }
             match lines.next() {
                 Some(next) => command.push_str(next),
                 None => break,
@@ -801,8 +983,7 @@ fn matches(want: &Value, got: &Value) -> bool {
         (Value::String(w), _) if w == "…" => true,
         (Value::Object(w), Value::Object(g)) => {
             w.len() == g.len()
-                && w
-                    .iter()
+                && w.iter()
                     .all(|(k, v)| g.get(k).is_some_and(|gv| matches(v, gv)))
         }
         (Value::Array(w), Value::Array(g)) => {
@@ -825,9 +1006,7 @@ async fn readme_examples_run_verbatim() {
     seed_demo(&s.store).await.expect("demo");
     for example in examples {
         // Only the address differs from what a reader runs against `tidings serve`.
-        let command = example
-            .command
-            .replace("http://127.0.0.1:8080", &s.base);
+        let command = example.command.replace("http://127.0.0.1:8080", &s.base);
         // Off the runtime's thread: the server under test runs on it.
         let shell = command.clone();
         let output = tokio::task::spawn_blocking(move || {

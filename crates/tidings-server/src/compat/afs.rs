@@ -113,7 +113,9 @@ impl FromRequestParts<AppState> for AfsUser {
             .map_err(|_| unauthorized("Key is not valid"))?
             .to_owned();
         if key.is_empty() {
-            return Err(unauthorized("Key is missing: send it in the X-App-Key header"));
+            return Err(unauthorized(
+                "Key is missing: send it in the X-App-Key header",
+            ));
         }
         let found = state
             .store
@@ -201,7 +203,8 @@ fn string_field(body: &Map<String, Value>, key: &str) -> AfsResult<Option<String
 /// `Sun, 10 Feb 2019 09:47:03 GMT` from the store's RFC 3339 UTC time (as the seed's `/me`
 /// and `/feed/friends` show times).
 fn http_date(rfc3339: &str) -> String {
-    let num = |range: std::ops::Range<usize>| rfc3339.get(range).and_then(|s| s.parse::<i64>().ok());
+    let num =
+        |range: std::ops::Range<usize>| rfc3339.get(range).and_then(|s| s.parse::<i64>().ok());
     let (Some(y), Some(m), Some(d), Some(clock)) =
         (num(0..4), num(5..7), num(8..10), rfc3339.get(11..19))
     else {
@@ -369,10 +372,9 @@ fn page_args(
     };
     let before = match args.get("before") {
         None => None,
-        Some(c) => Some(
-            cursor::decode(c.trim())
-                .map_err(|e| AfsError::bad(format!("before: {e}")))?,
-        ),
+        Some(c) => {
+            Some(cursor::decode(c.trim()).map_err(|e| AfsError::bad(format!("before: {e}")))?)
+        }
     };
     Ok((before, limit, args.contains_key("limit")))
 }
@@ -418,8 +420,8 @@ pub async fn create_post(
         Some("photo") => PHOTO_TYPE,
         _ => return Err(AfsError::bad("type must be \"post\" or \"photo\"")),
     };
-    let content = string_field(&body, "content")?
-        .ok_or_else(|| AfsError::bad("content is required"))?;
+    let content =
+        string_field(&body, "content")?.ok_or_else(|| AfsError::bad("content is required"))?;
     if content.chars().count() > MAX_CONTENT_CHARS {
         return Err(AfsError::bad(format!(
             "content is longer than {MAX_CONTENT_CHARS} characters"
@@ -550,7 +552,12 @@ pub async fn friends_feed(
     let records: Vec<(i64, Value)> = page
         .items
         .iter()
-        .map(|i| (i.seq, serde_json::from_str(&i.activity).unwrap_or(Value::Null)))
+        .map(|i| {
+            (
+                i.seq,
+                serde_json::from_str(&i.activity).unwrap_or(Value::Null),
+            )
+        })
         .collect();
     let items = feed_items(&state, &records, http_date).await?;
     let last = page.items.last().map(|i| i.seq);
@@ -607,11 +614,7 @@ async fn do_follow(state: &AppState, auth: AfsUser, name: &str) -> AfsResult<axu
     ))
 }
 
-async fn do_unfollow(
-    state: &AppState,
-    auth: AfsUser,
-    name: &str,
-) -> AfsResult<axum::Json<Value>> {
+async fn do_unfollow(state: &AppState, auth: AfsUser, name: &str) -> AfsResult<axum::Json<Value>> {
     let target = target_user(state, name).await?;
     let Some(follow_id) = state
         .store
@@ -672,7 +675,8 @@ pub async fn unfollow(
 }
 
 /// The seed's demo users with their app keys, in id order on a fresh data dir.
-pub const DEMO_USERS: [(&str, &str); 3] = [("ivan", "abc123"), ("nico", "abc124"), ("eric", "abc125")];
+pub const DEMO_USERS: [(&str, &str); 3] =
+    [("ivan", "abc123"), ("nico", "abc124"), ("eric", "abc125")];
 
 /// Creates the seed's demo users (those missing), sets their app keys, and makes ivan follow
 /// nico as in the seed's `/me` example. Safe to run again. Returns the three users.

@@ -288,10 +288,7 @@ fn ok(field: &str) -> axum::Json<Value> {
 }
 
 /// Subscribe a consumer to a producer (a Follow). Subscribing again changes nothing.
-pub async fn subscribe(
-    State(state): State<AppState>,
-    body: Bytes,
-) -> FsResult<axum::Json<Value>> {
+pub async fn subscribe(State(state): State<AppState>, body: Bytes) -> FsResult<axum::Json<Value>> {
     let body = body_of(&body)?;
     let event_name = required(&body, "event_name")?;
     let consumer_id = required(&body, "consumer_id")?;
@@ -369,7 +366,10 @@ fn feed_takes(spec: &FeedSpec, verb: &str, has_consumer: bool) -> bool {
         _ => {
             !has_consumer
                 && (spec.verbs.is_empty()
-                    || spec.verbs.iter().any(|v| v.trim().eq_ignore_ascii_case(verb))
+                    || spec
+                        .verbs
+                        .iter()
+                        .any(|v| v.trim().eq_ignore_ascii_case(verb))
                     || spec.takes_verb(&verb_type(verb)))
         }
     }
@@ -477,7 +477,8 @@ pub async fn retract(State(state): State<AppState>, body: Bytes) -> FsResult<axu
 fn consumed(activity: &str) -> Value {
     let doc: Value = serde_json::from_str(activity).unwrap_or(Value::Null);
     let object = doc.get("object");
-    if let Some(object) = object.filter(|o| o.get("type").and_then(Value::as_str) == Some(ITEM_TYPE))
+    if let Some(object) =
+        object.filter(|o| o.get("type").and_then(Value::as_str) == Some(ITEM_TYPE))
     {
         return json!({
             "item_id": object.get("id").cloned().unwrap_or(Value::Null),

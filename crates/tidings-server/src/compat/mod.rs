@@ -64,9 +64,7 @@ async fn settle(state: &AppState, seq: i64) {
 
 /// Parses a request body as a JSON object without caring about its content type (the seeds'
 /// clients do not always send one). `None` when the body is empty.
-fn json_object(
-    body: &[u8],
-) -> Result<Option<serde_json::Map<String, serde_json::Value>>, String> {
+fn json_object(body: &[u8]) -> Result<Option<serde_json::Map<String, serde_json::Value>>, String> {
     if body.iter().all(u8::is_ascii_whitespace) {
         return Ok(None);
     }

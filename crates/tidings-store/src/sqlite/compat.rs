@@ -58,7 +58,11 @@ impl SqliteStore {
     /// The user standing for a FeedStream producer/consumer id. With `candidates` (usernames to
     /// try, in order) it is created on first use, without a password; without, `None` when the
     /// id was never seen.
-    pub async fn fs_actor(&self, ext_id: &str, candidates: Vec<String>) -> StoreResult<Option<User>> {
+    pub async fn fs_actor(
+        &self,
+        ext_id: &str,
+        candidates: Vec<String>,
+    ) -> StoreResult<Option<User>> {
         let ext_id = ext_id.to_owned();
         if candidates.is_empty() {
             return self.read(move |conn| fs_user(conn, &ext_id)).await;
@@ -210,8 +214,10 @@ impl SqliteStore {
         object: bool,
     ) -> StoreResult<Option<i64>> {
         self.write(move |conn, _fx| {
-            conn.prepare_cached("INSERT OR IGNORE INTO compat_afs_log(user_id, seq) VALUES (?1, ?2)")?
-                .execute(params![user_id, seq])?;
+            conn.prepare_cached(
+                "INSERT OR IGNORE INTO compat_afs_log(user_id, seq) VALUES (?1, ?2)",
+            )?
+            .execute(params![user_id, seq])?;
             if !object {
                 return Ok(None);
             }
