@@ -1034,3 +1034,56 @@ async fn readme_examples_run_verbatim() {
         }
     }
 }
+
+#[tokio::test]
+async fn accepted_writes_survive_a_restart() {
+    let s = TestServer::start().await;
+    seed_demo(&s.store).await.expect("demo");
+    fs_post(
+        &s,
+        "/v1/subscribe",
+        json!({"event_name": "feed", "consumer_id": "shayan", "producer_id": "joerogan"}),
+    )
+    .await;
+    publish_tweet(&s, "joerogan", "tweet_1").await;
+    fs_post(
+        &s,
+        "/v1/publish",
+        json!({"verb": "mention", "producer_id": "joerogan", "item_id": "m1", "consumer_id": "shayan"}),
+    )
+    .await;
+    afs_post(
+        &s,
+        "/post",
+        NICO,
+        json!({"type": "photo", "content": "a.jpeg"}),
+    )
+    .await;
+    let dir = s.stop().await;
+
+    let s = TestServer::start_in(dir, ServerConfig::default(), StoreConfig::default()).await;
+    assert_eq!(
+        consume(&s, "event_name=feed&consumer_id=shayan").await,
+        ["tweet_1"]
+    );
+    assert_eq!(
+        consume(&s, "event_name=notification&consumer_id=shayan").await,
+        ["m1"]
+    );
+    // Verb types are registered again on first use after a restart.
+    publish_tweet(&s, "joerogan", "tweet_2").await;
+    let friends = afs_get(&s, "/feed/friends", IVAN).await;
+    assert_eq!(
+        rows(&friends["friends_feed"]),
+        [row("nico", "post", json!(1), json!("photo"), Value::Null)]
+    );
+    let liked = afs_post(
+        &s,
+        "/activity",
+        IVAN,
+        json!({"verb": "like", "object": "photo:1"}),
+    )
+    .await;
+    assert_eq!(liked["message"], "Activity recorded");
+    s.assert_verified().await;
+}
