@@ -1087,3 +1087,46 @@ async fn accepted_writes_survive_a_restart() {
     assert_eq!(liked["message"], "Activity recorded");
     s.assert_verified().await;
 }
+
+#[tokio::test]
+async fn responses_keep_the_seeds_key_order() {
+    let s = TestServer::start().await;
+    seed_demo(&s.store).await.expect("demo");
+    let client = reqwest::Client::new();
+    let text = |path: &str, key: Option<&str>, body: Option<&str>| {
+        let mut req = match body {
+            Some(b) => client.post(format!("{}{path}", s.base)).body(b.to_owned()),
+            None => client.get(format!("{}{path}", s.base)),
+        };
+        if let Some(key) = key {
+            req = req.header("X-App-Key", key);
+        }
+        async move { req.send().await.expect("send").text().await.expect("text") }
+    };
+    let me = text("/me", Some(IVAN), None).await;
+    assert!(
+        me.starts_with(
+            r#"{"id":1,"name":"ivan","auth_token":"abc123","follow_ids":[2],"created_at":"#
+        ),
+        "{me}"
+    );
+    let post = text(
+        "/post",
+        Some(IVAN),
+        Some(r#"{"type":"post","content":"x"}"#),
+    )
+    .await;
+    assert_eq!(
+        post,
+        r#"{"type":"post","object_id":1,"message":"Activity recorded"}"#
+    );
+    let mine = text("/feed/my?limit=1", Some(IVAN), None).await;
+    assert!(
+        mine.starts_with(r#"{"my_feed":[{"actor_name":"ivan","verb":"post","object_id":1,"object_type":"post","target_name":null,"time":"#),
+        "{mine}"
+    );
+    let consumed = text("/v1/consume?event_name=feed&consumer_id=x", None, None).await;
+    assert_eq!(consumed, r#"{"ok":true,"data":[]}"#);
+    let refused = text("/v1/consume?event_name=nope&consumer_id=x", None, None).await;
+    assert!(refused.starts_with(r#"{"ok":false,"error":"#), "{refused}");
+}

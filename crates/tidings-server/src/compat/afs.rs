@@ -25,6 +25,7 @@ use axum::http::StatusCode;
 use axum::http::request::Parts;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get, post};
+use serde::Serialize;
 use serde_json::{Map, Value, json};
 use std::collections::HashMap;
 use tidings_core::activity::TypeStatus;
@@ -80,13 +81,81 @@ impl IntoResponse for AfsError {
     fn into_response(self) -> Response {
         (
             self.status,
-            axum::Json(json!({"error": true, "message": self.message})),
+            axum::Json(ErrorBody {
+                error: true,
+                message: self.message,
+            }),
         )
             .into_response()
     }
 }
 
 type AfsResult<T> = Result<T, AfsError>;
+
+// Response bodies are structs so their keys come out in the seed's order.
+
+/// `/me`.
+#[derive(Debug, Serialize)]
+struct MeBody {
+    id: i64,
+    name: String,
+    auth_token: String,
+    follow_ids: Vec<i64>,
+    created_at: String,
+    updated_at: String,
+}
+
+/// `/post`.
+#[derive(Debug, Serialize)]
+struct PostedBody {
+    #[serde(rename = "type")]
+    kind: String,
+    object_id: i64,
+    message: &'static str,
+}
+
+/// `/activity`, `/follow`, `/unfollow`.
+#[derive(Debug, Serialize)]
+struct VerbBody {
+    verb: &'static str,
+    message: &'static str,
+}
+
+fn verb_body(verb: &'static str, message: &'static str) -> axum::Json<VerbBody> {
+    axum::Json(VerbBody { verb, message })
+}
+
+/// One item of `/feed/my` or `/feed/friends`.
+#[derive(Debug, Serialize)]
+struct FeedItem {
+    actor_name: Option<String>,
+    verb: String,
+    object_id: Value,
+    object_type: Value,
+    target_name: Value,
+    time: String,
+}
+
+/// `/feed/my`.
+#[derive(Debug, Serialize)]
+struct MyFeedBody {
+    my_feed: Vec<FeedItem>,
+    next_url: String,
+}
+
+/// `/feed/friends`.
+#[derive(Debug, Serialize)]
+struct FriendsFeedBody {
+    friends_feed: Vec<FeedItem>,
+    next_url: String,
+}
+
+/// An error.
+#[derive(Debug, Serialize)]
+struct ErrorBody {
+    error: bool,
+    message: String,
+}
 
 /// The caller, identified by its `X-App-Key`.
 #[derive(Debug, Clone)]
@@ -262,7 +331,7 @@ async fn feed_items(
     state: &AppState,
     records: &[(i64, Value)],
     time: fn(&str) -> String,
-) -> AfsResult<Vec<Value>> {
+) -> AfsResult<Vec<FeedItem>> {
     // What Likes, Announces and Undos point at, fetched in one go.
     let refs: Vec<String> = records
         .iter()
@@ -344,14 +413,14 @@ async fn feed_items(
             .and_then(Value::as_str)
             .map(|a| a.strip_prefix("user:").unwrap_or(a));
         let published = doc.get("published").and_then(Value::as_str).unwrap_or("");
-        out.push(json!({
-            "actor_name": actor,
-            "verb": verb,
-            "object_id": object_id,
-            "object_type": object_type,
-            "target_name": target_name,
-            "time": time(published),
-        }));
+        out.push(FeedItem {
+            actor_name: actor.map(str::to_owned),
+            verb,
+            object_id,
+            object_type,
+            target_name,
+            time: time(published),
+        });
     }
     Ok(out)
 }
@@ -395,24 +464,24 @@ fn next_url(path: &str, last: Option<i64>, more: bool, limit: usize, explicit: b
 }
 
 /// The caller's details.
-pub async fn me(State(state): State<AppState>, auth: AfsUser) -> AfsResult<axum::Json<Value>> {
+async fn me(State(state): State<AppState>, auth: AfsUser) -> AfsResult<axum::Json<MeBody>> {
     let follow_ids = state.store.following_ids(auth.user.id).await?;
-    Ok(axum::Json(json!({
-        "id": auth.user.id,
-        "name": auth.user.username,
-        "auth_token": auth.key,
-        "follow_ids": follow_ids,
-        "created_at": http_date(&auth.user.created_at),
-        "updated_at": http_date(&auth.updated_at),
-    })))
+    Ok(axum::Json(MeBody {
+        id: auth.user.id,
+        created_at: http_date(&auth.user.created_at),
+        name: auth.user.username,
+        auth_token: auth.key,
+        follow_ids,
+        updated_at: http_date(&auth.updated_at),
+    }))
 }
 
 /// Create a `post` or `photo`; it gets the profile's next `object_id`.
-pub async fn create_post(
+async fn create_post(
     State(state): State<AppState>,
     auth: AfsUser,
     body: Bytes,
-) -> AfsResult<axum::Json<Value>> {
+) -> AfsResult<axum::Json<PostedBody>> {
     let body = body_of(&body)?;
     let kind = string_field(&body, "type")?;
     let object_type = match kind.as_deref() {
@@ -436,24 +505,24 @@ pub async fn create_post(
         .await?
         .ok_or_else(|| AfsError::from(ApiError::internal("no object id was assigned")))?;
     settle(&state, published.seq).await;
-    Ok(axum::Json(json!({
-        "type": kind,
-        "object_id": object_id,
-        "message": "Activity recorded",
-    })))
+    Ok(axum::Json(PostedBody {
+        kind: kind.unwrap_or_default(),
+        object_id,
+        message: "Activity recorded",
+    }))
 }
 
 /// `like` or `share` a post or photo named `"post:ID"` / `"photo:ID"`.
-pub async fn activity(
+async fn activity(
     State(state): State<AppState>,
     auth: AfsUser,
     body: Bytes,
-) -> AfsResult<axum::Json<Value>> {
+) -> AfsResult<axum::Json<VerbBody>> {
     let body = body_of(&body)?;
     let verb = string_field(&body, "verb")?;
-    let activity_type = match verb.as_deref() {
-        Some("like") => "Like",
-        Some("share") => "Announce",
+    let (verb, activity_type) = match verb.as_deref() {
+        Some("like") => ("like", "Like"),
+        Some("share") => ("share", "Announce"),
         _ => return Err(AfsError::bad("verb must be \"like\" or \"share\"")),
     };
     let object = string_field(&body, "object")?
@@ -505,17 +574,15 @@ pub async fn activity(
         .afs_log_add(auth.user.id, published.seq, false)
         .await?;
     settle(&state, published.seq).await;
-    Ok(axum::Json(
-        json!({"verb": verb, "message": "Activity recorded"}),
-    ))
+    Ok(verb_body(verb, "Activity recorded"))
 }
 
 /// What the caller did through this profile, newest first.
-pub async fn my_feed(
+async fn my_feed(
     State(state): State<AppState>,
     auth: AfsUser,
     query: Result<Query<HashMap<String, String>>, QueryRejection>,
-) -> AfsResult<axum::Json<Value>> {
+) -> AfsResult<axum::Json<MyFeedBody>> {
     let (before, limit, explicit) = page_args(query)?;
     let (rows, more) = state
         .store
@@ -527,18 +594,18 @@ pub async fn my_feed(
         .collect();
     let items = feed_items(&state, &records, iso_time).await?;
     let last = rows.last().map(|r| r.seq);
-    Ok(axum::Json(json!({
-        "my_feed": items,
-        "next_url": next_url("/feed/my", last, more, limit, explicit),
-    })))
+    Ok(axum::Json(MyFeedBody {
+        my_feed: items,
+        next_url: next_url("/feed/my", last, more, limit, explicit),
+    }))
 }
 
 /// What the people the caller follows did, newest first.
-pub async fn friends_feed(
+async fn friends_feed(
     State(state): State<AppState>,
     auth: AfsUser,
     query: Result<Query<HashMap<String, String>>, QueryRejection>,
-) -> AfsResult<axum::Json<Value>> {
+) -> AfsResult<axum::Json<FriendsFeedBody>> {
     let (before, limit, explicit) = page_args(query)?;
     let spec = FeedSpec {
         include_actor: false,
@@ -561,10 +628,10 @@ pub async fn friends_feed(
         .collect();
     let items = feed_items(&state, &records, http_date).await?;
     let last = page.items.last().map(|i| i.seq);
-    Ok(axum::Json(json!({
-        "friends_feed": items,
-        "next_url": next_url("/feed/friends", last, page.has_older, limit, explicit),
-    })))
+    Ok(axum::Json(FriendsFeedBody {
+        friends_feed: items,
+        next_url: next_url("/feed/friends", last, page.has_older, limit, explicit),
+    }))
 }
 
 async fn target_user(state: &AppState, name: &str) -> AfsResult<User> {
@@ -577,7 +644,7 @@ async fn target_user(state: &AppState, name: &str) -> AfsResult<User> {
     }
 }
 
-async fn do_follow(state: &AppState, auth: AfsUser, name: &str) -> AfsResult<axum::Json<Value>> {
+async fn do_follow(state: &AppState, auth: AfsUser, name: &str) -> AfsResult<axum::Json<VerbBody>> {
     let target = target_user(state, name).await?;
     if target.id == auth.user.id {
         return Err(AfsError::bad("You can't follow yourself"));
@@ -588,9 +655,7 @@ async fn do_follow(state: &AppState, auth: AfsUser, name: &str) -> AfsResult<axu
         .await?
         .is_some()
     {
-        return Ok(axum::Json(
-            json!({"verb": "follow", "message": "Already followed"}),
-        ));
+        return Ok(verb_body("follow", "Already followed"));
     }
     let follow = json!({"type": "Follow", "object": format!("user:{}", target.username),
                         "to": [format!("user:{}", target.username)]});
@@ -598,9 +663,7 @@ async fn do_follow(state: &AppState, auth: AfsUser, name: &str) -> AfsResult<axu
         Ok(p) => p,
         // A concurrent follow got there first.
         Err(e) if e.code == "already_following" => {
-            return Ok(axum::Json(
-                json!({"verb": "follow", "message": "Already followed"}),
-            ));
+            return Ok(verb_body("follow", "Already followed"));
         }
         Err(e) => return Err(e.into()),
     };
@@ -609,21 +672,21 @@ async fn do_follow(state: &AppState, auth: AfsUser, name: &str) -> AfsResult<axu
         .afs_log_add(auth.user.id, published.seq, false)
         .await?;
     settle(state, published.seq).await;
-    Ok(axum::Json(
-        json!({"verb": "follow", "message": "User followed"}),
-    ))
+    Ok(verb_body("follow", "User followed"))
 }
 
-async fn do_unfollow(state: &AppState, auth: AfsUser, name: &str) -> AfsResult<axum::Json<Value>> {
+async fn do_unfollow(
+    state: &AppState,
+    auth: AfsUser,
+    name: &str,
+) -> AfsResult<axum::Json<VerbBody>> {
     let target = target_user(state, name).await?;
     let Some(follow_id) = state
         .store
         .follow_activity(&auth.user, &target.username)
         .await?
     else {
-        return Ok(axum::Json(
-            json!({"verb": "unfollow", "message": "User not followed"}),
-        ));
+        return Ok(verb_body("unfollow", "User not followed"));
     };
     let published = publish_value(
         state,
@@ -637,18 +700,16 @@ async fn do_unfollow(state: &AppState, auth: AfsUser, name: &str) -> AfsResult<a
         .afs_log_add(auth.user.id, published.seq, false)
         .await?;
     settle(state, published.seq).await;
-    Ok(axum::Json(
-        json!({"verb": "unfollow", "message": "User unfollowed"}),
-    ))
+    Ok(verb_body("unfollow", "User unfollowed"))
 }
 
 /// Follow a user: `{"follow": NAME}`. The seed's own unfollow example posts
 /// `{"unfollow": NAME}` here, so that is accepted too.
-pub async fn follow(
+async fn follow(
     State(state): State<AppState>,
     auth: AfsUser,
     body: Bytes,
-) -> AfsResult<axum::Json<Value>> {
+) -> AfsResult<axum::Json<VerbBody>> {
     let body = body_of(&body)?;
     match (
         string_field(&body, "follow")?,
@@ -663,11 +724,11 @@ pub async fn follow(
 }
 
 /// Unfollow a user: `{"unfollow": NAME}`.
-pub async fn unfollow(
+async fn unfollow(
     State(state): State<AppState>,
     auth: AfsUser,
     body: Bytes,
-) -> AfsResult<axum::Json<Value>> {
+) -> AfsResult<axum::Json<VerbBody>> {
     let body = body_of(&body)?;
     let name = string_field(&body, "unfollow")?
         .ok_or_else(|| AfsError::bad("give the user to unfollow as {\"unfollow\": NAME}"))?;

@@ -24,6 +24,7 @@ use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get, post};
+use serde::Serialize;
 use serde_json::{Map, Value, json};
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
@@ -111,13 +112,37 @@ impl IntoResponse for FsError {
     fn into_response(self) -> Response {
         (
             self.status,
-            axum::Json(json!({"ok": false, "error": self.message})),
+            axum::Json(ErrorBody {
+                ok: false,
+                error: self.message,
+            }),
         )
             .into_response()
     }
 }
 
 type FsResult<T> = Result<T, FsError>;
+
+/// A consume answer; a struct so `ok` comes first, as FeedStream shows it.
+#[derive(Debug, Serialize)]
+struct ConsumeBody {
+    ok: bool,
+    data: Vec<ConsumedItem>,
+}
+
+/// One consumed item.
+#[derive(Debug, Serialize)]
+struct ConsumedItem {
+    item_id: Value,
+    verb: Value,
+}
+
+/// A refusal.
+#[derive(Debug, Serialize)]
+struct ErrorBody {
+    ok: bool,
+    error: String,
+}
 
 /// The routes, or (disabled) one catch-all saying so.
 pub fn routes(enabled: bool) -> Router<AppState> {
@@ -474,21 +499,24 @@ pub async fn retract(State(state): State<AppState>, body: Bytes) -> FsResult<axu
 
 /// One consumed item: FeedStream's item id and verb, or for activities published through the
 /// native API their id and lowercased type.
-fn consumed(activity: &str) -> Value {
+fn consumed(activity: &str) -> ConsumedItem {
     let doc: Value = serde_json::from_str(activity).unwrap_or(Value::Null);
     let object = doc.get("object");
     if let Some(object) =
         object.filter(|o| o.get("type").and_then(Value::as_str) == Some(ITEM_TYPE))
     {
-        return json!({
-            "item_id": object.get("id").cloned().unwrap_or(Value::Null),
-            "verb": object.get("verb").cloned().unwrap_or(Value::Null),
-        });
+        return ConsumedItem {
+            item_id: object.get("id").cloned().unwrap_or(Value::Null),
+            verb: object.get("verb").cloned().unwrap_or(Value::Null),
+        };
     }
-    json!({
-        "item_id": doc.get("id").cloned().unwrap_or(Value::Null),
-        "verb": doc.get("type").and_then(Value::as_str).map(str::to_ascii_lowercase),
-    })
+    ConsumedItem {
+        item_id: doc.get("id").cloned().unwrap_or(Value::Null),
+        verb: doc
+            .get("type")
+            .and_then(Value::as_str)
+            .map_or(Value::Null, |t| Value::String(t.to_ascii_lowercase())),
+    }
 }
 
 async fn item_seq(state: &AppState, key: &str, item_id: &str) -> FsResult<i64> {
@@ -500,10 +528,10 @@ async fn item_seq(state: &AppState, key: &str, item_id: &str) -> FsResult<i64> {
 }
 
 /// Consume a feed for a consumer, newest first; `before` / `after` take an item id.
-pub async fn consume(
+async fn consume(
     State(state): State<AppState>,
     query: Result<Query<HashMap<String, String>>, QueryRejection>,
-) -> FsResult<axum::Json<Value>> {
+) -> FsResult<axum::Json<ConsumeBody>> {
     let Query(args) = query.map_err(|e| FsError::bad(e.body_text()))?;
     let arg = |key: &str| -> FsResult<String> {
         args.get(key)
@@ -531,7 +559,10 @@ pub async fn consume(
         (None, None) => PageFrom::Newest,
     };
     let Some(consumer) = known_actor(&state, &consumer_id).await? else {
-        return Ok(axum::Json(json!({"ok": true, "data": []})));
+        return Ok(axum::Json(ConsumeBody {
+            ok: true,
+            data: Vec::new(),
+        }));
     };
     let page = match spec.kind {
         FeedKind::Flat => {
@@ -560,8 +591,8 @@ pub async fn consume(
             )));
         }
     };
-    let data: Vec<Value> = page.items.iter().map(|i| consumed(&i.activity)).collect();
-    Ok(axum::Json(json!({"ok": true, "data": data})))
+    let data = page.items.iter().map(|i| consumed(&i.activity)).collect();
+    Ok(axum::Json(ConsumeBody { ok: true, data }))
 }
 
 #[cfg(test)]
