@@ -1130,3 +1130,28 @@ async fn responses_keep_the_seeds_key_order() {
     let refused = text("/v1/consume?event_name=nope&consumer_id=x", None, None).await;
     assert!(refused.starts_with(r#"{"ok":false,"error":"#), "{refused}");
 }
+
+#[tokio::test]
+async fn any_user_can_mint_an_app_key() {
+    let s = TestServer::start().await;
+    let ana = s.user("ana").await;
+    let r = s.post(&ana, "/me/app-key", json!({})).await;
+    assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.body);
+    assert_eq!(r.body["username"], "ana");
+    let key = r.body["app_key"].as_str().expect("key").to_owned();
+    let me = afs_get(&s, "/me", &key).await;
+    assert_eq!(me["name"], "ana");
+    assert_eq!(me["auth_token"], key.as_str());
+    // A new key replaces the old one.
+    let r = s.post(&ana, "/me/app-key", json!({})).await;
+    let newer = r.body["app_key"].as_str().expect("key").to_owned();
+    assert_ne!(newer, key);
+    let (status, _) = call(&s, reqwest::Method::GET, "/me", Some(&key), None).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    afs_get(&s, "/me", &newer).await;
+    // Without a session: 401 in the native shape.
+    let r = s
+        .request(reqwest::Method::POST, "/me/app-key", None, None, &[])
+        .await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+}

@@ -43,6 +43,7 @@ pub fn router(state: AppState) -> Router {
         .route("/sessions", post(users::login))
         .route("/sessions/current", delete(users::logout))
         .route("/me", get(users::me))
+        .route("/me/app-key", post(crate::compat::afs::create_app_key))
         .route("/circles", get(circles::search).post(circles::create))
         .route("/circles/{name}", get(circles::get_circle))
         .route("/circles/{name}/archive", post(circles::archive))

@@ -735,6 +735,40 @@ async fn unfollow(
     do_unfollow(&state, auth, &name).await
 }
 
+/// A new app key, shown once.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct AppKeyBody {
+    /// Whose key it is.
+    pub username: String,
+    /// The value for the `X-App-Key` header; it replaces any earlier key of the user.
+    pub app_key: String,
+}
+
+/// `POST /api/v1/me/app-key` (bearer auth): mints the caller's activity-feed-system app key,
+/// replacing any earlier one. Only its hash is stored, so it is shown this once.
+#[utoipa::path(post, path = "/api/v1/me/app-key", tag = "compat", security(("bearer" = [])),
+    responses((status = 201, body = AppKeyBody, description = "the key for activity-feed-system's X-App-Key header"),
+              (status = 401)))]
+pub async fn create_app_key(
+    State(state): State<AppState>,
+    auth: crate::auth::AuthUser,
+) -> Result<(StatusCode, axum::Json<AppKeyBody>), ApiError> {
+    let mut bytes = [0u8; 24];
+    rand::RngCore::fill_bytes(&mut rand::rng(), &mut bytes);
+    let key = format!("afs_{}", hex::encode(bytes));
+    state
+        .store
+        .set_app_key(auth.user.id, token_hash(&key))
+        .await?;
+    Ok((
+        StatusCode::CREATED,
+        axum::Json(AppKeyBody {
+            username: auth.user.username,
+            app_key: key,
+        }),
+    ))
+}
+
 /// The seed's demo users with their app keys, in id order on a fresh data dir.
 pub const DEMO_USERS: [(&str, &str); 3] =
     [("ivan", "abc123"), ("nico", "abc124"), ("eric", "abc125")];
