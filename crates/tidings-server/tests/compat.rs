@@ -1155,3 +1155,39 @@ async fn any_user_can_mint_an_app_key() {
         .await;
     assert_eq!(r.status, StatusCode::UNAUTHORIZED);
 }
+
+#[tokio::test]
+async fn suspended_ids_and_oversized_bodies_are_refused_in_each_shape() {
+    let s = TestServer::start().await;
+    seed_demo(&s.store).await.expect("demo");
+    publish_tweet(&s, "joerogan", "t1").await;
+    s.store
+        .set_user_status("fs-joerogan", tidings_store::model::UserStatus::Suspended)
+        .await
+        .expect("suspend");
+    let (status, body) = fs_post(
+        &s,
+        "/v1/publish",
+        json!({"verb": "tweet", "producer_id": "joerogan", "item_id": "t2"}),
+    )
+    .await;
+    assert_fs_error(status, &body, StatusCode::FORBIDDEN);
+    s.store
+        .set_user_status("nico", tidings_store::model::UserStatus::Suspended)
+        .await
+        .expect("suspend");
+    let (status, body) = call(&s, reqwest::Method::GET, "/me", Some(NICO), None).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+    assert_eq!(body["error"], true);
+
+    let huge = format!(
+        r#"{{"verb":"tweet","producer_id":"a","item_id":"{}"}}"#,
+        "x".repeat(300_000)
+    );
+    let (status, body) = call(&s, reqwest::Method::POST, "/v1/publish", None, Some(&huge)).await;
+    assert_fs_error(status, &body, StatusCode::PAYLOAD_TOO_LARGE);
+    let huge = format!(r#"{{"type":"post","content":"{}"}}"#, "x".repeat(300_000));
+    let (status, body) = call(&s, reqwest::Method::POST, "/post", Some(IVAN), Some(&huge)).await;
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE, "{body}");
+    assert_eq!(body["error"], true);
+}

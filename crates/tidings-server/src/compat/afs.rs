@@ -12,13 +12,12 @@
 //! - `/feed/my` is what the caller did through this profile (its `activities` table: Undo
 //!   records included), `/feed/friends` the engine's flat feed without the caller's own items.
 
-use super::{json_object, settle};
+use super::{Body, json_object, settle};
 use crate::AppState;
 use crate::api::activities::publish_value;
 use crate::auth::token_hash;
 use crate::error::ApiError;
 use axum::Router;
-use axum::body::Bytes;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{FromRequestParts, Query, State};
 use axum::http::StatusCode;
@@ -255,9 +254,9 @@ pub fn register_types(state: &AppState) {
     }
 }
 
-fn body_of(bytes: &[u8]) -> AfsResult<Map<String, Value>> {
-    json_object(bytes)
-        .map_err(AfsError::bad)?
+fn body_of(body: &Body) -> AfsResult<Map<String, Value>> {
+    json_object(body)
+        .map_err(|(status, message)| AfsError::new(status, message))?
         .ok_or_else(|| AfsError::bad("Must be a JSON request body"))
 }
 
@@ -480,7 +479,7 @@ async fn me(State(state): State<AppState>, auth: AfsUser) -> AfsResult<axum::Jso
 async fn create_post(
     State(state): State<AppState>,
     auth: AfsUser,
-    body: Bytes,
+    body: Body,
 ) -> AfsResult<axum::Json<PostedBody>> {
     let body = body_of(&body)?;
     let kind = string_field(&body, "type")?;
@@ -516,7 +515,7 @@ async fn create_post(
 async fn activity(
     State(state): State<AppState>,
     auth: AfsUser,
-    body: Bytes,
+    body: Body,
 ) -> AfsResult<axum::Json<VerbBody>> {
     let body = body_of(&body)?;
     let verb = string_field(&body, "verb")?;
@@ -708,7 +707,7 @@ async fn do_unfollow(
 async fn follow(
     State(state): State<AppState>,
     auth: AfsUser,
-    body: Bytes,
+    body: Body,
 ) -> AfsResult<axum::Json<VerbBody>> {
     let body = body_of(&body)?;
     match (
@@ -727,7 +726,7 @@ async fn follow(
 async fn unfollow(
     State(state): State<AppState>,
     auth: AfsUser,
-    body: Bytes,
+    body: Body,
 ) -> AfsResult<axum::Json<VerbBody>> {
     let body = body_of(&body)?;
     let name = string_field(&body, "unfollow")?

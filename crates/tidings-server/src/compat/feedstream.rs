@@ -13,12 +13,11 @@
 //! - retract is a Delete of the producer's live activity with that verb and item;
 //! - consume reads the declared feed named `event_name`, newest first.
 
-use super::{json_object, settle};
+use super::{Body, json_object, settle};
 use crate::AppState;
 use crate::api::activities::publish_value;
 use crate::error::ApiError;
 use axum::Router;
-use axum::body::Bytes;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Query, State};
 use axum::http::StatusCode;
@@ -31,7 +30,7 @@ use std::collections::HashMap;
 use tidings_core::activity::{ACTIVITY_TYPES, OBJECT_TYPES, TypeStatus};
 use tidings_core::feeds::{FeedKind, FeedSpec, Reason};
 use tidings_store::StoreError;
-use tidings_store::model::{InboxFilter, PageFrom, User};
+use tidings_store::model::{InboxFilter, PageFrom, User, UserStatus};
 
 /// The object type every FeedStream item is published as.
 pub const ITEM_TYPE: &str = "FeedStreamItem";
@@ -277,9 +276,9 @@ fn required(body: &Map<String, Value>, key: &str) -> FsResult<String> {
     id_field(body, key)?.ok_or_else(|| FsError::bad(format!("{key} is required")))
 }
 
-fn body_of(bytes: &[u8]) -> FsResult<Map<String, Value>> {
-    json_object(bytes)
-        .map_err(FsError::bad)?
+fn body_of(body: &Body) -> FsResult<Map<String, Value>> {
+    json_object(body)
+        .map_err(|(status, message)| FsError { status, message })?
         .ok_or_else(|| FsError::bad("a JSON body is required"))
 }
 
@@ -293,16 +292,37 @@ fn feed<'a>(state: &'a AppState, name: &str) -> FsResult<&'a FeedSpec> {
     })
 }
 
+/// The user of an id, refused when an admin suspended or deleted it.
+fn usable(ext_id: &str, user: User) -> FsResult<User> {
+    match user.status {
+        UserStatus::Active => Ok(user),
+        UserStatus::Suspended => Err(FsError {
+            status: StatusCode::FORBIDDEN,
+            message: format!("{ext_id:?} is suspended"),
+        }),
+        UserStatus::Deleted => Err(FsError {
+            status: StatusCode::GONE,
+            message: format!("{ext_id:?} was deleted"),
+        }),
+    }
+}
+
 async fn actor(state: &AppState, ext_id: &str) -> FsResult<User> {
-    state
+    let user = state
         .store
         .fs_actor(ext_id, candidates(ext_id))
         .await?
-        .ok_or_else(|| FsError::not_found(format!("no such id {ext_id:?}")))
+        .ok_or_else(|| FsError::not_found(format!("no such id {ext_id:?}")))?;
+    usable(ext_id, user)
 }
 
 async fn known_actor(state: &AppState, ext_id: &str) -> FsResult<Option<User>> {
-    Ok(state.store.fs_actor(ext_id, Vec::new()).await?)
+    state
+        .store
+        .fs_actor(ext_id, Vec::new())
+        .await?
+        .map(|user| usable(ext_id, user))
+        .transpose()
 }
 
 fn ok(field: &str) -> axum::Json<Value> {
@@ -313,7 +333,7 @@ fn ok(field: &str) -> axum::Json<Value> {
 }
 
 /// Subscribe a consumer to a producer (a Follow). Subscribing again changes nothing.
-pub async fn subscribe(State(state): State<AppState>, body: Bytes) -> FsResult<axum::Json<Value>> {
+pub async fn subscribe(State(state): State<AppState>, body: Body) -> FsResult<axum::Json<Value>> {
     let body = body_of(&body)?;
     let event_name = required(&body, "event_name")?;
     let consumer_id = required(&body, "consumer_id")?;
@@ -347,10 +367,7 @@ pub async fn subscribe(State(state): State<AppState>, body: Bytes) -> FsResult<a
 
 /// Unsubscribe a consumer from a producer (an Undo of the Follow). Unsubscribing when not
 /// subscribed changes nothing.
-pub async fn unsubscribe(
-    State(state): State<AppState>,
-    body: Bytes,
-) -> FsResult<axum::Json<Value>> {
+pub async fn unsubscribe(State(state): State<AppState>, body: Body) -> FsResult<axum::Json<Value>> {
     let body = body_of(&body)?;
     let event_name = required(&body, "event_name")?;
     let consumer_id = required(&body, "consumer_id")?;
@@ -403,7 +420,7 @@ fn feed_takes(spec: &FeedSpec, verb: &str, has_consumer: bool) -> bool {
 /// Publish an event by a producer; with `consumer_id`, an Activity event aimed at that
 /// consumer's notification feed. Publishing the same (producer, verb, item) again adds no
 /// second activity (a new consumer of it is notified).
-pub async fn publish(State(state): State<AppState>, body: Bytes) -> FsResult<axum::Json<Value>> {
+pub async fn publish(State(state): State<AppState>, body: Body) -> FsResult<axum::Json<Value>> {
     let body = body_of(&body)?;
     let verb = check_verb(&required(&body, "verb")?)?;
     let producer_id = required(&body, "producer_id")?;
@@ -466,7 +483,7 @@ pub async fn publish(State(state): State<AppState>, body: Bytes) -> FsResult<axu
 }
 
 /// Retract an event previously published by a producer: a Delete of that activity.
-pub async fn retract(State(state): State<AppState>, body: Bytes) -> FsResult<axum::Json<Value>> {
+pub async fn retract(State(state): State<AppState>, body: Body) -> FsResult<axum::Json<Value>> {
     let body = body_of(&body)?;
     let verb = check_verb(&required(&body, "verb")?)?;
     let producer_id = required(&body, "producer_id")?;

@@ -62,15 +62,23 @@ async fn settle(state: &AppState, seq: i64) {
     let _ = tokio::time::timeout(ROUTE_WAIT, state.store.wait_routed(seq)).await;
 }
 
+/// A request body as read, or why it could not be (too large, broken connection).
+type Body = Result<axum::body::Bytes, axum::extract::rejection::BytesRejection>;
+
 /// Parses a request body as a JSON object without caring about its content type (the seeds'
-/// clients do not always send one). `None` when the body is empty.
-fn json_object(body: &[u8]) -> Result<Option<serde_json::Map<String, serde_json::Value>>, String> {
-    if body.iter().all(u8::is_ascii_whitespace) {
+/// clients do not always send one). `None` when the body is empty; the error carries the
+/// status to answer with.
+fn json_object(
+    body: &Body,
+) -> Result<Option<serde_json::Map<String, serde_json::Value>>, (axum::http::StatusCode, String)> {
+    let bytes = body.as_ref().map_err(|e| (e.status(), e.body_text()))?;
+    if bytes.iter().all(u8::is_ascii_whitespace) {
         return Ok(None);
     }
-    match serde_json::from_slice::<serde_json::Value>(body) {
+    let bad = |m: String| (axum::http::StatusCode::BAD_REQUEST, m);
+    match serde_json::from_slice::<serde_json::Value>(bytes) {
         Ok(serde_json::Value::Object(map)) => Ok(Some(map)),
-        Ok(_) => Err("the body must be a JSON object".into()),
-        Err(e) => Err(format!("the body is not valid JSON: {e}")),
+        Ok(_) => Err(bad("the body must be a JSON object".into())),
+        Err(e) => Err(bad(format!("the body is not valid JSON: {e}"))),
     }
 }
