@@ -291,6 +291,25 @@ async fn feedstream_activity_events_reach_the_consumers_notification_feed() {
             .await
             .is_empty()
     );
+
+    // An item first sent as an Activity event, then published flat, still reaches followers.
+    fs_post(
+        &s,
+        "/v1/subscribe",
+        json!({"event_name": "feed", "consumer_id": "bob", "producer_id": "joerogan"}),
+    )
+    .await;
+    fs_post(
+        &s,
+        "/v1/publish",
+        json!({"verb": "tweet", "producer_id": "joerogan", "item_id": "both", "consumer_id": "shayan"}),
+    )
+    .await;
+    publish_tweet(&s, "joerogan", "both").await;
+    assert_eq!(
+        consume(&s, "event_name=feed&consumer_id=bob").await,
+        ["both"]
+    );
 }
 
 #[tokio::test]

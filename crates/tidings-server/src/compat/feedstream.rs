@@ -455,8 +455,21 @@ pub async fn publish(State(state): State<AppState>, body: Body) -> FsResult<axum
         .store
         .live_reaction(&producer, &activity_type, &item_id)
         .await?;
-    let seq = match existing {
-        Some(id) => state.store.activity(&id, producer.clone()).await?.0,
+    let existing = match existing {
+        Some(id) => Some(state.store.activity(&id, producer.clone()).await?),
+        None => None,
+    };
+    // An Activity event's activity reaches no followers: a Flat publish of the same item
+    // still needs its own.
+    let reusable = existing.filter(|(_, doc)| {
+        consumer.is_some()
+            || doc
+                .get("to")
+                .and_then(Value::as_array)
+                .is_some_and(|to| to.iter().any(|a| a == "followers"))
+    });
+    let seq = match reusable {
+        Some((seq, _)) => seq,
         None => {
             let mut object = json!({"type": ITEM_TYPE, "id": item_id, "verb": verb});
             if let (Some(ts), Some(map)) = (timestamp, object.as_object_mut()) {
