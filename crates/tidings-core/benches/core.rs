@@ -170,6 +170,8 @@ fn bench_expr(c: &mut Criterion) {
             addressed: &[12, 99],
             pushed_circles: &circles,
             tags: &tags,
+            followers: &[],
+            author_name: "bench",
         };
         group.throughput(Throughput::Elements(audience as u64));
         group.bench_with_input(

@@ -22,6 +22,8 @@ pub struct ServerConfig {
     /// Declared feeds: the defaults (`home`, `notifications`, `aggregated`) plus `[[feeds]]`
     /// from the config file (a declared feed replaces a default of the same name).
     pub feeds: Vec<FeedSpec>,
+    /// Which compat profiles are served (`[compat]`; both by default).
+    pub compat: crate::compat::CompatConfig,
 }
 
 impl ServerConfig {
@@ -39,7 +41,12 @@ impl Default for ServerConfig {
             max_body_bytes: 256 * 1024,
             custom_types: Vec::new(),
             stall_timeout: crate::net::DEFAULT_STALL_TIMEOUT,
-            feeds: FeedSpec::defaults(),
+            // FeedStream's `feed` and `notification` ship too, so its documented calls work.
+            feeds: FeedSpec::defaults()
+                .into_iter()
+                .chain(crate::compat::feedstream::default_feeds())
+                .collect(),
+            compat: crate::compat::CompatConfig::default(),
         }
     }
 }
@@ -57,6 +64,8 @@ struct FileConfig {
     push: Option<PushSection>,
     #[serde(default)]
     feeds: Vec<FeedSpec>,
+    #[serde(default)]
+    compat: Option<crate::compat::CompatConfig>,
 }
 
 /// `[push]`: live connections.
@@ -158,6 +167,9 @@ impl ServerConfig {
                 });
             }
             config.stall_timeout = std::time::Duration::from_secs(secs);
+        }
+        if let Some(compat) = file.compat {
+            config.compat = compat;
         }
         for feed in file.feeds {
             config.feeds.retain(|f| f.name != feed.name);

@@ -10,11 +10,13 @@
 //! - [`types`] — the custom type registry (JSON Schemas, default actions).
 //! - [`openapi`] — the OpenAPI 3.1 document and the offline `/docs` UI.
 //! - [`config`] — what the config file may set.
+//! - [`compat`] — the seed systems' APIs (FeedStream `/v1`, activity-feed-system) on the engine.
 //! - [`push`] — the live inbox channel: Socket.IO and SSE, woken by routing notices.
 //! - [`net`] — the listening socket and its guard against clients that stop reading.
 
 pub mod api;
 pub mod auth;
+pub mod compat;
 pub mod config;
 pub mod error;
 pub mod extract;

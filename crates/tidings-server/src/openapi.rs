@@ -42,6 +42,7 @@ impl Modify for BearerAuth {
         api::follows::following, api::follows::like, api::follows::unlike, api::follows::share,
         api::follows::unshare,
         api::feeds::list, api::feeds::read, api::feeds::seen, api::feeds::mark_read,
+        crate::compat::afs::create_app_key,
     ),
     components(schemas(pagination::PageBody, pagination::PageItemBody))
 )]

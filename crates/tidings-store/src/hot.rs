@@ -545,10 +545,10 @@ impl HotIndex {
             }
             Effect::Unfollow { follower, producer } => {
                 let mut via = None;
-                if let Some(edges) = self.follows.get_mut(&follower) {
-                    if let Some(pos) = edges.iter().position(|e| e.producer == producer) {
-                        via = Some(edges.swap_remove(pos).via);
-                    }
+                if let Some(edges) = self.follows.get_mut(&follower)
+                    && let Some(pos) = edges.iter().position(|e| e.producer == producer)
+                {
+                    via = Some(edges.swap_remove(pos).via);
                 }
                 if let Some(users) = self.holders.get_mut(&WindowKey::Producer(producer)) {
                     users.remove(&follower);

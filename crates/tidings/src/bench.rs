@@ -539,7 +539,10 @@ async fn celebrity(
     }
     let target = args.target.clone();
     let profile: Value = client
-        .get(format!("{target}/api/v1/users/{}/followers?limit=1", star.username))
+        .get(format!(
+            "{target}/api/v1/users/{}/followers?limit=1",
+            star.username
+        ))
         .bearer_auth(&star.token)
         .send()
         .await?

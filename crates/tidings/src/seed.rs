@@ -38,6 +38,10 @@ pub enum Shape {
 /// What to generate.
 #[derive(Debug, Clone, clap::Args)]
 pub struct SeedArgs {
+    /// Only create activity-feed-system's demo users (ivan `abc123`, nico `abc124`, eric
+    /// `abc125`, ivan following nico), so the README's compat examples work as written.
+    #[arg(long)]
+    pub demo: bool,
     /// Which community to generate.
     #[arg(long, value_enum, default_value_t = Shape::Community)]
     pub shape: Shape,
@@ -182,6 +186,15 @@ async fn write_tokens(
 
 /// Generates the community into `store`; writes tokens next to the data.
 pub async fn seed(store: &Store, data_dir: &Path, args: &SeedArgs) -> anyhow::Result<()> {
+    if args.demo {
+        let users = tidings_server::compat::afs::seed_demo(store)
+            .await
+            .map_err(|e| anyhow::anyhow!(e.message))?;
+        for (user, (_, key)) in users.iter().zip(tidings_server::compat::afs::DEMO_USERS) {
+            println!("{} (id {}): X-App-Key {key}", user.username, user.id);
+        }
+        return Ok(());
+    }
     match args.shape {
         Shape::FollowCircles => return seed_follow_circles(store, data_dir, args).await,
         Shape::Celebrity => return seed_celebrity(store, data_dir, args).await,

@@ -500,3 +500,48 @@ async fn bench_push_smoke() {
         "{report}"
     );
 }
+
+/// `tidings seed --demo` then `serve`: the compat profiles' demo users answer as the README
+/// shows, and seeding again changes nothing.
+#[tokio::test]
+async fn seed_demo_then_serve_compat_profiles() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    for _ in 0..2 {
+        let out = Command::new(BIN)
+            .arg("--data-dir")
+            .arg(dir.path())
+            .args(["seed", "--demo"])
+            .env("RUST_LOG", "warn")
+            .output()
+            .expect("seed --demo");
+        assert!(out.status.success(), "{out:?}");
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(text.contains("ivan (id 1): X-App-Key abc123"), "{text}");
+        assert!(text.contains("eric (id 3): X-App-Key abc125"), "{text}");
+    }
+    let server = serve(dir.path(), false).await;
+    let client = reqwest::Client::new();
+    let me: Value = client
+        .get(format!("{}/me", server.base))
+        .header("X-App-Key", "abc123")
+        .send()
+        .await
+        .expect("me")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(me["name"], "ivan");
+    assert_eq!(me["follow_ids"], json!([2]));
+    let published: Value = client
+        .post(format!("{}/v1/publish", server.base))
+        .body(r#"{"verb":"tweet","producer_id":"joerogan","item_id":"t1"}"#)
+        .send()
+        .await
+        .expect("publish")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(published, json!({"ok": true, "published": true}));
+    drop(server);
+    assert!(verify(dir.path()).status.success());
+}

@@ -43,6 +43,7 @@ pub fn router(state: AppState) -> Router {
         .route("/sessions", post(users::login))
         .route("/sessions/current", delete(users::logout))
         .route("/me", get(users::me))
+        .route("/me/app-key", post(crate::compat::afs::create_app_key))
         .route("/circles", get(circles::search).post(circles::create))
         .route("/circles/{name}", get(circles::get_circle))
         .route("/circles/{name}/archive", post(circles::archive))
@@ -83,6 +84,7 @@ pub fn router(state: AppState) -> Router {
         .method_not_allowed_fallback(api_method_not_allowed);
     Router::new()
         .nest("/api/v1", api)
+        .merge(crate::compat::router(&state))
         .merge(crate::web::router())
         .merge(crate::openapi::docs_router())
         .route("/healthz", get(|| async { "ok" }))

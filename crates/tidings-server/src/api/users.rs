@@ -54,6 +54,13 @@ pub fn check_username(raw: &str) -> ApiResult<String> {
             "username must be lowercase letters, digits, '-' or '_' (1–63 characters)",
         ));
     }
+    // FeedStream's producers and consumers get users under this prefix (`compat::feedstream`).
+    if name.starts_with(crate::compat::feedstream::USER_PREFIX) {
+        return Err(ApiError::bad_request(
+            "invalid_username",
+            "usernames starting with \"fs-\" are reserved for the FeedStream profile",
+        ));
+    }
     Ok(name)
 }
 

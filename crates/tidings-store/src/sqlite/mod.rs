@@ -17,6 +17,7 @@
 
 mod activities;
 mod circles;
+pub mod compat;
 mod feeds;
 mod hot_load;
 mod inbox;

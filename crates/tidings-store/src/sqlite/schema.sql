@@ -220,3 +220,32 @@ CREATE TABLE IF NOT EXISTS feed_markers (
     read_seq INTEGER NOT NULL DEFAULT 0,
     PRIMARY KEY (user_id, feed)
 ) WITHOUT ROWID;
+
+-- Compat profiles (tidings-server `compat`). FeedStream's opaque producer/consumer ids and the
+-- users that stand for them.
+CREATE TABLE IF NOT EXISTS compat_fs_actors (
+    ext_id  TEXT PRIMARY KEY,
+    user_id INTEGER NOT NULL UNIQUE
+);
+
+-- activity-feed-system's app keys (`X-App-Key`), stored hashed like session tokens; one per user.
+CREATE TABLE IF NOT EXISTS compat_afs_keys (
+    key_hash   TEXT PRIMARY KEY,
+    user_id    INTEGER NOT NULL UNIQUE,
+    created_at TEXT NOT NULL,
+    updated_at TEXT NOT NULL
+);
+
+-- What each user did through activity-feed-system (its `activities` table): the seqs of the
+-- activities, so `/feed/my` can show Undo records the outbox does not list.
+CREATE TABLE IF NOT EXISTS compat_afs_log (
+    user_id INTEGER NOT NULL,
+    seq     INTEGER NOT NULL,
+    PRIMARY KEY (user_id, seq)
+) WITHOUT ROWID;
+
+-- activity-feed-system's integer object ids: one per post or photo created through it.
+CREATE TABLE IF NOT EXISTS compat_afs_objects (
+    object_id INTEGER PRIMARY KEY,
+    seq       INTEGER NOT NULL UNIQUE
+);
