@@ -538,6 +538,7 @@ async fn celebrity(
         bail!("celebrity needs follower tokens after the celebrity's: seed with --tokens >= 2");
     }
     let target = args.target.clone();
+    let baseline_token = fans[fans.len() - 1].token.clone();
     let profile: Value = client
         .get(format!(
             "{target}/api/v1/users/{}/followers?limit=1",
@@ -625,10 +626,35 @@ async fn celebrity(
             },
         )
     };
+    // Baseline in the same run: a follower with no followers publishes the same way at the
+    // same rate, so the celebrity's cost reads as a ratio on this noisy machine.
+    let baseline_stats = OpStats::new()?;
+    let baseline = {
+        let client = client.clone();
+        let target = target.clone();
+        let token = baseline_token.clone();
+        schedule(
+            args.publish_rate,
+            Duration::from_secs(args.duration),
+            start + Duration::from_millis(7),
+            Arc::new(Semaphore::new(args.max_in_flight)),
+            baseline_stats.clone(),
+            move |i| {
+                let request = client
+                    .post(format!("{target}/api/v1/outbox?wait=routed"))
+                    .bearer_auth(&token)
+                    .json(&json!({"type": "Create", "to": ["followers"],
+                        "object": {"type": "Note", "content": format!("baseline post {i}")}}));
+                async move { matches!(request.send().await, Ok(r) if r.status().as_u16() == 201) }
+            },
+        )
+    };
     publisher.await?;
+    baseline.await?;
     let secs = args.duration as f64;
     let ops = vec![
         report("publish", &publish_stats, secs).await,
+        report("baseline-publish", &baseline_stats, secs).await,
         report("follower-read", &read_stats, secs).await,
         report("publish+read", &round_stats, secs).await,
     ];
@@ -651,7 +677,10 @@ async fn celebrity(
             "follower reads missing the post just published: {}",
             unseen.load(Ordering::Relaxed)
         );
-        println!("(publish = ?wait=routed, so the post is readable by every follower on return)");
+        println!(
+            "(publish = ?wait=routed, so the post is readable by every follower on return; \
+             baseline-publish = the same by a user nobody follows, in the same run)"
+        );
     }
     Ok(())
 }
