@@ -1,7 +1,14 @@
-//! The listening socket, with one guard every connection gets: a client that stops reading
-//! for too long is disconnected. A stalled live stream would otherwise hold its connection
-//! (and its socket buffers) forever; with the guard it is cut and, on reconnecting, resumes
-//! from its cursor.
+//! The listening socket and the HTTP/1 connections on it.
+//!
+//! Every connection gets one guard: a client that stops reading for too long is disconnected.
+//! A stalled live stream would otherwise hold its connection (and its socket buffers) forever;
+//! with the guard it is cut and, on reconnecting, resumes from its cursor.
+//!
+//! [`serve`] drives each connection with hyper's HTTP/1 server directly rather than through
+//! `axum::serve`, whose auto builder first sniffs for an HTTP/2 preface: the sniffed bytes are
+//! handed back to hyper as a short first read, which makes hyper grow its read buffer to
+//! 16 KiB, and a live stream keeps that buffer for its whole life. Plain HTTP/1 (browsers do
+//! not speak cleartext HTTP/2) keeps it at hyper's 8 KiB.
 
 use std::future::Future;
 use std::io;
@@ -15,6 +22,64 @@ use tokio::time::Sleep;
 
 /// How long a write may stay blocked before the connection is dropped, unless configured.
 pub const DEFAULT_STALL_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// Serves `app` on `listener` until `shutdown` resolves, then stops accepting, lets each
+/// connection finish its response in flight (live streams end once the hub has closed them)
+/// and returns when every connection is gone.
+pub async fn serve(
+    mut listener: GuardedListener,
+    app: axum::Router,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> io::Result<()> {
+    use axum::serve::Listener as _;
+    use hyper_util::rt::{TokioIo, TokioTimer};
+    use hyper_util::service::TowerToHyperService;
+
+    let mut http = hyper::server::conn::http1::Builder::new();
+    // The timer lets hyper enforce its header read timeout (30 s) against slow senders.
+    http.timer(TokioTimer::new());
+    // Dropping the sender tells every connection to shut down gracefully; each one holds a
+    // receiver, so `closed()` on the other channel resolves when the last one is gone.
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(());
+    let (done_tx, done_rx) = tokio::sync::watch::channel(());
+    let mut shutdown = std::pin::pin!(shutdown);
+    loop {
+        let (io, _addr) = tokio::select! {
+            accepted = listener.accept() => accepted,
+            () = &mut shutdown => break,
+        };
+        // A built `Router` clones as an `Arc`, and takes hyper's request bodies as they are.
+        let service = TowerToHyperService::new(app.clone());
+        let conn = http
+            .serve_connection(TokioIo::new(io), service)
+            .with_upgrades();
+        let mut stop = stop_rx.clone();
+        let done = done_rx.clone();
+        tokio::spawn(async move {
+            let mut conn = std::pin::pin!(conn);
+            tokio::select! {
+                result = conn.as_mut() => {
+                    if let Err(e) = result {
+                        tracing::trace!(error = %e, "connection ended with an error");
+                    }
+                }
+                _ = stop.changed() => {
+                    conn.as_mut().graceful_shutdown();
+                    if let Err(e) = conn.await {
+                        tracing::trace!(error = %e, "connection ended with an error");
+                    }
+                }
+            }
+            drop(done);
+        });
+    }
+    drop(listener);
+    drop(stop_rx);
+    drop(stop_tx);
+    drop(done_rx);
+    done_tx.closed().await;
+    Ok(())
+}
 
 /// A TCP listener whose connections drop clients that stop reading.
 #[derive(Debug)]
