@@ -48,14 +48,35 @@ pub async fn serve(
             accepted = listener.accept() => accepted,
             () = &mut shutdown => break,
         };
-        // A built `Router` clones as an `Arc`, and takes hyper's request bodies as they are.
-        let service = TowerToHyperService::new(app.clone());
-        let conn = http
-            .serve_connection(TokioIo::new(io), service)
-            .with_upgrades();
+        // A built `Router` clones as an `Arc`.
+        let app = app.clone();
+        let http = http.clone();
         let mut stop = stop_rx.clone();
         let done = done_rx.clone();
         tokio::spawn(async move {
+            // Live streams that open a connection are served without hyper (`push::direct`).
+            let opening = tokio::time::timeout(
+                crate::push::direct::HEAD_TIMEOUT,
+                crate::push::direct::opens_with_stream(io.get_ref()),
+            );
+            let direct = tokio::select! {
+                opened = opening => match opened {
+                    Ok(Ok(direct)) => direct,
+                    // Gone, broken, or silent for too long.
+                    Ok(Err(_)) | Err(_) => return,
+                },
+                _ = stop.changed() => return,
+            };
+            if direct {
+                crate::push::direct::serve(io, app, stop).await;
+                drop(done);
+                return;
+            }
+            // hyper takes the request bodies as they are.
+            let service = TowerToHyperService::new(app);
+            let conn = http
+                .serve_connection(TokioIo::new(io), service)
+                .with_upgrades();
             let mut conn = std::pin::pin!(conn);
             tokio::select! {
                 result = conn.as_mut() => {
@@ -132,6 +153,11 @@ impl<T> StallGuard<T> {
             limit,
             stalled: None,
         }
+    }
+
+    /// The wrapped IO.
+    pub fn get_ref(&self) -> &T {
+        &self.inner
     }
 
     /// Turns a blocked write into an error once the limit has passed.

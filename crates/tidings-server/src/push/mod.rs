@@ -7,6 +7,7 @@
 //! byte for byte a page item, a resume from a cursor is an ordinary page walk (in order,
 //! exactly once), and a slow client costs nothing but its cursor: nothing queues up for it.
 
+pub mod direct;
 pub mod socketio;
 pub mod sse;
 
