@@ -215,13 +215,24 @@ async fn write_response(
                 return Ok(());
             }
         };
+        // The common case, one frame and nothing else waiting: written from where it lies,
+        // framed by two small slices, without copying it.
+        let mut next = frames.next().now_or_never();
+        if next.is_none() && chunked && !data.is_empty() {
+            let mut size = [0u8; 18];
+            let size = chunk_size_line(&mut size, data.len());
+            write_all_vectored(io, &mut [size, &data, b"\r\n"]).await?;
+            continue;
+        }
         // Events already waiting (a backlog after a resume, or several routed at once) go
         // out in the same write.
         let mut out = Vec::with_capacity(data.len() + 16);
         let mut ended = false;
         push_chunk(&mut out, &data, chunked);
-        while out.len() < MAX_BATCH {
-            match frames.next().now_or_never() {
+        // `next` was taken from the stream already: it goes out here whatever the size.
+        while next.is_some() || out.len() < MAX_BATCH {
+            let polled = next.take().or_else(|| frames.next().now_or_never());
+            match polled {
                 Some(Some(Ok(more))) => push_chunk(&mut out, &more, chunked),
                 Some(Some(Err(e))) => return Err(io::Error::other(e)),
                 Some(None) => {
@@ -239,6 +250,43 @@ async fn write_response(
             return Ok(());
         }
     }
+}
+
+/// Writes `{len:x}\r\n` into `buf` and returns it.
+fn chunk_size_line(buf: &mut [u8; 18], len: usize) -> &[u8] {
+    let mut cursor = std::io::Cursor::new(&mut buf[..]);
+    // 16 hex digits and CRLF always fit in 18 bytes.
+    let _ = write!(cursor, "{len:x}\r\n");
+    let end = usize::try_from(cursor.position()).unwrap_or(0);
+    buf.get(..end).unwrap_or_default()
+}
+
+/// Writes every slice (at most three) in order with as few system calls as the socket allows.
+async fn write_all_vectored(io: &mut StallGuard<TcpStream>, parts: &mut [&[u8]]) -> io::Result<()> {
+    let mut first = 0;
+    while first < parts.len() {
+        // At most three parts: no allocation for the slice list.
+        let mut slices = [io::IoSlice::new(&[]); 3];
+        for (slot, part) in slices
+            .iter_mut()
+            .zip(parts.get(first..).unwrap_or_default())
+        {
+            *slot = io::IoSlice::new(part);
+        }
+        let mut written = io.write_vectored(&slices).await?;
+        if written == 0 {
+            return Err(io::ErrorKind::WriteZero.into());
+        }
+        while let Some(part) = parts.get_mut(first) {
+            if written < part.len() {
+                *part = part.get(written..).unwrap_or_default();
+                break;
+            }
+            written -= part.len();
+            first += 1;
+        }
+    }
+    Ok(())
 }
 
 fn push_chunk(out: &mut Vec<u8>, data: &[u8], chunked: bool) {
