@@ -81,7 +81,9 @@ pub async fn serve(
             let conn = http
                 .serve_connection(TokioIo::new(io), service)
                 .with_upgrades();
-            let mut conn = std::pin::pin!(conn);
+            // Boxed: a task is as large as its largest state, and hyper's connection state
+            // would otherwise make every live stream's task (`push::direct`) that large.
+            let mut conn = Box::pin(conn);
             tokio::select! {
                 result = conn.as_mut() => {
                     if let Err(e) = result {

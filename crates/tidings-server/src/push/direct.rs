@@ -79,7 +79,9 @@ pub async fn serve(
         Ok(Err(_)) | Err(_) => return,
     };
     let http10 = request.version() == Version::HTTP_10;
-    let Ok(response) = TowerToHyperService::new(app).call(request).await;
+    // Boxed, so the router's (large) future is freed once it has answered instead of sizing
+    // this future, which lives as long as the stream.
+    let Ok(response) = Box::pin(TowerToHyperService::new(app).call(request)).await;
     if let Err(e) = write_response(&mut io, response, http10).await {
         tracing::trace!(error = %e, "live stream connection ended");
     }
