@@ -185,6 +185,8 @@ async fn write_response(
         head.extend_from_slice(b"transfer-encoding: chunked\r\n");
     }
     head.extend_from_slice(b"connection: close\r\n\r\n");
+    // The response's header map would otherwise live as long as the stream.
+    drop(parts);
     if sized {
         // An error or a short answer: whole, then close.
         let bytes = axum::body::to_bytes(body, MAX_BATCH)
