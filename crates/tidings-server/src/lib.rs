@@ -96,11 +96,13 @@ pub async fn run(
 ) -> std::io::Result<()> {
     let hub = state.hub.clone();
     let listener = net::GuardedListener::new(listener, state.config.stall_timeout);
+    // Built once (`with_state` inside): `axum::serve` given a bare `Router` rebuilt the route
+    // table and cloned every boxed handler per connection, ~42 KiB that a long-lived stream
+    // held for its whole life; `net::serve` clones only the built router's `Arc`.
     let app = api::router(state);
-    axum::serve(listener, app)
-        .with_graceful_shutdown(async move {
-            shutdown.await;
-            hub.shutdown();
-        })
-        .await
+    net::serve(listener, app, async move {
+        shutdown.await;
+        hub.shutdown();
+    })
+    .await
 }

@@ -1,7 +1,14 @@
-//! The listening socket, with one guard every connection gets: a client that stops reading
-//! for too long is disconnected. A stalled live stream would otherwise hold its connection
-//! (and its socket buffers) forever; with the guard it is cut and, on reconnecting, resumes
-//! from its cursor.
+//! The listening socket and the HTTP/1 connections on it.
+//!
+//! Every connection gets one guard: a client that stops reading for too long is disconnected.
+//! A stalled live stream would otherwise hold its connection (and its socket buffers) forever;
+//! with the guard it is cut and, on reconnecting, resumes from its cursor.
+//!
+//! [`serve`] drives each connection with hyper's HTTP/1 server directly rather than through
+//! `axum::serve`, whose auto builder first sniffs for an HTTP/2 preface: the sniffed bytes are
+//! handed back to hyper as a short first read, which makes hyper grow its read buffer to
+//! 16 KiB, and a live stream keeps that buffer for its whole life. Plain HTTP/1 (browsers do
+//! not speak cleartext HTTP/2) keeps it at hyper's 8 KiB.
 
 use std::future::Future;
 use std::io;
@@ -15,6 +22,115 @@ use tokio::time::Sleep;
 
 /// How long a write may stay blocked before the connection is dropped, unless configured.
 pub const DEFAULT_STALL_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// Serves `app` on `listener` until `shutdown` resolves, then stops accepting, lets each
+/// connection finish its response in flight (live streams end once the hub has closed them)
+/// and returns when every connection is gone.
+pub async fn serve(
+    mut listener: GuardedListener,
+    app: axum::Router,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> io::Result<()> {
+    use axum::serve::Listener as _;
+    use hyper_util::rt::{TokioIo, TokioTimer};
+    use hyper_util::service::TowerToHyperService;
+
+    let mut http = hyper::server::conn::http1::Builder::new();
+    // The timer lets hyper enforce its header read timeout (30 s) against slow senders.
+    http.timer(TokioTimer::new());
+    // Dropping the sender tells every connection to shut down gracefully; each one holds a
+    // receiver, so `closed()` on the other channel resolves when the last one is gone.
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(());
+    let (done_tx, done_rx) = tokio::sync::watch::channel(());
+    let mut shutdown = std::pin::pin!(shutdown);
+    loop {
+        let (io, _addr) = tokio::select! {
+            accepted = listener.accept() => accepted,
+            () = &mut shutdown => break,
+        };
+        // A built `Router` clones as an `Arc`.
+        let app = app.clone();
+        let http = http.clone();
+        let mut stop = stop_rx.clone();
+        let done = done_rx.clone();
+        tokio::spawn(async move {
+            // Live streams that open a connection are served without hyper (`push::direct`).
+            let opening = tokio::time::timeout(
+                crate::push::direct::HEAD_TIMEOUT,
+                crate::push::direct::opens_with_stream(io.get_ref()),
+            );
+            let direct = tokio::select! {
+                opened = opening => match opened {
+                    Ok(Ok(direct)) => direct,
+                    // Gone, broken, or silent for too long.
+                    Ok(Err(_)) | Err(_) => return,
+                },
+                _ = stop.changed() => return,
+            };
+            if direct {
+                crate::push::direct::serve(io, app, stop).await;
+                drop(done);
+                return;
+            }
+            // hyper takes the request bodies as they are.
+            let router = TowerToHyperService::new(app);
+            let service = hyper::service::service_fn(move |request| {
+                use hyper::service::Service as _;
+                router.call(detach_upgrade(request))
+            });
+            let conn = http
+                .serve_connection(TokioIo::new(io), service)
+                .with_upgrades();
+            // Boxed: a task is as large as its largest state, and hyper's connection state
+            // would otherwise make every live stream's task (`push::direct`) that large.
+            let mut conn = Box::pin(conn);
+            tokio::select! {
+                result = conn.as_mut() => {
+                    if let Err(e) = result {
+                        tracing::trace!(error = %e, "connection ended with an error");
+                    }
+                }
+                _ = stop.changed() => {
+                    conn.as_mut().graceful_shutdown();
+                    if let Err(e) = conn.await {
+                        tracing::trace!(error = %e, "connection ended with an error");
+                    }
+                }
+            }
+            drop(done);
+        });
+    }
+    drop(listener);
+    drop(stop_rx);
+    drop(stop_tx);
+    drop(done_rx);
+    done_tx.closed().await;
+    Ok(())
+}
+
+/// Gives an upgrade request (a Socket.IO websocket) a URI and headers of its own. hyper
+/// parses them as slices of its 8 KiB read buffer, so whatever keeps them keeps that whole
+/// buffer, and socketioxide keeps each socket's request parts for the connection's life.
+fn detach_upgrade<B>(request: axum::http::Request<B>) -> axum::http::Request<B> {
+    use axum::http::{HeaderMap, HeaderValue, Uri, header};
+    if !request.headers().contains_key(header::UPGRADE) {
+        return request;
+    }
+    let (mut parts, body) = request.into_parts();
+    let mut headers = HeaderMap::with_capacity(parts.headers.len());
+    for (name, value) in &parts.headers {
+        // `from_bytes` copies; the value was valid already, so this cannot fail.
+        if let Ok(mut copy) = HeaderValue::from_bytes(value.as_bytes()) {
+            copy.set_sensitive(value.is_sensitive());
+            headers.append(name.clone(), copy);
+        }
+    }
+    parts.headers = headers;
+    if let Ok(uri) = Uri::try_from(parts.uri.to_string()) {
+        parts.uri = uri;
+    }
+    axum::http::Request::from_parts(parts, body)
+}
 
 /// A TCP listener whose connections drop clients that stop reading.
 #[derive(Debug)]
@@ -67,6 +183,11 @@ impl<T> StallGuard<T> {
             limit,
             stalled: None,
         }
+    }
+
+    /// The wrapped IO.
+    pub fn get_ref(&self) -> &T {
+        &self.inner
     }
 
     /// Turns a blocked write into an error once the limit has passed.

@@ -44,6 +44,8 @@ pub struct PushReport {
     pub received_events: u64,
     /// Received events per second, from the first arrival to the last.
     pub events_per_s: f64,
+    /// Fastest publish-to-client latency, milliseconds (the publish path alone, roughly).
+    pub min_ms: f64,
     /// Publish-to-client latency percentiles, milliseconds.
     pub p50_ms: f64,
     /// 90th percentile.
@@ -52,6 +54,22 @@ pub struct PushReport {
     pub p99_ms: f64,
     /// Maximum.
     pub max_ms: f64,
+    /// Server CPU time (user + system) spent during the load phase, seconds.
+    pub server_cpu_s: Option<f64>,
+    /// This load tool's CPU time during the load phase (it shares the machine), seconds.
+    pub client_cpu_s: Option<f64>,
+}
+
+/// CPU time (user + system) a process has used so far, from `/proc/PID/stat`. Its times are
+/// in USER_HZ ticks, which Linux fixes at 100 per second for this interface.
+fn cpu_seconds(pid: &str) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name (field 2) may hold spaces: count fields after its closing parenthesis.
+    let rest = stat.get(stat.rfind(')')? + 1..)?;
+    let mut fields = rest.split_whitespace().skip(11);
+    let utime: f64 = fields.next()?.parse().ok()?;
+    let stime: f64 = fields.next()?.parse().ok()?;
+    Some((utime + stime) / 100.0)
 }
 
 fn tokens(args: &BenchArgs) -> anyhow::Result<Vec<String>> {
@@ -184,6 +202,9 @@ pub async fn run(args: &BenchArgs) -> anyhow::Result<()> {
         _ => None,
     };
 
+    // On stderr, so a profiler can be attached for exactly the load phase.
+    eprintln!("push: {} streams open and idle; load starts", streams.len());
+
     // Load: publish to the circle at a fixed rate; every stream records arrivals.
     let rate = args.publish_rate.max(1);
     let interval = Duration::from_secs_f64(1.0 / rate as f64);
@@ -218,6 +239,9 @@ pub async fn run(args: &BenchArgs) -> anyhow::Result<()> {
             ))
         })
         .collect();
+    let server_pid = args.server_pid.map(|p| p.to_string());
+    let server_cpu_start = server_pid.as_deref().and_then(cpu_seconds);
+    let client_cpu_start = cpu_seconds("self");
     let accepted = Arc::new(AtomicU64::new(0));
     let publisher_token = tokens[0].clone();
     let mut publishes = Vec::new();
@@ -245,6 +269,13 @@ pub async fn run(args: &BenchArgs) -> anyhow::Result<()> {
     for r in readers {
         let _ = r.await;
     }
+    let cpu_used = |start: Option<f64>, pid: Option<&str>| match (start, pid.and_then(cpu_seconds))
+    {
+        (Some(a), Some(b)) => Some(b - a),
+        _ => None,
+    };
+    let server_cpu_s = cpu_used(server_cpu_start, server_pid.as_deref());
+    let client_cpu_s = cpu_used(client_cpu_start, Some("self"));
     let mut merged = Histogram::<u64>::new_with_bounds(1, 120_000_000, 3)?;
     for shard in &shards {
         if let Ok(h) = shard.lock() {
@@ -272,10 +303,13 @@ pub async fn run(args: &BenchArgs) -> anyhow::Result<()> {
         expected_events: accepted * opened as u64,
         received_events: received,
         events_per_s: received as f64 / span_s,
+        min_ms: merged.min() as f64 / 1000.0,
         p50_ms: ms(0.5),
         p90_ms: ms(0.9),
         p99_ms: ms(0.99),
         max_ms: merged.max() as f64 / 1000.0,
+        server_cpu_s,
+        client_cpu_s,
     };
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
@@ -297,9 +331,17 @@ pub async fn run(args: &BenchArgs) -> anyhow::Result<()> {
             report.received_events, report.expected_events, report.events_per_s
         );
         println!(
-            "publish-to-client ms: p50 {:.2}  p90 {:.2}  p99 {:.2}  max {:.2}",
-            report.p50_ms, report.p90_ms, report.p99_ms, report.max_ms
+            "publish-to-client ms: min {:.2}  p50 {:.2}  p90 {:.2}  p99 {:.2}  max {:.2}",
+            report.min_ms, report.p50_ms, report.p90_ms, report.p99_ms, report.max_ms
         );
+        if let (Some(server), Some(client)) = (report.server_cpu_s, report.client_cpu_s) {
+            let per_event = |s: f64| s * 1e6 / report.received_events.max(1) as f64;
+            println!(
+                "CPU during the load: server {server:.2} s ({:.1} µs/event), load tool {client:.2} s ({:.1} µs/event)",
+                per_event(server),
+                per_event(client)
+            );
+        }
     }
     Ok(())
 }

@@ -7,6 +7,7 @@
 //! byte for byte a page item, a resume from a cursor is an ordinary page walk (in order,
 //! exactly once), and a slow client costs nothing but its cursor: nothing queues up for it.
 
+pub mod direct;
 pub mod socketio;
 pub mod sse;
 
@@ -18,9 +19,10 @@ use crate::pagination::render_item;
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 use tidings_core::cursor;
 use tidings_store::Store;
-use tidings_store::model::{InboxFilter, PageFrom, User, UserStatus};
+use tidings_store::model::{InboxFilter, PageFrom, PageItem, User, UserStatus};
 use tokio::sync::Notify;
 use tokio::sync::broadcast::error::RecvError;
 
@@ -28,6 +30,8 @@ use tokio::sync::broadcast::error::RecvError;
 const READ_BATCH: usize = 100;
 /// Live connections one user may hold at once.
 pub const MAX_CONNECTIONS_PER_USER: usize = 64;
+/// How often an idle SSE stream carries a keep-alive comment.
+pub const KEEP_ALIVE: Duration = Duration::from_secs(15);
 
 /// Why the server ends a live connection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -104,6 +108,17 @@ pub enum Next {
     Close(CloseReason),
 }
 
+/// What a connection should do next, with the items as the store returned them.
+#[derive(Debug)]
+pub enum NextPage {
+    /// Send these page items, oldest first.
+    Items(Vec<PageItem>),
+    /// Nothing new, and a keep-alive is due (for transports that need one).
+    KeepAlive,
+    /// Close, for this reason.
+    Close(CloseReason),
+}
+
 /// One live connection's state, shared between its sender and the hub.
 #[derive(Debug)]
 pub struct Listener {
@@ -111,6 +126,8 @@ pub struct Listener {
     user: User,
     token_hash: String,
     wake: Notify,
+    /// Set by the hub's keep-alive tick: one shared timer instead of one per connection.
+    keep_alive: AtomicBool,
     closed: Mutex<Option<CloseReason>>,
     filter: Mutex<InboxFilter>,
     cursor: AtomicU64,
@@ -154,12 +171,40 @@ impl Listener {
         self.closed.lock().ok().and_then(|c| *c)
     }
 
-    /// Waits until there is something to send (or a reason to close), then returns it. The
-    /// cursor advances past what is returned: the caller must send it or close.
+    /// Waits until there is something to send (or a reason to close), then returns it as
+    /// rendered page items. The cursor advances past what is returned: the caller must send it
+    /// or close.
     pub async fn next(&self, store: &Store) -> Result<Next, ApiError> {
         loop {
+            return match self.next_page(store).await? {
+                NextPage::Items(page) => {
+                    let mut items: Vec<LiveItem> = page
+                        .iter()
+                        .map(|item| {
+                            let mut json = String::with_capacity(item.activity.len() + 96);
+                            render_item(&mut json, item);
+                            LiveItem {
+                                cursor: cursor::encode(item.seq),
+                                json,
+                            }
+                        })
+                        .collect();
+                    items.shrink_to_fit();
+                    Ok(Next::Items(items))
+                }
+                // This transport keeps itself alive.
+                NextPage::KeepAlive => continue,
+                NextPage::Close(reason) => Ok(Next::Close(reason)),
+            };
+        }
+    }
+
+    /// Waits until there is something to send, a keep-alive is due, or a reason to close.
+    /// Items come oldest first, as the store rendered them; the cursor advances past them.
+    pub async fn next_page(&self, store: &Store) -> Result<NextPage, ApiError> {
+        loop {
             if let Some(reason) = self.closed() {
-                return Ok(Next::Close(reason));
+                return Ok(NextPage::Close(reason));
             }
             let filter = self
                 .filter
@@ -176,23 +221,14 @@ impl Listener {
                 )
                 .await?;
             if let Some(newest) = page.items.first() {
-                let mut items: Vec<LiveItem> = page
-                    .items
-                    .iter()
-                    .rev()
-                    .map(|item| {
-                        let mut json = String::with_capacity(item.activity.len() + 96);
-                        render_item(&mut json, item);
-                        LiveItem {
-                            cursor: cursor::encode(item.seq),
-                            json,
-                        }
-                    })
-                    .collect();
-                items.shrink_to_fit();
                 self.cursor
                     .store(u64::try_from(newest.seq).unwrap_or(0), Ordering::Release);
-                return Ok(Next::Items(items));
+                let mut items = page.items;
+                items.reverse();
+                return Ok(NextPage::Items(items));
+            }
+            if self.keep_alive.swap(false, Ordering::AcqRel) {
+                return Ok(NextPage::KeepAlive);
             }
             // A wake-up that arrived during the read left a permit: nothing is missed.
             self.wake.notified().await;
@@ -281,6 +317,16 @@ impl Hub {
             }
         });
         let hub = self.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(KEEP_ALIVE);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            tick.tick().await;
+            loop {
+                tick.tick().await;
+                hub.keep_alive_tick();
+            }
+        });
+        let hub = self.clone();
         let sessions_store = store.clone();
         let mut sessions = store.session_changes();
         tokio::spawn(async move {
@@ -314,6 +360,7 @@ impl Hub {
             user: auth.user,
             token_hash: auth.token_hash,
             wake: Notify::new(),
+            keep_alive: AtomicBool::new(false),
             closed: Mutex::new(None),
             filter: Mutex::new(args.filter),
             cursor: AtomicU64::new(u64::try_from(start).unwrap_or(0)),
@@ -384,6 +431,16 @@ impl Hub {
         woken.extend(written.iter().filter(|u| registry.users.contains(u)));
         for user in woken {
             for listener in registry.by_user.get(&user).into_iter().flatten() {
+                listener.wake.notify_one();
+            }
+        }
+    }
+
+    /// Asks every connection for a keep-alive (a connection that also has news sends those).
+    fn keep_alive_tick(&self) {
+        if let Ok(registry) = self.inner.registry.lock() {
+            for listener in registry.by_user.values().flatten() {
+                listener.keep_alive.store(true, Ordering::Release);
                 listener.wake.notify_one();
             }
         }

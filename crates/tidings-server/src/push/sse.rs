@@ -6,26 +6,27 @@
 //! `closed` (`{"reason"}`: the token no longer works). Browsers' `EventSource` reconnects on its
 //! own and sends `Last-Event-ID`, which resumes exactly after the last item it saw.
 
-use super::{ChannelArgs, CloseReason, Hub, Listener, Next, authenticate_token};
+use super::{ChannelArgs, CloseReason, Hub, Listener, NextPage, authenticate_token};
 use crate::AppState;
 use crate::api::inbox::InboxArgs;
 use crate::error::ApiError;
 use crate::extract::ApiQuery;
+use crate::pagination::render_item;
+use axum::body::{Body, Bytes};
 use axum::extract::State;
-use axum::http::HeaderMap;
-use axum::response::sse::{Event, KeepAlive, Sse};
-use futures::Stream;
+use axum::http::{HeaderMap, HeaderValue, header};
+use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
-use std::collections::VecDeque;
 use std::convert::Infallible;
 use std::sync::Arc;
-use std::time::Duration;
+use tidings_core::cursor;
+use tidings_store::model::PageItem;
 use utoipa::IntoParams;
 
-/// How often an idle stream carries a keep-alive comment.
-const KEEP_ALIVE: Duration = Duration::from_secs(15);
-/// How long a browser waits before reconnecting.
-const RETRY: Duration = Duration::from_secs(2);
+/// How long a browser waits before reconnecting, in milliseconds.
+const RETRY_MS: u32 = 2000;
+/// A keep-alive: an empty comment (sent every [`super::KEEP_ALIVE`] by the hub's one timer).
+const KEEP_ALIVE_COMMENT: &[u8] = b":\n\n";
 
 /// Stream arguments: the inbox filters, a resume cursor, and (for `EventSource`, which cannot
 /// send headers) the token.
@@ -56,6 +57,11 @@ impl Drop for Registration {
 }
 
 /// The caller's inbox, live: everything after the cursor, then each new entry as it is routed.
+///
+/// Events are written straight into one buffer per read (every item a woken connection
+/// gets goes out as one body frame, so one write): `event`, `id`, then `data` (the page item,
+/// exactly as `GET /api/v1/inbox` renders it), in the order axum's SSE builder would write
+/// them, without building an intermediate event per item.
 #[utoipa::path(get, path = "/api/v1/inbox/stream", tag = "inbox", security(("bearer" = [])),
     params(StreamArgs, ("Last-Event-ID" = Option<String>, Header, description = "resume after this cursor")),
     responses((status = 200, content_type = "text/event-stream", description = "events: ready, entry, resume, closed"),
@@ -64,7 +70,7 @@ pub async fn stream(
     State(state): State<AppState>,
     headers: HeaderMap,
     ApiQuery(args): ApiQuery<StreamArgs>,
-) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
+) -> Result<Response, ApiError> {
     let header_token = headers
         .get(axum::http::header::AUTHORIZATION)
         .and_then(crate::auth::bearer_token);
@@ -83,73 +89,128 @@ pub async fn stream(
     };
     let channel = ChannelArgs::parse(&inbox_args, last_event_id.or(args.after.as_deref()))?;
     let listener = state.hub.open(&state.store, auth, channel)?;
-    let ready = Event::default()
-        .event("ready")
-        .id(listener.cursor_text())
-        .retry(RETRY)
-        .data(format!("{{\"cursor\":\"{}\"}}", listener.cursor_text()));
+    let start = listener.cursor_text();
+    let ready = format!(
+        "event: ready\nid: {start}\nretry: {RETRY_MS}\ndata: {{\"cursor\":\"{start}\"}}\n\n"
+    );
     let registration = Registration {
         hub: state.hub.clone(),
         listener,
     };
-    let start = StreamState {
+    let first = StreamState {
         registration,
         store: state.store.clone(),
-        pending: VecDeque::from([ready]),
+        ready: Some(Bytes::from(ready)),
         done: false,
     };
-    let events = futures::stream::unfold(start, |mut s| async move {
-        loop {
-            if let Some(event) = s.pending.pop_front() {
-                return Some((Ok(event), s));
-            }
-            if s.done {
-                return None;
-            }
-            let listener = &s.registration.listener;
-            match listener.next(&s.store).await {
-                Ok(Next::Items(items)) => {
-                    s.pending.extend(items.into_iter().map(|item| {
-                        Event::default()
-                            .event("entry")
-                            .id(item.cursor)
-                            .data(item.json)
-                    }));
-                }
-                Ok(Next::Close(reason)) => {
-                    s.pending
-                        .push_back(close_event(reason, &listener.cursor_text()));
-                    s.done = true;
-                }
-                Err(e) => {
-                    tracing::warn!(error = %e.message, "live inbox read failed");
-                    // Tell the client where to pick up; a fresh connection retries the read.
-                    s.pending
-                        .push_back(close_event(CloseReason::Lagged, &listener.cursor_text()));
-                    s.done = true;
-                }
-            }
+    let events = futures::stream::unfold(first, |mut s| async move {
+        if let Some(ready) = s.ready.take() {
+            return Some((Ok::<_, Infallible>(ready), s));
         }
+        if s.done {
+            return None;
+        }
+        let listener = &s.registration.listener;
+        let frame = match listener.next_page(&s.store).await {
+            Ok(NextPage::Items(items)) => entries(&items),
+            Ok(NextPage::KeepAlive) => Bytes::from_static(KEEP_ALIVE_COMMENT),
+            Ok(NextPage::Close(reason)) => {
+                s.done = true;
+                close_event(reason, &listener.cursor_text())
+            }
+            Err(e) => {
+                tracing::warn!(error = %e.message, "live inbox read failed");
+                // Tell the client where to pick up; a fresh connection retries the read.
+                s.done = true;
+                close_event(CloseReason::Lagged, &listener.cursor_text())
+            }
+        };
+        Some((Ok(frame), s))
     });
-    Ok(Sse::new(events).keep_alive(KeepAlive::new().interval(KEEP_ALIVE)))
+    let mut response = Body::from_stream(events).into_response();
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/event-stream"),
+    );
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    Ok(response)
 }
 
 struct StreamState {
     registration: Registration,
     store: tidings_store::Store,
-    pending: VecDeque<Event>,
+    /// The `ready` event, until sent.
+    ready: Option<Bytes>,
     done: bool,
 }
 
-fn close_event(reason: CloseReason, cursor: &str) -> Event {
-    if reason.reconnect() {
-        Event::default().event("resume").data(format!(
-            "{{\"cursor\":\"{cursor}\",\"reason\":\"{}\"}}",
+/// `entry` events for page items (oldest first), in one buffer.
+fn entries(items: &[PageItem]) -> Bytes {
+    let size: usize = items.iter().map(|i| i.activity.len() + 160).sum();
+    let mut out = String::with_capacity(size);
+    let mut data = String::new();
+    for item in items {
+        out.push_str("event: entry\nid: ");
+        out.push_str(&cursor::encode(item.seq));
+        let mark = out.len();
+        out.push_str("\ndata: ");
+        render_item(&mut out, item);
+        // JSON text has no raw line breaks, but a `data` field must never carry one: if one
+        // ever appears, write the lines as `data` fields of their own, as SSE requires.
+        if out
+            .get(mark + 7..)
+            .is_some_and(|d| d.contains(['\n', '\r']))
+        {
+            data.clear();
+            data.push_str(out.get(mark + 7..).unwrap_or_default());
+            out.truncate(mark);
+            for line in data.split(['\n', '\r']).filter(|l| !l.is_empty()) {
+                out.push_str("\ndata: ");
+                out.push_str(line);
+            }
+        }
+        out.push_str("\n\n");
+    }
+    Bytes::from(out)
+}
+
+fn close_event(reason: CloseReason, cursor: &str) -> Bytes {
+    let text = if reason.reconnect() {
+        format!(
+            "event: resume\ndata: {{\"cursor\":\"{cursor}\",\"reason\":\"{}\"}}\n\n",
             reason.as_str()
-        ))
+        )
     } else {
-        Event::default()
-            .event("closed")
-            .data(format!("{{\"reason\":\"{}\"}}", reason.as_str()))
+        format!(
+            "event: closed\ndata: {{\"reason\":\"{}\"}}\n\n",
+            reason.as_str()
+        )
+    };
+    Bytes::from(text)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn entries_are_written_as_axum_would_and_never_split_a_data_line() {
+        let item = PageItem {
+            seq: 7,
+            via: Some("author".into()),
+            activity: "{\"a\":1}".into(),
+        };
+        let c = cursor::encode(7);
+        let expected = format!(
+            "event: entry\nid: {c}\ndata: {{\"cursor\":\"{c}\",\"via\":\"author\",\"activity\":{{\"a\":1}}}}\n\n"
+        );
+        assert_eq!(entries(std::slice::from_ref(&item)), Bytes::from(expected));
+        let spaced = PageItem {
+            activity: "{\n\"a\":1}".into(),
+            ..item
+        };
+        let text = entries(&[spaced]);
+        assert!(text.ends_with(b"\ndata: \"a\":1}}\n\n"), "{text:?}");
     }
 }
