@@ -118,7 +118,8 @@ pub struct FeedSpec {
     /// Whether the reader's own activities appear (flat and aggregated feeds).
     #[serde(default = "yes")]
     pub include_actor: bool,
-    /// Most entries the feed keeps: older ones are not served.
+    /// Notification and aggregated feeds are built from their newest `max_cache` items (older
+    /// ones are not served); for flat feeds it caps the unseen/unread counts.
     #[serde(default = "default_max_cache")]
     pub max_cache: usize,
     /// Aggregated only: the feed it folds (`flat` or `notification`).

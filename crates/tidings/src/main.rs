@@ -39,6 +39,22 @@ struct Cli {
         default_value_t = 64
     )]
     merge_threshold: i64,
+    /// Producers with more followers than this are merged into followers' feeds at read time.
+    #[arg(
+        long,
+        global = true,
+        env = "TIDINGS_FOLLOWER_MERGE_THRESHOLD",
+        default_value_t = 1000
+    )]
+    follower_merge_threshold: i64,
+    /// How many of a producer's recent activities a new follower gets copied in.
+    #[arg(
+        long,
+        global = true,
+        env = "TIDINGS_FOLLOW_COPY_LIMIT",
+        default_value_t = 100
+    )]
+    follow_copy_limit: usize,
     #[command(subcommand)]
     command: Command,
 }
@@ -121,6 +137,8 @@ async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     let store_config = StoreConfig {
         merge_threshold: cli.merge_threshold,
+        follower_merge_threshold: cli.follower_merge_threshold,
+        follow_copy_limit: cli.follow_copy_limit,
         ..StoreConfig::default()
     };
     match cli.command {

@@ -545,3 +545,61 @@ async fn seed_demo_then_serve_compat_profiles() {
     drop(server);
     assert!(verify(dir.path()).status.success());
 }
+
+/// The celebrity scenario runs end to end on a small audience: every follower read right after
+/// a publish sees it.
+#[tokio::test]
+async fn celebrity_smoke() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = Command::new(BIN)
+        .arg("--data-dir")
+        .arg(dir.path())
+        .args([
+            "seed",
+            "--shape",
+            "celebrity",
+            "--users",
+            "40",
+            "--tokens",
+            "6",
+        ])
+        .env("RUST_LOG", "warn")
+        .output()
+        .expect("seed");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let tokens_path = dir.path().join("seed-tokens.txt");
+    let tokens = std::fs::read_to_string(&tokens_path).expect("tokens");
+    assert!(tokens.starts_with("celebrity "), "{tokens}");
+
+    let server = serve(dir.path(), false).await;
+    let out = Command::new(BIN)
+        .args([
+            "bench",
+            "celebrity",
+            "--duration",
+            "1",
+            "--publish-rate",
+            "20",
+            "--json",
+        ])
+        .args(["--target", &server.base, "--tokens"])
+        .arg(&tokens_path)
+        .env("RUST_LOG", "warn")
+        .output()
+        .expect("bench");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: Value = serde_json::from_slice(&out.stdout).expect("json report");
+    assert_eq!(report["followers"], 40, "{report}");
+    assert_eq!(report["unseen"], 0, "{report}");
+    assert_eq!(report["ops"][0]["ok"], 20, "{report}");
+    assert_eq!(report["ops"][0]["errors"], 0, "{report}");
+    drop(server);
+}
