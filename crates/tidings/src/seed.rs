@@ -4,7 +4,8 @@
 //! Shape: circle sizes follow a power law (circle *i* has about `largest · i^-0.6` members, so a
 //! few are huge and most are small); every member is subscribed `*@circle` by joining; some users
 //! add tag-filtered subscriptions; activities pick a circle by size, an author among its members,
-//! tags from a Zipf-like vocabulary, and some are replies or likes.
+//! tags from a Zipf-like vocabulary, and some are replies or likes. Users follow `--follow-degree`
+//! others each, picked with a power-law in-degree (a few producers with very many followers).
 
 use anyhow::Context;
 use futures::future::join_all;
@@ -16,9 +17,9 @@ use std::path::Path;
 use std::time::Instant;
 use tidings_core::activity::{Limits, TypeStatus, normalize};
 use tidings_core::expr::parse;
-use tidings_store::Store;
 use tidings_store::model::{JoinPolicy, User, Visibility};
 use tidings_store::sqlite::{NewCircle, PublishInput};
+use tidings_store::{Store, StoreError};
 
 /// Which community to generate.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -48,6 +49,9 @@ pub struct SeedArgs {
     /// Followers of each user (follow-circles).
     #[arg(long, default_value_t = 100)]
     pub follows: usize,
+    /// Users each user follows, drawn with a power-law in-degree (community).
+    #[arg(long, default_value_t = 5)]
+    pub follow_degree: usize,
     /// Users to create.
     #[arg(long, default_value_t = 1_000)]
     pub users: usize,
@@ -298,7 +302,53 @@ pub async fn seed(store: &Store, data_dir: &Path, args: &SeedArgs) -> anyhow::Re
         let _ = result;
     }
 
-    // Activities: circle by size, author among members, Zipf-ish tags, replies and likes.
+    // Follows with a power-law in-degree: user i is picked as a followee with weight
+    // 1/(i+1)^0.8, so a few producers have very many followers; `--follow-degree` per user.
+    if args.follow_degree > 0 && users.len() > 1 {
+        let followee_weights = cumulative((1..=users.len()).map(|r| (r as f64).powf(-0.8)));
+        let mut pairs = Vec::new();
+        for (u, _) in users.iter().enumerate() {
+            let mut chosen = std::collections::BTreeSet::new();
+            let want = args.follow_degree.min(users.len() - 1);
+            let mut tries = 0;
+            while chosen.len() < want && tries < want * 20 {
+                tries += 1;
+                let v = pick(&followee_weights, &mut rng);
+                if v != u {
+                    chosen.insert(v);
+                }
+            }
+            pairs.extend(chosen.into_iter().map(|v| (u, v)));
+        }
+        let bar_follows = bar(pairs.len(), "follows");
+        for batch in pairs.chunks(chunk) {
+            let futures = batch.iter().map(|&(u, v)| {
+                let doc =
+                    json!({"type": "Follow", "object": format!("user:{}", users[v].username)});
+                let draft = normalize(&doc, &Limits::default(), &|_| TypeStatus::BuiltIn);
+                let actor = users[u].clone();
+                async move {
+                    let draft = draft.map_err(|e| anyhow::anyhow!(e.message))?;
+                    store
+                        .publish(PublishInput {
+                            actor,
+                            draft,
+                            idempotency_key: None,
+                        })
+                        .await
+                        .context("following")
+                }
+            });
+            for result in join_all(futures).await {
+                result?;
+            }
+            bar_follows.inc(batch.len() as u64);
+        }
+        bar_follows.finish();
+    }
+
+    // Activities: circle by size, author among members, Zipf-ish tags, replies and likes; one
+    // in five Creates also goes to the author's followers.
     let circle_weights = cumulative(sizes.iter().map(|&s| s as f64));
     let tag_weights = cumulative((1..=TAGS.len()).map(|r| 1.0 / r as f64));
     let limits = Limits::default();
@@ -323,10 +373,14 @@ pub async fn seed(store: &Store, data_dir: &Path, args: &SeedArgs) -> anyhow::Re
                 if rng.random_bool(0.3) {
                     tags.push(TAGS[pick(&tag_weights, &mut rng)]);
                 }
+                let mut to = vec![format!("circle:{circle_name}")];
+                if roll >= 80 {
+                    to.push("followers".to_owned());
+                }
                 let mut doc = json!({
                     "type": "Create",
                     "object": {"type": "Note", "content": format!("Seeded note {} in {circle_name}", published + k)},
-                    "to": [format!("circle:{circle_name}")],
+                    "to": to,
                     "tag": tags,
                 });
                 if roll < 30 && !recent[c].is_empty() {
@@ -345,7 +399,12 @@ pub async fn seed(store: &Store, data_dir: &Path, args: &SeedArgs) -> anyhow::Re
         }
         let results = join_all(batch).await;
         for (result, c) in results.into_iter().zip(batch_circles) {
-            let done = result.context("publishing")?;
+            let done = match result {
+                Ok(done) => done,
+                // A second like of the same activity by the same person is refused: skip it.
+                Err(StoreError::Conflict { .. }) => continue,
+                Err(e) => return Err(e).context("publishing"),
+            };
             let slot = &mut recent[c];
             if slot.len() >= 32 {
                 slot.remove(0);
