@@ -79,16 +79,12 @@ impl PageBody {
     /// Writes a store page as the response body. Activities are spliced in as the JSON text
     /// the store produced (stored bytes plus derived state), never parsed again.
     pub fn render(page: Page, from: PageFrom) -> RawJson {
-        let next = match page.items.last() {
-            Some(last) if page.has_older => Some(cursor::encode(last.seq)),
-            _ => None,
-        };
-        let prev = match (page.items.first(), from) {
-            (Some(first), _) => Some(cursor::encode(first.seq)),
-            (None, PageFrom::After(c)) => Some(cursor::encode(c)),
-            (None, PageFrom::Before(_)) => None,
-            (None, PageFrom::Newest) => Some(cursor::encode(0)),
-        };
+        let (next, prev) = page_cursors(
+            page.items.first().map(|i| i.seq),
+            page.items.last().map(|i| i.seq),
+            page.has_older,
+            from,
+        );
         let size: usize = page.items.iter().map(|i| i.activity.len() + 96).sum();
         let mut out = String::with_capacity(size + 96);
         out.push_str("{\"items\":[");
@@ -105,6 +101,25 @@ impl PageBody {
         out.push('}');
         RawJson(out)
     }
+}
+
+/// The `next` and `prev` cursors of a page whose newest and oldest positions are `first` and
+/// `last`: `next` walks to older items when there are any; `prev` polls for newer ones (an empty
+/// first page polls from the start, an empty forward page from where it was asked).
+pub fn page_cursors(
+    first: Option<i64>,
+    last: Option<i64>,
+    has_older: bool,
+    from: PageFrom,
+) -> (Option<String>, Option<String>) {
+    let next = last.filter(|_| has_older).map(cursor::encode);
+    let prev = match (first, from) {
+        (Some(first), _) => Some(cursor::encode(first)),
+        (None, PageFrom::After(c)) => Some(cursor::encode(c)),
+        (None, PageFrom::Before(_)) => None,
+        (None, PageFrom::Newest) => Some(cursor::encode(0)),
+    };
+    (next, prev)
 }
 
 /// Appends one page item as JSON: `{"cursor", "via"?, "activity"}`. The push channels send

@@ -446,16 +446,7 @@ impl HotIndex {
             }
             Effect::Entries(entries) => {
                 for (user, seq, via) in entries {
-                    let list = self.written.entry(user).or_default();
-                    match list.last() {
-                        Some(&(last, _)) if last >= seq => {
-                            // Out of order only when re-applied; keep the list sorted and unique.
-                            if let Err(pos) = list.binary_search_by_key(&seq, |e| e.0) {
-                                list.insert(pos, (seq, via));
-                            }
-                        }
-                        _ => list.push((seq, via)),
-                    }
+                    insert_by_seq(self.written.entry(user).or_default(), seq, via);
                 }
             }
             Effect::Merged { circle, from_seq } => {
@@ -564,15 +555,7 @@ impl HotIndex {
             }
             Effect::Notify(list) => {
                 for (user, seq, reason) in list {
-                    let mine = self.notifications.entry(user).or_default();
-                    match mine.last() {
-                        Some(&(last, _)) if last >= seq => {
-                            if let Err(pos) = mine.binary_search_by_key(&seq, |n| n.0) {
-                                mine.insert(pos, (seq, reason));
-                            }
-                        }
-                        _ => mine.push((seq, reason)),
-                    }
+                    insert_by_seq(self.notifications.entry(user).or_default(), seq, reason);
                 }
             }
             Effect::Marker {
@@ -988,6 +971,19 @@ impl HotIndex {
         .into_iter()
         .map(|(seq, via)| (seq, Some(via.to_string())))
         .collect()
+    }
+}
+
+/// Adds `(seq, value)` to a seq-sorted list: appended in the usual case (effects arrive in seq
+/// order), inserted in place when re-applied or backfilled, never twice for one seq.
+fn insert_by_seq<T>(list: &mut Vec<(i64, T)>, seq: i64, value: T) {
+    match list.last() {
+        Some(&(last, _)) if last >= seq => {
+            if let Err(pos) = list.binary_search_by_key(&seq, |e| e.0) {
+                list.insert(pos, (seq, value));
+            }
+        }
+        _ => list.push((seq, value)),
     }
 }
 

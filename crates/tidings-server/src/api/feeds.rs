@@ -6,7 +6,7 @@ use crate::api::inbox::{InboxArgs, parse_filter};
 use crate::auth::AuthUser;
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{ApiPath, ApiQuery};
-use crate::pagination::{PageArgs, PageBody, render_item};
+use crate::pagination::{PageArgs, PageBody, page_cursors, render_item};
 use crate::response::RawJson;
 use axum::Json;
 use axum::body::Bytes;
@@ -139,13 +139,14 @@ pub async fn read(
                 .await?;
             Ok(PageBody::render(page, from))
         }
+        FeedKind::Notification | FeedKind::Aggregated if filtered => Err(ApiError::bad_request(
+            "invalid_filter",
+            format!(
+                "{} feeds take no circle, tag or kind filter",
+                kind_name(spec.kind)
+            ),
+        )),
         FeedKind::Notification => {
-            if filtered {
-                return Err(ApiError::bad_request(
-                    "invalid_filter",
-                    "notification feeds take no circle, tag or kind filter",
-                ));
-            }
             let counts = state.store.feed_counts(&auth.user, spec)?;
             let page = state
                 .store
@@ -157,12 +158,6 @@ pub async fn read(
             ))
         }
         FeedKind::Aggregated => {
-            if filtered {
-                return Err(ApiError::bad_request(
-                    "invalid_filter",
-                    "aggregated feeds take no circle, tag or kind filter",
-                ));
-            }
             let counts = state.store.feed_counts(&auth.user, spec)?;
             let page = state
                 .store
@@ -178,16 +173,12 @@ fn render_groups(
     from: PageFrom,
     counts: &FeedCounts,
 ) -> RawJson {
-    let next = match page.groups.last() {
-        Some(last) if page.has_older => Some(cursor::encode(last.newest_seq)),
-        _ => None,
-    };
-    let prev = match (page.groups.first(), from) {
-        (Some(first), _) => Some(cursor::encode(first.newest_seq)),
-        (None, PageFrom::After(c)) => Some(cursor::encode(c)),
-        (None, PageFrom::Before(_)) => None,
-        (None, PageFrom::Newest) => Some(cursor::encode(0)),
-    };
+    let (next, prev) = page_cursors(
+        page.groups.first().map(|g| g.newest_seq),
+        page.groups.last().map(|g| g.newest_seq),
+        page.has_older,
+        from,
+    );
     let json = |v: Value| v.to_string();
     let mut out = String::from("{\"items\":[");
     for (i, group) in page.groups.iter().enumerate() {

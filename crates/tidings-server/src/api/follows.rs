@@ -6,7 +6,7 @@ use crate::api::activities::publish_value;
 use crate::auth::AuthUser;
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{ApiPath, ApiQuery};
-use crate::pagination::PageArgs;
+use crate::pagination::{PageArgs, page_cursors};
 use crate::response::RawJson;
 use axum::Json;
 use axum::extract::State;
@@ -14,7 +14,7 @@ use axum::http::StatusCode;
 use serde::Serialize;
 use serde_json::{Value, json};
 use tidings_core::cursor;
-use tidings_store::model::{PageFrom, User};
+use tidings_store::model::User;
 use utoipa::ToSchema;
 
 /// One entry of a followers or following list.
@@ -105,16 +105,12 @@ async fn follow_page(
         .follow_list(username, followers, from, limit)
         .await?;
     let (follower_count, following_count) = state.store.follow_counts(username).await?;
-    let next = match entries.last() {
-        Some(last) if more => Some(cursor::encode(last.follow_seq)),
-        _ => None,
-    };
-    let prev = match (entries.first(), from) {
-        (Some(first), _) => Some(cursor::encode(first.follow_seq)),
-        (None, PageFrom::After(c)) => Some(cursor::encode(c)),
-        (None, PageFrom::Before(_)) => None,
-        (None, PageFrom::Newest) => Some(cursor::encode(0)),
-    };
+    let (next, prev) = page_cursors(
+        entries.first().map(|e| e.follow_seq),
+        entries.last().map(|e| e.follow_seq),
+        more,
+        from,
+    );
     Ok(Json(FollowPage {
         items: entries
             .into_iter()

@@ -31,6 +31,20 @@ pub(crate) struct Thresholds {
     pub followers: i64,
 }
 
+/// What routing needs of one pending activity, read with the slice in one query.
+struct Pending {
+    seq: i64,
+    actor_id: i64,
+    listed: bool,
+    activity_type: String,
+    object_ref: Option<String>,
+    author_name: String,
+    /// Addressed to followers or the public.
+    to_followers: bool,
+    /// Author of the activity it replies to.
+    parent_author: Option<i64>,
+}
+
 struct CircleFacts {
     id: i64,
     name: String,
@@ -49,28 +63,38 @@ pub(crate) fn route_pending(
         .query_row([], |r| r.get(0))?;
     let pending = conn
         .prepare_cached(
-            "SELECT seq, actor_id, listed FROM activities WHERE seq > ?1 ORDER BY seq LIMIT ?2",
+            "SELECT a.seq, a.actor_id, a.listed, a.type, a.object_ref, u.username,
+                    a.is_public OR EXISTS(SELECT 1 FROM activity_followers af WHERE af.seq = a.seq),
+                    p.actor_id
+             FROM activities a JOIN users u ON u.id = a.actor_id
+             LEFT JOIN activities p ON p.id = a.in_reply_to
+             WHERE a.seq > ?1 ORDER BY a.seq LIMIT ?2",
         )?
         .query_map(params![routed, SLICE_ACTIVITIES], |r| {
-            Ok((
-                r.get::<_, i64>(0)?,
-                r.get::<_, i64>(1)?,
-                r.get::<_, bool>(2)?,
-            ))
+            Ok(Pending {
+                seq: r.get(0)?,
+                actor_id: r.get(1)?,
+                listed: r.get(2)?,
+                activity_type: r.get(3)?,
+                object_ref: r.get(4)?,
+                author_name: r.get(5)?,
+                to_followers: r.get(6)?,
+                parent_author: r.get(7)?,
+            })
         })?
         .collect::<Result<Vec<_>, _>>()?;
-    let Some(&(last_available, _, _)) = pending.last() else {
+    let Some(last_available) = pending.last().map(|p| p.seq) else {
         return Ok((routed, false));
     };
     conn.execute_batch("BEGIN IMMEDIATE")?;
     let result = (|| -> StoreResult<(i64, bool)> {
         let mut delivered = 0usize;
         let mut watermark = routed;
-        for (seq, actor_id, listed) in pending.iter().copied() {
-            if listed {
-                delivered += route_one(conn, fx, seq, actor_id, thresholds)?;
+        for activity in &pending {
+            if activity.listed {
+                delivered += route_one(conn, fx, activity, thresholds)?;
             }
-            watermark = seq;
+            watermark = activity.seq;
             if delivered >= SLICE_DELIVERIES {
                 break;
             }
@@ -95,10 +119,10 @@ pub(crate) fn route_pending(
 fn route_one(
     conn: &Connection,
     fx: &mut Effects,
-    seq: i64,
-    actor_id: i64,
+    activity: &Pending,
     thresholds: Thresholds,
 ) -> StoreResult<usize> {
+    let (seq, actor_id) = (activity.seq, activity.actor_id);
     let merge_threshold = thresholds.circle;
     let addressed = conn
         .prepare_cached(
@@ -182,20 +206,13 @@ fn route_one(
     // Subscriptions on any circle (`urgent@*`) are never written: their audience is per tag,
     // so the multiplexer merges them at read time from the tag's stream.
 
-    let (author_name, to_followers, activity_type): (String, bool, String) = conn
-        .prepare_cached(
-            "SELECT u.username,
-                    a.is_public OR EXISTS(SELECT 1 FROM activity_followers af WHERE af.seq = a.seq),
-                    a.type
-             FROM activities a JOIN users u ON u.id = a.actor_id WHERE a.seq = ?1",
-        )?
-        .query_row([seq], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
-    let followers = if to_followers {
-        followers_to_write(conn, fx, seq, actor_id, &author_name, thresholds.followers)?
+    let author_name = activity.author_name.as_str();
+    let followers = if activity.to_followers {
+        followers_to_write(conn, fx, seq, actor_id, author_name, thresholds.followers)?
     } else {
         Vec::new()
     };
-    notify(conn, fx, seq, actor_id, &activity_type, &addressed)?;
+    notify(conn, fx, activity, &addressed)?;
 
     let names: Vec<String> = circles.iter().map(|c| c.name.clone()).collect();
     let deliveries = route_activity(
@@ -205,7 +222,7 @@ fn route_one(
             pushed_circles: &names,
             tags: &tags,
             followers: &followers,
-            author_name: &author_name,
+            author_name,
         },
         &candidates,
     );
@@ -275,21 +292,15 @@ fn followers_to_write(
 fn notify(
     conn: &Connection,
     fx: &mut Effects,
-    seq: i64,
-    actor_id: i64,
-    activity_type: &str,
+    activity: &Pending,
     addressed: &[i64],
 ) -> StoreResult<()> {
-    let (object_ref, parent_author): (Option<String>, Option<i64>) = conn
-        .prepare_cached(
-            "SELECT a.object_ref, p.actor_id FROM activities a
-             LEFT JOIN activities p ON p.id = a.in_reply_to WHERE a.seq = ?1",
-        )?
-        .query_row([seq], |r| Ok((r.get(0)?, r.get(1)?)))?;
+    let seq = activity.seq;
+    let activity_type = activity.activity_type.as_str();
     let mut target_author = None;
     let mut followed = None;
     let mut keepers = Vec::new();
-    if let Some(reference) = &object_ref {
+    if let Some(reference) = &activity.object_ref {
         match activity_type {
             "Like" | "Announce" => {
                 target_author = conn
@@ -321,10 +332,10 @@ fn notify(
         }
     }
     let raised = notifications(&NoticeFacts {
-        actor: actor_id,
+        actor: activity.actor_id,
         activity_type,
         target_author,
-        parent_author,
+        parent_author: activity.parent_author,
         followed,
         joined_circle_keepers: &keepers,
         addressed,
