@@ -72,12 +72,10 @@ pub async fn serve(
                 drop(done);
                 return;
             }
-            // hyper takes the request bodies as they are.
-            let router = TowerToHyperService::new(app);
-            let service = hyper::service::service_fn(move |request| {
-                use hyper::service::Service as _;
-                router.call(detach_upgrade(request))
-            });
+            // hyper takes the request bodies as they are. A Socket.IO websocket keeps nothing
+            // of its upgrade request (`push::engineio`), so hyper's buffers go with the
+            // connection's HTTP part.
+            let service = TowerToHyperService::new(app);
             let conn = http
                 .serve_connection(TokioIo::new(io), service)
                 .with_upgrades();
@@ -106,30 +104,6 @@ pub async fn serve(
     drop(done_rx);
     done_tx.closed().await;
     Ok(())
-}
-
-/// Gives an upgrade request (a Socket.IO websocket) a URI and headers of its own. hyper
-/// parses them as slices of its 8 KiB read buffer, so whatever keeps them keeps that whole
-/// buffer, and socketioxide keeps each socket's request parts for the connection's life.
-fn detach_upgrade<B>(request: axum::http::Request<B>) -> axum::http::Request<B> {
-    use axum::http::{HeaderMap, HeaderValue, Uri, header};
-    if !request.headers().contains_key(header::UPGRADE) {
-        return request;
-    }
-    let (mut parts, body) = request.into_parts();
-    let mut headers = HeaderMap::with_capacity(parts.headers.len());
-    for (name, value) in &parts.headers {
-        // `from_bytes` copies; the value was valid already, so this cannot fail.
-        if let Ok(mut copy) = HeaderValue::from_bytes(value.as_bytes()) {
-            copy.set_sensitive(value.is_sensitive());
-            headers.append(name.clone(), copy);
-        }
-    }
-    parts.headers = headers;
-    if let Ok(uri) = Uri::try_from(parts.uri.to_string()) {
-        parts.uri = uri;
-    }
-    axum::http::Request::from_parts(parts, body)
 }
 
 /// A TCP listener whose connections drop clients that stop reading.

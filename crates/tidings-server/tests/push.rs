@@ -503,7 +503,7 @@ async fn socketio_client_scenarios() {
         output.status.success(),
         "Socket.IO scenarios failed:\n{stdout}"
     );
-    assert_eq!(stdout.matches("ok   ").count(), 6, "every scenario ran");
+    assert_eq!(stdout.matches("ok   ").count(), 8, "every scenario ran");
 }
 
 #[tokio::test]

@@ -13,6 +13,9 @@ use tidings_store::Store;
 use tidings_store::sqlite::{AdminConnection, StoreConfig};
 
 // Serving pages allocates many short-lived strings; mimalloc measured faster than glibc here.
+// `--features system-allocator` keeps the system's malloc, which heap profilers (heaptrack)
+// can see.
+#[cfg(not(feature = "system-allocator"))]
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 

@@ -19,7 +19,6 @@ use tower_http::trace::TraceLayer;
 /// The whole HTTP surface.
 pub fn router(state: AppState) -> Router {
     let max_body = state.config.max_body_bytes;
-    let (socketio, _io) = crate::push::socketio::layer(state.clone());
     let api = Router::new()
         .route("/users", post(users::signup))
         .route(
@@ -88,7 +87,7 @@ pub fn router(state: AppState) -> Router {
         .merge(crate::web::router())
         .merge(crate::openapi::docs_router())
         .route("/healthz", get(|| async { "ok" }))
-        .layer(socketio)
+        .merge(crate::push::engineio::router(state.clone()))
         .layer(DefaultBodyLimit::max(max_body))
         .layer(TraceLayer::new_for_http())
         .with_state(state)

@@ -8,6 +8,7 @@
 //! exactly once), and a slow client costs nothing but its cursor: nothing queues up for it.
 
 pub mod direct;
+pub mod engineio;
 pub mod socketio;
 pub mod sse;
 

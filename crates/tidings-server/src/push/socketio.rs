@@ -8,6 +8,7 @@
 //! server: `filter` (`{circles?, tags?, kind?}`, acknowledged with `{"ok":true}` or an error
 //! object) changes the filters of the one channel without reconnecting.
 
+use super::engineio::{EmitError, SioSocket};
 use super::{ChannelArgs, CloseReason, Listener, Next, authenticate_token};
 use crate::AppState;
 use crate::api::inbox::{InboxArgs, parse_filter};
@@ -15,11 +16,6 @@ use crate::auth::AuthUser;
 use crate::error::ApiError;
 use serde::Deserialize;
 use serde_json::value::RawValue;
-use socketioxide::extract::{AckSender, Data, SocketRef, State, TryData};
-use socketioxide::handler::ConnectHandler;
-use socketioxide::layer::SocketIoLayer;
-use socketioxide::socket::DisconnectReason;
-use socketioxide::{SocketIo, TransportType};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -79,7 +75,7 @@ struct HandshakeAuth {
 
 /// A refused handshake: the client's `connect_error` carries this text.
 #[derive(Debug)]
-struct Refused(ApiError);
+pub(super) struct Refused(ApiError);
 
 impl std::fmt::Display for Refused {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -87,98 +83,84 @@ impl std::fmt::Display for Refused {
     }
 }
 
-/// The Socket.IO layer (mounted at `/socket.io/`) and its handle.
-pub fn layer(state: AppState) -> (SocketIoLayer, SocketIo) {
-    let (layer, io) = SocketIo::builder()
-        .with_state(state)
-        .max_buffer_size(SEND_BUFFER)
-        // Reads are tiny (filters); a small buffer keeps idle connections cheap.
-        .ws_read_buffer_size(1024)
-        .max_payload(64 * 1024)
-        .ws_max_message_size(64 * 1024)
-        .ws_max_frame_size(64 * 1024)
-        .transports([TransportType::Polling, TransportType::Websocket])
-        .build_layer();
-    io.ns("/", on_connect.with(authorize));
-    (layer, io)
-}
-
-/// Handshake middleware: authenticates, checks the filters and opens the channel.
-async fn authorize(
-    socket: SocketRef,
-    TryData(auth): TryData<HandshakeAuth>,
-    State(state): State<AppState>,
-) -> Result<(), Refused> {
-    let auth = auth.map_err(|e| {
-        Refused(ApiError::bad_request(
-            "invalid_handshake",
-            format!("the handshake auth must be an object: {e}"),
-        ))
-    })?;
-    let caller = authenticate_token(&state, auth.token.as_deref())
+/// Handshake: authenticates and checks the filters of a `CONNECT`'s `auth` object (None when
+/// the client sent none).
+pub(super) async fn authorize(state: &AppState, auth: Option<&str>) -> Result<Pending, Refused> {
+    let auth = match auth {
+        Some(auth) => serde_json::from_str::<HandshakeAuth>(auth).map_err(|e| {
+            Refused(ApiError::bad_request(
+                "invalid_handshake",
+                format!("the handshake auth must be an object: {e}"),
+            ))
+        })?,
+        None => HandshakeAuth::default(),
+    };
+    let caller = authenticate_token(state, auth.token.as_deref())
         .await
         .map_err(Refused)?;
     let args = ChannelArgs::parse(&auth.filter.into_inbox_args(), auth.after.as_deref())
         .map_err(Refused)?;
     state.hub.check_room(&caller).map_err(Refused)?;
-    // The channel opens once the socket is connected: a handshake that never completes must
-    // not hold a registration.
-    socket.extensions.insert(Pending { caller, args });
-    Ok(())
+    // The channel opens once the client has been told it is connected.
+    Ok(Pending { caller, args })
 }
 
 /// What the handshake established, for the connect handler.
-#[derive(Clone)]
-struct Pending {
+pub(super) struct Pending {
     caller: AuthUser,
     args: ChannelArgs,
 }
 
-async fn on_connect(socket: SocketRef, State(state): State<AppState>) {
-    let Some(Pending { caller, args }) = socket.extensions.remove::<Pending>() else {
-        // Unreachable after the middleware; refuse rather than serve an unbound socket.
-        let _ = socket.disconnect();
-        return;
-    };
+/// Opens the channel of a connected socket and starts its sender; the listener is returned
+/// for the client's events and its disconnect.
+pub(super) fn on_connect(
+    socket: SioSocket,
+    state: &AppState,
+    pending: Pending,
+) -> Option<Arc<Listener>> {
+    let Pending { caller, args } = pending;
     let listener = match state.hub.open(&state.store, caller, args) {
         Ok(listener) => listener,
         Err(e) => {
-            let _ = socket.emit("closed", &serde_json::json!({"reason": e.code}));
-            let _ = socket.disconnect();
-            return;
+            socket.emit_final("closed", &serde_json::json!({"reason": e.code}));
+            socket.disconnect();
+            return None;
         }
     };
-    let filter_listener = listener.clone();
-    socket.on(
-        "filter",
-        async move |Data(args): Data<serde_json::Value>, ack: AckSender| {
-            let parsed = serde_json::from_value::<FilterArgs>(args)
-                .map_err(|e| ApiError::bad_request("invalid_filter", e.to_string()))
-                .and_then(|f| parse_filter(&f.into_inbox_args()));
-            let reply = match parsed {
-                Ok(filter) => {
-                    filter_listener.set_filter(filter);
-                    serde_json::json!({"ok": true})
-                }
-                Err(e) => serde_json::json!({"error": {"code": e.code, "message": e.message}}),
-            };
-            let _ = ack.send(&reply);
-        },
-    );
-    let gone = listener.clone();
-    socket.on_disconnect(async move |_reason: DisconnectReason| {
-        gone.close(CloseReason::Disconnected);
-    });
     let ready = serde_json::json!({"cursor": listener.cursor_text()});
-    if socket.emit("ready", &ready).is_err() {
+    if socket.emit("ready", &ready, SEND_BUFFER).is_err() {
         state.hub.release(&listener);
-        return;
+        return None;
     }
-    tokio::spawn(send_loop(socket, state, listener));
+    tokio::spawn(send_loop(socket, state.clone(), listener.clone()));
+    Some(listener)
+}
+
+/// A client event: `filter` changes the channel's filters and answers `{"ok":true}` or an
+/// error object; other events are ignored (None: nothing to acknowledge).
+pub(super) fn on_event(
+    listener: &Listener,
+    event: &str,
+    args: Vec<serde_json::Value>,
+) -> Option<serde_json::Value> {
+    if event != "filter" {
+        return None;
+    }
+    let args = args.into_iter().next().unwrap_or_default();
+    let parsed = serde_json::from_value::<FilterArgs>(args)
+        .map_err(|e| ApiError::bad_request("invalid_filter", e.to_string()))
+        .and_then(|f| parse_filter(&f.into_inbox_args()));
+    Some(match parsed {
+        Ok(filter) => {
+            listener.set_filter(filter);
+            serde_json::json!({"ok": true})
+        }
+        Err(e) => serde_json::json!({"error": {"code": e.code, "message": e.message}}),
+    })
 }
 
 /// Sends the channel's items until it closes, then releases it.
-async fn send_loop(socket: SocketRef, state: AppState, listener: Arc<Listener>) {
+async fn send_loop(socket: SioSocket, state: AppState, listener: Arc<Listener>) {
     // Where a resume must start: after the last item actually handed to the socket.
     let mut sent = listener.cursor_text();
     let reason = loop {
@@ -215,28 +197,26 @@ async fn send_loop(socket: SocketRef, state: AppState, listener: Arc<Listener>) 
         } else {
             ("closed", serde_json::json!({"reason": reason.as_str()}))
         };
-        let _ = socket.emit(event, &data);
-        let _ = socket.clone().disconnect();
+        socket.emit_final(event, &data);
+        socket.disconnect();
     }
     state.hub.release(&listener);
 }
 
 /// Emits one entry, waiting while the client's buffer is full; false once it has been full
 /// for longer than [`LAG_DEADLINE`] or the socket is gone.
-async fn emit_patiently(socket: &SocketRef, item: &RawValue) -> bool {
+async fn emit_patiently(socket: &SioSocket, item: &RawValue) -> bool {
     let started = tokio::time::Instant::now();
     loop {
-        match socket.emit("entry", item) {
+        match socket.emit("entry", item, SEND_BUFFER) {
             Ok(()) => return true,
-            Err(socketioxide::SendError::Socket(
-                socketioxide::SocketError::InternalChannelFull,
-            )) => {
+            Err(EmitError::Full) => {
                 if started.elapsed() > LAG_DEADLINE {
                     return false;
                 }
                 tokio::time::sleep(Duration::from_millis(20)).await;
             }
-            Err(_) => return false,
+            Err(EmitError::Closed) => return false,
         }
     }
 }

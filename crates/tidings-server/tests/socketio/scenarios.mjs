@@ -161,6 +161,29 @@ const scenarios = {
     c.socket.disconnect();
   },
 
+  async "the default transports: polling upgraded to websocket, the channel unbroken"() {
+    const ana = await user("ana");
+    const c = connect({ token: ana.token }, { transports: ["polling", "websocket"] });
+    await until("ready", () => c.log.ready);
+    await until("upgrade", () => c.socket.io.engine.transport.name === "websocket");
+    await note(ana, "after the upgrade", ["public"]);
+    await until("entry", () => c.log.entries.length === 1);
+    const ack = await c.socket.timeout(5000).emitWithAck("filter", { kind: "major" });
+    assert.deepEqual(ack, { ok: true });
+    assert.deepEqual(contents(c.log), ["after the upgrade"]);
+    c.socket.disconnect();
+  },
+
+  async "an unknown namespace is refused"() {
+    const ana = await user("ana");
+    const socket = io(`${base}/admin`, { auth: { token: ana.token }, reconnection: false, transports: ["websocket"] });
+    let error = null;
+    socket.on("connect_error", (e) => (error = e.message));
+    await until("connect_error", () => error);
+    assert.equal(error, "Invalid namespace");
+    socket.disconnect();
+  },
+
   async "a revoked token is cut off within a second"() {
     const ana = await user("ana");
     const c = connect({ token: ana.token });
