@@ -541,3 +541,71 @@ async fn a_user_holds_at_most_64_live_connections_and_closed_ones_free_their_pla
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+/// The Engine.IO layer's answers to requests the Node client never makes: a wrong protocol
+/// version, an unknown session, a second long-poll at once; and a whole polling exchange
+/// (handshake, refused `CONNECT`, close) by hand.
+#[tokio::test]
+async fn engine_io_refuses_bad_requests_and_speaks_polling() {
+    let s = TestServer::start().await;
+    let http = reqwest::Client::new();
+    let url = |query: &str| format!("{}/socket.io/?{query}", s.base);
+    let r = http
+        .get(url("EIO=3&transport=polling"))
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    assert_eq!(r.json::<Value>().await.expect("json")["code"], 5);
+    let r = http
+        .get(url("EIO=4&transport=polling&sid=nope"))
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    assert_eq!(r.json::<Value>().await.expect("json")["code"], 1);
+
+    // Handshake.
+    let open = http
+        .get(url("EIO=4&transport=polling"))
+        .send()
+        .await
+        .expect("request")
+        .text()
+        .await
+        .expect("body");
+    let open: Value =
+        serde_json::from_str(open.strip_prefix('0').expect("open packet")).expect("open JSON");
+    let sid = open["sid"].as_str().expect("sid").to_owned();
+    assert_eq!(open["upgrades"], json!(["websocket"]));
+    let poll = url(&format!("EIO=4&transport=polling&sid={sid}"));
+    // A CONNECT without a token is refused with the reason.
+    let r = http
+        .post(&poll)
+        .body("40{\"token\":\"tdg_nope\"}")
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(r.status(), StatusCode::OK);
+    let answer = http
+        .get(&poll)
+        .send()
+        .await
+        .expect("poll")
+        .text()
+        .await
+        .expect("body");
+    assert!(
+        answer.starts_with("44{\"message\":\"unauthenticated"),
+        "{answer}"
+    );
+    // A second long-poll while one waits breaks the protocol: the session ends.
+    let waiting = tokio::spawn(http.get(&poll).send());
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let r = http.get(&poll).send().await.expect("poll");
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    let released = waiting.await.expect("task").expect("poll");
+    assert_eq!(released.text().await.expect("body"), "1");
+    let r = http.get(&poll).send().await.expect("poll");
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+}

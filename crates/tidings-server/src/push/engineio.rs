@@ -54,6 +54,9 @@ const POLL_SILENCE: Duration = Duration::from_secs(45);
 /// Bytes a websocket reads at a time. Client packets are tiny (pongs, filter changes), and
 /// this buffer lives as long as the connection.
 const WS_READ_BUFFER: usize = 512;
+/// Packets a session may have waiting in all: events are bounded by the channel (64), so more
+/// than this means a client that keeps asking (pings, acknowledged events) without reading.
+const MAX_QUEUED: usize = 256;
 /// Engine.IO packet separator in a polling payload.
 const SEPARATOR: char = '\x1e';
 
@@ -158,14 +161,20 @@ impl Session {
         self.inner.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Queues a protocol packet (never refused while open).
+    /// Queues a protocol packet; a session whose queue overflows is closed instead (the
+    /// client asks without reading).
     fn push(&self, packet: String) {
         {
             let mut inner = self.lock();
             if inner.closed {
                 return;
             }
-            inner.queue.push_back(packet);
+            if inner.queue.len() >= MAX_QUEUED {
+                tracing::debug!(sid = %self.sid, "Socket.IO client does not read its answers");
+                inner.closed = true;
+            } else {
+                inner.queue.push_back(packet);
+            }
         }
         self.out.notify_one();
     }
@@ -757,6 +766,19 @@ mod tests {
                 "41"
             ]
         );
+    }
+
+    #[test]
+    fn a_client_that_asks_without_reading_is_closed() {
+        let session = Session::new(Arc::from("s"), Transport::Websocket);
+        for _ in 0..MAX_QUEUED {
+            session.push("3".to_owned());
+        }
+        assert!(!session.lock().closed);
+        session.push("3".to_owned());
+        let (packets, closed) = session.take();
+        assert!(closed);
+        assert_eq!(packets.len(), MAX_QUEUED);
     }
 
     #[test]
