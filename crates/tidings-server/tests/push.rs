@@ -609,3 +609,123 @@ async fn engine_io_refuses_bad_requests_and_speaks_polling() {
     let r = http.get(&poll).send().await.expect("poll");
     assert_eq!(r.status(), StatusCode::BAD_REQUEST);
 }
+
+/// A raw Socket.IO websocket client, past `CONNECT`; `rcvbuf` shrinks its receive window.
+async fn sio_client(
+    s: &TestServer,
+    token: &str,
+    rcvbuf: Option<u32>,
+) -> tokio_tungstenite::WebSocketStream<tokio::net::TcpStream> {
+    use futures::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::Message;
+    let addr: std::net::SocketAddr = s.base.trim_start_matches("http://").parse().expect("addr");
+    let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+    if let Some(size) = rcvbuf {
+        socket.set_recv_buffer_size(size).expect("rcvbuf");
+    }
+    let tcp = socket.connect(addr).await.expect("connect");
+    let (mut ws, _) = tokio_tungstenite::client_async(
+        format!("ws://{addr}/socket.io/?EIO=4&transport=websocket"),
+        tcp,
+    )
+    .await
+    .expect("websocket handshake");
+    let open = ws.next().await.expect("open").expect("open");
+    assert!(open.to_text().expect("text").starts_with("0{"), "{open}");
+    ws.send(Message::text(format!("40{}", json!({"token": token}))))
+        .await
+        .expect("connect");
+    ws
+}
+
+/// The next `42["event", data]` on a raw Socket.IO client, other packets skipped.
+async fn sio_event(
+    ws: &mut tokio_tungstenite::WebSocketStream<tokio::net::TcpStream>,
+) -> (String, Value) {
+    use futures::StreamExt;
+    loop {
+        let message = tokio::time::timeout(Duration::from_secs(30), ws.next())
+            .await
+            .expect("an event in time")
+            .expect("open")
+            .expect("frame");
+        let text = message.to_text().expect("text");
+        if let Some(event) = text.strip_prefix("42") {
+            let mut args: Vec<Value> = serde_json::from_str(event).expect("event JSON");
+            let data = args.pop().expect("data");
+            let name = args.pop().expect("name");
+            return (name.as_str().expect("name").to_owned(), data);
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_stalled_socketio_client_is_dropped_without_delaying_anyone() {
+    let config = ServerConfig {
+        stall_timeout: Duration::from_secs(2),
+        ..ServerConfig::default()
+    };
+    let s = TestServer::start_with(config, StoreConfig::default()).await;
+    let ana = s.user("ana").await;
+    let bob = s.user("bob").await;
+    let mut stalled = sio_client(&s, &bob, Some(4096)).await;
+    let mut reader = sio_client(&s, &bob, None).await;
+    assert_eq!(sio_event(&mut reader).await.0, "ready");
+
+    // ~6 MB of events: far more than the stalled connection's buffers hold.
+    let body = "x".repeat(15_000);
+    let mut tasks = Vec::new();
+    for worker in 0..8 {
+        let base = s.base.clone();
+        let token = ana.clone();
+        let body = body.clone();
+        tasks.push(tokio::spawn(async move {
+            let client = reqwest::Client::new();
+            for i in 0..50 {
+                let r = client
+                    .post(format!("{base}/api/v1/outbox"))
+                    .bearer_auth(&token)
+                    .json(&json!({"type": "Create", "object": {"type": "Note", "content": format!("{worker}-{i} {body}")}, "to": ["user:bob"]}))
+                    .send()
+                    .await
+                    .expect("publish");
+                assert_eq!(r.status(), StatusCode::CREATED);
+            }
+        }));
+    }
+    let started = tokio::time::Instant::now();
+    for _ in 0..400 {
+        assert_eq!(sio_event(&mut reader).await.0, "entry");
+    }
+    for task in tasks {
+        task.await.expect("publisher");
+    }
+    let elapsed = started.elapsed();
+    assert!(
+        elapsed < Duration::from_secs(60),
+        "publishing and reading took {elapsed:?}"
+    );
+
+    // The server has given the stalled connection up: reading it now drains what was
+    // buffered and then ends, instead of streaming on.
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    let drained = tokio::time::timeout(Duration::from_secs(20), async {
+        use futures::StreamExt;
+        let mut total = 0usize;
+        while let Some(Ok(message)) = stalled.next().await {
+            total += message.len();
+        }
+        total
+    })
+    .await
+    .expect("the stalled connection was closed by the server");
+    assert!(
+        drained < 6_000_000,
+        "the stalled client was not streamed everything: {drained}"
+    );
+    // And the healthy client is still live.
+    s.note(&ana, "still here", &["user:bob"], &[]).await;
+    let (event, data) = sio_event(&mut reader).await;
+    assert_eq!(event, "entry");
+    assert_eq!(data["activity"]["object"]["content"], "still here");
+}
