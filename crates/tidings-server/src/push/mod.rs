@@ -132,9 +132,6 @@ pub struct Listener {
     closed: Mutex<Option<CloseReason>>,
     filter: Mutex<InboxFilter>,
     cursor: AtomicU64,
-    /// The last read returned a partial page: everything routed before it is out, and only a
-    /// wake-up (which leaves a permit) can bring more, so the next read waits for one.
-    settled: AtomicBool,
 }
 
 impl Listener {
@@ -210,15 +207,6 @@ impl Listener {
             if let Some(reason) = self.closed() {
                 return Ok(NextPage::Close(reason));
             }
-            // Half the reads per delivered event: without this, every send was followed by a
-            // read that found nothing.
-            if self.settled.swap(false, Ordering::AcqRel) {
-                if self.keep_alive.swap(false, Ordering::AcqRel) {
-                    return Ok(NextPage::KeepAlive);
-                }
-                self.wake.notified().await;
-                continue;
-            }
             let filter = self
                 .filter
                 .lock()
@@ -237,8 +225,6 @@ impl Listener {
                 self.cursor
                     .store(u64::try_from(newest.seq).unwrap_or(0), Ordering::Release);
                 let mut items = page.items;
-                self.settled
-                    .store(items.len() < READ_BATCH, Ordering::Release);
                 items.reverse();
                 return Ok(NextPage::Items(items));
             }
@@ -379,7 +365,6 @@ impl Hub {
             closed: Mutex::new(None),
             filter: Mutex::new(args.filter),
             cursor: AtomicU64::new(u64::try_from(start).unwrap_or(0)),
-            settled: AtomicBool::new(false),
         });
         let mut registry = self
             .inner
