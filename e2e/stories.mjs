@@ -540,6 +540,13 @@ try {
     await visible(bob.locator('.thread .card', { hasText: 'Liked and shared!' }));
     await badgeReaches(ana, 3);
     await shot(bob, 'message-reactions');
+    // Ana's inbox got the reactions too, behind its bar; a Like reads as one.
+    await visible(ana.locator('#new-bar'));
+    await ana.click('#new-bar');
+    const liked = ana.locator('.card', { has: ana.locator('.target a.what', { hasText: 'note “a post to like”' }), hasText: 'liked' });
+    await visible(liked);
+    assert.equal(await liked.first().locator('button.reaction').count(), 0, 'a Like is not itself liked');
+    await shot(ana, 'home-badge');
   });
 
   await story('12. notifications: sentences, seen on open (badge to 0), read per item and all, older pages', async () => {
@@ -585,10 +592,19 @@ try {
     }
     await ana.goto(`${BASE}/notifications`);
     await visible(notice('like', 'likeable 21'));
+    await ana.evaluate(() => { window.__sameDocument = true; });
     assert.equal(await ana.locator('.notice').count(), 20);
     await ana.locator('.load-more').scrollIntoViewIfNeeded();
     await visible(notice('follow', 'followed you.'));
     assert.ok(await ana.locator('.notice').count() > 25);
+    // A notification that arrives while the page is open waits behind a bar.
+    const late = await api(anaToken, 'POST', '/outbox?wait=routed', { object: { type: 'Note', content: 'liked while watching' }, to: ['followers'] });
+    await api(bobToken, 'POST', `/activities/${late.id}/like`);
+    await visible(ana.locator('#notif-new-bar', { hasText: '1 new notification' }));
+    await badgeReaches(ana, 1);
+    await ana.click('#notif-new-bar');
+    await visible(notice('like', 'liked while watching'));
+    await badgeReaches(ana, 0);
     // Opening one goes to the message.
     await notice('like', 'likeable 21').locator('a.what').click();
     await visible(ana.locator('.message-page .card', { hasText: 'likeable 21' }));

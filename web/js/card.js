@@ -59,7 +59,7 @@ export function activityCard(item, { inInbox = false, onGone } = {}) {
   card.append(header);
 
   if (activity.inReplyTo && typeof activity.inReplyTo === 'string') {
-    card.append(h('p', { class: 'muted small' }, 'Reply to ', h('a', { href: `/a/${encodeURIComponent(activity.inReplyTo)}`, text: 'a message' })));
+    card.append(h('p', { class: 'muted small reply-to' }, 'Reply to ', targetLink(activity.inReplyTo)));
   }
 
   if (activity.object && typeof activity.object === 'object') card.append(objectElement(activity));
