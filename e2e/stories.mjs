@@ -574,7 +574,7 @@ try {
     // Seen is not read: the newest ones are still unread until read, one or all.
     const unreadBefore = await ana.locator('.notice.unread').count();
     assert.ok(unreadBefore >= 4, `${unreadBefore} unread`);
-    await isLabelledButton(ana.locator('.notice button.mark-read'), /Mark this notification/);
+    await isLabelledButton(ana.locator('.notice button.mark-read'), /^Mark read: this notification/);
     await ana.locator('.notice').nth(1).locator('button.mark-read').click();
     // The read marker covers that item and everything older: only the newest stays unread.
     await ana.waitForFunction(() => document.querySelectorAll('.notice.unread').length === 1, null, { timeout: T });

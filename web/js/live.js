@@ -140,12 +140,16 @@ function setMode(mode) {
   document.documentElement.dataset.live = mode;
 }
 
-/** The app's one channel while someone is logged in. */
+/** The app's one channel while someone is logged in, and the token it was opened with. */
 let channel = null;
+let channelToken = null;
 
 /** Starts the channel after login (no-op if it runs); the badge gets its first counts at once. */
 export function startLive() {
-  if (channel || !session.token) return;
+  if (channel && channelToken === session.token) return;
+  stopLive();
+  if (!session.token) return;
+  channelToken = session.token;
   refreshNotificationCounts();
   channel = new InboxLive({
     onCounts: (payload) => setNotificationCounts(payload[NOTIFICATIONS_FEED]),
@@ -157,6 +161,7 @@ export function startLive() {
 export function stopLive() {
   if (channel) channel.stop();
   channel = null;
+  channelToken = null;
 }
 
 /**

@@ -93,7 +93,7 @@ export function noticeSentence(item) {
     case 'mention': {
       const quote = snippetOf(activity, 140);
       return {
-        nodes: [who, ' mentioned you in a ', h('a', { class: 'what', href: messageHref(id), text: nounOf(activity) }),
+        nodes: [who, ` mentioned you in ${/^[aeiou]/.test(nounOf(activity)) ? 'an' : 'a'} `, h('a', { class: 'what', href: messageHref(id), text: nounOf(activity) }),
           quote && ': ', quote && h('q', { class: 'quote', text: quote })],
         href: messageHref(id),
       };

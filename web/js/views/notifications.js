@@ -20,12 +20,13 @@ export async function notificationsView(root) {
   let rows = [];
   let unread = 0;
 
+  const paintRow = (row, i) => {
+    const isUnread = i < unread;
+    row.classList.toggle('unread', isUnread);
+    row.querySelector('button.mark-read').hidden = !isUnread;
+  };
   const paintUnread = () => {
-    rows.forEach((row, i) => {
-      const isUnread = i < unread;
-      row.classList.toggle('unread', isUnread);
-      row.querySelector('button.mark-read').hidden = !isUnread;
-    });
+    rows.forEach(paintRow);
     markAll.disabled = unread === 0;
   };
 
@@ -44,7 +45,7 @@ export async function notificationsView(root) {
   const row = (item) => {
     const { nodes, href } = noticeSentence(item);
     const readButton = h('button', { type: 'button', class: 'ghost mark-read', text: 'Mark read',
-      'aria-label': 'Mark this notification and older ones read', onclick: () => markRead(item.cursor) });
+      'aria-label': 'Mark read: this notification and older ones', onclick: () => markRead(item.cursor) });
     const el = h('article', { class: 'notice', dataset: { reason: item.via || '', cursor: item.cursor || '' } },
       h('p', { class: 'sentence' }, nodes),
       h('div', { class: 'notice-foot' },
@@ -56,6 +57,7 @@ export async function notificationsView(root) {
       if (e.target instanceof Element && e.target.closest('a') && rows.indexOf(el) < unread) markRead(item.cursor);
     });
     rows.push(el);
+    paintRow(el, rows.length - 1);
     return el;
   };
 
