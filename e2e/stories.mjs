@@ -429,6 +429,9 @@ try {
     if (n > 0) assert.equal(await page.locator('#notif-badge').textContent(), String(n));
     else assert.equal(await page.locator('#notif-badge').isHidden(), true);
   };
+  // Every GET /api/v1/feeds Ana's pages make: the badge must not need them once the page is up.
+  let anaFeedsReads = 0;
+  ana.on('request', (r) => { if (r.method() === 'GET' && new URL(r.url()).pathname === '/api/v1/feeds') anaFeedsReads += 1; });
   /** Ana's home page, live, marked so a reload would show. */
   const anaWatchesHome = async () => {
     await ana.goto(`${BASE}/`);
@@ -462,13 +465,21 @@ try {
     await bob.keyboard.press('Enter');
     await visible(bob.locator('#follow-button', { hasText: 'Unfollow' }));
     await visible(bob.locator('.followers-count', { hasText: '1 follower' }));
+    const feedsReadsBefore = anaFeedsReads;
     await badgeReaches(ana, 1);
-    // Unfollow takes the follow (and its notification) back; following again brings it back.
+    // Ana's other device marks her notifications seen: this page's badge follows.
+    await api(anaToken, 'POST', '/feeds/notifications/seen');
+    await badgeReaches(ana, 0);
+    // Unfollow takes the follow (and its notification) back; following again brings one back.
     await bob.click('#follow-button');
     await visible(bob.locator('#follow-button', { hasText: /^Follow$/ }));
     await visible(bob.locator('.followers-count', { hasText: '0 followers' }));
     await bob.click('#follow-button');
     await visible(bob.locator('#follow-button', { hasText: 'Unfollow' }));
+    await badgeReaches(ana, 1);
+    // All of that came as `counts` events on the page's one live channel, not by re-reading.
+    assert.equal(await ana.evaluate(() => document.documentElement.dataset.counts), 'sse');
+    assert.equal(anaFeedsReads, feedsReadsBefore, 'the badge re-read GET /feeds instead of using the live counts');
     // After a reload the button knows Bob follows Ana.
     await bob.reload();
     await visible(bob.locator('#follow-button', { hasText: 'Unfollow' }));
@@ -524,6 +535,7 @@ try {
     // Unlike, then like again: the count follows.
     await main.locator('button.like').click();
     await visible(main.locator('button.like[aria-pressed=false] .count', { hasText: '0' }));
+    await badgeReaches(ana, 1);
     await main.locator('button.like').click();
     await visible(main.locator('button.like[aria-pressed=true] .count', { hasText: '1' }));
     await badgeReaches(ana, 2);
@@ -531,6 +543,7 @@ try {
     // Share, and the server's "already shared" sets it right with the real count.
     await main.locator('button.share').click();
     await visible(main.locator('button.share[aria-pressed=false] .count', { hasText: '0' }));
+    await badgeReaches(ana, 1);
     await api(bobToken, 'POST', `/activities/${likedId}/share`);
     await main.locator('button.share').click();
     await visible(main.locator('button.share[aria-pressed=true] .count', { hasText: '1' }));
