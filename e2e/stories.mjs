@@ -500,6 +500,10 @@ try {
     await visible(ana.locator('.person-row[data-username=bob]'));
     assert.equal(await ana.locator('#follow-button').count(), 0, 'no Follow button on my own profile');
     await shot(ana, 'profile-followers');
+    // On Bob's profile Ana is offered Follow, and told Bob follows her.
+    await ana.goto(`${BASE}/u/bob`);
+    await visible(ana.locator('#follow-button', { hasText: /^Follow$/ }));
+    await visible(ana.locator('.follows-you', { hasText: 'Follows you' }));
     await noXss(ana);
   });
 

@@ -2,10 +2,10 @@
 // (`tidings.likes`, `tidings.shares`). Liking publishes a Like, taking it back an Undo
 // (POST / DELETE /activities/{id}/like; share likewise with Announce).
 //
-// An activity does not say whether the reader reacted to it, so what I did is learned from my
-// own outbox (my newest reactions are there until undone), from my clicks, and from the
-// server's answers: 409 `already_liked` means it was done (on another device, say), 404
-// `not_liked` that it was not.
+// An activity does not say whether the reader reacted to it (it reads the same for everyone),
+// so the buttons ask `GET /api/v1/me/reactions?activities=…`: the cards painted in one go share
+// one request. After that my clicks and the server's answers keep it right: 409
+// `already_liked` means it was done (on another device, say), 404 `not_liked` that it was not.
 
 import { h, toast } from './dom.js';
 import { get, post, del, qs, session } from './api.js';
@@ -18,25 +18,49 @@ const KINDS = {
 
 /** `${kind}:${activity id}` for each reaction of mine known to be live. */
 const mine = new Set();
-let seededFor = null;
-let seeding = null;
+/** Activity ids whose state was asked for (or learned), for the current person. */
+const known = new Set();
+let knownFor = null;
+/** Lookups waiting for the next batch: activity id → resolvers. */
+let waiting = new Map();
+/** The server's largest batch. */
+const BATCH = 100;
 
-/** Reads my newest reactions from my outbox, once per person and page load. */
-function seed() {
+/** Resolves once my reactions to `id` are known (or could not be learned). */
+function lookUp(id) {
   const me = session.user && session.user.username;
   if (!me) return Promise.resolve();
-  if (seededFor !== me) {
-    seededFor = me;
+  if (knownFor !== me) {
+    knownFor = me;
     mine.clear();
-    seeding = get(`/users/${encodeURIComponent(me)}/outbox${qs({ limit: 100 })}`).then((page) => {
-      for (const item of page.items) {
-        const a = item.activity || {};
-        const kind = Object.keys(KINDS).find((k) => KINDS[k].verb === a.type);
-        if (kind && typeof a.object === 'string') mine.add(`${kind}:${a.object}`);
-      }
-    }).catch(() => { /* unknown: the buttons start unpressed and the server corrects them */ });
+    known.clear();
   }
-  return seeding;
+  if (known.has(id)) return Promise.resolve();
+  return new Promise((resolve) => {
+    if (waiting.size === 0) setTimeout(flush, 0);
+    const list = waiting.get(id) || [];
+    list.push(resolve);
+    waiting.set(id, list);
+  });
+}
+
+/** Asks for every waiting id, a hundred at a time. */
+async function flush() {
+  const batch = waiting;
+  waiting = new Map();
+  const ids = [...batch.keys()];
+  for (let i = 0; i < ids.length; i += BATCH) {
+    const chunk = ids.slice(i, i + BATCH);
+    try {
+      const answer = await get(`/me/reactions${qs({ activities: chunk.join(',') })}`);
+      for (const r of answer.items) {
+        known.add(r.activity);
+        if (r.liked) mine.add(`like:${r.activity}`);
+        if (r.shared) mine.add(`share:${r.activity}`);
+      }
+    } catch { /* unknown: the buttons stay unpressed and the server corrects them on click */ }
+    for (const id of chunk) for (const resolve of batch.get(id) || []) resolve();
+  }
 }
 
 /** Whether an activity takes reactions: a posted object, not a reaction, follow or edit. */
@@ -60,7 +84,7 @@ function reactionButton(activity, kind) {
     button.dataset.count = String(count);
   };
   paint();
-  seed().then(paint);
+  lookUp(id).then(paint);
 
   button.addEventListener('click', async () => {
     const path = `/activities/${encodeURIComponent(id)}/${kind}`;

@@ -8,23 +8,7 @@ import { activityCard } from '../card.js';
 import { pagedList } from '../paged.js';
 
 const TABS = [['outbox', 'Outbox'], ['followers', 'Followers'], ['following', 'Following']];
-/** The follow lists' largest page. */
-const MAX_PAGE = 100;
-
 const userPath = (name) => `/users/${encodeURIComponent(name)}`;
-
-/**
- * Whether I follow `name`: true, false, or null when both lists are too long to tell from one
- * page each (then the button offers Follow and a 409 `already_following` settles it).
- */
-async function doIFollow(me, name) {
-  const mine = await get(`${userPath(me)}/following${qs({ limit: MAX_PAGE })}`);
-  if (mine.items.some((f) => f.user.username === name)) return true;
-  if (!mine.next) return false;
-  const theirs = await get(`${userPath(name)}/followers${qs({ limit: MAX_PAGE })}`);
-  if (theirs.items.some((f) => f.user.username === me)) return true;
-  return theirs.next ? null : false;
-}
 
 /** One person in a followers / following list. */
 function personRow(item) {
@@ -65,7 +49,7 @@ export async function profileView(root, { params, query }) {
     h('a', { href: tabHref('following'), class: 'following-count' }, followingCount, ' following'));
 
   let list = null;
-  const followButton = mine ? null : await makeFollowButton(me.username, user, (delta) => {
+  const followButton = mine ? null : await makeFollowButton(user, (delta) => {
     setFollowerCount(Math.max(0, followers.total + delta));
     if (tab === 'followers' && list) list.loadFirst();
   });
@@ -109,11 +93,15 @@ export async function profileView(root, { params, query }) {
   return () => list.stop();
 }
 
-/** Follow / Unfollow for someone else's profile; `changed(+1|-1)` when the follow changes. */
-async function makeFollowButton(me, user, changed) {
-  let following = null;
+/**
+ * Follow / Unfollow for someone else's profile, with "Follows you" beside it when they do;
+ * `changed(+1|-1)` when the follow changes.
+ */
+async function makeFollowButton(user, changed) {
+  let following = false;
+  let followedBy = false;
   try {
-    following = await doIFollow(me, user.username);
+    ({ following, followed_by: followedBy } = await get(`${userPath(user.username)}/follow`));
   } catch { /* unknown: offer Follow, the server will say if it already is */ }
   const button = h('button', { type: 'button', id: 'follow-button' });
   const paint = () => {
@@ -147,5 +135,6 @@ async function makeFollowButton(me, user, changed) {
       button.focus();
     }
   });
-  return button;
+  if (!followedBy) return button;
+  return h('span', { class: 'row' }, button, h('span', { class: 'chip follows-you', text: 'Follows you' }));
 }
