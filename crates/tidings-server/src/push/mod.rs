@@ -21,7 +21,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tidings_core::cursor;
-use tidings_core::feeds::FeedSpec;
+use tidings_core::feeds::{FeedKind, FeedSpec};
 use tidings_store::Store;
 use tidings_store::model::{InboxFilter, PageFrom, PageItem, User, UserStatus};
 use tokio::sync::Notify;
@@ -131,6 +131,9 @@ impl ChannelArgs {
 #[derive(Debug)]
 struct LiveCounts {
     feeds: Vec<FeedSpec>,
+    /// Some of them count inbox entries (flat, aggregated): new entries may move them.
+    /// Notification feeds move only with the store's count changes.
+    counts_entries: bool,
     /// Something that may change them happened since they were last read.
     dirty: AtomicBool,
     /// The last `counts` payload sent: an unchanged one is not sent again.
@@ -235,6 +238,15 @@ impl Listener {
     /// Marks the pushed counts as possibly stale (they are re-read and sent if they changed).
     fn touch_counts(&self) {
         if let Some(counts) = &self.counts {
+            counts.dirty.store(true, Ordering::Release);
+        }
+    }
+
+    /// New inbox entries arrived: stale only if some pushed count counts entries.
+    fn touch_entry_counts(&self) {
+        if let Some(counts) = &self.counts
+            && counts.counts_entries
+        {
             counts.dirty.store(true, Ordering::Release);
         }
     }
@@ -475,6 +487,7 @@ impl Hub {
             cursor: AtomicU64::new(u64::try_from(start).unwrap_or(0)),
             // Dirty from the start: the first counts go out right after the backlog.
             counts: (!args.counts.is_empty()).then(|| LiveCounts {
+                counts_entries: args.counts.iter().any(|f| f.kind != FeedKind::Notification),
                 feeds: args.counts,
                 dirty: AtomicBool::new(true),
                 last: Mutex::new(String::new()),
@@ -546,8 +559,8 @@ impl Hub {
         woken.extend(written.iter().filter(|u| registry.users.contains(u)));
         for user in woken {
             for listener in registry.by_user.get(&user).into_iter().flatten() {
-                // New entries move the flat feeds' counts.
-                listener.touch_counts();
+                // New entries move the flat and aggregated feeds' counts.
+                listener.touch_entry_counts();
                 listener.wake.notify_one();
             }
         }
