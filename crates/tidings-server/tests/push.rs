@@ -281,6 +281,23 @@ async fn sse_pushes_feed_counts_when_they_change() {
         unseen_unread(&counted.counts().await, "notifications"),
         (0, 1)
     );
+    // Retracting a liked post takes the like's notification with it.
+    let second = s.note(&bob, "another photo", &["public"], &[]).await;
+    let second_id = second["id"].as_str().expect("id").to_owned();
+    s.post(&ana, &format!("/activities/{second_id}/like"), json!({}))
+        .await;
+    assert_eq!(
+        unseen_unread(&counted.counts().await, "notifications"),
+        (1, 2)
+    );
+    let retracted = s
+        .post(&bob, &format!("/activities/{second_id}/retract"), json!({}))
+        .await;
+    assert!(retracted.status.is_success(), "{:?}", retracted.body);
+    assert_eq!(
+        unseen_unread(&counted.counts().await, "notifications"),
+        (0, 1)
+    );
     plain.assert_no_counts().await;
 
     // `all`: every declared feed, home included, which counts new inbox items.

@@ -765,9 +765,16 @@ fn publish_in(
                     "INSERT OR IGNORE INTO retractions(seq, by_seq) VALUES (?1, ?2)",
                 )?
                 .execute(params![target, seq])?;
+                // So does its author's notice of each like and share of it.
+                let mut notified = notified_of(conn, target)?;
+                notified.extend(
+                    conn.prepare_cached("SELECT actor_id FROM activities WHERE seq = ?1")?
+                        .query_row([target], |r| r.get::<_, i64>(0))
+                        .optional()?,
+                );
                 fx.push(Effect::Retract {
                     seq: target,
-                    notified: notified_of(conn, target)?,
+                    notified,
                 });
             }
             "Update" => {
