@@ -420,6 +420,214 @@ try {
     await phone.close();
   });
 
+  /** Ana's unseen-notifications badge as a number (0 when hidden). */
+  const badgeOf = async (page) => Number(await page.locator('#notif-link').getAttribute('data-unseen'));
+  /** Waits until Ana's badge shows `n`, without any reload of her page. */
+  const badgeReaches = async (page, n) => {
+    await page.waitForFunction((want) => document.getElementById('notif-link')?.dataset.unseen === String(want), n, { timeout: T });
+    assert.equal(await page.evaluate(() => window.__sameDocument), true, 'the page was reloaded');
+    if (n > 0) assert.equal(await page.locator('#notif-badge').textContent(), String(n));
+    else assert.equal(await page.locator('#notif-badge').isHidden(), true);
+  };
+  // Every GET /api/v1/feeds Ana's pages make: the badge must not need them once the page is up.
+  let anaFeedsReads = 0;
+  ana.on('request', (r) => { if (r.method() === 'GET' && new URL(r.url()).pathname === '/api/v1/feeds') anaFeedsReads += 1; });
+  /** Ana's home page, live, marked so a reload would show. */
+  const anaWatchesHome = async () => {
+    await ana.goto(`${BASE}/`);
+    await visible(ana.locator('#inbox-title'));
+    await ana.waitForFunction((mode) => document.documentElement.dataset.live === mode, expectedLive, { timeout: T });
+    await ana.evaluate(() => { window.__sameDocument = true; });
+  };
+  /** A real <button> with a name a screen reader can say. */
+  const isLabelledButton = async (locator, name) => {
+    const el = locator.first();
+    assert.equal(await el.evaluate((b) => b.tagName), 'BUTTON');
+    const label = (await el.getAttribute('aria-label')) || (await el.textContent());
+    assert.match(label, name);
+  };
+
+  let likedId;
+  await story('10. follow from a profile: Follow / Unfollow, counts, followers and following lists, badge live', async () => {
+    // Ana starts from zero unseen notifications, watching her inbox.
+    await ana.goto(`${BASE}/notifications`);
+    await visible(ana.locator('#notif-title'));
+    await ana.waitForFunction(() => document.getElementById('notif-link').dataset.unseen === '0', null, { timeout: T });
+    await anaWatchesHome();
+    assert.equal(await badgeOf(ana), 0);
+    // Bob follows Ana with the keyboard.
+    await bob.goto(`${BASE}/u/ana`);
+    const follow = bob.locator('#follow-button');
+    await visible(bob.locator('#follow-button', { hasText: /^Follow$/ }));
+    await isLabelledButton(follow, /^Follow Ana$/);
+    await visible(bob.locator('.followers-count', { hasText: '0 followers' }));
+    await follow.focus();
+    await bob.keyboard.press('Enter');
+    await visible(bob.locator('#follow-button', { hasText: 'Unfollow' }));
+    await visible(bob.locator('.followers-count', { hasText: '1 follower' }));
+    const feedsReadsBefore = anaFeedsReads;
+    await badgeReaches(ana, 1);
+    // Ana's other device marks her notifications seen: this page's badge follows.
+    await api(anaToken, 'POST', '/feeds/notifications/seen');
+    await badgeReaches(ana, 0);
+    // Unfollow takes the follow (and its notification) back; following again brings one back.
+    await bob.click('#follow-button');
+    await visible(bob.locator('#follow-button', { hasText: /^Follow$/ }));
+    await visible(bob.locator('.followers-count', { hasText: '0 followers' }));
+    await bob.click('#follow-button');
+    await visible(bob.locator('#follow-button', { hasText: 'Unfollow' }));
+    await badgeReaches(ana, 1);
+    // All of that came as `counts` events on the page's one live channel, not by re-reading.
+    assert.equal(await ana.evaluate(() => document.documentElement.dataset.counts), 'sse');
+    assert.equal(anaFeedsReads, feedsReadsBefore, 'the badge re-read GET /feeds instead of using the live counts');
+    // After a reload the button knows Bob follows Ana.
+    await bob.reload();
+    await visible(bob.locator('#follow-button', { hasText: 'Unfollow' }));
+    // Ana's followers list shows Bob (his display name as text), linking to his profile.
+    await bob.click('.followers-count');
+    await bob.waitForURL(/\/u\/ana\?tab=followers$/);
+    const row = bob.locator('.people-list .person-row[data-username=bob]');
+    await visible(row);
+    assert.equal(await row.locator('a.author').textContent(), '<img src=x onerror="window.__xss=9">Bob');
+    await row.locator('a.author').click();
+    await bob.waitForURL(/\/u\/bob$/);
+    await visible(bob.locator('.following-count', { hasText: '1 following' }));
+    await bob.click('.tab-following');
+    await visible(bob.locator('.people-list .person-row[data-username=ana] a.author', { hasText: 'Ana' }));
+    await noXss(bob);
+    // Ana sees her follower too.
+    await ana.goto(`${BASE}/u/ana?tab=followers`);
+    await visible(ana.locator('.person-row[data-username=bob]'));
+    assert.equal(await ana.locator('#follow-button').count(), 0, 'no Follow button on my own profile');
+    await shot(ana, 'profile-followers');
+    // On Bob's profile Ana is offered Follow, and told Bob follows her.
+    await ana.goto(`${BASE}/u/bob`);
+    await visible(ana.locator('#follow-button', { hasText: /^Follow$/ }));
+    await visible(ana.locator('.follows-you', { hasText: 'Follows you' }));
+    await noXss(ana);
+  });
+
+  await story('11. like and share a post: counts, toggling, unlike, and the author\'s badge live', async () => {
+    await api(anaToken, 'POST', '/outbox?wait=routed', { object: { type: 'Note', content: 'a post to like' }, to: ['followers'] });
+    await ana.goto(`${BASE}/notifications`);
+    await visible(ana.locator('#notif-title'));
+    await anaWatchesHome();
+    await badgeReaches(ana, 0);
+    await bob.goto(`${BASE}/`);
+    const card = bob.locator('.card', { hasText: 'a post to like' });
+    await visible(card);
+    likedId = await card.first().getAttribute('data-id');
+    const like = card.locator('button.reaction.like');
+    const share = card.locator('button.reaction.share');
+    await isLabelledButton(like, /^Like/);
+    await isLabelledButton(share, /^Share/);
+    assert.equal(await like.getAttribute('aria-pressed'), 'false');
+    assert.equal(await like.locator('.count').textContent(), '0');
+    // Like with the keyboard, share with a click.
+    await like.focus();
+    await bob.keyboard.press('Space');
+    await visible(card.locator('button.like[aria-pressed=true] .count', { hasText: '1' }));
+    await badgeReaches(ana, 1);
+    await share.click();
+    await visible(card.locator('button.share[aria-pressed=true] .count', { hasText: '1' }));
+    await badgeReaches(ana, 2);
+    // The message page shows the same state, also after a reload.
+    await bob.goto(`${BASE}/a/${likedId}`);
+    const main = bob.locator('.message-page > .card');
+    await visible(main.locator('button.like[aria-pressed=true] .count', { hasText: '1' }));
+    await visible(main.locator('button.share[aria-pressed=true] .count', { hasText: '1' }));
+    // Unlike, then like again: the count follows.
+    await main.locator('button.like').click();
+    await visible(main.locator('button.like[aria-pressed=false] .count', { hasText: '0' }));
+    await badgeReaches(ana, 1);
+    await main.locator('button.like').click();
+    await visible(main.locator('button.like[aria-pressed=true] .count', { hasText: '1' }));
+    await badgeReaches(ana, 2);
+    // Unshare on this page, then share again from another device: this page still offers
+    // Share, and the server's "already shared" sets it right with the real count.
+    await main.locator('button.share').click();
+    await visible(main.locator('button.share[aria-pressed=false] .count', { hasText: '0' }));
+    await badgeReaches(ana, 1);
+    await api(bobToken, 'POST', `/activities/${likedId}/share`);
+    await main.locator('button.share').click();
+    await visible(main.locator('button.share[aria-pressed=true] .count', { hasText: '1' }));
+    // A reply raises the badge too.
+    await bob.fill('#reply-form textarea', 'Liked and shared!');
+    await bob.click('#reply-form button[type=submit]');
+    await visible(bob.locator('.thread .card', { hasText: 'Liked and shared!' }));
+    await badgeReaches(ana, 3);
+    await shot(bob, 'message-reactions');
+    // Ana's inbox got the reactions too, behind its bar; a Like reads as one.
+    await visible(ana.locator('#new-bar'));
+    await ana.click('#new-bar');
+    const liked = ana.locator('.card', { has: ana.locator('.target a.what', { hasText: 'note “a post to like”' }), hasText: 'liked' });
+    await visible(liked);
+    assert.equal(await liked.first().locator('button.reaction').count(), 0, 'a Like is not itself liked');
+    await shot(ana, 'home-badge');
+  });
+
+  await story('12. notifications: sentences, seen on open (badge to 0), read per item and all, older pages', async () => {
+    // Ana opens her notifications from the header, with the keyboard.
+    await ana.locator('#notif-link').focus();
+    await ana.keyboard.press('Enter');
+    await visible(ana.locator('#notif-title'));
+    const notice = (reason, text) => ana.locator(`.notice[data-reason=${reason}]`, { hasText: text });
+    await visible(notice('like', 'liked your note “a post to like”'));
+    await visible(notice('share', 'shared your note “a post to like”'));
+    await visible(notice('reply', 'replied to your note “a post to like”'));
+    await visible(notice('reply', 'Liked and shared!'));
+    await visible(notice('follow', 'followed you.'));
+    // Names are links to people, shown as text; the message is a link to it.
+    const like = notice('like', 'a post to like').first();
+    assert.equal(await like.locator('a.who').textContent(), '<img src=x onerror="window.__xss=9">Bob');
+    assert.equal(await like.locator('a.who').getAttribute('href'), '/u/bob');
+    assert.equal(await like.locator('a.what').getAttribute('href'), `/a/${likedId}`);
+    // Opening the page marked everything seen: the badge is 0, here and after a reload.
+    await badgeReaches(ana, 0);
+    await shot(ana, 'notifications');
+    await ana.reload();
+    await visible(ana.locator('.notice'));
+    assert.equal(await badgeOf(ana), 0);
+    // Seen is not read: the newest ones are still unread until read, one or all.
+    const unreadBefore = await ana.locator('.notice.unread').count();
+    assert.ok(unreadBefore >= 4, `${unreadBefore} unread`);
+    await isLabelledButton(ana.locator('.notice button.mark-read'), /^Mark read: this notification/);
+    await ana.locator('.notice').nth(1).locator('button.mark-read').click();
+    // The read marker covers that item and everything older: only the newest stays unread.
+    await ana.waitForFunction(() => document.querySelectorAll('.notice.unread').length === 1, null, { timeout: T });
+    assert.equal(await ana.locator('.notice').first().getAttribute('class'), 'notice unread');
+    await isLabelledButton(ana.locator('#mark-all-read'), /Mark all read/);
+    await ana.click('#mark-all-read');
+    await gone(ana.locator('.notice.unread'));
+    await ana.reload();
+    await visible(ana.locator('.notice'));
+    assert.equal(await ana.locator('.notice.unread').count(), 0);
+    // More than a page: Bob likes 21 more posts; older notifications load as Ana scrolls.
+    for (let i = 1; i <= 21; i++) {
+      const post = await api(anaToken, 'POST', '/outbox?wait=routed', { object: { type: 'Note', content: `likeable ${i}` }, to: ['followers'] });
+      await api(bobToken, 'POST', `/activities/${post.id}/like`);
+    }
+    await ana.goto(`${BASE}/notifications`);
+    await visible(notice('like', 'likeable 21'));
+    await ana.evaluate(() => { window.__sameDocument = true; });
+    assert.equal(await ana.locator('.notice').count(), 20);
+    await ana.locator('.load-more').scrollIntoViewIfNeeded();
+    await visible(notice('follow', 'followed you.'));
+    assert.ok(await ana.locator('.notice').count() > 25);
+    // A notification that arrives while the page is open waits behind a bar.
+    const late = await api(anaToken, 'POST', '/outbox?wait=routed', { object: { type: 'Note', content: 'liked while watching' }, to: ['followers'] });
+    await api(bobToken, 'POST', `/activities/${late.id}/like`);
+    await visible(ana.locator('#notif-new-bar', { hasText: '1 new notification' }));
+    await badgeReaches(ana, 1);
+    await ana.click('#notif-new-bar');
+    await visible(notice('like', 'liked while watching'));
+    await badgeReaches(ana, 0);
+    // Opening one goes to the message.
+    await notice('like', 'likeable 21').locator('a.what').click();
+    await visible(ana.locator('.message-page .card', { hasText: 'likeable 21' }));
+    await noXss(ana);
+  });
+
   // A last look at both screens for the artifacts.
   await shot(ana, 'ana-final');
   assert.deepEqual(problems, []);

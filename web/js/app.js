@@ -13,6 +13,9 @@ import { messageView } from './views/message.js';
 import { composeView } from './views/compose.js';
 import { profileView } from './views/profile.js';
 import { subscriptionsView } from './views/subscriptions.js';
+import { notificationsView } from './views/notifications.js';
+import { notificationsLink, resetNotificationCounts } from './badge.js';
+import { startLive, stopLive } from './live.js';
 
 const routes = [
   [/^\/login$/, loginView, { public: true }],
@@ -25,13 +28,13 @@ const routes = [
   [/^\/compose$/, composeView],
   [/^\/u\/([^/]+)$/, profileView],
   [/^\/subscriptions$/, subscriptionsView],
+  [/^\/notifications$/, notificationsView],
 ];
 
 const main = () => document.getElementById('main');
 let cleanup = null;
 /** The path and query last rendered. */
 let shown = '';
-
 
 let generation = 0;
 
@@ -44,6 +47,9 @@ async function render() {
   shown = path + location.search;
   const found = routes.find(([re]) => re.test(path));
   renderHeader(path);
+  // The one live channel runs while someone is logged in, whatever the page (the badge).
+  if (session.token && session.user) startLive();
+  else stopLive();
   // Each render owns a fresh container: a slow, superseded view writes into a detached node.
   const root = h('div', { class: 'view' });
   replace(main(), root);
@@ -90,6 +96,7 @@ function renderHeader(path) {
   replace(nav,
     link('/', 'Home'),
     link('/circles', 'Circles'),
+    notificationsLink(path === '/notifications'),
     link('/compose', 'Compose', { class: 'primary-link' }),
     link(`/u/${encodeURIComponent(user.username)}`, user.display_name || user.username, { id: 'me-link' }),
     h('button', { type: 'button', class: 'ghost', id: 'logout', onclick: logout, text: 'Log out' }));
@@ -98,6 +105,8 @@ function renderHeader(path) {
 async function logout() {
   try { await del('/sessions/current'); } catch { /* the token may already be gone */ }
   session.clear();
+  stopLive();
+  resetNotificationCounts();
   toast('Logged out.');
   navigate('/login');
 }
@@ -122,6 +131,8 @@ window.addEventListener('popstate', () => {
 window.addEventListener('tidings:navigate', render);
 window.addEventListener('tidings:unauthorized', () => {
   session.clear();
+  stopLive();
+  resetNotificationCounts();
   toast('Your session ended; please log in again.', 'error');
   navigate(`/login?next=${encodeURIComponent(location.pathname)}`, { replace: true });
 });

@@ -5,6 +5,8 @@ import { h, timeAgo, toast, replace } from './dom.js';
 import { del, post, session } from './api.js';
 import { objectElement, str } from './objects.js';
 import { openReader } from './reader.js';
+import { reactable, reactionButtons } from './reactions.js';
+import { targetLink } from './notices.js';
 
 /** Human text for an inbox entry's `via`. */
 export function viaText(via) {
@@ -57,11 +59,11 @@ export function activityCard(item, { inInbox = false, onGone } = {}) {
   card.append(header);
 
   if (activity.inReplyTo && typeof activity.inReplyTo === 'string') {
-    card.append(h('p', { class: 'muted small' }, 'Reply to ', h('a', { href: `/a/${encodeURIComponent(activity.inReplyTo)}`, text: 'a message' })));
+    card.append(h('p', { class: 'muted small reply-to' }, 'Reply to ', targetLink(activity.inReplyTo)));
   }
 
   if (activity.object && typeof activity.object === 'object') card.append(objectElement(activity));
-  else if (typeof activity.object === 'string') card.append(h('p', { class: 'muted' }, h('a', { href: `/a/${encodeURIComponent(activity.object)}`, text: 'the message' })));
+  else if (typeof activity.object === 'string') card.append(h('p', { class: 'target' }, referenceLink(activity.object)));
 
   const tags = (Array.isArray(activity.tag) ? activity.tag : []).filter((t) => typeof t === 'string' && !t.startsWith('sys:'));
   const to = Array.isArray(activity.to) ? activity.to : [];
@@ -81,8 +83,10 @@ export function activityCard(item, { inInbox = false, onGone } = {}) {
   }
 
   const replies = (activity.tidings && activity.tidings.replies) || 0;
-  const foot = h('footer', { class: 'card-foot' },
-    h('a', { href: link, class: 'replies', text: replies ? `${replies} ${replies === 1 ? 'reply' : 'replies'}` : 'Reply' }));
+  // A reaction or a follow is not itself replied to, liked or shared: only posts are.
+  const foot = h('footer', { class: 'card-foot' }, reactable(activity) && [
+    h('a', { href: link, class: 'replies', text: replies ? `${replies} ${replies === 1 ? 'reply' : 'replies'}` : 'Reply' }),
+    reactionButtons(activity)]);
   const why = viaText(item.via);
   if (why) foot.append(h('details', { class: 'why' }, h('summary', { text: 'Why am I seeing this?' }), h('p', { text: why })));
   if (inInbox) {
@@ -114,6 +118,13 @@ export function activityCard(item, { inInbox = false, onGone } = {}) {
   }
   card.append(foot);
   return card;
+}
+
+/** What a reaction, follow or join points at: a person, a circle, or a described message. */
+function referenceLink(ref) {
+  if (ref.startsWith('user:')) return h('a', { class: 'chip person', href: `/u/${encodeURIComponent(ref.slice(5))}`, text: `@${ref.slice(5)}` });
+  if (ref.startsWith('circle:')) return h('a', { class: 'chip circle', href: `/c/${encodeURIComponent(ref.slice(7))}`, text: ref.slice(7) });
+  return targetLink(ref);
 }
 
 function label(name) {

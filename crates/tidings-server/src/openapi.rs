@@ -40,7 +40,7 @@ impl Modify for BearerAuth {
         api::types::list, api::types::register,
         api::follows::follow, api::follows::unfollow, api::follows::followers,
         api::follows::following, api::follows::like, api::follows::unlike, api::follows::share,
-        api::follows::unshare,
+        api::follows::unshare, api::follows::relationship, api::follows::my_reactions,
         api::feeds::list, api::feeds::read, api::feeds::seen, api::feeds::mark_read,
         crate::compat::afs::create_app_key,
     ),

@@ -524,3 +524,70 @@ fn bad_feed_declarations_are_refused_at_load() {
     std::fs::write(&path, "[[feeds]]\nname = \"x\"\nkind = \"sideways\"\n").expect("write");
     assert!(ServerConfig::load(&path).is_err());
 }
+
+#[tokio::test]
+async fn the_caller_can_ask_whom_they_follow_and_what_they_reacted_to() {
+    let s = TestServer::start().await;
+    let ana = s.user("ana").await;
+    let bob = s.user("bob").await;
+    let relationship = |who: &str| format!("/users/{who}/follow");
+
+    let r = s.get(&bob, &relationship("ana")).await;
+    assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+    assert_eq!(r.body, json!({"following": false, "followed_by": false}));
+    s.post(&bob, "/users/ana/follow", json!({})).await;
+    assert_eq!(
+        s.get(&bob, &relationship("ana")).await.body,
+        json!({"following": true, "followed_by": false})
+    );
+    assert_eq!(
+        s.get(&ana, &relationship("bob")).await.body,
+        json!({"following": false, "followed_by": true})
+    );
+    s.delete(&bob, "/users/ana/follow").await;
+    assert_eq!(
+        s.get(&bob, &relationship("ana")).await.body,
+        json!({"following": false, "followed_by": false})
+    );
+    let r = s.get(&bob, &relationship("nobody")).await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND);
+
+    let first = id_of(&s.note(&ana, "one", &["public"], &[]).await);
+    let second = id_of(&s.note(&ana, "two", &["public"], &[]).await);
+    s.post(&bob, &format!("/activities/{first}/like"), json!({}))
+        .await;
+    s.post(&bob, &format!("/activities/{second}/share"), json!({}))
+        .await;
+    s.post(&bob, &format!("/activities/{second}/like"), json!({}))
+        .await;
+    s.delete(&bob, &format!("/activities/{second}/like")).await;
+    let r = s
+        .get(
+            &bob,
+            &format!("/me/reactions?activities={second},{first},nope"),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+    assert_eq!(
+        r.body["items"],
+        json!([
+            {"activity": second, "liked": false, "shared": true},
+            {"activity": first, "liked": true, "shared": false},
+            {"activity": "nope", "liked": false, "shared": false},
+        ])
+    );
+    // Ana's own view: she reacted to nothing.
+    let r = s
+        .get(&ana, &format!("/me/reactions?activities={first}"))
+        .await;
+    assert_eq!(
+        r.body["items"],
+        json!([{"activity": first, "liked": false, "shared": false}])
+    );
+    let too_many = vec!["x"; 101].join(",");
+    for query in ["", "activities=", &format!("activities={too_many}")] {
+        let r = s.get(&bob, &format!("/me/reactions?{query}")).await;
+        assert_eq!(r.status, StatusCode::BAD_REQUEST, "{query}");
+        assert_eq!(r.code(), "invalid_query");
+    }
+}

@@ -193,6 +193,140 @@ async fn sse_sends_live_entries_exactly_as_the_inbox_lists_them() {
     direct.assert_quiet().await;
 }
 
+impl SseClient {
+    /// Events until a `counts` one arrives (entries before it are skipped); its payload.
+    async fn counts(&mut self) -> Value {
+        loop {
+            let event = self
+                .next(Duration::from_secs(10))
+                .await
+                .expect("a counts event");
+            match event.event.as_str() {
+                "counts" => {
+                    assert_eq!(event.id, None, "counts must not move the resume point");
+                    return event.json();
+                }
+                "entry" | "ready" => continue,
+                other => panic!("unexpected {other} event"),
+            }
+        }
+    }
+
+    /// Everything that arrives within a short while is entries: no counts event.
+    async fn assert_no_counts(&mut self) {
+        while let Some(e) = self.next(Duration::from_millis(400)).await {
+            assert_eq!(e.event, "entry", "{e:?}");
+        }
+    }
+}
+
+fn unseen_unread(counts: &Value, feed: &str) -> (i64, i64) {
+    (
+        counts[feed]["unseen"].as_i64().expect("unseen"),
+        counts[feed]["unread"].as_i64().expect("unread"),
+    )
+}
+
+#[tokio::test]
+async fn sse_pushes_feed_counts_when_they_change() {
+    let s = TestServer::start().await;
+    let ana = s.user("ana").await;
+    let bob = s.user("bob").await;
+    let post = s.note(&bob, "my photo", &["public"], &[]).await;
+    let post_id = post["id"].as_str().expect("id").to_owned();
+    s.settle().await;
+
+    let mut counted = SseClient::open(&s, "counts=notifications", &bob, None).await;
+    counted.expect("ready").await;
+    let first = counted.counts().await;
+    assert_eq!(unseen_unread(&first, "notifications"), (0, 0));
+    assert_eq!(first.as_object().map(|o| o.len()), Some(1), "{first}");
+    // A second device without counts never gets any.
+    let mut plain = SseClient::open(&s, "", &bob, None).await;
+    plain.expect("ready").await;
+
+    // A like raises a notification: pushed at once.
+    let liked = s
+        .post(&ana, &format!("/activities/{post_id}/like"), json!({}))
+        .await;
+    assert_eq!(liked.status, StatusCode::CREATED, "{:?}", liked.body);
+    assert_eq!(
+        unseen_unread(&counted.counts().await, "notifications"),
+        (1, 1)
+    );
+    // A reply too; nothing that does not change them sends counts again.
+    s.publish(
+        &ana,
+        json!({"object": {"type": "Note", "content": "nice"}, "inReplyTo": post_id}),
+    )
+    .await;
+    assert_eq!(
+        unseen_unread(&counted.counts().await, "notifications"),
+        (2, 2)
+    );
+    s.note(&ana, "unrelated", &["public"], &[]).await;
+    counted.assert_no_counts().await;
+
+    // Seen on another device: the badge clears here too.
+    let seen = s.post(&bob, "/feeds/notifications/seen", json!({})).await;
+    assert_eq!(seen.status, StatusCode::OK, "{:?}", seen.body);
+    assert_eq!(
+        unseen_unread(&counted.counts().await, "notifications"),
+        (0, 2)
+    );
+    // An undone like takes its notification with it.
+    let unliked = s.delete(&ana, &format!("/activities/{post_id}/like")).await;
+    assert!(unliked.status.is_success(), "{:?}", unliked.body);
+    assert_eq!(
+        unseen_unread(&counted.counts().await, "notifications"),
+        (0, 1)
+    );
+    // Retracting a liked post takes the like's notification with it.
+    let second = s.note(&bob, "another photo", &["public"], &[]).await;
+    let second_id = second["id"].as_str().expect("id").to_owned();
+    s.post(&ana, &format!("/activities/{second_id}/like"), json!({}))
+        .await;
+    assert_eq!(
+        unseen_unread(&counted.counts().await, "notifications"),
+        (1, 2)
+    );
+    let retracted = s
+        .post(&bob, &format!("/activities/{second_id}/retract"), json!({}))
+        .await;
+    assert!(retracted.status.is_success(), "{:?}", retracted.body);
+    assert_eq!(
+        unseen_unread(&counted.counts().await, "notifications"),
+        (0, 1)
+    );
+    plain.assert_no_counts().await;
+
+    // `all`: every declared feed, home included, which counts new inbox items.
+    let mut everything = SseClient::open(&s, "counts=all", &bob, None).await;
+    everything.expect("ready").await;
+    let all = everything.counts().await;
+    let feeds = s.get(&bob, "/feeds").await.body;
+    let names: Vec<&str> = feeds
+        .as_array()
+        .expect("feeds")
+        .iter()
+        .filter_map(|f| f["name"].as_str())
+        .collect();
+    let mut keys: Vec<&str> = all
+        .as_object()
+        .expect("counts object")
+        .keys()
+        .map(String::as_str)
+        .collect();
+    keys.sort_unstable();
+    let mut sorted = names.clone();
+    sorted.sort_unstable();
+    assert_eq!(keys, sorted);
+    let home_before = unseen_unread(&all, "home");
+    s.note(&ana, "for bob", &["user:bob"], &[]).await;
+    let home_after = unseen_unread(&everything.counts().await, "home");
+    assert_eq!(home_after.0, home_before.0 + 1);
+}
+
 #[tokio::test]
 async fn sse_resumes_from_last_event_id_without_gaps_or_duplicates() {
     let s = TestServer::start().await;
@@ -257,7 +391,7 @@ async fn sse_refuses_bad_credentials_and_bad_arguments() {
     let s = TestServer::start().await;
     let ana = s.user("ana").await;
     let root = s.admin("root").await;
-    let cases: [(Option<&str>, &str, StatusCode, &str); 5] = [
+    let cases: [(Option<&str>, &str, StatusCode, &str); 6] = [
         (None, "", StatusCode::UNAUTHORIZED, "unauthenticated"),
         (
             Some("tdg_nope"),
@@ -282,6 +416,12 @@ async fn sse_refuses_bad_credentials_and_bad_arguments() {
             "circles=Not%20A%20Slug!",
             StatusCode::BAD_REQUEST,
             "invalid_filter",
+        ),
+        (
+            Some(&ana),
+            "counts=notifications,nope",
+            StatusCode::BAD_REQUEST,
+            "unknown_feed",
         ),
     ];
     for (token, query, status, code) in cases {
@@ -503,7 +643,7 @@ async fn socketio_client_scenarios() {
         output.status.success(),
         "Socket.IO scenarios failed:\n{stdout}"
     );
-    assert_eq!(stdout.matches("ok   ").count(), 8, "every scenario ran");
+    assert_eq!(stdout.matches("ok   ").count(), 9, "every scenario ran");
 }
 
 #[tokio::test]

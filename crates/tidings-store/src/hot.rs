@@ -124,6 +124,8 @@ pub(crate) enum Effect {
     Retract {
         /// The retracted seq.
         seq: i64,
+        /// Users whose notifications of it disappear with it (their counts change).
+        notified: Vec<i64>,
     },
     /// An activity was edited by an Update.
     Edit {
@@ -418,7 +420,7 @@ impl HotIndex {
                 }
                 self.activities[slot] = meta;
             }
-            Effect::Retract { seq } => {
+            Effect::Retract { seq, .. } => {
                 let (parent, reaction) = match usize::try_from(seq)
                     .ok()
                     .and_then(|i| self.activities.get_mut(i))
@@ -1106,7 +1108,10 @@ mod tests {
             until: 4,
         });
         index.apply(Effect::Hide { user: 2, seq: 3 });
-        index.apply(Effect::Retract { seq: 2 });
+        index.apply(Effect::Retract {
+            seq: 2,
+            notified: Vec::new(),
+        });
         let rows = index.inbox(
             2,
             6,

@@ -71,6 +71,10 @@ pub struct BenchArgs {
     /// Circle to publish to (push): every token's user should be a member.
     #[arg(long)]
     pub circle: Option<String>,
+    /// Feeds whose unseen/unread counts every live connection asks for (push), as a badge
+    /// would: `notifications`, `all`, … (none by default).
+    #[arg(long)]
+    pub counts: Option<String>,
     /// Closed loop instead of open: this many workers, each sending its next request as soon
     /// as the last one answered, for `--duration` (rates are ignored; read and publish). Gives
     /// the highest sustainable rate, comparable with pgbench and in-process peers; latency is

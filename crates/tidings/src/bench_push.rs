@@ -165,9 +165,12 @@ pub async fn run(args: &BenchArgs) -> anyhow::Result<()> {
     while next < connections {
         let batch: Vec<_> = (next..(next + RAMP_BATCH).min(connections))
             .map(|i| {
-                let request = client
+                let mut request = client
                     .get(format!("{}/api/v1/inbox/stream", args.target))
                     .bearer_auth(&tokens[i % tokens.len()]);
+                if let Some(counts) = &args.counts {
+                    request = request.query(&[("counts", counts)]);
+                }
                 async move {
                     let mut response = request.send().await.ok()?;
                     if !response.status().is_success() {

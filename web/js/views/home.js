@@ -5,7 +5,7 @@ import { h, replace } from '../dom.js';
 import { get, qs, session } from '../api.js';
 import { navigate } from '../nav.js';
 import { activityCard } from '../card.js';
-import { InboxLive } from '../live.js';
+import { bindInbox } from '../live.js';
 import { pagedList } from '../paged.js';
 
 function readFilter(query) {
@@ -85,7 +85,7 @@ export async function homeView(root, { query }) {
       filters));
 
   const first = await list.loadFirst();
-  const live = new InboxLive({
+  const unbind = bindInbox({
     filter: apiFilter,
     after: first && (first.prev || (first.items[0] && first.items[0].cursor)),
     onItem: (item) => {
@@ -95,9 +95,8 @@ export async function homeView(root, { query }) {
       bar.hidden = false;
     },
   });
-  live.start();
   return () => {
-    live.stop();
+    unbind();
     list.stop();
   };
 }

@@ -11,11 +11,14 @@ use crate::response::RawJson;
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use tidings_core::cursor;
 use tidings_store::model::User;
-use utoipa::ToSchema;
+use utoipa::{IntoParams, ToSchema};
+
+/// Most activities one reactions lookup takes.
+const MAX_REACTION_LOOKUP: usize = 100;
 
 /// One entry of a followers or following list.
 #[derive(Debug, Serialize, ToSchema)]
@@ -91,6 +94,95 @@ pub async fn unfollow(
     )
     .await?;
     Ok((StatusCode::CREATED, RawJson(published.activity)))
+}
+
+/// How the caller and another user stand.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Relationship {
+    /// The caller follows them.
+    pub following: bool,
+    /// They follow the caller.
+    pub followed_by: bool,
+}
+
+/// Whether the caller follows a user, and whether that user follows the caller.
+#[utoipa::path(get, path = "/api/v1/users/{username}/follow", tag = "follows", security(("bearer" = [])),
+    params(("username" = String, Path)),
+    responses((status = 200, body = Relationship), (status = 404)))]
+pub async fn relationship(
+    State(state): State<AppState>,
+    auth: AuthUser,
+    ApiPath(username): ApiPath<String>,
+) -> ApiResult<Json<Relationship>> {
+    let (following, followed_by) = state.store.relationship(&auth.user, &username).await?;
+    Ok(Json(Relationship {
+        following: following.is_some(),
+        followed_by: followed_by.is_some(),
+    }))
+}
+
+/// Which activities to look up the caller's reactions on.
+#[derive(Debug, Deserialize, IntoParams)]
+pub struct ReactionsArgs {
+    /// Comma-separated activity ids (at most 100).
+    pub activities: Option<String>,
+}
+
+/// The caller's reactions on one activity.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct MyReaction {
+    /// The activity id, as asked.
+    pub activity: String,
+    /// The caller has a live Like of it.
+    pub liked: bool,
+    /// The caller has a live Announce (share) of it.
+    pub shared: bool,
+}
+
+/// The caller's reactions, in the order asked.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct MyReactions {
+    /// One per activity asked about.
+    pub items: Vec<MyReaction>,
+}
+
+/// Whether the caller liked and shared each of up to 100 activities (one lookup for a page of
+/// cards, rather than one request per card).
+#[utoipa::path(get, path = "/api/v1/me/reactions", tag = "reactions", security(("bearer" = [])),
+    params(ReactionsArgs),
+    responses((status = 200, body = MyReactions), (status = 400)))]
+pub async fn my_reactions(
+    State(state): State<AppState>,
+    auth: AuthUser,
+    ApiQuery(args): ApiQuery<ReactionsArgs>,
+) -> ApiResult<Json<MyReactions>> {
+    let ids: Vec<String> = args
+        .activities
+        .as_deref()
+        .unwrap_or_default()
+        .split(',')
+        .map(str::trim)
+        .filter(|id| !id.is_empty())
+        .map(str::to_owned)
+        .collect();
+    if ids.is_empty() || ids.len() > MAX_REACTION_LOOKUP {
+        return Err(ApiError::bad_request(
+            "invalid_query",
+            format!("activities: give 1 to {MAX_REACTION_LOOKUP} comma-separated activity ids"),
+        ));
+    }
+    let found = state.store.my_reactions(&auth.user, ids.clone()).await?;
+    Ok(Json(MyReactions {
+        items: ids
+            .into_iter()
+            .zip(found)
+            .map(|(activity, (liked, shared))| MyReaction {
+                activity,
+                liked,
+                shared,
+            })
+            .collect(),
+    }))
 }
 
 async fn follow_page(

@@ -31,7 +31,9 @@ pub fn router(state: AppState) -> Router {
         .route("/users/{username}/outbox", get(activities::outbox))
         .route(
             "/users/{username}/follow",
-            post(follows::follow).delete(follows::unfollow),
+            get(follows::relationship)
+                .post(follows::follow)
+                .delete(follows::unfollow),
         )
         .route("/users/{username}/followers", get(follows::followers))
         .route("/users/{username}/following", get(follows::following))
@@ -42,6 +44,7 @@ pub fn router(state: AppState) -> Router {
         .route("/sessions", post(users::login))
         .route("/sessions/current", delete(users::logout))
         .route("/me", get(users::me))
+        .route("/me/reactions", get(follows::my_reactions))
         .route("/me/app-key", post(crate::compat::afs::create_app_key))
         .route("/circles", get(circles::search).post(circles::create))
         .route("/circles/{name}", get(circles::get_circle))

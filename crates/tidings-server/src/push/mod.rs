@@ -22,6 +22,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tidings_core::cursor;
+use tidings_core::feeds::{FeedKind, FeedSpec};
 use tidings_store::Store;
 use tidings_store::model::{InboxFilter, PageFrom, PageItem, User, UserStatus};
 use tokio::sync::Notify;
@@ -74,6 +75,8 @@ pub struct ChannelArgs {
     pub filter: InboxFilter,
     /// Resume after this cursor; None starts at the present.
     pub after: Option<i64>,
+    /// Feeds whose unseen / unread counts are pushed when they change (none: no counts).
+    pub counts: Vec<FeedSpec>,
 }
 
 impl ChannelArgs {
@@ -87,8 +90,68 @@ impl ChannelArgs {
             ),
             None => None,
         };
-        Ok(ChannelArgs { filter, after })
+        Ok(ChannelArgs {
+            filter,
+            after,
+            counts: Vec::new(),
+        })
     }
+
+    /// Adds the feeds named in `counts` (comma-separated, or `all` for every declared feed)
+    /// whose counts the channel should push; an unknown name is refused.
+    pub fn with_counts(
+        mut self,
+        feeds: &[FeedSpec],
+        counts: Option<&str>,
+    ) -> Result<ChannelArgs, ApiError> {
+        let names = counts.map(str::trim).filter(|c| !c.is_empty());
+        self.counts = match names {
+            None => Vec::new(),
+            Some("all") => feeds.to_vec(),
+            Some(names) => {
+                let mut chosen: Vec<FeedSpec> = Vec::new();
+                for name in names.split(',').map(str::trim).filter(|n| !n.is_empty()) {
+                    let spec = feeds.iter().find(|f| f.name == name).ok_or_else(|| {
+                        ApiError::bad_request(
+                            "unknown_feed",
+                            format!("counts: no feed named {name:?} (see GET /api/v1/feeds)"),
+                        )
+                    })?;
+                    if !chosen.iter().any(|c| c.name == spec.name) {
+                        chosen.push(spec.clone());
+                    }
+                }
+                chosen
+            }
+        };
+        Ok(self)
+    }
+}
+
+/// The unseen / unread counts a connection pushes, and what it last pushed.
+#[derive(Debug)]
+struct LiveCounts {
+    feeds: Vec<FeedSpec>,
+    /// Some of them count inbox entries (flat, aggregated): new entries may move them.
+    /// Notification feeds move only with the store's count changes.
+    counts_entries: bool,
+    /// Something that may change them happened since they were last read.
+    dirty: AtomicBool,
+    /// The last `counts` payload sent: an unchanged one is not sent again.
+    last: Mutex<String>,
+}
+
+/// The `counts` payload: `{"FEED":{"unseen":N,"unread":M}, ...}` in the order asked for.
+fn render_counts(store: &Store, user: &User, feeds: &[FeedSpec]) -> Result<String, ApiError> {
+    let mut payload = serde_json::Map::new();
+    for spec in feeds {
+        let counts = store.feed_counts(user, spec)?;
+        payload.insert(
+            spec.name.clone(),
+            serde_json::json!({"unseen": counts.unseen, "unread": counts.unread}),
+        );
+    }
+    Ok(serde_json::Value::Object(payload).to_string())
 }
 
 /// One item ready to send: its cursor and its JSON (a page item).
@@ -105,6 +168,8 @@ pub struct LiveItem {
 pub enum Next {
     /// Send these, oldest first.
     Items(Vec<LiveItem>),
+    /// Send this `counts` payload.
+    Counts(String),
     /// Close, for this reason.
     Close(CloseReason),
 }
@@ -114,6 +179,8 @@ pub enum Next {
 pub enum NextPage {
     /// Send these page items, oldest first.
     Items(Vec<PageItem>),
+    /// Send this `counts` payload (after any items it counts).
+    Counts(String),
     /// Nothing new, and a keep-alive is due (for transports that need one).
     KeepAlive,
     /// Close, for this reason.
@@ -132,6 +199,7 @@ pub struct Listener {
     closed: Mutex<Option<CloseReason>>,
     filter: Mutex<InboxFilter>,
     cursor: AtomicU64,
+    counts: Option<LiveCounts>,
 }
 
 impl Listener {
@@ -168,6 +236,42 @@ impl Listener {
         self.wake.notify_one();
     }
 
+    /// Marks the pushed counts as possibly stale (they are re-read and sent if they changed).
+    fn touch_counts(&self) {
+        if let Some(counts) = &self.counts {
+            counts.dirty.store(true, Ordering::Release);
+        }
+    }
+
+    /// New inbox entries arrived: stale only if some pushed count counts entries.
+    fn touch_entry_counts(&self) {
+        if let Some(counts) = &self.counts
+            && counts.counts_entries
+        {
+            counts.dirty.store(true, Ordering::Release);
+        }
+    }
+
+    /// The counts payload, if they may have changed and did.
+    fn changed_counts(&self, store: &Store) -> Result<Option<String>, ApiError> {
+        let Some(counts) = &self.counts else {
+            return Ok(None);
+        };
+        if !counts.dirty.swap(false, Ordering::AcqRel) {
+            return Ok(None);
+        }
+        let payload = render_counts(store, &self.user, &counts.feeds)?;
+        let mut last = counts
+            .last
+            .lock()
+            .map_err(|_| ApiError::internal("listener counts lock"))?;
+        if *last == payload {
+            return Ok(None);
+        }
+        last.clone_from(&payload);
+        Ok(Some(payload))
+    }
+
     fn closed(&self) -> Option<CloseReason> {
         self.closed.lock().ok().and_then(|c| *c)
     }
@@ -195,6 +299,7 @@ impl Listener {
                 }
                 // This transport keeps itself alive.
                 NextPage::KeepAlive => continue,
+                NextPage::Counts(payload) => Ok(Next::Counts(payload)),
                 NextPage::Close(reason) => Ok(Next::Close(reason)),
             };
         }
@@ -227,6 +332,10 @@ impl Listener {
                 let mut items = page.items;
                 items.reverse();
                 return Ok(NextPage::Items(items));
+            }
+            // Counts go after the items they count: a client never sees a count run ahead.
+            if let Some(payload) = self.changed_counts(store)? {
+                return Ok(NextPage::Counts(payload));
             }
             if self.keep_alive.swap(false, Ordering::AcqRel) {
                 return Ok(NextPage::KeepAlive);
@@ -318,6 +427,18 @@ impl Hub {
             }
         });
         let hub = self.clone();
+        let mut count_changes = store.count_changes();
+        tokio::spawn(async move {
+            loop {
+                match count_changes.recv().await {
+                    Ok(users) => hub.counts_changed(Some(&users)),
+                    // Missed changes: anyone's counts may have moved.
+                    Err(RecvError::Lagged(_)) => hub.counts_changed(None),
+                    Err(RecvError::Closed) => return,
+                }
+            }
+        });
+        let hub = self.clone();
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(KEEP_ALIVE);
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -365,6 +486,13 @@ impl Hub {
             closed: Mutex::new(None),
             filter: Mutex::new(args.filter),
             cursor: AtomicU64::new(u64::try_from(start).unwrap_or(0)),
+            // Dirty from the start: the first counts go out right after the backlog.
+            counts: (!args.counts.is_empty()).then(|| LiveCounts {
+                counts_entries: args.counts.iter().any(|f| f.kind != FeedKind::Notification),
+                feeds: args.counts,
+                dirty: AtomicBool::new(true),
+                last: Mutex::new(String::new()),
+            }),
         });
         let mut registry = self
             .inner
@@ -432,8 +560,30 @@ impl Hub {
         woken.extend(written.iter().filter(|u| registry.users.contains(u)));
         for user in woken {
             for listener in registry.by_user.get(&user).into_iter().flatten() {
+                // New entries move the flat and aggregated feeds' counts.
+                listener.touch_entry_counts();
                 listener.wake.notify_one();
             }
+        }
+    }
+
+    /// Wakes the connections pushing counts of `users` (None: of everyone).
+    fn counts_changed(&self, users: Option<&[i64]>) {
+        let Ok(registry) = self.inner.registry.lock() else {
+            return;
+        };
+        let mut touch = |listener: &Arc<Listener>| {
+            if listener.counts.is_some() {
+                listener.touch_counts();
+                listener.wake.notify_one();
+            }
+        };
+        match users {
+            Some(users) => users
+                .iter()
+                .flat_map(|u| registry.by_user.get(u).into_iter().flatten())
+                .for_each(&mut touch),
+            None => registry.by_user.values().flatten().for_each(&mut touch),
         }
     }
 
@@ -450,6 +600,7 @@ impl Hub {
     fn wake_all(&self) {
         if let Ok(registry) = self.inner.registry.lock() {
             for listener in registry.by_user.values().flatten() {
+                listener.touch_counts();
                 listener.wake.notify_one();
             }
         }

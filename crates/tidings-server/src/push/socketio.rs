@@ -1,12 +1,14 @@
 //! The live inbox over Socket.IO (protocol v5, what the stock `socket.io-client` speaks).
 //!
-//! Handshake: `io(url, { auth: { token, after?, circles?, tags?, kind? } })`; a bad token or
-//! filter is refused with a `connect_error` whose message says why. Server → client events:
-//! `ready` (`{"cursor"}`), `entry` (a page item, exactly as in `GET /api/v1/inbox`), and before
-//! the server ends the connection `resume` (`{"cursor","reason"}`: reconnect with
-//! `auth.after = cursor`) or `closed` (`{"reason"}`: the token no longer works). Client →
-//! server: `filter` (`{circles?, tags?, kind?}`, acknowledged with `{"ok":true}` or an error
-//! object) changes the filters of the one channel without reconnecting.
+//! Handshake: `io(url, { auth: { token, after?, circles?, tags?, kind?, counts? } })`; a bad
+//! token or filter is refused with a `connect_error` whose message says why. Server → client
+//! events: `ready` (`{"cursor"}`), `entry` (a page item, exactly as in `GET /api/v1/inbox`),
+//! `counts` (with `auth.counts`: `{"FEED":{"unseen","unread"}}`, after the backlog and on each
+//! change), and before the server ends the connection `resume` (`{"cursor","reason"}`:
+//! reconnect with `auth.after = cursor`) or `closed` (`{"reason"}`: the token no longer
+//! works). Client → server: `filter` (`{circles?, tags?, kind?}`, acknowledged with
+//! `{"ok":true}` or an error object) changes the filters of the one channel without
+//! reconnecting.
 
 use super::engineio::{EmitError, SioSocket};
 use super::{ChannelArgs, CloseReason, Listener, Next, authenticate_token};
@@ -69,6 +71,7 @@ impl FilterArgs {
 struct HandshakeAuth {
     token: Option<String>,
     after: Option<String>,
+    counts: Option<Names>,
     #[serde(flatten)]
     filter: FilterArgs,
 }
@@ -99,6 +102,9 @@ pub(super) async fn authorize(state: &AppState, auth: Option<&str>) -> Result<Pe
         .await
         .map_err(Refused)?;
     let args = ChannelArgs::parse(&auth.filter.into_inbox_args(), auth.after.as_deref())
+        .and_then(|args| {
+            args.with_counts(&state.config.feeds, Names::joined(auth.counts).as_deref())
+        })
         .map_err(Refused)?;
     state.hub.check_room(&caller).map_err(Refused)?;
     // The channel opens once the client has been told it is connected.
@@ -179,6 +185,16 @@ async fn send_loop(socket: SioSocket, state: AppState, listener: Arc<Listener>) 
                 }
                 if lagged {
                     break CloseReason::Lagged;
+                }
+            }
+            Ok(Next::Counts(payload)) => {
+                let Ok(raw) = RawValue::from_string(payload) else {
+                    continue;
+                };
+                // Counts are a snapshot: one that finds the buffer full is not worth waiting
+                // for, the next change sends fresh ones.
+                if let Err(e) = socket.emit("counts", &raw, SEND_BUFFER) {
+                    tracing::debug!(error = %e, "counts not sent");
                 }
             }
             Ok(Next::Close(reason)) => break reason,

@@ -2,6 +2,8 @@
 //!
 //! Events: `ready` (once, `id:` = the starting cursor, so even a client that received nothing
 //! resumes without a gap), `entry` (`id:` = the item's inbox cursor, `data:` = the page item),
+//! with `counts=FEEDS` also `counts` (no `id:`; `data:` = `{"FEED":{"unseen","unread"}}`, sent
+//! after the backlog and whenever one of them changes),
 //! then at the end either `resume` (`{"cursor","reason"}`: reconnect from the cursor) or
 //! `closed` (`{"reason"}`: the token no longer works). Browsers' `EventSource` reconnects on its
 //! own and sends `Last-Event-ID`, which resumes exactly after the last item it saw.
@@ -40,6 +42,9 @@ pub struct StreamArgs {
     pub kind: Option<String>,
     /// Resume after this cursor (`Last-Event-ID` wins when both are sent).
     pub after: Option<String>,
+    /// Feeds whose unseen / unread counts are pushed as `counts` events (comma-separated
+    /// names, or `all`).
+    pub counts: Option<String>,
     /// Bearer token, when an `Authorization` header cannot be sent.
     pub access_token: Option<String>,
 }
@@ -64,7 +69,7 @@ impl Drop for Registration {
 /// them, without building an intermediate event per item.
 #[utoipa::path(get, path = "/api/v1/inbox/stream", tag = "inbox", security(("bearer" = [])),
     params(StreamArgs, ("Last-Event-ID" = Option<String>, Header, description = "resume after this cursor")),
-    responses((status = 200, content_type = "text/event-stream", description = "events: ready, entry, resume, closed"),
+    responses((status = 200, content_type = "text/event-stream", description = "events: ready, entry, counts, resume, closed"),
         (status = 400), (status = 401), (status = 403), (status = 429)))]
 pub async fn stream(
     State(state): State<AppState>,
@@ -87,7 +92,8 @@ pub async fn stream(
         before: None,
         after: None,
     };
-    let channel = ChannelArgs::parse(&inbox_args, last_event_id.or(args.after.as_deref()))?;
+    let channel = ChannelArgs::parse(&inbox_args, last_event_id.or(args.after.as_deref()))?
+        .with_counts(&state.config.feeds, args.counts.as_deref())?;
     let listener = state.hub.open(&state.store, auth, channel)?;
     let start = listener.cursor_text();
     let ready = format!(
@@ -114,6 +120,10 @@ pub async fn stream(
         let frame = match listener.next_page(&s.store).await {
             Ok(NextPage::Items(items)) => entries(&items),
             Ok(NextPage::KeepAlive) => Bytes::from_static(KEEP_ALIVE_COMMENT),
+            // No `id:`: the resume point stays the last entry's cursor.
+            Ok(NextPage::Counts(payload)) => {
+                Bytes::from(format!("event: counts\ndata: {payload}\n\n"))
+            }
             Ok(NextPage::Close(reason)) => {
                 s.done = true;
                 close_event(reason, &listener.cursor_text())

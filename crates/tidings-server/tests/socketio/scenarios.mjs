@@ -44,8 +44,9 @@ async function note(who, content, to, tags = []) {
 // A connected client that records everything it receives.
 function connect(auth, opts = {}) {
   const socket = io(base, { auth, reconnection: false, transports: opts.transports ?? ["websocket"] });
-  const log = { entries: [], ready: null, closed: null, resume: null, disconnect: null, error: null };
+  const log = { entries: [], counts: [], ready: null, closed: null, resume: null, disconnect: null, error: null };
   socket.on("ready", (d) => (log.ready = d));
+  socket.on("counts", (d) => log.counts.push(d));
   socket.on("entry", (d) => log.entries.push(d));
   socket.on("closed", (d) => (log.closed = d));
   socket.on("resume", (d) => (log.resume = d));
@@ -130,6 +131,34 @@ const scenarios = {
     assert.deepEqual(contents(back.log), ["missed by the quiet one"]);
     second.socket.disconnect();
     back.socket.disconnect();
+  },
+
+  async "unseen and unread counts are pushed when they change"() {
+    const ana = await user("ana");
+    const bob = await user("bob");
+    const post = await note(bob, "my photo", ["public"]);
+    const c = connect({ token: bob.token, counts: ["notifications"] });
+    await until("first counts", () => c.log.counts.length === 1);
+    assert.deepEqual(c.log.counts[0], { notifications: { unseen: 0, unread: 0 } });
+    let r = await call("POST", `/activities/${encodeURIComponent(post.id)}/like`, ana.token, {});
+    assert.equal(r.status, 201, JSON.stringify(r.body));
+    await until("counts after a like", () => c.log.counts.length === 2);
+    assert.deepEqual(c.log.counts[1], { notifications: { unseen: 1, unread: 1 } });
+    r = await call("POST", "/feeds/notifications/read", bob.token, {});
+    assert.equal(r.status, 200, JSON.stringify(r.body));
+    await until("counts after read", () => c.log.counts.length === 3);
+    assert.deepEqual(c.log.counts[2], { notifications: { unseen: 0, unread: 0 } });
+    // Without `auth.counts` no counts arrive.
+    const plain = connect({ token: bob.token });
+    await until("ready", () => plain.log.ready);
+    await call("POST", `/activities/${encodeURIComponent(post.id)}/share`, ana.token, {});
+    await until("counts after a share", () => c.log.counts.length === 4);
+    assert.deepEqual(plain.log.counts, []);
+    const bad = connect({ token: bob.token, counts: "nope" });
+    await until("refusal", () => bad.log.error);
+    assert.match(bad.log.error, /unknown_feed/);
+    c.socket.disconnect();
+    plain.socket.disconnect();
   },
 
   async "bad handshakes are refused with a reason"() {

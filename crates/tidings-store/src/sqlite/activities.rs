@@ -765,7 +765,17 @@ fn publish_in(
                     "INSERT OR IGNORE INTO retractions(seq, by_seq) VALUES (?1, ?2)",
                 )?
                 .execute(params![target, seq])?;
-                fx.push(Effect::Retract { seq: target });
+                // So does its author's notice of each like and share of it.
+                let mut notified = notified_of(conn, target)?;
+                notified.extend(
+                    conn.prepare_cached("SELECT actor_id FROM activities WHERE seq = ?1")?
+                        .query_row([target], |r| r.get::<_, i64>(0))
+                        .optional()?,
+                );
+                fx.push(Effect::Retract {
+                    seq: target,
+                    notified,
+                });
             }
             "Update" => {
                 conn.prepare_cached("INSERT INTO edits(target_seq, update_seq) VALUES (?1, ?2)")?
@@ -862,6 +872,15 @@ fn follow_in(
     Ok(())
 }
 
+/// Who holds a notification raised by `seq`.
+fn notified_of(conn: &Connection, seq: i64) -> StoreResult<Vec<i64>> {
+    let mut stmt = conn.prepare_cached("SELECT user_id FROM notifications WHERE seq = ?1")?;
+    let users = stmt
+        .query_map([seq], |r| r.get(0))?
+        .collect::<Result<Vec<i64>, _>>()?;
+    Ok(users)
+}
+
 /// The side effects of an Undo: a like, share or follow stops counting (it is retracted), and
 /// an undone follow takes its edge and the entries it wrote with it.
 fn undo_in(
@@ -879,7 +898,10 @@ fn undo_in(
     }
     conn.prepare_cached("INSERT OR IGNORE INTO retractions(seq, by_seq) VALUES (?1, ?2)")?
         .execute(params![target, undo_seq])?;
-    fx.push(Effect::Retract { seq: target });
+    fx.push(Effect::Retract {
+        seq: target,
+        notified: notified_of(conn, target)?,
+    });
     if target_type == "Follow"
         && let Some(name) = object_ref.as_deref().and_then(|r| r.strip_prefix("user:"))
         && let Ok(followee) = user_by_name(conn, name)

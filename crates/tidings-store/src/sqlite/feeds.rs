@@ -340,6 +340,54 @@ impl SqliteStore {
         .await
     }
 
+    /// Which of `target_ids` the actor has a live Like and a live Announce of, as
+    /// `(liked, shared)` per id, in the order given.
+    pub async fn my_reactions(
+        &self,
+        actor: &User,
+        target_ids: Vec<String>,
+    ) -> StoreResult<Vec<(bool, bool)>> {
+        let actor = actor.id;
+        self.read(move |conn| {
+            let mut stmt = conn.prepare_cached(
+                "SELECT a.type FROM activities a WHERE a.object_ref = ?2 AND a.actor_id = ?1
+                 AND a.type IN ('Like', 'Announce')
+                 AND NOT EXISTS(SELECT 1 FROM retractions r WHERE r.seq = a.seq)",
+            )?;
+            target_ids
+                .iter()
+                .map(|id| {
+                    let types = stmt
+                        .query_map(params![actor, id], |r| r.get::<_, String>(0))?
+                        .collect::<Result<Vec<_>, _>>()?;
+                    Ok((
+                        types.iter().any(|t| t == "Like"),
+                        types.iter().any(|t| t == "Announce"),
+                    ))
+                })
+                .collect()
+        })
+        .await
+    }
+
+    /// Whether `me` follows `other` and `other` follows `me`: the follow's seq, each way.
+    pub async fn relationship(
+        &self,
+        me: &User,
+        other: &str,
+    ) -> StoreResult<(Option<i64>, Option<i64>)> {
+        let me = me.id;
+        let other = other.to_owned();
+        self.read(move |conn| {
+            let other = user_by_name(conn, &other)?;
+            Ok((
+                follow_row(conn, me, other.id)?.map(|(_, seq)| seq),
+                follow_row(conn, other.id, me)?.map(|(_, seq)| seq),
+            ))
+        })
+        .await
+    }
+
     /// Who follows `username` (`followers = true`) or whom they follow, newest follow first.
     pub async fn follow_list(
         &self,

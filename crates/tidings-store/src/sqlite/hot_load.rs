@@ -112,7 +112,10 @@ pub(crate) fn load(conn: &Connection) -> StoreResult<HotIndex> {
     let mut stmt = conn.prepare("SELECT seq FROM retractions")?;
     let mut rows = stmt.query([])?;
     while let Some(r) = rows.next()? {
-        index.apply(Effect::Retract { seq: r.get(0)? });
+        index.apply(Effect::Retract {
+            seq: r.get(0)?,
+            notified: Vec::new(),
+        });
     }
     let mut stmt = conn.prepare("SELECT target_seq FROM edits")?;
     let mut rows = stmt.query([])?;

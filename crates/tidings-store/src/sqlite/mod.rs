@@ -219,6 +219,9 @@ pub(crate) struct Shared {
     routed: watch::Sender<i64>,
     /// One notice per routing slice, for the push layer.
     notices: broadcast::Sender<Arc<RoutedNotice>>,
+    /// Users whose feed counts changed outside routing's inbox entries (notifications raised
+    /// or withdrawn, markers moved, items hidden), for the push layer's live counts.
+    count_changes: broadcast::Sender<Arc<Vec<i64>>>,
     /// Session generation: bumped whenever sessions were revoked or users changed status, so a
     /// session read that raced one is not cached and live connections re-check credentials.
     pub(crate) session_changes: watch::Sender<u64>,
@@ -323,6 +326,7 @@ impl SqliteStore {
             reader_permits: Arc::new(Semaphore::new(config.readers.max(1))),
             routed: routed_tx,
             notices: broadcast::channel(NOTICE_BACKLOG).0,
+            count_changes: broadcast::channel(NOTICE_BACKLOG).0,
             session_changes: watch::channel(0).0,
             config,
             writer: Mutex::new(None),
@@ -454,6 +458,13 @@ impl SqliteStore {
     /// receiver that falls behind gets `Lagged` and should assume everyone may have news.
     pub fn routed_notices(&self) -> broadcast::Receiver<Arc<RoutedNotice>> {
         self.shared.notices.subscribe()
+    }
+
+    /// Users whose feed counts (unseen / unread) changed other than by new inbox entries: a
+    /// notification raised or withdrawn, a marker moved, an item hidden. A receiver that falls
+    /// behind gets `Lagged` and should assume everyone's counts changed.
+    pub fn count_changes(&self) -> broadcast::Receiver<Arc<Vec<i64>>> {
+        self.shared.count_changes.subscribe()
     }
 
     /// Changes whenever sessions are revoked or a user's status changes, so live connections
@@ -632,7 +643,7 @@ fn route_step(conn: &Connection, shared: &Shared) -> bool {
                 }
             });
             // The index must hold the entries before the watermark lets readers see them.
-            shared.apply(fx.list);
+            let counted = shared.apply(fx.list);
             shared.routed.send_if_modified(|current| {
                 if routed > *current {
                     *current = routed;
@@ -645,6 +656,8 @@ fn route_step(conn: &Connection, shared: &Shared) -> bool {
                 // No receiver left is not an error: the notice is simply not needed.
                 let _ = shared.notices.send(Arc::new(notice));
             }
+            // After the watermark: counts read up to it, so the new notifications show.
+            shared.announce_counts(counted);
             more
         }
         Err(e) => {
@@ -657,13 +670,27 @@ fn route_step(conn: &Connection, shared: &Shared) -> bool {
 
 impl Shared {
     /// Applies committed effects to the hot index.
-    fn apply(&self, effects: Vec<Effect>) {
+    /// Applies effects to the hot index; returns the users whose feed counts they changed
+    /// (gathered only while someone listens for count changes).
+    fn apply(&self, effects: Vec<Effect>) -> Vec<i64> {
+        let mut counted = Vec::new();
         if effects.is_empty() {
-            return;
+            return counted;
         }
+        let listening = self.count_changes.receiver_count() > 0;
         match self.hot.write() {
             Ok(mut hot) => {
                 for effect in effects {
+                    if listening {
+                        match &effect {
+                            Effect::Notify(list) => counted.extend(list.iter().map(|n| n.0)),
+                            Effect::Marker { user, .. } | Effect::Hide { user, .. } => {
+                                counted.push(*user)
+                            }
+                            Effect::Retract { notified, .. } => counted.extend(notified),
+                            _ => {}
+                        }
+                    }
                     if let Effect::Activity {
                         seq,
                         body: Some(body),
@@ -677,6 +704,18 @@ impl Shared {
             }
             Err(_) => tracing::error!("hot index lock poisoned; effects dropped"),
         }
+        counted
+    }
+
+    /// Tells the push layer whose counts changed.
+    fn announce_counts(&self, mut users: Vec<i64>) {
+        if users.is_empty() {
+            return;
+        }
+        users.sort_unstable();
+        users.dedup();
+        // No receiver left is not an error.
+        let _ = self.count_changes.send(Arc::new(users));
     }
 }
 
@@ -737,7 +776,8 @@ fn run_batch(conn: &Connection, batch: Vec<Job>, shared: &Shared) {
     if commit.is_err() {
         let _ = conn.execute_batch("ROLLBACK");
     } else {
-        shared.apply(effects);
+        let counted = shared.apply(effects);
+        shared.announce_counts(counted);
     }
     for reply in replies {
         let outcome = match &commit {

@@ -211,6 +211,8 @@ CREATE TABLE IF NOT EXISTS notifications (
     reason  INTEGER NOT NULL,
     PRIMARY KEY (user_id, seq)
 ) WITHOUT ROWID;
+-- A retraction looks up who was notified of what it retracts.
+CREATE INDEX IF NOT EXISTS notifications_by_seq ON notifications(seq);
 
 -- Seen / read markers per user and feed: every item with seq <= the marker is seen / read.
 CREATE TABLE IF NOT EXISTS feed_markers (
