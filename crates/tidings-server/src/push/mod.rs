@@ -141,7 +141,7 @@ struct LiveCounts {
     last: Mutex<String>,
 }
 
-/// The `counts` payload: `{"FEED":{"unseen":N,"unread":M}, ...}` in the order asked for.
+/// The `counts` payload: `{"FEED":{"unseen":N,"unread":M}, ...}`, one key per feed asked for.
 fn render_counts(store: &Store, user: &User, feeds: &[FeedSpec]) -> Result<String, ApiError> {
     let mut payload = serde_json::Map::new();
     for spec in feeds {

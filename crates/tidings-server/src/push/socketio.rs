@@ -177,7 +177,7 @@ async fn send_loop(socket: SioSocket, state: AppState, listener: Arc<Listener>) 
                     let Ok(raw) = RawValue::from_string(item.json) else {
                         continue;
                     };
-                    if !emit_patiently(&socket, &raw).await {
+                    if !emit_patiently(&socket, "entry", &raw).await {
                         lagged = true;
                         break;
                     }
@@ -191,10 +191,10 @@ async fn send_loop(socket: SioSocket, state: AppState, listener: Arc<Listener>) 
                 let Ok(raw) = RawValue::from_string(payload) else {
                     continue;
                 };
-                // Counts are a snapshot: one that finds the buffer full is not worth waiting
-                // for, the next change sends fresh ones.
-                if let Err(e) = socket.emit("counts", &raw, SEND_BUFFER) {
-                    tracing::debug!(error = %e, "counts not sent");
+                // Sent only when they change: a dropped one could leave the badge wrong for
+                // good, so it waits like an entry (and a client that stays full is lagged).
+                if !emit_patiently(&socket, "counts", &raw).await {
+                    break CloseReason::Lagged;
                 }
             }
             Ok(Next::Close(reason)) => break reason,
@@ -219,12 +219,12 @@ async fn send_loop(socket: SioSocket, state: AppState, listener: Arc<Listener>) 
     state.hub.release(&listener);
 }
 
-/// Emits one entry, waiting while the client's buffer is full; false once it has been full
+/// Emits one event, waiting while the client's buffer is full; false once it has been full
 /// for longer than [`LAG_DEADLINE`] or the socket is gone.
-async fn emit_patiently(socket: &SioSocket, item: &RawValue) -> bool {
+async fn emit_patiently(socket: &SioSocket, event: &str, data: &RawValue) -> bool {
     let started = tokio::time::Instant::now();
     loop {
-        match socket.emit("entry", item, SEND_BUFFER) {
+        match socket.emit(event, data, SEND_BUFFER) {
             Ok(()) => return true,
             Err(EmitError::Full) => {
                 if started.elapsed() > LAG_DEADLINE {
