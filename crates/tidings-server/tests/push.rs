@@ -800,6 +800,34 @@ async fn sio_event(
 }
 
 #[tokio::test]
+async fn socketio_clients_are_told_to_resume_when_the_server_stops() {
+    use futures::StreamExt;
+    let s = TestServer::start().await;
+    let ana = s.user("ana").await;
+    let mut ws = sio_client(&s, &ana, None).await;
+    let (event, ready) = sio_event(&mut ws).await;
+    assert_eq!(event, "ready");
+    let stop = tokio::spawn(s.stop());
+    let (event, resume) = sio_event(&mut ws).await;
+    assert_eq!(event, "resume", "{resume}");
+    assert_eq!(resume["reason"], "shutdown");
+    assert_eq!(resume["cursor"], ready["cursor"]);
+    // Then a server-side disconnect, and the socket ends.
+    let mut rest = Vec::new();
+    while let Ok(Some(Ok(message))) = tokio::time::timeout(Duration::from_secs(5), ws.next()).await
+    {
+        if let Ok(text) = message.to_text() {
+            rest.push(text.to_owned());
+        }
+    }
+    assert!(rest.iter().any(|m| m == "41"), "{rest:?}");
+    tokio::time::timeout(Duration::from_secs(5), stop)
+        .await
+        .expect("server stops")
+        .expect("stop task");
+}
+
+#[tokio::test]
 async fn a_stalled_socketio_client_is_dropped_without_delaying_anyone() {
     let config = ServerConfig {
         stall_timeout: Duration::from_secs(2),
