@@ -628,6 +628,37 @@ try {
     await noXss(ana);
   });
 
+  await story('13. the social pages at phone width in dark mode: profile lists, reactions, notifications', async () => {
+    const phone = await browser.newContext({ viewport: { width: 390, height: 844 }, colorScheme: 'dark', isMobile: true });
+    const page = await phone.newPage();
+    page.setDefaultTimeout(T);
+    guard(page, 'phone-social');
+    // Whatever the earlier stories left, Bob follows Ana here (409 if he already does).
+    await api(bobToken, 'POST', '/users/ana/follow').catch(() => {});
+    await logIn(page, 'ana');
+    await visible(page.locator('#inbox-title'));
+    const fits = async (what) => {
+      const overflow = await page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
+      assert.ok(overflow <= 1, `${what} overflows the phone width by ${overflow}px`);
+    };
+    await page.goto(`${BASE}/u/ana?tab=followers`);
+    await visible(page.locator('.person-row[data-username=bob]'));
+    await fits('the followers list');
+    await page.goto(`${BASE}/notifications`);
+    await visible(page.locator('#notif-title'));
+    await visible(page.locator('.notice').first());
+    await fits('the notifications page');
+    await shot(page, 'notifications-phone-dark');
+    await page.goto(`${BASE}/u/bob`);
+    await visible(page.locator('#follow-button'));
+    await fits('a profile with its Follow button');
+    await page.goto(`${BASE}/u/ana`);
+    await visible(page.locator('.outbox .reactions button.like').first());
+    await fits('an outbox with reaction buttons');
+    await noXss(page);
+    await phone.close();
+  });
+
   // A last look at both screens for the artifacts.
   await shot(ana, 'ana-final');
   assert.deepEqual(problems, []);
