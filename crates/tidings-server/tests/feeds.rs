@@ -591,3 +591,88 @@ async fn the_caller_can_ask_whom_they_follow_and_what_they_reacted_to() {
         assert_eq!(r.code(), "invalid_query");
     }
 }
+
+#[tokio::test]
+async fn joining_an_open_circle_notifies_its_keepers_and_fills_no_inbox() {
+    let s = TestServer::start().await;
+    let ana = s.user("ana").await;
+    let mod_meg = s.user("meg").await;
+    let bob = s.user("bob").await;
+    let cyd = s.user("cyd").await;
+    s.circle(&ana, "eng", "public", "open").await;
+    s.circle(&ana, "club", "public", "approval").await;
+    let r = s.put(&mod_meg, "/circles/eng/members/meg").await;
+    assert!(r.status.is_success(), "{:?}", r.body);
+    let r = s
+        .request(
+            reqwest::Method::PUT,
+            "/circles/eng/members/meg",
+            Some(&ana),
+            Some(json!({"role": "moderator"})),
+            &[],
+        )
+        .await;
+    assert!(r.status.is_success(), "{:?}", r.body);
+    s.settle().await;
+    let ana_inbox = s.get(&ana, "/inbox").await.body;
+    let bob_inbox = s.get(&bob, "/inbox").await.body;
+
+    // Bob joins by himself: the owner and the moderator are told, once.
+    let r = s.put(&bob, "/circles/eng/members/bob").await;
+    assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.body);
+    let again = s.put(&bob, "/circles/eng/members/bob").await;
+    assert_eq!(again.status, StatusCode::OK);
+    // Asking to join an approval circle, and being added by a moderator, raise nothing.
+    assert!(
+        s.put(&cyd, "/circles/club/members/cyd")
+            .await
+            .status
+            .is_success()
+    );
+    assert!(
+        s.put(&ana, "/circles/eng/members/cyd")
+            .await
+            .status
+            .is_success()
+    );
+    s.settle().await;
+    // Meg joined by herself too (before Ana made her a moderator): Ana heard of both.
+    for (keeper, joiners) in [(&ana, vec!["bob", "meg"]), (&mod_meg, vec!["bob"])] {
+        let r = s.get(keeper, "/feeds/notifications").await;
+        let joins: Vec<&Value> = r.body["items"]
+            .as_array()
+            .expect("items")
+            .iter()
+            .filter(|i| i["via"] == "join")
+            .collect();
+        let who: Vec<&str> = joins
+            .iter()
+            .filter_map(|j| j["activity"]["tidings"]["actor"]["username"].as_str())
+            .collect();
+        assert_eq!(who, joiners, "{:?}", r.body);
+        assert!(joins.iter().all(|j| j["activity"]["type"] == "Join"
+            && j["activity"]["object"] == "circle:eng"));
+    }
+    // Nobody's inbox (the joiner's included) gets an item for it, and the circle's stream
+    // neither.
+    assert_eq!(
+        s.get(&ana, "/inbox").await.body["items"],
+        ana_inbox["items"]
+    );
+    assert_eq!(
+        s.get(&bob, "/inbox").await.body["items"],
+        bob_inbox["items"]
+    );
+    let stream = s.get(&bob, "/circles/eng/stream").await.body;
+    assert!(
+        stream["items"]
+            .as_array()
+            .expect("items")
+            .iter()
+            .all(|i| i["activity"]["type"] != "Join"),
+        "{stream:?}"
+    );
+    // Bob himself hears nothing of his own join; Cyd was never notified of anything.
+    let r = s.get(&bob, "/feeds/notifications").await;
+    assert_eq!(vias(&r.body), Vec::<String>::new());
+}

@@ -140,6 +140,7 @@ async fn run(merge_threshold: i64, script: &[Step], page: usize) -> Vec<Vec<Item
                         &users[*u].username,
                         users[*c].clone(),
                         None,
+                        None,
                     )
                     .await;
             }

@@ -272,6 +272,7 @@ pub async fn seed(store: &Store, data_dir: &Path, args: &SeedArgs) -> anyhow::Re
                 &users[member].username,
                 users[*owner].clone(),
                 None,
+                None,
             ));
         }
     }
@@ -498,6 +499,7 @@ async fn seed_follow_circles(
                 &names[owner],
                 &users[follower as usize].username,
                 users[owner].clone(),
+                None,
                 None,
             )
         });

@@ -10,6 +10,7 @@ use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
+use tidings_core::activity::{Draft, normalize};
 use tidings_core::expr::normalize_slug;
 use tidings_store::model::{Circle, JoinPolicy, Membership, Role, Visibility};
 use tidings_store::sqlite::NewCircle;
@@ -217,9 +218,13 @@ pub async fn put_member(
             .map_err(|e| ApiError::bad_request("invalid_json", e.to_string()))?
             .role
     };
+    // Only a self-join publishes it; the store decides whether this call is one.
+    let join = (username == auth.user.username)
+        .then(|| join_draft(&state, &name))
+        .transpose()?;
     let change = state
         .store
-        .put_member(&name, &username, auth.user, role)
+        .put_member(&name, &username, auth.user, role, join)
         .await?;
     let status = if change.created {
         StatusCode::CREATED
@@ -227,6 +232,20 @@ pub async fn put_member(
         StatusCode::OK
     };
     Ok((status, Json(change.membership)))
+}
+
+/// The Join a self-join publishes; the store addresses it to the circle's owner and
+/// moderators, who are notified.
+fn join_draft(state: &AppState, circle: &str) -> ApiResult<Draft> {
+    let body = serde_json::json!({
+        "type": "Join",
+        "object": format!("circle:{circle}"),
+        "to": [format!("circle:{circle}")],
+    });
+    let types = state.types.clone();
+    Ok(normalize(&body, &state.config.limits, &|name| {
+        types.status(name)
+    })?)
 }
 
 /// Leave, remove a member, or reject a request.

@@ -432,7 +432,7 @@ fn append_link(
     Ok(())
 }
 
-fn publish_in(
+pub(super) fn publish_in(
     conn: &Connection,
     shared: &Shared,
     fx: &mut Effects,
@@ -673,7 +673,12 @@ fn publish_in(
         doc.insert("digest".into(), Value::String(digest.clone()));
     }
     let stored = canonical_json(&record);
-    let listed = !matches!(activity_type.as_str(), "Update" | "Delete" | "Undo");
+    // Updates, retractions and undos act on other activities; a Join is news for the circle's
+    // keepers (a notification), not an item for anyone's inbox or outbox.
+    let listed = !matches!(
+        activity_type.as_str(),
+        "Update" | "Delete" | "Undo" | "Join"
+    );
 
     conn.prepare_cached(
         "INSERT INTO activities(id, actor_id, type, kind, listed, object_ref, in_reply_to, is_public, published, digest, body)

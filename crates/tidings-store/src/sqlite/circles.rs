@@ -1,5 +1,6 @@
 //! Circles and memberships.
 
+use super::activities::{PublishInput, publish_in};
 use super::subscriptions::{close_circle_subscriptions, subscribe};
 use super::users::user_by_name;
 use super::{Effects, SqliteStore};
@@ -7,6 +8,7 @@ use crate::hot::Effect;
 use crate::model::{Circle, JoinPolicy, Membership, MembershipState, Role, User, Visibility};
 use crate::{StoreError, StoreResult, now_rfc3339};
 use rusqlite::{Connection, OptionalExtension, Row, params};
+use tidings_core::activity::{Addressee, Draft};
 use tidings_core::expr::{Pattern, SubscriptionExpr};
 
 /// What a new circle looks like.
@@ -227,6 +229,20 @@ fn ensure_not_archived(circle: &Circle) -> StoreResult<()> {
     Ok(())
 }
 
+/// Usernames of a circle's active owner and moderators.
+fn circle_keepers(conn: &Connection, circle_id: i64) -> StoreResult<Vec<String>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT u.username FROM memberships m JOIN users u ON u.id = m.user_id
+         WHERE m.circle_id = ?1 AND m.state = 'active' AND m.role IN ('owner', 'moderator')
+           AND u.status = 'active'
+         ORDER BY u.username",
+    )?;
+    let names = stmt
+        .query_map([circle_id], |r| r.get(0))?
+        .collect::<Result<Vec<String>, _>>()?;
+    Ok(names)
+}
+
 /// Whether a role may manage members.
 fn manages(m: &Option<Membership>) -> Option<Role> {
     m.as_ref()
@@ -382,15 +398,20 @@ impl SqliteStore {
 
     /// Adds `target` to a circle. Self-joins follow the join policy (open: member; approval:
     /// request); owners and moderators add anyone, approve requests and set roles.
+    /// `join` is published as the caller's Join activity, addressed to the circle's owner and
+    /// moderators, when the call makes them a member of an open circle by themselves (not when
+    /// a moderator adds or approves them).
     pub async fn put_member(
         &self,
         circle_name: &str,
         target: &str,
         actor: User,
         role: Option<Role>,
+        join: Option<Draft>,
     ) -> StoreResult<MembershipChange> {
         let circle_name = circle_name.to_owned();
         let target = target.to_owned();
+        let shared = self.shared.clone();
         self.write(move |conn, fx| {
             let circle = circle_by_name(conn, &circle_name)?;
             let actor_membership = membership(conn, circle.id, actor.id)?;
@@ -485,6 +506,22 @@ impl SqliteStore {
                                 Role::Member,
                                 false,
                             )?;
+                            // In the same transaction: the keepers hear of every join (the
+                            // Join is unlisted, so it is their notification, not an item).
+                            let keepers = circle_keepers(conn, circle.id)?;
+                            if let Some(mut draft) = join.filter(|_| !keepers.is_empty()) {
+                                draft.to = keepers.into_iter().map(Addressee::User).collect();
+                                publish_in(
+                                    conn,
+                                    &shared,
+                                    fx,
+                                    PublishInput {
+                                        actor: actor.clone(),
+                                        draft,
+                                        idempotency_key: None,
+                                    },
+                                )?;
+                            }
                         }
                         JoinPolicy::Approval => {
                             insert_membership(

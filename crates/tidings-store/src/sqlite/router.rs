@@ -93,6 +93,9 @@ pub(crate) fn route_pending(
         for activity in &pending {
             if activity.listed {
                 delivered += route_one(conn, fx, activity, thresholds)?;
+            } else if activity.activity_type == "Join" {
+                // Unlisted: nobody gets an item, but the circle's keepers get their notice.
+                notify(conn, fx, activity, &[])?;
             }
             watermark = activity.seq;
             if delivered >= SLICE_DELIVERIES {
