@@ -669,9 +669,8 @@ fn route_step(conn: &Connection, shared: &Shared) -> bool {
 }
 
 impl Shared {
-    /// Applies committed effects to the hot index.
-    /// Applies effects to the hot index; returns the users whose feed counts they changed
-    /// (gathered only while someone listens for count changes).
+    /// Applies committed effects to the hot index; returns the users whose feed counts they
+    /// changed (gathered only while someone listens for count changes).
     fn apply(&self, effects: Vec<Effect>) -> Vec<i64> {
         let mut counted = Vec::new();
         if effects.is_empty() {
