@@ -128,7 +128,7 @@ async fn schema_one_databases_migrate_and_keep_their_chains() {
             |r| r.get(0),
         )
         .expect("version");
-    assert_eq!(version, "3");
+    assert_eq!(version, "4");
     let ana = store.user("ana").await.expect("ana");
     let draft = normalize(
         &json!({"object": {"content": "after the migration"}, "to": ["public"]}),
@@ -167,4 +167,171 @@ async fn a_second_store_on_one_data_dir_is_refused() {
     store.close();
     let again = Store::open(dir.path(), StoreConfig::default()).expect("free after close");
     again.close();
+}
+
+/// A schema-3 store (each inbox entry's `via` stored as text) is migrated on open to compact
+/// integer vias, and every inbox reads exactly as before: subscription, addressed and follow
+/// entries alike.
+#[tokio::test]
+async fn schema_three_inbox_entries_migrate_to_compact_vias() {
+    use tidings_store::model::{InboxFilter, JoinPolicy, PageFrom, User, Visibility};
+    use tidings_store::sqlite::NewCircle;
+
+    async fn post(store: &Store, actor: &User, doc: serde_json::Value) -> i64 {
+        let draft = normalize(&doc, &Limits::default(), &|_| TypeStatus::BuiltIn).expect("draft");
+        let published = store
+            .publish(PublishInput {
+                actor: actor.clone(),
+                draft,
+                idempotency_key: None,
+            })
+            .await
+            .expect("publish");
+        store.wait_routed(published.seq).await.expect("routed");
+        published.seq
+    }
+    async fn inbox_of(store: &Store, user: &User) -> Vec<(i64, Option<String>)> {
+        store
+            .inbox(user.clone(), InboxFilter::default(), PageFrom::Newest, 100)
+            .await
+            .expect("inbox")
+            .items
+            .into_iter()
+            .map(|i| (i.seq, i.via))
+            .collect()
+    }
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = Store::open(dir.path(), StoreConfig::default()).expect("open");
+    let user = |name: &'static str| {
+        let store = store.clone();
+        async move {
+            store
+                .create_user(name.into(), name.to_uppercase(), None, false)
+                .await
+                .expect("user")
+        }
+    };
+    let (ana, bob) = (user("ana").await, user("bob").await);
+    store
+        .create_circle(
+            ana.clone(),
+            NewCircle {
+                name: "eng".into(),
+                display_name: "Eng".into(),
+                description: "engineering".into(),
+                visibility: Visibility::Public,
+                join_policy: JoinPolicy::Open,
+            },
+        )
+        .await
+        .expect("circle");
+    store
+        .put_member("eng", "bob", bob.clone(), None, None)
+        .await
+        .expect("join");
+    post(
+        &store,
+        &bob,
+        json!({"type": "Follow", "object": "user:ana", "to": ["user:ana"]}),
+    )
+    .await;
+    post(
+        &store,
+        &ana,
+        json!({"object": {"content": "to eng"}, "to": ["circle:eng"]}),
+    )
+    .await;
+    post(
+        &store,
+        &ana,
+        json!({"object": {"content": "to bob"}, "to": ["user:bob"]}),
+    )
+    .await;
+    post(
+        &store,
+        &ana,
+        json!({"object": {"content": "to followers"}, "to": ["followers"]}),
+    )
+    .await;
+    let before = inbox_of(&store, &bob).await;
+    let kinds: Vec<&str> = before
+        .iter()
+        .filter_map(|(_, via)| via.as_deref())
+        .map(|via| via.split(':').next().unwrap_or(""))
+        .collect();
+    for kind in ["subscription", "addressed", "follow"] {
+        assert!(kinds.contains(&kind), "no {kind} entry in {before:?}");
+    }
+    store.close();
+    drop(store);
+
+    // Back to the schema-3 layout: `via` as the text clients see.
+    let conn = raw(&dir);
+    conn.execute_batch(
+        "CREATE TABLE old_entries (user_id INTEGER NOT NULL, seq INTEGER NOT NULL,
+             via TEXT NOT NULL, PRIMARY KEY (user_id, seq)) WITHOUT ROWID;
+         INSERT INTO old_entries
+             SELECT e.user_id, e.seq,
+                    CASE WHEN e.via > 0 THEN 'subscription:' || e.via || ':' || s.expr
+                         WHEN e.via < 0 THEN 'follow:' || u.username
+                         ELSE 'addressed' END
+             FROM inbox_entries e
+             LEFT JOIN subscriptions s ON s.id = e.via
+             LEFT JOIN users u ON u.id = -e.via;
+         DROP TABLE inbox_entries;
+         ALTER TABLE old_entries RENAME TO inbox_entries;
+         UPDATE meta SET value = '3' WHERE key = 'schema_version';",
+    )
+    .expect("make a schema-3 database");
+    let texts: i64 = conn
+        .query_row(
+            "SELECT count(*) FROM inbox_entries WHERE typeof(via) = 'text'",
+            [],
+            |r| r.get(0),
+        )
+        .expect("count");
+    assert!(texts >= 3, "{texts}");
+    drop(conn);
+
+    let store = Store::open(dir.path(), StoreConfig::default()).expect("reopen");
+    let conn = raw(&dir);
+    let version: String = conn
+        .query_row(
+            "SELECT value FROM meta WHERE key = 'schema_version'",
+            [],
+            |r| r.get(0),
+        )
+        .expect("version");
+    assert_eq!(version, "4");
+    let (rows, integers): (i64, i64) = conn
+        .query_row(
+            "SELECT count(*), sum(typeof(via) = 'integer') FROM inbox_entries",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .expect("count");
+    assert_eq!(rows, texts);
+    assert_eq!(integers, rows);
+    let bob = store.user("bob").await.expect("bob");
+    assert_eq!(inbox_of(&store, &bob).await, before);
+    // Unfollowing still finds and removes the follow entries it wrote.
+    let ana_now = store.user("ana").await.expect("ana");
+    let follow_entries = |conn: &Connection| -> i64 {
+        conn.query_row(
+            "SELECT count(*) FROM inbox_entries WHERE user_id = ?1 AND via = ?2",
+            [bob.id, -ana_now.id],
+            |r| r.get(0),
+        )
+        .expect("count")
+    };
+    assert!(follow_entries(&conn) > 0);
+    let follow_id = store
+        .follow_activity(&bob, "ana")
+        .await
+        .expect("follow")
+        .expect("bob follows ana");
+    post(&store, &bob, json!({"type": "Undo", "object": follow_id})).await;
+    assert_eq!(follow_entries(&conn), 0);
+    store.close();
 }

@@ -126,8 +126,18 @@ pub(crate) fn load(conn: &Connection) -> StoreResult<HotIndex> {
     // Written entries, in (user, seq) order; identical reasons share one allocation.
     let mut vias: HashMap<String, Arc<str>> = HashMap::new();
     let mut batch = Vec::new();
-    let mut stmt =
-        conn.prepare("SELECT user_id, seq, via FROM inbox_entries ORDER BY user_id, seq")?;
+    // The text of each stored `via` code (see `via_code`), as the router first wrote it.
+    let mut stmt = conn.prepare(
+        "SELECT e.user_id, e.seq,
+                COALESCE(CASE WHEN e.via > 0 THEN 'subscription:' || e.via || ':' || s.expr
+                              WHEN e.via < 0 THEN 'follow:' || u.username
+                              ELSE 'addressed' END,
+                         'addressed')
+         FROM inbox_entries e
+         LEFT JOIN subscriptions s ON e.via > 0 AND s.id = e.via
+         LEFT JOIN users u ON e.via < 0 AND u.id = -e.via
+         ORDER BY e.user_id, e.seq",
+    )?;
     let mut rows = stmt.query([])?;
     while let Some(r) = rows.next()? {
         let via: String = r.get(2)?;

@@ -40,6 +40,7 @@ use rusqlite::{Connection, OpenFlags};
 use std::path::{Path, PathBuf};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex, RwLock};
+use tidings_core::routing::Via;
 use tokio::sync::{Semaphore, broadcast, oneshot, watch};
 
 /// Sent back to a job's caller once its transaction's fate is known.
@@ -171,7 +172,64 @@ fn migrate(conn: &Connection) -> StoreResult<()> {
              COMMIT;",
         )?;
     }
+    let version: String = conn.query_row(
+        "SELECT value FROM meta WHERE key = 'schema_version'",
+        [],
+        |r| r.get(0),
+    )?;
+    if version == "3" {
+        // Version 4 stores an entry's `via` as an integer instead of its text (the text was
+        // most of a row). A store created as version 4 already has the integer column.
+        let via_type: String = conn.query_row(
+            "SELECT type FROM pragma_table_info('inbox_entries') WHERE name = 'via'",
+            [],
+            |r| r.get(0),
+        )?;
+        if via_type.eq_ignore_ascii_case("TEXT") {
+            tracing::info!("migrating the store to schema version 4 (compact inbox entries)");
+            conn.execute_batch(
+                "BEGIN IMMEDIATE;
+                 CREATE TABLE inbox_entries_v4 (
+                     user_id INTEGER NOT NULL, seq INTEGER NOT NULL, via INTEGER NOT NULL,
+                     PRIMARY KEY (user_id, seq)
+                 ) WITHOUT ROWID;
+                 INSERT INTO inbox_entries_v4(user_id, seq, via)
+                     SELECT e.user_id, e.seq,
+                            CASE
+                                WHEN e.via LIKE 'subscription:%' THEN
+                                    CAST(substr(e.via, 14, instr(substr(e.via, 14), ':') - 1) AS INTEGER)
+                                WHEN e.via LIKE 'follow:%' THEN
+                                    -(SELECT u.id FROM users u WHERE u.username = substr(e.via, 8))
+                                ELSE 0
+                            END
+                     FROM inbox_entries e
+                     WHERE e.via NOT LIKE 'follow:%'
+                        OR EXISTS(SELECT 1 FROM users u WHERE u.username = substr(e.via, 8));
+                 DROP TABLE inbox_entries;
+                 ALTER TABLE inbox_entries_v4 RENAME TO inbox_entries;
+                 UPDATE meta SET value = '4' WHERE key = 'schema_version';
+                 COMMIT;",
+            )?;
+        } else {
+            conn.execute(
+                "UPDATE meta SET value = '4' WHERE key = 'schema_version'",
+                [],
+            )?;
+        }
+    }
     Ok(())
+}
+
+/// How an entry's `via` is stored: 0 for addressed, a subscription's id, or minus the author's
+/// user id for a follow (`author_id` is the activity's author). None for the author's own copy,
+/// which is never written.
+pub(crate) fn via_code(via: &Via, author_id: i64) -> Option<i64> {
+    match via {
+        Via::Author => None,
+        Via::Addressed => Some(0),
+        Via::Subscription { id, .. } => Some(*id),
+        Via::Follow { .. } => Some(-author_id),
+    }
 }
 
 /// Bytes of stored activity bodies kept in memory for hydration.

@@ -240,7 +240,8 @@ fn route_one(
         "INSERT OR IGNORE INTO inbox_entries(user_id, seq, via) VALUES (?1, ?2, ?3)",
     )?;
     for delivery in &deliveries {
-        insert.execute(params![delivery.user_id, seq, delivery.via.as_text()])?;
+        let code = super::via_code(&delivery.via, actor_id).unwrap_or(0);
+        insert.execute(params![delivery.user_id, seq, code])?;
     }
     fx.push(Effect::Entries(
         deliveries

@@ -131,10 +131,13 @@ CREATE TABLE IF NOT EXISTS activity_addressees (
 ) WITHOUT ROWID;
 
 -- Projections.
+-- Entries the router wrote. `via` is stored as a small integer (see `sqlite::via_code`): 0 for
+-- addressed, a subscription's id, or minus the followed author's user id; the text clients see
+-- (`subscription:ID:EXPR`, `follow:NAME`) is rebuilt from those rows when the index loads.
 CREATE TABLE IF NOT EXISTS inbox_entries (
     user_id INTEGER NOT NULL,
     seq     INTEGER NOT NULL,
-    via     TEXT NOT NULL,
+    via     INTEGER NOT NULL,
     PRIMARY KEY (user_id, seq)
 ) WITHOUT ROWID;
 
