@@ -155,7 +155,7 @@ pub(crate) enum Effect {
         /// Exclusive lower bound.
         since: i64,
         /// `subscription:ID:EXPR`.
-        via: String,
+        via: Arc<str>,
     },
     /// Subscriptions closed at `until` (one by id, all on a circle, or all of the user's).
     Close {
@@ -470,7 +470,7 @@ impl HotIndex {
                     tag,
                     since,
                     until: None,
-                    via: Arc::from(via),
+                    via,
                 };
                 *self
                     .holders

@@ -2,7 +2,7 @@
 
 use crate::StoreResult;
 use crate::hot::{ActorInfo, Effect, FOLLOWED_USER, FollowEdge, HotIndex, Meta};
-use rusqlite::Connection;
+use rusqlite::{Connection, OptionalExtension};
 use std::collections::HashMap;
 use std::sync::Arc;
 
@@ -123,44 +123,8 @@ pub(crate) fn load(conn: &Connection) -> StoreResult<HotIndex> {
         index.apply(Effect::Edit { target: r.get(0)? });
     }
 
-    // Written entries, in (user, seq) order; identical reasons share one allocation.
-    let mut vias: HashMap<String, Arc<str>> = HashMap::new();
-    let mut batch = Vec::new();
-    // The text of each stored `via` code (see `via_code`), as the router first wrote it.
-    let mut stmt = conn.prepare(
-        "SELECT e.user_id, e.seq,
-                COALESCE(CASE WHEN e.via > 0 THEN 'subscription:' || e.via || ':' || s.expr
-                              WHEN e.via < 0 THEN 'follow:' || u.username
-                              ELSE 'addressed' END,
-                         'addressed')
-         FROM inbox_entries e
-         LEFT JOIN subscriptions s ON e.via > 0 AND s.id = e.via
-         LEFT JOIN users u ON e.via < 0 AND u.id = -e.via
-         ORDER BY e.user_id, e.seq",
-    )?;
-    let mut rows = stmt.query([])?;
-    while let Some(r) = rows.next()? {
-        let via: String = r.get(2)?;
-        let via = vias
-            .entry(via.clone())
-            .or_insert_with(|| Arc::from(via))
-            .clone();
-        batch.push((r.get(0)?, r.get(1)?, via));
-        if batch.len() >= 100_000 {
-            index.apply(Effect::Entries(std::mem::take(&mut batch)));
-        }
-    }
-    index.apply(Effect::Entries(batch));
-
-    let mut stmt = conn.prepare("SELECT user_id, seq FROM inbox_hidden")?;
-    let mut rows = stmt.query([])?;
-    while let Some(r) = rows.next()? {
-        index.apply(Effect::Hide {
-            user: r.get(0)?,
-            seq: r.get(1)?,
-        });
-    }
-
+    // Subscriptions first: their `via` text is shared with the entries they wrote.
+    let mut subscription_vias: HashMap<i64, Arc<str>> = HashMap::new();
     let mut stmt = conn.prepare(
         "SELECT id, user_id, circle_id, tag, since_seq, until_seq, expr
          FROM subscriptions ORDER BY id",
@@ -170,13 +134,15 @@ pub(crate) fn load(conn: &Connection) -> StoreResult<HotIndex> {
         let id: i64 = r.get(0)?;
         let user: i64 = r.get(1)?;
         let expr: String = r.get(6)?;
+        let via: Arc<str> = Arc::from(format!("subscription:{id}:{expr}"));
+        subscription_vias.insert(id, via.clone());
         index.apply(Effect::Subscribe {
             user,
             id,
             circle: r.get(2)?,
             tag: r.get(3)?,
             since: r.get(4)?,
-            via: format!("subscription:{id}:{expr}"),
+            via,
         });
         if let Some(until) = r.get::<_, Option<i64>>(5)? {
             index.apply(Effect::Close {
@@ -187,6 +153,58 @@ pub(crate) fn load(conn: &Connection) -> StoreResult<HotIndex> {
             });
         }
     }
+
+    // Written entries, in (user, seq) order. Each stored `via` code (see `via_code`) is turned
+    // back into the text the router first gave it once, and its entries share that allocation.
+    let addressed: Arc<str> = Arc::from("addressed");
+    let mut follow_vias: HashMap<i64, Arc<str>> = HashMap::new();
+    let mut name_of = conn.prepare("SELECT username FROM users WHERE id = ?1")?;
+    let mut batch = Vec::new();
+    let mut stmt =
+        conn.prepare("SELECT user_id, seq, via FROM inbox_entries ORDER BY user_id, seq")?;
+    let mut rows = stmt.query([])?;
+    while let Some(r) = rows.next()? {
+        let code: i64 = r.get(2)?;
+        let known = match code {
+            0 => Some(addressed.clone()),
+            id if id > 0 => subscription_vias.get(&id).cloned(),
+            id => match follow_vias.get(&-id) {
+                Some(via) => Some(via.clone()),
+                None => {
+                    let name = name_of
+                        .query_row([-id], |r| r.get::<_, String>(0))
+                        .optional()?;
+                    name.map(|name| {
+                        let via: Arc<str> = Arc::from(format!("follow:{name}"));
+                        follow_vias.insert(-id, via.clone());
+                        via
+                    })
+                }
+            },
+        };
+        let via = known.unwrap_or_else(|| {
+            // Subscriptions and users are never deleted, so this is a damaged store.
+            tracing::warn!(code, "inbox entry names a missing subscription or user");
+            addressed.clone()
+        });
+        batch.push((r.get(0)?, r.get(1)?, via));
+        if batch.len() >= 100_000 {
+            index.apply(Effect::Entries(std::mem::take(&mut batch)));
+        }
+    }
+    index.apply(Effect::Entries(batch));
+    // One entry per subscription: not needed once the entries hold their texts.
+    drop(subscription_vias);
+
+    let mut stmt = conn.prepare("SELECT user_id, seq FROM inbox_hidden")?;
+    let mut rows = stmt.query([])?;
+    while let Some(r) = rows.next()? {
+        index.apply(Effect::Hide {
+            user: r.get(0)?,
+            seq: r.get(1)?,
+        });
+    }
+
     let mut stmt = conn.prepare(
         "SELECT f.follower_id, f.followee_id, f.floor_seq, u.username
          FROM follows f JOIN users u ON u.id = f.followee_id",

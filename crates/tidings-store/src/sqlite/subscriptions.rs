@@ -8,6 +8,7 @@ use crate::hot::Effect;
 use crate::model::{Subscription, User};
 use crate::{StoreError, StoreResult, now_rfc3339};
 use rusqlite::{Connection, OptionalExtension, params};
+use std::sync::Arc;
 use tidings_core::expr::{Pattern, SubscriptionExpr};
 
 fn pattern_value(p: &Pattern) -> Option<&str> {
@@ -67,7 +68,7 @@ pub(crate) fn subscribe(
         circle: circle_id,
         tag: pattern_value(&expr.tag).map(str::to_owned),
         since,
-        via: format!("subscription:{id}:{text}"),
+        via: Arc::from(format!("subscription:{id}:{text}")),
     });
     Ok((
         Subscription {
