@@ -10,7 +10,6 @@
 use crate::model::{InboxFilter, PageFrom};
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
-use tidings_core::feeds::Reason;
 use tidings_core::merge::{Direction, merge_iters_by};
 
 /// What filtering needs to know about one activity.
@@ -717,10 +716,8 @@ impl HotIndex {
                 reasons.contains(reason)
                     && hidden.is_none_or(|h| !h.contains(seq))
                     && self.meta(*seq).is_some_and(|m| {
-                        // A like of a retracted activity goes with it. A Join is unlisted
-                        // (no inbox item) but is its keepers' notification.
-                        (m.listed || *reason == Reason::Join.code())
-                            && !m.retracted
+                        // A like of a retracted activity goes with it.
+                        !m.retracted
                             && m.target
                                 .and_then(|t| self.meta(t))
                                 .is_none_or(|t| !t.retracted)

@@ -860,8 +860,7 @@ fn follow_in(
     )?;
     let shared_via: Arc<str> = Arc::from(via.as_str());
     let mut entries = Vec::with_capacity(backfill.len());
-    // The stored form of `follow:NAME` (see `via_code`).
-    let code = -followee.id;
+    let code = super::follow_via_code(followee.id);
     for seq in backfill {
         if insert.execute(params![follower.id, seq, code])? > 0 {
             entries.push((follower.id, seq, shared_via.clone()));
@@ -929,9 +928,8 @@ fn unfollow_in(
 ) -> StoreResult<()> {
     conn.prepare_cached("DELETE FROM follows WHERE follower_id = ?1 AND followee_id = ?2")?
         .execute(params![follower, followee.id])?;
-    // `follow:NAME` entries are stored as minus the followee's id (see `via_code`).
     conn.prepare_cached("DELETE FROM inbox_entries WHERE user_id = ?1 AND via = ?2")?
-        .execute(params![follower, -followee.id])?;
+        .execute(params![follower, super::follow_via_code(followee.id)])?;
     fx.push(Effect::Unfollow {
         follower,
         producer: followee.id,

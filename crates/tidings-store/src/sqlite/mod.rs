@@ -228,8 +228,13 @@ pub(crate) fn via_code(via: &Via, author_id: i64) -> Option<i64> {
         Via::Author => None,
         Via::Addressed => Some(0),
         Via::Subscription { id, .. } => Some(*id),
-        Via::Follow { .. } => Some(-author_id),
+        Via::Follow { .. } => Some(follow_via_code(author_id)),
     }
+}
+
+/// The stored `via` of entries written because their reader follows `author_id`.
+pub(crate) fn follow_via_code(author_id: i64) -> i64 {
+    -author_id
 }
 
 /// Bytes of stored activity bodies kept in memory for hydration.
