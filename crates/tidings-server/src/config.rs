@@ -24,6 +24,9 @@ pub struct ServerConfig {
     pub feeds: Vec<FeedSpec>,
     /// Which compat profiles are served (`[compat]`; both by default).
     pub compat: crate::compat::CompatConfig,
+    /// `[store] url`: where the data lives (a PostgreSQL URL or a directory); the `--store`
+    /// flag and `TIDINGS_STORE` win over it.
+    pub store_url: Option<String>,
 }
 
 impl ServerConfig {
@@ -47,6 +50,7 @@ impl Default for ServerConfig {
                 .chain(crate::compat::feedstream::default_feeds())
                 .collect(),
             compat: crate::compat::CompatConfig::default(),
+            store_url: None,
         }
     }
 }
@@ -66,6 +70,16 @@ struct FileConfig {
     feeds: Vec<FeedSpec>,
     #[serde(default)]
     compat: Option<crate::compat::CompatConfig>,
+    #[serde(default)]
+    store: Option<StoreSection>,
+}
+
+/// `[store]`: where the data lives.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct StoreSection {
+    /// `postgres://USER@HOST/DB`, or a directory for the embedded store.
+    url: String,
 }
 
 /// `[push]`: live connections.
@@ -189,6 +203,7 @@ impl ServerConfig {
                 ),
             });
         }
+        config.store_url = file.store.map(|store| store.url);
         Ok(config)
     }
 }

@@ -6,7 +6,7 @@ use common::{Resp, TestServer};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 use tidings_server::config::ServerConfig;
-use tidings_store::sqlite::StoreConfig;
+use tidings_store::StoreConfig;
 
 // ---------------------------------------------------------------------------------------------
 // Local helpers

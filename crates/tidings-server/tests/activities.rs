@@ -9,8 +9,8 @@ use serde_json::{Value, json};
 use std::collections::{BTreeMap, HashMap, HashSet};
 use tidings_core::canonical::verify_activity;
 use tidings_server::config::ServerConfig;
+use tidings_store::StoreConfig;
 use tidings_store::model::CustomType;
-use tidings_store::sqlite::StoreConfig;
 
 // ---------------------------------------------------------------------------------------------
 // Helpers

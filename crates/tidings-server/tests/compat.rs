@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 use tidings_server::compat::CompatConfig;
 use tidings_server::compat::afs::seed_demo;
 use tidings_server::config::ServerConfig;
-use tidings_store::sqlite::StoreConfig;
+use tidings_store::StoreConfig;
 
 /// Sends a request to a path outside `/api/v1`; `key` goes in `X-App-Key`; `body` is sent as
 /// raw text so malformed JSON can be tested.

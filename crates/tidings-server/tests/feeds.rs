@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 use std::collections::HashSet;
 use tidings_core::feeds::{FeedKind, FeedSpec, GroupPart};
 use tidings_server::config::ServerConfig;
-use tidings_store::sqlite::StoreConfig;
+use tidings_store::StoreConfig;
 
 fn id_of(activity: &Value) -> String {
     activity["id"].as_str().expect("id").to_owned()

@@ -8,7 +8,7 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 use std::time::Duration;
 use tidings_server::config::ServerConfig;
-use tidings_store::sqlite::StoreConfig;
+use tidings_store::StoreConfig;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// One server-sent event.

@@ -41,9 +41,12 @@ pub enum StoreError {
         /// The AS2 Tombstone shown instead.
         tombstone: Value,
     },
-    /// The embedded database failed.
-    #[error("sqlite: {0}")]
-    Sqlite(#[from] rusqlite::Error),
+    /// The database failed (SQLite or PostgreSQL).
+    #[error("{0}")]
+    Sql(crate::sql::SqlError),
+    /// The database cannot be reached right now (PostgreSQL down or restarting); retry later.
+    #[error("the database is unavailable: {0}")]
+    Unavailable(String),
     /// Stored data could not be decoded.
     #[error("corrupt stored data: {0}")]
     Corrupt(String),
@@ -83,6 +86,23 @@ impl StoreError {
     /// Shorthand for [`StoreError::NotFound`].
     pub fn not_found(what: &'static str) -> Self {
         StoreError::NotFound { what }
+    }
+}
+
+impl From<crate::sql::SqlError> for StoreError {
+    fn from(e: crate::sql::SqlError) -> Self {
+        // A lost connection is the database being away, not a fault of the request.
+        if e.is_connection_lost() {
+            StoreError::Unavailable(e.to_string())
+        } else {
+            StoreError::Sql(e)
+        }
+    }
+}
+
+impl From<rusqlite::Error> for StoreError {
+    fn from(e: rusqlite::Error) -> Self {
+        StoreError::Sql(e.into())
     }
 }
 

@@ -13,7 +13,7 @@ use std::sync::Arc;
 use tidings_core::merge::{Direction, merge_iters_by};
 
 /// What filtering needs to know about one activity.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
 pub(crate) struct Meta {
     /// Author.
     pub actor: i64,
@@ -46,7 +46,7 @@ pub(crate) struct Meta {
 pub(crate) const FOLLOWED_USER: u64 = 1 << 62;
 
 /// A follow as the read side sees it.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub(crate) struct FollowEdge {
     /// The followed user.
     pub producer: i64,
@@ -75,7 +75,7 @@ pub(crate) struct Window {
 }
 
 /// Author facts shown with each activity.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub(crate) struct ActorInfo {
     /// Whether the account was deleted.
     pub deleted: bool,
@@ -104,8 +104,9 @@ impl ActorInfo {
     }
 }
 
-/// A change to apply once the transaction that made it has committed.
-#[derive(Debug, Clone)]
+/// A change to apply once the transaction that made it has committed. Serialisable: in cluster
+/// mode each committed transaction's effects are a record of the change log every node applies.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub(crate) enum Effect {
     /// A new activity in the log.
     Activity {
@@ -117,7 +118,9 @@ pub(crate) enum Effect {
         tags: Vec<String>,
         /// Its activity type (interned on apply).
         verb: String,
-        /// Its stored JSON, to warm the body cache (None when loading at start-up).
+        /// Its stored JSON, to warm the body cache (None when loading at start-up, and not
+        /// carried by the change log: other nodes read bodies from the store when asked).
+        #[serde(skip)]
         body: Option<Arc<str>>,
     },
     /// An activity was retracted.
@@ -226,6 +229,8 @@ pub(crate) enum Effect {
         /// Everything up to this seq is read.
         read: i64,
     },
+    /// Sessions were revoked or a user's status changed: cached sessions must be re-read.
+    Sessions,
     /// A user was created or changed.
     User {
         /// User id.
@@ -579,6 +584,8 @@ impl HotIndex {
                 }
                 self.users.insert(id, info);
             }
+            // Sessions are not part of the index (the store's session cache handles them).
+            Effect::Sessions => {}
         }
     }
 

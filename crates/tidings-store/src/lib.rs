@@ -5,19 +5,53 @@
 //!   every adapter.
 //! - `hot` — the in-memory index inbox reads are served from (derived, rebuilt at start-up).
 //! - [`error`] — [`StoreError`], the typed failures the HTTP edge maps to statuses.
-//! - [`sqlite`] — the embedded adapter (the default): one writer thread with group commit, a
-//!   pool of readers, the router that fans activities out, and `verify`.
+//! - `engine` — the domain operations (publish, route, feeds, circles, follows, verify),
+//!   written once over [`sql::Connection`]: the same code runs on both stores.
+//! - `adapters` — where that SQL runs: `sqlite` (embedded, the default: one writer thread with
+//!   group commit, a reader pool) and `postgres` (cluster mode: a writer per node serialised by
+//!   the log lock, a change log every node applies, one router chosen by an advisory lock).
+//! - [`sql`] — the connection type both adapters provide, and the portable SQL rules.
 //!
 //! [`Store`] is the port the engine talks to. Its methods speak the domain (publish, read an
-//! inbox, join a circle), never SQL, so a PostgreSQL adapter can sit behind the same methods.
+//! inbox, join a circle), never SQL; [`Store::open`] picks the adapter from a
+//! [`StoreLocation`].
 
+pub(crate) mod adapters;
+pub(crate) mod engine;
 pub mod error;
 pub(crate) mod hot;
 pub mod model;
-pub mod sqlite;
+pub mod sql;
 
+pub use adapters::StoreLocation;
+pub use adapters::postgres::create_database as create_postgres_database;
+pub use engine::{AdminConnection, Store, StoreConfig};
 pub use error::StoreError;
-pub use sqlite::SqliteStore as Store;
+
+impl Store {
+    /// Opens the store at `location` (creating and migrating it if needed) and starts its
+    /// writer and router.
+    pub fn open(location: &StoreLocation, config: StoreConfig) -> StoreResult<Store> {
+        match location {
+            StoreLocation::Embedded(dir) => adapters::sqlite::open(dir, config),
+            StoreLocation::Postgres(url) => adapters::postgres::open(url, config),
+        }
+    }
+
+    /// Creates or upgrades the schema at `location` without starting anything
+    /// (`tidings migrate`). Safe while other nodes run: migrations take a lock.
+    pub fn migrate(location: &StoreLocation) -> StoreResult<()> {
+        match location {
+            StoreLocation::Embedded(dir) => {
+                adapters::sqlite::open(dir, StoreConfig::default())?.close();
+                Ok(())
+            }
+            StoreLocation::Postgres(url) => adapters::postgres::off_async(|| {
+                adapters::postgres::migrate(&adapters::postgres::connect(url)?)
+            }),
+        }
+    }
+}
 
 /// Result alias for store operations.
 pub type StoreResult<T> = Result<T, StoreError>;

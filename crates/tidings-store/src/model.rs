@@ -2,6 +2,7 @@
 
 use serde::Serialize;
 use serde_json::Value;
+use tidings_core::activity::Draft;
 use utoipa::ToSchema;
 
 /// Account state of a user.
@@ -300,4 +301,107 @@ pub struct GroupPage {
     pub groups: Vec<FeedGroup>,
     /// Whether older groups exist.
     pub has_older: bool,
+}
+
+/// The result of a publish.
+#[derive(Debug, Clone)]
+pub struct Published {
+    /// Log position.
+    pub seq: i64,
+    /// Public id.
+    pub id: String,
+    /// The activity as stored and rendered for its author (JSON text).
+    pub activity: String,
+    /// True when an earlier publish with the same idempotency key was returned instead.
+    pub replayed: bool,
+}
+
+/// Input of a publish that the edge has validated.
+#[derive(Debug, Clone)]
+pub struct PublishInput {
+    /// The author.
+    pub actor: User,
+    /// The normalised activity.
+    pub draft: Draft,
+    /// `Idempotency-Key` header, if any.
+    pub idempotency_key: Option<String>,
+}
+
+/// What a new circle looks like.
+#[derive(Debug, Clone)]
+pub struct NewCircle {
+    /// Slug.
+    pub name: String,
+    /// Shown name.
+    pub display_name: String,
+    /// What it is for.
+    pub description: String,
+    /// Who can see it.
+    pub visibility: Visibility,
+    /// How people join.
+    pub join_policy: JoinPolicy,
+}
+
+/// The outcome of a PUT on a membership.
+#[derive(Debug, Clone)]
+pub struct MembershipChange {
+    /// The membership as it is now.
+    pub membership: Membership,
+    /// Whether it did not exist before.
+    pub created: bool,
+}
+
+/// A user found by an activity-feed-system app key.
+#[derive(Debug, Clone)]
+pub struct AppKeyUser {
+    /// The user.
+    pub user: User,
+    /// When the key was set (RFC 3339).
+    pub key_created_at: String,
+    /// When the key last changed (RFC 3339).
+    pub key_updated_at: String,
+}
+
+/// One stored activity record with where it sits in the log.
+#[derive(Debug, Clone)]
+pub struct LogRecord {
+    /// Log position.
+    pub seq: i64,
+    /// Activity id.
+    pub id: String,
+    /// Author's username.
+    pub actor: String,
+    /// The immutable record (canonical JSON).
+    pub body: String,
+}
+
+/// One entry of a followers or following list.
+#[derive(Debug, Clone)]
+pub struct FollowEntry {
+    /// The other user.
+    pub user: User,
+    /// Seq of the Follow activity (the list's cursor).
+    pub follow_seq: i64,
+    /// When the follow was made.
+    pub since: String,
+}
+
+/// What a verification pass found.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct VerifyReport {
+    /// Activities checked.
+    pub activities: u64,
+    /// Streams walked.
+    pub streams: u64,
+    /// Stream links checked.
+    pub links: u64,
+    /// Every mismatch, human-readable.
+    pub problems: Vec<String>,
+}
+
+impl VerifyReport {
+    /// True when nothing was wrong.
+    pub fn ok(&self) -> bool {
+        self.problems.is_empty()
+    }
 }

@@ -4,11 +4,16 @@ use rusqlite::Connection;
 use serde_json::json;
 use tidings_core::activity::{Limits, TypeStatus, normalize};
 use tidings_store::Store;
-use tidings_store::sqlite::{PublishInput, StoreConfig};
+use tidings_store::model::PublishInput;
+use tidings_store::{StoreConfig, StoreLocation};
 
 async fn store_with_activities() -> (tempfile::TempDir, Store) {
     let dir = tempfile::tempdir().expect("tempdir");
-    let store = Store::open(dir.path(), StoreConfig::default()).expect("open");
+    let store = Store::open(
+        &StoreLocation::Embedded(dir.path().into()),
+        StoreConfig::default(),
+    )
+    .expect("open");
     let ana = store
         .create_user("ana".into(), "Ana".into(), None, false)
         .await
@@ -120,7 +125,11 @@ async fn schema_one_databases_migrate_and_keep_their_chains() {
     .expect("make a schema-1 database");
     drop(conn);
 
-    let store = Store::open(dir.path(), StoreConfig::default()).expect("reopen");
+    let store = Store::open(
+        &StoreLocation::Embedded(dir.path().into()),
+        StoreConfig::default(),
+    )
+    .expect("reopen");
     let version: String = raw(&dir)
         .query_row(
             "SELECT value FROM meta WHERE key = 'schema_version'",
@@ -159,13 +168,20 @@ async fn schema_one_databases_migrate_and_keep_their_chains() {
 #[tokio::test]
 async fn a_second_store_on_one_data_dir_is_refused() {
     let (dir, store) = store_with_activities().await;
-    match Store::open(dir.path(), StoreConfig::default()) {
+    match Store::open(
+        &StoreLocation::Embedded(dir.path().into()),
+        StoreConfig::default(),
+    ) {
         Err(tidings_store::StoreError::Locked { .. }) => {}
         Err(other) => panic!("expected Locked, got {other}"),
         Ok(_) => panic!("a second store opened the same data dir"),
     }
     store.close();
-    let again = Store::open(dir.path(), StoreConfig::default()).expect("free after close");
+    let again = Store::open(
+        &StoreLocation::Embedded(dir.path().into()),
+        StoreConfig::default(),
+    )
+    .expect("free after close");
     again.close();
 }
 
@@ -174,8 +190,8 @@ async fn a_second_store_on_one_data_dir_is_refused() {
 /// entries alike.
 #[tokio::test]
 async fn schema_three_inbox_entries_migrate_to_compact_vias() {
+    use tidings_store::model::NewCircle;
     use tidings_store::model::{InboxFilter, JoinPolicy, PageFrom, User, Visibility};
-    use tidings_store::sqlite::NewCircle;
 
     async fn post(store: &Store, actor: &User, doc: serde_json::Value) -> i64 {
         let draft = normalize(&doc, &Limits::default(), &|_| TypeStatus::BuiltIn).expect("draft");
@@ -202,7 +218,11 @@ async fn schema_three_inbox_entries_migrate_to_compact_vias() {
     }
 
     let dir = tempfile::tempdir().expect("tempdir");
-    let store = Store::open(dir.path(), StoreConfig::default()).expect("open");
+    let store = Store::open(
+        &StoreLocation::Embedded(dir.path().into()),
+        StoreConfig::default(),
+    )
+    .expect("open");
     let user = |name: &'static str| {
         let store = store.clone();
         async move {
@@ -294,7 +314,11 @@ async fn schema_three_inbox_entries_migrate_to_compact_vias() {
     assert!(texts >= 3, "{texts}");
     drop(conn);
 
-    let store = Store::open(dir.path(), StoreConfig::default()).expect("reopen");
+    let store = Store::open(
+        &StoreLocation::Embedded(dir.path().into()),
+        StoreConfig::default(),
+    )
+    .expect("reopen");
     let conn = raw(&dir);
     let version: String = conn
         .query_row(

@@ -2,6 +2,11 @@
 //! script (circles, subscriptions, follows, unfollows), run with every circle and producer
 //! fanned out, with every one merged at read time, and mixed (sources switch as their audience
 //! grows), must give every user the same inbox (items, order, `via`) and the same cursor walk.
+//!
+//! The same holds across adapters and nodes: with `TIDINGS_TEST_STORE` naming a PostgreSQL
+//! database, the script also runs on PostgreSQL (one node, then two nodes sharing one database
+//! with the steps alternating between them), and every node must read exactly what the
+//! embedded store reads.
 
 use proptest::prelude::*;
 use serde_json::{Value, json};
@@ -9,7 +14,8 @@ use tidings_core::activity::{Limits, TypeStatus, normalize};
 use tidings_core::expr::parse;
 use tidings_store::Store;
 use tidings_store::model::{InboxFilter, JoinPolicy, PageFrom, User, Visibility};
-use tidings_store::sqlite::{NewCircle, PublishInput, StoreConfig};
+use tidings_store::model::{NewCircle, PublishInput};
+use tidings_store::{StoreConfig, StoreLocation};
 
 #[derive(Debug, Clone)]
 enum Step {
@@ -87,19 +93,58 @@ async fn publish(store: &Store, actor: &User, doc: Value) -> Option<(i64, String
     Some((p.seq, p.id))
 }
 
-/// Runs the script; returns each user's inbox walked in pages of `page`.
-async fn run(merge_threshold: i64, script: &[Step], page: usize) -> Vec<Vec<Item>> {
+/// Where a run keeps its data.
+#[derive(Debug, Clone, Copy)]
+enum Place {
+    /// A fresh embedded store.
+    Embedded,
+    /// A fresh PostgreSQL database served by this many nodes.
+    Postgres(usize),
+}
+
+/// The nodes of a fresh store at `place` (the temp dir must outlive them).
+fn open_nodes(place: Place, merge_threshold: i64) -> (Vec<Store>, tempfile::TempDir) {
     let dir = tempfile::tempdir().expect("tempdir");
-    let store = Store::open(
-        dir.path(),
-        StoreConfig {
-            merge_threshold,
-            follower_merge_threshold: merge_threshold,
-            follow_copy_limit: 1,
-            ..StoreConfig::default()
-        },
-    )
-    .expect("open");
+    let config = StoreConfig {
+        merge_threshold,
+        follower_merge_threshold: merge_threshold,
+        follow_copy_limit: 1,
+        ..StoreConfig::default()
+    };
+    let nodes = match place {
+        Place::Embedded => {
+            vec![Store::open(&StoreLocation::Embedded(dir.path().into()), config).expect("open")]
+        }
+        Place::Postgres(count) => {
+            let admin = std::env::var("TIDINGS_TEST_STORE").expect("TIDINGS_TEST_STORE");
+            let name = format!("tidings_p_{}", uuid::Uuid::now_v7().simple());
+            let url = tidings_store::create_postgres_database(&admin, &name).expect("database");
+            (0..count)
+                .map(|_| {
+                    Store::open(&StoreLocation::Postgres(url.clone()), config.clone())
+                        .expect("open node")
+                })
+                .collect()
+        }
+    };
+    (nodes, dir)
+}
+
+/// Runs the script on the embedded store; returns each user's inbox walked in pages.
+async fn run(merge_threshold: i64, script: &[Step], page: usize) -> Vec<Vec<Item>> {
+    run_at(Place::Embedded, merge_threshold, script, page).await
+}
+
+/// Runs the script at `place`, step `n` through node `n % nodes`; every node must then read
+/// the same inboxes. Returns them.
+async fn run_at(
+    place: Place,
+    merge_threshold: i64,
+    script: &[Step],
+    page: usize,
+) -> Vec<Vec<Item>> {
+    let (nodes, _dir) = open_nodes(place, merge_threshold);
+    let store = &nodes[0];
     let mut users: Vec<User> = Vec::new();
     for i in 0..USERS {
         users.push(
@@ -132,6 +177,10 @@ async fn run(merge_threshold: i64, script: &[Step], page: usize) -> Vec<Vec<Item
     let mut published: Vec<String> = Vec::new();
     let mut open_subs: Vec<Vec<i64>> = vec![Vec::new(); USERS];
     for (n, step) in script.iter().enumerate() {
+        // Each step goes to the next node, which first catches up (a client reading its own
+        // writes on another node waits for the same).
+        let store = &nodes[n % nodes.len()];
+        store.sync().await.expect("sync");
         match step {
             Step::Join(u, c) => {
                 let _ = store
@@ -164,7 +213,7 @@ async fn run(merge_threshold: i64, script: &[Step], page: usize) -> Vec<Vec<Item
                 let content = format!("m{n}");
                 let doc: Value =
                     json!({"object": {"content": content}, "to": audience, "tag": tags});
-                if let Some((_, id)) = publish(&store, &users[*u], doc).await {
+                if let Some((_, id)) = publish(store, &users[*u], doc).await {
                     published.push(id);
                 }
             }
@@ -172,23 +221,18 @@ async fn run(merge_threshold: i64, script: &[Step], page: usize) -> Vec<Vec<Item
                 let tags: Vec<&str> = tags.iter().map(|t| TAGS[*t]).collect();
                 let to = if *public { "public" } else { "followers" };
                 let doc = json!({"object": {"content": format!("m{n}")}, "to": [to], "tag": tags});
-                if let Some((_, id)) = publish(&store, &users[*u], doc).await {
+                if let Some((_, id)) = publish(store, &users[*u], doc).await {
                     published.push(id);
                 }
             }
             Step::Follow(u, v) => {
                 let doc = json!({"type": "Follow", "object": format!("user:u{v}"), "to": [format!("user:u{v}")]});
-                publish(&store, &users[*u], doc).await;
+                publish(store, &users[*u], doc).await;
             }
             Step::Unfollow(u, v) => {
                 if let Ok(Some(follow)) = store.follow_activity(&users[*u], &format!("u{v}")).await
                 {
-                    publish(
-                        &store,
-                        &users[*u],
-                        json!({"type": "Undo", "object": follow}),
-                    )
-                    .await;
+                    publish(store, &users[*u], json!({"type": "Undo", "object": follow})).await;
                 }
             }
             Step::Unsubscribe(u) => {
@@ -212,8 +256,29 @@ async fn run(merge_threshold: i64, script: &[Step], page: usize) -> Vec<Vec<Item
             }
         }
     }
+    let mut per_node = Vec::new();
+    for store in &nodes {
+        store.sync().await.expect("sync");
+        let last = store.last_seq().await.expect("last seq");
+        store.wait_routed(last).await.expect("routed");
+        per_node.push(read_inboxes(store, &users, page).await);
+    }
+    for node in &nodes {
+        node.close();
+    }
+    for (i, inboxes) in per_node.iter().enumerate().skip(1) {
+        assert_eq!(
+            inboxes, &per_node[0],
+            "node {i} reads differently from node 0"
+        );
+    }
+    per_node.swap_remove(0)
+}
+
+/// Every user's inbox, walked newest first in pages of `page`.
+async fn read_inboxes(store: &Store, users: &[User], page: usize) -> Vec<Vec<Item>> {
     let mut inboxes = Vec::new();
-    for user in &users {
+    for user in users {
         let mut items = Vec::new();
         let mut from = PageFrom::Newest;
         loop {
@@ -236,7 +301,6 @@ async fn run(merge_threshold: i64, script: &[Step], page: usize) -> Vec<Vec<Item
         }
         inboxes.push(items);
     }
-    store.close();
     inboxes
 }
 
@@ -264,6 +328,46 @@ proptest! {
             for (seq, _, _) in inbox {
                 prop_assert!(seen.insert(*seq), "{} twice", seq);
             }
+        }
+    }
+}
+
+/// Whether the PostgreSQL runs are configured; says so loudly when they are not.
+fn postgres_configured() -> bool {
+    if std::env::var("TIDINGS_TEST_STORE").is_ok() {
+        return true;
+    }
+    eprintln!(
+        "!!! PostgreSQL runs of the strategy property test did NOT run: set TIDINGS_TEST_STORE \
+         (e.g. postgres://postgres@127.0.0.1/test) to run them"
+    );
+    assert!(
+        std::env::var("TIDINGS_REQUIRE_POSTGRES").is_err(),
+        "TIDINGS_REQUIRE_POSTGRES is set but TIDINGS_TEST_STORE is not"
+    );
+    false
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 8, ..ProptestConfig::default() })]
+
+    #[test]
+    fn postgres_nodes_read_what_the_embedded_store_reads(
+        script in proptest::collection::vec(step(), 1..48),
+        page in 1usize..5,
+        merge_threshold in prop_oneof![Just(0i64), Just(1), Just(i64::MAX)],
+    ) {
+        if postgres_configured() {
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+                .expect("runtime");
+            let embedded = runtime.block_on(run_at(Place::Embedded, merge_threshold, &script, page));
+            let one = runtime.block_on(run_at(Place::Postgres(1), merge_threshold, &script, page));
+            let two = runtime.block_on(run_at(Place::Postgres(2), merge_threshold, &script, page));
+            prop_assert_eq!(&embedded, &one);
+            prop_assert_eq!(&embedded, &two);
         }
     }
 }

@@ -10,7 +10,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use tidings_server::config::ServerConfig;
 use tidings_store::Store;
-use tidings_store::sqlite::{AdminConnection, StoreConfig};
+use tidings_store::{AdminConnection, StoreConfig, StoreLocation};
 
 // Serving pages allocates many short-lived strings; mimalloc measured faster than glibc here.
 // `--features system-allocator` keeps the system's malloc, which heap profilers (heaptrack)
@@ -34,6 +34,10 @@ struct Cli {
         default_value = "./data"
     )]
     data_dir: PathBuf,
+    /// Where the data lives: a PostgreSQL URL (`postgres://USER@HOST/DB`, cluster mode) or a
+    /// directory for the embedded store. Default: the embedded store in --data-dir.
+    #[arg(long, global = true, env = "TIDINGS_STORE")]
+    store: Option<String>,
     /// Circles with more subscribers than this are merged into inboxes at read time.
     #[arg(
         long,
@@ -69,10 +73,21 @@ enum Command {
         /// Address to listen on.
         #[arg(long, env = "TIDINGS_LISTEN", default_value = "127.0.0.1:8080")]
         listen: SocketAddr,
-        /// Optional config file (registration, limits, custom types).
+        /// Optional config file (registration, limits, custom types, `[store] url`).
         #[arg(long, env = "TIDINGS_CONFIG")]
         config: Option<PathBuf>,
+        /// What this node runs, comma-separated from `api`, `router`, `push` (default: all).
+        /// A node without `router` never routes; it still serves reads and live clients.
+        #[arg(
+            long,
+            env = "TIDINGS_ROLES",
+            value_delimiter = ',',
+            default_value = "api,router,push"
+        )]
+        roles: Vec<Role>,
     },
+    /// Create or upgrade the store's schema, then exit (serve also does this at start-up).
+    Migrate,
     /// Re-check every activity digest and stream hash chain; exits non-zero on any mismatch.
     Verify,
     /// Generate a synthetic community through the engine (deterministic from --seed).
@@ -84,6 +99,17 @@ enum Command {
         #[command(subcommand)]
         command: AdminCommand,
     },
+}
+
+/// A part of the work a node can run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+enum Role {
+    /// The HTTP API.
+    Api,
+    /// Routing the log into inboxes (one node at a time does it; others stand by).
+    Router,
+    /// Live channels (SSE and Socket.IO).
+    Push,
 }
 
 #[derive(Subcommand)]
@@ -144,25 +170,50 @@ async fn main() -> anyhow::Result<()> {
         follow_copy_limit: cli.follow_copy_limit,
         ..StoreConfig::default()
     };
+    let location = StoreLocation::parse(
+        &cli.store
+            .clone()
+            .unwrap_or_else(|| cli.data_dir.display().to_string()),
+    );
     match cli.command {
-        Command::Serve { listen, config } => {
+        Command::Serve {
+            listen,
+            config,
+            roles,
+        } => {
             let config = match config {
                 Some(path) => ServerConfig::load(&path)?,
                 None => ServerConfig::default(),
             };
-            let store = Store::open(&cli.data_dir, store_config)
-                .with_context(|| format!("opening store in {}", cli.data_dir.display()))?;
+            // The flag and the environment win over the config file's `[store] url`.
+            let location = match (&cli.store, &config.store_url) {
+                (None, Some(url)) => StoreLocation::parse(url),
+                _ => location,
+            };
+            let store_config = StoreConfig {
+                router: roles.contains(&Role::Router),
+                ..store_config
+            };
+            if !roles.contains(&Role::Api) || !roles.contains(&Role::Push) {
+                bail!(
+                    "--roles without api or push is not supported yet: every node serves the \
+                     API and live clients (use --roles api,push to run a node that does not route)"
+                );
+            }
+            let store = Store::open(&location, store_config)
+                .with_context(|| format!("opening the store at {}", location.describe()))?;
             let state = tidings_server::AppState::new(store.clone(), config).await?;
             let listener = tokio::net::TcpListener::bind(listen)
                 .await
                 .with_context(|| format!("binding {listen}"))?;
-            tracing::info!(%listen, data_dir = %cli.data_dir.display(), "tidings is serving");
+            tracing::info!(%listen, store = %location.describe(), "tidings is serving");
             tidings_server::run(listener, state, shutdown_signal()).await?;
             store.close();
         }
         Command::Verify => {
             // A plain connection: verify runs next to a live server and needs no index.
-            let report = AdminConnection::open(&cli.data_dir)?.verify()?;
+            // Off the async threads: the PostgreSQL client blocks.
+            let report = run_blocking(|| AdminConnection::open(&location)?.verify())?;
             println!(
                 "checked {} activities, {} streams, {} links",
                 report.activities, report.streams, report.links
@@ -176,15 +227,30 @@ async fn main() -> anyhow::Result<()> {
             println!("ok: every digest and chain verifies");
         }
         Command::Seed(args) => {
-            let store = Store::open(&cli.data_dir, store_config)?;
+            let store = Store::open(&location, store_config)?;
             let result = seed::seed(&store, &cli.data_dir, &args).await;
             store.close();
             result?;
         }
         Command::Bench(args) => bench::run(args).await?,
-        Command::Admin { command } => admin(&AdminConnection::open(&cli.data_dir)?, command)?,
+        Command::Admin { command } => {
+            run_blocking(|| admin(&AdminConnection::open(&location)?, command))?
+        }
+        Command::Migrate => {
+            Store::migrate(&location)
+                .with_context(|| format!("migrating the store at {}", location.describe()))?;
+            println!("ok: the store at {} is up to date", location.describe());
+        }
     }
     Ok(())
+}
+
+/// Runs `f` on a plain thread: the PostgreSQL client blocks, which async threads must not.
+fn run_blocking<T: Send, E: Send>(f: impl FnOnce() -> Result<T, E> + Send) -> Result<T, E> {
+    std::thread::scope(|scope| match scope.spawn(f).join() {
+        Ok(result) => result,
+        Err(panic) => std::panic::resume_unwind(panic),
+    })
 }
 
 /// Admin commands write through a plain connection, so they work while a server runs.

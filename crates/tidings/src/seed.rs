@@ -18,7 +18,7 @@ use std::time::Instant;
 use tidings_core::activity::{Limits, TypeStatus, normalize};
 use tidings_core::expr::parse;
 use tidings_store::model::{JoinPolicy, User, Visibility};
-use tidings_store::sqlite::{NewCircle, PublishInput};
+use tidings_store::model::{NewCircle, PublishInput};
 use tidings_store::{Store, StoreError};
 
 /// Which community to generate.

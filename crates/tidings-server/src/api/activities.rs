@@ -16,7 +16,7 @@ use tidings_core::activity::normalize;
 use tidings_core::expr::is_valid_slug;
 use tidings_store::StoreError;
 use tidings_store::model::User;
-use tidings_store::sqlite::{PublishInput, Published};
+use tidings_store::model::{PublishInput, Published};
 use utoipa::{IntoParams, ToSchema};
 
 /// How long `?wait=routed` waits before answering anyway.

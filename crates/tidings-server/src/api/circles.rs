@@ -12,8 +12,8 @@ use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
 use tidings_core::activity::{Draft, normalize};
 use tidings_core::expr::normalize_slug;
+use tidings_store::model::NewCircle;
 use tidings_store::model::{Circle, JoinPolicy, Membership, Role, Visibility};
-use tidings_store::sqlite::NewCircle;
 use utoipa::{IntoParams, ToSchema};
 
 /// Create-circle request.

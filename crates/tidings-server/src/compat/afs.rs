@@ -31,8 +31,8 @@ use tidings_core::activity::TypeStatus;
 use tidings_core::cursor;
 use tidings_core::feeds::FeedSpec;
 use tidings_store::StoreError;
+use tidings_store::model::LogRecord;
 use tidings_store::model::{InboxFilter, PageFrom, User, UserStatus};
-use tidings_store::sqlite::compat::LogRecord;
 
 /// The object type a `photo` is published as (its `content` is the file name).
 pub const PHOTO_TYPE: &str = "AfsPhoto";
@@ -804,7 +804,7 @@ pub async fn seed_demo(store: &tidings_store::Store) -> Result<Vec<User>, ApiErr
             &|_| TypeStatus::BuiltIn,
         )?;
         let published = store
-            .publish(tidings_store::sqlite::PublishInput {
+            .publish(tidings_store::model::PublishInput {
                 actor: ivan.clone(),
                 draft,
                 idempotency_key: None,

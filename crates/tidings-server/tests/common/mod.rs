@@ -7,8 +7,26 @@ use serde_json::{Value, json};
 use tempfile::TempDir;
 use tidings_server::config::ServerConfig;
 use tidings_store::Store;
-use tidings_store::sqlite::StoreConfig;
+use tidings_store::{StoreConfig, StoreLocation};
 use tokio::sync::oneshot;
+
+/// Where a test server keeps its data: the temporary dir (embedded store), or, when
+/// `TIDINGS_TEST_STORE` names a PostgreSQL database, a fresh database created beside it for this
+/// server. Its name is kept in the dir, so a server restarted over the same dir finds its data.
+pub fn test_store_location(dir: &std::path::Path) -> StoreLocation {
+    let Ok(admin_url) = std::env::var("TIDINGS_TEST_STORE") else {
+        return StoreLocation::Embedded(dir.into());
+    };
+    let marker = dir.join("postgres-url");
+    if let Ok(url) = std::fs::read_to_string(&marker) {
+        return StoreLocation::Postgres(url);
+    }
+    let name = format!("tidings_t_{}", uuid::Uuid::now_v7().simple());
+    let url =
+        tidings_store::create_postgres_database(&admin_url, &name).expect("create test database");
+    std::fs::write(&marker, &url).expect("remember the test database");
+    StoreLocation::Postgres(url)
+}
 
 /// A running server.
 pub struct TestServer {
@@ -55,7 +73,8 @@ impl TestServer {
         config: ServerConfig,
         store_config: StoreConfig,
     ) -> TestServer {
-        let store = Store::open(dir.path(), store_config).expect("open store");
+        let store = Store::open(&StoreLocation::Embedded(dir.path().into()), store_config)
+            .expect("open store");
         let state = tidings_server::AppState::new(store.clone(), config)
             .await
             .expect("state");

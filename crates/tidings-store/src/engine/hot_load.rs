@@ -2,7 +2,7 @@
 
 use crate::StoreResult;
 use crate::hot::{ActorInfo, Effect, FOLLOWED_USER, FollowEdge, HotIndex, Meta};
-use rusqlite::{Connection, OptionalExtension};
+use crate::sql::{Connection, Engine, OptionalExtension};
 use std::collections::HashMap;
 use std::sync::Arc;
 
@@ -64,17 +64,22 @@ pub(crate) fn load(conn: &Connection) -> StoreResult<HotIndex> {
     while let Some(r) = rows.next()? {
         circles.entry(r.get(0)?).or_default().push(r.get(1)?);
     }
-    let mut stmt = conn.prepare(
+    // `published` is RFC 3339 text in both stores; each engine has its own date functions.
+    let published_unix = match conn.engine() {
+        Engine::Sqlite => "CAST(strftime('%s', a.published) AS INTEGER)",
+        Engine::Postgres => "CAST(EXTRACT(EPOCH FROM CAST(a.published AS timestamptz)) AS BIGINT)",
+    };
+    let mut stmt = conn.prepare(&format!(
         "SELECT a.seq, a.actor_id, a.kind = 'major', a.listed, p.seq, a.type,
                 a.is_public OR EXISTS(SELECT 1 FROM activity_followers af WHERE af.seq = a.seq),
-                t.seq, fu.id, CAST(strftime('%s', a.published) AS INTEGER)
+                t.seq, fu.id, {published_unix}
          FROM activities a
          LEFT JOIN activities p ON p.id = a.in_reply_to
          LEFT JOIN activities t ON t.id = a.object_ref
          LEFT JOIN users fu ON a.type = 'Follow' AND a.object_ref LIKE 'user:%'
                            AND fu.username = substr(a.object_ref, 6)
-         ORDER BY a.seq",
-    )?;
+         ORDER BY a.seq"
+    ))?;
     let mut rows = stmt.query([])?;
     let mut count = 0u64;
     while let Some(r) = rows.next()? {

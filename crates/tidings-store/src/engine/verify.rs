@@ -1,31 +1,11 @@
 //! `tidings verify`: re-checks every activity digest and every stream's hash chain.
 
-use super::SqliteStore;
+use super::Store;
 use crate::StoreResult;
-use rusqlite::Connection;
-use serde::Serialize;
+use crate::model::VerifyReport;
+use crate::sql::Connection;
 use std::collections::HashMap;
 use tidings_core::canonical::{chain_hash, verify_activity};
-
-/// What a verification pass found.
-#[derive(Debug, Clone, Default, Serialize)]
-pub struct VerifyReport {
-    /// Activities checked.
-    pub activities: u64,
-    /// Streams walked.
-    pub streams: u64,
-    /// Stream links checked.
-    pub links: u64,
-    /// Every mismatch, human-readable.
-    pub problems: Vec<String>,
-}
-
-impl VerifyReport {
-    /// True when nothing was wrong.
-    pub fn ok(&self) -> bool {
-        self.problems.is_empty()
-    }
-}
 
 /// Walks the whole log on `conn`.
 pub(crate) fn verify_log(conn: &Connection) -> StoreResult<VerifyReport> {
@@ -100,11 +80,11 @@ pub(crate) fn verify_log(conn: &Connection) -> StoreResult<VerifyReport> {
     Ok(report)
 }
 
-impl SqliteStore {
+impl Store {
     /// Verifies every digest and chain (reads a consistent snapshot).
     pub async fn verify(&self) -> StoreResult<VerifyReport> {
         self.read(|conn| {
-            conn.execute_batch("BEGIN")?;
+            super::offline::begin_snapshot(conn)?;
             let report = verify_log(conn);
             let _ = conn.execute_batch("COMMIT");
             report

@@ -3,11 +3,11 @@
 
 use super::circles::{can_read_circle, circle_by_name};
 use super::users::last_seq;
-use super::{Effects, SqliteStore};
+use super::{Effects, Store};
 use crate::hot::Effect;
 use crate::model::{Subscription, User};
+use crate::sql::{Connection, OptionalExtension, params};
 use crate::{StoreError, StoreResult, now_rfc3339};
-use rusqlite::{Connection, OptionalExtension, params};
 use std::sync::Arc;
 use tidings_core::expr::{Pattern, SubscriptionExpr};
 
@@ -49,19 +49,22 @@ pub(crate) fn subscribe(
     };
     let created_at = now_rfc3339();
     let since = last_seq(conn)?;
-    conn.prepare_cached(
-        "INSERT INTO subscriptions(user_id, expr, tag, circle_id, since_seq, created_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-    )?
-    .execute(params![
-        user_id,
-        text,
-        pattern_value(&expr.tag),
-        circle_id,
-        since,
-        created_at
-    ])?;
-    let id = conn.last_insert_rowid();
+    let id: i64 = conn
+        .prepare_cached(
+            "INSERT INTO subscriptions(user_id, expr, tag, circle_id, since_seq, created_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6) RETURNING id",
+        )?
+        .query_row(
+            params![
+                user_id,
+                text,
+                pattern_value(&expr.tag),
+                circle_id,
+                since,
+                created_at
+            ],
+            |r| r.get(0),
+        )?;
     fx.push(Effect::Subscribe {
         user: user_id,
         id,
@@ -102,7 +105,7 @@ pub(crate) fn close_circle_subscriptions(
     Ok(())
 }
 
-impl SqliteStore {
+impl Store {
     /// The user's open subscriptions, oldest first.
     pub async fn subscriptions(&self, user_id: i64) -> StoreResult<Vec<Subscription>> {
         self.read(move |conn| {

@@ -1,14 +1,14 @@
 //! Users and sessions.
 
-use super::{Effects, SqliteStore};
+use super::{Effects, Store};
 use crate::hot::{ActorInfo, Effect};
 use crate::model::{User, UserStatus};
+use crate::sql::{Connection, OptionalExtension, Row, params};
 use crate::{StoreError, StoreResult, now_rfc3339};
-use rusqlite::{Connection, OptionalExtension, Row, params};
 
 const USER_COLUMNS: &str = "id, username, display_name, is_admin, status, created_at";
 
-fn user_from_row(row: &Row<'_>) -> rusqlite::Result<User> {
+fn user_from_row(row: &Row<'_>) -> crate::sql::Result<User> {
     Ok(User {
         id: row.get(0)?,
         username: row.get(1)?,
@@ -55,18 +55,22 @@ pub(crate) fn insert_user(
             format!("the username {username:?} is taken"),
         ));
     }
-    conn.prepare_cached(
-        "INSERT INTO users(username, display_name, password_hash, is_admin, created_at)
-         VALUES (?1, ?2, ?3, ?4, ?5)",
-    )?
-    .execute(params![
-        username,
-        display_name,
-        password_hash,
-        is_admin,
-        now_rfc3339()
-    ])?;
-    let user = user_by_id(conn, conn.last_insert_rowid())?;
+    let id: i64 = conn
+        .prepare_cached(
+            "INSERT INTO users(username, display_name, password_hash, is_admin, created_at)
+         VALUES (?1, ?2, ?3, ?4, ?5) RETURNING id",
+        )?
+        .query_row(
+            params![
+                username,
+                display_name,
+                password_hash,
+                is_admin,
+                now_rfc3339()
+            ],
+            |r| r.get(0),
+        )?;
+    let user = user_by_id(conn, id)?;
     user_effect(fx, &user);
     Ok(user)
 }
@@ -100,7 +104,7 @@ pub(crate) fn last_seq(conn: &Connection) -> StoreResult<i64> {
         .query_row([], |r| r.get(0))?)
 }
 
-impl SqliteStore {
+impl Store {
     /// Creates a user; `username_taken` if the name exists (deleted names stay taken).
     pub async fn create_user(
         &self,
@@ -172,11 +176,12 @@ impl SqliteStore {
     /// Revokes one session token.
     pub async fn revoke_session(&self, token_hash: String) -> StoreResult<()> {
         let key = token_hash.clone();
-        self.write(move |conn, _fx| {
+        self.write(move |conn, fx| {
             conn.prepare_cached(
                 "UPDATE sessions SET revoked_at = ?2 WHERE token_hash = ?1 AND revoked_at IS NULL",
             )?
             .execute(params![key, now_rfc3339()])?;
+            fx.push(Effect::Sessions);
             Ok(())
         })
         .await?;
@@ -226,6 +231,7 @@ impl SqliteStore {
             }
             let user = user_by_id(conn, user.id)?;
             user_effect(fx, &user);
+            fx.push(Effect::Sessions);
             Ok(user)
         })
         .await;

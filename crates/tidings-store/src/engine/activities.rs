@@ -2,36 +2,24 @@
 
 use super::circles::{can_read_circle, circle_by_name, membership, visible_circle};
 use super::users::{user_by_id, user_by_name};
-use super::{Effects, Shared, SqliteStore, StreamHead};
+use super::{Effects, Shared, Store, StreamHead};
 use crate::hot::{ActorInfo, Effect, FOLLOWED_USER, FollowEdge, Meta, StreamKey};
 use crate::model::{
     CustomType, MembershipState, Page, PageFrom, PageItem, Tombstone, User, UserStatus,
 };
+use crate::model::{PublishInput, Published};
+use crate::sql::OwnedValue as SqlValue;
+use crate::sql::{Connection, Engine, OptionalExtension, params, params_from_iter};
 use crate::{StoreError, StoreResult, now_rfc3339, now_with_unix};
-use rusqlite::types::Value as SqlValue;
-use rusqlite::{Connection, OptionalExtension, params, params_from_iter};
 use serde_json::{Value, json};
 use std::sync::Arc;
 use tidings_core::activity::Kind;
-use tidings_core::activity::{Addressee, Draft, record_tags};
+use tidings_core::activity::{Addressee, record_tags};
 use tidings_core::canonical::{activity_digest, canonical_json, chain_hash};
-
-/// The result of a publish.
-#[derive(Debug, Clone)]
-pub struct Published {
-    /// Log position.
-    pub seq: i64,
-    /// Public id.
-    pub id: String,
-    /// The activity as stored and rendered for its author (JSON text).
-    pub activity: String,
-    /// True when an earlier publish with the same idempotency key was returned instead.
-    pub replayed: bool,
-}
 
 /// Visibility predicate over `a` (activities) for viewer `?V` and admin flag `?A`.
 /// Kept as one SQL fragment so every listing applies the same rule.
-pub(crate) const READABLE: &str = "(?A OR a.actor_id = ?V OR a.is_public = 1
+pub(crate) const READABLE: &str = "(?A OR a.actor_id = ?V OR a.is_public
     OR EXISTS(SELECT 1 FROM activity_addressees x WHERE x.seq = a.seq AND x.user_id = ?V)
     OR (EXISTS(SELECT 1 FROM activity_followers af WHERE af.seq = a.seq)
         AND EXISTS(SELECT 1 FROM follows f WHERE f.follower_id = ?V AND f.followee_id = a.actor_id))
@@ -42,7 +30,7 @@ pub(crate) const READABLE: &str = "(?A OR a.actor_id = ?V OR a.is_public = 1
 
 /// Listed, not retracted.
 pub(crate) const LIVE: &str =
-    "a.listed = 1 AND NOT EXISTS(SELECT 1 FROM retractions r WHERE r.seq = a.seq)";
+    "a.listed AND NOT EXISTS(SELECT 1 FROM retractions r WHERE r.seq = a.seq)";
 
 /// Fills the viewer placeholders of [`READABLE`] with numbered parameters.
 pub(crate) fn readable_sql(viewer_param: usize, admin_param: usize) -> String {
@@ -148,7 +136,8 @@ pub(crate) fn render(conn: &Connection, seq: i64) -> StoreResult<Value> {
     meta.insert("replies".into(), json!(replies));
     let (likes, shares): (i64, i64) = conn
         .prepare_cached(
-            "SELECT COALESCE(SUM(a.type = 'Like'), 0), COALESCE(SUM(a.type = 'Announce'), 0)
+            "SELECT CAST(COALESCE(SUM(CASE WHEN a.type = 'Like' THEN 1 ELSE 0 END), 0) AS BIGINT),
+                    CAST(COALESCE(SUM(CASE WHEN a.type = 'Announce' THEN 1 ELSE 0 END), 0) AS BIGINT)
              FROM activities a WHERE a.object_ref = ?1 AND a.type IN ('Like', 'Announce')
              AND NOT EXISTS(SELECT 1 FROM retractions r WHERE r.seq = a.seq)",
         )?
@@ -385,17 +374,6 @@ fn stream_page(
     render_page(conn, shared, rows, more)
 }
 
-/// Input of a publish that the edge has validated.
-#[derive(Debug, Clone)]
-pub struct PublishInput {
-    /// The author.
-    pub actor: User,
-    /// The normalised activity.
-    pub draft: Draft,
-    /// `Idempotency-Key` header, if any.
-    pub idempotency_key: Option<String>,
-}
-
 /// Appends `seq` to a stream's hash chain, after the head the writer holds in memory.
 fn append_link(
     conn: &Connection,
@@ -405,14 +383,27 @@ fn append_link(
     seq: i64,
     digest: &str,
 ) -> StoreResult<()> {
-    let prev = match fx.own_head(&stream) {
-        Some(head) => Some(head.clone()),
-        None => shared
+    let prev = match (fx.own_head(&stream), conn.engine()) {
+        (Some(head), _) => Some(head.clone()),
+        (None, Engine::Sqlite) => shared
             .heads
             .lock()
             .map_err(|_| StoreError::Corrupt("stream heads lock".into()))?
             .get(&stream)
             .cloned(),
+        // Other nodes append too: the head is read in the log lock (earlier jobs of this
+        // transaction are visible to it).
+        (None, Engine::Postgres) => conn
+            .prepare_cached(
+                "SELECT pos, chain FROM stream_links WHERE stream = ?1 ORDER BY pos DESC LIMIT 1",
+            )?
+            .query_row([&stream], |r| {
+                Ok(StreamHead {
+                    pos: r.get(0)?,
+                    chain: r.get(1)?,
+                })
+            })
+            .optional()?,
     };
     let head = match prev {
         Some(prev) => StreamHead {
@@ -680,11 +671,14 @@ pub(super) fn publish_in(
         "Update" | "Delete" | "Undo" | "Join"
     );
 
-    conn.prepare_cached(
-        "INSERT INTO activities(id, actor_id, type, kind, listed, object_ref, in_reply_to, is_public, published, digest, body)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+    // The next seq is explicit rather than a sequence's: writers are serialised (one writer
+    // thread in SQLite, the log lock in PostgreSQL), so the log has no gaps in either store.
+    let seq: i64 = conn.prepare_cached(
+        "INSERT INTO activities(seq, id, actor_id, type, kind, listed, object_ref, in_reply_to, is_public, published, digest, body)
+         VALUES ((SELECT COALESCE(MAX(seq), 0) + 1 FROM activities), ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)
+         RETURNING seq",
     )?
-    .execute(params![
+    .query_row(params![
         id,
         actor.id,
         activity_type,
@@ -696,8 +690,7 @@ pub(super) fn publish_in(
         published,
         digest,
         stored
-    ])?;
-    let seq = conn.last_insert_rowid();
+    ], |r| r.get(0))?;
 
     append_link(
         conn,
@@ -723,7 +716,7 @@ pub(super) fn publish_in(
     }
     for user_id in &addressed {
         conn.prepare_cached(
-            "INSERT OR IGNORE INTO activity_addressees(seq, user_id) VALUES (?1, ?2)",
+            "INSERT INTO activity_addressees(seq, user_id) VALUES (?1, ?2) ON CONFLICT DO NOTHING",
         )?
         .execute(params![seq, user_id])?;
     }
@@ -733,8 +726,10 @@ pub(super) fn publish_in(
     }
     let tags = record_tags(&record);
     for tag in &tags {
-        conn.prepare_cached("INSERT OR IGNORE INTO activity_tags(tag, seq) VALUES (?1, ?2)")?
-            .execute(params![tag, seq])?;
+        conn.prepare_cached(
+            "INSERT INTO activity_tags(tag, seq) VALUES (?1, ?2) ON CONFLICT DO NOTHING",
+        )?
+        .execute(params![tag, seq])?;
     }
     fx.push(Effect::Activity {
         seq,
@@ -767,7 +762,7 @@ pub(super) fn publish_in(
         match activity_type.as_str() {
             "Delete" => {
                 conn.prepare_cached(
-                    "INSERT OR IGNORE INTO retractions(seq, by_seq) VALUES (?1, ?2)",
+                    "INSERT INTO retractions(seq, by_seq) VALUES (?1, ?2) ON CONFLICT DO NOTHING",
                 )?
                 .execute(params![target, seq])?;
                 // So does its author's notice of each like and share of it.
@@ -829,7 +824,7 @@ fn follow_in(
     follow_seq: i64,
 ) -> StoreResult<()> {
     let routed: i64 = conn
-        .prepare_cached("SELECT CAST(value AS INTEGER) FROM meta WHERE key = 'routed_seq'")?
+        .prepare_cached("SELECT CAST(value AS BIGINT) FROM meta WHERE key = 'routed_seq'")?
         .query_row([], |r| r.get(0))?;
     let via = format!("follow:{}", followee.username);
     let (floor, backfill) = {
@@ -856,7 +851,7 @@ fn follow_in(
         now_rfc3339()
     ])?;
     let mut insert = conn.prepare_cached(
-        "INSERT OR IGNORE INTO inbox_entries(user_id, seq, via) VALUES (?1, ?2, ?3)",
+        "INSERT INTO inbox_entries(user_id, seq, via) VALUES (?1, ?2, ?3) ON CONFLICT DO NOTHING",
     )?;
     let shared_via: Arc<str> = Arc::from(via.as_str());
     let mut entries = Vec::with_capacity(backfill.len());
@@ -902,8 +897,10 @@ fn undo_in(
     if !matches!(target_type.as_str(), "Like" | "Announce" | "Follow") {
         return Ok(());
     }
-    conn.prepare_cached("INSERT OR IGNORE INTO retractions(seq, by_seq) VALUES (?1, ?2)")?
-        .execute(params![target, undo_seq])?;
+    conn.prepare_cached(
+        "INSERT INTO retractions(seq, by_seq) VALUES (?1, ?2) ON CONFLICT DO NOTHING",
+    )?
+    .execute(params![target, undo_seq])?;
     fx.push(Effect::Retract {
         seq: target,
         notified: notified_of(conn, target)?,
@@ -951,7 +948,7 @@ fn draft_circles(record: &Value) -> Vec<String> {
         .unwrap_or_default()
 }
 
-impl SqliteStore {
+impl Store {
     /// Appends an activity to the log (one transaction with its stream links and indexes).
     pub async fn publish(&self, input: PublishInput) -> StoreResult<Published> {
         let shared = self.shared.clone();

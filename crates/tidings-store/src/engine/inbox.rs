@@ -6,14 +6,14 @@
 //! in log order; that is what makes a cursor walk see every item exactly once while new items
 //! keep arriving.
 
-use super::SqliteStore;
+use super::Store;
 use super::activities::{finish_page, readable_seq, render_page, render_page_cached};
 use crate::hot::{Effect, FeedFilter};
 use crate::model::{InboxFilter, Page, PageFrom, User};
+use crate::sql::params;
 use crate::{StoreError, StoreResult};
-use rusqlite::params;
 
-impl SqliteStore {
+impl Store {
     /// Reads `user`'s inbox: written entries merged with read-time sources, filtered, paged.
     pub async fn inbox(
         &self,
@@ -71,7 +71,7 @@ impl SqliteStore {
             let seq = readable_seq(conn, &activity_id, &user)?
                 .ok_or(StoreError::not_found("activity"))?;
             conn.prepare_cached(
-                "INSERT OR IGNORE INTO inbox_hidden(user_id, seq) VALUES (?1, ?2)",
+                "INSERT INTO inbox_hidden(user_id, seq) VALUES (?1, ?2) ON CONFLICT DO NOTHING",
             )?
             .execute(params![user.id, seq])?;
             fx.push(Effect::Hide { user: user.id, seq });

@@ -1,39 +1,16 @@
 //! Circles and memberships.
 
-use super::activities::{PublishInput, publish_in};
+use super::activities::publish_in;
 use super::subscriptions::{close_circle_subscriptions, subscribe};
 use super::users::user_by_name;
-use super::{Effects, SqliteStore};
+use super::{Effects, Store};
 use crate::hot::Effect;
 use crate::model::{Circle, JoinPolicy, Membership, MembershipState, Role, User, Visibility};
+use crate::model::{MembershipChange, NewCircle, PublishInput};
+use crate::sql::{Connection, OptionalExtension, Row, params};
 use crate::{StoreError, StoreResult, now_rfc3339};
-use rusqlite::{Connection, OptionalExtension, Row, params};
 use tidings_core::activity::{Addressee, Draft};
 use tidings_core::expr::{Pattern, SubscriptionExpr};
-
-/// What a new circle looks like.
-#[derive(Debug, Clone)]
-pub struct NewCircle {
-    /// Slug.
-    pub name: String,
-    /// Shown name.
-    pub display_name: String,
-    /// What it is for.
-    pub description: String,
-    /// Who can see it.
-    pub visibility: Visibility,
-    /// How people join.
-    pub join_policy: JoinPolicy,
-}
-
-/// The outcome of a PUT on a membership.
-#[derive(Debug, Clone)]
-pub struct MembershipChange {
-    /// The membership as it is now.
-    pub membership: Membership,
-    /// Whether it did not exist before.
-    pub created: bool,
-}
 
 const CIRCLE_BY_NAME: &str = "SELECT c.id, c.name, c.display_name, c.description, c.visibility,
     c.join_policy, (SELECT username FROM users WHERE id = c.owner_id), 0, c.created_at, c.archived_at
@@ -45,7 +22,7 @@ const CIRCLE_COLUMNS: &str =
     (SELECT COUNT(*) FROM memberships m WHERE m.circle_id = c.id AND m.state = 'active'),
     c.created_at, c.archived_at";
 
-fn circle_from_row(row: &Row<'_>) -> rusqlite::Result<Circle> {
+fn circle_from_row(row: &Row<'_>) -> crate::sql::Result<Circle> {
     let visibility: String = row.get(4)?;
     let policy: String = row.get(5)?;
     Ok(Circle {
@@ -87,7 +64,7 @@ fn role_to_db(role: Role) -> &'static str {
     }
 }
 
-fn membership_from_row(row: &Row<'_>) -> rusqlite::Result<Membership> {
+fn membership_from_row(row: &Row<'_>) -> crate::sql::Result<Membership> {
     let state: String = row.get(3)?;
     Ok(Membership {
         circle: row.get(0)?,
@@ -250,7 +227,7 @@ fn manages(m: &Option<Membership>) -> Option<Role> {
         .map(|m| m.role)
 }
 
-impl SqliteStore {
+impl Store {
     /// Creates a circle owned by `owner`, who joins it and subscribes to `*@name`.
     pub async fn create_circle(&self, owner: User, new: NewCircle) -> StoreResult<Circle> {
         self.write(move |conn, fx| {
@@ -263,11 +240,11 @@ impl SqliteStore {
                     format!("a circle named {:?} exists", new.name),
                 ));
             }
-            conn.prepare_cached(
+            let circle_id: i64 = conn.prepare_cached(
                 "INSERT INTO circles(name, display_name, description, visibility, join_policy, owner_id, created_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) RETURNING id",
             )?
-            .execute(params![
+            .query_row(params![
                 new.name,
                 new.display_name,
                 new.description,
@@ -282,8 +259,7 @@ impl SqliteStore {
                 },
                 owner.id,
                 now_rfc3339()
-            ])?;
-            let circle_id = conn.last_insert_rowid();
+            ], |r| r.get(0))?;
             fx.push(Effect::Circle {
                 id: circle_id,
                 name: new.name.clone(),

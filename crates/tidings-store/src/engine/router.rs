@@ -11,7 +11,7 @@ use super::Effects;
 use super::activities::readable_sql;
 use crate::StoreResult;
 use crate::hot::Effect;
-use rusqlite::{Connection, OptionalExtension, params};
+use crate::sql::{Connection, OptionalExtension, params};
 use std::sync::Arc;
 use tidings_core::expr::SubscriptionExpr;
 use tidings_core::feeds::{NoticeFacts, notifications};
@@ -59,7 +59,7 @@ pub(crate) fn route_pending(
     fx: &mut Effects,
 ) -> StoreResult<(i64, bool)> {
     let routed: i64 = conn
-        .prepare_cached("SELECT CAST(value AS INTEGER) FROM meta WHERE key = 'routed_seq'")?
+        .prepare_cached("SELECT CAST(value AS BIGINT) FROM meta WHERE key = 'routed_seq'")?
         .query_row([], |r| r.get(0))?;
     let pending = conn
         .prepare_cached(
@@ -86,8 +86,16 @@ pub(crate) fn route_pending(
     let Some(last_available) = pending.last().map(|p| p.seq) else {
         return Ok((routed, false));
     };
-    conn.execute_batch("BEGIN IMMEDIATE")?;
+    crate::adapters::begin_write(conn)?;
     let result = (|| -> StoreResult<(i64, bool)> {
+        // Inside the log lock: if another router moved the watermark meanwhile (a takeover
+        // after this one was presumed dead), this slice is already routed; do nothing.
+        let current: i64 = conn
+            .prepare_cached("SELECT CAST(value AS BIGINT) FROM meta WHERE key = 'routed_seq'")?
+            .query_row([], |r| r.get(0))?;
+        if current != routed {
+            return Ok((current, true));
+        }
         let mut delivered = 0usize;
         let mut watermark = routed;
         for activity in &pending {
@@ -105,6 +113,7 @@ pub(crate) fn route_pending(
         conn.prepare_cached("UPDATE meta SET value = ?1 WHERE key = 'routed_seq'")?
             .execute([watermark.to_string()])?;
         let more = watermark < last_available || pending.len() as i64 == SLICE_ACTIVITIES;
+        crate::adapters::record_change(conn, &fx.list, Some(watermark))?;
         Ok((watermark, more))
     })();
     match result {
@@ -180,7 +189,7 @@ fn route_one(
                     ?3 OR EXISTS(SELECT 1 FROM memberships m WHERE m.circle_id = s.circle_id
                                  AND m.user_id = s.user_id AND m.state = 'active')
                        -- admins may read (and so subscribe to) any circle, as at read time
-                       OR EXISTS(SELECT 1 FROM users u WHERE u.id = s.user_id AND u.is_admin = 1)
+                       OR EXISTS(SELECT 1 FROM users u WHERE u.id = s.user_id AND u.is_admin)
              FROM subscriptions s
              WHERE s.circle_id = ?1 AND s.since_seq < ?2 AND (s.until_seq IS NULL OR s.until_seq >= ?2)
                AND (s.tag IS NULL OR EXISTS(SELECT 1 FROM activity_tags t WHERE t.seq = ?2 AND t.tag = s.tag))",
@@ -237,7 +246,7 @@ fn route_one(
         .filter(|d| d.via != Via::Author)
         .collect();
     let mut insert = conn.prepare_cached(
-        "INSERT OR IGNORE INTO inbox_entries(user_id, seq, via) VALUES (?1, ?2, ?3)",
+        "INSERT INTO inbox_entries(user_id, seq, via) VALUES (?1, ?2, ?3) ON CONFLICT DO NOTHING",
     )?;
     for delivery in &deliveries {
         let code = super::via_code(&delivery.via, actor_id).unwrap_or(0);
@@ -357,7 +366,7 @@ fn notify(
             continue;
         }
         conn.prepare_cached(
-            "INSERT OR IGNORE INTO notifications(user_id, seq, reason) VALUES (?1, ?2, ?3)",
+            "INSERT INTO notifications(user_id, seq, reason) VALUES (?1, ?2, ?3) ON CONFLICT DO NOTHING",
         )?
         .execute(params![user, seq, reason.code()])?;
         written.push((user, seq, reason.code()));

@@ -4,13 +4,14 @@
 //! Every feed is read from the hot index up to the routed watermark, like the inbox, so its
 //! cursors walk exactly once while new items arrive.
 
-use super::SqliteStore;
+use super::Store;
 use super::activities::{follow_row, render_page, render_page_cached};
 use super::users::user_by_name;
 use crate::hot::{Effect, FeedFilter, HotIndex};
+use crate::model::FollowEntry;
 use crate::model::{FeedCounts, FeedGroup, GroupPage, InboxFilter, Page, PageFrom, User};
+use crate::sql::{OptionalExtension, params};
 use crate::{StoreError, StoreResult};
-use rusqlite::{OptionalExtension, params};
 use std::sync::RwLockReadGuard;
 use tidings_core::feeds::{FeedKind, FeedSpec, GroupFacts, Reason, aggregate};
 
@@ -19,18 +20,7 @@ const GROUP_SAMPLE: usize = 3;
 /// Actors named in a group.
 const GROUP_ACTORS: usize = 5;
 
-/// One entry of a followers or following list.
-#[derive(Debug, Clone)]
-pub struct FollowEntry {
-    /// The other user.
-    pub user: User,
-    /// Seq of the Follow activity (the list's cursor).
-    pub follow_seq: i64,
-    /// When the follow was made.
-    pub since: String,
-}
-
-impl SqliteStore {
+impl Store {
     fn hot(&self) -> StoreResult<RwLockReadGuard<'_, HotIndex>> {
         self.shared
             .hot

@@ -1,38 +1,15 @@
 //! Narrow store operations for the compat profiles (FeedStream's `/v1`, activity-feed-system's
 //! `/me`, `/post`, …): the ids and keys those APIs speak, mapped onto ordinary users and
-//! activities. Everything they publish goes through [`SqliteStore::publish`] like any activity.
+//! activities. Everything they publish goes through [`Store::publish`] like any activity.
 
-use super::SqliteStore;
+use super::Store;
 use super::users::{insert_user, user_by_id};
 use crate::hot::Effect;
 use crate::model::User;
+use crate::model::{AppKeyUser, LogRecord};
+use crate::sql::{Connection, OptionalExtension, params};
 use crate::{StoreError, StoreResult, now_rfc3339};
-use rusqlite::{Connection, OptionalExtension, params};
 use tidings_core::feeds::Reason;
-
-/// A user found by an activity-feed-system app key.
-#[derive(Debug, Clone)]
-pub struct AppKeyUser {
-    /// The user.
-    pub user: User,
-    /// When the key was set (RFC 3339).
-    pub key_created_at: String,
-    /// When the key last changed (RFC 3339).
-    pub key_updated_at: String,
-}
-
-/// One stored activity record with where it sits in the log.
-#[derive(Debug, Clone)]
-pub struct LogRecord {
-    /// Log position.
-    pub seq: i64,
-    /// Activity id.
-    pub id: String,
-    /// Author's username.
-    pub actor: String,
-    /// The immutable record (canonical JSON).
-    pub body: String,
-}
 
 fn fs_user(conn: &Connection, ext_id: &str) -> StoreResult<Option<User>> {
     let id: Option<i64> = conn
@@ -45,7 +22,7 @@ fn fs_user(conn: &Connection, ext_id: &str) -> StoreResult<Option<User>> {
 const RECORD_SQL: &str = "SELECT a.seq, a.id, u.username, a.body FROM activities a
      JOIN users u ON u.id = a.actor_id";
 
-fn record_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<LogRecord> {
+fn record_row(r: &crate::sql::Row<'_>) -> crate::sql::Result<LogRecord> {
     Ok(LogRecord {
         seq: r.get(0)?,
         id: r.get(1)?,
@@ -54,7 +31,7 @@ fn record_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<LogRecord> {
     })
 }
 
-impl SqliteStore {
+impl Store {
     /// The user standing for a FeedStream producer/consumer id. With `candidates` (usernames to
     /// try, in order) it is created on first use, without a password; without, `None` when the
     /// id was never seen.
@@ -124,7 +101,7 @@ impl SqliteStore {
         self.write(move |conn, fx| {
             let added = conn
                 .prepare_cached(
-                    "INSERT OR IGNORE INTO notifications(user_id, seq, reason) VALUES (?1, ?2, ?3)",
+                    "INSERT INTO notifications(user_id, seq, reason) VALUES (?1, ?2, ?3) ON CONFLICT DO NOTHING",
                 )?
                 .execute(params![user, seq, reason.code()])?;
             if added > 0 {
@@ -215,14 +192,16 @@ impl SqliteStore {
     ) -> StoreResult<Option<i64>> {
         self.write(move |conn, _fx| {
             conn.prepare_cached(
-                "INSERT OR IGNORE INTO compat_afs_log(user_id, seq) VALUES (?1, ?2)",
+                "INSERT INTO compat_afs_log(user_id, seq) VALUES (?1, ?2) ON CONFLICT DO NOTHING",
             )?
             .execute(params![user_id, seq])?;
             if !object {
                 return Ok(None);
             }
-            conn.prepare_cached("INSERT OR IGNORE INTO compat_afs_objects(seq) VALUES (?1)")?
-                .execute([seq])?;
+            conn.prepare_cached(
+                "INSERT INTO compat_afs_objects(seq) VALUES (?1) ON CONFLICT DO NOTHING",
+            )?
+            .execute([seq])?;
             Ok(Some(
                 conn.prepare_cached("SELECT object_id FROM compat_afs_objects WHERE seq = ?1")?
                     .query_row([seq], |r| r.get(0))?,

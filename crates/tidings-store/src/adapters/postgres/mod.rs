@@ -1,0 +1,435 @@
+//! The PostgreSQL adapter: the system of record of a cluster of identical nodes.
+//!
+//! Every node runs the same domain code as the embedded store (`crate::engine`) against the
+//! same tables. What is different:
+//! - **One order for the whole cluster.** Each node has one writer thread doing group commits
+//!   like the embedded writer; every write transaction first locks the `log_head` row and holds
+//!   it to COMMIT, so transactions of all nodes commit one at a time. A seq taken inside the
+//!   lock (`MAX(seq) + 1`) is therefore gap-free and in commit order: a tailer reading
+//!   `seq > applied` can never skip a transaction that committed late.
+//! - **The change log.** Each write transaction also appends what it did to the read index
+//!   (its [`Effect`]s) as one `changes` record, numbered by `log_head.change_seq`. Every node
+//!   applies the records in order to its own in-memory index, so the same prefix of the change
+//!   log gives the same index, the same pages and the same cursors on every node. A node's own
+//!   writer applies up to its record before answering (read your writes); a tailer thread
+//!   polls for the records of other nodes.
+//! - **One router.** The node holding a PostgreSQL advisory lock routes; if it dies, its
+//!   session ends, the lock is freed and another node takes over from the persisted watermark.
+//!   A routing step re-checks the watermark inside the log lock, so a step is never applied
+//!   twice.
+
+use crate::adapters::{Backend, unavailable};
+use crate::engine::{
+    Heads, Job, MAX_BATCH, Shared, Store, StoreConfig, hot_load, router, run_batch,
+};
+use crate::hot::Effect;
+use crate::sql::{Connection, OptionalExtension, PgConnection, params};
+use crate::{StoreError, StoreResult};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// Advisory lock key held while migrating (any constant unique to Tidings).
+const MIGRATE_LOCK: i64 = 0x7469_6469_6e67_0001;
+/// Advisory lock key held by the node that routes.
+const ROUTER_LOCK: i64 = 0x7469_6469_6e67_0002;
+/// How often the tailer looks for other nodes' changes.
+const TAIL_INTERVAL: Duration = Duration::from_millis(5);
+/// Change records read per query.
+const TAIL_BATCH: i64 = 1000;
+/// How long a connection attempt may take before the request gets a 503.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
+/// Pause between attempts while PostgreSQL is unreachable.
+const RETRY_PAUSE: Duration = Duration::from_millis(250);
+
+/// One committed write transaction as the change log stores it.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct ChangeRecord {
+    /// Its effects on the read index.
+    effects: Vec<Effect>,
+    /// For a routing step: the routed watermark after it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    routed: Option<i64>,
+}
+
+/// The PostgreSQL side of a [`Store`].
+pub(crate) struct PgBackend {
+    url: String,
+    jobs: Mutex<Option<mpsc::Sender<Job>>>,
+    /// Idle reader connections.
+    readers: Mutex<Vec<Connection>>,
+    /// The last change record applied to this node's index; held while applying.
+    applied: Mutex<i64>,
+    stopping: AtomicBool,
+    threads: Mutex<Vec<std::thread::JoinHandle<()>>>,
+}
+
+/// Runs `f` where blocking PostgreSQL calls are allowed: the synchronous client drives its own
+/// runtime, which must not run on a thread that drives async tasks (opening a store from an
+/// async `main` or test does exactly that). Off such a thread `f` simply runs.
+pub(crate) fn off_async<T: Send>(f: impl FnOnce() -> T + Send) -> T {
+    if tokio::runtime::Handle::try_current().is_err() {
+        return f();
+    }
+    std::thread::scope(|scope| match scope.spawn(f).join() {
+        Ok(value) => value,
+        Err(panic) => std::panic::resume_unwind(panic),
+    })
+}
+
+/// Connects to PostgreSQL.
+pub(crate) fn connect(url: &str) -> StoreResult<Connection> {
+    let conn = PgConnection::connect(url, CONNECT_TIMEOUT).map_err(unavailable)?;
+    Ok(Connection::Postgres(Box::new(conn)))
+}
+
+/// Creates or upgrades the schema, once, whichever node gets there first.
+pub(crate) fn migrate(conn: &Connection) -> StoreResult<()> {
+    conn.execute("SELECT pg_advisory_lock(?1)", [MIGRATE_LOCK])?;
+    let outcome = conn.execute_batch(include_str!("schema.sql"));
+    conn.execute("SELECT pg_advisory_unlock(?1)", [MIGRATE_LOCK])?;
+    Ok(outcome?)
+}
+
+/// Connects, migrates, loads the read index from a consistent snapshot and starts this node's
+/// writer, tailer and (if it has the role) router.
+pub(crate) fn open(url: &str, config: StoreConfig) -> StoreResult<Store> {
+    off_async(|| open_here(url, config))
+}
+
+fn open_here(url: &str, config: StoreConfig) -> StoreResult<Store> {
+    let conn = connect(url)?;
+    migrate(&conn)?;
+    // The index, the watermark and the change position from one snapshot: applying the change
+    // log from that position on then reproduces exactly what every other node has.
+    conn.execute_batch("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")?;
+    let loaded = (|| -> StoreResult<_> {
+        let change_seq: i64 =
+            conn.query_row("SELECT change_seq FROM log_head WHERE id = 1", [], |r| {
+                r.get(0)
+            })?;
+        let routed: i64 = conn.query_row(
+            "SELECT CAST(value AS BIGINT) FROM meta WHERE key = 'routed_seq'",
+            [],
+            |r| r.get(0),
+        )?;
+        let hot = hot_load::load(&conn)?;
+        Ok((change_seq, routed, hot))
+    })();
+    conn.execute_batch("COMMIT")?;
+    let (change_seq, routed, hot) = loaded?;
+    let (job_tx, job_rx) = mpsc::channel::<Job>();
+    let backend = PgBackend {
+        url: url.to_owned(),
+        jobs: Mutex::new(Some(job_tx)),
+        readers: Mutex::new(vec![conn]),
+        applied: Mutex::new(change_seq),
+        stopping: AtomicBool::new(false),
+        threads: Mutex::new(Vec::new()),
+    };
+    let router_role = config.router;
+    let shared = Arc::new(Shared::new(
+        Backend::Postgres(backend),
+        config,
+        hot,
+        Heads::default(),
+        routed,
+    ));
+    let Backend::Postgres(backend) = &shared.backend else {
+        return Err(StoreError::Closed);
+    };
+    let mut threads = Vec::new();
+    let writer_shared = shared.clone();
+    threads.push(spawn("tidings-pg-writer", move || {
+        writer_loop(job_rx, writer_shared)
+    })?);
+    let tail_shared = shared.clone();
+    threads.push(spawn("tidings-pg-tailer", move || tail_loop(tail_shared))?);
+    if router_role {
+        let router_shared = shared.clone();
+        threads.push(spawn("tidings-pg-router", move || {
+            router_loop(router_shared)
+        })?);
+    }
+    if let Ok(mut slot) = backend.threads.lock() {
+        *slot = threads;
+    }
+    Ok(Store { shared })
+}
+
+fn spawn(
+    name: &str,
+    f: impl FnOnce() + Send + 'static,
+) -> StoreResult<std::thread::JoinHandle<()>> {
+    std::thread::Builder::new()
+        .name(name.into())
+        .spawn(f)
+        .map_err(|e| StoreError::Corrupt(format!("cannot start {name}: {e}")))
+}
+
+impl PgBackend {
+    /// Queues a job for this node's writer.
+    pub(crate) fn submit(&self, job: Job) -> StoreResult<()> {
+        let jobs = self.jobs.lock().map_err(|_| StoreError::Closed)?;
+        let sender = jobs.as_ref().ok_or(StoreError::Closed)?;
+        sender.send(job).map_err(|_| StoreError::Closed)
+    }
+
+    /// An idle reader, or a new connection.
+    pub(crate) fn take_reader(&self) -> StoreResult<Connection> {
+        loop {
+            match self.readers.lock().ok().and_then(|mut pool| pool.pop()) {
+                Some(conn) if !is_closed(&conn) => return Ok(conn),
+                Some(_) => continue,
+                None => return connect(&self.url),
+            }
+        }
+    }
+
+    /// Returns a reader to the pool unless its connection broke.
+    pub(crate) fn give_back(&self, conn: Connection, max: usize) {
+        if is_closed(&conn) {
+            return;
+        }
+        if let Ok(mut pool) = self.readers.lock()
+            && pool.len() < max
+        {
+            pool.push(conn);
+        }
+    }
+
+    /// Stops the writer (after the jobs it holds), the tailer and the router.
+    pub(crate) fn close(&self) {
+        if let Ok(mut jobs) = self.jobs.lock() {
+            jobs.take();
+        }
+        self.stopping.store(true, Ordering::SeqCst);
+        let threads = self
+            .threads
+            .lock()
+            .map(|mut t| std::mem::take(&mut *t))
+            .unwrap_or_default();
+        for handle in threads {
+            let _ = handle.join();
+        }
+    }
+
+    /// Applies every change record this node has not applied yet, in order.
+    pub(crate) fn catch_up(&self, conn: &Connection, shared: &Shared) {
+        if let Err(e) = self.try_catch_up(conn, shared) {
+            tracing::warn!(error = %e, "reading the change log failed; will retry");
+        }
+    }
+
+    fn try_catch_up(&self, conn: &Connection, shared: &Shared) -> StoreResult<()> {
+        let mut applied = self.applied.lock().map_err(|_| StoreError::Closed)?;
+        loop {
+            let records = conn
+                .prepare_cached(
+                    "SELECT seq, body FROM changes WHERE seq > ?1 ORDER BY seq LIMIT ?2",
+                )?
+                .query_map(params![*applied, TAIL_BATCH], |r| {
+                    Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?))
+                })?
+                .collect::<Result<Vec<_>, _>>()?;
+            let full = records.len() as i64 == TAIL_BATCH;
+            for (seq, body) in records {
+                if seq != *applied + 1 {
+                    // Cannot happen while every writer takes the log lock; applying past a
+                    // hole would make this node's index differ from the others'.
+                    return Err(StoreError::Corrupt(format!(
+                        "change log gap: expected record {}, found {seq}",
+                        *applied + 1
+                    )));
+                }
+                let record: ChangeRecord = serde_json::from_str(&body)?;
+                shared.apply_change(record.effects, record.routed);
+                *applied = seq;
+            }
+            if !full {
+                return Ok(());
+            }
+        }
+    }
+}
+
+fn is_closed(conn: &Connection) -> bool {
+    match conn {
+        Connection::Postgres(pg) => pg.is_closed(),
+        Connection::Sqlite(_) => false,
+    }
+}
+
+fn backend(shared: &Shared) -> Option<&PgBackend> {
+    match &shared.backend {
+        Backend::Postgres(pg) => Some(pg),
+        Backend::Sqlite(_) => None,
+    }
+}
+
+/// Appends a transaction's effects to the change log (inside the log lock). A transaction that
+/// changed nothing the index holds records nothing.
+pub(crate) fn append_change(
+    conn: &Connection,
+    effects: &[Effect],
+    routed: Option<i64>,
+) -> StoreResult<()> {
+    if effects.is_empty() && routed.is_none() {
+        return Ok(());
+    }
+    let body = serde_json::to_string(&ChangeRecordRef { effects, routed })?;
+    let seq: i64 = conn.query_row(
+        "UPDATE log_head SET change_seq = change_seq + 1 WHERE id = 1 RETURNING change_seq",
+        [],
+        |r| r.get(0),
+    )?;
+    conn.execute(
+        "INSERT INTO changes(seq, body) VALUES (?1, ?2)",
+        params![seq, body],
+    )?;
+    Ok(())
+}
+
+/// [`ChangeRecord`] borrowed, for writing.
+#[derive(serde::Serialize)]
+struct ChangeRecordRef<'a> {
+    effects: &'a [Effect],
+    #[serde(skip_serializing_if = "Option::is_none")]
+    routed: Option<i64>,
+}
+
+/// Connects, retrying while PostgreSQL is unreachable; None once the store is stopping.
+fn connect_until_stopped(shared: &Shared, role: &str) -> Option<Connection> {
+    let pg = backend(shared)?;
+    loop {
+        if pg.stopping.load(Ordering::SeqCst) {
+            return None;
+        }
+        match connect(&pg.url) {
+            Ok(conn) => return Some(conn),
+            Err(e) => {
+                tracing::warn!(role, error = %e, "cannot reach PostgreSQL; retrying");
+                std::thread::sleep(RETRY_PAUSE);
+            }
+        }
+    }
+}
+
+fn writer_loop(jobs: mpsc::Receiver<Job>, shared: Arc<Shared>) {
+    let mut conn: Option<Connection> = None;
+    while let Ok(first) = jobs.recv() {
+        let mut batch = vec![first];
+        while batch.len() < MAX_BATCH {
+            match jobs.try_recv() {
+                Ok(job) => batch.push(job),
+                Err(_) => break,
+            }
+        }
+        if conn.as_ref().is_none_or(is_closed) {
+            // One attempt per batch: while PostgreSQL is down, callers get a 503 at once
+            // instead of queueing behind a retry loop.
+            conn = backend(&shared).and_then(|pg| connect(&pg.url).ok());
+        }
+        match &conn {
+            Some(c) => run_batch(c, batch, &shared),
+            None => refuse_batch(batch),
+        }
+    }
+}
+
+fn refuse_batch(batch: Vec<Job>) {
+    for job in batch {
+        // Dropping the job drops its reply channel; the caller hears `Closed`. Tell it more.
+        drop(job);
+    }
+    tracing::warn!("PostgreSQL unreachable; writes refused");
+}
+
+fn tail_loop(shared: Arc<Shared>) {
+    let Some(pg) = backend(&shared) else { return };
+    let mut conn: Option<Connection> = None;
+    while !pg.stopping.load(Ordering::SeqCst) {
+        if conn.as_ref().is_none_or(is_closed) {
+            conn = connect(&pg.url).ok();
+        }
+        if let Some(c) = &conn {
+            pg.catch_up(c, &shared);
+        }
+        std::thread::sleep(if conn.is_some() {
+            TAIL_INTERVAL
+        } else {
+            RETRY_PAUSE
+        });
+    }
+}
+
+/// Routes while this node holds the router lock; waits for it otherwise.
+fn router_loop(shared: Arc<Shared>) {
+    let Some(pg) = backend(&shared) else { return };
+    'session: while let Some(conn) = connect_until_stopped(&shared, "router") {
+        // Wait for the router lock (session-level: freed when this connection ends).
+        loop {
+            if pg.stopping.load(Ordering::SeqCst) {
+                return;
+            }
+            match conn
+                .query_row("SELECT pg_try_advisory_lock(?1)", [ROUTER_LOCK], |r| {
+                    r.get::<_, bool>(0)
+                })
+                .optional()
+            {
+                Ok(Some(true)) => break,
+                Ok(_) => std::thread::sleep(Duration::from_millis(200)),
+                Err(e) => {
+                    tracing::warn!(error = %e, "router lock check failed");
+                    continue 'session;
+                }
+            }
+        }
+        tracing::info!("this node routes the log");
+        let thresholds = router::Thresholds {
+            circle: shared.config.merge_threshold,
+            followers: shared.config.follower_merge_threshold,
+        };
+        while !pg.stopping.load(Ordering::SeqCst) {
+            let mut fx = crate::engine::Effects::default();
+            match router::route_pending(&conn, thresholds, &mut fx) {
+                Ok((_, more)) => {
+                    pg.catch_up(&conn, &shared);
+                    if !more {
+                        std::thread::sleep(TAIL_INTERVAL);
+                    }
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "routing failed; will retry");
+                    if is_closed(&conn) {
+                        continue 'session;
+                    }
+                    std::thread::sleep(Duration::from_millis(100));
+                }
+            }
+        }
+        return;
+    }
+}
+
+/// Creates database `name` on the server of `admin_url` (which names an existing database) and
+/// returns the URL of the new one. For test suites and `.ci/run`, which want a throwaway
+/// database per run.
+pub fn create_database(admin_url: &str, name: &str) -> StoreResult<String> {
+    if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+        return Err(StoreError::unprocessable(
+            "bad_database_name",
+            "a database name is letters, digits and underscores",
+        ));
+    }
+    off_async(|| -> StoreResult<()> {
+        Ok(connect(admin_url)?.execute_batch(&format!("CREATE DATABASE {name}"))?)
+    })?;
+    let base = match admin_url.rsplit_once('/') {
+        Some((base, _)) => base,
+        None => admin_url,
+    };
+    Ok(format!("{base}/{name}"))
+}

@@ -1,0 +1,447 @@
+//! The embedded SQLite adapter (the default): one database file in the data directory.
+//!
+//! Concurrency model: every write runs on one thread that owns the only writable connection.
+//! Jobs that arrive together share one transaction and one fsync (each inside its own
+//! savepoint, so one refusal does not undo its neighbours); a job's caller hears back only once
+//! the commit that holds it is durable. The router runs on the same thread between group
+//! commits. Reads run on a bounded pool of WAL readers; a background thread checkpoints the WAL.
+
+use crate::adapters::Backend;
+use crate::engine::router;
+use crate::engine::{
+    Effects, Heads, Job, MAX_BATCH, SLOW, Shared, Store, StoreConfig, StreamHead, hot_load,
+    run_batch,
+};
+use crate::sql::Connection;
+use crate::{StoreError, StoreResult};
+use rusqlite::OpenFlags;
+use std::path::{Path, PathBuf};
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex};
+
+/// The SQLite side of a [`Store`]: the writer's queue, the reader pool, the background threads.
+pub(crate) struct SqliteBackend {
+    path: PathBuf,
+    /// The WAL file beside the database, whose size decides when the writer finishes a checkpoint.
+    wal_path: PathBuf,
+    jobs: Mutex<Option<mpsc::Sender<Job>>>,
+    /// Idle reader connections.
+    readers: Mutex<Vec<Connection>>,
+    writer: Mutex<Option<std::thread::JoinHandle<()>>>,
+    checkpointer: Mutex<Option<std::thread::JoinHandle<()>>>,
+    pub(crate) stopping: std::sync::atomic::AtomicBool,
+    /// Exclusive lock on `tidings.lock`: one process owns the writer, the heads and the index.
+    lock: Mutex<Option<std::fs::File>>,
+}
+
+impl SqliteBackend {
+    /// Queues a job for the writer.
+    pub(crate) fn submit(&self, job: Job) -> StoreResult<()> {
+        let jobs = self.jobs.lock().map_err(|_| StoreError::Closed)?;
+        let sender = jobs.as_ref().ok_or(StoreError::Closed)?;
+        sender.send(job).map_err(|_| StoreError::Closed)
+    }
+
+    /// An idle reader, or a new one.
+    pub(crate) fn take_reader(&self) -> StoreResult<Connection> {
+        match self.readers.lock().ok().and_then(|mut pool| pool.pop()) {
+            Some(conn) => Ok(conn),
+            None => open_connection(&self.path, true),
+        }
+    }
+
+    /// Returns a reader to the pool (up to `max` are kept).
+    pub(crate) fn give_back(&self, conn: Connection, max: usize) {
+        if let Ok(mut pool) = self.readers.lock()
+            && pool.len() < max
+        {
+            pool.push(conn);
+        }
+    }
+
+    /// Stops accepting writes and waits for the writer to finish what it holds.
+    pub(crate) fn close(&self) {
+        if let Ok(mut jobs) = self.jobs.lock() {
+            jobs.take();
+        }
+        let handle = self.writer.lock().ok().and_then(|mut w| w.take());
+        if let Some(handle) = handle {
+            let _ = handle.join();
+        }
+        self.stopping
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+        let handle = self.checkpointer.lock().ok().and_then(|mut c| c.take());
+        if let Some(handle) = handle {
+            let _ = handle.join();
+        }
+        // Let go of the data directory: another store may open it now.
+        if let Ok(mut lock) = self.lock.lock() {
+            lock.take();
+        }
+    }
+}
+
+fn wal_path(shared: &Shared) -> &Path {
+    match &shared.backend {
+        Backend::Sqlite(sqlite) => &sqlite.wal_path,
+        Backend::Postgres(_) => Path::new(""),
+    }
+}
+
+/// Opens (creating if needed) the store in `data_dir`, migrates it and starts the writer.
+pub(crate) fn open(data_dir: &Path, config: StoreConfig) -> StoreResult<Store> {
+    std::fs::create_dir_all(data_dir)
+        .map_err(|e| StoreError::Corrupt(format!("cannot create {}: {e}", data_dir.display())))?;
+    let lock = lock_data_dir(data_dir)?;
+    let path = data_dir.join("tidings.db");
+    let conn = open_connection(&path, false)?;
+    conn.execute_batch("PRAGMA journal_mode = WAL")?;
+    // The writer keeps a large page cache (its B-tree pages are hot), and never checkpoints
+    // itself: a background thread copies the WAL into the database so commits stay short.
+    conn.execute_batch(
+        "PRAGMA cache_size = -262144; PRAGMA wal_autocheckpoint = 0;
+         PRAGMA journal_size_limit = 67108864;",
+    )?;
+    conn.execute_batch(include_str!("schema.sql"))?;
+    conn.execute(
+        "INSERT OR IGNORE INTO meta(key, value) VALUES ('schema_version', '2'), ('routed_seq', '0')",
+        [],
+    )?;
+    let routed: i64 = conn.query_row(
+        "SELECT CAST(value AS INTEGER) FROM meta WHERE key = 'routed_seq'",
+        [],
+        |r| r.get(0),
+    )?;
+    migrate(&conn)?;
+    let hot = hot_load::load(&conn)?;
+    let heads = load_heads(&conn)?;
+    let (job_tx, job_rx) = mpsc::channel::<Job>();
+    let backend = SqliteBackend {
+        path: path.clone(),
+        wal_path: data_dir.join("tidings.db-wal"),
+        jobs: Mutex::new(Some(job_tx)),
+        readers: Mutex::new(Vec::new()),
+        writer: Mutex::new(None),
+        checkpointer: Mutex::new(None),
+        stopping: std::sync::atomic::AtomicBool::new(false),
+        lock: Mutex::new(Some(lock)),
+    };
+    let shared = Arc::new(Shared::new(
+        Backend::Sqlite(backend),
+        config,
+        hot,
+        heads,
+        routed,
+    ));
+    let Backend::Sqlite(backend) = &shared.backend else {
+        return Err(StoreError::Closed);
+    };
+    let writer_shared = shared.clone();
+    let handle = std::thread::Builder::new()
+        .name("tidings-writer".into())
+        .spawn(move || writer_loop(conn, job_rx, writer_shared))
+        .map_err(|e| StoreError::Corrupt(format!("cannot start writer thread: {e}")))?;
+    if let Ok(mut w) = backend.writer.lock() {
+        *w = Some(handle);
+    }
+    let checkpoint_conn = open_connection(&path, false)?;
+    let checkpoint_shared = shared.clone();
+    let handle = std::thread::Builder::new()
+        .name("tidings-checkpoint".into())
+        .spawn(move || checkpoint_loop(checkpoint_conn, checkpoint_shared))
+        .map_err(|e| StoreError::Corrupt(format!("cannot start checkpoint thread: {e}")))?;
+    if let Ok(mut c) = backend.checkpointer.lock() {
+        *c = Some(handle);
+    }
+    Ok(Store { shared })
+}
+
+/// Opens a plain connection to the embedded database (for offline administration).
+pub(crate) fn open_plain(data_dir: &Path) -> StoreResult<Connection> {
+    open_connection(&data_dir.join("tidings.db"), false)
+}
+
+/// Takes the data directory for this process: the stream heads and the hot index live in one
+/// process's memory, so a second writer (a server, or `seed` run against a live server's data)
+/// would corrupt the chains.
+fn lock_data_dir(data_dir: &Path) -> StoreResult<std::fs::File> {
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(data_dir.join("tidings.lock"))
+        .map_err(|e| StoreError::Corrupt(format!("cannot open the lock file: {e}")))?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => Err(StoreError::Locked {
+            dir: data_dir.display().to_string(),
+        }),
+        Err(std::fs::TryLockError::Error(e)) => Err(StoreError::Corrupt(format!(
+            "cannot lock the data directory: {e}"
+        ))),
+    }
+}
+
+pub(crate) fn open_connection(path: &Path, read_only: bool) -> StoreResult<Connection> {
+    let flags = if read_only {
+        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX
+    } else {
+        OpenFlags::SQLITE_OPEN_READ_WRITE
+            | OpenFlags::SQLITE_OPEN_CREATE
+            | OpenFlags::SQLITE_OPEN_NO_MUTEX
+    };
+    let conn = rusqlite::Connection::open_with_flags(path, flags)?;
+    conn.busy_timeout(std::time::Duration::from_secs(5))?;
+    // FULL: a commit is on disk before anyone hears "201".
+    conn.execute_batch(
+        "PRAGMA foreign_keys = ON; PRAGMA synchronous = FULL; PRAGMA cache_size = -16384;
+         PRAGMA temp_store = MEMORY; PRAGMA mmap_size = 1073741824;",
+    )?;
+    conn.set_prepared_statement_cache_capacity(128);
+    Ok(Connection::Sqlite(conn))
+}
+
+fn load_heads(conn: &Connection) -> StoreResult<Heads> {
+    let mut heads = Heads::default();
+    let mut stmt = conn.prepare("SELECT stream, pos, chain FROM stream_links ORDER BY seq")?;
+    let mut rows = stmt.query([])?;
+    while let Some(r) = rows.next()? {
+        heads.committed.insert(
+            r.get(0)?,
+            StreamHead {
+                pos: r.get(1)?,
+                chain: r.get(2)?,
+            },
+        );
+    }
+    Ok(heads)
+}
+
+/// Moves schema version 1 (stream tables keyed by stream first) to version 2 (keyed by seq
+/// first, so publishes append), then to version 3 (follows and feeds). Copies rows as they
+/// are: digests and chains do not change.
+fn migrate(conn: &Connection) -> StoreResult<()> {
+    let version: String = conn.query_row(
+        "SELECT value FROM meta WHERE key = 'schema_version'",
+        [],
+        |r| r.get(0),
+    )?;
+    if version == "1" {
+        tracing::info!("migrating the store to schema version 2");
+        conn.execute_batch(
+            "BEGIN IMMEDIATE;
+             CREATE TABLE stream_links_v2 (
+                 seq INTEGER NOT NULL REFERENCES activities(seq), stream TEXT NOT NULL,
+                 pos INTEGER NOT NULL, chain TEXT NOT NULL, PRIMARY KEY (seq, stream)
+             ) WITHOUT ROWID;
+             INSERT INTO stream_links_v2(seq, stream, pos, chain)
+                 SELECT seq, stream, pos, chain FROM stream_links;
+             DROP TABLE stream_links;
+             ALTER TABLE stream_links_v2 RENAME TO stream_links;
+             CREATE TABLE activity_circles_v2 (
+                 seq INTEGER NOT NULL, circle_id INTEGER NOT NULL, PRIMARY KEY (seq, circle_id)
+             ) WITHOUT ROWID;
+             INSERT INTO activity_circles_v2(seq, circle_id) SELECT seq, circle_id FROM activity_circles;
+             DROP TABLE activity_circles;
+             ALTER TABLE activity_circles_v2 RENAME TO activity_circles;
+             UPDATE meta SET value = '2' WHERE key = 'schema_version';
+             COMMIT;",
+        )?;
+        // The guards went with the old table; recreate them.
+        conn.execute_batch(include_str!("schema.sql"))?;
+    }
+    let version: String = conn.query_row(
+        "SELECT value FROM meta WHERE key = 'schema_version'",
+        [],
+        |r| r.get(0),
+    )?;
+    if version == "2" {
+        // Version 3 adds follows and feeds. Activities already addressed to `followers` get
+        // their log index; notifications are raised for activities routed from now on.
+        tracing::info!("migrating the store to schema version 3");
+        conn.execute_batch(
+            "BEGIN IMMEDIATE;
+             INSERT OR IGNORE INTO activity_followers(seq)
+                 SELECT seq FROM activities
+                 WHERE EXISTS(SELECT 1 FROM json_each(body, '$.to') WHERE value = 'followers');
+             UPDATE meta SET value = '3' WHERE key = 'schema_version';
+             COMMIT;",
+        )?;
+    }
+    let version: String = conn.query_row(
+        "SELECT value FROM meta WHERE key = 'schema_version'",
+        [],
+        |r| r.get(0),
+    )?;
+    if version == "3" {
+        // Version 4 stores an entry's `via` as an integer instead of its text (the text was
+        // most of a row). A store created as version 4 already has the integer column.
+        let via_type: String = conn.query_row(
+            "SELECT type FROM pragma_table_info('inbox_entries') WHERE name = 'via'",
+            [],
+            |r| r.get(0),
+        )?;
+        if via_type.eq_ignore_ascii_case("TEXT") {
+            tracing::info!("migrating the store to schema version 4 (compact inbox entries)");
+            conn.execute_batch(
+                "BEGIN IMMEDIATE;
+                 CREATE TABLE inbox_entries_v4 (
+                     user_id INTEGER NOT NULL, seq INTEGER NOT NULL, via INTEGER NOT NULL,
+                     PRIMARY KEY (user_id, seq)
+                 ) WITHOUT ROWID;
+                 INSERT INTO inbox_entries_v4(user_id, seq, via)
+                     SELECT e.user_id, e.seq,
+                            CASE
+                                WHEN e.via LIKE 'subscription:%' THEN
+                                    CAST(substr(e.via, 14, instr(substr(e.via, 14), ':') - 1) AS INTEGER)
+                                WHEN e.via LIKE 'follow:%' THEN
+                                    -(SELECT u.id FROM users u WHERE u.username = substr(e.via, 8))
+                                ELSE 0
+                            END
+                     FROM inbox_entries e
+                     WHERE e.via NOT LIKE 'follow:%'
+                        OR EXISTS(SELECT 1 FROM users u WHERE u.username = substr(e.via, 8));
+                 DROP TABLE inbox_entries;
+                 ALTER TABLE inbox_entries_v4 RENAME TO inbox_entries;
+                 UPDATE meta SET value = '4' WHERE key = 'schema_version';
+                 COMMIT;",
+            )?;
+        } else {
+            conn.execute(
+                "UPDATE meta SET value = '4' WHERE key = 'schema_version'",
+                [],
+            )?;
+        }
+    }
+    Ok(())
+}
+
+/// Copies committed WAL pages into the database off the writer thread. PASSIVE never blocks
+/// the writer or readers; the WAL restarts from its beginning once a pass catches up.
+fn checkpoint_loop(conn: Connection, shared: Arc<Shared>) {
+    use std::sync::atomic::Ordering;
+    loop {
+        let stopping = match &shared.backend {
+            Backend::Sqlite(sqlite) => sqlite.stopping.load(Ordering::SeqCst),
+            Backend::Postgres(_) => true,
+        };
+        // Keep up with the writer: copy continuously while there is a backlog, so that what
+        // the writer's own finishing pass has left to copy (and sync) stays small.
+        let backlog = match conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| {
+            Ok((r.get::<_, i64>(1)?, r.get::<_, i64>(2)?))
+        }) {
+            Ok((log, done)) => log > done,
+            Err(e) => {
+                tracing::warn!(error = %e, "checkpoint failed; will retry");
+                false
+            }
+        };
+        if stopping {
+            return;
+        }
+        let pause = if backlog { 5 } else { 50 };
+        std::thread::sleep(std::time::Duration::from_millis(pause));
+    }
+}
+
+/// WAL size past which the idle writer finishes a checkpoint itself.
+const WAL_FINALIZE_BYTES: u64 = 64 * 1024 * 1024;
+
+/// When the writer is about to wait for work and the WAL has grown, it completes a checkpoint
+/// (the background pass already copied the bulk, so little is left): its next transaction can
+/// then reuse the WAL from the start instead of growing it forever. Doing it only when idle
+/// keeps the stall off publishes that are already queued.
+fn finalize_checkpoint_if_large(conn: &Connection, shared: &Shared) {
+    let large = std::fs::metadata(wal_path(shared)).is_ok_and(|m| m.len() > WAL_FINALIZE_BYTES);
+    if !large {
+        return;
+    }
+    let started = std::time::Instant::now();
+    if let Err(e) = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
+        tracing::warn!(error = %e, "writer checkpoint failed");
+    }
+    let took = started.elapsed();
+    if took > SLOW {
+        tracing::warn!(
+            ms = took.as_millis() as u64,
+            "slow finishing checkpoint on the writer"
+        );
+    }
+}
+
+fn writer_loop(conn: Connection, jobs: mpsc::Receiver<Job>, shared: Arc<Shared>) {
+    let mut routing_due = true;
+    loop {
+        // Wait for work; while the router has a backlog, only peek.
+        let first = if routing_due {
+            match jobs.try_recv() {
+                Ok(job) => Some(job),
+                Err(mpsc::TryRecvError::Empty) => None,
+                Err(mpsc::TryRecvError::Disconnected) => {
+                    drain_router(&conn, &shared);
+                    return;
+                }
+            }
+        } else {
+            let job = match jobs.try_recv() {
+                Ok(job) => job,
+                Err(mpsc::TryRecvError::Disconnected) => return,
+                Err(mpsc::TryRecvError::Empty) => {
+                    finalize_checkpoint_if_large(&conn, &shared);
+                    match jobs.recv() {
+                        Ok(job) => job,
+                        Err(_) => return,
+                    }
+                }
+            };
+            Some(job)
+        };
+        if let Some(first) = first {
+            let mut batch = vec![first];
+            while batch.len() < MAX_BATCH {
+                match jobs.try_recv() {
+                    Ok(job) => batch.push(job),
+                    Err(_) => break,
+                }
+            }
+            run_batch(&conn, batch, &shared);
+            routing_due = true;
+        }
+        if routing_due {
+            routing_due = route_step(&conn, &shared);
+        }
+    }
+}
+
+fn drain_router(conn: &Connection, shared: &Shared) {
+    while route_step(conn, shared) {}
+}
+
+/// Routes a bounded amount of the backlog; returns whether more remains.
+fn route_step(conn: &Connection, shared: &Shared) -> bool {
+    let mut fx = Effects::default();
+    let started = std::time::Instant::now();
+    let outcome = router::route_pending(
+        conn,
+        router::Thresholds {
+            circle: shared.config.merge_threshold,
+            followers: shared.config.follower_merge_threshold,
+        },
+        &mut fx,
+    );
+    let took = started.elapsed();
+    if took > SLOW {
+        tracing::warn!(ms = took.as_millis() as u64, "slow routing slice");
+    }
+    match outcome {
+        Ok((routed, more)) => {
+            shared.apply_change(fx.list, Some(routed));
+            more
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "routing failed; will retry");
+            std::thread::sleep(std::time::Duration::from_millis(100));
+            true
+        }
+    }
+}

@@ -1,0 +1,546 @@
+//! The store's domain operations, written once over [`crate::sql::Connection`] and run by
+//! either adapter.
+//!
+//! Layout:
+//! - this file — [`Store`], the handle the engine talks to: the write path (jobs run inside a
+//!   group commit by the adapter's writer), the read path (a pool of connections), the routed
+//!   watermark and the notices the push layer listens to, and applying committed [`Effect`]s
+//!   to the in-memory index.
+//! - `users`, `circles`, `subscriptions`, `activities`, `inbox`, `feeds`, `compat` — domain
+//!   operations.
+//! - `router` — fans new activities out to inboxes, in log order, after they commit.
+//! - `verify` — re-checks every digest and every stream chain.
+//! - `hot_load` — builds the in-memory [`crate::hot`] index from the tables at start-up.
+//! - `admin` — operations the command line runs beside a live server.
+//!
+//! Where the SQL runs is the adapter's business (`crate::adapters`): the embedded SQLite
+//! database with one writer thread, or PostgreSQL with a writer per node serialised by the
+//! log lock and a change log every node applies.
+
+mod activities;
+mod circles;
+mod compat;
+mod feeds;
+pub(crate) mod hot_load;
+mod inbox;
+mod offline;
+pub(crate) mod router;
+mod subscriptions;
+pub(crate) mod users;
+mod verify;
+
+pub use offline::AdminConnection;
+
+use crate::adapters::{self, Backend};
+use crate::hot::{Effect, HotIndex};
+use crate::model::{RoutedNotice, User};
+use crate::sql::Connection;
+use crate::{StoreError, StoreResult};
+use std::sync::{Arc, Mutex, RwLock};
+use tidings_core::routing::Via;
+use tokio::sync::{Semaphore, broadcast, oneshot, watch};
+
+/// Sent back to a job's caller once its transaction's fate is known.
+pub(crate) type Reply = Box<dyn FnOnce(StoreResult<()>) + Send>;
+/// A unit of work for the writer: runs inside a savepoint, records its effects on the hot
+/// index, says whether it succeeded.
+pub(crate) type Job = Box<dyn FnOnce(&Connection, &mut Effects) -> (bool, Reply) + Send>;
+
+/// What a job records besides its SQL: effects on the hot index, and the stream heads it
+/// advanced (so later jobs of the same batch chain onto them). Both are kept only if the job
+/// and then the batch's commit succeed.
+#[derive(Debug, Default)]
+pub(crate) struct Effects {
+    pub(crate) list: Vec<Effect>,
+    pub(crate) heads: Vec<(String, StreamHead)>,
+}
+
+impl Effects {
+    /// Records an effect on the hot index.
+    pub(crate) fn push(&mut self, effect: Effect) {
+        self.list.push(effect);
+    }
+
+    /// Records a stream's new head.
+    pub(crate) fn advance(&mut self, stream: String, head: StreamHead) {
+        self.heads.push((stream, head));
+    }
+
+    /// The head this job itself already advanced the stream to, if any.
+    pub(crate) fn own_head(&self, stream: &str) -> Option<&StreamHead> {
+        self.heads
+            .iter()
+            .rev()
+            .find(|(s, _)| s == stream)
+            .map(|(_, h)| h)
+    }
+}
+
+/// The last link of a stream: its position and chain hash.
+#[derive(Debug, Clone)]
+pub(crate) struct StreamHead {
+    /// Position of the last link (1-based).
+    pub pos: i64,
+    /// Chain hash of the last link.
+    pub chain: String,
+}
+
+/// Stream heads, held by the writer so an append never has to look the head up in a B-tree.
+#[derive(Debug, Default)]
+pub(crate) struct Heads {
+    pub(crate) committed: std::collections::HashMap<String, StreamHead>,
+    /// Heads advanced by jobs of the batch being committed.
+    pub(crate) batch: std::collections::HashMap<String, StreamHead>,
+}
+
+impl Heads {
+    /// The current head of a stream as the running job must see it.
+    pub(crate) fn get(&self, stream: &str) -> Option<&StreamHead> {
+        self.batch
+            .get(stream)
+            .or_else(|| self.committed.get(stream))
+    }
+}
+
+/// How an entry's `via` is stored: 0 for addressed, a subscription's id, or minus the author's
+/// user id for a follow (`author_id` is the activity's author). None for the author's own copy,
+/// which is never written.
+pub(crate) fn via_code(via: &Via, author_id: i64) -> Option<i64> {
+    match via {
+        Via::Author => None,
+        Via::Addressed => Some(0),
+        Via::Subscription { id, .. } => Some(*id),
+        Via::Follow { .. } => Some(follow_via_code(author_id)),
+    }
+}
+
+/// The stored `via` of entries written because their reader follows `author_id`.
+pub(crate) fn follow_via_code(author_id: i64) -> i64 {
+    -author_id
+}
+
+/// Bytes of stored activity bodies kept in memory for hydration.
+const BODY_CACHE_BYTES: u64 = 512 * 1024 * 1024;
+
+/// Most jobs committed together in one transaction.
+pub(crate) const MAX_BATCH: usize = 512;
+
+/// Routing notices kept for a slow push layer before it is told it lagged.
+const NOTICE_BACKLOG: usize = 4096;
+
+/// Writer steps slower than this are logged: they show up directly in publish latency.
+pub(crate) const SLOW: std::time::Duration = std::time::Duration::from_millis(100);
+
+/// Tunables of the store (both adapters).
+#[derive(Debug, Clone)]
+pub struct StoreConfig {
+    /// Circles with more subscribers than this are merged into inboxes at read time.
+    pub merge_threshold: i64,
+    /// Producers with more followers than this are merged into followers' feeds at read time.
+    pub follower_merge_threshold: i64,
+    /// How many of a producer's recent activities a new follower gets copied in.
+    pub follow_copy_limit: usize,
+    /// Connections in the reader pool.
+    pub readers: usize,
+    /// What this node runs (cluster mode): a node without the router role never routes.
+    pub router: bool,
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        Self {
+            merge_threshold: 64,
+            follower_merge_threshold: 1000,
+            follow_copy_limit: 100,
+            readers: 8,
+            router: true,
+        }
+    }
+}
+
+pub(crate) struct Shared {
+    /// Where the SQL runs: the embedded database or PostgreSQL.
+    pub(crate) backend: Backend,
+    /// Bounds open reader connections.
+    reader_permits: Arc<Semaphore>,
+    /// Highest seq whose routing this node has applied.
+    pub(crate) routed: watch::Sender<i64>,
+    /// One notice per routing slice, for the push layer.
+    notices: broadcast::Sender<Arc<RoutedNotice>>,
+    /// Users whose feed counts changed outside routing's inbox entries (notifications raised
+    /// or withdrawn, markers moved, items hidden), for the push layer's live counts.
+    count_changes: broadcast::Sender<Arc<Vec<i64>>>,
+    /// Session generation: bumped whenever sessions were revoked or users changed status, so a
+    /// session read that raced one is not cached and live connections re-check credentials.
+    pub(crate) session_changes: watch::Sender<u64>,
+    pub(crate) config: StoreConfig,
+    /// The in-memory index inbox reads are served from.
+    pub(crate) hot: RwLock<HotIndex>,
+    /// Stream heads the embedded writer keeps in memory (PostgreSQL reads them in the log lock).
+    pub(crate) heads: Mutex<Heads>,
+    /// Stored activity bodies by seq: immutable, so never stale.
+    pub(crate) bodies: moka::sync::Cache<i64, Arc<str>>,
+    /// Live sessions by token hash; invalidated on revocation and status changes.
+    pub(crate) sessions: moka::sync::Cache<String, User>,
+}
+
+impl Shared {
+    /// The state every adapter starts from: `hot` loaded, `routed` the persisted watermark.
+    pub(crate) fn new(
+        backend: Backend,
+        config: StoreConfig,
+        hot: HotIndex,
+        heads: Heads,
+        routed: i64,
+    ) -> Shared {
+        Shared {
+            backend,
+            reader_permits: Arc::new(Semaphore::new(config.readers.max(1))),
+            routed: watch::channel(routed).0,
+            notices: broadcast::channel(NOTICE_BACKLOG).0,
+            count_changes: broadcast::channel(NOTICE_BACKLOG).0,
+            session_changes: watch::channel(0).0,
+            config,
+            hot: RwLock::new(hot),
+            heads: Mutex::new(heads),
+            // Weighed by bytes: activities vary from a line to 20k characters.
+            bodies: moka::sync::Cache::builder()
+                .max_capacity(BODY_CACHE_BYTES)
+                .weigher(|_seq: &i64, body: &Arc<str>| {
+                    u32::try_from(body.len() + 64).unwrap_or(u32::MAX)
+                })
+                .build(),
+            sessions: moka::sync::Cache::builder()
+                .max_capacity(100_000)
+                .time_to_live(std::time::Duration::from_secs(60))
+                .build(),
+        }
+    }
+}
+
+/// Handle to the store; cheap to clone. Its methods speak the domain (publish, read an inbox,
+/// join a circle), never SQL; the same methods run on the embedded store and on PostgreSQL.
+#[derive(Clone)]
+pub struct Store {
+    pub(crate) shared: Arc<Shared>,
+}
+
+impl Store {
+    /// Which engine holds the data.
+    pub fn engine(&self) -> crate::sql::Engine {
+        self.shared.backend.engine()
+    }
+
+    /// Stops accepting writes and waits for the background threads to finish what they hold.
+    pub fn close(&self) {
+        self.shared.backend.close();
+    }
+
+    /// Runs `f` on the writer inside the next group commit; resolves after the commit.
+    /// `f` records the effects of its changes on the hot index in the given list.
+    pub(crate) async fn write<R, F>(&self, f: F) -> StoreResult<R>
+    where
+        R: Send + 'static,
+        F: FnOnce(&Connection, &mut Effects) -> StoreResult<R> + Send + 'static,
+    {
+        let (tx, rx) = oneshot::channel::<StoreResult<R>>();
+        let job: Job = Box::new(move |conn: &Connection, fx: &mut Effects| {
+            let result = f(conn, fx);
+            let ok = result.is_ok();
+            let reply: Reply = Box::new(move |commit: StoreResult<()>| {
+                let _ = tx.send(commit.and(result));
+            });
+            (ok, reply)
+        });
+        self.shared.backend.submit(job)?;
+        rx.await.map_err(|_| StoreError::Closed)?
+    }
+
+    /// Runs `f` on a pooled read connection off the async threads.
+    pub(crate) async fn read<R, F>(&self, f: F) -> StoreResult<R>
+    where
+        R: Send + 'static,
+        F: FnOnce(&Connection) -> StoreResult<R> + Send + 'static,
+    {
+        let shared = self.shared.clone();
+        let permit = shared
+            .reader_permits
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|_| StoreError::Closed)?;
+        tokio::task::spawn_blocking(move || {
+            let _permit = permit;
+            let conn = shared.backend.take_reader()?;
+            let result = f(&conn);
+            shared.backend.give_back(conn, shared.config.readers);
+            result
+        })
+        .await
+        .map_err(|_| StoreError::Closed)?
+    }
+
+    /// Applies every change another node committed before this call (PostgreSQL; nothing to do
+    /// on the embedded store, whose one writer applies its changes before answering). After it,
+    /// this node reads whatever any node had acknowledged.
+    pub async fn sync(&self) -> StoreResult<()> {
+        if let Backend::Postgres(_) = &self.shared.backend {
+            let shared = self.shared.clone();
+            self.read(move |conn| {
+                if let Backend::Postgres(pg) = &shared.backend {
+                    pg.catch_up(conn, &shared);
+                }
+                Ok(())
+            })
+            .await?;
+        }
+        Ok(())
+    }
+
+    /// Highest seq whose routing is complete: inbox reads never look past it.
+    pub fn routed_seq(&self) -> i64 {
+        *self.shared.routed.borrow()
+    }
+
+    /// Notices of routing progress: who got entries, and which seqs became readable. A
+    /// receiver that falls behind gets `Lagged` and should assume everyone may have news.
+    pub fn routed_notices(&self) -> broadcast::Receiver<Arc<RoutedNotice>> {
+        self.shared.notices.subscribe()
+    }
+
+    /// Users whose feed counts (unseen / unread) changed other than by new inbox entries: a
+    /// notification raised or withdrawn, a marker moved, an item hidden. A receiver that falls
+    /// behind gets `Lagged` and should assume everyone's counts changed.
+    pub fn count_changes(&self) -> broadcast::Receiver<Arc<Vec<i64>>> {
+        self.shared.count_changes.subscribe()
+    }
+
+    /// Changes whenever sessions are revoked or a user's status changes, so live connections
+    /// can re-check their credentials.
+    pub fn session_changes(&self) -> watch::Receiver<u64> {
+        self.shared.session_changes.subscribe()
+    }
+
+    /// Which `connected` users may see something new in `(after, upto]` through read-time
+    /// sources or their own posts (entries the router wrote are in the notice itself).
+    pub fn wake_set(
+        &self,
+        after: i64,
+        upto: i64,
+        connected: &std::collections::HashSet<i64>,
+    ) -> std::collections::HashSet<i64> {
+        match self.shared.hot.read() {
+            Ok(hot) => hot.wake_set(after, upto, connected),
+            // Wake everyone rather than miss anyone.
+            Err(_) => connected.clone(),
+        }
+    }
+
+    /// Resolves once every activity up to `seq` has been routed.
+    pub async fn wait_routed(&self, seq: i64) -> StoreResult<()> {
+        let mut rx = self.shared.routed.subscribe();
+        rx.wait_for(|routed| *routed >= seq)
+            .await
+            .map(|_| ())
+            .map_err(|_| StoreError::Closed)
+    }
+
+    /// The newest seq in the log (0 when empty).
+    pub async fn last_seq(&self) -> StoreResult<i64> {
+        self.read(users::last_seq).await
+    }
+}
+
+impl Shared {
+    /// Applies committed effects to the hot index; returns the users whose feed counts they
+    /// changed (gathered only while someone listens for count changes).
+    fn apply(&self, effects: Vec<Effect>) -> Vec<i64> {
+        let mut counted = Vec::new();
+        if effects.is_empty() {
+            return counted;
+        }
+        let listening = self.count_changes.receiver_count() > 0;
+        match self.hot.write() {
+            Ok(mut hot) => {
+                for effect in effects {
+                    if listening {
+                        match &effect {
+                            Effect::Notify(list) => counted.extend(list.iter().map(|n| n.0)),
+                            Effect::Marker { user, .. } | Effect::Hide { user, .. } => {
+                                counted.push(*user)
+                            }
+                            Effect::Retract { notified, .. } => counted.extend(notified),
+                            _ => {}
+                        }
+                    }
+                    match &effect {
+                        Effect::Activity {
+                            seq,
+                            body: Some(body),
+                            ..
+                        } => self.bodies.insert(*seq, body.clone()),
+                        Effect::Sessions => {
+                            // Revoked sessions or a changed user: no cached session survives.
+                            self.session_changes.send_modify(|g| *g += 1);
+                            self.sessions.invalidate_all();
+                        }
+                        _ => {}
+                    }
+                    hot.apply(effect);
+                }
+            }
+            Err(_) => tracing::error!("hot index lock poisoned; effects dropped"),
+        }
+        counted
+    }
+
+    /// Makes a committed transaction's effects visible on this node. The embedded store
+    /// applies them at once; PostgreSQL applies the change log up to and including this
+    /// transaction's record, so every node applies the same changes in the same order.
+    pub(crate) fn committed(&self, conn: &Connection, effects: Vec<Effect>, routed: Option<i64>) {
+        match &self.backend {
+            Backend::Sqlite(_) => self.apply_change(effects, routed),
+            Backend::Postgres(pg) => pg.catch_up(conn, self),
+        }
+    }
+
+    /// Applies one committed change: its effects, then (for a routing step) the new watermark
+    /// and the notices the push layer listens to.
+    pub(crate) fn apply_change(&self, effects: Vec<Effect>, routed: Option<i64>) {
+        let Some(routed) = routed else {
+            let counted = self.apply(effects);
+            self.announce_counts(counted);
+            return;
+        };
+        let before = *self.routed.borrow();
+        // Only gather recipients when someone listens (the push layer).
+        let notice = (routed > before && self.notices.receiver_count() > 0).then(|| {
+            let mut users: Vec<i64> = effects
+                .iter()
+                .filter_map(|e| match e {
+                    Effect::Entries(entries) => Some(entries.iter().map(|e| e.0)),
+                    _ => None,
+                })
+                .flatten()
+                .collect();
+            users.sort_unstable();
+            users.dedup();
+            RoutedNotice {
+                after: before,
+                upto: routed,
+                users,
+            }
+        });
+        // The index must hold the entries before the watermark lets readers see them.
+        let counted = self.apply(effects);
+        self.routed.send_if_modified(|current| {
+            if routed > *current {
+                *current = routed;
+                true
+            } else {
+                false
+            }
+        });
+        if let Some(notice) = notice {
+            // No receiver left is not an error: the notice is simply not needed.
+            let _ = self.notices.send(Arc::new(notice));
+        }
+        // After the watermark: counts read up to it, so the new notifications show.
+        self.announce_counts(counted);
+    }
+
+    /// Tells the push layer whose counts changed.
+    fn announce_counts(&self, mut users: Vec<i64>) {
+        if users.is_empty() {
+            return;
+        }
+        users.sort_unstable();
+        users.dedup();
+        // No receiver left is not an error.
+        let _ = self.count_changes.send(Arc::new(users));
+    }
+}
+
+/// Runs a batch of jobs in one write transaction, each inside its own savepoint (a refused job
+/// rolls back alone), commits once, makes the committed effects visible on this node, and only
+/// then answers every caller.
+pub(crate) fn run_batch(conn: &Connection, batch: Vec<Job>, shared: &Shared) {
+    if let Err(e) = adapters::begin_write(conn) {
+        let message = e.to_string();
+        for job in batch {
+            // Never ran: tell each caller the transaction could not start.
+            let (_, reply) = refuse_job(job, &message);
+            reply(Err(StoreError::Unavailable(message.clone())));
+        }
+        let _ = conn.execute_batch("ROLLBACK");
+        return;
+    }
+    let mut replies = Vec::with_capacity(batch.len());
+    let mut effects = Vec::new();
+    for job in batch {
+        if let Err(e) = conn.execute_batch("SAVEPOINT job") {
+            let (_, reply) = refuse_job(job, &e.to_string());
+            replies.push(reply);
+            continue;
+        }
+        let mut fx = Effects::default();
+        let (ok, reply) = job(conn, &mut fx);
+        if ok {
+            effects.extend(fx.list);
+            if !fx.heads.is_empty()
+                && let Ok(mut heads) = shared.heads.lock()
+            {
+                heads.batch.extend(fx.heads);
+            }
+        }
+        let end = if ok {
+            "RELEASE job"
+        } else {
+            "ROLLBACK TO job; RELEASE job"
+        };
+        if let Err(e) = conn.execute_batch(end) {
+            tracing::error!(error = %e, "savepoint end failed");
+        }
+        replies.push(reply);
+    }
+    let started = std::time::Instant::now();
+    let commit = adapters::record_change(conn, &effects, None)
+        .and_then(|_| conn.execute_batch("COMMIT").map_err(StoreError::from));
+    let took = started.elapsed();
+    if took > SLOW {
+        tracing::warn!(
+            jobs = replies.len(),
+            ms = took.as_millis() as u64,
+            "slow commit"
+        );
+    }
+    if let Ok(mut heads) = shared.heads.lock() {
+        let batch = std::mem::take(&mut heads.batch);
+        if commit.is_ok() {
+            heads.committed.extend(batch);
+        }
+    }
+    if commit.is_err() {
+        let _ = conn.execute_batch("ROLLBACK");
+    } else {
+        shared.committed(conn, effects, None);
+    }
+    for reply in replies {
+        let outcome = match &commit {
+            Ok(()) => Ok(()),
+            Err(StoreError::Unavailable(m)) => Err(StoreError::Unavailable(m.clone())),
+            Err(e) => Err(StoreError::Corrupt(format!("commit failed: {e}"))),
+        };
+        reply(outcome);
+    }
+}
+
+/// A job that could not run still owes its caller an answer; run it against nothing.
+fn refuse_job(job: Job, message: &str) -> (bool, Reply) {
+    let message = message.to_owned();
+    // The job holds the only sender of its reply channel; dropping it tells the caller
+    // `Closed`. Wrap that in a reply that does nothing so callers see one consistent error.
+    drop(job);
+    let reply: Reply = Box::new(move |_| tracing::error!(%message, "write job refused"));
+    (false, reply)
+}

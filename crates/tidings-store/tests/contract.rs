@@ -1,0 +1,345 @@
+//! The store contract: what every adapter must do, run against the embedded store and, when
+//! `TIDINGS_TEST_STORE` names a PostgreSQL database, against PostgreSQL (each test on a fresh
+//! database). Without it the PostgreSQL half says loudly that it did not run, and fails when
+//! `TIDINGS_REQUIRE_POSTGRES` is set (CI sets it).
+//!
+//! Covered here: publish and idempotency, routing to an addressee, immutability enforced by the
+//! database itself, `verify`, a gap-free log in commit order under concurrent writers on two
+//! nodes, cross-node reads (publish on one node, the same page on another), a router takeover.
+//! The property test in `strategies.rs` covers routing, feeds, follows, retraction and hides on
+//! every adapter and node count.
+
+use serde_json::{Value, json};
+use tidings_core::activity::{Limits, TypeStatus, normalize};
+use tidings_store::model::{InboxFilter, PageFrom, PublishInput, User};
+use tidings_store::{AdminConnection, Store, StoreConfig, StoreError, StoreLocation};
+
+/// A fresh store location of each configured adapter.
+fn places() -> Vec<(StoreLocation, tempfile::TempDir)> {
+    let mut out = Vec::new();
+    let dir = tempfile::tempdir().expect("tempdir");
+    out.push((StoreLocation::Embedded(dir.path().into()), dir));
+    if let Some(url) = fresh_postgres() {
+        out.push((
+            StoreLocation::Postgres(url),
+            tempfile::tempdir().expect("tempdir"),
+        ));
+    }
+    out
+}
+
+/// A fresh PostgreSQL database, or None (said loudly) when none is configured.
+fn fresh_postgres() -> Option<String> {
+    let Ok(admin) = std::env::var("TIDINGS_TEST_STORE") else {
+        eprintln!(
+            "!!! the PostgreSQL half of the store contract did NOT run: set TIDINGS_TEST_STORE \
+             (e.g. postgres://postgres@127.0.0.1/test)"
+        );
+        assert!(
+            std::env::var("TIDINGS_REQUIRE_POSTGRES").is_err(),
+            "TIDINGS_REQUIRE_POSTGRES is set but TIDINGS_TEST_STORE is not"
+        );
+        return None;
+    };
+    let name = format!("tidings_c_{}", uuid::Uuid::now_v7().simple());
+    Some(tidings_store::create_postgres_database(&admin, &name).expect("create database"))
+}
+
+fn open(location: &StoreLocation) -> Store {
+    Store::open(location, StoreConfig::default()).expect("open store")
+}
+
+async fn publish(store: &Store, actor: &User, doc: Value, key: Option<&str>) -> (i64, String) {
+    let draft = normalize(&doc, &Limits::default(), &|_| TypeStatus::BuiltIn).expect("draft");
+    let p = store
+        .publish(PublishInput {
+            actor: actor.clone(),
+            draft,
+            idempotency_key: key.map(str::to_owned),
+        })
+        .await
+        .expect("publish");
+    (p.seq, p.id)
+}
+
+async fn inbox_seqs(store: &Store, user: &User) -> Vec<i64> {
+    let page = store
+        .inbox(user.clone(), InboxFilter::default(), PageFrom::Newest, 100)
+        .await
+        .expect("inbox");
+    page.items.iter().map(|i| i.seq).collect()
+}
+
+#[tokio::test]
+async fn publish_is_idempotent_routed_and_verified_on_every_adapter() {
+    for (location, _dir) in places() {
+        let store = open(&location);
+        let ana = store
+            .create_user("ana".into(), "Ana".into(), None, false)
+            .await
+            .expect("ana");
+        let bo = store
+            .create_user("bo".into(), "Bo".into(), None, false)
+            .await
+            .expect("bo");
+        let doc = json!({"object": {"content": "hello"}, "to": ["user:bo"]});
+        let (seq, id) = publish(&store, &ana, doc.clone(), Some("k1")).await;
+        let (again, again_id) = publish(&store, &ana, doc, Some("k1")).await;
+        assert_eq!(
+            (seq, &id),
+            (again, &again_id),
+            "{location:?}: idempotency key"
+        );
+        assert_eq!(store.last_seq().await.expect("last"), seq, "{location:?}");
+        store.wait_routed(seq).await.expect("routed");
+        assert_eq!(inbox_seqs(&store, &bo).await, vec![seq], "{location:?}");
+        let report = store.verify().await.expect("verify");
+        assert!(report.ok(), "{location:?}: {:?}", report.problems);
+        assert_eq!(report.activities, 1);
+        store.close();
+    }
+}
+
+#[tokio::test]
+async fn a_refused_publish_changes_nothing_on_every_adapter() {
+    for (location, _dir) in places() {
+        let store = open(&location);
+        let ana = store
+            .create_user("ana".into(), "Ana".into(), None, false)
+            .await
+            .expect("ana");
+        let draft = normalize(
+            &json!({"object": {"content": "x"}, "to": ["user:nobody"]}),
+            &Limits::default(),
+            &|_| TypeStatus::BuiltIn,
+        )
+        .expect("draft");
+        let refused = store
+            .publish(PublishInput {
+                actor: ana.clone(),
+                draft,
+                idempotency_key: None,
+            })
+            .await;
+        assert!(
+            matches!(refused, Err(StoreError::Unprocessable { .. })),
+            "{location:?}: {refused:?}"
+        );
+        assert_eq!(store.last_seq().await.expect("last"), 0, "{location:?}");
+        // The next accepted publish takes seq 1: the refusal left no gap.
+        let (seq, _) = publish(
+            &store,
+            &ana,
+            json!({"object": {"content": "y"}, "to": ["public"]}),
+            None,
+        )
+        .await;
+        assert_eq!(seq, 1, "{location:?}");
+        store.close();
+    }
+}
+
+/// Tries to change the log behind the store's back, as the database's owner would.
+fn tamper(location: &StoreLocation) -> Vec<String> {
+    let statements = [
+        "UPDATE activities SET body = '{}'",
+        "DELETE FROM activities",
+        "UPDATE stream_links SET chain = 'x'",
+        "DELETE FROM stream_links",
+    ];
+    let mut refusals = Vec::new();
+    match location {
+        StoreLocation::Embedded(dir) => {
+            let conn = rusqlite::Connection::open(dir.join("tidings.db")).expect("raw");
+            for sql in statements {
+                if let Err(e) = conn.execute(sql, []) {
+                    refusals.push(e.to_string());
+                }
+            }
+        }
+        StoreLocation::Postgres(url) => {
+            let url = url.clone();
+            // The synchronous client must not run on the test's async thread.
+            refusals = std::thread::spawn(move || {
+                let mut client = postgres::Client::connect(&url, postgres::NoTls).expect("raw");
+                let mut refusals = Vec::new();
+                for sql in statements
+                    .iter()
+                    .copied()
+                    .chain(["TRUNCATE activities CASCADE", "TRUNCATE changes"])
+                {
+                    if let Err(e) = client.batch_execute(sql) {
+                        refusals.push(e.to_string());
+                    }
+                }
+                refusals
+            })
+            .join()
+            .expect("tamper thread");
+        }
+    }
+    refusals
+}
+
+#[tokio::test]
+async fn the_database_itself_refuses_to_change_the_log() {
+    for (location, _dir) in places() {
+        let store = open(&location);
+        let ana = store
+            .create_user("ana".into(), "Ana".into(), None, false)
+            .await
+            .expect("ana");
+        publish(
+            &store,
+            &ana,
+            json!({"object": {"content": "kept"}, "to": ["public"]}),
+            None,
+        )
+        .await;
+        let refusals = tamper(&location);
+        let expected = match location {
+            StoreLocation::Embedded(_) => 4,
+            StoreLocation::Postgres(_) => 6,
+        };
+        assert_eq!(refusals.len(), expected, "{location:?}: {refusals:?}");
+        let report = store.verify().await.expect("verify");
+        assert!(report.ok(), "{location:?}: {:?}", report.problems);
+        assert_eq!(report.activities, 1, "{location:?}");
+        store.close();
+        // The offline verifier (`tidings verify`) agrees.
+        let location2 = location.clone();
+        let offline = std::thread::spawn(move || {
+            AdminConnection::open(&location2)
+                .expect("admin")
+                .verify()
+                .expect("verify")
+        })
+        .join()
+        .expect("verify thread");
+        assert!(offline.ok(), "{location:?}");
+    }
+}
+
+#[tokio::test]
+async fn two_nodes_write_one_gap_free_log_and_read_the_same_pages() {
+    let Some(url) = fresh_postgres() else { return };
+    let location = StoreLocation::Postgres(url);
+    let a = open(&location);
+    let b = open(&location);
+    let mut users = Vec::new();
+    for (i, node) in [&a, &b].iter().enumerate() {
+        users.push(
+            node.create_user(format!("u{i}"), format!("U{i}"), None, false)
+                .await
+                .expect("user"),
+        );
+    }
+    // Both nodes publish concurrently, each to the other's user.
+    let mut tasks = Vec::new();
+    for round in 0..40 {
+        for (i, node) in [&a, &b].iter().enumerate() {
+            let node = (*node).clone();
+            let author = users[i].clone();
+            let to = format!("user:u{}", 1 - i);
+            tasks.push(tokio::spawn(async move {
+                publish(
+                    &node,
+                    &author,
+                    json!({"object": {"content": format!("{round}")}, "to": [to]}),
+                    None,
+                )
+                .await
+            }));
+        }
+    }
+    let mut seqs = Vec::new();
+    for task in tasks {
+        seqs.push(task.await.expect("task").0);
+    }
+    seqs.sort_unstable();
+    // Every acknowledged publish has its own seq, and together they are 1..=N: no gap.
+    assert_eq!(seqs, (1..=80).collect::<Vec<i64>>());
+    for node in [&a, &b] {
+        node.sync().await.expect("sync");
+        node.wait_routed(80).await.expect("routed");
+    }
+    for user in &users {
+        let on_a = inbox_seqs(&a, user).await;
+        let on_b = inbox_seqs(&b, user).await;
+        assert_eq!(on_a.len(), 40);
+        assert_eq!(on_a, on_b, "the same inbox on both nodes");
+    }
+    // A cursor from node A walks on node B.
+    let first = a
+        .inbox(
+            users[0].clone(),
+            InboxFilter::default(),
+            PageFrom::Newest,
+            7,
+        )
+        .await
+        .expect("page");
+    let last = first.items.last().expect("items").seq;
+    let rest = b
+        .inbox(
+            users[0].clone(),
+            InboxFilter::default(),
+            PageFrom::Before(last),
+            100,
+        )
+        .await
+        .expect("page");
+    let walked: Vec<i64> = first
+        .items
+        .iter()
+        .chain(rest.items.iter())
+        .map(|i| i.seq)
+        .collect();
+    assert_eq!(walked, inbox_seqs(&a, &users[0]).await);
+    let report = b.verify().await.expect("verify");
+    assert!(report.ok(), "{:?}", report.problems);
+    a.close();
+    b.close();
+}
+
+#[tokio::test]
+async fn another_node_takes_over_routing_when_the_router_goes() {
+    let Some(url) = fresh_postgres() else { return };
+    let location = StoreLocation::Postgres(url);
+    let first = open(&location);
+    let ana = first
+        .create_user("ana".into(), "Ana".into(), None, false)
+        .await
+        .expect("ana");
+    let bo = first
+        .create_user("bo".into(), "Bo".into(), None, false)
+        .await
+        .expect("bo");
+    let (seq, _) = publish(
+        &first,
+        &ana,
+        json!({"object": {"content": "1"}, "to": ["user:bo"]}),
+        None,
+    )
+    .await;
+    first
+        .wait_routed(seq)
+        .await
+        .expect("routed by the first node");
+    // A second node that may route stands by while the first holds the router lock.
+    let second = open(&location);
+    first.close();
+    let (seq, _) = publish(
+        &second,
+        &ana,
+        json!({"object": {"content": "2"}, "to": ["user:bo"]}),
+        None,
+    )
+    .await;
+    tokio::time::timeout(std::time::Duration::from_secs(10), second.wait_routed(seq))
+        .await
+        .expect("the second node took over routing")
+        .expect("routed");
+    assert_eq!(inbox_seqs(&second, &bo).await, vec![2, 1]);
+    second.close();
+}
