@@ -40,6 +40,9 @@ pub enum SqlError {
     /// A query expected a row and got none.
     #[error("query returned no rows")]
     NoRows,
+    /// The connection was closed.
+    #[error("the connection is closed")]
+    Closed,
     /// A column could not be decoded into the asked type.
     #[error("cannot decode column {column}: {message}")]
     Decode {
@@ -55,6 +58,7 @@ impl SqlError {
     pub fn is_connection_lost(&self) -> bool {
         match self {
             SqlError::Postgres(e) => e.is_closed() || e.as_db_error().is_none(),
+            SqlError::Closed => true,
             _ => false,
         }
     }

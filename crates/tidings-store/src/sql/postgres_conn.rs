@@ -12,7 +12,8 @@ type BoxError = Box<dyn StdError + Sync + Send>;
 
 /// One PostgreSQL session with its prepared statements.
 pub struct PgConnection {
-    client: RefCell<postgres::Client>,
+    /// None only while being dropped.
+    client: RefCell<Option<postgres::Client>>,
     statements: RefCell<HashMap<String, postgres::Statement>>,
 }
 
@@ -27,14 +28,23 @@ impl PgConnection {
         config.keepalives_idle(Duration::from_secs(10));
         let client = config.connect(postgres::NoTls)?;
         Ok(PgConnection {
-            client: RefCell::new(client),
+            client: RefCell::new(Some(client)),
             statements: RefCell::new(HashMap::new()),
         })
     }
 
     /// Whether the connection is known to be broken.
     pub(crate) fn is_closed(&self) -> bool {
-        self.client.borrow().is_closed()
+        self.client.borrow().as_ref().is_none_or(|c| c.is_closed())
+    }
+
+    fn with_client<R>(
+        &self,
+        f: impl FnOnce(&mut postgres::Client) -> std::result::Result<R, postgres::Error>,
+    ) -> Result<R> {
+        let mut client = self.client.borrow_mut();
+        let client = client.as_mut().ok_or(SqlError::Closed)?;
+        Ok(f(client)?)
     }
 
     /// Prepares (once per connection) the PostgreSQL form of a portable statement.
@@ -42,10 +52,7 @@ impl PgConnection {
         if let Some(statement) = self.statements.borrow().get(sql) {
             return Ok(statement.clone());
         }
-        let statement = self
-            .client
-            .borrow_mut()
-            .prepare(&rewrite_placeholders(sql))?;
+        let statement = self.with_client(|c| c.prepare(&rewrite_placeholders(sql)))?;
         self.statements
             .borrow_mut()
             .insert(sql.to_owned(), statement.clone());
@@ -54,7 +61,7 @@ impl PgConnection {
 
     /// Runs statements without arguments.
     pub(crate) fn batch_execute(&self, sql: &str) -> Result<()> {
-        Ok(self.client.borrow_mut().batch_execute(sql)?)
+        self.with_client(|c| c.batch_execute(sql))
     }
 
     /// Runs a prepared statement; returns the rows changed.
@@ -64,7 +71,7 @@ impl PgConnection {
         values: &[Value<'_>],
     ) -> Result<usize> {
         let args: Vec<&(dyn PgToSql + Sync)> = values.iter().map(|v| v as _).collect();
-        let changed = self.client.borrow_mut().execute(statement, &args)?;
+        let changed = self.with_client(|c| c.execute(statement, &args))?;
         Ok(usize::try_from(changed).unwrap_or(usize::MAX))
     }
 
@@ -75,7 +82,7 @@ impl PgConnection {
         values: &[Value<'_>],
     ) -> Result<Vec<postgres::Row>> {
         let args: Vec<&(dyn PgToSql + Sync)> = values.iter().map(|v| v as _).collect();
-        Ok(self.client.borrow_mut().query(statement, &args)?)
+        self.with_client(|c| c.query(statement, &args))
     }
 }
 
@@ -108,6 +115,18 @@ pub(crate) fn rewrite_placeholders(sql: &str) -> String {
         }
     }
     out
+}
+
+impl Drop for PgConnection {
+    fn drop(&mut self) {
+        // Closing the synchronous client blocks on its own runtime, which panics on a thread
+        // that drives async tasks (a store dropped by async code): close it on a plain thread.
+        if let Some(client) = self.client.get_mut().take()
+            && tokio::runtime::Handle::try_current().is_ok()
+        {
+            std::thread::spawn(move || drop(client));
+        }
+    }
 }
 
 impl std::fmt::Debug for PgConnection {
