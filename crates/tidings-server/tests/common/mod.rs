@@ -38,6 +38,20 @@ pub struct TestServer {
     shutdown: Option<oneshot::Sender<()>>,
     task: Option<tokio::task::JoinHandle<()>>,
     dir: TempDir,
+    /// Held while this server may use PostgreSQL connections (see [`POSTGRES_SERVERS`]).
+    _slot: Option<tokio::sync::OwnedSemaphorePermit>,
+}
+
+/// PostgreSQL-backed servers alive at once: each holds a few connections (writer, tailer,
+/// router, readers) and the test database allows 100.
+static POSTGRES_SERVERS: std::sync::LazyLock<std::sync::Arc<tokio::sync::Semaphore>> =
+    std::sync::LazyLock::new(|| std::sync::Arc::new(tokio::sync::Semaphore::new(12)));
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        // Stop the store's threads and connections even when a test ends without `stop`.
+        self.store.close();
+    }
 }
 
 /// A response: status, headers and JSON body (Null when empty or not JSON).
@@ -73,8 +87,26 @@ impl TestServer {
         config: ServerConfig,
         store_config: StoreConfig,
     ) -> TestServer {
-        let store = Store::open(&StoreLocation::Embedded(dir.path().into()), store_config)
-            .expect("open store");
+        let location = test_store_location(dir.path());
+        let slot = match location {
+            StoreLocation::Postgres(_) => Some(
+                POSTGRES_SERVERS
+                    .clone()
+                    .acquire_owned()
+                    .await
+                    .expect("server slot"),
+            ),
+            StoreLocation::Embedded(_) => None,
+        };
+        let store_config = match location {
+            // Few readers: many test servers share one PostgreSQL.
+            StoreLocation::Postgres(_) => StoreConfig {
+                readers: 2,
+                ..store_config
+            },
+            StoreLocation::Embedded(_) => store_config,
+        };
+        let store = Store::open(&location, store_config).expect("open store");
         let state = tidings_server::AppState::new(store.clone(), config)
             .await
             .expect("state");
@@ -97,6 +129,7 @@ impl TestServer {
             shutdown: Some(tx),
             task: Some(task),
             dir,
+            _slot: slot,
         }
     }
 
@@ -116,6 +149,41 @@ impl TestServer {
     /// The data dir path.
     pub fn data_dir(&self) -> &std::path::Path {
         self.dir.path()
+    }
+
+    /// Whether anything the store keeps (its files, or every row of its PostgreSQL database)
+    /// contains `needle`.
+    pub fn stored_contains(&self, needle: &str) -> bool {
+        match test_store_location(self.dir.path()) {
+            StoreLocation::Embedded(dir) => files_contain(&dir, needle.as_bytes()),
+            StoreLocation::Postgres(url) => {
+                let needle = needle.to_owned();
+                // The synchronous client must not run on the test's async thread.
+                std::thread::spawn(move || {
+                    let mut client =
+                        postgres::Client::connect(&url, postgres::NoTls).expect("connect");
+                    let tables: Vec<String> = client
+                        .query(
+                            "SELECT table_name::text FROM information_schema.tables
+                             WHERE table_schema = 'public'",
+                            &[],
+                        )
+                        .expect("tables")
+                        .iter()
+                        .map(|r| r.get(0))
+                        .collect();
+                    tables.iter().any(|table| {
+                        client
+                            .query(&format!("SELECT CAST(t AS text) FROM {table} t"), &[])
+                            .expect("rows")
+                            .iter()
+                            .any(|row| row.get::<_, String>(0).contains(&needle))
+                    })
+                })
+                .join()
+                .expect("search thread")
+            }
+        }
     }
 
     /// Sends a request; `path` is relative to `/api/v1` unless it starts with `http` or `//`.
@@ -304,4 +372,21 @@ impl TestServer {
             })
             .unwrap_or_default()
     }
+}
+
+/// Whether any file under `dir` contains `needle`.
+pub fn files_contain(dir: &std::path::Path, needle: &[u8]) -> bool {
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(path) = stack.pop() {
+        if path.is_dir() {
+            for entry in std::fs::read_dir(&path).expect("read dir") {
+                stack.push(entry.expect("entry").path());
+            }
+        } else if let Ok(bytes) = std::fs::read(&path)
+            && bytes.windows(needle.len()).any(|w| w == needle)
+        {
+            return true;
+        }
+    }
+    false
 }

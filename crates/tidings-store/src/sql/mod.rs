@@ -35,7 +35,7 @@ pub enum SqlError {
     #[error("sqlite: {0}")]
     Sqlite(#[from] rusqlite::Error),
     /// PostgreSQL failed (or the connection to it).
-    #[error("postgres: {0}")]
+    #[error("postgres: {}", describe_pg(.0))]
     Postgres(#[from] postgres::Error),
     /// A query expected a row and got none.
     #[error("query returned no rows")]
@@ -69,6 +69,14 @@ impl SqlError {
             SqlError::Postgres(e) => e.code().map(|c| c.code()),
             _ => None,
         }
+    }
+}
+
+/// A PostgreSQL error with the server's message and SQLSTATE, which `Display` alone omits.
+fn describe_pg(e: &postgres::Error) -> String {
+    match e.as_db_error() {
+        Some(db) => format!("{} ({}): {}", db.severity(), db.code().code(), db.message()),
+        None => e.to_string(),
     }
 }
 
