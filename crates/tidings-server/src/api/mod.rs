@@ -11,7 +11,7 @@ pub mod users;
 use crate::AppState;
 use crate::error::ApiError;
 use axum::Router;
-use axum::extract::DefaultBodyLimit;
+use axum::extract::{DefaultBodyLimit, State};
 use axum::http::StatusCode;
 use axum::routing::{delete, get, post, put};
 use tower_http::trace::TraceLayer;
@@ -90,10 +90,37 @@ pub fn router(state: AppState) -> Router {
         .merge(crate::web::router())
         .merge(crate::openapi::docs_router())
         .route("/healthz", get(|| async { "ok" }))
+        .route("/readyz", get(readyz))
         .merge(crate::push::engineio::router(state.clone()))
         .layer(DefaultBodyLimit::max(max_body))
         .layer(TraceLayer::new_for_http())
         .with_state(state)
+}
+
+/// Change records a node may lag behind the log and still call itself ready.
+const READY_LAG: i64 = 100;
+
+/// `GET /readyz`: 200 once this node reaches its store and has applied the log (within a few
+/// records); 503 while it catches up or while the store is unreachable. Load balancers send
+/// traffic only to ready nodes; `/healthz` only says the process is alive.
+async fn readyz(State(state): State<AppState>) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    match state.store.lag().await {
+        Ok(lag) if lag <= READY_LAG => axum::Json(serde_json::json!({
+            "status": "ready",
+            "lag": lag,
+            "routed_seq": state.store.routed_seq(),
+        }))
+        .into_response(),
+        Ok(lag) => ApiError::new(
+            axum::http::StatusCode::SERVICE_UNAVAILABLE,
+            "catching_up",
+            format!("this node is {lag} changes behind the log"),
+        )
+        .with_details(serde_json::json!({ "lag": lag }))
+        .into_response(),
+        Err(e) => ApiError::from(e).into_response(),
+    }
 }
 
 async fn api_fallback() -> ApiError {

@@ -2,6 +2,8 @@
 //! JSON client. Shared by the integration test binaries.
 #![allow(dead_code)]
 
+pub mod sse;
+
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 use tempfile::TempDir;
@@ -133,6 +135,25 @@ impl TestServer {
         }
     }
 
+    /// Another node on the same PostgreSQL database (a cluster of two in one process); None
+    /// on the embedded store, whose data dir one process owns.
+    pub async fn start_peer(&self) -> Option<TestServer> {
+        let StoreLocation::Postgres(url) = test_store_location(self.dir.path()) else {
+            return None;
+        };
+        let dir = tempfile::tempdir().expect("temp dir");
+        std::fs::write(dir.path().join("postgres-url"), url).expect("peer marker");
+        Some(Self::start_in(dir, ServerConfig::default(), StoreConfig::default()).await)
+    }
+
+    /// The PostgreSQL URL of this server's database, if it has one.
+    pub fn postgres_url(&self) -> Option<String> {
+        match test_store_location(self.dir.path()) {
+            StoreLocation::Postgres(url) => Some(url),
+            StoreLocation::Embedded(_) => None,
+        }
+    }
+
     /// Stops the server and hands back its data dir (to restart over it).
     pub async fn stop(mut self) -> TempDir {
         if let Some(tx) = self.shutdown.take() {
@@ -199,6 +220,7 @@ impl TestServer {
             && !path.starts_with("/api")
             && !path.starts_with("/docs")
             && !path.starts_with("/healthz")
+            && !path.starts_with("/readyz")
         {
             format!("{}/api/v1{}", self.base, path)
         } else {
@@ -331,8 +353,9 @@ impl TestServer {
         .await
     }
 
-    /// Waits until everything published so far is routed.
+    /// Waits until everything published so far (on any node) is routed here.
     pub async fn settle(&self) {
+        self.store.sync().await.expect("sync");
         let last = self.store.last_seq().await.expect("last seq");
         self.store.wait_routed(last).await.expect("routed");
     }

@@ -50,6 +50,16 @@ impl Backend {
         }
     }
 
+    /// Why a queued write was dropped without running.
+    pub(crate) fn refusal(&self) -> StoreError {
+        match self {
+            Backend::Postgres(b) if !b.is_stopping() => {
+                StoreError::Unavailable("the writer cannot reach PostgreSQL".into())
+            }
+            _ => StoreError::Closed,
+        }
+    }
+
     /// Stops the background threads after they finish what they hold.
     pub(crate) fn close(&self) {
         match self {

@@ -253,7 +253,9 @@ impl Store {
             (ok, reply)
         });
         self.shared.backend.submit(job)?;
-        rx.await.map_err(|_| StoreError::Closed)?
+        // A job dropped unrun: the store is closing, or (PostgreSQL) the writer cannot reach
+        // the database.
+        rx.await.map_err(|_| self.shared.backend.refusal())?
     }
 
     /// Runs `f` on a pooled read connection off the async threads.
@@ -295,6 +297,25 @@ impl Store {
             .await?;
         }
         Ok(())
+    }
+
+    /// How many change records this node has yet to apply (0 on the embedded store). Fails when
+    /// the database cannot be reached.
+    pub async fn lag(&self) -> StoreResult<i64> {
+        if let Backend::Postgres(pg) = &self.shared.backend {
+            let applied = pg.applied();
+            let head: i64 = self
+                .read(|conn| {
+                    Ok(
+                        conn.query_row("SELECT change_seq FROM log_head WHERE id = 1", [], |r| {
+                            r.get(0)
+                        })?,
+                    )
+                })
+                .await?;
+            return Ok((head - applied).max(0));
+        }
+        Ok(0)
     }
 
     /// Highest seq whose routing is complete: inbox reads never look past it.

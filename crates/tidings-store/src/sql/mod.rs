@@ -57,7 +57,16 @@ impl SqlError {
     /// True when PostgreSQL is unreachable or the connection broke (the caller may retry).
     pub fn is_connection_lost(&self) -> bool {
         match self {
-            SqlError::Postgres(e) => e.is_closed() || e.as_db_error().is_none(),
+            SqlError::Postgres(e) => {
+                // Class 08 (connection exception), 57 (operator intervention: the server is
+                // shutting down, restarting or terminated this session), and "too many clients".
+                let code = e.code().map(|c| c.code()).unwrap_or("");
+                e.is_closed()
+                    || e.as_db_error().is_none()
+                    || code.starts_with("08")
+                    || code.starts_with("57")
+                    || code == "53300"
+            }
             SqlError::Closed => true,
             _ => false,
         }

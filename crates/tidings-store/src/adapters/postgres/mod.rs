@@ -40,6 +40,8 @@ const TAIL_INTERVAL: Duration = Duration::from_millis(5);
 const TAIL_BATCH: i64 = 1000;
 /// How long a connection attempt may take before the request gets a 503.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
+/// A pooled reader idle longer than this is checked before use.
+const PING_AFTER_IDLE: Duration = Duration::from_secs(2);
 /// Pause between attempts while PostgreSQL is unreachable.
 const RETRY_PAUSE: Duration = Duration::from_millis(250);
 
@@ -57,8 +59,8 @@ struct ChangeRecord {
 pub(crate) struct PgBackend {
     url: String,
     jobs: Mutex<Option<mpsc::Sender<Job>>>,
-    /// Idle reader connections.
-    readers: Mutex<Vec<Connection>>,
+    /// Idle reader connections, with when each was last used.
+    readers: Mutex<Vec<(Connection, std::time::Instant)>>,
     /// The last change record applied to this node's index; held while applying.
     applied: Mutex<i64>,
     stopping: AtomicBool,
@@ -123,7 +125,7 @@ fn open_here(url: &str, config: StoreConfig) -> StoreResult<Store> {
     let backend = PgBackend {
         url: url.to_owned(),
         jobs: Mutex::new(Some(job_tx)),
-        readers: Mutex::new(vec![conn]),
+        readers: Mutex::new(vec![(conn, std::time::Instant::now())]),
         applied: Mutex::new(change_seq),
         stopping: AtomicBool::new(false),
         threads: Mutex::new(Vec::new()),
@@ -176,12 +178,18 @@ impl PgBackend {
         sender.send(job).map_err(|_| StoreError::Closed)
     }
 
-    /// An idle reader, or a new connection.
+    /// An idle reader, or a new connection. A reader idle for a while is pinged first: a
+    /// database restart kills sockets the client has not noticed yet.
     pub(crate) fn take_reader(&self) -> StoreResult<Connection> {
         loop {
             match self.readers.lock().ok().and_then(|mut pool| pool.pop()) {
-                Some(conn) if !is_closed(&conn) => return Ok(conn),
-                Some(_) => continue,
+                Some((conn, _)) if is_closed(&conn) => continue,
+                Some((conn, idle_since)) if idle_since.elapsed() > PING_AFTER_IDLE => {
+                    if conn.execute_batch("SELECT 1").is_ok() {
+                        return Ok(conn);
+                    }
+                }
+                Some((conn, _)) => return Ok(conn),
                 None => return connect(&self.url),
             }
         }
@@ -195,7 +203,7 @@ impl PgBackend {
         if let Ok(mut pool) = self.readers.lock()
             && pool.len() < max
         {
-            pool.push(conn);
+            pool.push((conn, std::time::Instant::now()));
         }
     }
 
@@ -251,6 +259,18 @@ impl PgBackend {
                 return Ok(());
             }
         }
+    }
+}
+
+impl PgBackend {
+    /// Whether the store is closing.
+    pub(crate) fn is_stopping(&self) -> bool {
+        self.stopping.load(Ordering::SeqCst)
+    }
+
+    /// The last change record this node applied.
+    pub(crate) fn applied(&self) -> i64 {
+        self.applied.lock().map(|a| *a).unwrap_or(0)
     }
 }
 
@@ -339,10 +359,8 @@ fn writer_loop(jobs: mpsc::Receiver<Job>, shared: Arc<Shared>) {
 }
 
 fn refuse_batch(batch: Vec<Job>) {
-    for job in batch {
-        // Dropping the job drops its reply channel; the caller hears `Closed`. Tell it more.
-        drop(job);
-    }
+    // Dropping a job drops its reply channel: its caller hears `Unavailable` (`refusal`).
+    drop(batch);
     tracing::warn!("PostgreSQL unreachable; writes refused");
 }
 

@@ -1,0 +1,225 @@
+//! Cluster mode over HTTP: several nodes (servers in this process) on one PostgreSQL database
+//! answer alike, keep live clients current with what other nodes publish, and turn the
+//! database going away into 503s they recover from. These need `TIDINGS_TEST_STORE`; without
+//! it they say loudly that they did not run (and fail under `TIDINGS_REQUIRE_POSTGRES`).
+//! The process-level campaign (kill -9, NATS stopped, a late fourth node) is in
+//! `crates/tidings/tests/cluster.rs`.
+
+mod common;
+
+use common::TestServer;
+use common::sse::SseClient;
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+use std::time::Duration;
+
+/// Two nodes on one fresh database, or None (said loudly) on the embedded store.
+async fn two_nodes() -> Option<(TestServer, TestServer)> {
+    let a = TestServer::start().await;
+    match a.start_peer().await {
+        Some(b) => Some((a, b)),
+        None => {
+            eprintln!(
+                "!!! cluster HTTP tests did NOT run: set TIDINGS_TEST_STORE to a PostgreSQL \
+                 database (e.g. postgres://postgres@127.0.0.1/test)"
+            );
+            assert!(
+                std::env::var("TIDINGS_REQUIRE_POSTGRES").is_err(),
+                "TIDINGS_REQUIRE_POSTGRES is set but TIDINGS_TEST_STORE is not"
+            );
+            None
+        }
+    }
+}
+
+/// Every item of an inbox walked in pages of `limit`, each page from the next node in turn.
+async fn walk(nodes: &[&TestServer], token: &str, limit: usize) -> Vec<String> {
+    let mut ids = Vec::new();
+    let mut path = format!("/inbox?limit={limit}");
+    for turn in 0.. {
+        let node = nodes[turn % nodes.len()];
+        let page = node.get(token, &path).await;
+        assert_eq!(page.status, StatusCode::OK, "{:?}", page.body);
+        ids.extend(TestServer::ids(&page.body));
+        match page.body["next"].as_str() {
+            Some(next) => path = format!("/inbox?limit={limit}&before={next}"),
+            None => break,
+        }
+    }
+    ids
+}
+
+#[tokio::test]
+async fn every_node_answers_the_same_page_and_cursors_walk_across_nodes() {
+    let Some((a, b)) = two_nodes().await else {
+        return;
+    };
+    let ana = a.user("ana").await;
+    let bo = a.user("bo").await;
+    // A session made on one node works on the other.
+    let bo_on_b = b.login("bo", "correct horse").await;
+    for i in 0..12 {
+        let (node, token) = if i % 2 == 0 {
+            (&a, &ana)
+        } else {
+            (&b, &bo_on_b)
+        };
+        let to = if i % 2 == 0 { "user:bo" } else { "user:ana" };
+        node.note(token, &format!("n{i}"), &[to], &[]).await;
+    }
+    a.settle().await;
+    b.settle().await;
+    let on_a = a.get(&bo, "/inbox?limit=5").await;
+    let on_b = b.get(&bo, "/inbox?limit=5").await;
+    assert_eq!(on_a.status, StatusCode::OK);
+    assert_eq!(on_a.body, on_b.body, "the same page, byte for byte");
+    let full = a.get(&bo, "/inbox?limit=100").await;
+    let all = TestServer::ids(&full.body);
+    assert_eq!(all.len(), 12);
+    assert_eq!(
+        walk(&[&a, &b], &bo, 5).await,
+        all,
+        "a walk hopping nodes sees each item once"
+    );
+    assert_eq!(
+        a.get(&bo, "/feeds").await.body,
+        b.get(&bo, "/feeds").await.body,
+        "the same counts"
+    );
+    a.assert_verified().await;
+    b.assert_verified().await;
+}
+
+#[tokio::test]
+async fn a_live_client_on_one_node_receives_what_another_node_publishes() {
+    let Some((a, b)) = two_nodes().await else {
+        return;
+    };
+    let ana = a.user("ana").await;
+    let bo = a.user("bo").await;
+    let mut live = SseClient::open(&b, "", &bo, None).await;
+    live.expect("ready").await;
+    a.note(&ana, "from node a", &["user:bo"], &[]).await;
+    let first = live.entries(1).await;
+    assert_eq!(
+        first[0].json()["activity"]["object"]["content"],
+        json!("from node a")
+    );
+    let resume_from = first[0].id.clone().expect("event id");
+    drop(live);
+    // Published while the client is away; it resumes on the other node without a gap.
+    a.note(&ana, "while away 1", &["user:bo"], &[]).await;
+    b.note(&ana, "while away 2", &["user:bo"], &[]).await;
+    let mut resumed = SseClient::open(&a, "", &bo, Some(&resume_from)).await;
+    resumed.expect("ready").await;
+    let missed = resumed.entries(2).await;
+    let contents: Vec<Value> = missed
+        .iter()
+        .map(|e| e.json()["activity"]["object"]["content"].clone())
+        .collect();
+    assert_eq!(contents, vec![json!("while away 1"), json!("while away 2")]);
+    resumed.assert_quiet().await;
+}
+
+/// Runs SQL on the server of `url` as the test database's owner would.
+fn admin_sql(url: &str, sql: String) {
+    let admin = std::env::var("TIDINGS_TEST_STORE").expect("TIDINGS_TEST_STORE");
+    let _ = url;
+    std::thread::spawn(move || {
+        let mut client = postgres::Client::connect(&admin, postgres::NoTls).expect("admin");
+        client.batch_execute(&sql).expect("admin sql");
+    })
+    .join()
+    .expect("admin thread");
+}
+
+#[tokio::test]
+async fn the_database_going_away_is_a_503_and_the_node_recovers_by_itself() {
+    let Some((a, b)) = two_nodes().await else {
+        return;
+    };
+    drop(b);
+    let ana = a.user("ana").await;
+    a.user("bo").await;
+    a.note(&ana, "before", &["user:bo"], &[]).await;
+    let url = a.postgres_url().expect("postgres");
+    let db = url.rsplit('/').next().expect("db name").to_owned();
+    admin_sql(
+        &url,
+        format!(
+            "ALTER DATABASE {db} ALLOW_CONNECTIONS false;
+             SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{db}';"
+        ),
+    );
+    let login = a
+        .request(
+            reqwest::Method::POST,
+            "/sessions",
+            None,
+            Some(json!({"username": "bo", "password": "correct horse"})),
+            &[],
+        )
+        .await;
+    assert_eq!(
+        login.status,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "{:?}",
+        login.body
+    );
+    assert_eq!(login.code(), "store_unavailable");
+    assert_eq!(login.headers["retry-after"], "1");
+    let publish = a
+        .post(
+            &ana,
+            "/outbox",
+            json!({"object": {"content": "during"}, "to": ["user:bo"]}),
+        )
+        .await;
+    assert_eq!(
+        publish.status,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "{:?}",
+        publish.body
+    );
+    let ready = a
+        .request(reqwest::Method::GET, "/readyz", None, None, &[])
+        .await;
+    assert_eq!(ready.status, StatusCode::SERVICE_UNAVAILABLE);
+    admin_sql(&url, format!("ALTER DATABASE {db} ALLOW_CONNECTIONS true"));
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    loop {
+        let ready = a
+            .request(reqwest::Method::GET, "/readyz", None, None, &[])
+            .await;
+        if ready.status == StatusCode::OK {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "never ready again: {:?}",
+            ready.body
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let bo = a.login("bo", "correct horse").await;
+    a.note(&ana, "after", &["user:bo"], &[]).await;
+    a.settle().await;
+    let inbox = a.get(&bo, "/inbox").await;
+    assert_eq!(TestServer::contents(&inbox.body), vec!["after", "before"]);
+    a.assert_verified().await;
+}
+
+#[tokio::test]
+async fn healthz_and_readyz_answer_on_every_store() {
+    let s = TestServer::start().await;
+    let health = s
+        .request(reqwest::Method::GET, "/healthz", None, None, &[])
+        .await;
+    assert_eq!(health.status, StatusCode::OK);
+    let ready = s
+        .request(reqwest::Method::GET, "/readyz", None, None, &[])
+        .await;
+    assert_eq!(ready.status, StatusCode::OK, "{:?}", ready.body);
+    assert_eq!(ready.body["status"], json!("ready"));
+    assert_eq!(ready.body["lag"], json!(0));
+}
