@@ -27,6 +27,8 @@ pub struct ServerConfig {
     /// `[store] url`: where the data lives (a PostgreSQL URL or a directory); the `--store`
     /// flag and `TIDINGS_STORE` win over it.
     pub store_url: Option<String>,
+    /// `[bus] url`: NATS between nodes; `--bus` and `TIDINGS_BUS` win over it.
+    pub bus_url: Option<String>,
 }
 
 impl ServerConfig {
@@ -51,6 +53,7 @@ impl Default for ServerConfig {
                 .collect(),
             compat: crate::compat::CompatConfig::default(),
             store_url: None,
+            bus_url: None,
         }
     }
 }
@@ -72,6 +75,16 @@ struct FileConfig {
     compat: Option<crate::compat::CompatConfig>,
     #[serde(default)]
     store: Option<StoreSection>,
+    #[serde(default)]
+    bus: Option<BusSection>,
+}
+
+/// `[bus]`: the bus between nodes.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct BusSection {
+    /// `nats://HOST:4222`.
+    url: String,
 }
 
 /// `[store]`: where the data lives.
@@ -204,6 +217,7 @@ impl ServerConfig {
             });
         }
         config.store_url = file.store.map(|store| store.url);
+        config.bus_url = file.bus.map(|bus| bus.url);
         Ok(config)
     }
 }

@@ -12,10 +12,12 @@
 //! - [`config`] — what the config file may set.
 //! - [`compat`] — the seed systems' APIs (FeedStream `/v1`, activity-feed-system) on the engine.
 //! - [`push`] — the live inbox channel: Socket.IO and SSE, woken by routing notices.
+//! - [`bus`] — between nodes: the NATS doorbell that tells other nodes the change log grew.
 //! - [`net`] — the listening socket and its guard against clients that stop reading.
 
 pub mod api;
 pub mod auth;
+pub mod bus;
 pub mod compat;
 pub mod config;
 pub mod error;

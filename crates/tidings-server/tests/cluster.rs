@@ -223,3 +223,58 @@ async fn healthz_and_readyz_answer_on_every_store() {
     assert_eq!(ready.body["status"], json!("ready"));
     assert_eq!(ready.body["lag"], json!(0));
 }
+
+#[tokio::test]
+async fn the_nats_doorbell_tells_other_nodes_at_once() {
+    let Ok(bus) = std::env::var("TIDINGS_TEST_BUS") else {
+        eprintln!(
+            "!!! the NATS doorbell test did NOT run: set TIDINGS_TEST_BUS (nats://127.0.0.1:4222)"
+        );
+        assert!(
+            std::env::var("TIDINGS_REQUIRE_POSTGRES").is_err(),
+            "TIDINGS_REQUIRE_POSTGRES is set but TIDINGS_TEST_BUS is not"
+        );
+        return;
+    };
+    // Nodes that poll the change log only every 20 s: anything sooner came by the doorbell.
+    let slow = tidings_store::StoreConfig {
+        tail_poll: Duration::from_secs(20),
+        ..tidings_store::StoreConfig::default()
+    };
+    let a = TestServer::start_with(
+        tidings_server::config::ServerConfig::default(),
+        slow.clone(),
+    )
+    .await;
+    let Some(b) = a.start_peer_with(slow).await else {
+        eprintln!("!!! the NATS doorbell test did NOT run: it needs TIDINGS_TEST_STORE");
+        return;
+    };
+    tidings_server::bus::nats::attach(&bus, &a.store)
+        .await
+        .expect("bus on a");
+    tidings_server::bus::nats::attach(&bus, &b.store)
+        .await
+        .expect("bus on b");
+    // Let both subscriptions reach the server before the first ring.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let ana = a.user("ana").await;
+    let bo = b.user("bo").await;
+    for round in 0..3 {
+        let published = a
+            .post(
+                &ana,
+                "/outbox?wait=routed",
+                json!({"object": {"content": format!("r{round}")}, "to": ["user:bo"]}),
+            )
+            .await;
+        assert_eq!(published.status, StatusCode::CREATED);
+        let seq = b.store.last_seq().await.expect("seq");
+        tokio::time::timeout(Duration::from_secs(3), b.store.wait_routed(seq))
+            .await
+            .expect("node b learned of node a's publish through the doorbell")
+            .expect("routed");
+    }
+    let inbox = b.get(&bo, "/inbox").await;
+    assert_eq!(TestServer::contents(&inbox.body), vec!["r2", "r1", "r0"]);
+}

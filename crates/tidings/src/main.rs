@@ -38,6 +38,10 @@ struct Cli {
     /// directory for the embedded store. Default: the embedded store in --data-dir.
     #[arg(long, global = true, env = "TIDINGS_STORE")]
     store: Option<String>,
+    /// The bus between nodes (`nats://HOST:4222`): a node that commits a change rings the
+    /// others, who then read it at once instead of at their next poll.
+    #[arg(long, global = true, env = "TIDINGS_BUS")]
+    bus: Option<String>,
     /// Circles with more subscribers than this are merged into inboxes at read time.
     #[arg(
         long,
@@ -202,6 +206,12 @@ async fn main() -> anyhow::Result<()> {
             }
             let store = Store::open(&location, store_config)
                 .with_context(|| format!("opening the store at {}", location.describe()))?;
+            let bus = cli.bus.clone().or_else(|| config.bus_url.clone());
+            if let Some(bus) = &bus {
+                tidings_server::bus::nats::attach(bus, &store)
+                    .await
+                    .with_context(|| format!("attaching the bus {bus}"))?;
+            }
             let state = tidings_server::AppState::new(store.clone(), config).await?;
             let listener = tokio::net::TcpListener::bind(listen)
                 .await

@@ -138,12 +138,17 @@ impl TestServer {
     /// Another node on the same PostgreSQL database (a cluster of two in one process); None
     /// on the embedded store, whose data dir one process owns.
     pub async fn start_peer(&self) -> Option<TestServer> {
+        self.start_peer_with(StoreConfig::default()).await
+    }
+
+    /// [`TestServer::start_peer`] with a store configuration.
+    pub async fn start_peer_with(&self, store_config: StoreConfig) -> Option<TestServer> {
         let StoreLocation::Postgres(url) = test_store_location(self.dir.path()) else {
             return None;
         };
         let dir = tempfile::tempdir().expect("temp dir");
         std::fs::write(dir.path().join("postgres-url"), url).expect("peer marker");
-        Some(Self::start_in(dir, ServerConfig::default(), StoreConfig::default()).await)
+        Some(Self::start_in(dir, ServerConfig::default(), store_config).await)
     }
 
     /// The PostgreSQL URL of this server's database, if it has one.

@@ -144,6 +144,9 @@ pub struct StoreConfig {
     pub readers: usize,
     /// What this node runs (cluster mode): a node without the router role never routes.
     pub router: bool,
+    /// PostgreSQL: how often a node looks for other nodes' changes when nothing woke it (a
+    /// bus doorbell wakes it at once; without a bus this is the replication delay).
+    pub tail_poll: std::time::Duration,
 }
 
 impl Default for StoreConfig {
@@ -154,6 +157,7 @@ impl Default for StoreConfig {
             follow_copy_limit: 100,
             readers: 8,
             router: true,
+            tail_poll: std::time::Duration::from_millis(5),
         }
     }
 }
@@ -299,6 +303,39 @@ impl Store {
         Ok(())
     }
 
+    /// Calls `ring` with the change position after each change this node commits (PostgreSQL;
+    /// never on the embedded store): a bus passes it on so other nodes look at once.
+    pub fn on_commit(&self, ring: impl Fn(i64) + Send + Sync + 'static) {
+        if let Backend::Postgres(pg) = &self.shared.backend {
+            pg.set_ringer(Box::new(ring));
+        }
+    }
+
+    /// Wakes this node's tailer: another node committed a change (PostgreSQL).
+    pub fn wake(&self) {
+        if let Backend::Postgres(pg) = &self.shared.backend {
+            pg.wake();
+        }
+    }
+
+    /// Names this store's log among others on a shared bus: a random id kept in the database
+    /// (PostgreSQL), so every node of one cluster agrees on it. None on the embedded store.
+    pub async fn cluster_id(&self) -> StoreResult<Option<String>> {
+        if let Backend::Postgres(_) = &self.shared.backend {
+            let id: String = self
+                .read(|conn| {
+                    Ok(conn.query_row(
+                        "SELECT value FROM meta WHERE key = 'cluster_id'",
+                        [],
+                        |r| r.get(0),
+                    )?)
+                })
+                .await?;
+            return Ok(Some(id));
+        }
+        Ok(None)
+    }
+
     /// How many change records this node has yet to apply (0 on the embedded store). Fails when
     /// the database cannot be reached.
     pub async fn lag(&self) -> StoreResult<i64> {
@@ -421,7 +458,10 @@ impl Shared {
     pub(crate) fn committed(&self, conn: &Connection, effects: Vec<Effect>, routed: Option<i64>) {
         match &self.backend {
             Backend::Sqlite(_) => self.apply_change(effects, routed),
-            Backend::Postgres(pg) => pg.catch_up(conn, self),
+            Backend::Postgres(pg) => {
+                pg.catch_up(conn, self);
+                pg.ring();
+            }
         }
     }
 

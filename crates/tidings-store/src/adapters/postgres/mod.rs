@@ -34,7 +34,7 @@ use std::time::Duration;
 const MIGRATE_LOCK: i64 = 0x7469_6469_6e67_0001;
 /// Advisory lock key held by the node that routes.
 const ROUTER_LOCK: i64 = 0x7469_6469_6e67_0002;
-/// How often the tailer looks for other nodes' changes.
+/// How often the router looks for activities to route when it found none.
 const TAIL_INTERVAL: Duration = Duration::from_millis(5);
 /// Change records read per query.
 const TAIL_BATCH: i64 = 1000;
@@ -65,7 +65,16 @@ pub(crate) struct PgBackend {
     applied: Mutex<i64>,
     stopping: AtomicBool,
     threads: Mutex<Vec<std::thread::JoinHandle<()>>>,
+    /// Set when another node says the change log grew; the tailer sleeps on it.
+    woken: (Mutex<bool>, std::sync::Condvar),
+    /// Told the change position after each change this node commits (the bus doorbell).
+    ringer: std::sync::RwLock<Option<Ringer>>,
+    /// How long the tailer sleeps when nothing wakes it.
+    tail_poll: Duration,
 }
+
+/// Passes a committed change position on (to the bus).
+type Ringer = Box<dyn Fn(i64) + Send + Sync>;
 
 /// Runs `f` where blocking PostgreSQL calls are allowed: the synchronous client drives its own
 /// runtime, which must not run on a thread that drives async tasks (opening a store from an
@@ -129,6 +138,9 @@ fn open_here(url: &str, config: StoreConfig) -> StoreResult<Store> {
         applied: Mutex::new(change_seq),
         stopping: AtomicBool::new(false),
         threads: Mutex::new(Vec::new()),
+        woken: (Mutex::new(false), std::sync::Condvar::new()),
+        ringer: std::sync::RwLock::new(None),
+        tail_poll: config.tail_poll,
     };
     let router_role = config.router;
     let shared = Arc::new(Shared::new(
@@ -213,6 +225,7 @@ impl PgBackend {
             jobs.take();
         }
         self.stopping.store(true, Ordering::SeqCst);
+        self.wake();
         let threads = self
             .threads
             .lock()
@@ -263,6 +276,41 @@ impl PgBackend {
 }
 
 impl PgBackend {
+    /// Installs the doorbell.
+    pub(crate) fn set_ringer(&self, ringer: Ringer) {
+        if let Ok(mut slot) = self.ringer.write() {
+            *slot = Some(ringer);
+        }
+    }
+
+    /// Tells the bus that this node committed changes up to what it has applied.
+    pub(crate) fn ring(&self) {
+        if let Ok(slot) = self.ringer.read()
+            && let Some(ring) = slot.as_ref()
+        {
+            ring(self.applied());
+        }
+    }
+
+    /// Wakes the tailer now.
+    pub(crate) fn wake(&self) {
+        let (flag, signal) = &self.woken;
+        if let Ok(mut woken) = flag.lock() {
+            *woken = true;
+            signal.notify_one();
+        }
+    }
+
+    /// Sleeps until woken or `timeout` passed.
+    fn sleep_until_woken(&self, timeout: Duration) {
+        let (flag, signal) = &self.woken;
+        let Ok(guard) = flag.lock() else { return };
+        let Ok((mut woken, _)) = signal.wait_timeout_while(guard, timeout, |woken| !*woken) else {
+            return;
+        };
+        *woken = false;
+    }
+
     /// Whether the store is closing.
     pub(crate) fn is_stopping(&self) -> bool {
         self.stopping.load(Ordering::SeqCst)
@@ -373,12 +421,10 @@ fn tail_loop(shared: Arc<Shared>) {
         }
         if let Some(c) = &conn {
             pg.catch_up(c, &shared);
-        }
-        std::thread::sleep(if conn.is_some() {
-            TAIL_INTERVAL
+            pg.sleep_until_woken(pg.tail_poll);
         } else {
-            RETRY_PAUSE
-        });
+            std::thread::sleep(RETRY_PAUSE);
+        }
     }
 }
 
@@ -415,6 +461,7 @@ fn router_loop(shared: Arc<Shared>) {
             match router::route_pending(&conn, thresholds, &mut fx) {
                 Ok((_, more)) => {
                     pg.catch_up(&conn, &shared);
+                    pg.ring();
                     if !more {
                         std::thread::sleep(TAIL_INTERVAL);
                     }

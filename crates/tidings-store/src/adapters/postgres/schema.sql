@@ -264,5 +264,7 @@ CREATE TABLE IF NOT EXISTS compat_afs_objects (
     seq       BIGINT NOT NULL UNIQUE
 );
 
-INSERT INTO meta(key, value) VALUES ('schema_version', '4'), ('routed_seq', '0')
+-- `cluster_id` names this log on a shared bus (see `Store::cluster_id`).
+INSERT INTO meta(key, value)
+VALUES ('schema_version', '4'), ('routed_seq', '0'), ('cluster_id', md5(random()::text))
 ON CONFLICT DO NOTHING;
