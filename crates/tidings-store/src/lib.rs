@@ -25,6 +25,7 @@ pub mod sql;
 
 pub use adapters::StoreLocation;
 pub use adapters::postgres::create_database as create_postgres_database;
+pub use engine::copy::{CopyReport, copy_store};
 pub use engine::{AdminConnection, Store, StoreConfig};
 pub use error::StoreError;
 

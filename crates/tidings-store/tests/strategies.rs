@@ -37,6 +37,8 @@ enum Step {
     Unfollow(usize, usize),
     /// User publishes to their followers (or, with true, the public) with tags.
     PublishToFollowers(usize, bool, Vec<usize>),
+    /// User marks their notifications seen (and, with true, read) up to now.
+    Mark(usize, bool),
 }
 
 const TAGS: &[&str] = &["alpha", "beta", "gamma"];
@@ -72,11 +74,16 @@ fn step() -> impl Strategy<Value = Step> {
             proptest::collection::vec(0..TAGS.len(), 0..2)
         )
             .prop_map(|(u, p, t)| Step::PublishToFollowers(u, p, t)),
+        1 => (0..USERS, any::<bool>()).prop_map(|(u, r)| Step::Mark(u, r)),
     ]
 }
 
 /// One inbox item as compared across strategies: (seq, content, via).
 type Item = (i64, String, String);
+
+/// What the users read: each one's inbox walked in pages, then each one's notification feed
+/// (seqs, then a last item with its unseen/unread counts), so one comparison covers all.
+type Reads = Vec<Vec<Item>>;
 
 /// Publishes a document as a user; the seq when accepted (routing awaited).
 async fn publish(store: &Store, actor: &User, doc: Value) -> Option<(i64, String)> {
@@ -100,6 +107,9 @@ enum Place {
     Embedded,
     /// A fresh PostgreSQL database served by this many nodes.
     Postgres(usize),
+    /// The embedded store, copied into a fresh PostgreSQL database (`tidings store copy`)
+    /// before reading.
+    CopiedToPostgres,
 }
 
 /// The nodes of a fresh store at `place` (the temp dir must outlive them).
@@ -112,7 +122,7 @@ fn open_nodes(place: Place, merge_threshold: i64) -> (Vec<Store>, tempfile::Temp
         ..StoreConfig::default()
     };
     let nodes = match place {
-        Place::Embedded => {
+        Place::Embedded | Place::CopiedToPostgres => {
             vec![Store::open(&StoreLocation::Embedded(dir.path().into()), config).expect("open")]
         }
         Place::Postgres(count) => {
@@ -131,19 +141,14 @@ fn open_nodes(place: Place, merge_threshold: i64) -> (Vec<Store>, tempfile::Temp
 }
 
 /// Runs the script on the embedded store; returns each user's inbox walked in pages.
-async fn run(merge_threshold: i64, script: &[Step], page: usize) -> Vec<Vec<Item>> {
+async fn run(merge_threshold: i64, script: &[Step], page: usize) -> Reads {
     run_at(Place::Embedded, merge_threshold, script, page).await
 }
 
 /// Runs the script at `place`, step `n` through node `n % nodes`; every node must then read
 /// the same inboxes. Returns them.
-async fn run_at(
-    place: Place,
-    merge_threshold: i64,
-    script: &[Step],
-    page: usize,
-) -> Vec<Vec<Item>> {
-    let (nodes, _dir) = open_nodes(place, merge_threshold);
+async fn run_at(place: Place, merge_threshold: i64, script: &[Step], page: usize) -> Reads {
+    let (mut nodes, dir) = open_nodes(place, merge_threshold);
     let store = &nodes[0];
     let mut users: Vec<User> = Vec::new();
     for i in 0..USERS {
@@ -254,7 +259,38 @@ async fn run_at(
                     let _ = store.hide_in_inbox(users[*u].clone(), id).await;
                 }
             }
+            Step::Mark(u, read) => {
+                store
+                    .mark_feed(users[*u].clone(), "notifications", None, *read)
+                    .await
+                    .expect("mark");
+            }
         }
+    }
+    if let Place::CopiedToPostgres = place {
+        // Move the finished community into PostgreSQL and read it there instead.
+        for node in &nodes {
+            node.close();
+        }
+        let admin = std::env::var("TIDINGS_TEST_STORE").expect("TIDINGS_TEST_STORE");
+        let name = format!("tidings_y_{}", uuid::Uuid::now_v7().simple());
+        let url = tidings_store::create_postgres_database(&admin, &name).expect("database");
+        let target = StoreLocation::Postgres(url);
+        tidings_store::copy_store(&StoreLocation::Embedded(dir.path().into()), &target)
+            .expect("copy");
+        let copied = Store::open(
+            &target,
+            StoreConfig {
+                merge_threshold,
+                follower_merge_threshold: merge_threshold,
+                follow_copy_limit: 1,
+                ..StoreConfig::default()
+            },
+        )
+        .expect("open the copy");
+        let report = copied.verify().await.expect("verify the copy");
+        assert!(report.ok(), "{:?}", report.problems);
+        nodes = vec![copied];
     }
     let mut per_node = Vec::new();
     for store in &nodes {
@@ -276,8 +312,12 @@ async fn run_at(
 }
 
 /// Every user's inbox, walked newest first in pages of `page`.
-async fn read_inboxes(store: &Store, users: &[User], page: usize) -> Vec<Vec<Item>> {
+async fn read_inboxes(store: &Store, users: &[User], page: usize) -> Reads {
     let mut inboxes = Vec::new();
+    let notifications = tidings_core::feeds::FeedSpec::defaults()
+        .into_iter()
+        .find(|f| f.name == "notifications")
+        .expect("notifications feed");
     for user in users {
         let mut items = Vec::new();
         let mut from = PageFrom::Newest;
@@ -301,6 +341,24 @@ async fn read_inboxes(store: &Store, users: &[User], page: usize) -> Vec<Vec<Ite
         }
         inboxes.push(items);
     }
+    for user in users {
+        let notes = store
+            .notification_page(user.clone(), &notifications, PageFrom::Newest, 100)
+            .await
+            .expect("notifications");
+        let counts = store.feed_counts(user, &notifications).expect("counts");
+        let mut feed: Vec<Item> = notes
+            .items
+            .iter()
+            .map(|i| (i.seq, String::new(), i.via.clone().unwrap_or_default()))
+            .collect();
+        feed.push((
+            counts.seen_cursor,
+            format!("unseen {} unread {}", counts.unseen, counts.unread),
+            counts.read_cursor.to_string(),
+        ));
+        inboxes.push(feed);
+    }
     inboxes
 }
 
@@ -323,7 +381,7 @@ proptest! {
         prop_assert_eq!(&pushed, &merged);
         prop_assert_eq!(&pushed, &mixed);
         // Walking in pages yields each item once.
-        for inbox in &pushed {
+        for inbox in pushed.iter().take(USERS) {
             let mut seen = std::collections::HashSet::new();
             for (seq, _, _) in inbox {
                 prop_assert!(seen.insert(*seq), "{} twice", seq);
@@ -366,8 +424,11 @@ proptest! {
             let embedded = runtime.block_on(run_at(Place::Embedded, merge_threshold, &script, page));
             let one = runtime.block_on(run_at(Place::Postgres(1), merge_threshold, &script, page));
             let two = runtime.block_on(run_at(Place::Postgres(2), merge_threshold, &script, page));
+            let copied =
+                runtime.block_on(run_at(Place::CopiedToPostgres, merge_threshold, &script, page));
             prop_assert_eq!(&embedded, &one);
             prop_assert_eq!(&embedded, &two);
+            prop_assert_eq!(&embedded, &copied);
         }
     }
 }

@@ -92,6 +92,11 @@ enum Command {
     },
     /// Create or upgrade the store's schema, then exit (serve also does this at start-up).
     Migrate,
+    /// Whole-store operations.
+    Store {
+        #[command(subcommand)]
+        command: StoreCommand,
+    },
     /// Re-check every activity digest and stream hash chain; exits non-zero on any mismatch.
     Verify,
     /// Generate a synthetic community through the engine (deterministic from --seed).
@@ -102,6 +107,21 @@ enum Command {
     Admin {
         #[command(subcommand)]
         command: AdminCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum StoreCommand {
+    /// Copy a whole store into an empty one (e.g. `--from ./data --to postgres://…`): every
+    /// activity, digest, chain, user, session, circle, follow, subscription, hide and marker.
+    /// Stop the source's server first.
+    Copy {
+        /// The source: a data directory or a PostgreSQL URL.
+        #[arg(long)]
+        from: String,
+        /// The empty target: a data directory or a PostgreSQL URL.
+        #[arg(long)]
+        to: String,
     },
 }
 
@@ -245,6 +265,22 @@ async fn main() -> anyhow::Result<()> {
         Command::Bench(args) => bench::run(args).await?,
         Command::Admin { command } => {
             run_blocking(|| admin(&AdminConnection::open(&location)?, command))?
+        }
+        Command::Store {
+            command: StoreCommand::Copy { from, to },
+        } => {
+            let (from, to) = (StoreLocation::parse(&from), StoreLocation::parse(&to));
+            let report = tidings_store::copy_store(&from, &to)
+                .with_context(|| format!("copying {} to {}", from.describe(), to.describe()))?;
+            for (table, rows) in &report.tables {
+                println!("{table}: {rows} rows");
+            }
+            println!(
+                "ok: copied {} rows from {} to {}; run `tidings verify` on the target",
+                report.rows(),
+                from.describe(),
+                to.describe()
+            );
         }
         Command::Migrate => {
             Store::migrate(&location)

@@ -603,3 +603,147 @@ async fn celebrity_smoke() {
     assert_eq!(report["ops"][0]["errors"], 0, "{report}");
     drop(server);
 }
+
+/// `tidings store copy` moves a seeded community into PostgreSQL: `verify` passes on both ends
+/// and every seeded user reads the same inbox and feeds from a server on either end (the seed's
+/// session tokens are copied too).
+#[tokio::test]
+async fn store_copy_moves_a_seeded_community_into_postgres() {
+    let Ok(admin) = std::env::var("TIDINGS_TEST_STORE") else {
+        eprintln!("!!! the store copy round trip did NOT run: set TIDINGS_TEST_STORE");
+        assert!(
+            std::env::var("TIDINGS_REQUIRE_POSTGRES").is_err(),
+            "TIDINGS_REQUIRE_POSTGRES is set but TIDINGS_TEST_STORE is not"
+        );
+        return;
+    };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let seeded = Command::new(BIN)
+        .arg("--data-dir")
+        .arg(dir.path())
+        .args(["seed", "--users", "30", "--circles", "3", "--largest", "20"])
+        .args(["--activities", "150", "--tokens", "30"])
+        .env("RUST_LOG", "warn")
+        .output()
+        .expect("seed");
+    assert!(
+        seeded.status.success(),
+        "{}",
+        String::from_utf8_lossy(&seeded.stderr)
+    );
+    let name = format!(
+        "tidings_s_{}",
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or(0)
+    );
+    let url = tidings_store::create_postgres_database(&admin, &name).expect("database");
+    let copied = Command::new(BIN)
+        .args(["store", "copy", "--from"])
+        .arg(dir.path())
+        .args(["--to", &url])
+        .env("RUST_LOG", "warn")
+        .output()
+        .expect("copy");
+    assert!(
+        copied.status.success(),
+        "{}",
+        String::from_utf8_lossy(&copied.stderr)
+    );
+    assert!(String::from_utf8_lossy(&copied.stdout).contains("activities: "));
+    // A second copy into the same (now full) target is refused and changes nothing.
+    let again = Command::new(BIN)
+        .args(["store", "copy", "--from"])
+        .arg(dir.path())
+        .args(["--to", &url])
+        .env("RUST_LOG", "warn")
+        .env("RUST_BACKTRACE", "0")
+        .output()
+        .expect("copy again");
+    assert!(!again.status.success());
+    assert!(String::from_utf8_lossy(&again.stderr).contains("already holds"));
+    for args in [
+        vec!["--data-dir".to_owned(), dir.path().display().to_string()],
+        vec!["--store".to_owned(), url.clone()],
+    ] {
+        let out = Command::new(BIN)
+            .args(&args)
+            .arg("verify")
+            .env("RUST_LOG", "warn")
+            .output()
+            .expect("verify");
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let embedded = serve(dir.path(), false).await;
+    let port = free_port();
+    let cluster = Server {
+        child: Command::new(BIN)
+            .args([
+                "serve",
+                "--listen",
+                &format!("127.0.0.1:{port}"),
+                "--store",
+                &url,
+            ])
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("serve on postgres"),
+        base: format!("http://127.0.0.1:{port}"),
+    };
+    let client = reqwest::Client::new();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while client
+        .get(format!("{}/readyz", cluster.base))
+        .send()
+        .await
+        .map_or(true, |r| !r.status().is_success())
+    {
+        assert!(
+            Instant::now() < deadline,
+            "the PostgreSQL server never became ready"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let tokens = std::fs::read_to_string(dir.path().join("seed-tokens.txt")).expect("tokens");
+    let mut compared = 0;
+    let mut items = 0;
+    for line in tokens.lines() {
+        let token = line.split_whitespace().last().expect("token");
+        for path in [
+            "/api/v1/inbox?limit=100",
+            "/api/v1/feeds",
+            "/api/v1/feeds/notifications?limit=100",
+        ] {
+            let read = |base: String| {
+                let client = client.clone();
+                async move {
+                    let r = client
+                        .get(format!("{base}{path}"))
+                        .bearer_auth(token)
+                        .send()
+                        .await
+                        .expect("read");
+                    assert!(r.status().is_success(), "{path}: {}", r.status());
+                    r.json::<Value>().await.expect("json")
+                }
+            };
+            let here = read(embedded.base.clone()).await;
+            let there = read(cluster.base.clone()).await;
+            assert_eq!(here, there, "{path} differs after the copy");
+            compared += 1;
+            items += here["items"].as_array().map_or(0, Vec::len);
+        }
+    }
+    assert_eq!(compared, 90);
+    assert!(
+        items > 100,
+        "the seeded inboxes were compared with little in them: {items}"
+    );
+}

@@ -110,6 +110,7 @@ async fn readyz(State(state): State<AppState>) -> axum::response::Response {
             "status": "ready",
             "lag": lag,
             "routed_seq": state.store.routed_seq(),
+            "router": state.store.is_routing(),
         }))
         .into_response(),
         Ok(lag) => ApiError::new(

@@ -20,6 +20,7 @@
 mod activities;
 mod circles;
 mod compat;
+pub(crate) mod copy;
 mod feeds;
 pub(crate) mod hot_load;
 mod inbox;
@@ -308,6 +309,14 @@ impl Store {
     pub fn on_commit(&self, ring: impl Fn(i64) + Send + Sync + 'static) {
         if let Backend::Postgres(pg) = &self.shared.backend {
             pg.set_ringer(Box::new(ring));
+        }
+    }
+
+    /// Whether this node routes the log now (always on the embedded store).
+    pub fn is_routing(&self) -> bool {
+        match &self.shared.backend {
+            Backend::Postgres(pg) => pg.is_routing(),
+            Backend::Sqlite(_) => true,
         }
     }
 

@@ -130,8 +130,12 @@ pub(crate) enum Value<'a> {
 /// An owned [`Value`], for argument lists built at run time.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) enum OwnedValue {
+    /// SQL NULL.
+    Null,
     /// Any integer.
     Integer(i64),
+    /// A float.
+    Real(f64),
     /// Text.
     Text(String),
 }
@@ -204,7 +208,9 @@ impl<T: ToSql> ToSql for Option<T> {
 impl ToSql for OwnedValue {
     fn value(&self) -> Value<'_> {
         match self {
+            OwnedValue::Null => Value::Null,
             OwnedValue::Integer(i) => Value::Integer(*i),
+            OwnedValue::Real(f) => Value::Real(*f),
             OwnedValue::Text(s) => Value::Text(s),
         }
     }
@@ -393,6 +399,29 @@ impl<T: FromSql> FromSql for Option<T> {
         } else {
             T::from_pg(value, column).map(Some)
         }
+    }
+}
+
+impl FromSql for OwnedValue {
+    fn from_sqlite(value: rusqlite::types::ValueRef<'_>, column: usize) -> Result<Self> {
+        use rusqlite::types::ValueRef;
+        Ok(match value {
+            ValueRef::Null => OwnedValue::Null,
+            ValueRef::Integer(i) => OwnedValue::Integer(i),
+            ValueRef::Real(f) => OwnedValue::Real(f),
+            ValueRef::Text(t) => OwnedValue::Text(
+                std::str::from_utf8(t)
+                    .map_err(|e| decode_error(column, e))?
+                    .to_owned(),
+            ),
+            ValueRef::Blob(_) => return Err(decode_error(column, "blobs are not stored")),
+        })
+    }
+    fn from_pg(value: postgres_conn::RawColumn<'_>, column: usize) -> Result<Self> {
+        if value.is_null() {
+            return Ok(OwnedValue::Null);
+        }
+        value.owned(column)
     }
 }
 

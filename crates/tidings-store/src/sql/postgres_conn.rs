@@ -295,6 +295,18 @@ impl<'a> RawColumn<'a> {
         }
     }
 
+    /// The column as the closest owned value (integers and booleans as integers).
+    pub(crate) fn owned(&self, column: usize) -> Result<super::OwnedValue> {
+        use super::OwnedValue;
+        Ok(match self.ty {
+            Type::INT8 | Type::INT4 | Type::INT2 | Type::BOOL | Type::OID => {
+                OwnedValue::Integer(self.integer(column)?)
+            }
+            Type::FLOAT8 | Type::FLOAT4 => OwnedValue::Real(self.real(column)?),
+            _ => OwnedValue::Text(self.text(column)?),
+        })
+    }
+
     /// The column's bytes.
     pub(crate) fn bytes(&self, column: usize) -> Result<Vec<u8>> {
         Ok(self.bytes_or_null(column)?.to_vec())

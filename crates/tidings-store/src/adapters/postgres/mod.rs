@@ -71,6 +71,8 @@ pub(crate) struct PgBackend {
     ringer: std::sync::RwLock<Option<Ringer>>,
     /// How long the tailer sleeps when nothing wakes it.
     tail_poll: Duration,
+    /// Whether this node holds the router lock now.
+    routing: AtomicBool,
 }
 
 /// Passes a committed change position on (to the bus).
@@ -141,6 +143,7 @@ fn open_here(url: &str, config: StoreConfig) -> StoreResult<Store> {
         woken: (Mutex::new(false), std::sync::Condvar::new()),
         ringer: std::sync::RwLock::new(None),
         tail_poll: config.tail_poll,
+        routing: AtomicBool::new(false),
     };
     let router_role = config.router;
     let shared = Arc::new(Shared::new(
@@ -311,6 +314,11 @@ impl PgBackend {
         *woken = false;
     }
 
+    /// Whether this node holds the router lock.
+    pub(crate) fn is_routing(&self) -> bool {
+        self.routing.load(Ordering::SeqCst)
+    }
+
     /// Whether the store is closing.
     pub(crate) fn is_stopping(&self) -> bool {
         self.stopping.load(Ordering::SeqCst)
@@ -452,6 +460,7 @@ fn router_loop(shared: Arc<Shared>) {
             }
         }
         tracing::info!("this node routes the log");
+        pg.routing.store(true, Ordering::SeqCst);
         let thresholds = router::Thresholds {
             circle: shared.config.merge_threshold,
             followers: shared.config.follower_merge_threshold,
@@ -469,6 +478,8 @@ fn router_loop(shared: Arc<Shared>) {
                 Err(e) => {
                     tracing::error!(error = %e, "routing failed; will retry");
                     if is_closed(&conn) {
+                        // The lock went with the connection.
+                        pg.routing.store(false, Ordering::SeqCst);
                         continue 'session;
                     }
                     std::thread::sleep(Duration::from_millis(100));
