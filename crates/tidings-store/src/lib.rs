@@ -40,15 +40,28 @@ impl Store {
     }
 
     /// Creates or upgrades the schema at `location` without starting anything
-    /// (`tidings migrate`). Safe while other nodes run: migrations take a lock.
-    pub fn migrate(location: &StoreLocation) -> StoreResult<()> {
+    /// (`tidings migrate`). Safe while other nodes run: migrations take a lock. With
+    /// `grant_to` (PostgreSQL), also grants that role what a server needs: INSERT and SELECT
+    /// only on the log tables.
+    pub fn migrate(location: &StoreLocation, grant_to: Option<&str>) -> StoreResult<()> {
         match location {
             StoreLocation::Embedded(dir) => {
+                if grant_to.is_some() {
+                    return Err(StoreError::unprocessable(
+                        "grants_need_postgres",
+                        "--grant-to is for PostgreSQL; the embedded store has no roles",
+                    ));
+                }
                 adapters::sqlite::open(dir, StoreConfig::default())?.close();
                 Ok(())
             }
             StoreLocation::Postgres(url) => adapters::postgres::off_async(|| {
-                adapters::postgres::migrate(&adapters::postgres::connect(url)?)
+                let conn = adapters::postgres::connect(url)?;
+                adapters::postgres::migrate(&conn)?;
+                match grant_to {
+                    Some(role) => adapters::postgres::grant_to(&conn, role),
+                    None => Ok(()),
+                }
             }),
         }
     }

@@ -344,3 +344,69 @@ async fn another_node_takes_over_routing_when_the_router_goes() {
     assert_eq!(inbox_seqs(&second, &bo).await, vec![2, 1]);
     second.close();
 }
+
+#[tokio::test]
+async fn the_server_role_may_only_append_to_the_log() {
+    let Some(owner_url) = fresh_postgres() else {
+        return;
+    };
+    let role = format!("tidings_app_{}", uuid::Uuid::now_v7().simple());
+    let (base, db) = owner_url.rsplit_once('/').expect("url");
+    let host = base.rsplit_once('@').map_or(base, |(_, host)| host);
+    let app_url = format!("postgres://{role}@{host}/{db}");
+    {
+        let (owner_url, role) = (owner_url.clone(), role.clone());
+        std::thread::spawn(move || {
+            let mut owner = postgres::Client::connect(&owner_url, postgres::NoTls).expect("owner");
+            owner
+                .batch_execute(&format!("CREATE ROLE {role} LOGIN"))
+                .expect("role");
+        })
+        .join()
+        .expect("create role");
+    }
+    Store::migrate(&StoreLocation::Postgres(owner_url.clone()), Some(&role)).expect("migrate");
+    // The server runs as the restricted role: it starts, publishes, routes and verifies.
+    let location = StoreLocation::Postgres(app_url.clone());
+    let store = open(&location);
+    let ana = store
+        .create_user("ana".into(), "Ana".into(), None, false)
+        .await
+        .expect("ana");
+    let (seq, _) = publish(
+        &store,
+        &ana,
+        json!({"object": {"content": "x"}, "to": ["public"]}),
+        None,
+    )
+    .await;
+    store.wait_routed(seq).await.expect("routed");
+    assert!(store.verify().await.expect("verify").ok());
+    store.close();
+    // The role itself is refused any change to the log, before any trigger runs.
+    let refusals = std::thread::spawn(move || {
+        let mut app = postgres::Client::connect(&app_url, postgres::NoTls).expect("app");
+        [
+            "UPDATE activities SET body = '{}'",
+            "DELETE FROM stream_links",
+            "TRUNCATE changes",
+            "DELETE FROM activity_tags",
+            "DROP TRIGGER activities_append_only ON activities",
+        ]
+        .iter()
+        .map(|sql| {
+            app.batch_execute(sql)
+                .err()
+                .and_then(|e| e.code().map(|c| c.code().to_owned()))
+        })
+        .collect::<Vec<_>>()
+    })
+    .join()
+    .expect("app thread");
+    // 42501 insufficient_privilege for the grants; 42501 too for dropping a trigger one does
+    // not own.
+    assert!(
+        refusals.iter().all(|code| code.as_deref() == Some("42501")),
+        "{refusals:?}"
+    );
+}

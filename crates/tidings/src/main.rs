@@ -91,7 +91,12 @@ enum Command {
         roles: Vec<Role>,
     },
     /// Create or upgrade the store's schema, then exit (serve also does this at start-up).
-    Migrate,
+    Migrate {
+        /// PostgreSQL: grant this role what a server needs and no more (INSERT and SELECT only
+        /// on the log tables), so servers can run as it instead of as the schema's owner.
+        #[arg(long)]
+        grant_to: Option<String>,
+    },
     /// Whole-store operations.
     Store {
         #[command(subcommand)]
@@ -282,8 +287,8 @@ async fn main() -> anyhow::Result<()> {
                 to.describe()
             );
         }
-        Command::Migrate => {
-            Store::migrate(&location)
+        Command::Migrate { grant_to } => {
+            Store::migrate(&location, grant_to.as_deref())
                 .with_context(|| format!("migrating the store at {}", location.describe()))?;
             println!("ok: the store at {} is up to date", location.describe());
         }

@@ -97,12 +97,67 @@ pub(crate) fn connect(url: &str) -> StoreResult<Connection> {
     Ok(Connection::Postgres(Box::new(conn)))
 }
 
-/// Creates or upgrades the schema, once, whichever node gets there first.
+/// The schema version `schema.sql` creates.
+const SCHEMA_VERSION: &str = "4";
+
+/// Log tables: INSERT and SELECT only, for everyone (triggers) and for the server's role
+/// (grants).
+const APPEND_ONLY: &[&str] = &[
+    "activities",
+    "stream_links",
+    "changes",
+    "activity_tags",
+    "activity_circles",
+    "activity_addressees",
+    "activity_followers",
+];
+
+/// Creates or upgrades the schema, once, whichever node gets there first. A store already at
+/// the current version is left alone, so a server whose role may not create tables (see
+/// [`grant_to`]) starts without trying.
 pub(crate) fn migrate(conn: &Connection) -> StoreResult<()> {
+    if current_version(conn)?.as_deref() == Some(SCHEMA_VERSION) {
+        return Ok(());
+    }
     conn.execute("SELECT pg_advisory_lock(?1)", [MIGRATE_LOCK])?;
     let outcome = conn.execute_batch(include_str!("schema.sql"));
     conn.execute("SELECT pg_advisory_unlock(?1)", [MIGRATE_LOCK])?;
     Ok(outcome?)
+}
+
+fn current_version(conn: &Connection) -> StoreResult<Option<String>> {
+    let exists: bool =
+        conn.query_row("SELECT to_regclass('meta') IS NOT NULL", [], |r| r.get(0))?;
+    if !exists {
+        return Ok(None);
+    }
+    Ok(conn
+        .query_row(
+            "SELECT value FROM meta WHERE key = 'schema_version'",
+            [],
+            |r| r.get(0),
+        )
+        .optional()?)
+}
+
+/// Grants `role` what a server needs and no more: INSERT and SELECT on the log tables, read
+/// and write on the projections. Run by the schema's owner (`tidings migrate --grant-to`).
+pub(crate) fn grant_to(conn: &Connection, role: &str) -> StoreResult<()> {
+    if role.is_empty() || !role.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+        return Err(StoreError::unprocessable(
+            "bad_role_name",
+            "a role name is letters, digits and underscores",
+        ));
+    }
+    let log = APPEND_ONLY.join(", ");
+    conn.execute_batch(&format!(
+        "GRANT USAGE ON SCHEMA public TO {role};
+         GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO {role};
+         REVOKE UPDATE, DELETE, TRUNCATE ON {log} FROM {role};
+         REVOKE TRUNCATE ON ALL TABLES IN SCHEMA public FROM {role};
+         GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA public TO {role};"
+    ))?;
+    Ok(())
 }
 
 /// Connects, migrates, loads the read index from a consistent snapshot and starts this node's

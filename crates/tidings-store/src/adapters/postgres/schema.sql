@@ -4,6 +4,9 @@
 -- The log (activities, stream_links) and the change log accept INSERT and SELECT only: triggers
 -- refuse UPDATE, DELETE and TRUNCATE whoever asks. Text that is sorted or compared uses the "C"
 -- collation, so both stores order names byte by byte alike.
+--
+-- A store whose meta.schema_version equals the adapter's SCHEMA_VERSION is not migrated again
+-- (servers may run as a role that cannot create tables): a change here bumps that version.
 
 CREATE TABLE IF NOT EXISTS meta (
     key   TEXT PRIMARY KEY,
@@ -116,8 +119,7 @@ CREATE UNIQUE INDEX IF NOT EXISTS stream_links_by_stream ON stream_links(stream,
 
 CREATE OR REPLACE FUNCTION tidings_refuse_change() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
-    RAISE EXCEPTION '% is append-only: % refused', TG_TABLE_NAME, TG_OP
-        USING ERRCODE = 'insufficient_privilege';
+    RAISE EXCEPTION '% is append-only: % refused', TG_TABLE_NAME, TG_OP;
 END;
 $$;
 
