@@ -28,9 +28,9 @@ pub enum Scenario {
     Mixed,
     /// Live SSE connections: memory per idle connection, publish-to-client latency.
     Push,
-    /// Every actor publishes once to the circle it owns (closed loop), then waits until
-    /// routing is done: fan-out deliveries per second on the Stream-Framework workload
-    /// (`tidings seed --shape follow-circles`).
+    /// Every actor publishes once to their followers (`tidings seed --shape follows`) or to the
+    /// circle they own (`--shape follow-circles`), closed loop, then waits until routing is
+    /// done: fan-out deliveries per second on the Stream-Framework workload.
     Fanout,
     /// The first token's user (`celebrity`, from `tidings seed --shape celebrity`) publishes to
     /// their followers at `--publish-rate`; each publish is timed, and after each one a random
@@ -71,6 +71,10 @@ pub struct BenchArgs {
     /// Circle to publish to (push): every token's user should be a member.
     #[arg(long)]
     pub circle: Option<String>,
+    /// Another node to publish through (push), while the live streams stay on `--target`:
+    /// publish-to-client latency across cluster nodes (replication lag included).
+    #[arg(long)]
+    pub publish_target: Option<String>,
     /// Feeds whose unseen/unread counts every live connection asks for (push), as a badge
     /// would: `notifications`, `all`, … (none by default).
     #[arg(long)]
@@ -373,11 +377,22 @@ const FANOUT_CAP: Duration = Duration::from_secs(900);
 /// Most extra `?wait=routed` publishes while waiting for routing (each waits up to 30 s).
 const FANOUT_WAITS: usize = 20;
 
-fn note(i: u64, actor: &Actor, circle: &str) -> Value {
+/// Where a fanout post goes: an owned circle, or the author's followers.
+#[derive(Debug, Clone)]
+enum Audience {
+    Circle(String),
+    Followers,
+}
+
+fn note(i: u64, actor: &Actor, audience: &Audience) -> Value {
+    let to = match audience {
+        Audience::Circle(circle) => format!("circle:{circle}"),
+        Audience::Followers => "followers".to_owned(),
+    };
     json!({
         "type": "Create",
         "object": {"type": "Note", "content": format!("bench {i} from {}", actor.username)},
-        "to": [format!("circle:{circle}")],
+        "to": [to],
         "tag": ["bench"],
     })
 }
@@ -393,28 +408,44 @@ async fn fanout(
     use rand::SeedableRng;
     use rand::seq::SliceRandom;
     let target = args.target.clone();
-    let mut authors: Vec<(Actor, String)> = actors
+    // Owners of a circle post to it (follow-circles); everyone else to their followers.
+    let mut authors: Vec<(Actor, Audience)> = actors
         .into_iter()
-        .filter_map(|a| a.owned.clone().map(|c| (a, c)))
+        .map(|a| {
+            let audience = match a.owned.clone() {
+                Some(circle) => Audience::Circle(circle),
+                None => Audience::Followers,
+            };
+            (a, audience)
+        })
         .collect();
     if authors.is_empty() {
-        bail!("fanout needs actors who own a circle: seed with `--shape follow-circles`");
+        bail!("fanout needs actors: seed with `--shape follows` or `--shape follow-circles`");
     }
     authors.shuffle(&mut rand::rngs::StdRng::seed_from_u64(42));
-    // Deliveries per post: the circle's members but the author (whose copy is not an entry).
+    // Deliveries per post: the circle's members but the author (whose copy is not an entry),
+    // or the author's followers.
     let audience: Vec<u64> = futures::stream::iter(&authors)
-        .map(|(actor, circle)| {
-            let request = client
-                .get(format!("{target}/api/v1/circles/{circle}"))
-                .bearer_auth(&actor.token);
+        .map(|(actor, audience)| {
+            let request = match audience {
+                Audience::Circle(circle) => client.get(format!("{target}/api/v1/circles/{circle}")),
+                Audience::Followers => client.get(format!(
+                    "{target}/api/v1/users/{}/followers?limit=1",
+                    actor.username
+                )),
+            }
+            .bearer_auth(&actor.token);
+            let circle_post = matches!(audience, Audience::Circle(_));
             async move {
-                let circle: Value = request.send().await?.error_for_status()?.json().await?;
-                anyhow::Ok(
-                    circle["member_count"]
+                let answer: Value = request.send().await?.error_for_status()?.json().await?;
+                anyhow::Ok(if circle_post {
+                    answer["member_count"]
                         .as_u64()
                         .unwrap_or(1)
-                        .saturating_sub(1),
-                )
+                        .saturating_sub(1)
+                } else {
+                    answer["total"].as_u64().unwrap_or(0)
+                })
             }
         })
         .buffered(32)

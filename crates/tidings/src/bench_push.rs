@@ -247,12 +247,16 @@ pub async fn run(args: &BenchArgs) -> anyhow::Result<()> {
     let client_cpu_start = cpu_seconds("self");
     let accepted = Arc::new(AtomicU64::new(0));
     let publisher_token = tokens[0].clone();
+    let publish_base = args.publish_target.as_deref().unwrap_or(&args.target);
+    if !(publish_base.starts_with("http://127.") || publish_base.starts_with("http://localhost")) {
+        bail!("bench only targets loopback addresses");
+    }
     let mut publishes = Vec::new();
     for i in 0..total {
         let due = start + interval * (i as u32);
         tokio::time::sleep_until(due.into()).await;
         let request = client
-            .post(format!("{}/api/v1/outbox", args.target))
+            .post(format!("{publish_base}/api/v1/outbox"))
             .bearer_auth(&publisher_token)
             .json(&json!({
                 "type": "Create",
@@ -318,8 +322,13 @@ pub async fn run(args: &BenchArgs) -> anyhow::Result<()> {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {
         println!(
-            "push: {} SSE connections ({} failed), {} publishes/s to circle:{circle} for {} s",
-            report.connections, report.failed_connections, rate, args.duration
+            "push: {} SSE connections ({} failed) on {}, {} publishes/s to circle:{circle} through {} for {} s",
+            report.connections,
+            report.failed_connections,
+            args.target,
+            rate,
+            publish_base,
+            args.duration
         );
         if let Some(b) = report.bytes_per_connection {
             println!(

@@ -31,6 +31,11 @@ pub enum Shape {
     /// are modelled as circles until the feeds issue lands; no activity is published, so
     /// `tidings bench fanout` can time the publishes over HTTP.
     FollowCircles,
+    /// The Stream-Framework workload's follow graph with real follows: every user is followed
+    /// by `--follows` random other users, each through a Follow activity (the same graph as
+    /// follow-circles, drawn from the same seed); no post is published, so `tidings bench
+    /// fanout` can time the posts to followers over HTTP.
+    Follows,
     /// One producer, `celebrity`, followed by `--users` others (each a Follow activity
     /// through the engine), for `tidings bench celebrity`. Tokens: the celebrity's first.
     Celebrity,
@@ -202,6 +207,7 @@ pub async fn seed(store: &Store, data_dir: &Path, args: &SeedArgs) -> anyhow::Re
     match args.shape {
         Shape::FollowCircles => return seed_follow_circles(store, data_dir, args).await,
         Shape::Celebrity => return seed_celebrity(store, data_dir, args).await,
+        Shape::Follows => return seed_follows(store, data_dir, args).await,
         Shape::Community => {}
     }
     if args.users < 2 || args.circles < 1 || args.largest < 2 {
@@ -513,6 +519,66 @@ async fn seed_follow_circles(
     println!(
         "seeded {} users, each followed by {} others (as follower circles f-USERNAME) in {:.1}s; \
          tokens in {}",
+        n,
+        args.follows,
+        started.elapsed().as_secs_f64(),
+        tokens_path.display()
+    );
+    Ok(())
+}
+
+/// `--users` users, each followed by `--follows` random others through Follow activities.
+async fn seed_follows(store: &Store, data_dir: &Path, args: &SeedArgs) -> anyhow::Result<()> {
+    if args.users < 2 || args.follows < 1 || args.follows >= args.users {
+        anyhow::bail!("seed --shape follows needs --users >= 2 and 1 <= --follows < --users");
+    }
+    let started = Instant::now();
+    let mut rng = StdRng::seed_from_u64(args.seed);
+    let chunk = args.concurrency.max(1);
+    let offset = store.user_count().await?;
+    let users = create_users(store, args.users, offset as usize, chunk).await?;
+    // The same draw as follow-circles: `follows` distinct followers per user.
+    let n = users.len();
+    let mut pairs: Vec<(u32, u32)> = Vec::with_capacity(n * args.follows);
+    for followee in 0..n {
+        let mut chosen = std::collections::BTreeSet::new();
+        while chosen.len() < args.follows {
+            let pick = rng.random_range(0..n - 1);
+            chosen.insert(if pick >= followee { pick + 1 } else { pick });
+        }
+        pairs.extend(chosen.into_iter().map(|f| (followee as u32, f as u32)));
+    }
+    let bar_follows = bar(pairs.len(), "follows");
+    for batch in pairs.chunks(chunk) {
+        let futures = batch.iter().map(|&(followee, follower)| {
+            // Not addressed to the followee: follow notifications are not what is measured.
+            let doc = json!({"type": "Follow", "object": format!("user:{}", users[followee as usize].username)});
+            let draft = normalize(&doc, &Limits::default(), &|_| TypeStatus::BuiltIn);
+            let actor = users[follower as usize].clone();
+            async move {
+                let draft = draft.map_err(|e| anyhow::anyhow!(e.message))?;
+                store
+                    .publish(PublishInput {
+                        actor,
+                        draft,
+                        idempotency_key: None,
+                    })
+                    .await
+                    .context("following")
+            }
+        });
+        for result in join_all(futures).await {
+            result?;
+        }
+        bar_follows.inc(batch.len() as u64);
+    }
+    bar_follows.finish();
+    // The follows are routed in the background; the seed is done when they all are.
+    let last = store.last_seq().await?;
+    store.wait_routed(last).await?;
+    let tokens_path = write_tokens(store, data_dir, &users, args.tokens, chunk).await?;
+    println!(
+        "seeded {} users, each followed by {} others (Follow activities) in {:.1}s; tokens in {}",
         n,
         args.follows,
         started.elapsed().as_secs_f64(),

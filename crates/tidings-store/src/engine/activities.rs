@@ -850,17 +850,17 @@ fn follow_in(
         follow_seq,
         now_rfc3339()
     ])?;
-    let mut insert = conn.prepare_cached(
-        "INSERT INTO inbox_entries(user_id, seq, via) VALUES (?1, ?2, ?3) ON CONFLICT DO NOTHING",
-    )?;
     let shared_via: Arc<str> = Arc::from(via.as_str());
-    let mut entries = Vec::with_capacity(backfill.len());
     let code = super::follow_via_code(followee.id);
-    for seq in backfill {
-        if insert.execute(params![follower.id, seq, code])? > 0 {
-            entries.push((follower.id, seq, shared_via.clone()));
-        }
-    }
+    let rows: Vec<(i64, i64, i64)> = backfill
+        .iter()
+        .map(|&seq| (follower.id, seq, code))
+        .collect();
+    // Only the entries this follow wrote: an item already in the inbox keeps its reason.
+    let entries: Vec<_> = super::write_entries(conn, &rows)?
+        .into_iter()
+        .map(|(user, seq)| (user, seq, shared_via.clone()))
+        .collect();
     fx.push(Effect::Follow {
         follower: follower.id,
         edge: FollowEdge {

@@ -115,6 +115,60 @@ pub(crate) fn via_code(via: &Via, author_id: i64) -> Option<i64> {
     }
 }
 
+/// Writes inbox entries `(user, seq, via code)`, skipping those that exist; returns the
+/// `(user, seq)` of the rows it wrote. SQLite takes them one prepared insert at a time
+/// (in-process, cheap); PostgreSQL in one statement over arrays, since each statement there is
+/// a round trip.
+pub(crate) fn write_entries(
+    conn: &Connection,
+    entries: &[(i64, i64, i64)],
+) -> StoreResult<Vec<(i64, i64)>> {
+    let mut written = Vec::with_capacity(entries.len());
+    match conn.engine() {
+        crate::sql::Engine::Sqlite => {
+            let mut insert = conn.prepare_cached(
+                "INSERT INTO inbox_entries(user_id, seq, via) VALUES (?1, ?2, ?3)
+                 ON CONFLICT DO NOTHING",
+            )?;
+            for &(user, seq, via) in entries {
+                if insert.execute(crate::sql::params![user, seq, via])? > 0 {
+                    written.push((user, seq));
+                }
+            }
+        }
+        crate::sql::Engine::Postgres => {
+            if entries.is_empty() {
+                return Ok(written);
+            }
+            let users: Vec<i64> = entries.iter().map(|e| e.0).collect();
+            let seqs: Vec<i64> = entries.iter().map(|e| e.1).collect();
+            let vias: Vec<i64> = entries.iter().map(|e| e.2).collect();
+            let rows = conn
+                .prepare_cached(
+                    "INSERT INTO inbox_entries(user_id, seq, via)
+                     SELECT * FROM unnest(CAST(?1 AS BIGINT[]), CAST(?2 AS BIGINT[]),
+                                          CAST(?3 AS BIGINT[]))
+                     ON CONFLICT DO NOTHING
+                     RETURNING user_id, seq",
+                )?
+                .query_map(crate::sql::params![users, seqs, vias], |r| {
+                    Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?))
+                })?;
+            for row in rows {
+                written.push(row?);
+            }
+            // RETURNING gives no order; keep the caller's.
+            let order: std::collections::HashMap<(i64, i64), usize> = entries
+                .iter()
+                .enumerate()
+                .map(|(i, e)| ((e.0, e.1), i))
+                .collect();
+            written.sort_by_key(|k| order.get(k).copied().unwrap_or(usize::MAX));
+        }
+    }
+    Ok(written)
+}
+
 /// The stored `via` of entries written because their reader follows `author_id`.
 pub(crate) fn follow_via_code(author_id: i64) -> i64 {
     -author_id
@@ -544,6 +598,12 @@ pub(crate) fn run_batch(conn: &Connection, batch: Vec<Job>, shared: &Shared) {
         }
         let _ = conn.execute_batch("ROLLBACK");
         return;
+    }
+    if let Backend::Postgres(pg) = &shared.backend {
+        // Inside the log lock nobody else commits: once this node has applied every change
+        // before it, the jobs below see an index as current as the tables (a follow's backfill
+        // reads the index).
+        pg.catch_up(conn, shared);
     }
     let mut replies = Vec::with_capacity(batch.len());
     let mut effects = Vec::new();

@@ -245,13 +245,14 @@ fn route_one(
         .into_iter()
         .filter(|d| d.via != Via::Author)
         .collect();
-    let mut insert = conn.prepare_cached(
-        "INSERT INTO inbox_entries(user_id, seq, via) VALUES (?1, ?2, ?3) ON CONFLICT DO NOTHING",
-    )?;
-    for delivery in &deliveries {
-        let code = super::via_code(&delivery.via, actor_id).unwrap_or(0);
-        insert.execute(params![delivery.user_id, seq, code])?;
-    }
+    let rows: Vec<(i64, i64, i64)> = deliveries
+        .iter()
+        .map(|d| {
+            let code = super::via_code(&d.via, actor_id).unwrap_or(0);
+            (d.user_id, seq, code)
+        })
+        .collect();
+    super::write_entries(conn, &rows)?;
     fx.push(Effect::Entries(
         deliveries
             .iter()

@@ -125,6 +125,8 @@ pub(crate) enum Value<'a> {
     Blob(&'a [u8]),
     /// A boolean (an integer 0/1 in SQLite).
     Bool(bool),
+    /// An array of integers (PostgreSQL only: `unnest(?1)` turns one statement into many rows).
+    Ints(&'a [i64]),
 }
 
 /// An owned [`Value`], for argument lists built at run time.
@@ -187,6 +189,16 @@ impl ToSql for std::sync::Arc<str> {
         Value::Text(self)
     }
 }
+impl ToSql for [i64] {
+    fn value(&self) -> Value<'_> {
+        Value::Ints(self)
+    }
+}
+impl ToSql for Vec<i64> {
+    fn value(&self) -> Value<'_> {
+        Value::Ints(self)
+    }
+}
 impl ToSql for Vec<u8> {
     fn value(&self) -> Value<'_> {
         Value::Blob(self)
@@ -226,6 +238,11 @@ impl rusqlite::ToSql for Value<'_> {
             Value::Text(s) => ValueRef::Text(s.as_bytes()),
             Value::Blob(b) => ValueRef::Blob(b),
             Value::Bool(b) => ValueRef::Integer(i64::from(b)),
+            Value::Ints(_) => {
+                return Err(rusqlite::Error::ToSqlConversionFailure(
+                    "SQLite has no array parameters".into(),
+                ));
+            }
         }))
     }
 }

@@ -186,6 +186,7 @@ impl PgToSql for Value<'_> {
                 }
             },
             Value::Blob(b) => b.to_sql(&Type::BYTEA, out),
+            Value::Ints(list) => list.to_sql(&Type::INT8_ARRAY, out),
         }
     }
 
