@@ -410,3 +410,64 @@ async fn the_server_role_may_only_append_to_the_log() {
         "{refusals:?}"
     );
 }
+
+#[tokio::test]
+async fn an_index_loaded_at_start_reads_what_the_live_one_read() {
+    // 60 followers × 110 posts: more entries than one fetch of the start-up cursor (5,000).
+    for (location, _dir) in places() {
+        let store = open(&location);
+        let star = store
+            .create_user("star".into(), "Star".into(), None, false)
+            .await
+            .expect("star");
+        let mut fans = Vec::new();
+        for i in 0..60 {
+            let fan = store
+                .create_user(format!("fan{i}"), format!("Fan {i}"), None, false)
+                .await
+                .expect("fan");
+            publish(
+                &store,
+                &fan,
+                json!({"type": "Follow", "object": "user:star"}),
+                None,
+            )
+            .await;
+            fans.push(fan);
+        }
+        let mut tasks = Vec::new();
+        for i in 0..110 {
+            let (store, star) = (store.clone(), star.clone());
+            tasks.push(tokio::spawn(async move {
+                publish(
+                    &store,
+                    &star,
+                    json!({"object": {"content": format!("p{i}")}, "to": ["followers"]}),
+                    None,
+                )
+                .await
+            }));
+        }
+        for task in tasks {
+            task.await.expect("publish");
+        }
+        store
+            .wait_routed(store.last_seq().await.expect("last"))
+            .await
+            .expect("routed");
+        let mut live = Vec::new();
+        for fan in &fans {
+            live.push(inbox_seqs(&store, fan).await);
+        }
+        assert!(
+            live.iter().all(|seqs| seqs.len() == 100),
+            "{location:?}: pages of 100"
+        );
+        store.close();
+        let reopened = open(&location);
+        for (fan, before) in fans.iter().zip(&live) {
+            assert_eq!(&inbox_seqs(&reopened, fan).await, before, "{location:?}");
+        }
+        reopened.close();
+    }
+}

@@ -502,6 +502,7 @@ impl Connection {
             Connection::Postgres(c) => Ok(Statement::Pg {
                 statement: c.prepare(sql)?,
                 conn: c,
+                sql: sql.to_owned(),
             }),
         }
     }
@@ -544,6 +545,8 @@ pub(crate) enum Statement<'c> {
         statement: postgres::Statement,
         /// Its connection.
         conn: &'c PgConnection,
+        /// Its portable text (a cursor is declared over it).
+        sql: String,
     },
 }
 
@@ -563,7 +566,9 @@ impl Statement<'_> {
                 bind_sqlite(stmt, &values)?;
                 Ok(stmt.raw_execute()?)
             }
-            Statement::Pg { statement, conn } => conn.execute(statement, &values),
+            Statement::Pg {
+                statement, conn, ..
+            } => conn.execute(statement, &values),
         }
     }
 
@@ -583,7 +588,9 @@ impl Statement<'_> {
                     None => Err(SqlError::NoRows),
                 }
             }
-            Statement::Pg { statement, conn } => {
+            Statement::Pg {
+                statement, conn, ..
+            } => {
                 let rows = conn.query(statement, &values)?;
                 match rows.first() {
                     Some(row) => f(&Row::Pg(row)),
@@ -609,7 +616,9 @@ impl Statement<'_> {
                     out.push(f(&Row::Sqlite(row)));
                 }
             }
-            Statement::Pg { statement, conn } => {
+            Statement::Pg {
+                statement, conn, ..
+            } => {
                 for row in conn.query(statement, &values)? {
                     out.push(f(&Row::Pg(&row)));
                 }
@@ -626,10 +635,21 @@ impl Statement<'_> {
                 bind_sqlite(stmt, &values)?;
                 Ok(Rows::Sqlite(stmt.raw_query()))
             }
-            Statement::Pg { statement, conn } => Ok(Rows::Pg {
-                rows: conn.query(statement, &values)?,
-                next: 0,
-            }),
+            Statement::Pg {
+                statement,
+                conn,
+                sql,
+            } => {
+                // A whole table (the index loading at start-up, verify, copy) is read through
+                // a server-side cursor a few thousand rows at a time, not into memory at once.
+                if values.is_empty() && conn.in_transaction() {
+                    return Ok(Rows::PgCursor(conn.open_cursor(sql)?));
+                }
+                Ok(Rows::Pg {
+                    rows: conn.query(statement, &values)?,
+                    next: 0,
+                })
+            }
         }
     }
 }
@@ -655,6 +675,8 @@ pub(crate) enum Rows<'s> {
         /// The next one to hand out.
         next: usize,
     },
+    /// PostgreSQL rows fetched in chunks from a cursor.
+    PgCursor(postgres_conn::Cursor<'s>),
 }
 
 impl Rows<'_> {
@@ -667,6 +689,7 @@ impl Rows<'_> {
                 *next += 1;
                 Ok(row.map(Row::Pg))
             }
+            Rows::PgCursor(cursor) => Ok(cursor.next()?.map(Row::Pg)),
         }
     }
 }

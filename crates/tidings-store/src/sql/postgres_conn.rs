@@ -15,6 +15,44 @@ pub struct PgConnection {
     /// None only while being dropped.
     client: RefCell<Option<postgres::Client>>,
     statements: RefCell<HashMap<String, postgres::Statement>>,
+    /// Whether a transaction is open (cursors need one).
+    in_transaction: std::cell::Cell<bool>,
+    /// Numbers cursors so each has its own name.
+    cursors: std::cell::Cell<u64>,
+}
+
+/// Rows fetched per round trip from a cursor.
+const CURSOR_CHUNK: usize = 5000;
+
+/// A server-side cursor walked a chunk at a time; closed when dropped.
+pub(crate) struct Cursor<'c> {
+    conn: &'c PgConnection,
+    name: String,
+    buffer: Vec<postgres::Row>,
+    next: usize,
+    done: bool,
+}
+
+impl Cursor<'_> {
+    /// The next row, fetching the next chunk when the buffer is used up.
+    pub(crate) fn next(&mut self) -> Result<Option<&postgres::Row>> {
+        if self.next >= self.buffer.len() && !self.done {
+            let fetch = format!("FETCH {CURSOR_CHUNK} FROM {}", self.name);
+            self.buffer = self.conn.with_client(|c| c.query(fetch.as_str(), &[]))?;
+            self.next = 0;
+            self.done = self.buffer.len() < CURSOR_CHUNK;
+        }
+        let row = self.buffer.get(self.next);
+        self.next += 1;
+        Ok(row)
+    }
+}
+
+impl Drop for Cursor<'_> {
+    fn drop(&mut self) {
+        let close = format!("CLOSE {}", self.name);
+        let _ = self.conn.with_client(|c| c.batch_execute(&close));
+    }
 }
 
 impl PgConnection {
@@ -30,6 +68,8 @@ impl PgConnection {
         Ok(PgConnection {
             client: RefCell::new(Some(client)),
             statements: RefCell::new(HashMap::new()),
+            in_transaction: std::cell::Cell::new(false),
+            cursors: std::cell::Cell::new(0),
         })
     }
 
@@ -59,9 +99,41 @@ impl PgConnection {
         Ok(statement)
     }
 
-    /// Runs statements without arguments.
+    /// Runs statements without arguments (and notes transactions opening and closing).
     pub(crate) fn batch_execute(&self, sql: &str) -> Result<()> {
-        self.with_client(|c| c.batch_execute(sql))
+        let outcome = self.with_client(|c| c.batch_execute(sql));
+        let head = sql.trim_start().to_ascii_uppercase();
+        if head.starts_with("BEGIN") {
+            self.in_transaction.set(outcome.is_ok());
+        } else if head.starts_with("COMMIT")
+            || (head.starts_with("ROLLBACK") && !head.starts_with("ROLLBACK TO"))
+        {
+            self.in_transaction.set(false);
+        }
+        outcome
+    }
+
+    /// Whether a transaction is open on this connection.
+    pub(crate) fn in_transaction(&self) -> bool {
+        self.in_transaction.get()
+    }
+
+    /// Declares a cursor over a query without arguments (inside a transaction).
+    pub(crate) fn open_cursor(&self, sql: &str) -> Result<Cursor<'_>> {
+        let n = self.cursors.get() + 1;
+        self.cursors.set(n);
+        let name = format!("tidings_cursor_{n}");
+        self.batch_execute(&format!(
+            "DECLARE {name} NO SCROLL CURSOR FOR {}",
+            rewrite_placeholders(sql)
+        ))?;
+        Ok(Cursor {
+            conn: self,
+            name,
+            buffer: Vec::new(),
+            next: 0,
+            done: false,
+        })
     }
 
     /// Runs a prepared statement; returns the rows changed.
