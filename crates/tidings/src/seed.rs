@@ -327,31 +327,7 @@ pub async fn seed(store: &Store, data_dir: &Path, args: &SeedArgs) -> anyhow::Re
             }
             pairs.extend(chosen.into_iter().map(|v| (u, v)));
         }
-        let bar_follows = bar(pairs.len(), "follows");
-        for batch in pairs.chunks(chunk) {
-            let futures = batch.iter().map(|&(u, v)| {
-                let doc =
-                    json!({"type": "Follow", "object": format!("user:{}", users[v].username)});
-                let draft = normalize(&doc, &Limits::default(), &|_| TypeStatus::BuiltIn);
-                let actor = users[u].clone();
-                async move {
-                    let draft = draft.map_err(|e| anyhow::anyhow!(e.message))?;
-                    store
-                        .publish(PublishInput {
-                            actor,
-                            draft,
-                            idempotency_key: None,
-                        })
-                        .await
-                        .context("following")
-                }
-            });
-            for result in join_all(futures).await {
-                result?;
-            }
-            bar_follows.inc(batch.len() as u64);
-        }
-        bar_follows.finish();
+        follow_all(store, &users, &pairs, chunk).await?;
     }
 
     // Activities: circle by size, author among members, Zipf-ish tags, replies and likes; one
@@ -527,34 +503,20 @@ async fn seed_follow_circles(
     Ok(())
 }
 
-/// `--users` users, each followed by `--follows` random others through Follow activities.
-async fn seed_follows(store: &Store, data_dir: &Path, args: &SeedArgs) -> anyhow::Result<()> {
-    if args.users < 2 || args.follows < 1 || args.follows >= args.users {
-        anyhow::bail!("seed --shape follows needs --users >= 2 and 1 <= --follows < --users");
-    }
-    let started = Instant::now();
-    let mut rng = StdRng::seed_from_u64(args.seed);
-    let chunk = args.concurrency.max(1);
-    let offset = store.user_count().await?;
-    let users = create_users(store, args.users, offset as usize, chunk).await?;
-    // The same draw as follow-circles: `follows` distinct followers per user.
-    let n = users.len();
-    let mut pairs: Vec<(u32, u32)> = Vec::with_capacity(n * args.follows);
-    for followee in 0..n {
-        let mut chosen = std::collections::BTreeSet::new();
-        while chosen.len() < args.follows {
-            let pick = rng.random_range(0..n - 1);
-            chosen.insert(if pick >= followee { pick + 1 } else { pick });
-        }
-        pairs.extend(chosen.into_iter().map(|f| (followee as u32, f as u32)));
-    }
+/// Publishes a Follow for each `(follower, followee)` pair, `chunk` at a time.
+async fn follow_all(
+    store: &Store,
+    users: &[User],
+    pairs: &[(usize, usize)],
+    chunk: usize,
+) -> anyhow::Result<()> {
     let bar_follows = bar(pairs.len(), "follows");
     for batch in pairs.chunks(chunk) {
-        let futures = batch.iter().map(|&(followee, follower)| {
-            // Not addressed to the followee: follow notifications are not what is measured.
-            let doc = json!({"type": "Follow", "object": format!("user:{}", users[followee as usize].username)});
+        let futures = batch.iter().map(|&(follower, followee)| {
+            let doc =
+                json!({"type": "Follow", "object": format!("user:{}", users[followee].username)});
             let draft = normalize(&doc, &Limits::default(), &|_| TypeStatus::BuiltIn);
-            let actor = users[follower as usize].clone();
+            let actor = users[follower].clone();
             async move {
                 let draft = draft.map_err(|e| anyhow::anyhow!(e.message))?;
                 store
@@ -573,6 +535,32 @@ async fn seed_follows(store: &Store, data_dir: &Path, args: &SeedArgs) -> anyhow
         bar_follows.inc(batch.len() as u64);
     }
     bar_follows.finish();
+    Ok(())
+}
+
+/// `--users` users, each followed by `--follows` random others through Follow activities.
+async fn seed_follows(store: &Store, data_dir: &Path, args: &SeedArgs) -> anyhow::Result<()> {
+    if args.users < 2 || args.follows < 1 || args.follows >= args.users {
+        anyhow::bail!("seed --shape follows needs --users >= 2 and 1 <= --follows < --users");
+    }
+    let started = Instant::now();
+    let mut rng = StdRng::seed_from_u64(args.seed);
+    let chunk = args.concurrency.max(1);
+    let offset = store.user_count().await?;
+    let users = create_users(store, args.users, offset as usize, chunk).await?;
+    // The same draw as follow-circles: `follows` distinct followers per user.
+    let n = users.len();
+    let mut pairs: Vec<(usize, usize)> = Vec::with_capacity(n * args.follows);
+    for followee in 0..n {
+        let mut chosen = std::collections::BTreeSet::new();
+        while chosen.len() < args.follows {
+            let pick = rng.random_range(0..n - 1);
+            chosen.insert(if pick >= followee { pick + 1 } else { pick });
+        }
+        pairs.extend(chosen.into_iter().map(|f| (f, followee)));
+    }
+    // Not addressed to the followee: follow notifications are not what is measured.
+    follow_all(store, &users, &pairs, chunk).await?;
     // The follows are routed in the background; the seed is done when they all are.
     let last = store.last_seq().await?;
     store.wait_routed(last).await?;

@@ -47,6 +47,31 @@ pub(crate) type Reply = Box<dyn FnOnce(StoreResult<()>) + Send>;
 /// index, says whether it succeeded.
 pub(crate) type Job = Box<dyn FnOnce(&Connection, &mut Effects) -> (bool, Reply) + Send>;
 
+/// The queue of write jobs for a node's writer thread.
+pub(crate) struct JobQueue(Mutex<Option<std::sync::mpsc::Sender<Job>>>);
+
+impl JobQueue {
+    /// A queue and the receiving end its writer thread takes.
+    pub(crate) fn new() -> (JobQueue, std::sync::mpsc::Receiver<Job>) {
+        let (sender, receiver) = std::sync::mpsc::channel();
+        (JobQueue(Mutex::new(Some(sender))), receiver)
+    }
+
+    /// Queues a job; `Closed` once the queue is closed.
+    pub(crate) fn submit(&self, job: Job) -> StoreResult<()> {
+        let jobs = self.0.lock().map_err(|_| StoreError::Closed)?;
+        let sender = jobs.as_ref().ok_or(StoreError::Closed)?;
+        sender.send(job).map_err(|_| StoreError::Closed)
+    }
+
+    /// Refuses new jobs; the writer ends once it has run the ones queued.
+    pub(crate) fn close(&self) {
+        if let Ok(mut jobs) = self.0.lock() {
+            jobs.take();
+        }
+    }
+}
+
 /// What a job records besides its SQL: effects on the hot index, and the stream heads it
 /// advanced (so later jobs of the same batch chain onto them). Both are kept only if the job
 /// and then the batch's commit succeed.

@@ -20,7 +20,7 @@
 
 use crate::adapters::{Backend, unavailable};
 use crate::engine::{
-    Heads, Job, MAX_BATCH, Shared, Store, StoreConfig, hot_load, router, run_batch,
+    Heads, Job, JobQueue, MAX_BATCH, Shared, Store, StoreConfig, hot_load, router, run_batch,
 };
 use crate::hot::Effect;
 use crate::sql::{Connection, OptionalExtension, PgConnection, params};
@@ -58,7 +58,7 @@ struct ChangeRecord {
 /// The PostgreSQL side of a [`Store`].
 pub(crate) struct PgBackend {
     url: String,
-    jobs: Mutex<Option<mpsc::Sender<Job>>>,
+    jobs: JobQueue,
     /// Idle reader connections, with when each was last used.
     readers: Mutex<Vec<(Connection, std::time::Instant)>>,
     /// The last change record applied to this node's index; held while applying.
@@ -187,10 +187,10 @@ fn open_here(url: &str, config: StoreConfig) -> StoreResult<Store> {
     })();
     conn.execute_batch("COMMIT")?;
     let (change_seq, routed, hot) = loaded?;
-    let (job_tx, job_rx) = mpsc::channel::<Job>();
+    let (jobs, job_rx) = JobQueue::new();
     let backend = PgBackend {
         url: url.to_owned(),
-        jobs: Mutex::new(Some(job_tx)),
+        jobs,
         readers: Mutex::new(vec![(conn, std::time::Instant::now())]),
         applied: Mutex::new(change_seq),
         stopping: AtomicBool::new(false),
@@ -241,11 +241,9 @@ fn spawn(
 }
 
 impl PgBackend {
-    /// Queues a job for this node's writer.
+    /// Queues a job for the writer.
     pub(crate) fn submit(&self, job: Job) -> StoreResult<()> {
-        let jobs = self.jobs.lock().map_err(|_| StoreError::Closed)?;
-        let sender = jobs.as_ref().ok_or(StoreError::Closed)?;
-        sender.send(job).map_err(|_| StoreError::Closed)
+        self.jobs.submit(job)
     }
 
     /// An idle reader, or a new connection. A reader idle for a while is pinged first: a
@@ -279,9 +277,7 @@ impl PgBackend {
 
     /// Stops the writer (after the jobs it holds), the tailer and the router.
     pub(crate) fn close(&self) {
-        if let Ok(mut jobs) = self.jobs.lock() {
-            jobs.take();
-        }
+        self.jobs.close();
         self.stopping.store(true, Ordering::SeqCst);
         self.wake();
         let threads = self

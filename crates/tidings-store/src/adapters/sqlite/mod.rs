@@ -9,8 +9,8 @@
 use crate::adapters::Backend;
 use crate::engine::router;
 use crate::engine::{
-    Effects, Heads, Job, MAX_BATCH, SLOW, Shared, Store, StoreConfig, StreamHead, hot_load,
-    run_batch,
+    Effects, Heads, Job, JobQueue, MAX_BATCH, SLOW, Shared, Store, StoreConfig, StreamHead,
+    hot_load, run_batch,
 };
 use crate::sql::Connection;
 use crate::{StoreError, StoreResult};
@@ -24,7 +24,7 @@ pub(crate) struct SqliteBackend {
     path: PathBuf,
     /// The WAL file beside the database, whose size decides when the writer finishes a checkpoint.
     wal_path: PathBuf,
-    jobs: Mutex<Option<mpsc::Sender<Job>>>,
+    jobs: JobQueue,
     /// Idle reader connections.
     readers: Mutex<Vec<Connection>>,
     writer: Mutex<Option<std::thread::JoinHandle<()>>>,
@@ -37,9 +37,7 @@ pub(crate) struct SqliteBackend {
 impl SqliteBackend {
     /// Queues a job for the writer.
     pub(crate) fn submit(&self, job: Job) -> StoreResult<()> {
-        let jobs = self.jobs.lock().map_err(|_| StoreError::Closed)?;
-        let sender = jobs.as_ref().ok_or(StoreError::Closed)?;
-        sender.send(job).map_err(|_| StoreError::Closed)
+        self.jobs.submit(job)
     }
 
     /// An idle reader, or a new one.
@@ -61,9 +59,7 @@ impl SqliteBackend {
 
     /// Stops accepting writes and waits for the writer to finish what it holds.
     pub(crate) fn close(&self) {
-        if let Ok(mut jobs) = self.jobs.lock() {
-            jobs.take();
-        }
+        self.jobs.close();
         let handle = self.writer.lock().ok().and_then(|mut w| w.take());
         if let Some(handle) = handle {
             let _ = handle.join();
@@ -115,11 +111,11 @@ pub(crate) fn open(data_dir: &Path, config: StoreConfig) -> StoreResult<Store> {
     migrate(&conn)?;
     let hot = hot_load::load(&conn)?;
     let heads = load_heads(&conn)?;
-    let (job_tx, job_rx) = mpsc::channel::<Job>();
+    let (jobs, job_rx) = JobQueue::new();
     let backend = SqliteBackend {
         path: path.clone(),
         wal_path: data_dir.join("tidings.db-wal"),
-        jobs: Mutex::new(Some(job_tx)),
+        jobs,
         readers: Mutex::new(Vec::new()),
         writer: Mutex::new(None),
         checkpointer: Mutex::new(None),
