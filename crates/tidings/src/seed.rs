@@ -187,6 +187,9 @@ async fn write_tokens(
     for (user, (token, _)) in users.iter().zip(&tokens) {
         lines.push_str(&format!("{} {}\n", user.username, token));
     }
+    // With a PostgreSQL store nothing else creates the data directory.
+    std::fs::create_dir_all(data_dir)
+        .with_context(|| format!("creating {}", data_dir.display()))?;
     let tokens_path = data_dir.join("seed-tokens.txt");
     std::fs::write(&tokens_path, lines)
         .with_context(|| format!("writing {}", tokens_path.display()))?;
