@@ -548,7 +548,9 @@ impl Shared {
             Backend::Sqlite(_) => self.apply_change(effects, routed),
             Backend::Postgres(pg) => {
                 pg.catch_up(conn, self);
+                // Other nodes hear of it through the bus; this node's router at once.
                 pg.ring();
+                pg.wake();
             }
         }
     }

@@ -34,8 +34,9 @@ use std::time::Duration;
 const MIGRATE_LOCK: i64 = 0x7469_6469_6e67_0001;
 /// Advisory lock key held by the node that routes.
 const ROUTER_LOCK: i64 = 0x7469_6469_6e67_0002;
-/// How often the router looks for activities to route when it found none.
-const TAIL_INTERVAL: Duration = Duration::from_millis(5);
+/// With a bus attached, the tailer and the router still look this often when no doorbell
+/// rang (a lost message costs at most this much).
+const BUS_FALLBACK_POLL: Duration = Duration::from_millis(250);
 /// Change records read per query.
 const TAIL_BATCH: i64 = 1000;
 /// How long a connection attempt may take before the request gets a 503.
@@ -66,7 +67,9 @@ pub(crate) struct PgBackend {
     stopping: AtomicBool,
     threads: Mutex<Vec<std::thread::JoinHandle<()>>>,
     /// Set when another node says the change log grew; the tailer sleeps on it.
-    woken: (Mutex<bool>, std::sync::Condvar),
+    /// Bumped whenever the change log may have grown (a doorbell, a local commit); the
+    /// tailer and the router each wait for it to move.
+    woken: (Mutex<u64>, std::sync::Condvar),
     /// Told the change position after each change this node commits (the bus doorbell).
     ringer: std::sync::RwLock<Option<Ringer>>,
     /// How long the tailer sleeps when nothing wakes it.
@@ -195,7 +198,7 @@ fn open_here(url: &str, config: StoreConfig) -> StoreResult<Store> {
         applied: Mutex::new(change_seq),
         stopping: AtomicBool::new(false),
         threads: Mutex::new(Vec::new()),
-        woken: (Mutex::new(false), std::sync::Condvar::new()),
+        woken: (Mutex::new(0), std::sync::Condvar::new()),
         ringer: std::sync::RwLock::new(None),
         tail_poll: config.tail_poll,
         routing: AtomicBool::new(false),
@@ -346,23 +349,32 @@ impl PgBackend {
         }
     }
 
-    /// Wakes the tailer now.
+    /// Wakes the tailer and the router now.
     pub(crate) fn wake(&self) {
-        let (flag, signal) = &self.woken;
-        if let Ok(mut woken) = flag.lock() {
-            *woken = true;
-            signal.notify_one();
+        let (generation, signal) = &self.woken;
+        if let Ok(mut generation) = generation.lock() {
+            *generation += 1;
+            signal.notify_all();
         }
     }
 
-    /// Sleeps until woken or `timeout` passed.
-    fn sleep_until_woken(&self, timeout: Duration) {
-        let (flag, signal) = &self.woken;
-        let Ok(guard) = flag.lock() else { return };
-        let Ok((mut woken, _)) = signal.wait_timeout_while(guard, timeout, |woken| !*woken) else {
-            return;
+    /// The current wake generation, to wait on with [`PgBackend::sleep_until_woken`].
+    fn generation(&self) -> u64 {
+        self.woken.0.lock().map(|g| *g).unwrap_or(0)
+    }
+
+    /// Sleeps until woken after `seen` or until the poll interval passed: the configured one
+    /// without a bus, a long fallback with one (the doorbell does the waking).
+    fn sleep_until_woken(&self, seen: u64) {
+        let has_bus = self.ringer.read().map(|r| r.is_some()).unwrap_or(false);
+        let timeout = if has_bus {
+            self.tail_poll.max(BUS_FALLBACK_POLL)
+        } else {
+            self.tail_poll
         };
-        *woken = false;
+        let (generation, signal) = &self.woken;
+        let Ok(guard) = generation.lock() else { return };
+        let _ = signal.wait_timeout_while(guard, timeout, |now| *now == seen);
     }
 
     /// Whether this node holds the router lock.
@@ -479,8 +491,9 @@ fn tail_loop(shared: Arc<Shared>) {
             conn = connect(&pg.url).ok();
         }
         if let Some(c) = &conn {
+            let seen = pg.generation();
             pg.catch_up(c, &shared);
-            pg.sleep_until_woken(pg.tail_poll);
+            pg.sleep_until_woken(seen);
         } else {
             std::thread::sleep(RETRY_PAUSE);
         }
@@ -516,14 +529,21 @@ fn router_loop(shared: Arc<Shared>) {
             circle: shared.config.merge_threshold,
             followers: shared.config.follower_merge_threshold,
         };
+        let mut last_routed = -1;
         while !pg.stopping.load(Ordering::SeqCst) {
+            let seen = pg.generation();
             let mut fx = crate::engine::Effects::default();
             match router::route_pending(&conn, thresholds, &mut fx) {
-                Ok((_, more)) => {
+                Ok((routed, more)) => {
                     pg.catch_up(&conn, &shared);
-                    pg.ring();
+                    if routed != last_routed {
+                        // A routing step committed: other nodes may show it now.
+                        pg.ring();
+                        last_routed = routed;
+                    }
                     if !more {
-                        std::thread::sleep(TAIL_INTERVAL);
+                        // Until a commit here or a doorbell from elsewhere says there is more.
+                        pg.sleep_until_woken(seen);
                     }
                 }
                 Err(e) => {
