@@ -36,7 +36,7 @@ const MIGRATE_LOCK: i64 = 0x7469_6469_6e67_0001;
 const ROUTER_LOCK: i64 = 0x7469_6469_6e67_0002;
 /// With a bus attached, the tailer and the router still look this often when no doorbell
 /// rang (a lost message costs at most this much).
-const BUS_FALLBACK_POLL: Duration = Duration::from_millis(250);
+const BUS_FALLBACK_POLL: Duration = Duration::from_millis(25);
 /// Change records read per query.
 const TAIL_BATCH: i64 = 1000;
 /// How long a connection attempt may take before the request gets a 503.
