@@ -65,11 +65,21 @@ pub async fn attach(url: &str, store: &Store) -> Result<(), BusError> {
         let _ = ring.try_send(position);
     });
     tokio::spawn(async move {
-        while let Some(position) = rung.recv().await {
-            if let Err(e) = client
+        while let Some(mut position) = rung.recv().await {
+            // Rings queued meanwhile are covered by the newest one: send one message for all.
+            while let Ok(newer) = rung.try_recv() {
+                position = position.max(newer);
+            }
+            let sent = client
                 .publish(subject.clone(), position.to_string().into())
-                .await
-            {
+                .await;
+            // The client buffers publishes until its flusher runs; a doorbell is worth
+            // something only if it rings now.
+            let flushed = match sent {
+                Ok(()) => client.flush().await.map_err(|e| e.to_string()),
+                Err(e) => Err(e.to_string()),
+            };
+            if let Err(e) = flushed {
                 tracing::debug!(error = %e, "doorbell not sent (NATS away); nodes poll");
             }
         }
