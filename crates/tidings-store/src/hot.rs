@@ -1540,7 +1540,7 @@ mod tests {
         *map.entry(100_000) = Some(5);
         *map.entry(70_000) = Some(7);
         assert_eq!(map.get(100_000), Some(&Some(5)));
-        assert!(map.sparse.get(&100_000).is_none());
+        assert!(!map.sparse.contains_key(&100_000));
     }
 
     #[test]

@@ -726,6 +726,6 @@ mod tests {
         // A packable head replaces the named one.
         heads.insert("outbox:bob".into(), Some(8), head(2, &chain));
         assert_eq!(got(&heads, "outbox:bob", Some(8)), Some((2, chain)));
-        assert!(heads.named.get("outbox:bob").is_none());
+        assert!(!heads.named.contains_key("outbox:bob"));
     }
 }
