@@ -1538,7 +1538,10 @@ mod tests {
         assert_eq!(map.get(7), None);
         // A sparse id the dense range grows over moves into it.
         *map.entry(100_000) = Some(5);
-        *map.entry(70_000) = Some(7);
+        assert!(map.sparse.contains_key(&100_000));
+        *map.entry(60_000) = Some(6);
+        *map.entry(110_000) = Some(7);
+        assert_eq!(map.dense.len(), 110_001);
         assert_eq!(map.get(100_000), Some(&Some(5)));
         assert!(!map.sparse.contains_key(&100_000));
     }
