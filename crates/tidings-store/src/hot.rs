@@ -91,16 +91,332 @@ impl ActorInfo {
         } else {
             display_name.as_str()
         };
-        let json = serde_json::json!({
-            "username": username,
-            "display_name": shown,
-            "deleted": deleted,
-        })
-        .to_string();
         ActorInfo {
             deleted,
-            json: Arc::from(json),
+            json: Arc::from(actor_json(&username, shown, deleted)),
         }
+    }
+}
+
+/// The JSON object shown under `tidings.actor` (keys in serde_json's map order, as always).
+fn actor_json(username: &str, shown: &str, deleted: bool) -> String {
+    #[derive(serde::Serialize)]
+    struct Shown<'a> {
+        deleted: bool,
+        display_name: &'a str,
+        username: &'a str,
+    }
+    serde_json::to_string(&Shown {
+        deleted,
+        display_name: shown,
+        username,
+    })
+    .unwrap_or_default()
+}
+
+/// What the index keeps per user: both names in one allocation, the JSON built when shown
+/// (a million users' JSON strings and their hash-map slots were most of a server's memory).
+#[derive(Debug)]
+struct UserFacts {
+    /// The username then the display name, or (split = [`VERBATIM`]) JSON kept as given.
+    names: Box<str>,
+    /// Where the display name starts.
+    split: u32,
+    /// Whether the account was deleted.
+    deleted: bool,
+}
+
+/// [`UserFacts::split`] of facts kept as the JSON text they arrived as.
+const VERBATIM: u32 = u32::MAX;
+
+impl UserFacts {
+    fn new(username: &str, display_name: &str, deleted: bool) -> UserFacts {
+        let split = u32::try_from(username.len()).unwrap_or(VERBATIM);
+        if split == VERBATIM {
+            return UserFacts::verbatim(&ActorInfo::new(
+                username.to_owned(),
+                display_name.to_owned(),
+                deleted,
+            ));
+        }
+        UserFacts {
+            names: [username, display_name].concat().into_boxed_str(),
+            split,
+            deleted,
+        }
+    }
+
+    fn verbatim(info: &ActorInfo) -> UserFacts {
+        UserFacts {
+            names: Box::from(&*info.json),
+            split: VERBATIM,
+            deleted: info.deleted,
+        }
+    }
+
+    /// The facts of an [`Effect::User`]: names taken back out of its JSON when that JSON is
+    /// exactly what they encode to, kept verbatim otherwise.
+    fn from_info(info: &ActorInfo) -> UserFacts {
+        #[derive(serde::Deserialize)]
+        struct Shown {
+            username: String,
+            display_name: String,
+        }
+        match serde_json::from_str::<Shown>(&info.json) {
+            Ok(shown)
+                if *actor_json(&shown.username, &shown.display_name, info.deleted)
+                    == *info.json =>
+            {
+                UserFacts::new(&shown.username, &shown.display_name, info.deleted)
+            }
+            _ => UserFacts::verbatim(info),
+        }
+    }
+
+    fn json(&self) -> Arc<str> {
+        if self.split == VERBATIM {
+            return Arc::from(&*self.names);
+        }
+        let (username, display_name) = self
+            .names
+            .split_at_checked(self.split as usize)
+            .unwrap_or((&self.names, ""));
+        let shown = if self.deleted {
+            "(deleted)"
+        } else {
+            display_name
+        };
+        Arc::from(actor_json(username, shown, self.deleted))
+    }
+}
+
+/// What the index keeps per activity: a [`Meta`] packed (absent seqs as [`NO_SEQ`], flags in a
+/// byte, tags and circles behind one pointer since most activities have neither).
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Fact {
+    /// Author.
+    pub actor: i64,
+    /// Published, unix seconds.
+    pub at: i64,
+    /// See [`Meta::object`].
+    pub object: u64,
+    parent: i64,
+    target: i64,
+    scope: Option<Box<Scope>>,
+    /// Interned activity type.
+    pub verb: u32,
+    flags: u8,
+}
+
+/// Tags and circles of an activity that has any.
+#[derive(Debug, Clone)]
+struct Scope {
+    tags: Box<[u32]>,
+    circles: Box<[i64]>,
+}
+
+/// [`Fact`]'s stand-in for an absent parent or target (seqs are positive).
+const NO_SEQ: i64 = i64::MIN;
+const MAJOR: u8 = 1;
+const LISTED: u8 = 2;
+const RETRACTED: u8 = 4;
+const TO_FOLLOWERS: u8 = 8;
+
+impl Fact {
+    fn new(meta: Meta) -> Fact {
+        let flags = [
+            (meta.major, MAJOR),
+            (meta.listed, LISTED),
+            (meta.retracted, RETRACTED),
+            (meta.to_followers, TO_FOLLOWERS),
+        ]
+        .iter()
+        .filter(|(set, _)| *set)
+        .fold(0, |all, (_, bit)| all | bit);
+        let scope = (!meta.tags.is_empty() || !meta.circles.is_empty()).then(|| {
+            Box::new(Scope {
+                tags: meta.tags,
+                circles: meta.circles,
+            })
+        });
+        Fact {
+            actor: meta.actor,
+            at: meta.at,
+            object: meta.object,
+            parent: meta.parent.unwrap_or(NO_SEQ),
+            target: meta.target.unwrap_or(NO_SEQ),
+            scope,
+            verb: meta.verb,
+            flags,
+        }
+    }
+
+    /// Create/Update (major) or anything else (minor).
+    pub fn major(&self) -> bool {
+        self.flags & MAJOR != 0
+    }
+
+    /// Shown in listings.
+    pub fn listed(&self) -> bool {
+        self.flags & LISTED != 0
+    }
+
+    /// Retracted by a Delete.
+    pub fn retracted(&self) -> bool {
+        self.flags & RETRACTED != 0
+    }
+
+    /// Reaches followers' home feeds.
+    pub fn to_followers(&self) -> bool {
+        self.flags & TO_FOLLOWERS != 0
+    }
+
+    /// The activity it replies to.
+    pub fn parent(&self) -> Option<i64> {
+        (self.parent != NO_SEQ).then_some(self.parent)
+    }
+
+    /// The activity it acts on (Like, Announce).
+    pub fn target(&self) -> Option<i64> {
+        (self.target != NO_SEQ).then_some(self.target)
+    }
+
+    /// Interned tags.
+    pub fn tags(&self) -> &[u32] {
+        self.scope.as_ref().map_or(&[], |s| &s.tags)
+    }
+
+    /// Circles it was addressed to.
+    pub fn circles(&self) -> &[i64] {
+        self.scope.as_ref().map_or(&[], |s| &s.circles)
+    }
+}
+
+/// A follow as the index keeps it (its `via` text is shared per producer).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Follow {
+    /// The followed user.
+    pub producer: i64,
+    /// Only the producer's activities after this seq.
+    pub floor: i64,
+}
+
+/// A list that is usually one element long (a user's outbox, their follows): held inline
+/// until a second arrives, so the common case costs no allocation.
+#[derive(Debug, Clone)]
+enum Few<T> {
+    One(T),
+    Many(Vec<T>),
+}
+
+impl<T> Default for Few<T> {
+    fn default() -> Self {
+        Few::Many(Vec::new())
+    }
+}
+
+impl<T> Few<T> {
+    fn as_slice(&self) -> &[T] {
+        match self {
+            Few::One(item) => std::slice::from_ref(item),
+            Few::Many(list) => list,
+        }
+    }
+
+    fn push(&mut self, item: T) {
+        *self = match std::mem::take(self) {
+            Few::Many(mut list) if !list.is_empty() => {
+                list.push(item);
+                Few::Many(list)
+            }
+            Few::Many(_) => Few::One(item),
+            Few::One(first) => Few::Many(vec![first, item]),
+        };
+    }
+
+    /// Changes the list as a `Vec`, then packs it again.
+    fn edit<R>(&mut self, change: impl FnOnce(&mut Vec<T>) -> R) -> R {
+        let mut list = match std::mem::take(self) {
+            Few::One(item) => vec![item],
+            Few::Many(list) => list,
+        };
+        let result = change(&mut list);
+        *self = match (list.len(), list.pop()) {
+            (1, Some(item)) => Few::One(item),
+            (_, Some(item)) => {
+                list.push(item);
+                Few::Many(list)
+            }
+            (_, None) => Few::default(),
+        };
+        result
+    }
+}
+
+/// Ids past the dense range by less than this (or twice its length) extend it.
+const DENSE_SLACK: usize = 1 << 16;
+
+/// A map keyed by ids the database hands out densely (users): one slot per id, so an entry
+/// costs its value alone instead of a hash table's key and spare room. An id far past the
+/// dense range (not seen in practice) is kept in a hash map instead.
+#[derive(Debug)]
+pub(crate) struct IdMap<T> {
+    dense: Vec<T>,
+    sparse: HashMap<i64, T>,
+}
+
+impl<T> Default for IdMap<T> {
+    fn default() -> Self {
+        IdMap {
+            dense: Vec::new(),
+            sparse: HashMap::new(),
+        }
+    }
+}
+
+impl<T: Default> IdMap<T> {
+    /// The value at `id`; an id never written may give the default value.
+    pub fn get(&self, id: i64) -> Option<&T> {
+        match usize::try_from(id) {
+            Ok(slot) if slot < self.dense.len() => self.dense.get(slot),
+            _ => self.sparse.get(&id),
+        }
+    }
+
+    /// The value at `id`, made (as the default) if needed.
+    pub fn entry(&mut self, id: i64) -> &mut T {
+        if let Ok(slot) = usize::try_from(id) {
+            let reach = self.dense.len().saturating_mul(2).max(DENSE_SLACK);
+            if slot >= self.dense.len() && slot < reach {
+                self.grow(slot + 1);
+            }
+            if slot < self.dense.len() {
+                return &mut self.dense[slot];
+            }
+        }
+        self.sparse.entry(id).or_default()
+    }
+
+    fn grow(&mut self, len: usize) {
+        self.dense.resize_with(len, T::default);
+        // Sparse ids the dense range now covers move into it.
+        let covered: Vec<i64> = self
+            .sparse
+            .keys()
+            .copied()
+            .filter(|&id| usize::try_from(id).is_ok_and(|slot| slot < len))
+            .collect();
+        for id in covered {
+            if let (Some(value), Ok(slot)) = (self.sparse.remove(&id), usize::try_from(id)) {
+                self.dense[slot] = value;
+            }
+        }
+    }
+
+    /// Frees the spare room left by growing.
+    pub fn shrink_to_fit(&mut self) {
+        self.dense.shrink_to_fit();
+        self.sparse.shrink_to_fit();
     }
 }
 
@@ -247,7 +563,7 @@ pub(crate) enum Effect {
 pub(crate) struct HotIndex {
     tag_ids: HashMap<String, u32>,
     /// Slot `seq` holds the activity with that seq (slot 0 unused).
-    activities: Vec<Meta>,
+    activities: Vec<Fact>,
     circle_streams: HashMap<i64, Vec<i64>>,
     merged_from: HashMap<i64, i64>,
     written: HashMap<i64, Vec<(i64, Arc<str>)>>,
@@ -255,24 +571,28 @@ pub(crate) struct HotIndex {
     windows: HashMap<i64, Vec<Window>>,
     replies: HashMap<i64, u32>,
     edited: HashSet<i64>,
-    users: HashMap<i64, ActorInfo>,
+    users: IdMap<Option<UserFacts>>,
     circle_ids: HashMap<String, i64>,
     /// Seqs carrying each tag that were addressed to at least one circle.
     tag_streams: HashMap<u32, Vec<i64>>,
     /// Seqs addressed to at least one circle.
     circled: Vec<i64>,
     /// Each actor's activities: the "author" source of their own inbox.
-    outboxes: HashMap<i64, Vec<i64>>,
+    outboxes: IdMap<Few<i64>>,
     public_circles: HashSet<i64>,
     memberships: HashMap<i64, HashSet<i64>>,
     admins: HashSet<i64>,
     /// Users holding open subscription windows, by what the window watches, with how many:
-    /// who a push must wake when an activity is merged at read time.
+    /// who a push must wake when an activity is merged at read time. (Followers of a
+    /// producer are found through their follows instead: a celebrity's million followers
+    /// would cost a hash-map slot each here.)
     holders: HashMap<WindowKey, HashMap<i64, u32>>,
     /// Interned activity types.
     verb_ids: HashMap<String, u32>,
-    /// Each user's follows.
-    follows: HashMap<i64, Vec<FollowEdge>>,
+    /// Each user's follows, by producer.
+    follows: IdMap<Few<Follow>>,
+    /// The `follow:NAME` text of each followed producer, shared by its followers' items.
+    follow_vias: HashMap<i64, Arc<str>>,
     /// Producers merged into followers' feeds at read time, from a seq on.
     producer_merged_from: HashMap<i64, i64>,
     /// Each user's notifications (seq, reason code), in seq order.
@@ -299,8 +619,6 @@ enum WindowKey {
     Circle(i64),
     /// `tag@*` (or `*@*` with None): every circle the holder can read.
     AnyCircle(Option<u32>),
-    /// Followers of a producer merged at read time.
-    Producer(i64),
 }
 
 impl Window {
@@ -375,7 +693,7 @@ impl HotIndex {
             .collect()
     }
 
-    pub(crate) fn meta(&self, seq: i64) -> Option<&Meta> {
+    pub(crate) fn meta(&self, seq: i64) -> Option<&Fact> {
         usize::try_from(seq)
             .ok()
             .and_then(|i| self.activities.get(i))
@@ -397,7 +715,7 @@ impl HotIndex {
                     return;
                 };
                 if self.activities.len() <= slot {
-                    self.activities.resize(slot + 1, Meta::default());
+                    self.activities.resize(slot + 1, Fact::default());
                 }
                 // Seqs arrive in commit order, which is seq order.
                 let push = |stream: &mut Vec<i64>| {
@@ -408,7 +726,10 @@ impl HotIndex {
                 for &circle in meta.circles.iter() {
                     push(self.circle_streams.entry(circle).or_default());
                 }
-                push(self.outboxes.entry(meta.actor).or_default());
+                let outbox = self.outboxes.entry(meta.actor);
+                if outbox.as_slice().last().is_none_or(|&last| last < seq) {
+                    outbox.push(seq);
+                }
                 if !meta.circles.is_empty() {
                     push(&mut self.circled);
                     for &tag in meta.tags.iter() {
@@ -423,18 +744,18 @@ impl HotIndex {
                 if let Some(target) = meta.target {
                     self.count_reaction(meta.verb, target, true);
                 }
-                self.activities[slot] = meta;
+                self.activities[slot] = Fact::new(meta);
             }
             Effect::Retract { seq, .. } => {
                 let (parent, reaction) = match usize::try_from(seq)
                     .ok()
                     .and_then(|i| self.activities.get_mut(i))
                 {
-                    Some(meta) if !meta.retracted => {
-                        meta.retracted = true;
+                    Some(fact) if !fact.retracted() => {
+                        fact.flags |= RETRACTED;
                         (
-                            meta.parent.filter(|_| meta.listed),
-                            meta.target.map(|t| (meta.verb, t)),
+                            fact.parent().filter(|_| fact.listed()),
+                            fact.target().map(|t| (fact.verb, t)),
                         )
                     }
                     _ => (None, None),
@@ -531,28 +852,35 @@ impl HotIndex {
                 }
             }
             Effect::Follow { follower, edge } => {
-                *self
-                    .holders
-                    .entry(WindowKey::Producer(edge.producer))
-                    .or_default()
-                    .entry(follower)
-                    .or_default() += 1;
-                let edges = self.follows.entry(follower).or_default();
-                edges.retain(|e| e.producer != edge.producer);
-                edges.push(edge);
+                // Every edge to one producer carries the same text.
+                self.follow_vias.entry(edge.producer).or_insert(edge.via);
+                let follow = Follow {
+                    producer: edge.producer,
+                    floor: edge.floor,
+                };
+                let edges = self.follows.entry(follower);
+                if edges.as_slice().is_empty() {
+                    edges.push(follow);
+                } else {
+                    edges.edit(|edges| {
+                        match edges.binary_search_by_key(&follow.producer, |e| e.producer) {
+                            Ok(pos) => edges[pos] = follow,
+                            Err(pos) => edges.insert(pos, follow),
+                        }
+                    });
+                }
             }
             Effect::Unfollow { follower, producer } => {
-                let mut via = None;
-                if let Some(edges) = self.follows.get_mut(&follower)
-                    && let Some(pos) = edges.iter().position(|e| e.producer == producer)
-                {
-                    via = Some(edges.swap_remove(pos).via);
-                }
-                if let Some(users) = self.holders.get_mut(&WindowKey::Producer(producer)) {
-                    users.remove(&follower);
-                }
+                let removed =
+                    self.follows.get(follower).is_some_and(|edges| {
+                        edges.as_slice().iter().any(|e| e.producer == producer)
+                    }) && self.follows.entry(follower).edit(|edges| {
+                        edges.retain(|e| e.producer != producer);
+                        true
+                    });
+                let via = self.follow_vias.get(&producer).filter(|_| removed);
                 if let (Some(via), Some(list)) = (via, self.written.get_mut(&follower)) {
-                    list.retain(|(_, v)| *v != via);
+                    list.retain(|(_, v)| v != via);
                 }
             }
             Effect::ProducerMerged { producer, from_seq } => {
@@ -577,24 +905,50 @@ impl HotIndex {
                     .insert(feed, (seen, read));
             }
             Effect::User { id, info, admin } => {
-                if admin && !info.deleted {
-                    self.admins.insert(id);
-                } else {
-                    self.admins.remove(&id);
-                }
-                self.users.insert(id, info);
+                self.set_admin(id, admin && !info.deleted);
+                *self.users.entry(id) = Some(UserFacts::from_info(&info));
             }
             // Sessions are not part of the index (the store's session cache handles them).
             Effect::Sessions => {}
         }
     }
 
+    /// Adds a user as loaded from the database: what [`Effect::User`] does, without building
+    /// the JSON only to take it apart again.
+    pub fn load_user(
+        &mut self,
+        id: i64,
+        username: &str,
+        display_name: &str,
+        deleted: bool,
+        admin: bool,
+    ) {
+        self.set_admin(id, admin && !deleted);
+        *self.users.entry(id) = Some(UserFacts::new(username, display_name, deleted));
+    }
+
+    fn set_admin(&mut self, id: i64, admin: bool) {
+        if admin {
+            self.admins.insert(id);
+        } else {
+            self.admins.remove(&id);
+        }
+    }
+
+    /// Gives back the spare room the per-user tables grew into while loading.
+    pub fn shrink_to_fit(&mut self) {
+        self.activities.shrink_to_fit();
+        self.users.shrink_to_fit();
+        self.outboxes.shrink_to_fit();
+        self.follows.shrink_to_fit();
+    }
+
     /// Live (listed, not retracted) seqs of a circle's stream or an actor's outbox, in walk
     /// order, starting after `from`, at most `max`.
     pub fn stream(&self, key: StreamKey, from: PageFrom, max: usize) -> Vec<i64> {
         let list = match key {
-            StreamKey::Circle(id) => self.circle_streams.get(&id),
-            StreamKey::Outbox(id) => self.outboxes.get(&id),
+            StreamKey::Circle(id) => self.circle_streams.get(&id).map(Vec::as_slice),
+            StreamKey::Outbox(id) => self.outboxes.get(id).map(Few::as_slice),
         };
         let Some(list) = list else {
             return Vec::new();
@@ -605,19 +959,19 @@ impl HotIndex {
             PageFrom::After(s) => (s, i64::MAX, Direction::Newer),
         };
         window(list, |&s| s, low, high, direction)
-            .filter(|&&seq| self.meta(seq).is_some_and(|m| m.listed && !m.retracted))
+            .filter(|&&seq| self.meta(seq).is_some_and(|m| m.listed() && !m.retracted()))
             .take(max)
             .copied()
             .collect()
     }
 
     /// Whether `user` may read at least one of the activity's circles (for `tag@*`).
-    fn reads_any_circle(&self, user: i64, meta: &Meta) -> bool {
+    fn reads_any_circle(&self, user: i64, meta: &Fact) -> bool {
         if self.admins.contains(&user) {
             return true;
         }
         let mine = self.memberships.get(&user);
-        meta.circles
+        meta.circles()
             .iter()
             .any(|c| self.public_circles.contains(c) || mine.is_some_and(|m| m.contains(c)))
     }
@@ -630,9 +984,12 @@ impl HotIndex {
             .collect()
     }
 
-    /// Author facts.
-    pub fn actor(&self, id: i64) -> Option<&ActorInfo> {
-        self.users.get(&id)
+    /// The JSON object shown under `tidings.actor` for a user's activities.
+    pub fn actor_json(&self, id: i64) -> Option<Arc<str>> {
+        self.users
+            .get(id)
+            .and_then(Option::as_ref)
+            .map(UserFacts::json)
     }
 
     fn count_reaction(&mut self, verb: u32, target: i64, up: bool) {
@@ -655,9 +1012,9 @@ impl HotIndex {
         self.reactions.get(&seq).copied().unwrap_or((0, 0))
     }
 
-    /// The users `user` follows, with their follow edges.
-    pub fn follows_of(&self, user: i64) -> &[FollowEdge] {
-        self.follows.get(&user).map_or(&[], Vec::as_slice)
+    /// The users `user` follows, with their follow edges, by producer.
+    pub fn follows_of(&self, user: i64) -> &[Follow] {
+        self.follows.get(user).map_or(&[], Few::as_slice)
     }
 
     /// From which seq a producer is merged at read time, if it is.
@@ -668,7 +1025,7 @@ impl HotIndex {
     /// The floor a new follow of `producer` gets: just below the `copy_limit`-th newest live
     /// follower-visible activity, so a new follower is shown that many (0 when there are fewer).
     pub fn follow_floor(&self, producer: i64, copy_limit: usize) -> i64 {
-        let Some(outbox) = self.outboxes.get(&producer) else {
+        let Some(outbox) = self.outboxes.get(producer).map(Few::as_slice) else {
             return 0;
         };
         if copy_limit == 0 {
@@ -676,7 +1033,7 @@ impl HotIndex {
         }
         let mut visible = outbox.iter().rev().filter(|&&seq| {
             self.meta(seq)
-                .is_some_and(|m| m.listed && !m.retracted && m.to_followers)
+                .is_some_and(|m| m.listed() && !m.retracted() && m.to_followers())
         });
         // Everything after the (copy_limit + 1)-th newest visible item is shown.
         visible.nth(copy_limit).copied().unwrap_or(0)
@@ -684,13 +1041,13 @@ impl HotIndex {
 
     /// The producer's live follower-visible seqs in `(floor, upto]` (a new follow's backfill).
     pub fn follower_visible(&self, producer: i64, floor: i64, upto: i64) -> Vec<i64> {
-        let Some(outbox) = self.outboxes.get(&producer) else {
+        let Some(outbox) = self.outboxes.get(producer).map(Few::as_slice) else {
             return Vec::new();
         };
         window(outbox, |&s| s, floor, upto, Direction::Newer)
             .filter(|&&seq| {
                 self.meta(seq)
-                    .is_some_and(|m| m.listed && !m.retracted && m.to_followers)
+                    .is_some_and(|m| m.listed() && !m.retracted() && m.to_followers())
             })
             .copied()
             .collect()
@@ -724,10 +1081,10 @@ impl HotIndex {
                     && hidden.is_none_or(|h| !h.contains(seq))
                     && self.meta(*seq).is_some_and(|m| {
                         // A like of a retracted activity goes with it.
-                        !m.retracted
-                            && m.target
+                        !m.retracted()
+                            && m.target()
                                 .and_then(|t| self.meta(t))
-                                .is_none_or(|t| !t.retracted)
+                                .is_none_or(|t| !t.retracted())
                     })
             })
             .take(max)
@@ -773,21 +1130,26 @@ impl HotIndex {
             let Some(meta) = self.meta(seq) else {
                 continue;
             };
-            if !meta.listed {
+            if !meta.listed() {
                 continue;
             }
             if connected.contains(&meta.actor) {
                 woken.insert(meta.actor);
             }
-            if meta.to_followers
+            if meta.to_followers()
                 && self
                     .producer_merged_from
                     .get(&meta.actor)
                     .is_some_and(|&from| seq >= from)
             {
-                wake_holders(WindowKey::Producer(meta.actor), &mut woken);
+                let producer = meta.actor;
+                woken.extend(connected.iter().filter(|&&user| {
+                    self.follows_of(user)
+                        .binary_search_by_key(&producer, |f| f.producer)
+                        .is_ok()
+                }));
             }
-            for &circle in meta.circles.iter() {
+            for &circle in meta.circles().iter() {
                 if self
                     .merged_from
                     .get(&circle)
@@ -796,9 +1158,9 @@ impl HotIndex {
                     wake_holders(WindowKey::Circle(circle), &mut woken);
                 }
             }
-            if !meta.circles.is_empty() {
+            if !meta.circles().is_empty() {
                 wake_holders(WindowKey::AnyCircle(None), &mut woken);
-                for &tag in meta.tags.iter() {
+                for &tag in meta.tags().iter() {
                     wake_holders(WindowKey::AnyCircle(Some(tag)), &mut woken);
                 }
             }
@@ -849,16 +1211,16 @@ impl HotIndex {
             let Some(meta) = self.meta(seq) else {
                 return false;
             };
-            meta.listed
-                && !meta.retracted
+            meta.listed()
+                && !meta.retracted()
                 && !(exclude_own && meta.actor == user)
                 && verbs.as_ref().is_none_or(|v| v.contains(&meta.verb))
                 && hidden.is_none_or(|h| !h.contains(&seq))
-                && want_major.is_none_or(|m| m == meta.major)
-                && (circle_ids.is_empty() || meta.circles.iter().any(|c| circle_ids.contains(c)))
+                && want_major.is_none_or(|m| m == meta.major())
+                && (circle_ids.is_empty() || meta.circles().iter().any(|c| circle_ids.contains(c)))
                 && tag_filter
                     .as_ref()
-                    .is_none_or(|tags| meta.tags.iter().any(|t| tags.contains(t)))
+                    .is_none_or(|tags| meta.tags().iter().any(|t| tags.contains(t)))
         };
         let (low, high) = match from {
             PageFrom::Newest => (0, watermark),
@@ -877,7 +1239,7 @@ impl HotIndex {
         // The user's own posts (never written as entries).
         if !direct_only
             && !exclude_own
-            && let Some(list) = self.outboxes.get(&user)
+            && let Some(list) = self.outboxes.get(user).map(Few::as_slice)
         {
             let passes = &passes;
             let author: Arc<str> = Arc::from("author");
@@ -939,9 +1301,9 @@ impl HotIndex {
                                 return false;
                             };
                             passes(seq)
-                                && w.tag.is_none_or(|tag| meta.tags.contains(&tag))
+                                && w.tag.is_none_or(|tag| meta.tags().contains(&tag))
                                 && match w.circle {
-                                    Some(circle) => meta.circles.contains(&circle),
+                                    Some(circle) => meta.circles().contains(&circle),
                                     None => self.reads_any_circle(user, meta),
                                 }
                         })
@@ -955,7 +1317,10 @@ impl HotIndex {
                 let Some(&merged_from) = self.producer_merged_from.get(&edge.producer) else {
                     continue;
                 };
-                let Some(outbox) = self.outboxes.get(&edge.producer) else {
+                let Some(outbox) = self.outboxes.get(edge.producer).map(Few::as_slice) else {
+                    continue;
+                };
+                let Some(via) = self.follow_vias.get(&edge.producer) else {
                     continue;
                 };
                 let lo = low.max(edge.floor).max(merged_from - 1);
@@ -966,9 +1331,9 @@ impl HotIndex {
                 sources.push(Box::new(
                     window(outbox, |&s| s, lo, high, direction)
                         .filter(move |&&seq| {
-                            passes(seq) && self.meta(seq).is_some_and(|m| m.to_followers)
+                            passes(seq) && self.meta(seq).is_some_and(|m| m.to_followers())
                         })
-                        .map(|&seq| (seq, edge.via.clone())),
+                        .map(|&seq| (seq, via.clone())),
                 ));
             }
         }
@@ -1128,6 +1493,99 @@ mod tests {
             10,
         );
         assert_eq!(rows.iter().map(|r| r.0).collect::<Vec<_>>(), vec![4]);
+    }
+
+    #[test]
+    fn actor_json_is_unchanged_by_packing() {
+        for (name, shown, deleted) in [("ann", "Ann \"A\" ü", false), ("bob", "Bob", true)] {
+            let before = serde_json::json!({
+                "username": name,
+                "display_name": if deleted { "(deleted)" } else { shown },
+                "deleted": deleted,
+            })
+            .to_string();
+            let info = ActorInfo::new(name.into(), shown.into(), deleted);
+            assert_eq!(&*info.json, before);
+            let facts = UserFacts::from_info(&info);
+            assert_ne!(facts.split, VERBATIM);
+            assert_eq!(&*facts.json(), before);
+            assert_eq!(&*UserFacts::new(name, shown, deleted).json(), before);
+        }
+        let odd = ActorInfo {
+            deleted: false,
+            json: Arc::from(r#"{"username":"x"}"#),
+        };
+        assert_eq!(&*UserFacts::from_info(&odd).json(), r#"{"username":"x"}"#);
+    }
+
+    #[test]
+    fn per_user_slots_stay_small() {
+        assert_eq!(std::mem::size_of::<Option<UserFacts>>(), 24);
+        assert_eq!(std::mem::size_of::<Fact>(), 56);
+        assert_eq!(std::mem::size_of::<Few<i64>>(), 24);
+    }
+
+    #[test]
+    fn id_map_keeps_far_ids_aside() {
+        let mut map: IdMap<Option<i64>> = IdMap::default();
+        *map.entry(3) = Some(3);
+        *map.entry(1 << 40) = Some(40);
+        *map.entry(-1) = Some(-1);
+        assert_eq!(map.dense.len(), 4);
+        assert_eq!(map.get(3), Some(&Some(3)));
+        assert_eq!(map.get(1 << 40), Some(&Some(40)));
+        assert_eq!(map.get(-1), Some(&Some(-1)));
+        assert_eq!(map.get(7), None);
+        // A sparse id the dense range grows over moves into it.
+        *map.entry(100_000) = Some(5);
+        assert!(map.sparse.contains_key(&100_000));
+        *map.entry(60_000) = Some(6);
+        *map.entry(110_000) = Some(7);
+        assert_eq!(map.dense.len(), 110_001);
+        assert_eq!(map.get(100_000), Some(&Some(5)));
+        assert!(!map.sparse.contains_key(&100_000));
+    }
+
+    #[test]
+    fn follows_and_unfollows_keep_edges_sorted() {
+        let mut index = HotIndex::default();
+        for producer in [9, 4, 6, 4] {
+            index.apply(Effect::Follow {
+                follower: 1,
+                edge: FollowEdge {
+                    producer,
+                    floor: producer * 10,
+                    via: Arc::from(format!("follow:p{producer}")),
+                },
+            });
+        }
+        let edges = |index: &HotIndex| -> Vec<(i64, i64)> {
+            index
+                .follows_of(1)
+                .iter()
+                .map(|f| (f.producer, f.floor))
+                .collect()
+        };
+        assert_eq!(edges(&index), vec![(4, 40), (6, 60), (9, 90)]);
+        index.apply(Effect::Entries(vec![
+            (1, 5, Arc::from("follow:p6")),
+            (1, 7, Arc::from("follow:p9")),
+        ]));
+        index.apply(Effect::Unfollow {
+            follower: 1,
+            producer: 6,
+        });
+        index.apply(Effect::Unfollow {
+            follower: 1,
+            producer: 4,
+        });
+        assert_eq!(edges(&index), vec![(9, 90)]);
+        assert_eq!(index.written.get(&1).map(Vec::len), Some(1));
+        index.apply(Effect::Unfollow {
+            follower: 1,
+            producer: 9,
+        });
+        assert!(index.follows_of(1).is_empty());
     }
 
     #[test]

@@ -215,7 +215,7 @@ fn derived(shared: &Shared, seq: i64) -> Option<(Arc<str>, Counts)> {
     if hot.is_edited(seq) {
         return None;
     }
-    let actor = hot.author_of(seq).and_then(|a| hot.actor(a))?.json.clone();
+    let actor = hot.author_of(seq).and_then(|a| hot.actor_json(a))?;
     let (likes, shares) = hot.reactions(seq);
     Some((
         actor,
@@ -374,12 +374,14 @@ fn stream_page(
     render_page(conn, shared, rows, more)
 }
 
-/// Appends `seq` to a stream's hash chain, after the head the writer holds in memory.
+/// Appends `seq` to a stream's hash chain, after the head the writer holds in memory
+/// (`owner`: the user whose outbox the stream is).
 fn append_link(
     conn: &Connection,
     shared: &Shared,
     fx: &mut Effects,
     stream: String,
+    owner: Option<i64>,
     seq: i64,
     digest: &str,
 ) -> StoreResult<()> {
@@ -389,8 +391,7 @@ fn append_link(
             .heads
             .lock()
             .map_err(|_| StoreError::Corrupt("stream heads lock".into()))?
-            .get(&stream)
-            .cloned(),
+            .get(&stream, owner),
         // Other nodes append too: the head is read in the log lock (earlier jobs of this
         // transaction are visible to it).
         (None, Engine::Postgres) => conn
@@ -419,7 +420,7 @@ fn append_link(
         "INSERT INTO stream_links(seq, stream, pos, chain) VALUES (?1, ?2, ?3, ?4)",
     )?
     .execute(params![seq, stream, head.pos, head.chain])?;
-    fx.advance(stream, head);
+    fx.advance(stream, owner, head);
     Ok(())
 }
 
@@ -697,6 +698,7 @@ pub(super) fn publish_in(
         shared,
         fx,
         format!("outbox:{}", actor.username),
+        Some(actor.id),
         seq,
         &digest,
     )?;
@@ -706,6 +708,7 @@ pub(super) fn publish_in(
             shared,
             fx,
             format!("circle:{addressee}"),
+            None,
             seq,
             &digest,
         )?;

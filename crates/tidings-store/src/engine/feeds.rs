@@ -124,7 +124,7 @@ impl Store {
                         .actors
                         .iter()
                         .take(GROUP_ACTORS)
-                        .filter_map(|&a| hot.actor(a).map(|i| i.json.clone()))
+                        .filter_map(|&a| hot.actor_json(a))
                         .collect();
                     (g, verb, actors)
                 })

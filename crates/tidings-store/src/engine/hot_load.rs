@@ -1,7 +1,7 @@
 //! Builds the hot index from the database at start-up.
 
 use crate::StoreResult;
-use crate::hot::{ActorInfo, Effect, FOLLOWED_USER, FollowEdge, HotIndex, Meta};
+use crate::hot::{Effect, FOLLOWED_USER, FollowEdge, HotIndex, Meta};
 use crate::sql::{Connection, Engine, OptionalExtension};
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -15,11 +15,15 @@ pub(crate) fn load(conn: &Connection) -> StoreResult<HotIndex> {
         conn.prepare("SELECT id, username, display_name, status, is_admin FROM users")?;
     let mut rows = stmt.query([])?;
     while let Some(r) = rows.next()? {
-        index.apply(Effect::User {
-            id: r.get(0)?,
-            info: ActorInfo::new(r.get(1)?, r.get(2)?, r.get::<_, String>(3)? == "deleted"),
-            admin: r.get(4)?,
-        });
+        let username: String = r.get(1)?;
+        let display_name: String = r.get(2)?;
+        index.load_user(
+            r.get(0)?,
+            &username,
+            &display_name,
+            r.get::<_, String>(3)? == "deleted",
+            r.get(4)?,
+        );
     }
 
     let mut stmt =
@@ -216,16 +220,26 @@ pub(crate) fn load(conn: &Connection) -> StoreResult<HotIndex> {
     )?;
     let mut rows = stmt.query([])?;
     while let Some(r) = rows.next()? {
-        let name: String = r.get(3)?;
+        let producer: i64 = r.get(1)?;
+        // The index keeps one text per producer: only its first follow's is built.
+        let via = match follow_vias.get(&producer) {
+            Some(via) => via.clone(),
+            None => {
+                let via: Arc<str> = Arc::from(format!("follow:{}", r.get::<_, String>(3)?));
+                follow_vias.insert(producer, via.clone());
+                via
+            }
+        };
         index.apply(Effect::Follow {
             follower: r.get(0)?,
             edge: FollowEdge {
-                producer: r.get(1)?,
+                producer,
                 floor: r.get(2)?,
-                via: Arc::from(format!("follow:{name}")),
+                via,
             },
         });
     }
+    drop(follow_vias);
     let mut stmt = conn.prepare("SELECT user_id, from_seq FROM producers_merged")?;
     let mut rows = stmt.query([])?;
     while let Some(r) = rows.next()? {
@@ -252,6 +266,7 @@ pub(crate) fn load(conn: &Connection) -> StoreResult<HotIndex> {
             read: r.get(3)?,
         });
     }
+    index.shrink_to_fit();
     tracing::info!(
         activities = count,
         elapsed_ms = started.elapsed().as_millis() as u64,

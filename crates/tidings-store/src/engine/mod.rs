@@ -78,7 +78,8 @@ impl JobQueue {
 #[derive(Debug, Default)]
 pub(crate) struct Effects {
     pub(crate) list: Vec<Effect>,
-    pub(crate) heads: Vec<(String, StreamHead)>,
+    /// Stream, the user whose outbox it is (if it is one), new head.
+    pub(crate) heads: Vec<(String, Option<i64>, StreamHead)>,
 }
 
 impl Effects {
@@ -87,9 +88,9 @@ impl Effects {
         self.list.push(effect);
     }
 
-    /// Records a stream's new head.
-    pub(crate) fn advance(&mut self, stream: String, head: StreamHead) {
-        self.heads.push((stream, head));
+    /// Records a stream's new head (`owner`: the user whose outbox it is).
+    pub(crate) fn advance(&mut self, stream: String, owner: Option<i64>, head: StreamHead) {
+        self.heads.push((stream, owner, head));
     }
 
     /// The head this job itself already advanced the stream to, if any.
@@ -97,8 +98,8 @@ impl Effects {
         self.heads
             .iter()
             .rev()
-            .find(|(s, _)| s == stream)
-            .map(|(_, h)| h)
+            .find(|(s, _, _)| s == stream)
+            .map(|(_, _, h)| h)
     }
 }
 
@@ -114,17 +115,96 @@ pub(crate) struct StreamHead {
 /// Stream heads, held by the writer so an append never has to look the head up in a B-tree.
 #[derive(Debug, Default)]
 pub(crate) struct Heads {
-    pub(crate) committed: std::collections::HashMap<String, StreamHead>,
-    /// Heads advanced by jobs of the batch being committed.
-    pub(crate) batch: std::collections::HashMap<String, StreamHead>,
+    pub(crate) committed: CommittedHeads,
+    /// Heads advanced by jobs of the batch being committed, with their outbox's owner.
+    pub(crate) batch: std::collections::HashMap<String, (Option<i64>, StreamHead)>,
 }
 
 impl Heads {
-    /// The current head of a stream as the running job must see it.
-    pub(crate) fn get(&self, stream: &str) -> Option<&StreamHead> {
-        self.batch
-            .get(stream)
-            .or_else(|| self.committed.get(stream))
+    /// The current head of a stream as the running job must see it (`owner`: the user whose
+    /// outbox it is).
+    pub(crate) fn get(&self, stream: &str, owner: Option<i64>) -> Option<StreamHead> {
+        match self.batch.get(stream) {
+            Some((_, head)) => Some(head.clone()),
+            None => self.committed.get(stream, owner),
+        }
+    }
+
+    /// Keeps the batch's heads (its transaction committed).
+    pub(crate) fn commit(&mut self) {
+        for (stream, (owner, head)) in std::mem::take(&mut self.batch) {
+            self.committed.insert(stream, owner, head);
+        }
+    }
+}
+
+/// Committed heads. Every user has an outbox, so theirs are packed by user id (position and
+/// the chain's 32 bytes, 40 bytes a user); a name-keyed map of `String`s held ~220 bytes a
+/// user. Other streams (circles) and chains in another form are kept by name.
+#[derive(Debug, Default)]
+pub(crate) struct CommittedHeads {
+    outboxes: crate::hot::IdMap<PackedHead>,
+    named: std::collections::HashMap<String, StreamHead>,
+}
+
+/// A head whose chain is `sha256:` and 64 hex digits, as bytes; position 0 means none.
+#[derive(Debug, Default, Clone, Copy)]
+struct PackedHead {
+    pos: i64,
+    chain: [u8; 32],
+}
+
+/// How every chain hash is written.
+const CHAIN_PREFIX: &str = "sha256:";
+
+impl CommittedHeads {
+    /// The committed head of a stream (`owner`: the user whose outbox it is).
+    pub(crate) fn get(&self, stream: &str, owner: Option<i64>) -> Option<StreamHead> {
+        let packed = owner
+            .and_then(|id| self.outboxes.get(id))
+            .filter(|head| head.pos > 0);
+        match packed {
+            Some(head) => Some(StreamHead {
+                pos: head.pos,
+                chain: format!("{CHAIN_PREFIX}{}", hex::encode(head.chain)),
+            }),
+            None => self.named.get(stream).cloned(),
+        }
+    }
+
+    /// Records a stream's new head.
+    pub(crate) fn insert(&mut self, stream: String, owner: Option<i64>, head: StreamHead) {
+        let mut chain = [0u8; 32];
+        let packed = head
+            .chain
+            .strip_prefix(CHAIN_PREFIX)
+            .is_some_and(|hex| hex::decode_to_slice(hex, &mut chain).is_ok());
+        match owner {
+            Some(id) if packed && head.pos > 0 => {
+                *self.outboxes.entry(id) = PackedHead {
+                    pos: head.pos,
+                    chain,
+                };
+                if !self.named.is_empty() {
+                    self.named.remove(&stream);
+                }
+            }
+            _ => {
+                // A named head supersedes a packed one.
+                if let Some(id) = owner
+                    && self.outboxes.get(id).is_some_and(|h| h.pos > 0)
+                {
+                    *self.outboxes.entry(id) = PackedHead::default();
+                }
+                self.named.insert(stream, head);
+            }
+        }
+    }
+
+    /// Gives back the spare room left by loading.
+    pub(crate) fn shrink_to_fit(&mut self) {
+        self.outboxes.shrink_to_fit();
+        self.named.shrink_to_fit();
     }
 }
 
@@ -647,7 +727,11 @@ pub(crate) fn run_batch(conn: &Connection, batch: Vec<Job>, shared: &Shared) {
             if !fx.heads.is_empty()
                 && let Ok(mut heads) = shared.heads.lock()
             {
-                heads.batch.extend(fx.heads);
+                heads.batch.extend(
+                    fx.heads
+                        .into_iter()
+                        .map(|(stream, owner, head)| (stream, (owner, head))),
+                );
             }
         }
         let end = if ok {
@@ -672,9 +756,10 @@ pub(crate) fn run_batch(conn: &Connection, batch: Vec<Job>, shared: &Shared) {
         );
     }
     if let Ok(mut heads) = shared.heads.lock() {
-        let batch = std::mem::take(&mut heads.batch);
         if commit.is_ok() {
-            heads.committed.extend(batch);
+            heads.commit();
+        } else {
+            heads.batch.clear();
         }
     }
     if commit.is_err() {
@@ -700,4 +785,34 @@ fn refuse_job(job: Job, message: &str) -> (bool, Reply) {
     drop(job);
     let reply: Reply = Box::new(move |_| tracing::error!(%message, "write job refused"));
     (false, reply)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn heads_read_back_as_written() {
+        let chain = tidings_core::canonical::chain_hash(None, "sha256:ab");
+        let odd = "md5:whatever".to_owned();
+        let mut heads = CommittedHeads::default();
+        let head = |pos: i64, chain: &str| StreamHead {
+            pos,
+            chain: chain.to_owned(),
+        };
+        heads.insert("outbox:ann".into(), Some(7), head(3, &chain));
+        heads.insert("circle:eng".into(), None, head(2, &chain));
+        heads.insert("outbox:bob".into(), Some(8), head(1, &odd));
+        let got = |h: &CommittedHeads, stream: &str, owner| {
+            h.get(stream, owner).map(|h| (h.pos, h.chain))
+        };
+        assert_eq!(got(&heads, "outbox:ann", Some(7)), Some((3, chain.clone())));
+        assert_eq!(got(&heads, "circle:eng", None), Some((2, chain.clone())));
+        assert_eq!(got(&heads, "outbox:bob", Some(8)), Some((1, odd)));
+        assert_eq!(got(&heads, "outbox:cy", Some(9)), None);
+        // A packable head replaces the named one.
+        heads.insert("outbox:bob".into(), Some(8), head(2, &chain));
+        assert_eq!(got(&heads, "outbox:bob", Some(8)), Some((2, chain)));
+        assert!(!heads.named.contains_key("outbox:bob"));
+    }
 }

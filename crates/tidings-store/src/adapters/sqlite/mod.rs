@@ -109,8 +109,14 @@ pub(crate) fn open(data_dir: &Path, config: StoreConfig) -> StoreResult<Store> {
         |r| r.get(0),
     )?;
     migrate(&conn)?;
-    let hot = hot_load::load(&conn)?;
-    let heads = load_heads(&conn)?;
+    // The index is read through a connection of its own that does not map the file: the load
+    // touches nearly every page once, and mapped pages stay in this process's resident set
+    // (a byte per byte of database, about 940 B a user) for as long as the mapping lives.
+    let (hot, heads) = {
+        let loader = open_connection(&path, true)?;
+        loader.execute_batch("PRAGMA mmap_size = 0")?;
+        (hot_load::load(&loader)?, load_heads(&loader)?)
+    };
     let (jobs, job_rx) = JobQueue::new();
     let backend = SqliteBackend {
         path: path.clone(),
@@ -199,17 +205,24 @@ pub(crate) fn open_connection(path: &Path, read_only: bool) -> StoreResult<Conne
 
 fn load_heads(conn: &Connection) -> StoreResult<Heads> {
     let mut heads = Heads::default();
-    let mut stmt = conn.prepare("SELECT stream, pos, chain FROM stream_links ORDER BY seq")?;
+    // Each outbox with its owner's id, which the writer keys outbox heads by.
+    let mut stmt = conn.prepare(
+        "SELECT l.stream, l.pos, l.chain, u.id FROM stream_links l
+         LEFT JOIN users u ON substr(l.stream, 1, 7) = 'outbox:' AND u.username = substr(l.stream, 8)
+         ORDER BY l.seq",
+    )?;
     let mut rows = stmt.query([])?;
     while let Some(r) = rows.next()? {
         heads.committed.insert(
             r.get(0)?,
+            r.get(3)?,
             StreamHead {
                 pos: r.get(1)?,
                 chain: r.get(2)?,
             },
         );
     }
+    heads.committed.shrink_to_fit();
     Ok(heads)
 }
 
