@@ -29,6 +29,9 @@ pub(crate) struct Thresholds {
     pub circle: i64,
     /// Followers of a producer.
     pub followers: i64,
+    /// Longest a slice may hold the write lock (PostgreSQL, where every statement is a round
+    /// trip and publishes of every node wait behind the log lock); None: bounded by count only.
+    pub max_slice: Option<std::time::Duration>,
 }
 
 /// What routing needs of one pending activity, read with the slice in one query.
@@ -98,6 +101,7 @@ pub(crate) fn route_pending(
         }
         let mut delivered = 0usize;
         let mut watermark = routed;
+        let started = std::time::Instant::now();
         for activity in &pending {
             if activity.listed {
                 delivered += route_one(conn, fx, activity, thresholds)?;
@@ -106,7 +110,11 @@ pub(crate) fn route_pending(
                 notify(conn, fx, activity, &[])?;
             }
             watermark = activity.seq;
-            if delivered >= SLICE_DELIVERIES {
+            if delivered >= SLICE_DELIVERIES
+                || thresholds
+                    .max_slice
+                    .is_some_and(|max| started.elapsed() >= max)
+            {
                 break;
             }
         }

@@ -41,6 +41,8 @@ const BUS_FALLBACK_POLL: Duration = Duration::from_millis(25);
 const TAIL_BATCH: i64 = 1000;
 /// How long a connection attempt may take before the request gets a 503.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
+/// Longest a routing step holds the log lock: every node's publishes wait behind it.
+const MAX_ROUTING_SLICE: Duration = Duration::from_millis(10);
 /// A pooled reader idle longer than this is checked before use.
 const PING_AFTER_IDLE: Duration = Duration::from_secs(2);
 /// Pause between attempts while PostgreSQL is unreachable.
@@ -528,6 +530,7 @@ fn router_loop(shared: Arc<Shared>) {
         let thresholds = router::Thresholds {
             circle: shared.config.merge_threshold,
             followers: shared.config.follower_merge_threshold,
+            max_slice: Some(MAX_ROUTING_SLICE),
         };
         let mut last_routed = -1;
         while !pg.stopping.load(Ordering::SeqCst) {

@@ -435,6 +435,9 @@ fn route_step(conn: &Connection, shared: &Shared) -> bool {
         router::Thresholds {
             circle: shared.config.merge_threshold,
             followers: shared.config.follower_merge_threshold,
+            // In-process statements are cheap; a slice is bounded by its size (and each
+            // commit costs an fsync, so fewer, larger slices are faster).
+            max_slice: None,
         },
         &mut fx,
     );
