@@ -11,7 +11,8 @@
 //! - `router` — fans new activities out to inboxes, in log order, after they commit.
 //! - `verify` — re-checks every digest and every stream chain.
 //! - `hot_load` — builds the in-memory [`crate::hot`] index from the tables at start-up.
-//! - `admin` — operations the command line runs beside a live server.
+//! - `offline` — operations the command line runs beside a live server (admin, verify).
+//! - `copy` — `tidings store copy`: a whole store into an empty one.
 //!
 //! Where the SQL runs is the adapter's business (`crate::adapters`): the embedded SQLite
 //! database with one writer thread, or PostgreSQL with a writer per node serialised by the
@@ -724,7 +725,10 @@ pub(crate) fn run_batch(conn: &Connection, batch: Vec<Job>, shared: &Shared) {
         let (ok, reply) = job(conn, &mut fx);
         if ok {
             effects.extend(fx.list);
+            // Only the embedded writer keeps heads in memory (PostgreSQL reads them in the
+            // log lock, since other nodes append too).
             if !fx.heads.is_empty()
+                && conn.engine() == crate::sql::Engine::Sqlite
                 && let Ok(mut heads) = shared.heads.lock()
             {
                 heads.batch.extend(

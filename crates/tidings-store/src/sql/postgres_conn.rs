@@ -158,7 +158,8 @@ impl PgConnection {
     }
 }
 
-/// Rewrites `?N` (and bare `?`) placeholders to PostgreSQL's `$N`, leaving quoted text alone.
+/// Rewrites `?N` (and bare `?`) placeholders to PostgreSQL's `$N`, leaving quoted text and
+/// `--` comments alone.
 pub(crate) fn rewrite_placeholders(sql: &str) -> String {
     let mut out = String::with_capacity(sql.len() + 8);
     let mut chars = sql.chars().peekable();
@@ -169,6 +170,16 @@ pub(crate) fn rewrite_placeholders(sql: &str) -> String {
             '\'' => {
                 in_quote = !in_quote;
                 out.push(c);
+            }
+            '-' if !in_quote && chars.peek() == Some(&'-') => {
+                // A comment runs to the end of the line, apostrophes and all.
+                out.push(c);
+                for rest in chars.by_ref() {
+                    out.push(rest);
+                    if rest == '\n' {
+                        break;
+                    }
+                }
             }
             '?' if !in_quote => {
                 let mut digits = String::new();
@@ -389,6 +400,14 @@ impl<'a> RawColumn<'a> {
 #[cfg(test)]
 mod tests {
     use super::rewrite_placeholders;
+
+    #[test]
+    fn comments_are_left_alone() {
+        assert_eq!(
+            rewrite_placeholders("SELECT ?1 -- the author's ?2\nFROM t WHERE a = ?3"),
+            "SELECT $1 -- the author's ?2\nFROM t WHERE a = $3"
+        );
+    }
 
     #[test]
     fn placeholders_become_dollar_numbers_outside_quotes() {
