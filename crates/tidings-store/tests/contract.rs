@@ -62,6 +62,15 @@ async fn publish(store: &Store, actor: &User, doc: Value, key: Option<&str>) -> 
     (p.seq, p.id)
 }
 
+/// Creates a user named `name` (shown capitalised).
+async fn user(store: &Store, name: &str) -> User {
+    let shown = name[..1].to_uppercase() + &name[1..];
+    store
+        .create_user(name.into(), shown, None, false)
+        .await
+        .expect("user")
+}
+
 async fn inbox_seqs(store: &Store, user: &User) -> Vec<i64> {
     let page = store
         .inbox(user.clone(), InboxFilter::default(), PageFrom::Newest, 100)
@@ -74,14 +83,8 @@ async fn inbox_seqs(store: &Store, user: &User) -> Vec<i64> {
 async fn publish_is_idempotent_routed_and_verified_on_every_adapter() {
     for (location, _dir) in places() {
         let store = open(&location);
-        let ana = store
-            .create_user("ana".into(), "Ana".into(), None, false)
-            .await
-            .expect("ana");
-        let bo = store
-            .create_user("bo".into(), "Bo".into(), None, false)
-            .await
-            .expect("bo");
+        let ana = user(&store, "ana").await;
+        let bo = user(&store, "bo").await;
         let doc = json!({"object": {"content": "hello"}, "to": ["user:bo"]});
         let (seq, id) = publish(&store, &ana, doc.clone(), Some("k1")).await;
         let (again, again_id) = publish(&store, &ana, doc, Some("k1")).await;
@@ -104,10 +107,7 @@ async fn publish_is_idempotent_routed_and_verified_on_every_adapter() {
 async fn a_refused_publish_changes_nothing_on_every_adapter() {
     for (location, _dir) in places() {
         let store = open(&location);
-        let ana = store
-            .create_user("ana".into(), "Ana".into(), None, false)
-            .await
-            .expect("ana");
+        let ana = user(&store, "ana").await;
         let draft = normalize(
             &json!({"object": {"content": "x"}, "to": ["user:nobody"]}),
             &Limits::default(),
@@ -185,10 +185,7 @@ fn tamper(location: &StoreLocation) -> Vec<String> {
 async fn the_database_itself_refuses_to_change_the_log() {
     for (location, _dir) in places() {
         let store = open(&location);
-        let ana = store
-            .create_user("ana".into(), "Ana".into(), None, false)
-            .await
-            .expect("ana");
+        let ana = user(&store, "ana").await;
         publish(
             &store,
             &ana,
@@ -308,14 +305,8 @@ async fn another_node_takes_over_routing_when_the_router_goes() {
     let Some(url) = fresh_postgres() else { return };
     let location = StoreLocation::Postgres(url);
     let first = open(&location);
-    let ana = first
-        .create_user("ana".into(), "Ana".into(), None, false)
-        .await
-        .expect("ana");
-    let bo = first
-        .create_user("bo".into(), "Bo".into(), None, false)
-        .await
-        .expect("bo");
+    let ana = user(&first, "ana").await;
+    let bo = user(&first, "bo").await;
     let (seq, _) = publish(
         &first,
         &ana,
@@ -369,10 +360,7 @@ async fn the_server_role_may_only_append_to_the_log() {
     // The server runs as the restricted role: it starts, publishes, routes and verifies.
     let location = StoreLocation::Postgres(app_url.clone());
     let store = open(&location);
-    let ana = store
-        .create_user("ana".into(), "Ana".into(), None, false)
-        .await
-        .expect("ana");
+    let ana = user(&store, "ana").await;
     let (seq, _) = publish(
         &store,
         &ana,
@@ -416,10 +404,7 @@ async fn an_index_loaded_at_start_reads_what_the_live_one_read() {
     // 60 followers × 110 posts: more entries than one fetch of the start-up cursor (5,000).
     for (location, _dir) in places() {
         let store = open(&location);
-        let star = store
-            .create_user("star".into(), "Star".into(), None, false)
-            .await
-            .expect("star");
+        let star = user(&store, "star").await;
         let mut fans = Vec::new();
         for i in 0..60 {
             let fan = store
