@@ -628,10 +628,14 @@ impl Shared {
         match &self.backend {
             Backend::Sqlite(_) => self.apply_change(effects, routed),
             Backend::Postgres(pg) => {
+                // Nothing the index holds changed (a session, say): nothing to tell anyone.
+                let changed = !effects.is_empty() || routed.is_some();
                 pg.catch_up(conn, self);
-                // Other nodes hear of it through the bus; this node's router at once.
-                pg.ring();
-                pg.wake();
+                if changed {
+                    // Other nodes hear of it through the bus; this node's router at once.
+                    pg.ring();
+                    pg.wake();
+                }
             }
         }
     }
