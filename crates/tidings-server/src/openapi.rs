@@ -21,11 +21,51 @@ impl Modify for BearerAuth {
     }
 }
 
+/// Every operation can answer 503 (the store is unreachable, or the server is shutting down),
+/// whatever the handler: documented once here rather than on each handler.
+struct Unavailable;
+
+impl Modify for Unavailable {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::header::HeaderBuilder;
+        use utoipa::openapi::{ObjectBuilder, RefOr, ResponseBuilder, Type};
+        let response = ResponseBuilder::new()
+            .description(
+                "`store_unavailable` (the database cannot be reached) or `shutting_down`; \
+                 retry after `Retry-After` seconds",
+            )
+            .header(
+                "Retry-After",
+                HeaderBuilder::new()
+                    .schema(ObjectBuilder::new().schema_type(Type::Integer))
+                    .description(Some("Seconds to wait before retrying"))
+                    .build(),
+            )
+            .build();
+        for item in openapi.paths.paths.values_mut() {
+            let operations = [
+                &mut item.get,
+                &mut item.put,
+                &mut item.post,
+                &mut item.delete,
+                &mut item.patch,
+            ];
+            for operation in operations.into_iter().flatten() {
+                operation
+                    .responses
+                    .responses
+                    .entry("503".to_owned())
+                    .or_insert_with(|| RefOr::T(response.clone()));
+            }
+        }
+    }
+}
+
 /// The API description.
 #[derive(OpenApi)]
 #[openapi(
     info(title = "Tidings", description = "Activity-stream engine: outboxes, circles, routing, multiplexed inboxes."),
-    modifiers(&BearerAuth),
+    modifiers(&BearerAuth, &Unavailable),
     paths(
         api::users::signup, api::users::login, api::users::logout, api::users::me,
         api::users::get_user, api::users::suspend, api::users::unsuspend, api::users::delete_user,

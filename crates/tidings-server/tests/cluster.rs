@@ -278,3 +278,24 @@ async fn the_nats_doorbell_tells_other_nodes_at_once() {
     let inbox = b.get(&bo, "/inbox").await;
     assert_eq!(TestServer::contents(&inbox.body), vec!["r2", "r1", "r0"]);
 }
+
+#[tokio::test]
+async fn every_operation_documents_the_503_any_node_can_answer() {
+    let s = TestServer::start().await;
+    let doc = s
+        .request(reqwest::Method::GET, "/openapi.json", None, None, &[])
+        .await;
+    let mut operations = 0;
+    for (path, item) in doc.body["paths"].as_object().expect("paths") {
+        for (method, operation) in item.as_object().expect("path item") {
+            if ["get", "put", "post", "delete", "patch"].contains(&method.as_str()) {
+                operations += 1;
+                assert!(
+                    operation["responses"]["503"]["headers"]["Retry-After"].is_object(),
+                    "{method} {path} does not document its 503"
+                );
+            }
+        }
+    }
+    assert!(operations > 40, "{operations} operations");
+}

@@ -747,3 +747,54 @@ async fn store_copy_moves_a_seeded_community_into_postgres() {
         "the seeded inboxes were compared with little in them: {items}"
     );
 }
+
+/// Cluster flags with bad values are refused before anything starts, with a message.
+#[test]
+fn bad_cluster_flags_are_refused_with_a_message() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let refused = |args: &[&str], expected: &str| {
+        let out = Command::new(BIN)
+            .arg("--data-dir")
+            .arg(dir.path())
+            .args(args)
+            .env("RUST_LOG", "warn")
+            .env("RUST_BACKTRACE", "0")
+            .output()
+            .expect("run");
+        assert!(!out.status.success(), "{args:?} was accepted");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains(expected), "{args:?}: {stderr}");
+    };
+    let listen = format!("127.0.0.1:{}", free_port());
+    refused(
+        &[
+            "--bus",
+            "http://127.0.0.1:4222",
+            "serve",
+            "--listen",
+            &listen,
+        ],
+        "nats://",
+    );
+    refused(&["serve", "--listen", &listen, "--roles", "api"], "--roles");
+    refused(
+        &["serve", "--listen", &listen, "--roles", "gateway"],
+        "invalid value",
+    );
+    refused(&["migrate", "--grant-to", "app"], "PostgreSQL");
+    let target = tempfile::tempdir().expect("target");
+    let target_path = target.path().display().to_string();
+    refused(
+        &[
+            "store",
+            "copy",
+            "--from",
+            "/nonexistent/tidings",
+            "--to",
+            &target_path,
+        ],
+        "not found",
+    );
+    // The refused copy wrote nothing into the target.
+    assert!(!target.path().join("tidings.db").exists());
+}
