@@ -180,7 +180,8 @@ async fn run_at(place: Place, merge_threshold: i64, script: &[Step], page: usize
             .expect("circle");
     }
     let mut published: Vec<String> = Vec::new();
-    let mut open_subs: Vec<Vec<i64>> = vec![Vec::new(); USERS];
+    // Each user's open subscriptions: (id, the circle it is on, None for `tag@*`).
+    let mut open_subs: Vec<Vec<(i64, Option<usize>)>> = vec![Vec::new(); USERS];
     for (n, step) in script.iter().enumerate() {
         // Each step goes to the next node, which first catches up (a client reading its own
         // writes on another node waits for the same).
@@ -206,7 +207,7 @@ async fn run_at(place: Place, merge_threshold: i64, script: &[Step], page: usize
                 );
                 let expr = parse(&expr).expect("expr");
                 if let Ok((sub, true)) = store.add_subscription(users[*u].clone(), expr).await {
-                    open_subs[*u].push(sub.id);
+                    open_subs[*u].push((sub.id, *c));
                 }
             }
             Step::Publish(u, c, tags, to) => {
@@ -242,7 +243,7 @@ async fn run_at(place: Place, merge_threshold: i64, script: &[Step], page: usize
             }
             Step::Unsubscribe(u) => {
                 if !open_subs[*u].is_empty() {
-                    let id = open_subs[*u].remove(0);
+                    let (id, _) = open_subs[*u].remove(0);
                     store
                         .remove_subscription(users[*u].id, id)
                         .await
@@ -250,9 +251,13 @@ async fn run_at(place: Place, merge_threshold: i64, script: &[Step], page: usize
                 }
             }
             Step::Leave(u, c) => {
-                let _ = store
+                let left = store
                     .remove_member(&format!("c{c}"), &users[*u].username, users[*u].clone())
                     .await;
+                if left.is_ok() {
+                    // Leaving a circle closes one's subscriptions on it.
+                    open_subs[*u].retain(|(_, on)| *on != Some(*c));
+                }
             }
             Step::Hide(u, i) => {
                 if let Some(id) = published.get(*i) {
