@@ -1,5 +1,5 @@
 //! HTTP-level tests of the compat profiles: FeedStream's `/v1` (seed 001) and
-//! activity-feed-system's `/me`, `/post`, … (seed 004), plus the README's examples run verbatim.
+//! activity-feed-system's `/me`, `/post`, … (seed 004), plus the examples of `docs/compat.md` run verbatim.
 
 mod common;
 
@@ -1109,20 +1109,21 @@ async fn afs_bad_input_gets_a_clear_error_and_changes_nothing() {
     assert_eq!(afs_get(&s, "/me", IVAN).await["follow_ids"], json!([2]));
 }
 
-/// One README example: a curl command and the response shown under it (`# …` lines).
+/// One `docs/compat.md` example: a curl command and the response shown under it (`# …` lines).
 struct Example {
     command: String,
     expected: Option<Value>,
 }
 
 /// The examples between `<!-- compat-examples -->` and `<!-- /compat-examples -->` markers in
-/// README.md, in order.
-fn readme_examples() -> Vec<Example> {
-    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../README.md"))
-        .expect("README.md");
+/// `docs/compat.md`, in order.
+fn doc_examples() -> Vec<Example> {
+    let page =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../docs/compat.md"))
+            .expect("docs/compat.md");
     let mut out = Vec::new();
     let mut inside = false;
-    let mut lines = readme.lines().peekable();
+    let mut lines = page.lines().peekable();
     while let Some(line) = lines.next() {
         let trimmed = line.trim();
         if trimmed == "<!-- compat-examples -->" {
@@ -1161,8 +1162,9 @@ fn readme_examples() -> Vec<Example> {
             lines.next();
         }
         let expected = (!expected.trim().is_empty()).then(|| {
-            serde_json::from_str(&expected)
-                .unwrap_or_else(|e| panic!("README response after {command:?} is not JSON: {e}"))
+            serde_json::from_str(&expected).unwrap_or_else(|e| {
+                panic!("docs/compat.md response after {command:?} is not JSON: {e}")
+            })
         });
         out.push(Example { command, expected });
     }
@@ -1186,15 +1188,15 @@ fn matches(want: &Value, got: &Value) -> bool {
 }
 
 #[tokio::test]
-async fn readme_examples_run_verbatim() {
-    let examples = readme_examples();
+async fn compat_doc_examples_run_verbatim() {
+    let examples = doc_examples();
     assert!(
         examples.len() >= 15,
-        "expected the README's compat examples, found {}",
+        "expected the compat examples of docs/compat.md, found {}",
         examples.len()
     );
     let s = TestServer::start().await;
-    // The README runs them after `tidings seed --demo` on a fresh data dir.
+    // docs/compat.md runs them after `tidings seed --demo` on a fresh data dir.
     seed_demo(&s.store).await.expect("demo");
     for example in examples {
         // Only the address differs from what a reader runs against `tidings serve`.
@@ -1220,7 +1222,7 @@ async fn readme_examples_run_verbatim() {
         if let Some(want) = example.expected {
             assert!(
                 matches(&want, &got),
-                "{}\n  README shows: {want}\n  server said: {got}",
+                "{}\n  docs/compat.md shows: {want}\n  server said: {got}",
                 example.command
             );
         }
