@@ -69,20 +69,30 @@ fn promised_status(command: &str) -> Option<u16> {
         .flatten()
 }
 
-/// Runs one page's marked shell blocks against `base` and checks every call's status.
-async fn run_page(s: &TestServer, page: &str) {
-    let blocks = marked_blocks(page, "sh");
-    assert!(!blocks.is_empty(), "{page} has no {MARKER} sh block");
+/// Runs the marked shell blocks of `pages`, in one shell and in order, against the server and
+/// checks every call's status.
+async fn run_pages(s: &TestServer, pages: &[&str]) {
+    let mut blocks = Vec::new();
+    for page in pages {
+        let found = marked_blocks(page, "sh");
+        assert!(!found.is_empty(), "{page} has no {MARKER} sh block");
+        blocks.extend(found);
+    }
+    let page = pages.join(" + ");
     let script = blocks.join("\n").replace(DOC_ADDRESS, &s.base);
     let expected = expected_statuses(&script);
     let dir = tempfile::tempdir().expect("dir");
     let log = dir.path().join("statuses");
-    // Each call's status goes to the log; its body to stdout, as the page's pipes expect.
+    // Each call's status goes to the log; its body to stdout, as the page's pipes expect. A
+    // live stream (`curl -N`) is cut after two seconds: that timeout is its success.
     let wrapper = r#"
 curl() {
-  local body code
+  local body code rc limit=20 stream=0
+  for arg in "$@"; do [ "$arg" = "-N" ] && stream=1 && limit=2; done
   body=$(mktemp)
-  code=$(command curl --max-time 20 -o "$body" -w '%{http_code}' "$@") || code="failed:$?"
+  code=$(command curl --max-time "$limit" -o "$body" -w '%{http_code}' "$@")
+  rc=$?
+  if [ "$rc" -ne 0 ] && ! [ "$rc" -eq 28 -a "$stream" -eq 1 ]; then code="failed:$rc"; fi
   printf '%s\n' "$code" >> "$DOC_STATUS_LOG"
   cat "$body"
   rm -f "$body"
@@ -139,7 +149,7 @@ async fn the_readme_tour_runs_as_written() {
         return;
     }
     let s = TestServer::start().await;
-    run_page(&s, "README.md").await;
+    run_pages(&s, &["README.md"]).await;
 }
 
 #[tokio::test]
@@ -148,7 +158,16 @@ async fn the_api_guide_runs_as_written() {
         return;
     }
     let s = TestServer::start().await;
-    run_page(&s, "docs/api.md").await;
+    run_pages(&s, &["docs/api.md"]).await;
+}
+
+#[tokio::test]
+async fn the_live_channel_page_runs_as_written() {
+    if !curl_available() {
+        return;
+    }
+    let s = TestServer::start().await;
+    run_pages(&s, &["docs/api.md", "docs/live.md"]).await;
 }
 
 #[test]
