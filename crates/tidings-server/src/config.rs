@@ -29,6 +29,28 @@ pub struct ServerConfig {
     pub store_url: Option<String>,
     /// `[bus] url`: NATS between nodes; `--bus` and `TIDINGS_BUS` win over it.
     pub bus_url: Option<String>,
+    /// Which requests this node serves (`serve --roles`); both by default.
+    pub roles: ServedRoles,
+}
+
+/// The requests a node serves: the API (REST, web app, compat profiles) and live channels
+/// (SSE, Socket.IO). A node without one answers those requests `421 role_not_served`, so a
+/// misrouted request is told where to go instead of being half served.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ServedRoles {
+    /// REST API, web app, compat profiles.
+    pub api: bool,
+    /// Live channels.
+    pub push: bool,
+}
+
+impl Default for ServedRoles {
+    fn default() -> Self {
+        ServedRoles {
+            api: true,
+            push: true,
+        }
+    }
 }
 
 impl ServerConfig {
@@ -54,6 +76,7 @@ impl Default for ServerConfig {
             compat: crate::compat::CompatConfig::default(),
             store_url: None,
             bus_url: None,
+            roles: ServedRoles::default(),
         }
     }
 }

@@ -92,9 +92,47 @@ pub fn router(state: AppState) -> Router {
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
         .merge(crate::push::engineio::router(state.clone()))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            refuse_roles_not_served,
+        ))
         .layer(DefaultBodyLimit::max(max_body))
         .layer(TraceLayer::new_for_http())
         .with_state(state)
+}
+
+/// Whether a path is a live channel (the push role) rather than the API.
+fn is_live_channel(path: &str) -> bool {
+    path == "/api/v1/inbox/stream" || path == "/socket.io" || path.starts_with("/socket.io/")
+}
+
+/// `serve --roles`: a request for a role this node does not run is answered 421 (Misdirected
+/// Request) saying which role serves it; health and readiness are always answered.
+async fn refuse_roles_not_served(
+    State(state): State<AppState>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let roles = state.config.roles;
+    let path = request.uri().path();
+    let needed = if path == "/healthz" || path == "/readyz" {
+        None
+    } else if is_live_channel(path) {
+        (!roles.push).then_some("push")
+    } else {
+        (!roles.api).then_some("api")
+    };
+    match needed {
+        None => next.run(request).await,
+        Some(role) => ApiError::new(
+            StatusCode::MISDIRECTED_REQUEST,
+            "role_not_served",
+            format!("this node does not run the {role} role (serve --roles); send this request to a node that does"),
+        )
+        .with_details(serde_json::json!({ "role": role }))
+        .into_response(),
+    }
 }
 
 /// Change records a node may lag behind the log and still call itself ready.
