@@ -370,3 +370,85 @@ async fn a_push_only_node_serves_live_clients_and_refuses_the_api() {
     let entries = stream.entries(1).await;
     assert!(entries[0].data.contains("from the api node"), "{entries:?}");
 }
+
+/// Read-your-writes across nodes: every response carries the answering node's change-log
+/// position; a request to another node carrying it is served once that node has applied the
+/// log that far (it catches up at once), even when its own tailer would take much longer.
+#[tokio::test]
+async fn a_client_reads_its_own_write_on_another_node_with_its_position() {
+    let a = TestServer::start().await;
+    // B's tailer polls every 30 s and there is no bus: left alone, B stays behind.
+    let slow = StoreConfig {
+        tail_poll: Duration::from_secs(30),
+        ..StoreConfig::default()
+    };
+    let Some(b) = a.start_peer_with(slow).await else {
+        eprintln!("!!! the read-your-writes test did NOT run: set TIDINGS_TEST_STORE");
+        assert!(
+            std::env::var("TIDINGS_REQUIRE_POSTGRES").is_err(),
+            "TIDINGS_REQUIRE_POSTGRES is set but TIDINGS_TEST_STORE is not"
+        );
+        return;
+    };
+    let ana = a.user("ana").await;
+    let published = a
+        .request(
+            reqwest::Method::POST,
+            "/outbox?wait=routed",
+            Some(&ana),
+            Some(json!({"object": {"content": "read me anywhere"}, "to": ["public"]})),
+            &[],
+        )
+        .await;
+    assert_eq!(
+        published.status,
+        StatusCode::CREATED,
+        "{:?}",
+        published.body
+    );
+    let position = published.headers["tidings-position"]
+        .to_str()
+        .expect("position")
+        .to_owned();
+    let id = published.body["id"].as_str().expect("id").to_owned();
+    let has_post = |page: &Value| TestServer::ids(page).contains(&id);
+    // Without the position, B answers from where it is: not there yet.
+    let stale = b.get(&ana, "/inbox").await;
+    assert_eq!(stale.status, StatusCode::OK);
+    assert!(
+        !has_post(&stale.body),
+        "B caught up by itself: the test shows nothing"
+    );
+    // With it, B catches up first.
+    let fresh = b
+        .request(
+            reqwest::Method::GET,
+            "/inbox",
+            Some(&ana),
+            None,
+            &[("tidings-position", &position)],
+        )
+        .await;
+    assert_eq!(fresh.status, StatusCode::OK);
+    assert!(has_post(&fresh.body), "{:?}", fresh.body);
+    let at: i64 = fresh.headers["tidings-position"]
+        .to_str()
+        .expect("position")
+        .parse()
+        .expect("integer");
+    assert!(at >= position.parse::<i64>().expect("integer"));
+    // A position this cluster never reached, or not a number, is refused and changes nothing.
+    for bad in ["999999999", "-1", "soon"] {
+        let r = b
+            .request(
+                reqwest::Method::GET,
+                "/inbox",
+                Some(&ana),
+                None,
+                &[("tidings-position", bad)],
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::BAD_REQUEST, "{bad}");
+        assert_eq!(r.code(), "invalid_position", "{bad}");
+    }
+}
