@@ -33,7 +33,7 @@ use tidings_core::cursor;
 use tidings_core::feeds::FeedSpec;
 use tidings_store::StoreError;
 use tidings_store::model::LogRecord;
-use tidings_store::model::{InboxFilter, PageFrom, User, UserStatus};
+use tidings_store::model::{PageFrom, User, UserStatus};
 
 /// The object type a `photo` is published as (its `content` is the file name).
 pub const PHOTO_TYPE: &str = "AfsPhoto";
