@@ -377,8 +377,10 @@ async fn feedstream_feeds_process_only_the_verbs_they_list() {
 
 #[tokio::test]
 async fn feedstream_a_verb_listed_by_flat_and_activity_feeds_reaches_both() {
-    let mut config = ServerConfig::default();
-    config.feeds = tidings_server::compat::feedstream::default_feeds();
+    let mut config = ServerConfig {
+        feeds: tidings_server::compat::feedstream::default_feeds(),
+        ..ServerConfig::default()
+    };
     config.feeds.push(tidings_core::feeds::FeedSpec {
         verbs: vec!["like".into()],
         include_actor: true,
