@@ -31,6 +31,9 @@ pub(crate) struct Meta {
     pub parent: Option<i64>,
     /// Addressed to the author's followers (or the public): reaches followers' home feeds.
     pub to_followers: bool,
+    /// Addressed to the public: anyone may read it, member of its circles or not.
+    #[serde(default)]
+    pub public: bool,
     /// Interned activity type.
     pub verb: u32,
     /// What it is about, for aggregation: the acted-on activity's seq, a followed user
@@ -221,6 +224,7 @@ const MAJOR: u8 = 1;
 const LISTED: u8 = 2;
 const RETRACTED: u8 = 4;
 const TO_FOLLOWERS: u8 = 8;
+const PUBLIC: u8 = 16;
 
 impl Fact {
     fn new(meta: Meta) -> Fact {
@@ -229,6 +233,7 @@ impl Fact {
             (meta.listed, LISTED),
             (meta.retracted, RETRACTED),
             (meta.to_followers, TO_FOLLOWERS),
+            (meta.public, PUBLIC),
         ]
         .iter()
         .filter(|(set, _)| *set)
@@ -269,6 +274,11 @@ impl Fact {
     /// Reaches followers' home feeds.
     pub fn to_followers(&self) -> bool {
         self.flags & TO_FOLLOWERS != 0
+    }
+
+    /// Addressed to the public.
+    pub fn public(&self) -> bool {
+        self.flags & PUBLIC != 0
     }
 
     /// The activity it replies to.
@@ -967,6 +977,16 @@ impl HotIndex {
             .collect()
     }
 
+    /// Whether `user` may read one circle now (public, a member, or an admin).
+    fn reads_circle(&self, user: i64, circle: i64) -> bool {
+        self.admins.contains(&user)
+            || self.public_circles.contains(&circle)
+            || self
+                .memberships
+                .get(&user)
+                .is_some_and(|m| m.contains(&circle))
+    }
+
     /// Whether `user` may read at least one of the activity's circles (for `tag@*`).
     fn reads_any_circle(&self, user: i64, meta: &Fact) -> bool {
         if self.admins.contains(&user) {
@@ -1261,7 +1281,17 @@ impl HotIndex {
             let passes = &passes;
             sources.push(Box::new(
                 window(list, |e| e.0, low, high, direction)
-                    .filter(move |e| passes(e.0) && (!direct_only || &*e.1 == "addressed"))
+                    .filter(move |e| {
+                        passes(e.0)
+                            && (!direct_only || &*e.1 == "addressed")
+                            // Written for a circle subscription: only while the circle is
+                            // still readable (a member removed from a private circle loses
+                            // its posts, as every other route says).
+                            && (!e.1.starts_with("subscription:")
+                                || self
+                                    .meta(e.0)
+                                    .is_some_and(|m| m.public() || self.reads_any_circle(user, m)))
+                    })
                     .map(|e| (e.0, e.1.clone())),
             ));
         }
@@ -1310,7 +1340,10 @@ impl HotIndex {
                             passes(seq)
                                 && w.tag.is_none_or(|tag| meta.tags().contains(&tag))
                                 && match w.circle {
-                                    Some(circle) => meta.circles().contains(&circle),
+                                    Some(circle) => {
+                                        meta.circles().contains(&circle)
+                                            && (meta.public() || self.reads_circle(user, circle))
+                                    }
                                     None => self.reads_any_circle(user, meta),
                                 }
                         })

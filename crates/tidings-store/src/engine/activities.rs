@@ -745,6 +745,7 @@ pub(super) fn publish_in(
             circles: circle_ids.clone().into(),
             parent: parent_seq,
             to_followers: to_followers || is_public,
+            public: is_public,
             verb: 0,
             object: match (&followee, target_seq) {
                 (Some(user), _) => FOLLOWED_USER | user.id as u64,

@@ -76,7 +76,7 @@ pub(crate) fn load(conn: &Connection) -> StoreResult<HotIndex> {
     let mut stmt = conn.prepare(&format!(
         "SELECT a.seq, a.actor_id, a.kind = 'major', a.listed, p.seq, a.type,
                 a.is_public OR EXISTS(SELECT 1 FROM activity_followers af WHERE af.seq = a.seq),
-                t.seq, fu.id, {published_unix}
+                t.seq, fu.id, {published_unix}, a.is_public
          FROM activities a
          LEFT JOIN activities p ON p.id = a.in_reply_to
          LEFT JOIN activities t ON t.id = a.object_ref
@@ -102,6 +102,7 @@ pub(crate) fn load(conn: &Connection) -> StoreResult<HotIndex> {
                 circles: circles.remove(&seq).unwrap_or_default().into(),
                 parent: r.get(4)?,
                 to_followers: r.get(6)?,
+                public: r.get(10)?,
                 verb: 0,
                 object: match (followed, target) {
                     (Some(user), _) => FOLLOWED_USER | user as u64,
