@@ -8,4 +8,4 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export TIDINGS_AUTHZ_REQUESTS="${1:-100000}"
-cargo test --release -p tidings-server --test authz -- --nocapture
+cargo test -p tidings-server --test authz -- --nocapture

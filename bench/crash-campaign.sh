@@ -11,4 +11,4 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 export TIDINGS_CRASH_ROUNDS="${1:-20}"
 export TIDINGS_CRASH_LOG="${TIDINGS_CRASH_LOG:-$PWD/bench/crash-acked.jsonl}"
-cargo test --release -p tidings --test crash -- --nocapture
+cargo test -p tidings --test crash -- --nocapture

@@ -959,12 +959,17 @@ impl Campaign {
         let x = self.model.names
             [(u + self.rng.random_range(1..self.model.names.len())) % self.model.names.len()]
         .clone();
-        let (method, path) = match self.rng.random_range(0..3) {
-            0 => (Method::POST, format!("/users/{x}/suspend")),
-            1 => (Method::POST, format!("/users/{x}/unsuspend")),
-            _ => (Method::DELETE, format!("/users/{x}")),
+        let (method, path, body) = match self.rng.random_range(0..4) {
+            0 => (Method::POST, format!("/users/{x}/suspend"), None),
+            1 => (Method::POST, format!("/users/{x}/unsuspend"), None),
+            2 => (
+                Method::POST,
+                "/types".to_owned(),
+                Some(json!({"name": "Poll", "kind": "object", "schema": {"type": "object"}})),
+            ),
+            _ => (Method::DELETE, format!("/users/{x}"), None),
         };
-        let resp = self.send(u, method.clone(), &path, None).await;
+        let resp = self.send(u, method.clone(), &path, body).await;
         self.expect(u, &format!("{method} {path}"), &resp, 403);
     }
 
@@ -1033,15 +1038,24 @@ impl Campaign {
             .send(u, Method::GET, &format!("/activities/{id}"), None)
             .await;
         self.expect(u, &format!("GET activity {id}"), &resp, expected);
-        // Replies and versions: hidden exactly when the activity is.
-        let sub = if self.rng.random_ratio(1, 2) {
-            "replies"
+        // Replies, versions and actions: hidden exactly when the activity is.
+        let sub = *["replies", "versions", "actions/read"]
+            .choose(&mut self.rng)
+            .expect("sub");
+        let method = if sub == "actions/read" {
+            Method::POST
         } else {
-            "versions"
+            Method::GET
         };
         let resp = self
-            .send(u, Method::GET, &format!("/activities/{id}/{sub}"), None)
+            .send(u, method, &format!("/activities/{id}/{sub}"), None)
             .await;
+        if sub == "actions/read" {
+            // Notes carry no actions: 404 whether readable or not, 410 once retracted.
+            let expected = if expected == 410 { 410 } else { 404 };
+            self.expect(u, &format!("action of {id}"), &resp, expected);
+            return;
+        }
         if expected == 404 {
             self.expect(u, &format!("GET {sub} of {id}"), &resp, 404);
         } else {
@@ -1350,7 +1364,13 @@ impl Campaign {
         // While the community is built, mostly writes; then mostly reads with other ids.
         let write = if building { roll < 80 } else { roll < 30 };
         if write {
+            // Once the log is big enough, new activities give way to hides and retractions, so
+            // a long run keeps probing permissions instead of paging through ever longer
+            // listings.
+            let full = self.model.ids.len() >= MAX_ACTIVITIES;
             match self.rng.random_range(0..100) {
+                0..40 if full && self.rng.random_ratio(1, 2) => self.hide(u).await,
+                0..40 if full => self.retract(u).await,
                 0..18 => self.publish_note(u).await,
                 18..28 => self.reply(u).await,
                 28..36 => self.react(u, "Like").await,
@@ -1358,8 +1378,8 @@ impl Campaign {
                 40..45 => self.retract(u).await,
                 45..52 => self.hide(u).await,
                 52..60 => self.follow(u).await,
-                60..64 => self.create_circle(u).await,
-                64..76 => self.put_member(u).await,
+                60..62 => self.create_circle(u).await,
+                62..76 => self.put_member(u).await,
                 76..81 => self.remove_member(u).await,
                 81..83 => self.archive(u).await,
                 83..89 => self.subscribe(u).await,
@@ -1384,6 +1404,9 @@ impl Campaign {
         }
     }
 }
+
+/// Activities after which a run stops adding new ones (see [`Campaign::step`]).
+const MAX_ACTIVITIES: usize = 1500;
 
 #[derive(Debug, Clone, Copy)]
 enum Change {
