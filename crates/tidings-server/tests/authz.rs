@@ -1451,9 +1451,18 @@ async fn random_users_never_read_or_write_what_the_model_forbids() {
     }
     let started = std::time::Instant::now();
     let building = total / 5;
+    let mut reported = 0;
     while campaign.requests < total {
         let in_build = campaign.requests < building;
         campaign.step(in_build).await;
+        if campaign.requests >= reported + 10_000 {
+            reported = campaign.requests;
+            eprintln!(
+                "authz fuzz: {reported} requests, {} activities, {:.0} s",
+                campaign.model.activities.len(),
+                started.elapsed().as_secs_f64()
+            );
+        }
     }
     // Every user's view once more at the end.
     for u in 0..users {
