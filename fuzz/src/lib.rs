@@ -315,8 +315,11 @@ fn replace_token(data: &[u8], token: &[u8]) -> Vec<u8> {
     out
 }
 
+/// One target's check: panics when its invariant breaks.
+pub type Check = fn(&[u8]);
+
 /// The targets by name, for the corpus replay.
-pub const TARGETS: &[(&str, fn(&[u8]))] = &[
+pub const TARGETS: &[(&str, Check)] = &[
     ("expr", expr),
     ("canonical_json", canonical_json),
     ("cursor", cursor),

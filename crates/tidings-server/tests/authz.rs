@@ -769,12 +769,11 @@ impl Campaign {
                 if role != Role::Owner || !existing_owner {
                     return (403, None);
                 }
-            } else if role == Role::Moderator && actor_role != Some(Role::Owner) {
-                return (403, None);
-            } else if existing.is_some_and(|m| m.0 == Role::Moderator)
-                && actor_role != Some(Role::Owner)
-                && t != u
+            } else if actor_role != Some(Role::Owner)
+                && (role == Role::Moderator
+                    || (existing.is_some_and(|m| m.0 == Role::Moderator) && t != u))
             {
+                // Only the owner appoints moderators or changes another moderator's role.
                 return (403, None);
             }
             return (created, Some(Change::Enroll(role)));
