@@ -16,6 +16,7 @@ pub const DEFAULT_LIMIT: usize = 20;
 #[derive(Debug, Deserialize, IntoParams)]
 pub struct PageArgs {
     /// Items per page, 1–100 (default 20).
+    #[param(minimum = 1, maximum = 100)]
     pub limit: Option<usize>,
     /// Cursor: items older than this one.
     pub before: Option<String>,

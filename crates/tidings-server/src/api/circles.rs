@@ -36,10 +36,12 @@ pub struct CreateCircleBody {
 /// Circle search arguments.
 #[derive(Debug, Deserialize, IntoParams)]
 pub struct SearchArgs {
-    /// Text matched against name, display name and description.
+    /// Text matched against name, display name and description (at most 200 characters).
     #[serde(default)]
+    #[param(max_length = 200)]
     pub q: String,
     /// At most this many (1–100, default 50).
+    #[param(minimum = 1, maximum = 100)]
     pub limit: Option<i64>,
 }
 
@@ -265,7 +267,7 @@ pub async fn remove_member(
 }
 
 /// A circle's stream, newest first.
-#[utoipa::path(get, path = "/api/v1/circles/{name}/stream", tag = "circles", security(("bearer" = [])),
+#[utoipa::path(get, path = "/api/v1/circles/{name}/stream", operation_id = "circle_stream", tag = "circles", security(("bearer" = [])),
     params(("name" = String, Path), PageArgs), responses((status = 200, body = PageBody), (status = 404)))]
 pub async fn stream(
     State(state): State<AppState>,

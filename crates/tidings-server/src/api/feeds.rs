@@ -72,7 +72,7 @@ fn kind_name(kind: FeedKind) -> &'static str {
 }
 
 /// Every declared feed, with the caller's unseen and unread counts.
-#[utoipa::path(get, path = "/api/v1/feeds", tag = "feeds", security(("bearer" = [])),
+#[utoipa::path(get, path = "/api/v1/feeds", operation_id = "list_feeds", tag = "feeds", security(("bearer" = [])),
     responses((status = 200, body = Vec<FeedInfo>)))]
 pub async fn list(State(state): State<AppState>, auth: AuthUser) -> ApiResult<Json<Vec<FeedInfo>>> {
     let mut out = Vec::new();
@@ -113,7 +113,7 @@ fn counts_fields(counts: &FeedCounts) -> Vec<(&'static str, String)> {
 /// `via`, `activity`; notification items carry their reason as `via`); aggregated feeds page
 /// groups (`items` of `{cursor, id, verb, activity_count, actor_count, actors, activities}`).
 /// Notification and aggregated pages also carry `unseen` and `unread`.
-#[utoipa::path(get, path = "/api/v1/feeds/{name}", tag = "feeds", security(("bearer" = [])),
+#[utoipa::path(get, path = "/api/v1/feeds/{name}", operation_id = "read_feed", tag = "feeds", security(("bearer" = [])),
     params(("name" = String, Path), InboxArgs),
     responses((status = 200, body = PageBody), (status = 400), (status = 404)))]
 pub async fn read(

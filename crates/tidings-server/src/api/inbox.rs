@@ -25,6 +25,7 @@ pub struct InboxArgs {
     /// major | minor | direct.
     pub kind: Option<String>,
     /// Items per page, 1–100 (default 20).
+    #[param(minimum = 1, maximum = 100)]
     pub limit: Option<usize>,
     /// Cursor: older than.
     pub before: Option<String>,
@@ -92,7 +93,7 @@ pub fn parse_filter(args: &InboxArgs) -> ApiResult<InboxFilter> {
 }
 
 /// The caller's inbox, newest first; each item says `via` what it arrived.
-#[utoipa::path(get, path = "/api/v1/inbox", tag = "inbox", security(("bearer" = [])),
+#[utoipa::path(get, path = "/api/v1/inbox", operation_id = "read_inbox", tag = "inbox", security(("bearer" = [])),
     params(InboxArgs), responses((status = 200, body = PageBody), (status = 400), (status = 401)))]
 pub async fn read(
     State(state): State<AppState>,
