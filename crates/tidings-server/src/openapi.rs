@@ -12,7 +12,7 @@ use utoipa::openapi::path::{Operation, ParameterIn, PathItem};
 use utoipa::openapi::security::{
     ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme,
 };
-use utoipa::openapi::{ContentBuilder, ObjectBuilder, Ref, RefOr, Response, ResponseBuilder, Type};
+use utoipa::openapi::{ContentBuilder, Required, ObjectBuilder, Ref, RefOr, Response, ResponseBuilder, Type};
 use utoipa::{Modify, OpenApi};
 use utoipa_swagger_ui::{Config, SwaggerUi};
 
@@ -119,10 +119,16 @@ impl Modify for SharedStatuses {
                     add_response(operation, "401", &unauthenticated);
                     add_response(operation, "403", &suspended);
                 }
-                if operation.request_body.is_some() {
+                let body_required = operation
+                    .request_body
+                    .as_ref()
+                    .map(|body| matches!(body.required, Some(Required::True)));
+                if let Some(required) = body_required {
                     add_response(operation, "400", &bad_body);
                     add_response(operation, "413", &too_large);
-                    if native {
+                    // Required JSON bodies are read by the JSON extractor, which checks the
+                    // content type; optional ones (and the compat profiles') are read as bytes.
+                    if native && required {
                         add_response(operation, "415", &media_type);
                     }
                 }
@@ -366,6 +372,14 @@ impl Modify for Links {
     }
 }
 
+/// A schema written as JSON Schema text, for request bodies whose rules are easier to state that
+/// way than through derive attributes. The texts are fixed: a unit test parses every one.
+pub fn schema_from_json(
+    value: serde_json::Value,
+) -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+    serde_json::from_value(value).unwrap_or_default()
+}
+
 /// The API description.
 #[derive(OpenApi)]
 #[openapi(
@@ -398,6 +412,7 @@ impl Modify for Links {
     ),
     components(schemas(
         pagination::PageBody, pagination::PageItemBody, ErrorBody, ErrorDetail,
+        api::feeds::GroupBody, api::feeds::GroupPageBody,
         crate::compat::feedstream::ErrorBody, crate::compat::afs::ErrorBody,
     ))
 )]

@@ -17,6 +17,7 @@ use utoipa::{IntoParams, ToSchema};
 
 /// Inbox arguments: filters plus pagination.
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct InboxArgs {
     /// Comma-separated circle names.
     pub circles: Option<String>,
@@ -27,9 +28,11 @@ pub struct InboxArgs {
     /// Items per page, 1–100 (default 20).
     #[param(minimum = 1, maximum = 100)]
     pub limit: Option<usize>,
-    /// Cursor: older than.
+    /// Cursor: older than (give `before` or `after`, not both).
+    #[param(schema_with = crate::pagination::cursor_schema)]
     pub before: Option<String>,
-    /// Cursor: newer than.
+    /// Cursor: newer than (give `before` or `after`, not both).
+    #[param(schema_with = crate::pagination::cursor_schema)]
     pub after: Option<String>,
 }
 
@@ -127,7 +130,9 @@ pub async fn hide(
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SubscribeBody {
-    /// `tag@circle`, either side may be `*`: `*@design`, `release@eng`, `urgent@*`.
+    /// `tag@circle`, either side may be `*`: `*@design`, `release@eng`, `urgent@*` (the
+    /// canonical spelling; blanks around it and upper-case tags are normalised).
+    #[schema(pattern = "^(\\*|[a-z0-9][a-z0-9_-]{0,62})@(\\*|[a-z0-9][a-z0-9_-]{0,62})$")]
     pub expr: String,
 }
 

@@ -273,6 +273,7 @@ pub struct AfsPageArgs {
     #[param(minimum = 1, maximum = 100)]
     limit: Option<u32>,
     /// The cursor from `next_url`.
+    #[param(schema_with = crate::pagination::cursor_schema)]
     before: Option<String>,
 }
 

@@ -185,8 +185,8 @@ fn id_one_of(nullable: bool) -> utoipa::openapi::schema::Schema {
 fn integer_schema() -> utoipa::openapi::schema::Object {
     utoipa::openapi::schema::ObjectBuilder::new()
         .schema_type(utoipa::openapi::schema::Type::Integer)
-        .minimum(Some(i64::MIN as f64))
-        .maximum(Some(u64::MAX as f64))
+        .minimum(Some(i64::MIN as isize))
+        .maximum(Some(u64::MAX as usize))
         .build()
 }
 
@@ -404,6 +404,10 @@ fn id_field(body: &Map<String, Value>, key: &str) -> FsResult<Option<String>> {
         None | Some(Value::Null) => return Ok(None),
         Some(Value::String(s)) => s.trim().to_owned(),
         Some(Value::Number(n)) if n.is_i64() || n.is_u64() => n.to_string(),
+        // JSON does not tell `7` from `7.0`: a whole number is an integer however written.
+        Some(Value::Number(n)) if n.as_f64().and_then(whole_number).is_some() => {
+            n.as_f64().and_then(whole_number).unwrap_or_default()
+        }
         Some(_) => {
             return Err(FsError::bad(format!(
                 "{key} must be a string or an integer"
@@ -416,6 +420,14 @@ fn id_field(body: &Map<String, Value>, key: &str) -> FsResult<Option<String>> {
         )));
     }
     Ok(Some(text))
+}
+
+/// The decimal text of a float that is a whole number in the integer range ids take.
+fn whole_number(f: f64) -> Option<String> {
+    // 2^64: the end of the u64 range, exactly representable as an f64.
+    const END: f64 = 18_446_744_073_709_551_616.0;
+    // Both ends open: a number just past either end rounds onto it as an f64.
+    (f.fract() == 0.0 && f > i64::MIN as f64 && f < END).then(|| format!("{}", f as i128))
 }
 
 fn required(body: &Map<String, Value>, key: &str) -> FsResult<String> {

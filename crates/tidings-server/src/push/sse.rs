@@ -33,6 +33,7 @@ const KEEP_ALIVE_COMMENT: &[u8] = b":\n\n";
 /// Stream arguments: the inbox filters, a resume cursor, and (for `EventSource`, which cannot
 /// send headers) the token.
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct StreamArgs {
     /// Comma-separated circle names.
     pub circles: Option<String>,
