@@ -377,7 +377,13 @@ impl Modify for Links {
 pub fn schema_from_json(
     value: serde_json::Value,
 ) -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
-    serde_json::from_value(value).unwrap_or_default()
+    match serde_json::from_value(value) {
+        Ok(schema) => schema,
+        Err(e) => {
+            tracing::error!(error = %e, "a hand-written schema does not parse");
+            Default::default()
+        }
+    }
 }
 
 /// The API description.
@@ -428,4 +434,20 @@ pub fn docs_router<S: Clone + Send + Sync + 'static>() -> Router<S> {
     SwaggerUi::new("/docs")
         .config(Config::from("/api/v1/openapi.json"))
         .into()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hand_written_schemas_parse() {
+        for (name, schema) in [
+            ("PublishBody", <api::activities::PublishBody as utoipa::PartialSchema>::schema()),
+            ("FeedPageBody", <api::feeds::FeedPageBody as utoipa::PartialSchema>::schema()),
+        ] {
+            let text = serde_json::to_value(&schema).expect("serialise");
+            assert_ne!(text, serde_json::to_value(RefOr::<utoipa::openapi::schema::Schema>::default()).expect("serialise"), "{name} did not parse");
+        }
+    }
 }

@@ -47,14 +47,15 @@ pub struct PublishBody;
 /// A slug as the engine stores it: circles, usernames.
 pub const SLUG_PATTERN: &str = "^[a-z0-9][a-z0-9_-]{0,62}$";
 
-impl utoipa::PartialSchema for PublishBody {
-    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+impl PublishBody {
+    /// The schema as JSON Schema text.
+    pub fn json() -> Value {
         let limits = tidings_core::activity::Limits::default();
         let audience = json!({
             "type": "string",
-            "pattern": "^(public|followers|(circle|user):[a-z0-9][a-z0-9_-]{0,62})$",
+            "pattern": "^\\s*(public|as:Public|https://www\\.w3\\.org/ns/activitystreams#Public|followers|(circle|user):\\s*[A-Za-z0-9][A-Za-z0-9_-]{0,62})\\s*$",
         });
-        let tag = json!({"type": "string", "pattern": "^[a-z0-9][a-z0-9_-]{0,62}$"});
+        let tag = json!({"type": "string", "pattern": "^\\s*#?[\\p{L}\\p{N}_.-]{1,64}\\s*$"});
         let shared = json!({
             "to": {
                 "description": "public, followers, circle:NAME, user:NAME",
@@ -73,12 +74,15 @@ impl utoipa::PartialSchema for PublishBody {
         create_props["type"] = json!({"type": "string", "enum": ["Create"]});
         create_props["object"] = json!({
             "type": "object",
-            "description": "the object: a Note (default) or an Article",
+            "description": format!(
+                "the object: a Note (default) or an Article; its other fields (`content`, usually \
+                 text, at most {} characters; `name`, `summary`, …) are kept as sent, with strings \
+                 at most {} characters, `url`/`href` absolute http(s) URLs, nesting at most 8 \
+                 deep, at most 64 keys and 256 items each",
+                limits.max_content_chars, limits.max_string_chars
+            ),
             "properties": {
                 "type": {"type": "string", "enum": ["Note", "Article"]},
-                "content": {"type": "string", "maxLength": limits.max_content_chars},
-                "name": {"type": "string", "maxLength": limits.max_string_chars},
-                "summary": {"type": "string", "maxLength": limits.max_string_chars},
             },
         });
         let mut verb_props = shared;
@@ -90,12 +94,18 @@ impl utoipa::PartialSchema for PublishBody {
             "type": "string", "description": "the id of the activity acted on",
             "minLength": 1, "maxLength": limits.max_string_chars, "pattern": "\\S",
         });
-        crate::openapi::schema_from_json(json!({
+        json!({
             "oneOf": [
                 {"type": "object", "title": "Create", "required": ["object"], "properties": create_props},
                 {"type": "object", "title": "Verb", "required": ["type", "object"], "properties": verb_props},
             ],
-        }))
+        })
+    }
+}
+
+impl utoipa::PartialSchema for PublishBody {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        crate::openapi::schema_from_json(Self::json())
     }
 }
 

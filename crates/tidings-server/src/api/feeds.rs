@@ -168,7 +168,8 @@ fn counts_fields(counts: &FeedCounts) -> Vec<(&'static str, String)> {
 /// Notification and aggregated pages also carry `unseen` and `unread`.
 #[utoipa::path(get, path = "/api/v1/feeds/{name}", operation_id = "read_feed", tag = "feeds", security(("bearer" = [])),
     params(("name" = String, Path), InboxArgs),
-    responses((status = 200, body = FeedPageBody), (status = 400), (status = 404)))]
+    responses((status = 200, body = FeedPageBody), (status = 400), (status = 404),
+        (status = 422, description = "`filter_not_supported`: notification and aggregated feeds take no circle, tag or kind filter")))]
 pub async fn read(
     State(state): State<AppState>,
     auth: AuthUser,
@@ -192,8 +193,11 @@ pub async fn read(
                 .await?;
             Ok(PageBody::render(page, from))
         }
-        FeedKind::Notification | FeedKind::Aggregated if filtered => Err(ApiError::bad_request(
-            "invalid_filter",
+        // Well-formed filters the named feed cannot apply: what fails is the pairing with this
+        // feed's kind (configuration), not the request's shape, hence 422 rather than 400.
+        FeedKind::Notification | FeedKind::Aggregated if filtered => Err(ApiError::new(
+            axum::http::StatusCode::UNPROCESSABLE_ENTITY,
+            "filter_not_supported",
             format!(
                 "{} feeds take no circle, tag or kind filter",
                 kind_name(spec.kind)
