@@ -450,4 +450,92 @@ mod tests {
             assert_ne!(text, serde_json::to_value(RefOr::<utoipa::openapi::schema::Schema>::default()).expect("serialise"), "{name} did not parse");
         }
     }
+
+    /// Every operation of the document, as JSON, with its path and method.
+    fn operations() -> Vec<(String, String, serde_json::Value)> {
+        let doc = serde_json::to_value(ApiDoc::openapi()).expect("serialise");
+        let mut out = Vec::new();
+        for (path, item) in doc["paths"].as_object().expect("paths") {
+            for (method, op) in item.as_object().expect("path item") {
+                out.push((path.clone(), method.clone(), op.clone()));
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn operation_ids_are_unique_so_links_can_name_them() {
+        let mut seen = std::collections::HashSet::new();
+        for (path, method, op) in operations() {
+            let id = op["operationId"].as_str().expect("an operation id").to_owned();
+            assert!(seen.insert(id.clone()), "{method} {path}: operation id {id} is taken");
+        }
+    }
+
+    #[test]
+    fn every_link_joins_two_documented_operations() {
+        let ops = operations();
+        let ids: Vec<&str> = ops
+            .iter()
+            .filter_map(|(_, _, op)| op["operationId"].as_str())
+            .collect();
+        let mut attached = 0;
+        for (path, method, op) in &ops {
+            for (status, response) in op["responses"].as_object().expect("responses") {
+                for (name, link) in response["links"].as_object().into_iter().flatten() {
+                    let target = link["operationId"].as_str().expect("operationId");
+                    assert!(ids.contains(&target), "{method} {path} {status}: link {name} to nothing");
+                    attached += 1;
+                }
+            }
+        }
+        assert_eq!(attached, LINKS.len(), "a link's source operation or status is not documented");
+    }
+
+    #[test]
+    fn parameters_sit_where_the_server_reads_them() {
+        for (path, method, op) in operations() {
+            let params = op["parameters"].as_array().cloned().unwrap_or_default();
+            for param in &params {
+                let name = param["name"].as_str().expect("name");
+                let in_template = path.contains(&format!("{{{name}}}"));
+                assert_eq!(
+                    param["in"] == "path",
+                    in_template,
+                    "{method} {path}: parameter {name} is documented in {}",
+                    param["in"]
+                );
+            }
+            for segment in path.split('/').filter(|s| s.starts_with('{')) {
+                let name = segment.trim_matches(['{', '}']);
+                assert!(
+                    params.iter().any(|p| p["name"] == name && p["in"] == "path"),
+                    "{method} {path}: path parameter {name} is not documented"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn shared_statuses_and_error_shapes_are_on_every_operation() {
+        for (path, method, op) in operations() {
+            let responses = op["responses"].as_object().expect("responses");
+            let has = |status: &str| responses.contains_key(status);
+            assert!(has("503"), "{method} {path}: no 503");
+            if op["security"].to_string().contains("\"bearer\"") {
+                assert!(has("401") && has("403"), "{method} {path}: bearer without 401/403");
+            }
+            if op.get("requestBody").is_some() {
+                assert!(has("400") && has("413"), "{method} {path}: a body without 400/413");
+            }
+            for (status, response) in responses {
+                if status.starts_with('4') || status.starts_with('5') {
+                    assert!(
+                        response["content"]["application/json"]["schema"].is_object(),
+                        "{method} {path} {status}: no error shape"
+                    );
+                }
+            }
+        }
+    }
 }

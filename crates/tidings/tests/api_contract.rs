@@ -60,12 +60,13 @@ fn run_tidings(data: &Path, args: &[&str]) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
-fn config_file() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/api_contract/schemathesis.toml")
+/// Where the Schemathesis configuration and hooks live.
+fn contract_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/api_contract")
 }
 
-#[test]
-fn the_openapi_document_holds_against_a_seeded_server() {
+#[tokio::test]
+async fn the_openapi_document_holds_against_a_seeded_server() {
     let version = schemathesis_version();
     if !version
         .as_deref()
@@ -107,13 +108,18 @@ fn the_openapi_document_holds_against_a_seeded_server() {
         ],
     );
     run_tidings(&data, &["seed", "--demo"]);
-    let tokens = std::fs::read_to_string(data.join("seed-tokens.txt")).expect("seed tokens");
-    let token = tokens
-        .lines()
-        .next()
-        .and_then(|line| line.split_whitespace().nth(1))
-        .expect("a seeded token")
-        .to_owned();
+    // The run's caller is an admin, so admin operations are exercised too; logging out and
+    // deleting one's own account each get a user of their own (see schemathesis.toml).
+    let token = |name: &str, admin: bool| {
+        let mut args = vec!["admin", "create-user", name, "--password", "correct horse"];
+        if admin {
+            args.push("--admin");
+        }
+        run_tidings(&data, &args).trim().to_owned()
+    };
+    let main_token = token("contract", true);
+    let logout_token = token("leaving", false);
+    let leaver_token = token("deleting", false);
 
     let port = free_port();
     let base = format!("http://127.0.0.1:{port}");
@@ -132,32 +138,65 @@ fn the_openapi_document_holds_against_a_seeded_server() {
         assert!(Instant::now() < deadline, "the server did not come up");
         std::thread::sleep(Duration::from_millis(50));
     }
+    let cursors = real_cursors(&base, &main_token).await;
 
     let started = Instant::now();
     let out = Command::new("schemathesis")
+        .arg("--no-color")
         .arg("--config-file")
-        .arg(config_file())
+        .arg(contract_dir().join("schemathesis.toml"))
         .args(["run", &format!("{base}/api/v1/openapi.json"), "--url", &base])
         .args(["--checks", "all", "--max-examples", MAX_EXAMPLES, "--seed", "1"])
-        .args(["--header", &format!("Authorization: Bearer {token}")])
-        .args(["--header", "X-App-Key: abc123"])
-        // Logging out would revoke the token every other operation runs with; the live inbox
-        // is an endless event stream. Both have their own tests in tidings-server.
-        .args(["--exclude-path", "/api/v1/sessions/current"])
+        // The live inbox is an endless event stream (tidings-server's push tests cover it).
         .args(["--exclude-path", "/api/v1/inbox/stream"])
-        .args(["--request-timeout", "30", "--no-color"])
-        .env("SCHEMATHESIS_HOOKS", "")
+        .args(["--request-timeout", "30"])
+        .env("TIDINGS_CONTRACT_TOKEN", &main_token)
+        .env("TIDINGS_CONTRACT_LOGOUT_TOKEN", &logout_token)
+        .env("TIDINGS_CONTRACT_LEAVER_TOKEN", &leaver_token)
+        .env("TIDINGS_CONTRACT_APP_KEY", "abc123")
+        .env("TIDINGS_CONTRACT_CURSORS", cursors.join(","))
+        .env("SCHEMATHESIS_HOOKS", "hooks")
+        .env("PYTHONPATH", contract_dir())
         .output()
         .expect("run schemathesis");
     let report = String::from_utf8_lossy(&out.stdout);
+    let summary: Vec<&str> = report.lines().rev().take(14).collect();
     eprintln!(
         "schemathesis ran in {:.0?}:\n{}",
         started.elapsed(),
-        report.lines().rev().take(12).collect::<Vec<_>>().into_iter().rev().collect::<Vec<_>>().join("\n")
+        summary.into_iter().rev().collect::<Vec<_>>().join("\n")
     );
     assert!(
         out.status.success(),
         "schemathesis found contract failures:\n{report}\n{}",
         String::from_utf8_lossy(&out.stderr)
     );
+    assert!(
+        report.contains("Tested: ") && !report.contains("No tests were run"),
+        "schemathesis tested nothing:\n{report}"
+    );
+}
+
+/// Cursors the server handed out (an inbox page's items, `prev` and `next`), for the hooks to
+/// use where a request needs one.
+async fn real_cursors(base: &str, token: &str) -> Vec<String> {
+    // A seeded circle's stream has items whoever reads it.
+    let page: serde_json::Value = reqwest::Client::new()
+        .get(format!("{base}/api/v1/circles/c0000-release/stream?limit=30"))
+        .bearer_auth(token)
+        .send()
+        .await
+        .expect("read a circle's stream")
+        .json()
+        .await
+        .expect("a page of JSON");
+    let mut cursors: Vec<String> = page["items"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|item| item["cursor"].as_str().map(str::to_owned))
+        .collect();
+    cursors.extend(["prev", "next"].iter().filter_map(|k| page[*k].as_str().map(str::to_owned)));
+    assert!(cursors.len() > 5, "too few cursors from {page}");
+    cursors
 }
