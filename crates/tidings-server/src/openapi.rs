@@ -5,14 +5,14 @@ use crate::api;
 use crate::pagination;
 use axum::Json;
 use axum::Router;
-use utoipa::openapi::header::HeaderBuilder;
 use utoipa::openapi::extensions::Extensions;
+use utoipa::openapi::header::HeaderBuilder;
 use utoipa::openapi::link::LinkBuilder;
 use utoipa::openapi::path::{Operation, ParameterIn, PathItem};
-use utoipa::openapi::security::{
-    ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme,
+use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::openapi::{
+    ContentBuilder, ObjectBuilder, Ref, RefOr, Required, Response, ResponseBuilder, Type,
 };
-use utoipa::openapi::{ContentBuilder, Required, ObjectBuilder, Ref, RefOr, Response, ResponseBuilder, Type};
 use utoipa::{Modify, OpenApi};
 use utoipa_swagger_ui::{Config, SwaggerUi};
 
@@ -133,12 +133,8 @@ impl Modify for SharedStatuses {
                     }
                 }
                 let has_params = operation.parameters.as_ref().is_some_and(|p| {
-                    p.iter().any(|p| {
-                        matches!(
-                            p.parameter_in,
-                            ParameterIn::Path | ParameterIn::Query
-                        )
-                    })
+                    p.iter()
+                        .any(|p| matches!(p.parameter_in, ParameterIn::Path | ParameterIn::Query))
                 });
                 if has_params {
                     add_response(operation, "400", &bad_params);
@@ -270,7 +266,12 @@ const LINKS: &[LinkSpec] = &[
         ],
     },
     link("signup", "201", "get_user", NEW_USER),
-    link("login", "201", "get_user", &[("username", "$response.body#/user/username")]),
+    link(
+        "login",
+        "201",
+        "get_user",
+        &[("username", "$response.body#/user/username")],
+    ),
     link("me", "200", "get_user", NEW_USER),
     link("me", "200", "user_circles", NEW_USER),
     link("me", "200", "outbox", NEW_USER),
@@ -296,7 +297,12 @@ const LINKS: &[LinkSpec] = &[
     link("read_inbox", "200", "share", FIRST_ITEM),
     link("like", "201", "unlike", SAME_ACTIVITY),
     link("share", "201", "unshare", SAME_ACTIVITY),
-    link("subscribe", "201", "unsubscribe", &[("id", "$response.body#/id")]),
+    link(
+        "subscribe",
+        "201",
+        "unsubscribe",
+        &[("id", "$response.body#/id")],
+    ),
     link("follow", "201", "relationship", SAME_USER),
     link("follow", "201", "unfollow", SAME_USER),
     link("list_feeds", "200", "read_feed", FIRST_FEED),
@@ -443,11 +449,22 @@ mod tests {
     #[test]
     fn hand_written_schemas_parse() {
         for (name, schema) in [
-            ("PublishBody", <api::activities::PublishBody as utoipa::PartialSchema>::schema()),
-            ("FeedPageBody", <api::feeds::FeedPageBody as utoipa::PartialSchema>::schema()),
+            (
+                "PublishBody",
+                <api::activities::PublishBody as utoipa::PartialSchema>::schema(),
+            ),
+            (
+                "FeedPageBody",
+                <api::feeds::FeedPageBody as utoipa::PartialSchema>::schema(),
+            ),
         ] {
             let text = serde_json::to_value(&schema).expect("serialise");
-            assert_ne!(text, serde_json::to_value(RefOr::<utoipa::openapi::schema::Schema>::default()).expect("serialise"), "{name} did not parse");
+            assert_ne!(
+                text,
+                serde_json::to_value(RefOr::<utoipa::openapi::schema::Schema>::default())
+                    .expect("serialise"),
+                "{name} did not parse"
+            );
         }
     }
 
@@ -467,8 +484,14 @@ mod tests {
     fn operation_ids_are_unique_so_links_can_name_them() {
         let mut seen = std::collections::HashSet::new();
         for (path, method, op) in operations() {
-            let id = op["operationId"].as_str().expect("an operation id").to_owned();
-            assert!(seen.insert(id.clone()), "{method} {path}: operation id {id} is taken");
+            let id = op["operationId"]
+                .as_str()
+                .expect("an operation id")
+                .to_owned();
+            assert!(
+                seen.insert(id.clone()),
+                "{method} {path}: operation id {id} is taken"
+            );
         }
     }
 
@@ -484,12 +507,19 @@ mod tests {
             for (status, response) in op["responses"].as_object().expect("responses") {
                 for (name, link) in response["links"].as_object().into_iter().flatten() {
                     let target = link["operationId"].as_str().expect("operationId");
-                    assert!(ids.contains(&target), "{method} {path} {status}: link {name} to nothing");
+                    assert!(
+                        ids.contains(&target),
+                        "{method} {path} {status}: link {name} to nothing"
+                    );
                     attached += 1;
                 }
             }
         }
-        assert_eq!(attached, LINKS.len(), "a link's source operation or status is not documented");
+        assert_eq!(
+            attached,
+            LINKS.len(),
+            "a link's source operation or status is not documented"
+        );
     }
 
     #[test]
@@ -509,7 +539,9 @@ mod tests {
             for segment in path.split('/').filter(|s| s.starts_with('{')) {
                 let name = segment.trim_matches(['{', '}']);
                 assert!(
-                    params.iter().any(|p| p["name"] == name && p["in"] == "path"),
+                    params
+                        .iter()
+                        .any(|p| p["name"] == name && p["in"] == "path"),
                     "{method} {path}: path parameter {name} is not documented"
                 );
             }
@@ -523,10 +555,16 @@ mod tests {
             let has = |status: &str| responses.contains_key(status);
             assert!(has("503"), "{method} {path}: no 503");
             if op["security"].to_string().contains("\"bearer\"") {
-                assert!(has("401") && has("403"), "{method} {path}: bearer without 401/403");
+                assert!(
+                    has("401") && has("403"),
+                    "{method} {path}: bearer without 401/403"
+                );
             }
             if op.get("requestBody").is_some() {
-                assert!(has("400") && has("413"), "{method} {path}: a body without 400/413");
+                assert!(
+                    has("400") && has("413"),
+                    "{method} {path}: a body without 400/413"
+                );
             }
             for (status, response) in responses {
                 if status.starts_with('4') || status.starts_with('5') {

@@ -272,7 +272,9 @@ pub struct ActionSpec {
     #[schema(pattern = "^https?://[^/?#\\s]+[^\\s]*$")]
     pub url: String,
     /// HTTP method, any case (default GET).
-    #[schema(pattern = "^([Gg][Ee][Tt]|[Pp][Oo][Ss][Tt]|[Pp][Uu][Tt]|[Pp][Aa][Tt][Cc][Hh]|[Dd][Ee][Ll][Ee][Tt][Ee])$")]
+    #[schema(
+        pattern = "^([Gg][Ee][Tt]|[Pp][Oo][Ss][Tt]|[Pp][Uu][Tt]|[Pp][Aa][Tt][Cc][Hh]|[Dd][Ee][Ll][Ee][Tt][Ee])$"
+    )]
     pub method: Option<String>,
 }
 

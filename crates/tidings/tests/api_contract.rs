@@ -145,8 +145,20 @@ async fn the_openapi_document_holds_against_a_seeded_server() {
         .arg("--no-color")
         .arg("--config-file")
         .arg(contract_dir().join("schemathesis.toml"))
-        .args(["run", &format!("{base}/api/v1/openapi.json"), "--url", &base])
-        .args(["--checks", "all", "--max-examples", MAX_EXAMPLES, "--seed", "1"])
+        .args([
+            "run",
+            &format!("{base}/api/v1/openapi.json"),
+            "--url",
+            &base,
+        ])
+        .args([
+            "--checks",
+            "all",
+            "--max-examples",
+            MAX_EXAMPLES,
+            "--seed",
+            "1",
+        ])
         // The live inbox is an endless event stream (tidings-server's push tests cover it).
         .args(["--exclude-path", "/api/v1/inbox/stream"])
         .args(["--request-timeout", "30"])
@@ -182,7 +194,9 @@ async fn the_openapi_document_holds_against_a_seeded_server() {
 async fn real_cursors(base: &str, token: &str) -> Vec<String> {
     // A seeded circle's stream has items whoever reads it.
     let page: serde_json::Value = reqwest::Client::new()
-        .get(format!("{base}/api/v1/circles/c0000-release/stream?limit=30"))
+        .get(format!(
+            "{base}/api/v1/circles/c0000-release/stream?limit=30"
+        ))
         .bearer_auth(token)
         .send()
         .await
@@ -196,7 +210,11 @@ async fn real_cursors(base: &str, token: &str) -> Vec<String> {
         .flatten()
         .filter_map(|item| item["cursor"].as_str().map(str::to_owned))
         .collect();
-    cursors.extend(["prev", "next"].iter().filter_map(|k| page[*k].as_str().map(str::to_owned)));
+    cursors.extend(
+        ["prev", "next"]
+            .iter()
+            .filter_map(|k| page[*k].as_str().map(str::to_owned)),
+    );
     assert!(cursors.len() > 5, "too few cursors from {page}");
     cursors
 }

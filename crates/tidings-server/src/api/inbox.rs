@@ -20,10 +20,14 @@ use utoipa::{IntoParams, ToSchema};
 #[into_params(parameter_in = Query)]
 pub struct InboxArgs {
     /// Comma-separated circle names (at most 32).
-    #[param(pattern = r"^\s*(?:[A-Za-z0-9][A-Za-z0-9_-]{0,62})?\s*(?:,\s*(?:[A-Za-z0-9][A-Za-z0-9_-]{0,62})?\s*){0,31}$")]
+    #[param(
+        pattern = r"^\s*(?:[A-Za-z0-9][A-Za-z0-9_-]{0,62})?\s*(?:,\s*(?:[A-Za-z0-9][A-Za-z0-9_-]{0,62})?\s*){0,31}$"
+    )]
     pub circles: Option<String>,
     /// Comma-separated tags (user tags, or system tags like `sys:reply`; at most 32).
-    #[param(pattern = r"^\s*(?:(?:sys:)?\s*#?[\p{L}\p{N}_.-]{1,64})?\s*(?:,\s*(?:(?:sys:)?\s*#?[\p{L}\p{N}_.-]{1,64})?\s*){0,31}$")]
+    #[param(
+        pattern = r"^\s*(?:(?:sys:)?\s*#?[\p{L}\p{N}_.-]{1,64})?\s*(?:,\s*(?:(?:sys:)?\s*#?[\p{L}\p{N}_.-]{1,64})?\s*){0,31}$"
+    )]
     pub tags: Option<String>,
     /// major | minor | direct (empty: any).
     #[param(pattern = "^(major|minor|direct)?$")]
@@ -135,7 +139,10 @@ pub async fn hide(
 pub struct SubscribeBody {
     /// `tag@circle`, either side may be `*`: `*@design`, `release@eng`, `urgent@*` (the
     /// canonical spelling; blanks around it and upper-case tags are normalised).
-    #[schema(max_length = 200, pattern = "^[ \\t\\n\\f\\r]*(\\*|#?[\\p{L}\\p{N}_.-]{1,64})@(\\*|[A-Za-z0-9][A-Za-z0-9_-]{0,62})[ \\t\\n\\f\\r]*$")]
+    #[schema(
+        max_length = 200,
+        pattern = "^[ \\t\\n\\f\\r]*(\\*|#?[\\p{L}\\p{N}_.-]{1,64})@(\\*|[A-Za-z0-9][A-Za-z0-9_-]{0,62})[ \\t\\n\\f\\r]*$"
+    )]
     pub expr: String,
 }
 
