@@ -304,8 +304,9 @@ async fn notifications_with_seen_and_read_markers_shared_across_devices() {
         s.get(&ana, "/feeds/nope").await.status,
         StatusCode::NOT_FOUND
     );
+    // A filter the feed's kind cannot apply (decision 0015: 422, not the request's shape).
     let r = s.get(&ana, "/feeds/notifications?tags=x").await;
-    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+    assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY);
     let r = s.get(&ana, "/feeds/home?before=garbage").await;
     assert_eq!(r.status, StatusCode::BAD_REQUEST);
     let r = s.get(&ana, "/feeds/notifications").await;
