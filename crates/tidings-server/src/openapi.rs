@@ -5,7 +5,14 @@ use crate::api;
 use crate::pagination;
 use axum::Json;
 use axum::Router;
-use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::openapi::extensions::Extensions;
+use utoipa::openapi::header::HeaderBuilder;
+use utoipa::openapi::link::LinkBuilder;
+use utoipa::openapi::path::{Operation, ParameterIn, PathItem};
+use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::openapi::{
+    ContentBuilder, ObjectBuilder, Ref, RefOr, Required, Response, ResponseBuilder, Type,
+};
 use utoipa::{Modify, OpenApi};
 use utoipa_swagger_ui::{Config, SwaggerUi};
 
@@ -18,7 +25,38 @@ impl Modify for BearerAuth {
             "bearer",
             SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
         );
+        // activity-feed-system's compat routes authenticate by app key instead.
+        components.add_security_scheme(
+            "app_key",
+            SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::new("X-App-Key"))),
+        );
     }
+}
+
+/// The HTTP methods an operation can sit under, mutably, for modifiers that touch every one.
+fn operations_of(item: &mut PathItem) -> impl Iterator<Item = &mut Operation> {
+    [
+        &mut item.get,
+        &mut item.put,
+        &mut item.post,
+        &mut item.delete,
+        &mut item.patch,
+        &mut item.head,
+        &mut item.options,
+        &mut item.trace,
+    ]
+    .into_iter()
+    .flatten()
+}
+
+/// Adds `response` under `status` unless the handler documented that status itself (its own
+/// description is more precise than the generic one).
+fn add_response(operation: &mut Operation, status: &str, response: &Response) {
+    operation
+        .responses
+        .responses
+        .entry(status.to_owned())
+        .or_insert_with(|| RefOr::T(response.clone()));
 }
 
 /// Every operation can answer 503 (the store is unreachable, or the server is shutting down),
@@ -27,8 +65,6 @@ struct Unavailable;
 
 impl Modify for Unavailable {
     fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
-        use utoipa::openapi::header::HeaderBuilder;
-        use utoipa::openapi::{ObjectBuilder, RefOr, ResponseBuilder, Type};
         let response = ResponseBuilder::new()
             .description(
                 "`store_unavailable` (the database cannot be reached) or `shutting_down`; \
@@ -43,20 +79,315 @@ impl Modify for Unavailable {
             )
             .build();
         for item in openapi.paths.paths.values_mut() {
-            let operations = [
-                &mut item.get,
-                &mut item.put,
-                &mut item.post,
-                &mut item.delete,
-                &mut item.patch,
-            ];
-            for operation in operations.into_iter().flatten() {
-                operation
-                    .responses
-                    .responses
-                    .entry("503".to_owned())
-                    .or_insert_with(|| RefOr::T(response.clone()));
+            for operation in operations_of(item) {
+                add_response(operation, "503", &response);
             }
+        }
+    }
+}
+
+/// Statuses that come from what every operation of a kind shares rather than from its handler,
+/// added where they apply so that a new operation inherits them:
+/// - bearer-secured: 401 (no, malformed, unknown or revoked token) and 403 (suspended account);
+/// - with a request body: 400 (not JSON, or the wrong shape), 413 (over `max_body_bytes`) and,
+///   on the native API, 415 (not `application/json`; compat profiles read any content type);
+/// - with path or query parameters: 400 (a parameter that does not parse).
+struct SharedStatuses;
+
+impl Modify for SharedStatuses {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let described = |text: &str| ResponseBuilder::new().description(text).build();
+        let unauthenticated = described(
+            "`unauthenticated`: no bearer token, a malformed `Authorization` header, or a token \
+             that is unknown, expired or revoked",
+        );
+        let suspended = described("`account_suspended`: the caller's account is suspended");
+        let bad_body = described(
+            "`invalid_json`: the body is not JSON, or misses a required field, has an unknown \
+             one or a value of the wrong type or out of its range",
+        );
+        let bad_params = described(
+            "`invalid_path` / `invalid_query`, or a parameter out of its documented range",
+        );
+        let too_large = described("`body_too_large`: the body is larger than `max_body_bytes`");
+        let media_type =
+            described("`unsupported_media_type`: the body is not sent as `application/json`");
+        for (path, item) in openapi.paths.paths.iter_mut() {
+            let native = path.starts_with("/api/");
+            for operation in operations_of(item) {
+                if is_bearer_secured(operation) {
+                    add_response(operation, "401", &unauthenticated);
+                    add_response(operation, "403", &suspended);
+                }
+                let body_required = operation
+                    .request_body
+                    .as_ref()
+                    .map(|body| matches!(body.required, Some(Required::True)));
+                if let Some(required) = body_required {
+                    add_response(operation, "400", &bad_body);
+                    add_response(operation, "413", &too_large);
+                    // Required JSON bodies are read by the JSON extractor, which checks the
+                    // content type; optional ones (and the compat profiles') are read as bytes.
+                    if native && required {
+                        add_response(operation, "415", &media_type);
+                    }
+                }
+                let has_params = operation.parameters.as_ref().is_some_and(|p| {
+                    p.iter()
+                        .any(|p| matches!(p.parameter_in, ParameterIn::Path | ParameterIn::Query))
+                });
+                if has_params {
+                    add_response(operation, "400", &bad_params);
+                }
+            }
+        }
+    }
+}
+
+/// Whether an operation asks for the bearer scheme.
+fn is_bearer_secured(operation: &Operation) -> bool {
+    let Some(requirements) = &operation.security else {
+        return false;
+    };
+    serde_json::to_value(requirements).is_ok_and(|value| {
+        value
+            .as_array()
+            .is_some_and(|reqs| reqs.iter().any(|r| r.get("bearer").is_some()))
+    })
+}
+
+/// The native error shape, `{"error": {"code", "message", "details"?}}`, as a schema.
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+pub struct ErrorBody {
+    /// The error.
+    error: ErrorDetail,
+}
+
+/// What went wrong.
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+pub struct ErrorDetail {
+    /// Stable machine-readable code (`invalid_json`, `not_found`, …).
+    code: String,
+    /// Human-readable message.
+    message: String,
+    /// Extra structured context (field, position, tombstone…), when there is any.
+    #[schema(value_type = Option<Object>)]
+    details: Option<serde_json::Value>,
+}
+
+/// Every 4xx and 5xx response that names no body gets its profile's error shape: the native
+/// one under `/api/`, FeedStream's under `/v1/`, activity-feed-system's elsewhere. Handlers
+/// then only list statuses; the shape cannot be forgotten.
+struct ErrorShapes;
+
+impl Modify for ErrorShapes {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let content = |schema: &str| {
+            ContentBuilder::new()
+                .schema(Some(Ref::from_schema_name(schema)))
+                .build()
+        };
+        for (path, item) in openapi.paths.paths.iter_mut() {
+            let schema = if path.starts_with("/api/") || !path.starts_with('/') {
+                "ErrorBody"
+            } else if path.starts_with("/v1/") {
+                "FeedStreamError"
+            } else {
+                "AfsError"
+            };
+            for operation in operations_of(item) {
+                for (status, response) in operation.responses.responses.iter_mut() {
+                    let is_error = status.starts_with('4') || status.starts_with('5');
+                    if let (true, RefOr::T(response)) = (is_error, response)
+                        && response.content.is_empty()
+                    {
+                        response
+                            .content
+                            .insert("application/json".to_owned(), content(schema));
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// One OpenAPI link: after `from` answers `status`, `to` can be called with parameters (and a
+/// body) taken from that exchange. Schemathesis' stateful phase walks these, so operations on
+/// ids are exercised with ids that exist.
+struct LinkSpec {
+    /// Operation id of the call that yields the value.
+    from: &'static str,
+    /// Its status that carries it.
+    status: &'static str,
+    /// Operation id of the call it feeds.
+    to: &'static str,
+    /// `(parameter, runtime expression)` pairs.
+    parameters: &'static [(&'static str, &'static str)],
+    /// Body fields, as `(field, runtime expression)` pairs (none: no body).
+    body: &'static [(&'static str, &'static str)],
+}
+
+const fn link(
+    from: &'static str,
+    status: &'static str,
+    to: &'static str,
+    parameters: &'static [(&'static str, &'static str)],
+) -> LinkSpec {
+    LinkSpec {
+        from,
+        status,
+        to,
+        parameters,
+        body: &[],
+    }
+}
+
+const NEW_USER: &[(&str, &str)] = &[("username", "$response.body#/username")];
+const SAME_USER: &[(&str, &str)] = &[("username", "$request.path.username")];
+const NEW_CIRCLE: &[(&str, &str)] = &[("name", "$response.body#/name")];
+const FIRST_CIRCLE: &[(&str, &str)] = &[("name", "$response.body#/items/0/name")];
+const NEW_ACTIVITY: &[(&str, &str)] = &[("id", "$response.body#/id")];
+const SAME_ACTIVITY: &[(&str, &str)] = &[("id", "$request.path.id")];
+const FIRST_ITEM: &[(&str, &str)] = &[("id", "$response.body#/items/0/activity/id")];
+const FIRST_FEED: &[(&str, &str)] = &[("name", "$response.body#/0/name")];
+
+/// The links of the document: create → read, act → undo, list → item.
+const LINKS: &[LinkSpec] = &[
+    LinkSpec {
+        from: "signup",
+        status: "201",
+        to: "login",
+        parameters: &[],
+        body: &[
+            ("username", "$response.body#/username"),
+            ("password", "$request.body#/password"),
+        ],
+    },
+    link("signup", "201", "get_user", NEW_USER),
+    link(
+        "login",
+        "201",
+        "get_user",
+        &[("username", "$response.body#/user/username")],
+    ),
+    link("me", "200", "get_user", NEW_USER),
+    link("me", "200", "user_circles", NEW_USER),
+    link("me", "200", "outbox", NEW_USER),
+    link("me", "200", "followers", NEW_USER),
+    link("me", "200", "following", NEW_USER),
+    link("create", "201", "get_circle", NEW_CIRCLE),
+    link("create", "201", "members", NEW_CIRCLE),
+    link("create", "201", "circle_stream", NEW_CIRCLE),
+    link("create", "201", "archive", NEW_CIRCLE),
+    link("search", "200", "get_circle", FIRST_CIRCLE),
+    link("search", "200", "members", FIRST_CIRCLE),
+    link("search", "200", "circle_stream", FIRST_CIRCLE),
+    link("publish", "201", "get_activity", NEW_ACTIVITY),
+    link("publish", "201", "replies", NEW_ACTIVITY),
+    link("publish", "201", "versions", NEW_ACTIVITY),
+    link("publish", "201", "retract", NEW_ACTIVITY),
+    link("publish", "201", "like", NEW_ACTIVITY),
+    link("publish", "201", "share", NEW_ACTIVITY),
+    link("publish", "201", "hide", NEW_ACTIVITY),
+    link("read_inbox", "200", "get_activity", FIRST_ITEM),
+    link("read_inbox", "200", "replies", FIRST_ITEM),
+    link("read_inbox", "200", "like", FIRST_ITEM),
+    link("read_inbox", "200", "share", FIRST_ITEM),
+    link("like", "201", "unlike", SAME_ACTIVITY),
+    link("share", "201", "unshare", SAME_ACTIVITY),
+    link(
+        "subscribe",
+        "201",
+        "unsubscribe",
+        &[("id", "$response.body#/id")],
+    ),
+    link("follow", "201", "relationship", SAME_USER),
+    link("follow", "201", "unfollow", SAME_USER),
+    link("list_feeds", "200", "read_feed", FIRST_FEED),
+    link("list_feeds", "200", "seen", FIRST_FEED),
+    link("list_feeds", "200", "mark_read", FIRST_FEED),
+    LinkSpec {
+        from: "feedstream_subscribe",
+        status: "200",
+        to: "feedstream_consume",
+        parameters: &[
+            ("event_name", "$request.body#/event_name"),
+            ("consumer_id", "$request.body#/consumer_id"),
+        ],
+        body: &[],
+    },
+    LinkSpec {
+        from: "feedstream_publish",
+        status: "200",
+        to: "feedstream_retract",
+        parameters: &[],
+        body: &[
+            ("verb", "$request.body#/verb"),
+            ("producer_id", "$request.body#/producer_id"),
+            ("item_id", "$request.body#/item_id"),
+        ],
+    },
+];
+
+/// Adds [`LINKS`] to the responses they start from.
+struct Links;
+
+impl Modify for Links {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        for item in openapi.paths.paths.values_mut() {
+            for operation in operations_of(item) {
+                let Some(id) = operation.operation_id.clone() else {
+                    continue;
+                };
+                for spec in LINKS.iter().filter(|l| l.from == id) {
+                    let Some(RefOr::T(response)) =
+                        operation.responses.responses.get_mut(spec.status)
+                    else {
+                        continue;
+                    };
+                    // utoipa 5.5 writes `Link`'s own fields in snake_case (`operation_id`,
+                    // `request_body`), which no OpenAPI reader knows; its extensions are written
+                    // as given, so the link's fields go there under their OpenAPI names.
+                    let mut fields = Extensions::default();
+                    fields.insert("operationId".to_owned(), spec.to.into());
+                    let parameters: serde_json::Map<String, serde_json::Value> = spec
+                        .parameters
+                        .iter()
+                        .map(|(k, v)| ((*k).to_owned(), (*v).into()))
+                        .collect();
+                    if !parameters.is_empty() {
+                        fields.insert("parameters".to_owned(), parameters.into());
+                    }
+                    let body: serde_json::Map<String, serde_json::Value> = spec
+                        .body
+                        .iter()
+                        .map(|(k, v)| ((*k).to_owned(), (*v).into()))
+                        .collect();
+                    if !body.is_empty() {
+                        fields.insert("requestBody".to_owned(), body.into());
+                    }
+                    let link = LinkBuilder::new().extensions(Some(fields));
+                    response
+                        .links
+                        .insert(spec.to.to_owned(), RefOr::T(link.build()));
+                }
+            }
+        }
+    }
+}
+
+/// A schema written as JSON Schema text, for request bodies whose rules are easier to state that
+/// way than through derive attributes. The texts are fixed: a unit test parses every one.
+pub fn schema_from_json(
+    value: serde_json::Value,
+) -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+    match serde_json::from_value(value) {
+        Ok(schema) => schema,
+        Err(e) => {
+            tracing::error!(error = %e, "a hand-written schema does not parse");
+            Default::default()
         }
     }
 }
@@ -65,7 +396,7 @@ impl Modify for Unavailable {
 #[derive(OpenApi)]
 #[openapi(
     info(title = "Tidings", description = "Activity-stream engine: outboxes, circles, routing, multiplexed inboxes."),
-    modifiers(&BearerAuth, &Unavailable),
+    modifiers(&BearerAuth, &Unavailable, &SharedStatuses, &ErrorShapes, &Links),
     paths(
         api::users::signup, api::users::login, api::users::logout, api::users::me,
         api::users::get_user, api::users::suspend, api::users::unsuspend, api::users::delete_user,
@@ -82,9 +413,20 @@ impl Modify for Unavailable {
         api::follows::following, api::follows::like, api::follows::unlike, api::follows::share,
         api::follows::unshare, api::follows::relationship, api::follows::my_reactions,
         api::feeds::list, api::feeds::read, api::feeds::seen, api::feeds::mark_read,
+        crate::push::sse::stream,
         crate::compat::afs::create_app_key,
+        crate::compat::feedstream::subscribe, crate::compat::feedstream::unsubscribe,
+        crate::compat::feedstream::publish, crate::compat::feedstream::retract,
+        crate::compat::feedstream::consume,
+        crate::compat::afs::me, crate::compat::afs::create_post, crate::compat::afs::activity,
+        crate::compat::afs::my_feed, crate::compat::afs::friends_feed, crate::compat::afs::follow,
+        crate::compat::afs::unfollow,
     ),
-    components(schemas(pagination::PageBody, pagination::PageItemBody))
+    components(schemas(
+        pagination::PageBody, pagination::PageItemBody, ErrorBody, ErrorDetail,
+        api::feeds::GroupBody, api::feeds::GroupPageBody,
+        crate::compat::feedstream::ErrorBody, crate::compat::afs::ErrorBody,
+    ))
 )]
 pub struct ApiDoc;
 
@@ -98,4 +440,140 @@ pub fn docs_router<S: Clone + Send + Sync + 'static>() -> Router<S> {
     SwaggerUi::new("/docs")
         .config(Config::from("/api/v1/openapi.json"))
         .into()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hand_written_schemas_parse() {
+        for (name, schema) in [
+            (
+                "PublishBody",
+                <api::activities::PublishBody as utoipa::PartialSchema>::schema(),
+            ),
+            (
+                "FeedPageBody",
+                <api::feeds::FeedPageBody as utoipa::PartialSchema>::schema(),
+            ),
+        ] {
+            let text = serde_json::to_value(&schema).expect("serialise");
+            assert_ne!(
+                text,
+                serde_json::to_value(RefOr::<utoipa::openapi::schema::Schema>::default())
+                    .expect("serialise"),
+                "{name} did not parse"
+            );
+        }
+    }
+
+    /// Every operation of the document, as JSON, with its path and method.
+    fn operations() -> Vec<(String, String, serde_json::Value)> {
+        let doc = serde_json::to_value(ApiDoc::openapi()).expect("serialise");
+        let mut out = Vec::new();
+        for (path, item) in doc["paths"].as_object().expect("paths") {
+            for (method, op) in item.as_object().expect("path item") {
+                out.push((path.clone(), method.clone(), op.clone()));
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn operation_ids_are_unique_so_links_can_name_them() {
+        let mut seen = std::collections::HashSet::new();
+        for (path, method, op) in operations() {
+            let id = op["operationId"]
+                .as_str()
+                .expect("an operation id")
+                .to_owned();
+            assert!(
+                seen.insert(id.clone()),
+                "{method} {path}: operation id {id} is taken"
+            );
+        }
+    }
+
+    #[test]
+    fn every_link_joins_two_documented_operations() {
+        let ops = operations();
+        let ids: Vec<&str> = ops
+            .iter()
+            .filter_map(|(_, _, op)| op["operationId"].as_str())
+            .collect();
+        let mut attached = 0;
+        for (path, method, op) in &ops {
+            for (status, response) in op["responses"].as_object().expect("responses") {
+                for (name, link) in response["links"].as_object().into_iter().flatten() {
+                    let target = link["operationId"].as_str().expect("operationId");
+                    assert!(
+                        ids.contains(&target),
+                        "{method} {path} {status}: link {name} to nothing"
+                    );
+                    attached += 1;
+                }
+            }
+        }
+        assert_eq!(
+            attached,
+            LINKS.len(),
+            "a link's source operation or status is not documented"
+        );
+    }
+
+    #[test]
+    fn parameters_sit_where_the_server_reads_them() {
+        for (path, method, op) in operations() {
+            let params = op["parameters"].as_array().cloned().unwrap_or_default();
+            for param in &params {
+                let name = param["name"].as_str().expect("name");
+                let in_template = path.contains(&format!("{{{name}}}"));
+                assert_eq!(
+                    param["in"] == "path",
+                    in_template,
+                    "{method} {path}: parameter {name} is documented in {}",
+                    param["in"]
+                );
+            }
+            for segment in path.split('/').filter(|s| s.starts_with('{')) {
+                let name = segment.trim_matches(['{', '}']);
+                assert!(
+                    params
+                        .iter()
+                        .any(|p| p["name"] == name && p["in"] == "path"),
+                    "{method} {path}: path parameter {name} is not documented"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn shared_statuses_and_error_shapes_are_on_every_operation() {
+        for (path, method, op) in operations() {
+            let responses = op["responses"].as_object().expect("responses");
+            let has = |status: &str| responses.contains_key(status);
+            assert!(has("503"), "{method} {path}: no 503");
+            if op["security"].to_string().contains("\"bearer\"") {
+                assert!(
+                    has("401") && has("403"),
+                    "{method} {path}: bearer without 401/403"
+                );
+            }
+            if op.get("requestBody").is_some() {
+                assert!(
+                    has("400") && has("413"),
+                    "{method} {path}: a body without 400/413"
+                );
+            }
+            for (status, response) in responses {
+                if status.starts_with('4') || status.starts_with('5') {
+                    assert!(
+                        response["content"]["application/json"]["schema"].is_object(),
+                        "{method} {path} {status}: no error shape"
+                    );
+                }
+            }
+        }
+    }
 }

@@ -14,13 +14,37 @@ pub const DEFAULT_LIMIT: usize = 20;
 
 /// Pagination arguments.
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct PageArgs {
     /// Items per page, 1–100 (default 20).
+    #[param(minimum = 1, maximum = 100)]
     pub limit: Option<usize>,
-    /// Cursor: items older than this one.
+    /// Cursor: items older than this one (give `before` or `after`, not both).
+    #[param(schema_with = cursor_schema)]
     pub before: Option<String>,
-    /// Cursor: items newer than this one.
+    /// Cursor: items newer than this one (give `before` or `after`, not both).
+    #[param(schema_with = cursor_schema)]
     pub after: Option<String>,
+}
+
+/// A cursor as the server hands them out (`next`, `prev`, an item's `cursor`): 15 base64url
+/// characters with a checksum inside, so only cursors the server gave are accepted (`format:
+/// cursor`; any other is a 400 `invalid_cursor`).
+pub fn cursor_schema() -> utoipa::openapi::schema::Object {
+    use utoipa::openapi::schema::{ObjectBuilder, SchemaFormat, Type};
+    ObjectBuilder::new()
+        .schema_type(Type::String)
+        .format(Some(SchemaFormat::Custom("cursor".to_owned())))
+        .pattern(Some("^[A-Za-z0-9_-]{15}$"))
+        .build()
+}
+
+/// [`cursor_schema`], or `null`.
+pub fn optional_cursor_schema() -> utoipa::openapi::schema::Object {
+    use utoipa::openapi::schema::{SchemaType, Type};
+    let mut schema = cursor_schema();
+    schema.schema_type = SchemaType::from_iter([Type::String, Type::Null]);
+    schema
 }
 
 impl PageArgs {

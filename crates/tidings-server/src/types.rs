@@ -60,11 +60,17 @@ fn compile(custom: &CustomType) -> Result<Registered, ApiError> {
     for item in list {
         let name = item.get("name").and_then(Value::as_str).unwrap_or("");
         let url = item.get("url").and_then(Value::as_str).unwrap_or("");
-        let method = item
-            .get("method")
-            .and_then(Value::as_str)
-            .unwrap_or("GET")
-            .to_ascii_uppercase();
+        // As for an activity's own actions: a known method, named by a string.
+        let method = match item.get("method") {
+            None | Some(Value::Null) => "GET".to_owned(),
+            Some(Value::String(m)) => m.to_ascii_uppercase(),
+            Some(_) => return Err(bad(format!("action {item}: method must be a string"))),
+        };
+        if !matches!(method.as_str(), "GET" | "POST" | "PUT" | "PATCH" | "DELETE") {
+            return Err(bad(format!(
+                "action {item}: method must be GET, POST, PUT, PATCH or DELETE"
+            )));
+        }
         if !is_valid_slug(name) || !is_http_url(url) {
             return Err(bad(format!(
                 "action {item} needs a slug name and an absolute http(s) url"

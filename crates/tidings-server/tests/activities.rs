@@ -2691,3 +2691,22 @@ async fn a_removed_member_no_longer_lists_a_private_circles_posts() {
         assert_eq!(TestServer::ids(&home.body), vec![open, told]);
     }
 }
+
+#[tokio::test]
+async fn a_custom_types_default_actions_need_a_known_method_named_by_a_string() {
+    let s = TestServer::start().await;
+    let root = s.admin("root").await;
+    for method in [json!({}), json!(3), json!("FETCH")] {
+        let mut body = poll_type();
+        body["actions"] =
+            json!([{"name": "vote", "url": "https://polls.example/v", "method": method}]);
+        let r = s.post(&root, "/types", body).await;
+        assert_eq!(r.status, StatusCode::BAD_REQUEST, "{method}: {:?}", r.body);
+        assert_eq!(r.code(), "invalid_type");
+    }
+    let mut body = poll_type();
+    body["actions"] = json!([{"name": "vote", "url": "https://polls.example/v", "method": "post"},
+                             {"name": "view", "url": "https://polls.example/p", "method": null}]);
+    let r = s.post(&root, "/types", body).await;
+    assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.body);
+}

@@ -1387,3 +1387,32 @@ async fn suspended_ids_and_oversized_bodies_are_refused_in_each_shape() {
     assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE, "{body}");
     assert_eq!(body["error"], true);
 }
+
+#[tokio::test]
+async fn feedstream_ids_written_as_whole_floats_are_integers_and_fractions_are_refused() {
+    let s = TestServer::start().await;
+    // JSON does not tell 7 from 7.0: both name the same producer and item.
+    let (status, body) = fs_post(
+        &s,
+        "/v1/publish",
+        json!({"verb": "tweet", "producer_id": 7.0, "item_id": 42}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (status, body) = fs_post(
+        &s,
+        "/v1/retract",
+        json!({"verb": "tweet", "producer_id": 7, "item_id": 42.0}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    for bad in [json!(7.5), json!(-9.3e18), json!(1.9e19)] {
+        let (status, body) = fs_post(
+            &s,
+            "/v1/publish",
+            json!({"verb": "tweet", "producer_id": bad, "item_id": "x"}),
+        )
+        .await;
+        assert_fs_error(status, &body, StatusCode::BAD_REQUEST);
+    }
+}

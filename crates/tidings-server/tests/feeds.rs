@@ -304,8 +304,9 @@ async fn notifications_with_seen_and_read_markers_shared_across_devices() {
         s.get(&ana, "/feeds/nope").await.status,
         StatusCode::NOT_FOUND
     );
+    // A filter the feed's kind cannot apply (decision 0015: 422, not the request's shape).
     let r = s.get(&ana, "/feeds/notifications?tags=x").await;
-    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+    assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY);
     let r = s.get(&ana, "/feeds/home?before=garbage").await;
     assert_eq!(r.status, StatusCode::BAD_REQUEST);
     let r = s.get(&ana, "/feeds/notifications").await;
@@ -675,4 +676,41 @@ async fn joining_an_open_circle_notifies_its_keepers_and_fills_no_inbox() {
     // Bob himself hears nothing of his own join; Cyd was never notified of anything.
     let r = s.get(&bob, "/feeds/notifications").await;
     assert_eq!(vias(&r.body), Vec::<String>::new());
+}
+
+#[tokio::test]
+async fn optional_bodies_may_be_json_null_and_a_filter_a_feed_cannot_apply_is_422() {
+    let s = TestServer::start().await;
+    let ana = s.user("ana").await;
+    // `null` is how JSON says "no body": the same as sending none.
+    let r = s
+        .request(
+            reqwest::Method::POST,
+            "/feeds/notifications/seen",
+            Some(&ana),
+            Some(Value::Null),
+            &[],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+    // The same for joining a circle, whose body is optional too.
+    let bo = s.user("bo").await;
+    s.circle(&bo, "eng", "public", "open").await;
+    let r = s
+        .request(
+            reqwest::Method::PUT,
+            "/circles/eng/members/ana",
+            Some(&ana),
+            Some(Value::Null),
+            &[],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.body);
+    // Well-formed filters on a feed kind that takes none: the pairing is refused, not the shape.
+    let r = s.get(&ana, "/feeds/notifications?tags=release").await;
+    assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{:?}", r.body);
+    assert_eq!(r.code(), "filter_not_supported");
+    // A malformed filter is still the request's fault.
+    let r = s.get(&ana, "/feeds/home?tags=!!").await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST, "{:?}", r.body);
 }

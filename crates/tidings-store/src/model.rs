@@ -239,15 +239,43 @@ pub struct PageItem {
 /// A registered custom type.
 #[derive(Debug, Clone, Serialize, serde::Deserialize, ToSchema)]
 pub struct CustomType {
-    /// Type name, e.g. `Poll`.
+    /// Type name, e.g. `Poll`: CamelCase letters and digits, 1–64 characters.
+    #[schema(pattern = "^[A-Z][A-Za-z0-9]{0,63}$")]
     pub name: String,
     /// `activity` or `object`.
+    #[schema(pattern = "^(activity|object)$")]
     pub kind: String,
-    /// JSON Schema its payload must satisfy.
+    /// JSON Schema its payload must satisfy (an object, or `true` / `false`).
+    #[schema(schema_with = json_schema_document)]
     pub schema: Value,
-    /// Default actions added to objects of this type.
+    /// Default actions added to objects of this type: `{name, url, method}` each.
     #[serde(default)]
+    #[schema(value_type = Option<Vec<ActionSpec>>)]
     pub actions: Value,
+}
+
+/// What a JSON Schema document is: an object or a boolean.
+fn json_schema_document() -> utoipa::openapi::schema::Object {
+    use utoipa::openapi::schema::{ObjectBuilder, SchemaType, Type};
+    ObjectBuilder::new()
+        .schema_type(SchemaType::from_iter([Type::Object, Type::Boolean]))
+        .build()
+}
+
+/// A default action of a custom type (documents the shape [`CustomType::actions`] takes).
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct ActionSpec {
+    /// Lowercase slug.
+    #[schema(pattern = "^[a-z0-9][a-z0-9_-]{0,62}$")]
+    pub name: String,
+    /// Absolute http(s) URL.
+    #[schema(pattern = "^https?://[^/?#\\s]+[^\\s]*$")]
+    pub url: String,
+    /// HTTP method, any case (default GET).
+    #[schema(
+        pattern = "^([Gg][Ee][Tt]|[Pp][Oo][Ss][Tt]|[Pp][Uu][Tt]|[Pp][Aa][Tt][Cc][Hh]|[Dd][Ee][Ll][Ee][Tt][Ee])$"
+    )]
+    pub method: Option<String>,
 }
 
 /// Routing progress, one per routing slice: the seqs `(after, upto]` became readable, and

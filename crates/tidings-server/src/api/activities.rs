@@ -24,8 +24,10 @@ const ROUTE_WAIT: Duration = Duration::from_secs(30);
 
 /// Publish arguments.
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct PublishArgs {
     /// `routed`: answer only once every inbox entry is written.
+    #[param(pattern = "^routed$")]
     pub wait: Option<String>,
 }
 
@@ -36,6 +38,78 @@ pub struct VersionList {
     #[schema(value_type = Vec<Object>)]
     pub items: Vec<Value>,
 }
+
+/// An activity to publish, in the forms the engine takes: a Create of an object, or a verb on
+/// an activity's id. The engine also normalises looser spellings (blanks around names,
+/// upper-case tags, a single string for `to` or `tag`); the document states the canonical ones.
+pub struct PublishBody;
+
+/// A slug as the engine stores it: circles, usernames.
+pub const SLUG_PATTERN: &str = "^[a-z0-9][a-z0-9_-]{0,62}$";
+
+impl PublishBody {
+    /// The schema as JSON Schema text.
+    pub fn json() -> Value {
+        let limits = tidings_core::activity::Limits::default();
+        let audience = json!({
+            "type": "string",
+            "pattern": "^\\s*(public|as:Public|https://www\\.w3\\.org/ns/activitystreams#Public|followers|(circle|user):\\s*[A-Za-z0-9][A-Za-z0-9_-]{0,62})\\s*$",
+        });
+        let tag = json!({"type": "string", "pattern": "^\\s*#?[\\p{L}\\p{N}_.-]{1,64}\\s*$"});
+        let shared = json!({
+            "to": {
+                "description": "public, followers, circle:NAME, user:NAME",
+                "anyOf": [audience, {"type": "array", "items": audience, "maxItems": limits.max_audience}, {"type": "null"}],
+            },
+            "tag": {
+                "description": "user tags",
+                "anyOf": [tag, {"type": "array", "items": tag, "maxItems": limits.max_tags}, {"type": "null"}],
+            },
+            "inReplyTo": {
+                "description": "id of the activity this replies to (blank: none)",
+                "type": ["string", "null"], "maxLength": limits.max_string_chars,
+            },
+        });
+        let mut create_props = shared.clone();
+        create_props["type"] = json!({"type": "string", "enum": ["Create"]});
+        create_props["object"] = json!({
+            "type": "object",
+            "description": format!(
+                "the object: a Note (default) or an Article; its other fields (`content`, usually \
+                 text, at most {} characters; `name`, `summary`, …) are kept as sent, with strings \
+                 at most {} characters, `url`/`href` absolute http(s) URLs, nesting at most 8 \
+                 deep, at most 64 keys and 256 items each",
+                limits.max_content_chars, limits.max_string_chars
+            ),
+            "properties": {
+                "type": {"type": "string", "enum": ["Note", "Article"]},
+            },
+        });
+        let mut verb_props = shared;
+        verb_props["type"] = json!({
+            "type": "string",
+            "enum": ["Like", "Announce", "Undo", "Delete", "Dislike", "Flag"],
+        });
+        verb_props["object"] = json!({
+            "type": "string", "description": "the id of the activity acted on",
+            "minLength": 1, "maxLength": limits.max_string_chars, "pattern": "\\S",
+        });
+        json!({
+            "oneOf": [
+                {"type": "object", "title": "Create", "required": ["object"], "properties": create_props},
+                {"type": "object", "title": "Verb", "required": ["type", "object"], "properties": verb_props},
+            ],
+        })
+    }
+}
+
+impl utoipa::PartialSchema for PublishBody {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        crate::openapi::schema_from_json(Self::json())
+    }
+}
+
+impl utoipa::ToSchema for PublishBody {}
 
 fn idempotency_key(headers: &HeaderMap) -> ApiResult<Option<String>> {
     let Some(value) = headers.get("idempotency-key") else {
@@ -101,8 +175,8 @@ async fn respond_published(
 
 /// Publish an activity from the caller's outbox.
 #[utoipa::path(post, path = "/api/v1/outbox", tag = "activities", security(("bearer" = [])),
-    params(PublishArgs, ("Idempotency-Key" = Option<String>, Header, description = "a retry with the same key returns the first result")),
-    request_body(content = Object, description = "ActivityStreams 2.0 activity: type, object, to, tag, actions, inReplyTo"),
+    params(PublishArgs, ("Idempotency-Key" = Option<String>, Header, max_length = 200, pattern = "^[!-~]([ -~]*[!-~])?$", description = "a retry with the same key returns the first result (1–200 visible ASCII characters)")),
+    request_body(content = PublishBody, description = "ActivityStreams 2.0 activity: type, object, to, tag, actions, inReplyTo"),
     responses((status = 201, description = "the stored activity"), (status = 400), (status = 403), (status = 413), (status = 422)))]
 pub async fn publish(
     State(state): State<AppState>,

@@ -20,12 +20,15 @@ use utoipa::{IntoParams, ToSchema};
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateCircleBody {
-    /// Lowercase slug, unique.
+    /// Lowercase slug, 1–63 characters, unique.
+    #[schema(pattern = "^[a-z0-9][a-z0-9_-]{0,62}$")]
     pub name: String,
-    /// Shown name (defaults to the slug).
+    /// Shown name, at most 100 printable characters (defaults to the slug when blank).
+    #[schema(max_length = 100, pattern = "^[^\\x00-\\x1f\\x7f-\\x9f]*$")]
     pub display_name: Option<String>,
     /// What the circle is for (≤ 2000 characters).
     #[serde(default)]
+    #[schema(max_length = 2000)]
     pub description: String,
     /// public (default) or private.
     pub visibility: Option<Visibility>,
@@ -35,11 +38,14 @@ pub struct CreateCircleBody {
 
 /// Circle search arguments.
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct SearchArgs {
-    /// Text matched against name, display name and description.
+    /// Text matched against name, display name and description (at most 200 characters).
     #[serde(default)]
+    #[param(max_length = 200)]
     pub q: String,
     /// At most this many (1–100, default 50).
+    #[param(minimum = 1, maximum = 100)]
     pub limit: Option<i64>,
 }
 
@@ -214,9 +220,10 @@ pub async fn put_member(
     let role = if body.iter().all(u8::is_ascii_whitespace) {
         None
     } else {
-        serde_json::from_slice::<PutMemberBody>(&body)
+        // JSON `null` is no body too, as the document's optional body allows.
+        serde_json::from_slice::<Option<PutMemberBody>>(&body)
             .map_err(|e| ApiError::bad_request("invalid_json", e.to_string()))?
-            .role
+            .and_then(|b| b.role)
     };
     // Only a self-join publishes it; the store decides whether this call is one.
     let join = (username == auth.user.username)
@@ -265,7 +272,7 @@ pub async fn remove_member(
 }
 
 /// A circle's stream, newest first.
-#[utoipa::path(get, path = "/api/v1/circles/{name}/stream", tag = "circles", security(("bearer" = [])),
+#[utoipa::path(get, path = "/api/v1/circles/{name}/stream", operation_id = "circle_stream", tag = "circles", security(("bearer" = [])),
     params(("name" = String, Path), PageArgs), responses((status = 200, body = PageBody), (status = 404)))]
 pub async fn stream(
     State(state): State<AppState>,

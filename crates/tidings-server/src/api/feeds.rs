@@ -38,8 +38,61 @@ pub struct FeedInfo {
 #[serde(deny_unknown_fields)]
 pub struct MarkBody {
     /// Mark items up to and including this cursor.
+    #[schema(schema_with = crate::pagination::optional_cursor_schema)]
     pub cursor: Option<String>,
 }
+
+/// One group of an aggregated feed (documents the shape `render_groups` writes).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct GroupBody {
+    /// Cursor of the group's newest activity.
+    pub cursor: String,
+    /// Stable id of the group.
+    pub id: String,
+    /// The verb the group gathers.
+    pub verb: String,
+    /// Activities in the group.
+    pub activity_count: usize,
+    /// Distinct actors in the group.
+    pub actor_count: usize,
+    /// The newest actors.
+    #[schema(value_type = Vec<Object>)]
+    pub actors: Vec<Value>,
+    /// The newest activities, as page items.
+    pub activities: Vec<crate::pagination::PageItemBody>,
+}
+
+/// A page of an aggregated feed, newest group first.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct GroupPageBody {
+    /// Groups, newest first.
+    pub items: Vec<GroupBody>,
+    /// Pass as `before` for older groups; absent at the end.
+    pub next: Option<String>,
+    /// Pass as `after` for newer groups.
+    pub prev: Option<String>,
+    /// Groups newer than the seen marker.
+    pub unseen: usize,
+    /// Groups newer than the read marker.
+    pub unread: usize,
+}
+
+/// What `GET /api/v1/feeds/{name}` answers: a page of items (flat and notification feeds, the
+/// latter with `unseen` / `unread`), or a page of groups (aggregated feeds).
+pub struct FeedPageBody;
+
+impl utoipa::PartialSchema for FeedPageBody {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        crate::openapi::schema_from_json(serde_json::json!({
+            "anyOf": [
+                {"$ref": "#/components/schemas/PageBody"},
+                {"$ref": "#/components/schemas/GroupPageBody"},
+            ],
+        }))
+    }
+}
+
+impl utoipa::ToSchema for FeedPageBody {}
 
 /// The caller's markers and counts after a move.
 #[derive(Debug, Serialize, ToSchema)]
@@ -72,7 +125,7 @@ fn kind_name(kind: FeedKind) -> &'static str {
 }
 
 /// Every declared feed, with the caller's unseen and unread counts.
-#[utoipa::path(get, path = "/api/v1/feeds", tag = "feeds", security(("bearer" = [])),
+#[utoipa::path(get, path = "/api/v1/feeds", operation_id = "list_feeds", tag = "feeds", security(("bearer" = [])),
     responses((status = 200, body = Vec<FeedInfo>)))]
 pub async fn list(State(state): State<AppState>, auth: AuthUser) -> ApiResult<Json<Vec<FeedInfo>>> {
     let mut out = Vec::new();
@@ -113,9 +166,10 @@ fn counts_fields(counts: &FeedCounts) -> Vec<(&'static str, String)> {
 /// `via`, `activity`; notification items carry their reason as `via`); aggregated feeds page
 /// groups (`items` of `{cursor, id, verb, activity_count, actor_count, actors, activities}`).
 /// Notification and aggregated pages also carry `unseen` and `unread`.
-#[utoipa::path(get, path = "/api/v1/feeds/{name}", tag = "feeds", security(("bearer" = [])),
+#[utoipa::path(get, path = "/api/v1/feeds/{name}", operation_id = "read_feed", tag = "feeds", security(("bearer" = [])),
     params(("name" = String, Path), InboxArgs),
-    responses((status = 200, body = PageBody), (status = 400), (status = 404)))]
+    responses((status = 200, body = FeedPageBody), (status = 400), (status = 404),
+        (status = 422, description = "`filter_not_supported`: notification and aggregated feeds take no circle, tag or kind filter")))]
 pub async fn read(
     State(state): State<AppState>,
     auth: AuthUser,
@@ -139,8 +193,11 @@ pub async fn read(
                 .await?;
             Ok(PageBody::render(page, from))
         }
-        FeedKind::Notification | FeedKind::Aggregated if filtered => Err(ApiError::bad_request(
-            "invalid_filter",
+        // Well-formed filters the named feed cannot apply: what fails is the pairing with this
+        // feed's kind (configuration), not the request's shape, hence 422 rather than 400.
+        FeedKind::Notification | FeedKind::Aggregated if filtered => Err(ApiError::new(
+            axum::http::StatusCode::UNPROCESSABLE_ENTITY,
+            "filter_not_supported",
             format!(
                 "{} feeds take no circle, tag or kind filter",
                 kind_name(spec.kind)
@@ -226,8 +283,8 @@ fn mark_body(body: &[u8]) -> ApiResult<Option<MarkBody>> {
     if body.iter().all(u8::is_ascii_whitespace) {
         return Ok(None);
     }
-    serde_json::from_slice(body)
-        .map(Some)
+    // JSON `null` is no body too: the body is optional, and that is how JSON says "none".
+    serde_json::from_slice::<Option<MarkBody>>(body)
         .map_err(|e| ApiError::bad_request("invalid_json", format!("body: {e}")))
 }
 
@@ -263,7 +320,7 @@ async fn mark(
 
 /// Mark a feed seen, up to a cursor or entirely. Markers only move forward.
 #[utoipa::path(post, path = "/api/v1/feeds/{name}/seen", tag = "feeds", security(("bearer" = [])),
-    params(("name" = String, Path)), request_body(content = MarkBody, description = "optional"),
+    params(("name" = String, Path)), request_body(content = Option<MarkBody>, description = "optional"),
     responses((status = 200, body = MarkerBody), (status = 400), (status = 404)))]
 pub async fn seen(
     State(state): State<AppState>,
@@ -276,7 +333,7 @@ pub async fn seen(
 
 /// Mark a feed read (and so seen), up to a cursor or entirely.
 #[utoipa::path(post, path = "/api/v1/feeds/{name}/read", tag = "feeds", security(("bearer" = [])),
-    params(("name" = String, Path)), request_body(content = MarkBody, description = "optional"),
+    params(("name" = String, Path)), request_body(content = Option<MarkBody>, description = "optional"),
     responses((status = 200, body = MarkerBody), (status = 400), (status = 404)))]
 pub async fn mark_read(
     State(state): State<AppState>,

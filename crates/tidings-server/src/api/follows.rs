@@ -123,8 +123,10 @@ pub async fn relationship(
 
 /// Which activities to look up the caller's reactions on.
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct ReactionsArgs {
-    /// Comma-separated activity ids (at most 100).
+    /// Comma-separated activity ids: 1 to 100 (blank entries are skipped).
+    #[param(required = true, pattern = r"^(?=[\s\S]*[^,\s])(?:[^,]*,){0,99}[^,]*$")]
     pub activities: Option<String>,
 }
 

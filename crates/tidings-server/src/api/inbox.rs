@@ -17,18 +17,29 @@ use utoipa::{IntoParams, ToSchema};
 
 /// Inbox arguments: filters plus pagination.
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct InboxArgs {
-    /// Comma-separated circle names.
+    /// Comma-separated circle names (at most 32).
+    #[param(
+        pattern = r"^\s*(?:[A-Za-z0-9][A-Za-z0-9_-]{0,62})?\s*(?:,\s*(?:[A-Za-z0-9][A-Za-z0-9_-]{0,62})?\s*){0,31}$"
+    )]
     pub circles: Option<String>,
-    /// Comma-separated tags (user tags, or system tags like `sys:reply`).
+    /// Comma-separated tags (user tags, or system tags like `sys:reply`; at most 32).
+    #[param(
+        pattern = r"^\s*(?:(?:sys:)?\s*#?[\p{L}\p{N}_.-]{1,64})?\s*(?:,\s*(?:(?:sys:)?\s*#?[\p{L}\p{N}_.-]{1,64})?\s*){0,31}$"
+    )]
     pub tags: Option<String>,
-    /// major | minor | direct.
+    /// major | minor | direct (empty: any).
+    #[param(pattern = "^(major|minor|direct)?$")]
     pub kind: Option<String>,
     /// Items per page, 1–100 (default 20).
+    #[param(minimum = 1, maximum = 100)]
     pub limit: Option<usize>,
-    /// Cursor: older than.
+    /// Cursor: older than (give `before` or `after`, not both).
+    #[param(schema_with = crate::pagination::cursor_schema)]
     pub before: Option<String>,
-    /// Cursor: newer than.
+    /// Cursor: newer than (give `before` or `after`, not both).
+    #[param(schema_with = crate::pagination::cursor_schema)]
     pub after: Option<String>,
 }
 
@@ -92,7 +103,7 @@ pub fn parse_filter(args: &InboxArgs) -> ApiResult<InboxFilter> {
 }
 
 /// The caller's inbox, newest first; each item says `via` what it arrived.
-#[utoipa::path(get, path = "/api/v1/inbox", tag = "inbox", security(("bearer" = [])),
+#[utoipa::path(get, path = "/api/v1/inbox", operation_id = "read_inbox", tag = "inbox", security(("bearer" = [])),
     params(InboxArgs), responses((status = 200, body = PageBody), (status = 400), (status = 401)))]
 pub async fn read(
     State(state): State<AppState>,
@@ -126,7 +137,12 @@ pub async fn hide(
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SubscribeBody {
-    /// `tag@circle`, either side may be `*`: `*@design`, `release@eng`, `urgent@*`.
+    /// `tag@circle`, either side may be `*`: `*@design`, `release@eng`, `urgent@*` (the
+    /// canonical spelling; blanks around it and upper-case tags are normalised).
+    #[schema(
+        max_length = 200,
+        pattern = "^[ \\t\\n\\f\\r]*(\\*|#?[\\p{L}\\p{N}_.-]{1,64})@(\\*|[A-Za-z0-9][A-Za-z0-9_-]{0,62})[ \\t\\n\\f\\r]*$"
+    )]
     pub expr: String,
 }
 

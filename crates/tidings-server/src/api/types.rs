@@ -19,7 +19,7 @@ pub struct TypeList {
 }
 
 /// Custom types.
-#[utoipa::path(get, path = "/api/v1/types", tag = "types", security(("bearer" = [])),
+#[utoipa::path(get, path = "/api/v1/types", operation_id = "list_types", tag = "types", security(("bearer" = [])),
     responses((status = 200, body = TypeList)))]
 pub async fn list(State(state): State<AppState>, _auth: AuthUser) -> ApiResult<Json<TypeList>> {
     let mut items = state.config.custom_types.clone();

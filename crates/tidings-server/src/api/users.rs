@@ -16,11 +16,14 @@ use utoipa::ToSchema;
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SignupBody {
-    /// Lowercase slug, 1–63 characters.
+    /// Lowercase slug, 1–63 characters (`fs-` is reserved for the FeedStream profile).
+    #[schema(pattern = "^(?!fs-)[a-z0-9][a-z0-9_-]{0,62}$")]
     pub username: String,
-    /// At least 8 characters.
+    /// 8 to 1024 characters.
+    #[schema(min_length = 8, max_length = 1024)]
     pub password: String,
-    /// Shown name (defaults to the username).
+    /// Shown name, at most 100 printable characters (defaults to the username when blank).
+    #[schema(max_length = 100, pattern = "^[^\\x00-\\x1f\\x7f-\\x9f]*$")]
     pub display_name: Option<String>,
 }
 
@@ -76,18 +79,21 @@ pub fn check_password(password: &str) -> ApiResult<()> {
     Ok(())
 }
 
-/// Checks a display name.
+/// Checks a display name as sent (so a blank-padded or control-laden name is refused rather
+/// than trimmed into shape: the document's `maxLength` and `pattern` say the same), then trims it.
 pub fn check_display_name(raw: Option<&str>, fallback: &str) -> ApiResult<String> {
-    let name = raw
-        .map(str::trim)
-        .filter(|s| !s.is_empty())
-        .unwrap_or(fallback);
-    if name.chars().count() > 100 || name.chars().any(char::is_control) {
+    if let Some(raw) = raw
+        && (raw.chars().count() > 100 || raw.chars().any(char::is_control))
+    {
         return Err(ApiError::bad_request(
             "invalid_display_name",
             "display_name must be at most 100 printable characters",
         ));
     }
+    let name = raw
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .unwrap_or(fallback);
     Ok(name.to_owned())
 }
 
@@ -194,7 +200,7 @@ async fn set_status(state: &AppState, username: &str, status: UserStatus) -> Api
 
 /// Suspend a user (admin): it can no longer log in, publish or read; its sessions are revoked.
 #[utoipa::path(post, path = "/api/v1/users/{username}/suspend", tag = "admin", security(("bearer" = [])),
-    params(("username" = String, Path)), responses((status = 200, body = User), (status = 403), (status = 404)))]
+    params(("username" = String, Path)), responses((status = 200, body = User), (status = 403), (status = 404), (status = 409, description = "`cannot_suspend_self`")))]
 pub async fn suspend(
     State(state): State<AppState>,
     AdminUser(admin): AdminUser,

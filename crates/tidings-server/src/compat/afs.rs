@@ -95,8 +95,9 @@ type AfsResult<T> = Result<T, AfsError>;
 // Response bodies are structs so their keys come out in the seed's order.
 
 /// `/me`.
-#[derive(Debug, Serialize)]
-struct MeBody {
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[schema(as = AfsMe)]
+pub struct MeBody {
     id: i64,
     name: String,
     auth_token: String,
@@ -106,8 +107,9 @@ struct MeBody {
 }
 
 /// `/post`.
-#[derive(Debug, Serialize)]
-struct PostedBody {
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[schema(as = AfsPosted)]
+pub struct PostedBody {
     #[serde(rename = "type")]
     kind: String,
     object_id: i64,
@@ -115,8 +117,9 @@ struct PostedBody {
 }
 
 /// `/activity`, `/follow`, `/unfollow`.
-#[derive(Debug, Serialize)]
-struct VerbBody {
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[schema(as = AfsVerb)]
+pub struct VerbBody {
     verb: &'static str,
     message: &'static str,
 }
@@ -126,33 +129,43 @@ fn verb_body(verb: &'static str, message: &'static str) -> axum::Json<VerbBody> 
 }
 
 /// One item of `/feed/my` or `/feed/friends`.
-#[derive(Debug, Serialize)]
-struct FeedItem {
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[schema(as = AfsFeedItem)]
+pub struct FeedItem {
     actor_name: Option<String>,
     verb: String,
+    /// The post or photo's number.
+    #[schema(value_type = Option<i64>)]
     object_id: Value,
+    /// `post` or `photo`.
+    #[schema(value_type = Option<String>)]
     object_type: Value,
+    /// Whose object it was, or who was followed.
+    #[schema(value_type = Option<String>)]
     target_name: Value,
     time: String,
 }
 
 /// `/feed/my`.
-#[derive(Debug, Serialize)]
-struct MyFeedBody {
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[schema(as = AfsMyFeed)]
+pub struct MyFeedBody {
     my_feed: Vec<FeedItem>,
     next_url: String,
 }
 
 /// `/feed/friends`.
-#[derive(Debug, Serialize)]
-struct FriendsFeedBody {
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[schema(as = AfsFriendsFeed)]
+pub struct FriendsFeedBody {
     friends_feed: Vec<FeedItem>,
     next_url: String,
 }
 
 /// An error.
-#[derive(Debug, Serialize)]
-struct ErrorBody {
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[schema(as = AfsError)]
+pub struct ErrorBody {
     error: bool,
     message: String,
 }
@@ -204,6 +217,65 @@ impl FromRequestParts<AppState> for AfsUser {
             UserStatus::Deleted => Err(unauthorized("Key is not valid")),
         }
     }
+}
+
+// The profile's request and response shapes, for the OpenAPI document only: the handlers read
+// bodies by hand (the seed's clients do not always send a content type), so these describe
+// exactly what those checks accept.
+
+/// `POST /post`.
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+pub struct AfsPostBody {
+    /// `post` or `photo`.
+    #[schema(pattern = r"^\s*(post|photo)\s*$")]
+    r#type: String,
+    /// The text (a photo's file name); not blank, at most 20,000 characters.
+    #[schema(min_length = 1, max_length = 20000, pattern = r"\S")]
+    content: String,
+}
+
+/// `POST /activity`.
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+pub struct AfsActivityBody {
+    /// `like` or `share`.
+    #[schema(pattern = r"^\s*(like|share)\s*$")]
+    verb: String,
+    /// `post:ID` or `photo:ID`.
+    #[schema(pattern = r"^\s*(post|photo):\s*[+-]?[0-9]{1,18}\s*$")]
+    object: String,
+}
+
+/// `POST /follow`: `{"follow": NAME}` (or, as the seed's own example does, `{"unfollow": NAME}`).
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+pub struct AfsFollowBody {
+    /// The user to follow.
+    #[schema(min_length = 1, pattern = r"\S")]
+    follow: String,
+}
+
+/// `POST /unfollow`.
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+pub struct AfsUnfollowBody {
+    /// The user to unfollow.
+    #[schema(min_length = 1, pattern = r"\S")]
+    unfollow: String,
+}
+
+/// Feed page arguments.
+#[derive(utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+#[allow(dead_code)]
+pub struct AfsPageArgs {
+    /// Items, 1–100 (default 20).
+    #[param(minimum = 1, maximum = 100)]
+    limit: Option<u32>,
+    /// The cursor from `next_url`.
+    #[param(schema_with = crate::pagination::cursor_schema)]
+    before: Option<String>,
 }
 
 /// The routes, or (disabled) the same paths saying so.
@@ -464,7 +536,9 @@ fn next_url(path: &str, last: Option<i64>, more: bool, limit: usize, explicit: b
 }
 
 /// The caller's details.
-async fn me(State(state): State<AppState>, auth: AfsUser) -> AfsResult<axum::Json<MeBody>> {
+#[utoipa::path(get, path = "/me", operation_id = "afs_me", security(("app_key" = [])), tag = "compat: activity-feed-system",
+    responses((status = 200, body = MeBody), (status = 401, description = "no or unknown X-App-Key"), (status = 403, description = "the key's user is suspended")))]
+pub async fn me(State(state): State<AppState>, auth: AfsUser) -> AfsResult<axum::Json<MeBody>> {
     let follow_ids = state.store.following_ids(auth.user.id).await?;
     Ok(axum::Json(MeBody {
         id: auth.user.id,
@@ -477,7 +551,9 @@ async fn me(State(state): State<AppState>, auth: AfsUser) -> AfsResult<axum::Jso
 }
 
 /// Create a `post` or `photo`; it gets the profile's next `object_id`.
-async fn create_post(
+#[utoipa::path(post, path = "/post", operation_id = "afs_post", security(("app_key" = [])), tag = "compat: activity-feed-system", request_body = AfsPostBody,
+    responses((status = 200, body = PostedBody), (status = 400, description = "a missing or malformed field"), (status = 401, description = "no or unknown X-App-Key"), (status = 403, description = "the key's user is suspended")))]
+pub async fn create_post(
     State(state): State<AppState>,
     auth: AfsUser,
     body: Body,
@@ -513,7 +589,11 @@ async fn create_post(
 }
 
 /// `like` or `share` a post or photo named `"post:ID"` / `"photo:ID"`.
-async fn activity(
+#[utoipa::path(post, path = "/activity", operation_id = "afs_activity", security(("app_key" = [])), tag = "compat: activity-feed-system", request_body = AfsActivityBody,
+    responses((status = 200, body = VerbBody), (status = 400, description = "a missing or malformed field"), (status = 401, description = "no or unknown X-App-Key"), (status = 403, description = "the key's user is suspended"),
+        (status = 404, description = "no such post or photo, or not readable by the caller"),
+        (status = 409, description = "already liked or shared"), (status = 410, description = "retracted")))]
+pub async fn activity(
     State(state): State<AppState>,
     auth: AfsUser,
     body: Body,
@@ -578,7 +658,9 @@ async fn activity(
 }
 
 /// What the caller did through this profile, newest first.
-async fn my_feed(
+#[utoipa::path(get, path = "/feed/my", operation_id = "afs_feed_my", security(("app_key" = [])), tag = "compat: activity-feed-system", params(AfsPageArgs),
+    responses((status = 200, body = MyFeedBody), (status = 400, description = "a malformed argument"), (status = 401, description = "no or unknown X-App-Key"), (status = 403, description = "the key's user is suspended")))]
+pub async fn my_feed(
     State(state): State<AppState>,
     auth: AfsUser,
     query: Result<Query<HashMap<String, String>>, QueryRejection>,
@@ -601,7 +683,9 @@ async fn my_feed(
 }
 
 /// What the people the caller follows did, newest first.
-async fn friends_feed(
+#[utoipa::path(get, path = "/feed/friends", operation_id = "afs_feed_friends", security(("app_key" = [])), tag = "compat: activity-feed-system", params(AfsPageArgs),
+    responses((status = 200, body = FriendsFeedBody), (status = 400, description = "a malformed argument"), (status = 401, description = "no or unknown X-App-Key"), (status = 403, description = "the key's user is suspended")))]
+pub async fn friends_feed(
     State(state): State<AppState>,
     auth: AfsUser,
     query: Result<Query<HashMap<String, String>>, QueryRejection>,
@@ -708,7 +792,10 @@ async fn do_unfollow(
 
 /// Follow a user: `{"follow": NAME}`. The seed's own unfollow example posts
 /// `{"unfollow": NAME}` here, so that is accepted too.
-async fn follow(
+#[utoipa::path(post, path = "/follow", operation_id = "afs_follow", security(("app_key" = [])), tag = "compat: activity-feed-system", request_body = AfsFollowBody,
+    responses((status = 200, body = VerbBody), (status = 400, description = "a missing field, or following oneself"), (status = 401, description = "no or unknown X-App-Key"), (status = 403, description = "the key's user is suspended"),
+        (status = 404, description = "no such user")))]
+pub async fn follow(
     State(state): State<AppState>,
     auth: AfsUser,
     body: Body,
@@ -727,7 +814,10 @@ async fn follow(
 }
 
 /// Unfollow a user: `{"unfollow": NAME}`.
-async fn unfollow(
+#[utoipa::path(post, path = "/unfollow", operation_id = "afs_unfollow", security(("app_key" = [])), tag = "compat: activity-feed-system", request_body = AfsUnfollowBody,
+    responses((status = 200, body = VerbBody), (status = 400, description = "a missing field"), (status = 401, description = "no or unknown X-App-Key"), (status = 403, description = "the key's user is suspended"),
+        (status = 404, description = "no such user")))]
+pub async fn unfollow(
     State(state): State<AppState>,
     auth: AfsUser,
     body: Body,

@@ -127,24 +127,172 @@ impl IntoResponse for FsError {
 type FsResult<T> = Result<T, FsError>;
 
 /// A consume answer; a struct so `ok` comes first, as FeedStream shows it.
-#[derive(Debug, Serialize)]
-struct ConsumeBody {
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[schema(as = FeedStreamConsumed)]
+pub struct ConsumeBody {
     ok: bool,
     data: Vec<ConsumedItem>,
 }
 
 /// One consumed item.
-#[derive(Debug, Serialize)]
-struct ConsumedItem {
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[schema(as = FeedStreamItem)]
+pub struct ConsumedItem {
+    /// The item id as published (or a native activity's id).
+    #[schema(value_type = Object)]
     item_id: Value,
+    /// The verb (or a native activity's lowercased type).
+    #[schema(value_type = Object)]
     verb: Value,
 }
 
 /// A refusal.
-#[derive(Debug, Serialize)]
-struct ErrorBody {
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[schema(as = FeedStreamError)]
+pub struct ErrorBody {
     ok: bool,
     error: String,
+}
+
+// The profile's request and response shapes, for the OpenAPI document only: the handlers read
+// bodies by hand (FeedStream's clients do not always send a content type), so these describe
+// exactly what those checks accept.
+
+/// A FeedStream id: non-blank text (trimmed, then 1–200 characters), or an integer.
+fn id_schema() -> utoipa::openapi::schema::Schema {
+    id_one_of(false)
+}
+
+/// An optional FeedStream id: as [`id_schema`], or `null` (the same as leaving it out).
+fn optional_id_schema() -> utoipa::openapi::schema::Schema {
+    id_one_of(true)
+}
+
+fn id_one_of(nullable: bool) -> utoipa::openapi::schema::Schema {
+    use utoipa::openapi::schema::{ObjectBuilder, OneOfBuilder, Type};
+    let mut one_of = OneOfBuilder::new()
+        .item(
+            ObjectBuilder::new()
+                .schema_type(Type::String)
+                .min_length(Some(1))
+                .max_length(Some(MAX_ID_CHARS))
+                .pattern(Some(r"\S")),
+        )
+        .item(integer_schema());
+    if nullable {
+        one_of = one_of.item(ObjectBuilder::new().schema_type(Type::Null));
+    }
+    utoipa::openapi::schema::Schema::OneOf(one_of.build())
+}
+
+/// The integers an id or verb may be given as (JSON numbers the server reads as whole).
+fn integer_schema() -> utoipa::openapi::schema::Object {
+    utoipa::openapi::schema::ObjectBuilder::new()
+        .schema_type(utoipa::openapi::schema::Type::Integer)
+        .minimum(Some(i64::MIN as isize))
+        .maximum(Some(u64::MAX as usize))
+        .build()
+}
+
+/// A verb: 1–40 letters, digits, `_` or `-` (case-insensitive, blanks around it ignored), or an
+/// integer.
+fn verb_schema() -> utoipa::openapi::schema::Schema {
+    use utoipa::openapi::schema::{ObjectBuilder, OneOfBuilder, Type};
+    OneOfBuilder::new()
+        .item(
+            ObjectBuilder::new()
+                .schema_type(Type::String)
+                .pattern(Some(r"^\s*[A-Za-z0-9_-]{1,40}\s*$")),
+        )
+        .item(integer_schema())
+        .build()
+        .into()
+}
+
+/// `POST /v1/subscribe` and `/v1/unsubscribe`.
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+pub struct FsRelationBody {
+    /// A declared feed (`feed`, `notification`, or a `[[feeds]]` name).
+    #[schema(schema_with = id_schema)]
+    event_name: String,
+    /// Who reads.
+    #[schema(schema_with = id_schema)]
+    consumer_id: String,
+    /// Who is read.
+    #[schema(schema_with = id_schema)]
+    producer_id: String,
+}
+
+/// `POST /v1/publish`.
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+pub struct FsPublishBody {
+    /// What happened (`tweet`, `like`, …).
+    #[schema(schema_with = verb_schema)]
+    verb: String,
+    /// Who did it.
+    #[schema(schema_with = id_schema)]
+    producer_id: String,
+    /// What it is about.
+    #[schema(schema_with = id_schema)]
+    item_id: String,
+    /// An Activity event's one consumer (its notification feed): required when an Activity
+    /// feed lists the verb, refused otherwise.
+    #[schema(schema_with = optional_id_schema)]
+    consumer_id: Option<String>,
+    /// Unix seconds.
+    timestamp: Option<f64>,
+    /// The feed the event is for; checked against its verbs when given.
+    #[schema(schema_with = optional_id_schema)]
+    event_name: Option<String>,
+}
+
+/// `POST /v1/retract`.
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+pub struct FsRetractBody {
+    /// The verb it was published with.
+    #[schema(schema_with = verb_schema)]
+    verb: String,
+    /// Who published it.
+    #[schema(schema_with = id_schema)]
+    producer_id: String,
+    /// The item.
+    #[schema(schema_with = id_schema)]
+    item_id: String,
+    /// The consumer an Activity event is retracted for (required for Activity-event verbs,
+    /// refused for others); other consumers keep theirs.
+    #[schema(schema_with = optional_id_schema)]
+    consumer_id: Option<String>,
+}
+
+/// A FeedStream write's answer: `{"ok": true, "<what>": true}`.
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+pub struct FsOk {
+    /// Always true.
+    ok: bool,
+}
+
+/// `GET /v1/consume` arguments.
+#[derive(utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+#[allow(dead_code)]
+pub struct FsConsumeArgs {
+    /// The declared feed to read.
+    #[param(min_length = 1, pattern = r"\S")]
+    event_name: String,
+    /// Whose feed.
+    #[param(min_length = 1, pattern = r"\S")]
+    consumer_id: String,
+    /// Items, 1–100 (default 20).
+    #[param(minimum = 1, maximum = 100)]
+    limit: Option<u32>,
+    /// An item id: items older than it.
+    before: Option<String>,
+    /// An item id: items newer than it.
+    after: Option<String>,
 }
 
 /// The routes, or (disabled) one catch-all saying so.
@@ -262,6 +410,10 @@ fn id_field(body: &Map<String, Value>, key: &str) -> FsResult<Option<String>> {
         None | Some(Value::Null) => return Ok(None),
         Some(Value::String(s)) => s.trim().to_owned(),
         Some(Value::Number(n)) if n.is_i64() || n.is_u64() => n.to_string(),
+        // JSON does not tell `7` from `7.0`: a whole number is an integer however written.
+        Some(Value::Number(n)) if n.as_f64().and_then(whole_number).is_some() => {
+            n.as_f64().and_then(whole_number).unwrap_or_default()
+        }
         Some(_) => {
             return Err(FsError::bad(format!(
                 "{key} must be a string or an integer"
@@ -274,6 +426,14 @@ fn id_field(body: &Map<String, Value>, key: &str) -> FsResult<Option<String>> {
         )));
     }
     Ok(Some(text))
+}
+
+/// The decimal text of a float that is a whole number in the integer range ids take.
+fn whole_number(f: f64) -> Option<String> {
+    // 2^64: the end of the u64 range, exactly representable as an f64.
+    const END: f64 = 18_446_744_073_709_551_616.0;
+    // Both ends open: a number just past either end rounds onto it as an f64.
+    (f.fract() == 0.0 && f > i64::MIN as f64 && f < END).then(|| format!("{}", f as i128))
 }
 
 fn required(body: &Map<String, Value>, key: &str) -> FsResult<String> {
@@ -337,6 +497,10 @@ fn ok(field: &str) -> axum::Json<Value> {
 }
 
 /// Subscribe a consumer to a producer (a Follow). Subscribing again changes nothing.
+#[utoipa::path(post, path = "/v1/subscribe", operation_id = "feedstream_subscribe", tag = "compat: FeedStream", request_body = FsRelationBody,
+    responses((status = 200, body = FsOk, description = "`{\"ok\": true, \"subscribed\": true}`"),
+        (status = 400, description = "a missing or malformed field"), (status = 404, description = "unknown event_name"),
+        (status = 403, description = "the id's user is suspended"), (status = 410, description = "the id's user was deleted"), (status = 422, description = "a consumer subscribing to itself")))]
 pub async fn subscribe(State(state): State<AppState>, body: Body) -> FsResult<axum::Json<Value>> {
     let body = body_of(&body)?;
     let event_name = required(&body, "event_name")?;
@@ -371,6 +535,10 @@ pub async fn subscribe(State(state): State<AppState>, body: Body) -> FsResult<ax
 
 /// Unsubscribe a consumer from a producer (an Undo of the Follow). Unsubscribing when not
 /// subscribed changes nothing.
+#[utoipa::path(post, path = "/v1/unsubscribe", operation_id = "feedstream_unsubscribe", tag = "compat: FeedStream", request_body = FsRelationBody,
+    responses((status = 200, body = FsOk, description = "`{\"ok\": true, \"unsubscribed\": true}`"),
+        (status = 400, description = "a missing or malformed field"), (status = 404, description = "unknown event_name"),
+        (status = 403, description = "the id's user is suspended"), (status = 410, description = "the id's user was deleted")))]
 pub async fn unsubscribe(State(state): State<AppState>, body: Body) -> FsResult<axum::Json<Value>> {
     let body = body_of(&body)?;
     let event_name = required(&body, "event_name")?;
@@ -481,6 +649,10 @@ fn check_consumer(state: &AppState, verb: &str, consumer_id: Option<&str>) -> Fs
 /// subscribed to the producer, their relation). Other verbs reach the producer's subscribers.
 /// Publishing the same (producer, verb, item) again adds no second activity (a new consumer of
 /// it is notified).
+#[utoipa::path(post, path = "/v1/publish", operation_id = "feedstream_publish", tag = "compat: FeedStream", request_body = FsPublishBody,
+    responses((status = 200, body = FsOk, description = "`{\"ok\": true, \"published\": true}`"),
+        (status = 400, description = "a missing or malformed field, an Activity-event verb without consumer_id, a consumer_id with a verb no Activity event takes, or a verb the named event does not take"),
+        (status = 404, description = "unknown event_name"), (status = 403, description = "the id's user is suspended"), (status = 410, description = "the id's user was deleted"), (status = 422, description = "the engine refused the activity")))]
 pub async fn publish(State(state): State<AppState>, body: Body) -> FsResult<axum::Json<Value>> {
     let body = body_of(&body)?;
     let verb = check_verb(&required(&body, "verb")?)?;
@@ -562,6 +734,10 @@ pub async fn publish(State(state): State<AppState>, body: Body) -> FsResult<axum
 /// Retract an event previously published by a producer. A Flat event's activity is retracted (a
 /// Delete); an Activity event is retracted for the consumer named, and stays for any other
 /// consumer it reached.
+#[utoipa::path(post, path = "/v1/retract", operation_id = "feedstream_retract", tag = "compat: FeedStream", request_body = FsRetractBody,
+    responses((status = 200, body = FsOk, description = "`{\"ok\": true, \"retracted\": true}`"),
+        (status = 400, description = "a missing or malformed field, an Activity-event verb without consumer_id, or a consumer_id with a verb no Activity event takes"), (status = 404, description = "no such published item (for that consumer)"),
+        (status = 403, description = "the id's user is suspended"), (status = 410, description = "the id's user was deleted")))]
 pub async fn retract(State(state): State<AppState>, body: Body) -> FsResult<axum::Json<Value>> {
     let body = body_of(&body)?;
     let verb = check_verb(&required(&body, "verb")?)?;
@@ -658,7 +834,11 @@ async fn item_seq(state: &AppState, key: &str, item_id: &str) -> FsResult<i64> {
 }
 
 /// Consume a feed for a consumer, newest first; `before` / `after` take an item id.
-async fn consume(
+#[utoipa::path(get, path = "/v1/consume", operation_id = "feedstream_consume", tag = "compat: FeedStream", params(FsConsumeArgs),
+    responses((status = 200, body = ConsumeBody),
+        (status = 400, description = "a missing or malformed argument, or an aggregated feed"),
+        (status = 404, description = "unknown event_name, or no such item in before/after"), (status = 403, description = "the id's user is suspended"), (status = 410, description = "the id's user was deleted")))]
+pub async fn consume(
     State(state): State<AppState>,
     query: Result<Query<HashMap<String, String>>, QueryRejection>,
 ) -> FsResult<axum::Json<ConsumeBody>> {

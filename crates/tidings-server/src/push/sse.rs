@@ -33,6 +33,7 @@ const KEEP_ALIVE_COMMENT: &[u8] = b":\n\n";
 /// Stream arguments: the inbox filters, a resume cursor, and (for `EventSource`, which cannot
 /// send headers) the token.
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct StreamArgs {
     /// Comma-separated circle names.
     pub circles: Option<String>,
@@ -67,7 +68,7 @@ impl Drop for Registration {
 /// gets goes out as one body frame, so one write): `event`, `id`, then `data` (the page item,
 /// exactly as `GET /api/v1/inbox` renders it), in the order axum's SSE builder would write
 /// them, without building an intermediate event per item.
-#[utoipa::path(get, path = "/api/v1/inbox/stream", tag = "inbox", security(("bearer" = [])),
+#[utoipa::path(get, path = "/api/v1/inbox/stream", operation_id = "inbox_stream", tag = "inbox", security(("bearer" = [])),
     params(StreamArgs, ("Last-Event-ID" = Option<String>, Header, description = "resume after this cursor")),
     responses((status = 200, content_type = "text/event-stream", description = "events: ready, entry, counts, resume, closed"),
         (status = 400), (status = 401), (status = 403), (status = 429)))]
