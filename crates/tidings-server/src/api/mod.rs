@@ -93,6 +93,10 @@ pub fn router(state: AppState) -> Router {
         .route("/readyz", get(readyz))
         .merge(crate::push::engineio::router(state.clone()))
         .layer(DefaultBodyLimit::max(max_body))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            crate::limits::budget_layer,
+        ))
         .layer(TraceLayer::new_for_http())
         .with_state(state)
 }
