@@ -482,3 +482,28 @@ async fn an_oversized_body_sent_whole_still_gets_its_413() {
     let outbox = s.get(&token, "/users/hal/outbox").await;
     assert_eq!(outbox.body["items"], json!([]));
 }
+
+/// The OpenAPI document lists the limits' answers where they apply, with their headers.
+#[tokio::test]
+async fn the_openapi_document_lists_429_and_413() {
+    let s = TestServer::start().await;
+    let doc = s.request(Method::GET, "/openapi.json", None, None, &[]).await.body;
+    let response = |path: &str, method: &str, status: &str| {
+        doc["paths"][path][method]["responses"][status].clone()
+    };
+    let login = response("/api/v1/sessions", "post", "429");
+    assert!(login["headers"]["Retry-After"].is_object(), "{login}");
+    let codes = &login["content"]["application/json"]["schema"]["properties"]["error"]
+        ["properties"]["code"]["enum"];
+    assert_eq!(codes, &json!(["login_backoff", "login_rate"]));
+    let signup = response("/api/v1/users", "post", "429");
+    assert!(signup["description"].as_str().unwrap_or("").contains("signup_rate"));
+    for (path, method) in [("/api/v1/me", "get"), ("/api/v1/outbox", "post")] {
+        let budget = response(path, method, "429");
+        for header in ["Retry-After", "RateLimit-Limit", "RateLimit-Remaining", "RateLimit-Reset"] {
+            assert!(budget["headers"][header].is_object(), "{path} {header}: {budget}");
+        }
+    }
+    assert!(response("/api/v1/outbox", "post", "413").is_object());
+    assert!(response("/api/v1/me", "get", "413").is_null(), "no body, no 413");
+}
