@@ -507,3 +507,63 @@ async fn the_openapi_document_lists_429_and_413() {
     assert!(response("/api/v1/outbox", "post", "413").is_object());
     assert!(response("/api/v1/me", "get", "413").is_null(), "no body, no 413");
 }
+
+/// The fenced block of `docs/security.md` after `<!-- {marker} -->`, and the one after it.
+fn security_doc_blocks(marker: &str) -> Vec<String> {
+    let doc = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../docs/security.md"))
+        .expect("docs/security.md");
+    let start = doc
+        .find(&format!("<!-- {marker} -->"))
+        .expect("marker");
+    let end = doc[start..]
+        .find(&format!("<!-- /{marker} -->"))
+        .expect("closing marker")
+        + start;
+    doc[start..end]
+        .split("```")
+        .skip(1)
+        .step_by(2)
+        .map(|block| block.split_once('\n').map(|(_, body)| body).unwrap_or("").to_owned())
+        .collect()
+}
+
+/// The configuration shown in docs/security.md is valid and is exactly the defaults.
+#[test]
+fn the_documented_config_is_the_default() {
+    let blocks = security_doc_blocks("limits-config");
+    let dir = tempfile::tempdir().expect("dir");
+    let path = dir.path().join("tidings.toml");
+    std::fs::write(&path, &blocks[0]).expect("write");
+    let loaded = ServerConfig::load(&path).expect("the documented config loads");
+    let defaults = ServerConfig::default();
+    assert_eq!(loaded.rate_limits, defaults.rate_limits);
+    assert_eq!(loaded.header_read_timeout, defaults.header_read_timeout);
+    assert_eq!(loaded.max_body_bytes, defaults.max_body_bytes);
+}
+
+/// The shell example in docs/security.md, run with curl against a server with the default
+/// limits, prints what the page says.
+#[tokio::test]
+async fn the_documented_login_example_runs() {
+    let s = TestServer::start_limited(ServerConfig::default()).await;
+    assert_eq!(signup_from(&s, 1, "ana").await.status, StatusCode::CREATED);
+    let blocks = security_doc_blocks("limits-examples");
+    let script = blocks[0].replace("http://127.0.0.1:8080", &s.base);
+    let out = tokio::process::Command::new("sh")
+        .args(["-c", &script])
+        .output()
+        .await
+        .expect("sh (curl must be installed)");
+    let stdout = String::from_utf8_lossy(&out.stdout).replace("\r\n", "\n");
+    assert!(out.status.success(), "{stdout} {}", String::from_utf8_lossy(&out.stderr));
+    assert!(stdout.starts_with(&"401\n".repeat(6)), "{stdout}");
+    let shown = &blocks[1];
+    let status_line = shown.lines().next().expect("status line");
+    assert!(stdout.contains(status_line), "{stdout}");
+    assert!(stdout.contains("retry-after: 1\n"), "{stdout}");
+    let body = |text: &str| -> Value {
+        serde_json::from_str(text.lines().rfind(|l| l.starts_with('{')).expect("json line"))
+            .expect("json")
+    };
+    assert_eq!(body(&stdout), body(shown));
+}
