@@ -215,7 +215,9 @@ fn apply_rate_limits(section: &LimitsSection, config: &mut ServerConfig) -> Resu
             l.known_ip_ttl = Duration::from_secs(days.saturating_mul(24 * 3600));
         }
         if l.backoff_max < l.backoff_base {
-            return Err("limits.login.backoff_max_seconds must not be below backoff_base_seconds".into());
+            return Err(
+                "limits.login.backoff_max_seconds must not be below backoff_base_seconds".into(),
+            );
         }
         if let Some(b) = &login.per_ip {
             l.per_ip = b.bucket("login.per_ip")?;

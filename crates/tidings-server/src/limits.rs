@@ -19,9 +19,9 @@ use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
+use futures::StreamExt as _;
 use governor::middleware::StateInformationMiddleware;
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
-use futures::StreamExt as _;
 use serde_json::json;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::num::NonZeroU32;
@@ -151,10 +151,9 @@ pub struct Budget {
 
 impl<K: Clone + std::hash::Hash + Eq> KeyedBucket<K> {
     fn new(bucket: Bucket, enabled: bool) -> Self {
-        let limiter = enabled
-            .then(|| bucket.quota())
-            .flatten()
-            .map(|quota| RateLimiter::dashmap(quota).with_middleware::<StateInformationMiddleware>());
+        let limiter = enabled.then(|| bucket.quota()).flatten().map(|quota| {
+            RateLimiter::dashmap(quota).with_middleware::<StateInformationMiddleware>()
+        });
         KeyedBucket { limiter }
     }
 
@@ -277,7 +276,9 @@ impl Limiters {
             tick.tick().await;
             loop {
                 tick.tick().await;
-                let Some(limiters) = weak.upgrade() else { return };
+                let Some(limiters) = weak.upgrade() else {
+                    return;
+                };
                 limiters.login_ip.forget_idle();
                 limiters.login_account.forget_idle();
                 limiters.signup_ip.forget_idle();
@@ -481,7 +482,11 @@ pub fn charge(parts: &Parts, state: &AppState, token_hash: &str) -> Result<(), A
 /// reading and discarding it (up to `max_discard_bytes`), and adds `RateLimit-Limit`,
 /// `RateLimit-Remaining`, `RateLimit-Reset` (and `Retry-After` on a 429) to the response of
 /// a request charged to a token.
-pub async fn budget_layer(State(state): State<AppState>, mut request: Request, next: Next) -> Response {
+pub async fn budget_layer(
+    State(state): State<AppState>,
+    mut request: Request,
+    next: Next,
+) -> Response {
     let max_body = state.config.max_body_bytes as u64;
     let declared = request
         .headers()
@@ -491,7 +496,13 @@ pub async fn budget_layer(State(state): State<AppState>, mut request: Request, n
     if let Some(length) = declared
         && length > max_body
     {
-        return too_large(request.into_body(), length, max_body, state.limiters.config().max_discard_bytes).await;
+        return too_large(
+            request.into_body(),
+            length,
+            max_body,
+            state.limiters.config().max_discard_bytes,
+        )
+        .await;
     }
     let slot = BudgetSlot::default();
     request.extensions_mut().insert(slot.clone());
@@ -578,7 +589,9 @@ mod tests {
             waits,
             vec![None, None, Some(10), Some(20), Some(40), Some(40)]
         );
-        let refused = limiters.login_attempt("ANA", attacker).expect_err("backing off");
+        let refused = limiters
+            .login_attempt("ANA", attacker)
+            .expect_err("backing off");
         assert_eq!(refused.status, StatusCode::TOO_MANY_REQUESTS);
         // Another address for the same account is not held back by the attacker's failures.
         assert!(limiters.login_attempt("ana", ip(2)).is_ok());
@@ -601,14 +614,25 @@ mod tests {
         assert!(budgets[2].retry_after.is_none());
         let refused = budgets[3].retry_after.expect("refused");
         assert!((19..=20).contains(&refused), "{refused}");
-        assert!(KeyedBucket::<String>::new(Bucket::OFF, true).take(&key).is_none());
-        assert!(KeyedBucket::<String>::new(Bucket::per(3, 60), false).take(&key).is_none());
+        assert!(
+            KeyedBucket::<String>::new(Bucket::OFF, true)
+                .take(&key)
+                .is_none()
+        );
+        assert!(
+            KeyedBucket::<String>::new(Bucket::per(3, 60), false)
+                .take(&key)
+                .is_none()
+        );
     }
 
     #[test]
     fn the_proxy_header_is_used_only_when_configured() {
         let mut headers = HeaderMap::new();
-        headers.insert("x-forwarded-for", HeaderValue::from_static("6.6.6.6, 10.0.0.9"));
+        headers.insert(
+            "x-forwarded-for",
+            HeaderValue::from_static("6.6.6.6, 10.0.0.9"),
+        );
         let peer = ConnectInfo(SocketAddr::from(([127, 0, 0, 1], 5000)));
         let name = axum::http::HeaderName::from_static("x-forwarded-for");
         assert_eq!(client_ip(&headers, Some(&peer), None), ip_of("127.0.0.1"));

@@ -32,8 +32,8 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> io::Result<()> {
     use axum::serve::Listener as _;
-    use hyper_util::rt::{TokioIo, TokioTimer};
     use hyper::service::Service as _;
+    use hyper_util::rt::{TokioIo, TokioTimer};
     use hyper_util::service::TowerToHyperService;
 
     let head_timeout = listener.head_timeout;

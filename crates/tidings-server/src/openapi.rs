@@ -68,7 +68,10 @@ struct AbuseLimits;
 
 impl AbuseLimits {
     /// `{"error": {"code", "message", "details"}}` with the given codes.
-    fn error_body(codes: &[&str], details: Option<utoipa::openapi::Object>) -> utoipa::openapi::Content {
+    fn error_body(
+        codes: &[&str],
+        details: Option<utoipa::openapi::Object>,
+    ) -> utoipa::openapi::Content {
         use utoipa::openapi::{ContentBuilder, ObjectBuilder, Type};
         let mut error = ObjectBuilder::new()
             .property(
@@ -96,7 +99,11 @@ impl AbuseLimits {
     fn too_many(codes: &[&str], budget_headers: bool) -> utoipa::openapi::Response {
         use utoipa::openapi::header::HeaderBuilder;
         use utoipa::openapi::{ObjectBuilder, ResponseBuilder, Type};
-        let integer = || ObjectBuilder::new().schema_type(Type::Integer).minimum(Some(0));
+        let integer = || {
+            ObjectBuilder::new()
+                .schema_type(Type::Integer)
+                .minimum(Some(0))
+        };
         let details = ObjectBuilder::new()
             .property("retry_after", integer())
             .required("retry_after")
@@ -116,8 +123,14 @@ impl AbuseLimits {
             );
         if budget_headers {
             for (name, what) in [
-                ("RateLimit-Limit", "Requests the token's budget holds (reads and writes have one each)"),
-                ("RateLimit-Remaining", "Requests left in the budget (also sent on every authenticated answer)"),
+                (
+                    "RateLimit-Limit",
+                    "Requests the token's budget holds (reads and writes have one each)",
+                ),
+                (
+                    "RateLimit-Remaining",
+                    "Requests left in the budget (also sent on every authenticated answer)",
+                ),
                 ("RateLimit-Reset", "Seconds until the budget is full again"),
             ] {
                 response = response.header(

@@ -109,7 +109,11 @@ async fn wrong_passwords_in_a_row_are_slowed_and_the_real_user_is_not() {
     for _ in 0..30 {
         statuses.push(login_from(&s, 66, "ana", "guess").await.status.as_u16());
     }
-    assert_eq!(statuses[..6], [401; 6], "five free failures, then the backoff starts");
+    assert_eq!(
+        statuses[..6],
+        [401; 6],
+        "five free failures, then the backoff starts"
+    );
     let refused = statuses.iter().filter(|&&code| code == 429).count();
     assert!(refused >= 20, "most of the burst is refused: {statuses:?}");
     let r = login_from(&s, 66, "ana", "guess").await;
@@ -131,20 +135,39 @@ async fn the_backoff_ends_and_a_success_forgives() {
     }))
     .await;
     assert_eq!(signup_from(&s, 1, "bo").await.status, StatusCode::CREATED);
-    assert_eq!(login_from(&s, 7, "bo", "x").await.status, StatusCode::UNAUTHORIZED);
-    assert_eq!(login_from(&s, 7, "bo", "x").await.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        login_from(&s, 7, "bo", "x").await.status,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        login_from(&s, 7, "bo", "x").await.status,
+        StatusCode::UNAUTHORIZED
+    );
     let r = login_from(&s, 7, "bo", "correct horse").await;
     assert_eq!(assert_limited(&r, "login_backoff"), 1);
     tokio::time::sleep(Duration::from_millis(1100)).await;
-    assert_eq!(login_from(&s, 7, "bo", "x").await.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        login_from(&s, 7, "bo", "x").await.status,
+        StatusCode::UNAUTHORIZED
+    );
     let r = login_from(&s, 7, "bo", "x").await;
-    assert_eq!(assert_limited(&r, "login_backoff"), 2, "doubled, capped at 2 s");
+    assert_eq!(
+        assert_limited(&r, "login_backoff"),
+        2,
+        "doubled, capped at 2 s"
+    );
     tokio::time::sleep(Duration::from_millis(2100)).await;
     let r = login_from(&s, 7, "bo", "correct horse").await;
     assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.body);
     // The success forgave the address: one more failure is free again.
-    assert_eq!(login_from(&s, 7, "bo", "x").await.status, StatusCode::UNAUTHORIZED);
-    assert_eq!(login_from(&s, 7, "bo", "x").await.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        login_from(&s, 7, "bo", "x").await.status,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        login_from(&s, 7, "bo", "x").await.status,
+        StatusCode::UNAUTHORIZED
+    );
 }
 
 /// A guesser spread over many addresses runs out of the account's bucket; an address the
@@ -157,19 +180,34 @@ async fn a_distributed_guesser_is_limited_per_account_but_known_addresses_are_no
     .await;
     assert_eq!(signup_from(&s, 1, "cy").await.status, StatusCode::CREATED);
     // The real user's usual address (its success counts against the new-address budget).
-    assert_eq!(login_from(&s, 1, "cy", "correct horse").await.status, StatusCode::CREATED);
+    assert_eq!(
+        login_from(&s, 1, "cy", "correct horse").await.status,
+        StatusCode::CREATED
+    );
     for from in [21, 22] {
-        assert_eq!(login_from(&s, from, "cy", "guess").await.status, StatusCode::UNAUTHORIZED);
+        assert_eq!(
+            login_from(&s, from, "cy", "guess").await.status,
+            StatusCode::UNAUTHORIZED
+        );
     }
     let r = login_from(&s, 23, "cy", "guess").await;
     let wait = assert_limited(&r, "login_rate");
     assert!(wait <= 200, "one attempt comes back every 200 s: {wait}");
     // Not even the right password from a new address while the bucket is empty...
-    assert_eq!(login_from(&s, 24, "cy", "correct horse").await.status, StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(
+        login_from(&s, 24, "cy", "correct horse").await.status,
+        StatusCode::TOO_MANY_REQUESTS
+    );
     // ...but the known address is untouched, and other accounts are unaffected.
-    assert_eq!(login_from(&s, 1, "cy", "correct horse").await.status, StatusCode::CREATED);
+    assert_eq!(
+        login_from(&s, 1, "cy", "correct horse").await.status,
+        StatusCode::CREATED
+    );
     assert_eq!(signup_from(&s, 1, "dee").await.status, StatusCode::CREATED);
-    assert_eq!(login_from(&s, 25, "dee", "correct horse").await.status, StatusCode::CREATED);
+    assert_eq!(
+        login_from(&s, 25, "dee", "correct horse").await.status,
+        StatusCode::CREATED
+    );
 }
 
 /// One address trying many accounts (credential stuffing) runs out of its own bucket.
@@ -180,11 +218,17 @@ async fn one_address_trying_many_accounts_is_limited() {
     }))
     .await;
     for name in ["u1", "u2", "u3"] {
-        assert_eq!(login_from(&s, 9, name, "guess").await.status, StatusCode::UNAUTHORIZED);
+        assert_eq!(
+            login_from(&s, 9, name, "guess").await.status,
+            StatusCode::UNAUTHORIZED
+        );
     }
     let r = login_from(&s, 9, "u4", "guess").await;
     assert!(assert_limited(&r, "login_rate") <= 20);
-    assert_eq!(login_from(&s, 10, "u4", "guess").await.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        login_from(&s, 10, "u4", "guess").await.status,
+        StatusCode::UNAUTHORIZED
+    );
 }
 
 /// Sign-ups are limited per address, and the refused one creates nothing.
@@ -200,7 +244,10 @@ async fn signups_are_limited_per_address() {
     let wait = assert_limited(&r, "signup_rate");
     assert!((1..=1800).contains(&wait), "{wait}");
     let token = s.login("e1", "correct horse").await;
-    assert_eq!(s.get(&token, "/users/e3").await.status, StatusCode::NOT_FOUND);
+    assert_eq!(
+        s.get(&token, "/users/e3").await.status,
+        StatusCode::NOT_FOUND
+    );
     assert_eq!(signup_from(&s, 31, "e3").await.status, StatusCode::CREATED);
 }
 
@@ -225,7 +272,10 @@ async fn tokens_have_separate_read_and_write_budgets_in_headers() {
     assert_eq!(remaining, vec![2, 1, 0]);
     let r = s.get(&token, "/me").await;
     let wait = assert_limited(&r, "rate_limited");
-    assert!((1..=20).contains(&wait), "one read comes back every 20 s: {wait}");
+    assert!(
+        (1..=20).contains(&wait),
+        "one read comes back every 20 s: {wait}"
+    );
     assert_eq!(header_u64(&r, "ratelimit-remaining"), 0);
 
     // Writes have their own budget.
@@ -234,7 +284,10 @@ async fn tokens_have_separate_read_and_write_budgets_in_headers() {
     assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.body);
     assert_eq!(header_u64(&r, "ratelimit-limit"), 2);
     assert_eq!(header_u64(&r, "ratelimit-remaining"), 1);
-    assert_eq!(s.post(&token, "/outbox", note.clone()).await.status, StatusCode::CREATED);
+    assert_eq!(
+        s.post(&token, "/outbox", note.clone()).await.status,
+        StatusCode::CREATED
+    );
     let r = s.post(&token, "/outbox", note.clone()).await;
     assert_limited(&r, "rate_limited");
 
@@ -260,7 +313,10 @@ async fn limits_can_be_turned_off() {
     .await;
     assert_eq!(signup_from(&s, 1, "gil").await.status, StatusCode::CREATED);
     for _ in 0..40 {
-        assert_eq!(login_from(&s, 1, "gil", "guess").await.status, StatusCode::UNAUTHORIZED);
+        assert_eq!(
+            login_from(&s, 1, "gil", "guess").await.status,
+            StatusCode::UNAUTHORIZED
+        );
     }
     let token = s.login("gil", "correct horse").await;
     let r = s.get(&token, "/me").await;
@@ -304,7 +360,10 @@ period_seconds = 60
     let l = &config.rate_limits;
     assert!(l.enabled);
     assert_eq!(config.header_read_timeout, Duration::from_secs(5));
-    assert_eq!(l.client_ip_header.as_ref().map(|h| h.as_str()), Some("x-forwarded-for"));
+    assert_eq!(
+        l.client_ip_header.as_ref().map(|h| h.as_str()),
+        Some("x-forwarded-for")
+    );
     assert_eq!(l.max_discard_bytes, 1 << 20);
     assert_eq!(l.login.free_failures, 3);
     assert_eq!(l.login.backoff_max, Duration::from_secs(60));
@@ -388,10 +447,13 @@ async fn slow_request_heads_are_cut_at_the_deadline() {
     let stream = b"GET /api/v1/inbox/stream HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer abcdefghijklmnopqrstuvwxyz\r\n\r\n";
     // The request lines go at once (so each connection reaches its own parser: hyper's, or
     // the live stream's), the rest a byte at a time.
-    let (api_held, stream_held, served) = tokio::join!(drip(&s, api, 25), drip(&s, stream, 35), async {
-        tokio::time::sleep(Duration::from_millis(300)).await;
-        s.request(Method::GET, "/healthz", None, None, &[]).await.status
-    });
+    let (api_held, stream_held, served) =
+        tokio::join!(drip(&s, api, 25), drip(&s, stream, 35), async {
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            s.request(Method::GET, "/healthz", None, None, &[])
+                .await
+                .status
+        });
     assert_eq!(served, StatusCode::OK);
     for held in [api_held, stream_held] {
         assert!(
@@ -424,7 +486,8 @@ async fn slow_request_heads_are_cut_at_the_deadline() {
 /// then reads the answer's status line and body.
 fn send_whole_then_read(tcp: &mut TcpStream, head: &str, body: &[u8]) -> (String, Vec<u8>) {
     tcp.write_all(head.as_bytes()).expect("head");
-    tcp.write_all(body).expect("the server reads the body instead of hanging up");
+    tcp.write_all(body)
+        .expect("the server reads the body instead of hanging up");
     read_response(tcp)
 }
 
@@ -433,13 +496,23 @@ fn read_response(tcp: &mut TcpStream) -> (String, Vec<u8>) {
     let mut buf = [0u8; 4096];
     loop {
         let n = tcp.read(&mut buf).expect("read");
-        assert!(n > 0, "closed before a full answer: {}", String::from_utf8_lossy(&got));
+        assert!(
+            n > 0,
+            "closed before a full answer: {}",
+            String::from_utf8_lossy(&got)
+        );
         got.extend_from_slice(&buf[..n]);
         let text = String::from_utf8_lossy(&got).to_string();
-        let Some(end) = text.find("\r\n\r\n") else { continue };
+        let Some(end) = text.find("\r\n\r\n") else {
+            continue;
+        };
         let length: usize = text[..end]
             .lines()
-            .find_map(|l| l.to_ascii_lowercase().strip_prefix("content-length:").map(|v| v.trim().parse().expect("length")))
+            .find_map(|l| {
+                l.to_ascii_lowercase()
+                    .strip_prefix("content-length:")
+                    .map(|v| v.trim().parse().expect("length"))
+            })
             .expect("content-length");
         if got.len() >= end + 4 + length {
             let status = text.lines().next().unwrap_or("").to_owned();
@@ -487,34 +560,54 @@ async fn an_oversized_body_sent_whole_still_gets_its_413() {
 #[tokio::test]
 async fn the_openapi_document_lists_429_and_413() {
     let s = TestServer::start().await;
-    let doc = s.request(Method::GET, "/openapi.json", None, None, &[]).await.body;
+    let doc = s
+        .request(Method::GET, "/openapi.json", None, None, &[])
+        .await
+        .body;
     let response = |path: &str, method: &str, status: &str| {
         doc["paths"][path][method]["responses"][status].clone()
     };
     let login = response("/api/v1/sessions", "post", "429");
     assert!(login["headers"]["Retry-After"].is_object(), "{login}");
-    let codes = &login["content"]["application/json"]["schema"]["properties"]["error"]
-        ["properties"]["code"]["enum"];
+    let codes = &login["content"]["application/json"]["schema"]["properties"]["error"]["properties"]
+        ["code"]["enum"];
     assert_eq!(codes, &json!(["login_backoff", "login_rate"]));
     let signup = response("/api/v1/users", "post", "429");
-    assert!(signup["description"].as_str().unwrap_or("").contains("signup_rate"));
+    assert!(
+        signup["description"]
+            .as_str()
+            .unwrap_or("")
+            .contains("signup_rate")
+    );
     for (path, method) in [("/api/v1/me", "get"), ("/api/v1/outbox", "post")] {
         let budget = response(path, method, "429");
-        for header in ["Retry-After", "RateLimit-Limit", "RateLimit-Remaining", "RateLimit-Reset"] {
-            assert!(budget["headers"][header].is_object(), "{path} {header}: {budget}");
+        for header in [
+            "Retry-After",
+            "RateLimit-Limit",
+            "RateLimit-Remaining",
+            "RateLimit-Reset",
+        ] {
+            assert!(
+                budget["headers"][header].is_object(),
+                "{path} {header}: {budget}"
+            );
         }
     }
     assert!(response("/api/v1/outbox", "post", "413").is_object());
-    assert!(response("/api/v1/me", "get", "413").is_null(), "no body, no 413");
+    assert!(
+        response("/api/v1/me", "get", "413").is_null(),
+        "no body, no 413"
+    );
 }
 
 /// The fenced block of `docs/security.md` after `<!-- {marker} -->`, and the one after it.
 fn security_doc_blocks(marker: &str) -> Vec<String> {
-    let doc = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../docs/security.md"))
-        .expect("docs/security.md");
-    let start = doc
-        .find(&format!("<!-- {marker} -->"))
-        .expect("marker");
+    let doc = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../docs/security.md"
+    ))
+    .expect("docs/security.md");
+    let start = doc.find(&format!("<!-- {marker} -->")).expect("marker");
     let end = doc[start..]
         .find(&format!("<!-- /{marker} -->"))
         .expect("closing marker")
@@ -523,7 +616,13 @@ fn security_doc_blocks(marker: &str) -> Vec<String> {
         .split("```")
         .skip(1)
         .step_by(2)
-        .map(|block| block.split_once('\n').map(|(_, body)| body).unwrap_or("").to_owned())
+        .map(|block| {
+            block
+                .split_once('\n')
+                .map(|(_, body)| body)
+                .unwrap_or("")
+                .to_owned()
+        })
         .collect()
 }
 
@@ -555,15 +654,23 @@ async fn the_documented_login_example_runs() {
         .await
         .expect("sh (curl must be installed)");
     let stdout = String::from_utf8_lossy(&out.stdout).replace("\r\n", "\n");
-    assert!(out.status.success(), "{stdout} {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{stdout} {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(stdout.starts_with(&"401\n".repeat(6)), "{stdout}");
     let shown = &blocks[1];
     let status_line = shown.lines().next().expect("status line");
     assert!(stdout.contains(status_line), "{stdout}");
     assert!(stdout.contains("retry-after: 1\n"), "{stdout}");
     let body = |text: &str| -> Value {
-        serde_json::from_str(text.lines().rfind(|l| l.starts_with('{')).expect("json line"))
-            .expect("json")
+        serde_json::from_str(
+            text.lines()
+                .rfind(|l| l.starts_with('{'))
+                .expect("json line"),
+        )
+        .expect("json")
     };
     assert_eq!(body(&stdout), body(shown));
 }

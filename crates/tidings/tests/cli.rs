@@ -847,7 +847,10 @@ async fn rate_limits_are_on_by_default_and_the_flag_turns_them_off() {
             .headers()
             .get("ratelimit-limit")
             .and_then(|v| v.to_str().ok());
-        assert_eq!(limit, expected, "serve {args:?} TIDINGS_RATE_LIMITS={env:?}");
+        assert_eq!(
+            limit, expected,
+            "serve {args:?} TIDINGS_RATE_LIMITS={env:?}"
+        );
         // The data dir's lock goes with the process: wait for it before the next one.
         let mut server = server;
         let _ = server.child.kill();
