@@ -504,9 +504,39 @@ pub async fn budget_layer(
         )
         .await;
     }
+    // A body of unknown length (chunked) is only found too large by the handler's extractor,
+    // which then drops it: the rest comes back here to be drained before the 413 goes out.
+    let unsized_body =
+        if declared.is_none() && request.headers().contains_key(header::TRANSFER_ENCODING) {
+            let home = ReturnedBody::default();
+            let (parts, body) = request.into_parts();
+            request = Request::from_parts(
+                parts,
+                Body::new(Returning {
+                    inner: Some(body),
+                    home: home.clone(),
+                }),
+            );
+            Some(home)
+        } else {
+            None
+        };
     let slot = BudgetSlot::default();
     request.extensions_mut().insert(slot.clone());
     let mut response = next.run(request).await;
+    if response.status() == StatusCode::PAYLOAD_TOO_LARGE
+        && let Some(rest) = unsized_body.and_then(|home| home.take())
+    {
+        let max_discard = state.limiters.config().max_discard_bytes;
+        let drained = tokio::time::timeout(DISCARD_DEADLINE, discard_to_end(rest, max_discard))
+            .await
+            .unwrap_or(false);
+        if !drained {
+            response
+                .headers_mut()
+                .insert(header::CONNECTION, HeaderValue::from_static("close"));
+        }
+    }
     let headers = response.headers_mut();
     if let Some(budget) = slot.take() {
         headers.insert("ratelimit-limit", HeaderValue::from(budget.limit));
@@ -526,9 +556,9 @@ async fn too_large(body: Body, length: u64, max_body: u64, max_discard: u64) -> 
     .with_details(json!({ "limit": max_body }));
     let mut response = error.into_response();
     let drained = length <= max_discard
-        && tokio::time::timeout(DISCARD_DEADLINE, discard(body, max_discard))
+        && tokio::time::timeout(DISCARD_DEADLINE, discard_to_end(body, max_discard))
             .await
-            .is_ok_and(|read| read >= length);
+            .unwrap_or(false);
     if !drained {
         // The rest of the body is still on the wire: the connection cannot be reused.
         response
@@ -538,21 +568,76 @@ async fn too_large(body: Body, length: u64, max_body: u64, max_discard: u64) -> 
     response
 }
 
-/// How long an oversized body may take to be discarded.
-const DISCARD_DEADLINE: Duration = Duration::from_secs(10);
+/// Where a [`Returning`] body goes when the handler drops it.
+#[derive(Clone, Default)]
+struct ReturnedBody(Arc<Mutex<Option<Body>>>);
 
-/// Reads frames until the end or `max` bytes; returns how many were read.
-async fn discard(body: Body, max: u64) -> u64 {
-    let mut read = 0u64;
-    let mut chunks = body.into_data_stream();
-    while read <= max {
-        match chunks.next().await {
-            Some(Ok(chunk)) => read = read.saturating_add(chunk.len() as u64),
-            Some(Err(_)) | None => break,
+impl ReturnedBody {
+    fn take(&self) -> Option<Body> {
+        self.0.lock().ok().and_then(|mut body| body.take())
+    }
+}
+
+/// A request body that hands what is left of itself back to [`budget_layer`] when dropped.
+struct Returning {
+    inner: Option<Body>,
+    home: ReturnedBody,
+}
+
+impl axum::body::HttpBody for Returning {
+    type Data = axum::body::Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<Self::Data>, Self::Error>>> {
+        match self.get_mut().inner.as_mut() {
+            Some(body) => std::pin::Pin::new(body).poll_frame(cx),
+            None => std::task::Poll::Ready(None),
         }
     }
-    read
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.as_ref().is_none_or(|body| body.is_end_stream())
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.inner
+            .as_ref()
+            .map(|body| body.size_hint())
+            .unwrap_or_default()
+    }
 }
+
+impl Drop for Returning {
+    fn drop(&mut self) {
+        if let (Some(body), Ok(mut home)) = (self.inner.take(), self.home.0.lock()) {
+            *home = Some(body);
+        }
+    }
+}
+
+/// Reads a body to its end unless it goes past `max` bytes; true when it ended.
+async fn discard_to_end(body: Body, max: u64) -> bool {
+    let mut read = 0u64;
+    let mut chunks = body.into_data_stream();
+    loop {
+        match chunks.next().await {
+            Some(Ok(chunk)) => {
+                read = read.saturating_add(chunk.len() as u64);
+                if read > max {
+                    return false;
+                }
+            }
+            Some(Err(_)) => return false,
+            None => return true,
+        }
+    }
+}
+
+/// How long an oversized body may take to be discarded.
+const DISCARD_DEADLINE: Duration = Duration::from_secs(10);
 
 #[cfg(test)]
 mod tests {

@@ -674,3 +674,42 @@ async fn the_documented_login_example_runs() {
     };
     assert_eq!(body(&stdout), body(shown));
 }
+
+/// The same with a chunked body (no `Content-Length`): the handler finds it too large, the
+/// rest is drained, and the 413 is read by a client that sent everything first.
+#[tokio::test]
+async fn an_oversized_chunked_body_sent_whole_still_gets_its_413() {
+    let s = TestServer::start().await;
+    let token = s.user("ida").await;
+    let mut tcp = connect(&s);
+    let auth = format!("Bearer {token}");
+    let (status, next_status) = tokio::task::spawn_blocking(move || {
+        let mut body = Vec::new();
+        let mut json = br#"{"object": {"content": ""#.to_vec();
+        json.resize(3 * 1024 * 1024, b'a');
+        json.extend_from_slice(br#""}, "to": ["public"]}"#);
+        for chunk in json.chunks(64 * 1024) {
+            body.extend_from_slice(format!("{:x}\r\n", chunk.len()).as_bytes());
+            body.extend_from_slice(chunk);
+            body.extend_from_slice(b"\r\n");
+        }
+        body.extend_from_slice(b"0\r\n\r\n");
+        let head = format!(
+            "POST /api/v1/outbox HTTP/1.1\r\nHost: x\r\nAuthorization: {auth}\r\n\
+             Content-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n"
+        );
+        let (status, _) = send_whole_then_read(&mut tcp, &head, &body);
+        let (next, _) = send_whole_then_read(
+            &mut tcp,
+            &format!("GET /api/v1/me HTTP/1.1\r\nHost: x\r\nAuthorization: {auth}\r\n\r\n"),
+            b"",
+        );
+        (status, next)
+    })
+    .await
+    .expect("raw client");
+    assert!(status.starts_with("HTTP/1.1 413"), "{status}");
+    assert!(next_status.starts_with("HTTP/1.1 200"), "{next_status}");
+    let outbox = s.get(&token, "/users/ida/outbox").await;
+    assert_eq!(outbox.body["items"], json!([]));
+}
