@@ -18,7 +18,7 @@ use axum::extract::{ConnectInfo, FromRequestParts, Request, State};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::middleware::Next;
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use futures::StreamExt as _;
 use governor::middleware::StateInformationMiddleware;
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
@@ -478,10 +478,15 @@ pub fn charge(parts: &Parts, state: &AppState, token_hash: &str) -> Result<(), A
     }
 }
 
-/// Middleware on every route: answers a body declared larger than the limit with 413 after
-/// reading and discarding it (up to `max_discard_bytes`), and adds `RateLimit-Limit`,
-/// `RateLimit-Remaining`, `RateLimit-Reset` (and `Retry-After` on a 429) to the response of
-/// a request charged to a token.
+/// Middleware on every route: adds `RateLimit-Limit`, `RateLimit-Remaining` and
+/// `RateLimit-Reset` to the response of a request charged to a token (a 429's `Retry-After`
+/// comes with the error itself), and drains what a handler left of a body that is too large
+/// (or of unknown length) before the answer goes out, up to `max_discard_bytes`.
+///
+/// Why drain: a handler refuses an oversized body (413, in its own API's error shape) or an
+/// unauthenticated one (401) without reading it, and hyper then closes the connection with the
+/// rest unread. A client that writes its whole body before reading (Python's `urllib`, many
+/// SDKs) gets a broken pipe instead of the answer.
 pub async fn budget_layer(
     State(state): State<AppState>,
     mut request: Request,
@@ -493,77 +498,39 @@ pub async fn budget_layer(
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
-    if let Some(length) = declared
-        && length > max_body
-    {
-        return too_large(
-            request.into_body(),
-            length,
-            max_body,
-            state.limiters.config().max_discard_bytes,
-        )
-        .await;
-    }
-    // A body of unknown length (chunked) is only found too large by the handler's extractor,
-    // which then drops it: the rest comes back here to be drained before the 413 goes out.
-    let unsized_body =
-        if declared.is_none() && request.headers().contains_key(header::TRANSFER_ENCODING) {
-            let home = ReturnedBody::default();
-            let (parts, body) = request.into_parts();
-            request = Request::from_parts(
-                parts,
-                Body::new(Returning {
-                    inner: Some(body),
-                    home: home.clone(),
-                }),
-            );
-            Some(home)
-        } else {
-            None
-        };
+    let oversized = declared.is_some_and(|length| length > max_body);
+    let unknown_length =
+        declared.is_none() && request.headers().contains_key(header::TRANSFER_ENCODING);
+    let leftover = (oversized || unknown_length).then(|| {
+        let home = ReturnedBody::default();
+        let body = std::mem::take(request.body_mut());
+        *request.body_mut() = Body::new(Returning {
+            inner: Some(body),
+            home: home.clone(),
+        });
+        home
+    });
     let slot = BudgetSlot::default();
     request.extensions_mut().insert(slot.clone());
     let mut response = next.run(request).await;
-    if response.status() == StatusCode::PAYLOAD_TOO_LARGE
-        && let Some(rest) = unsized_body.and_then(|home| home.take())
-    {
+    if let Some(rest) = leftover.and_then(|home| home.take()) {
         let max_discard = state.limiters.config().max_discard_bytes;
-        let drained = tokio::time::timeout(DISCARD_DEADLINE, discard_to_end(rest, max_discard))
-            .await
-            .unwrap_or(false);
+        let drained = declared.is_none_or(|length| length <= max_discard)
+            && tokio::time::timeout(DISCARD_DEADLINE, discard_to_end(rest, max_discard))
+                .await
+                .unwrap_or(false);
         if !drained {
+            // The rest of the body is still on the wire: the connection cannot be reused.
             response
                 .headers_mut()
                 .insert(header::CONNECTION, HeaderValue::from_static("close"));
         }
     }
-    let headers = response.headers_mut();
     if let Some(budget) = slot.take() {
+        let headers = response.headers_mut();
         headers.insert("ratelimit-limit", HeaderValue::from(budget.limit));
         headers.insert("ratelimit-remaining", HeaderValue::from(budget.remaining));
         headers.insert("ratelimit-reset", HeaderValue::from(budget.reset));
-    }
-    response
-}
-
-/// Reads and drops the body (up to the bound and for at most a few seconds), then answers 413.
-async fn too_large(body: Body, length: u64, max_body: u64, max_discard: u64) -> Response {
-    let error = ApiError::new(
-        StatusCode::PAYLOAD_TOO_LARGE,
-        "body_too_large",
-        format!("the body is {length} bytes; the limit is {max_body}"),
-    )
-    .with_details(json!({ "limit": max_body }));
-    let mut response = error.into_response();
-    let drained = length <= max_discard
-        && tokio::time::timeout(DISCARD_DEADLINE, discard_to_end(body, max_discard))
-            .await
-            .unwrap_or(false);
-    if !drained {
-        // The rest of the body is still on the wire: the connection cannot be reused.
-        response
-            .headers_mut()
-            .insert(header::CONNECTION, HeaderValue::from_static("close"));
     }
     response
 }

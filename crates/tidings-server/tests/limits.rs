@@ -521,8 +521,9 @@ fn read_response(tcp: &mut TcpStream) -> (String, Vec<u8>) {
     }
 }
 
-/// A 3 MiB body sent whole before reading gets the 413 (not a broken pipe), publishes
-/// nothing, and the connection still serves the next request.
+/// A 3 MiB body sent whole before reading gets the 413 (not a broken pipe), as does the 401
+/// when its token is bad; it publishes nothing, and the connection still serves the next
+/// request.
 #[tokio::test]
 async fn an_oversized_body_sent_whole_still_gets_its_413() {
     let s = TestServer::start().await;
@@ -537,6 +538,13 @@ async fn an_oversized_body_sent_whole_still_gets_its_413() {
             "POST /api/v1/outbox HTTP/1.1\r\nHost: x\r\nAuthorization: {auth}\r\n\
              Content-Type: application/json\r\nContent-Length: {}\r\n\r\n",
             body.len()
+        );
+        // Refused before its body is looked at (no valid token): the answer still arrives.
+        let (unauthenticated, _) =
+            send_whole_then_read(&mut tcp, &head.replace(&auth, "Bearer made-up"), &body);
+        assert!(
+            unauthenticated.starts_with("HTTP/1.1 401"),
+            "{unauthenticated}"
         );
         let (status, answer) = send_whole_then_read(&mut tcp, &head, &body);
         let (next, _) = send_whole_then_read(
