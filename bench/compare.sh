@@ -14,6 +14,9 @@
 # machine's server on 5432, a throwaway database) with two nodes and the NATS doorbell.
 # Every server this script starts, it stops (trap EXIT). Work files: a fresh /tmp/tidings-compare.*.
 set -euo pipefail
+# Load generators are far faster than any person: the servers started here run without rate
+# limits (decision 0016), which would otherwise answer most of the load with 429.
+export TIDINGS_RATE_LIMITS=off
 
 MODE=full
 case "${1:-}" in

@@ -8,6 +8,9 @@
 #
 # Needs sqlite3 and curl. Data dirs: a fresh /tmp/tidings-fanout.*, removed on exit.
 set -euo pipefail
+# Load generators are far faster than any person: the servers started here run without rate
+# limits (decision 0016), which would otherwise answer most of the load with 429.
+export TIDINGS_RATE_LIMITS=off
 [ $# -ge 1 ] || { echo "usage: $0 BINARY [BINARY ...]" >&2; exit 2; }
 USERS=${USERS:-10000}
 FOLLOWS=${FOLLOWS:-100}

@@ -67,7 +67,10 @@ impl FromRequestParts<AppState> for AuthUser {
         let token = bearer_token(header).ok_or_else(|| {
             ApiError::unauthenticated("the Authorization header must be 'Bearer <token>'")
         })?;
-        authenticate(state, token).await
+        let caller = authenticate(state, token).await?;
+        // Charged only once the token is known to be good: made-up tokens cost no budget state.
+        crate::limits::charge(parts, state, &caller.token_hash)?;
+        Ok(caller)
     }
 }
 

@@ -31,6 +31,11 @@ pub struct ServerConfig {
     pub bus_url: Option<String>,
     /// Which requests this node serves (`serve --roles`); both by default.
     pub roles: ServedRoles,
+    /// Login, sign-up and per-token rate limits (`[limits]`).
+    pub rate_limits: crate::limits::RateLimits,
+    /// A client must send a whole request head within this long, and an idle keep-alive
+    /// connection is closed after it (slowloris).
+    pub header_read_timeout: std::time::Duration,
 }
 
 /// The requests a node serves: the API (REST, web app, compat profiles) and live channels
@@ -77,9 +82,14 @@ impl Default for ServerConfig {
             store_url: None,
             bus_url: None,
             roles: ServedRoles::default(),
+            rate_limits: crate::limits::RateLimits::default(),
+            header_read_timeout: DEFAULT_HEADER_READ_TIMEOUT,
         }
     }
 }
+
+/// How long a client may take to send a request head, unless configured (hyper's default).
+pub const DEFAULT_HEADER_READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 
 #[derive(Debug, Deserialize, Default)]
 #[serde(deny_unknown_fields)]
@@ -141,6 +151,105 @@ struct LimitsSection {
     max_tags: Option<usize>,
     max_audience: Option<usize>,
     max_actions: Option<usize>,
+    /// Master switch for the rate limits below.
+    rate_limits: Option<bool>,
+    /// Header naming the client's address, set by a trusted reverse proxy.
+    client_ip_header: Option<String>,
+    /// Bytes of an oversized body read and discarded before the 413.
+    max_discard_bytes: Option<u64>,
+    /// Seconds to send a request head (1–3600); also the keep-alive idle timeout.
+    header_read_timeout_seconds: Option<u64>,
+    login: Option<LoginSection>,
+    signup: Option<BucketSection>,
+    reads: Option<BucketSection>,
+    writes: Option<BucketSection>,
+}
+
+/// `[limits.login]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LoginSection {
+    free_failures: Option<u32>,
+    backoff_base_seconds: Option<u64>,
+    backoff_max_seconds: Option<u64>,
+    known_ip_days: Option<u64>,
+    per_ip: Option<BucketSection>,
+    per_account: Option<BucketSection>,
+}
+
+/// A token bucket: `burst` requests per `period_seconds` (`burst = 0` turns it off).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct BucketSection {
+    burst: u32,
+    period_seconds: u64,
+}
+
+impl BucketSection {
+    fn bucket(&self, name: &str) -> Result<crate::limits::Bucket, String> {
+        if self.burst > 0 && self.period_seconds == 0 {
+            return Err(format!("limits.{name}.period_seconds must be at least 1"));
+        }
+        Ok(crate::limits::Bucket::per(self.burst, self.period_seconds))
+    }
+}
+
+/// Applies `[limits]`'s rate-limit and timeout keys.
+fn apply_rate_limits(section: &LimitsSection, config: &mut ServerConfig) -> Result<(), String> {
+    use std::time::Duration;
+    let limits = &mut config.rate_limits;
+    if let Some(on) = section.rate_limits {
+        limits.enabled = on;
+    }
+    if let Some(name) = &section.client_ip_header {
+        limits.client_ip_header = Some(
+            axum::http::HeaderName::try_from(name.as_str())
+                .map_err(|_| format!("limits.client_ip_header {name:?} is not a header name"))?,
+        );
+    }
+    if let Some(bytes) = section.max_discard_bytes {
+        limits.max_discard_bytes = bytes;
+    }
+    if let Some(secs) = section.header_read_timeout_seconds {
+        if !(1..=3600).contains(&secs) {
+            return Err("limits.header_read_timeout_seconds must be between 1 and 3600".into());
+        }
+        config.header_read_timeout = Duration::from_secs(secs);
+    }
+    if let Some(b) = &section.signup {
+        limits.signup_per_ip = b.bucket("signup")?;
+    }
+    if let Some(b) = &section.reads {
+        limits.reads_per_token = b.bucket("reads")?;
+    }
+    if let Some(b) = &section.writes {
+        limits.writes_per_token = b.bucket("writes")?;
+    }
+    if let Some(login) = &section.login {
+        let l = &mut limits.login;
+        l.free_failures = login.free_failures.unwrap_or(l.free_failures);
+        if let Some(secs) = login.backoff_base_seconds {
+            l.backoff_base = Duration::from_secs(secs);
+        }
+        if let Some(secs) = login.backoff_max_seconds {
+            l.backoff_max = Duration::from_secs(secs);
+        }
+        if let Some(days) = login.known_ip_days {
+            l.known_ip_ttl = Duration::from_secs(days.saturating_mul(24 * 3600));
+        }
+        if l.backoff_max < l.backoff_base {
+            return Err(
+                "limits.login.backoff_max_seconds must not be below backoff_base_seconds".into(),
+            );
+        }
+        if let Some(b) = &login.per_ip {
+            l.per_ip = b.bucket("login.per_ip")?;
+        }
+        if let Some(b) = &login.per_account {
+            l.per_account = b.bucket("login.per_account")?;
+        }
+    }
+    Ok(())
 }
 
 #[derive(Debug, Deserialize)]
@@ -206,6 +315,10 @@ impl ServerConfig {
             d.max_audience = l.max_audience.unwrap_or(d.max_audience);
             d.max_actions = l.max_actions.unwrap_or(d.max_actions);
             config.max_body_bytes = l.max_body_bytes.unwrap_or(config.max_body_bytes);
+            apply_rate_limits(&l, &mut config).map_err(|message| ConfigError::Parse {
+                path: display.clone(),
+                message,
+            })?;
         }
         if let Some(push) = file.push
             && let Some(secs) = push.stall_timeout_seconds

@@ -181,7 +181,17 @@ impl IntoResponse for ApiError {
         if let Some(details) = self.details {
             error["details"] = details;
         }
+        // A rate-limited request says when to come back in the header as well as the body.
+        let retry_after = (self.status == StatusCode::TOO_MANY_REQUESTS)
+            .then(|| error["details"]["retry_after"].as_u64())
+            .flatten();
         let mut response = (self.status, axum::Json(json!({ "error": error }))).into_response();
+        if let Some(secs) = retry_after {
+            response.headers_mut().insert(
+                axum::http::header::RETRY_AFTER,
+                axum::http::HeaderValue::from(secs),
+            );
+        }
         if self.status == StatusCode::SERVICE_UNAVAILABLE {
             // Every 503 here is transient (shutdown, database away): say when to come back.
             response.headers_mut().insert(

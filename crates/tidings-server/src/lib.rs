@@ -13,6 +13,7 @@
 //! - [`compat`] — the seed systems' APIs (FeedStream `/v1`, activity-feed-system) on the engine.
 //! - [`push`] — the live inbox channel: Socket.IO and SSE, woken by routing notices.
 //! - [`bus`] — between nodes: the NATS doorbell that tells other nodes the change log grew.
+//! - [`limits`] — abuse limits: login and sign-up rates, per-token budgets, oversized bodies.
 //! - [`net`] — the listening socket and its guard against clients that stop reading.
 
 pub mod api;
@@ -22,6 +23,7 @@ pub mod compat;
 pub mod config;
 pub mod error;
 pub mod extract;
+pub mod limits;
 pub mod net;
 pub mod openapi;
 pub mod pagination;
@@ -48,6 +50,8 @@ pub struct AppState {
     pub types: TypeRegistry,
     /// Live connections.
     pub hub: push::Hub,
+    /// Rate limits of this node (in memory: each node of a cluster counts on its own).
+    pub limiters: Arc<limits::Limiters>,
 }
 
 impl AppState {
@@ -70,11 +74,14 @@ impl AppState {
         }
         let hub = push::Hub::default();
         hub.start(&store);
+        let limiters = limits::Limiters::new(config.rate_limits.clone());
+        limiters.start_sweeper();
         Ok(AppState {
             store,
             config: Arc::new(config),
             types,
             hub,
+            limiters,
         })
     }
 }
@@ -97,7 +104,8 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let hub = state.hub.clone();
-    let listener = net::GuardedListener::new(listener, state.config.stall_timeout);
+    let listener = net::GuardedListener::new(listener, state.config.stall_timeout)
+        .with_head_timeout(state.config.header_read_timeout);
     // Built once (`with_state` inside): `axum::serve` given a bare `Router` rebuilt the route
     // table and cloned every boxed handler per connection, ~42 KiB that a long-lived stream
     // held for its whole life; `net::serve` clones only the built router's `Arc`.

@@ -32,19 +32,24 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> io::Result<()> {
     use axum::serve::Listener as _;
+    use hyper::service::Service as _;
     use hyper_util::rt::{TokioIo, TokioTimer};
     use hyper_util::service::TowerToHyperService;
 
+    let head_timeout = listener.head_timeout;
     let mut http = hyper::server::conn::http1::Builder::new();
-    // The timer lets hyper enforce its header read timeout (30 s) against slow senders.
+    // The timer lets hyper enforce its header read timeout against slow senders (slowloris).
+    // hyper starts that clock whenever it waits for a request head, so it is the keep-alive
+    // idle timeout as well.
     http.timer(TokioTimer::new());
+    http.header_read_timeout(head_timeout);
     // Dropping the sender tells every connection to shut down gracefully; each one holds a
     // receiver, so `closed()` on the other channel resolves when the last one is gone.
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(());
     let (done_tx, done_rx) = tokio::sync::watch::channel(());
     let mut shutdown = std::pin::pin!(shutdown);
     loop {
-        let (io, _addr) = tokio::select! {
+        let (io, addr) = tokio::select! {
             accepted = listener.accept() => accepted,
             () = &mut shutdown => break,
         };
@@ -56,7 +61,7 @@ pub async fn serve(
         tokio::spawn(async move {
             // Live streams that open a connection are served without hyper (`push::direct`).
             let opening = tokio::time::timeout(
-                crate::push::direct::HEAD_TIMEOUT,
+                head_timeout,
                 crate::push::direct::opens_with_stream(io.get_ref()),
             );
             let direct = tokio::select! {
@@ -68,7 +73,7 @@ pub async fn serve(
                 _ = stop.changed() => return,
             };
             if direct {
-                crate::push::direct::serve(io, app, stop).await;
+                crate::push::direct::serve(io, app, addr, head_timeout, stop).await;
                 drop(done);
                 return;
             }
@@ -76,6 +81,15 @@ pub async fn serve(
             // of its upgrade request (`push::engineio`), so hyper's buffers go with the
             // connection's HTTP part.
             let service = TowerToHyperService::new(app);
+            // The peer's address, for per-IP limits (`limits::ClientIp`).
+            let service = hyper::service::service_fn(
+                move |mut request: hyper::Request<hyper::body::Incoming>| {
+                    request
+                        .extensions_mut()
+                        .insert(axum::extract::ConnectInfo(addr));
+                    service.call(request)
+                },
+            );
             let conn = http
                 .serve_connection(TokioIo::new(io), service)
                 .with_upgrades();
@@ -111,6 +125,8 @@ pub async fn serve(
 pub struct GuardedListener {
     inner: TcpListener,
     stall_timeout: Duration,
+    /// How long a client may take to send a request head (and stay idle between requests).
+    head_timeout: Duration,
 }
 
 impl GuardedListener {
@@ -119,7 +135,14 @@ impl GuardedListener {
         GuardedListener {
             inner,
             stall_timeout,
+            head_timeout: crate::config::DEFAULT_HEADER_READ_TIMEOUT,
         }
+    }
+
+    /// Sets the request head deadline (the default is 30 s).
+    pub fn with_head_timeout(mut self, head_timeout: Duration) -> Self {
+        self.head_timeout = head_timeout;
+        self
     }
 }
 

@@ -90,6 +90,10 @@ enum Command {
             default_value = "api,router,push"
         )]
         roles: Vec<Role>,
+        /// `off` turns every rate limit off (load tests, or limits kept at a proxy); `on`
+        /// (the default) keeps the config file's `[limits]`.
+        #[arg(long, env = "TIDINGS_RATE_LIMITS", default_value = "on")]
+        rate_limits: Switch,
     },
     /// Create or upgrade the store's schema, then exit (serve also does this at start-up).
     Migrate {
@@ -114,6 +118,15 @@ enum Command {
         #[command(subcommand)]
         command: AdminCommand,
     },
+}
+
+/// An on/off flag value.
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum Switch {
+    /// Enabled.
+    On,
+    /// Disabled.
+    Off,
 }
 
 #[derive(Subcommand)]
@@ -210,11 +223,15 @@ async fn main() -> anyhow::Result<()> {
             listen,
             config,
             roles,
+            rate_limits,
         } => {
-            let config = match config {
+            let mut config = match config {
                 Some(path) => ServerConfig::load(&path)?,
                 None => ServerConfig::default(),
             };
+            if rate_limits == Switch::Off {
+                config.rate_limits.enabled = false;
+            }
             // The flag and the environment win over the config file's `[store] url`.
             let location = match (&cli.store, &config.store_url) {
                 (None, Some(url)) => StoreLocation::parse(url),

@@ -798,3 +798,62 @@ fn bad_cluster_flags_are_refused_with_a_message() {
     // The refused copy wrote nothing into the target.
     assert!(!target.path().join("tidings.db").exists());
 }
+
+/// `serve` has the rate limits on by default (every authenticated answer reports its token's
+/// budget); `--rate-limits off` and `TIDINGS_RATE_LIMITS=off` turn them off for load runs.
+#[tokio::test]
+async fn rate_limits_are_on_by_default_and_the_flag_turns_them_off() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let token = admin_token(
+        dir.path(),
+        &["create-user", "rl", "--password", "correct horse"],
+    );
+    let client = reqwest::Client::new();
+    for (args, env, expected) in [
+        (&[][..], None, Some("1200")),
+        (&["--rate-limits", "off"][..], None, None),
+        (&[][..], Some("off"), None),
+    ] {
+        let listen = format!("127.0.0.1:{}", free_port());
+        let mut cmd = Command::new(BIN);
+        cmd.args(["serve", "--listen", &listen, "--data-dir"])
+            .arg(dir.path())
+            .args(args)
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        if let Some(value) = env {
+            cmd.env("TIDINGS_RATE_LIMITS", value);
+        }
+        let server = Server {
+            child: cmd.spawn().expect("spawn serve"),
+            base: format!("http://{listen}"),
+        };
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let response = loop {
+            if let Ok(r) = client
+                .get(format!("{}/api/v1/me", server.base))
+                .bearer_auth(&token)
+                .send()
+                .await
+            {
+                break r;
+            }
+            assert!(Instant::now() < deadline, "server did not come up");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        };
+        assert_eq!(response.status().as_u16(), 200);
+        let limit = response
+            .headers()
+            .get("ratelimit-limit")
+            .and_then(|v| v.to_str().ok());
+        assert_eq!(
+            limit, expected,
+            "serve {args:?} TIDINGS_RATE_LIMITS={env:?}"
+        );
+        // The data dir's lock goes with the process: wait for it before the next one.
+        let mut server = server;
+        let _ = server.child.kill();
+        let _ = server.child.wait();
+    }
+}

@@ -101,6 +101,10 @@ pub fn router(state: AppState) -> Router {
             refuse_roles_not_served,
         ))
         .layer(DefaultBodyLimit::max(max_body))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            crate::limits::budget_layer,
+        ))
         .layer(TraceLayer::new_for_http())
         .with_state(state)
 }

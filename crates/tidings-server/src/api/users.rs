@@ -4,6 +4,7 @@ use crate::AppState;
 use crate::auth::{AdminUser, AuthUser, hash_password, new_token, verify_password};
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{ApiJson, ApiPath};
+use crate::limits::ClientIp;
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -109,6 +110,7 @@ pub async fn hash_password_blocking(password: String) -> ApiResult<String> {
     responses((status = 201, body = User), (status = 400), (status = 403, description = "registration closed"), (status = 409, description = "username taken")))]
 pub async fn signup(
     State(state): State<AppState>,
+    ClientIp(ip): ClientIp,
     ApiJson(body): ApiJson<SignupBody>,
 ) -> ApiResult<(StatusCode, Json<User>)> {
     if !state.config.registration_open {
@@ -120,6 +122,9 @@ pub async fn signup(
     let username = check_username(&body.username)?;
     check_password(&body.password)?;
     let display_name = check_display_name(body.display_name.as_deref(), &username)?;
+    // Counted before the (slow) hash and the store: taken usernames count too, so probing
+    // for them is limited as well.
+    state.limiters.signup_attempt(ip)?;
     let hash = hash_password_blocking(body.password).await?;
     let user = state
         .store
@@ -133,9 +138,13 @@ pub async fn signup(
     responses((status = 201, body = SessionBody), (status = 401, description = "wrong username or password"), (status = 403, description = "suspended")))]
 pub async fn login(
     State(state): State<AppState>,
+    ClientIp(ip): ClientIp,
     ApiJson(body): ApiJson<LoginBody>,
 ) -> ApiResult<(StatusCode, Json<SessionBody>)> {
+    let limiters = &state.limiters;
+    limiters.login_attempt(&body.username, ip)?;
     let wrong = || {
+        limiters.login_failed(&body.username, ip);
         ApiError::new(
             StatusCode::UNAUTHORIZED,
             "invalid_credentials",
@@ -150,13 +159,14 @@ pub async fn login(
     let Some(hash) = hash else {
         return Err(wrong());
     };
-    let password = body.password;
+    let password = body.password.clone();
     let ok = tokio::task::spawn_blocking(move || verify_password(&password, &hash))
         .await
         .map_err(ApiError::internal)?;
     if !ok || user.status == UserStatus::Deleted {
         return Err(wrong());
     }
+    limiters.login_succeeded(&body.username, ip);
     if user.status == UserStatus::Suspended {
         return Err(ApiError::forbidden(
             "account_suspended",

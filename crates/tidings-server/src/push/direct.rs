@@ -30,8 +30,6 @@ const STREAM_REQUEST: &[u8] = b"GET /api/v1/inbox/stream";
 const MAX_HEAD: usize = 16 * 1024;
 /// Most headers in a request head.
 const MAX_HEADERS: usize = 64;
-/// How long a client may take to send its request head (as hyper's header read timeout).
-pub const HEAD_TIMEOUT: Duration = Duration::from_secs(30);
 /// Most bytes gathered into one write when several events are ready at once.
 const MAX_BATCH: usize = 64 * 1024;
 
@@ -60,16 +58,20 @@ pub async fn opens_with_stream(tcp: &TcpStream) -> io::Result<bool> {
 /// Serves the one live-stream request on `io` through `app`, then closes the connection.
 /// A server shutdown (`stop` changing) while the head is still awaited drops the connection;
 /// once the stream runs, the hub ends it with its `resume` event.
+/// `head_timeout` bounds how long the client may take to send its request head (as hyper's
+/// header read timeout does for other connections), so a slow sender cannot hold it open.
 pub async fn serve(
     mut io: StallGuard<TcpStream>,
     app: axum::Router,
+    peer: std::net::SocketAddr,
+    head_timeout: Duration,
     mut stop: tokio::sync::watch::Receiver<()>,
 ) {
     let head = tokio::select! {
-        head = tokio::time::timeout(HEAD_TIMEOUT, read_head(&mut io)) => head,
+        head = tokio::time::timeout(head_timeout, read_head(&mut io)) => head,
         _ = stop.changed() => return,
     };
-    let request = match head {
+    let mut request = match head {
         Ok(Ok(Ok(request))) => request,
         Ok(Ok(Err(status))) => {
             let _ = write_plain_error(&mut io, status).await;
@@ -78,6 +80,9 @@ pub async fn serve(
         // The client went away, failed, or was too slow: nothing to answer.
         Ok(Err(_)) | Err(_) => return,
     };
+    request
+        .extensions_mut()
+        .insert(axum::extract::ConnectInfo(peer));
     let http10 = request.version() == Version::HTTP_10;
     // Boxed, so the router's (large) future is freed once it has answered instead of sizing
     // this future, which lives as long as the stream.

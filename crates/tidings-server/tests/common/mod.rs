@@ -83,12 +83,28 @@ impl TestServer {
         Self::start_in(dir, config, store_config).await
     }
 
-    /// Starts a server over an existing data dir.
+    /// Starts a server over an existing data dir. The rate limits are off: suites sign up and
+    /// call from one address far faster than a person (`tests/limits.rs` turns them on with
+    /// [`TestServer::start_limited`]).
     pub async fn start_in(
         dir: TempDir,
         config: ServerConfig,
         store_config: StoreConfig,
     ) -> TestServer {
+        let config = ServerConfig {
+            rate_limits: tidings_server::limits::RateLimits::off(),
+            ..config
+        };
+        Self::launch(dir, config, store_config).await
+    }
+
+    /// Starts a server whose rate limits are as configured.
+    pub async fn start_limited(config: ServerConfig) -> TestServer {
+        let dir = tempfile::tempdir().expect("temp dir");
+        Self::launch(dir, config, StoreConfig::default()).await
+    }
+
+    async fn launch(dir: TempDir, config: ServerConfig, store_config: StoreConfig) -> TestServer {
         let location = test_store_location(dir.path());
         let slot = match location {
             StoreLocation::Postgres(_) => Some(
