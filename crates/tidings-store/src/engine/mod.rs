@@ -35,7 +35,7 @@ pub use offline::AdminConnection;
 
 use crate::adapters::{self, Backend};
 use crate::hot::{Effect, HotIndex};
-use crate::model::{RoutedNotice, User};
+use crate::model::{LiveSession, RoutedNotice};
 use crate::sql::Connection;
 use crate::{StoreError, StoreResult};
 use std::sync::{Arc, Mutex, RwLock};
@@ -346,7 +346,7 @@ pub(crate) struct Shared {
     /// Stored activity bodies by seq: immutable, so never stale.
     pub(crate) bodies: moka::sync::Cache<i64, Arc<str>>,
     /// Live sessions by token hash; invalidated on revocation and status changes.
-    pub(crate) sessions: moka::sync::Cache<String, User>,
+    pub(crate) sessions: moka::sync::Cache<String, LiveSession>,
 }
 
 impl Shared {
