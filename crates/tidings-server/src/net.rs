@@ -44,7 +44,7 @@ pub async fn serve(
     let (done_tx, done_rx) = tokio::sync::watch::channel(());
     let mut shutdown = std::pin::pin!(shutdown);
     loop {
-        let (io, _addr) = tokio::select! {
+        let (io, addr) = tokio::select! {
             accepted = listener.accept() => accepted,
             () = &mut shutdown => break,
         };
@@ -75,6 +75,9 @@ pub async fn serve(
             // hyper takes the request bodies as they are. A Socket.IO websocket keeps nothing
             // of its upgrade request (`push::engineio`), so hyper's buffers go with the
             // connection's HTTP part.
+            // Handlers may ask who is calling (`ConnectInfo`): sign-in records the address.
+            let app =
+                tower_http::add_extension::AddExtension::new(app, axum::extract::ConnectInfo(addr));
             let service = TowerToHyperService::new(app);
             let conn = http
                 .serve_connection(TokioIo::new(io), service)

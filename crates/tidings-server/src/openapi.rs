@@ -83,6 +83,8 @@ impl Modify for Unavailable {
         api::follows::unshare, api::follows::relationship, api::follows::my_reactions,
         api::feeds::list, api::feeds::read, api::feeds::seen, api::feeds::mark_read,
         crate::compat::afs::create_app_key,
+        api::account::list_sessions, api::account::revoke_session, api::account::change_password,
+        api::account::delete_account,
     ),
     components(schemas(pagination::PageBody, pagination::PageItemBody))
 )]

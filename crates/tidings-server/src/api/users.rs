@@ -1,7 +1,7 @@
 //! Sign-up, sessions, profiles, and admin moderation of users.
 
 use crate::AppState;
-use crate::auth::{AdminUser, AuthUser, hash_password, new_token, verify_password};
+use crate::auth::{AdminUser, AuthUser, ClientInfo, hash_password, new_token, verify_password};
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{ApiJson, ApiPath};
 use axum::Json;
@@ -9,7 +9,7 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
 use tidings_core::expr::normalize_slug;
-use tidings_store::model::{User, UserStatus};
+use tidings_store::model::{NewSession, SessionInfo, User, UserStatus};
 use utoipa::ToSchema;
 
 /// Sign-up request.
@@ -41,6 +41,8 @@ pub struct SessionBody {
     pub token: String,
     /// Who logged in.
     pub user: User,
+    /// The session as the device list shows it (its id, when it expires unless used).
+    pub session: SessionInfo,
 }
 
 /// Checks a username; clear 400s.
@@ -127,6 +129,7 @@ pub async fn signup(
     responses((status = 201, body = SessionBody), (status = 401, description = "wrong username or password"), (status = 403, description = "suspended")))]
 pub async fn login(
     State(state): State<AppState>,
+    client: ClientInfo,
     ApiJson(body): ApiJson<LoginBody>,
 ) -> ApiResult<(StatusCode, Json<SessionBody>)> {
     let wrong = || {
@@ -158,8 +161,26 @@ pub async fn login(
         ));
     }
     let (token, token_hash) = new_token();
-    state.store.create_session(user.id, token_hash).await?;
-    Ok((StatusCode::CREATED, Json(SessionBody { token, user })))
+    let session = state
+        .store
+        .open_session(
+            user.id,
+            NewSession {
+                token_hash,
+                ttl: state.config.sessions.ttl,
+                user_agent: client.user_agent,
+                ip: client.ip,
+            },
+        )
+        .await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(SessionBody {
+            token,
+            user,
+            session,
+        }),
+    ))
 }
 
 /// Log out: revokes the token used.
