@@ -2415,3 +2415,59 @@ async fn openapi_document_and_offline_docs_are_served() {
     assert_eq!(bundle.status(), StatusCode::OK);
     assert!(bundle.bytes().await.expect("bytes").len() > 100_000);
 }
+
+/// The shell script between the `accounts-walkthrough` markers of docs/accounts.md.
+fn accounts_walkthrough() -> String {
+    let page = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../docs/accounts.md"
+    ))
+    .expect("docs/accounts.md");
+    let start = page
+        .find("<!-- accounts-walkthrough -->")
+        .expect("start marker");
+    let end = page
+        .find("<!-- /accounts-walkthrough -->")
+        .expect("end marker");
+    page[start..end]
+        .lines()
+        .skip(1)
+        .filter(|line| !line.starts_with("```"))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+#[tokio::test]
+async fn accounts_walkthrough_runs_verbatim() {
+    let s = TestServer::start().await;
+    let script = accounts_walkthrough().replace("http://127.0.0.1:8080", &s.base);
+    assert!(script.contains("/me/sessions"), "{script}");
+    // Off the runtime's thread: the server under test runs on it.
+    let run = script.clone();
+    let output = tokio::task::spawn_blocking(move || {
+        std::process::Command::new("sh")
+            .arg("-eu")
+            .arg("-c")
+            .arg(&run)
+            .output()
+    })
+    .await
+    .expect("join")
+    .expect("run sh");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{script}\nstdout: {stdout}\nstderr: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(stdout.contains("\"Ana phone\""), "{stdout}");
+    assert!(stdout.contains("\"current\": true"), "{stdout}");
+    assert!(stdout.contains("\"revoked_sessions\":0"), "{stdout}");
+    assert_eq!(
+        stdout.matches("\"code\":\"unauthenticated\"").count(),
+        2,
+        "the signed-out laptop and the deleted account are refused: {stdout}"
+    );
+    let ana = s.store.user("ana").await.expect("ana");
+    assert_eq!(ana.status.as_str(), "deleted");
+}
