@@ -2471,3 +2471,31 @@ async fn accounts_walkthrough_runs_verbatim() {
     let ana = s.store.user("ana").await.expect("ana");
     assert_eq!(ana.status.as_str(), "deleted");
 }
+
+#[tokio::test]
+async fn signing_a_device_out_closes_its_live_stream_and_no_other() {
+    let s = TestServer::start().await;
+    s.user("ana").await;
+    let laptop = login_from(&s, "ana", "correct horse", "Laptop").await;
+    let phone = token_of(&login_from(&s, "ana", "correct horse", "Phone").await);
+    let laptop_token = token_of(&laptop);
+    let mut laptop_live = common::sse::SseClient::open(&s, "", &laptop_token, None).await;
+    laptop_live.expect("ready").await;
+    let mut phone_live = common::sse::SseClient::open(&s, "", &phone, None).await;
+    phone_live.expect("ready").await;
+    let laptop_id = laptop["session"]["id"].as_str().expect("id");
+    assert_eq!(
+        s.delete(&phone, &format!("/me/sessions/{laptop_id}"))
+            .await
+            .status,
+        StatusCode::NO_CONTENT
+    );
+    let closed = laptop_live
+        .next(std::time::Duration::from_secs(2))
+        .await
+        .expect("the laptop's stream is closed in time");
+    assert_eq!(closed.event, "closed");
+    assert_eq!(closed.json()["reason"], "revoked");
+    // The phone's stream stays open and quiet.
+    phone_live.assert_quiet().await;
+}

@@ -15,6 +15,19 @@ function accountMessage(e) {
   return e.message;
 }
 
+/** "Firefox on Linux" from a User-Agent (the full text stays in the tooltip). */
+export function deviceName(agent) {
+  if (!agent) return 'Unknown device';
+  const browsers = [[/Edg\//, 'Edge'], [/OPR\//, 'Opera'], [/Firefox\//, 'Firefox'], [/Chrome\//, 'Chrome'],
+    [/Safari\//, 'Safari'], [/^curl\//, 'curl']];
+  const systems = [[/Android/, 'Android'], [/iPhone|iPad/, 'iOS'], [/Windows/, 'Windows'], [/Mac OS X/, 'macOS'],
+    [/CrOS/, 'ChromeOS'], [/Linux/, 'Linux']];
+  const browser = (browsers.find(([re]) => re.test(agent)) || [])[1];
+  const system = (systems.find(([re]) => re.test(agent)) || [])[1];
+  if (browser && system) return `${browser} on ${system}`;
+  return browser || system || (agent.length > 40 ? `${agent.slice(0, 40)}…` : agent);
+}
+
 /** One signed-in device, with its sign-out button. */
 function deviceRow(item, onSignedOut) {
   const error = h('p', { class: 'error', role: 'alert' });
@@ -38,7 +51,7 @@ function deviceRow(item, onSignedOut) {
   });
   return h('li', { class: 'device', dataset: { sessionId: item.id, current: String(item.current) } },
     h('div', { class: 'row' },
-      h('strong', { class: 'device-agent', text: item.user_agent || 'Unknown device' }),
+      h('strong', { class: 'device-agent', title: item.user_agent || null, text: deviceName(item.user_agent) }),
       item.current ? h('span', { class: 'badge', text: 'This device' }) : null),
     h('p', { class: 'muted small' },
       item.ip ? `From ${item.ip} · ` : '',
