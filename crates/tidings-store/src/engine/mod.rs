@@ -608,8 +608,13 @@ impl Shared {
                         } => self.bodies.insert(*seq, body.clone()),
                         Effect::Sessions => {
                             // Revoked sessions or a changed user: no cached session survives.
+                            // Bumped before (a session read racing this does not cache what it
+                            // read) and after (whoever re-checks live connections on the bump
+                            // reads past the emptied cache, not a stale copy: on a node that
+                            // hears of a revocation only here, this is the only wake-up).
                             self.session_changes.send_modify(|g| *g += 1);
                             self.sessions.invalidate_all();
+                            self.session_changes.send_modify(|g| *g += 1);
                         }
                         _ => {}
                     }
