@@ -31,6 +31,8 @@ pub struct ServerConfig {
     pub bus_url: Option<String>,
     /// `[sessions]`: how long sign-ins last.
     pub sessions: SessionConfig,
+    /// Which requests this node serves (`serve --roles`); both by default.
+    pub roles: ServedRoles,
 }
 
 /// How long a session lasts: an idle timeout that use pushes forward (sliding expiry).
@@ -48,6 +50,26 @@ impl Default for SessionConfig {
         SessionConfig {
             ttl: tidings_store::model::DEFAULT_SESSION_TTL,
             refresh: std::time::Duration::from_secs(300),
+        }
+    }
+}
+
+/// The requests a node serves: the API (REST, web app, compat profiles) and live channels
+/// (SSE, Socket.IO). A node without one answers those requests `421 role_not_served`, so a
+/// misrouted request is told where to go instead of being half served.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ServedRoles {
+    /// REST API, web app, compat profiles.
+    pub api: bool,
+    /// Live channels.
+    pub push: bool,
+}
+
+impl Default for ServedRoles {
+    fn default() -> Self {
+        ServedRoles {
+            api: true,
+            push: true,
         }
     }
 }
@@ -76,6 +98,7 @@ impl Default for ServerConfig {
             store_url: None,
             bus_url: None,
             sessions: SessionConfig::default(),
+            roles: ServedRoles::default(),
         }
     }
 }
