@@ -1,4 +1,4 @@
-// The web app's nine stories (and the extras), driven through Debian's Chromium headless with
+// The web app's stories (the nine, the extras, the social pages, the account page), driven through Debian's Chromium headless with
 // two people in two browser contexts. Run by crates/tidings/tests/web_e2e.rs against a real
 // `tidings serve`; environment:
 //   TIDINGS_BASE_URL       the server, e.g. http://127.0.0.1:PORT
@@ -657,6 +657,68 @@ try {
     await fits('an outbox with reaction buttons');
     await noXss(page);
     await phone.close();
+  });
+
+  await story('14. account: two devices, sign one out from the other, change the password, delete the account', async () => {
+    const laptopCtx = await browser.newContext({ viewport: { width: 1280, height: 860 } });
+    const phoneCtx = await browser.newContext({ viewport: { width: 390, height: 844 }, isMobile: true });
+    const laptop = await laptopCtx.newPage();
+    const phone = await phoneCtx.newPage();
+    for (const [who, page] of [['cy-laptop', laptop], ['cy-phone', phone]]) {
+      page.setDefaultTimeout(T);
+      guard(page, who);
+      pages[who] = page;
+    }
+    await signUp(laptop, 'cy', 'Cy');
+    await visible(laptop.locator('#inbox-title'));
+    await logIn(phone, 'cy');
+    await visible(phone.locator('#inbox-title'));
+    // The phone sees both devices, itself marked.
+    await phone.click('#account-link');
+    await visible(phone.locator('#account-title'));
+    await visible(phone.locator('#devices .device'));
+    assert.equal(await phone.locator('#devices .device').count(), 2);
+    assert.equal(await phone.locator('#devices .device[data-current=true] .badge', { hasText: 'This device' }).count(), 1);
+    await shot(phone, 'account-devices-phone');
+    // It signs the laptop out; the laptop is sent to the login page on its next request.
+    await phone.locator('#devices .device[data-current=false] button.sign-out').click();
+    await gone(phone.locator('#devices .device[data-current=false]'));
+    assert.equal(await phone.locator('#devices .device').count(), 1);
+    await laptop.reload();
+    await visible(laptop.locator('#login-form'));
+    await logIn(laptop, 'cy');
+    await visible(laptop.locator('#inbox-title'));
+    // A wrong current password is refused and changes nothing; the right one signs the laptop out.
+    await phone.fill('#password-form input[name=current_password]', 'not my password');
+    await phone.fill('#password-form input[name=new_password]', 'battery staple');
+    await phone.click('#password-form button[type=submit]');
+    await visible(phone.locator('#password-form .error', { hasText: 'not your current password' }));
+    await laptop.click('#account-link');
+    await visible(laptop.locator('#account-title'));
+    await phone.fill('#password-form input[name=current_password]', PASSWORD);
+    await phone.fill('#password-form input[name=new_password]', 'battery staple');
+    await phone.click('#password-form button[type=submit]');
+    await visible(phone.locator('.toast', { hasText: '1 other device was signed out' }));
+    // The laptop's live channel is closed at once: it lands on the login page unprompted.
+    await visible(laptop.locator('#login-form'));
+    await logIn(laptop, 'cy');
+    await visible(laptop.locator('#auth-error', { hasText: 'Wrong username or password' }));
+    await logIn(laptop, 'cy', 'battery staple');
+    await visible(laptop.locator('#inbox-title'));
+    // The phone deletes the account: both devices are out, and the name cannot log in again.
+    await phone.reload();
+    await visible(phone.locator('#delete-account-form'));
+    await phone.fill('#delete-account-form input[name=password]', 'battery staple');
+    await phone.click('#delete-account-form button[type=submit]');
+    await visible(phone.locator('#login-form'));
+    await visible(laptop.locator('#login-form'));
+    await logIn(phone, 'cy', 'battery staple');
+    await visible(phone.locator('#auth-error', { hasText: 'Wrong username or password' }));
+    await noXss(phone);
+    delete pages['cy-laptop'];
+    delete pages['cy-phone'];
+    await laptopCtx.close();
+    await phoneCtx.close();
   });
 
   // A last look at both screens for the artifacts.

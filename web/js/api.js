@@ -64,7 +64,7 @@ export async function api(method, path, body, { headers = {} } = {}, retried = f
       return api(method, path, body, { headers }, true);
     }
     const e = new ApiError(res.status, err.code || `http_${res.status}`, err.message || res.statusText, err.details);
-    if (res.status === 401 && session.token) window.dispatchEvent(new CustomEvent('tidings:unauthorized'));
+    if (res.status === 401 && session.token) window.dispatchEvent(new CustomEvent('tidings:unauthorized', { detail: { code: e.code } }));
     throw e;
   }
   return json;

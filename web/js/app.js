@@ -14,6 +14,7 @@ import { composeView } from './views/compose.js';
 import { profileView } from './views/profile.js';
 import { subscriptionsView } from './views/subscriptions.js';
 import { notificationsView } from './views/notifications.js';
+import { accountView } from './views/account.js';
 import { notificationsLink, resetNotificationCounts } from './badge.js';
 import { startLive, stopLive } from './live.js';
 
@@ -29,6 +30,7 @@ const routes = [
   [/^\/u\/([^/]+)$/, profileView],
   [/^\/subscriptions$/, subscriptionsView],
   [/^\/notifications$/, notificationsView],
+  [/^\/account$/, accountView],
 ];
 
 const main = () => document.getElementById('main');
@@ -99,6 +101,7 @@ function renderHeader(path) {
     notificationsLink(path === '/notifications'),
     link('/compose', 'Compose', { class: 'primary-link' }),
     link(`/u/${encodeURIComponent(user.username)}`, user.display_name || user.username, { id: 'me-link' }),
+    link('/account', 'Account', { id: 'account-link' }),
     h('button', { type: 'button', class: 'ghost', id: 'logout', onclick: logout, text: 'Log out' }));
 }
 
@@ -129,11 +132,12 @@ window.addEventListener('popstate', () => {
   if (location.pathname + location.search !== shown) render();
 });
 window.addEventListener('tidings:navigate', render);
-window.addEventListener('tidings:unauthorized', () => {
+window.addEventListener('tidings:unauthorized', (e) => {
   session.clear();
   stopLive();
   resetNotificationCounts();
-  toast('Your session ended; please log in again.', 'error');
+  const expired = e.detail && e.detail.code === 'session_expired';
+  toast(expired ? 'Your session expired after a while unused; please log in again.' : 'Your session ended; please log in again.', 'error');
   navigate(`/login?next=${encodeURIComponent(location.pathname)}`, { replace: true });
 });
 

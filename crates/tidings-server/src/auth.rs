@@ -6,10 +6,11 @@ use crate::error::ApiError;
 use argon2::Argon2;
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use axum::extract::FromRequestParts;
+use axum::http::StatusCode;
 use axum::http::request::Parts;
 use rand::RngCore;
 use sha2::{Digest, Sha256};
-use tidings_store::model::{User, UserStatus};
+use tidings_store::model::{SessionLookup, User, UserStatus};
 
 /// Hashes a password with argon2id and a fresh salt (slow on purpose: run off the async threads).
 pub fn hash_password(password: &str) -> Result<String, ApiError> {
@@ -54,6 +55,8 @@ pub struct AuthUser {
     pub user: User,
     /// Hash of the token used, to revoke it on logout.
     pub token_hash: String,
+    /// Public id of the session the token opened (what the device list shows).
+    pub session_id: String,
 }
 
 impl FromRequestParts<AppState> for AuthUser {
@@ -85,21 +88,88 @@ pub fn bearer_token(header: &axum::http::HeaderValue) -> Option<&str> {
         .filter(|t| !t.is_empty())
 }
 
-/// Resolves a bearer token (from a header, a handshake or a query argument) to its caller.
+/// Resolves a bearer token (from a header, a handshake or a query argument) to its caller,
+/// and pushes the session's expiry forward when it was last pushed `[sessions] refresh`
+/// ago or more (at most one write per session per interval, off the request's path).
 pub async fn authenticate(state: &AppState, token: &str) -> Result<AuthUser, ApiError> {
     let token_hash = token_hash(token);
-    let user = state
-        .store
-        .session_user(token_hash.clone())
-        .await?
-        .ok_or_else(|| ApiError::unauthenticated("the token is unknown or revoked"))?;
-    match user.status {
-        UserStatus::Active => Ok(AuthUser { user, token_hash }),
-        UserStatus::Suspended => Err(ApiError::forbidden(
-            "account_suspended",
-            "this account is suspended",
-        )),
-        UserStatus::Deleted => Err(ApiError::unauthenticated("this account was deleted")),
+    let session = match state.store.session(token_hash.clone()).await? {
+        SessionLookup::Live(session) => session,
+        SessionLookup::Expired => {
+            return Err(ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                "session_expired",
+                "this session expired after going unused; log in again",
+            ));
+        }
+        SessionLookup::Unknown => {
+            return Err(ApiError::unauthenticated("the token is unknown or revoked"));
+        }
+    };
+    match session.user.status {
+        UserStatus::Active => {}
+        UserStatus::Suspended => {
+            return Err(ApiError::forbidden(
+                "account_suspended",
+                "this account is suspended",
+            ));
+        }
+        UserStatus::Deleted => return Err(ApiError::unauthenticated("this account was deleted")),
+    }
+    let sessions = state.config.sessions;
+    let refresh_ms = i64::try_from(sessions.refresh.as_millis()).unwrap_or(i64::MAX);
+    if unix_now_ms().saturating_sub(session.last_used_ms) >= refresh_ms {
+        let store = state.store.clone();
+        let hash = token_hash.clone();
+        tokio::spawn(async move {
+            if let Err(e) = store.touch_session(hash, sessions.ttl).await {
+                tracing::warn!(error = %e, "could not refresh a session's expiry");
+            }
+        });
+    }
+    Ok(AuthUser {
+        user: session.user,
+        token_hash,
+        session_id: session.id,
+    })
+}
+
+/// Now, in unix milliseconds.
+fn unix_now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}
+
+/// What a sign-in records about the device: its `User-Agent` (cut to 256 characters) and
+/// the peer address of its connection. Never rejects: both are optional.
+#[derive(Debug, Clone, Default)]
+pub struct ClientInfo {
+    /// The `User-Agent` header, if any.
+    pub user_agent: Option<String>,
+    /// The connection's peer address, if known.
+    pub ip: Option<String>,
+}
+
+/// Longest user agent kept with a session.
+const MAX_USER_AGENT_CHARS: usize = 256;
+
+impl<S: Send + Sync> FromRequestParts<S> for ClientInfo {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        let user_agent = parts
+            .headers
+            .get(axum::http::header::USER_AGENT)
+            .and_then(|v| v.to_str().ok())
+            .map(|v| v.chars().take(MAX_USER_AGENT_CHARS).collect::<String>())
+            .filter(|v| !v.trim().is_empty());
+        let ip = parts
+            .extensions
+            .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+            .map(|info| info.0.ip().to_string());
+        Ok(ClientInfo { user_agent, ip })
     }
 }
 

@@ -29,6 +29,8 @@ pub struct ServerConfig {
     pub store_url: Option<String>,
     /// `[bus] url`: NATS between nodes; `--bus` and `TIDINGS_BUS` win over it.
     pub bus_url: Option<String>,
+    /// `[sessions]`: how long sign-ins last.
+    pub sessions: SessionConfig,
     /// Which requests this node serves (`serve --roles`); both by default.
     pub roles: ServedRoles,
     /// Login, sign-up and per-token rate limits (`[limits]`).
@@ -36,6 +38,25 @@ pub struct ServerConfig {
     /// A client must send a whole request head within this long, and an idle keep-alive
     /// connection is closed after it (slowloris).
     pub header_read_timeout: std::time::Duration,
+}
+
+/// How long a session lasts: an idle timeout that use pushes forward (sliding expiry).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SessionConfig {
+    /// A session not used for this long stops working (`[sessions] ttl_seconds`).
+    pub ttl: std::time::Duration,
+    /// A session's expiry is pushed forward at most this often, so a busy client costs one
+    /// write per interval rather than one per request (`[sessions] refresh_seconds`).
+    pub refresh: std::time::Duration,
+}
+
+impl Default for SessionConfig {
+    fn default() -> Self {
+        SessionConfig {
+            ttl: tidings_store::model::DEFAULT_SESSION_TTL,
+            refresh: std::time::Duration::from_secs(300),
+        }
+    }
 }
 
 /// The requests a node serves: the API (REST, web app, compat profiles) and live channels
@@ -81,6 +102,7 @@ impl Default for ServerConfig {
             compat: crate::compat::CompatConfig::default(),
             store_url: None,
             bus_url: None,
+            sessions: SessionConfig::default(),
             roles: ServedRoles::default(),
             rate_limits: crate::limits::RateLimits::default(),
             header_read_timeout: DEFAULT_HEADER_READ_TIMEOUT,
@@ -110,7 +132,22 @@ struct FileConfig {
     store: Option<StoreSection>,
     #[serde(default)]
     bus: Option<BusSection>,
+    #[serde(default)]
+    sessions: Option<SessionsSection>,
 }
+
+/// `[sessions]`: how long sign-ins last.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SessionsSection {
+    /// Seconds a session may go unused before it expires (60 to 31,536,000: a year).
+    ttl_seconds: Option<u64>,
+    /// Seconds between two refreshes of a used session's expiry (0 to half the ttl).
+    refresh_seconds: Option<u64>,
+}
+
+/// Longest session lifetime the config accepts: a year.
+const MAX_SESSION_TTL_SECONDS: u64 = 365 * 24 * 3600;
 
 /// `[bus]`: the bus between nodes.
 #[derive(Debug, Deserialize)]
@@ -331,6 +368,12 @@ impl ServerConfig {
             }
             config.stall_timeout = std::time::Duration::from_secs(secs);
         }
+        if let Some(sessions) = file.sessions {
+            config.sessions = session_config(sessions).map_err(|message| ConfigError::Parse {
+                path: display.clone(),
+                message,
+            })?;
+        }
         if let Some(compat) = file.compat {
             config.compat = compat;
         }
@@ -355,5 +398,74 @@ impl ServerConfig {
         config.store_url = file.store.map(|store| store.url);
         config.bus_url = file.bus.map(|bus| bus.url);
         Ok(config)
+    }
+}
+
+/// Checks `[sessions]`: a lifetime of a minute to a year, refreshed at least twice within it
+/// (so a session in steady use never lapses between two refreshes).
+fn session_config(section: SessionsSection) -> Result<SessionConfig, String> {
+    let defaults = SessionConfig::default();
+    let ttl = section.ttl_seconds.unwrap_or(defaults.ttl.as_secs());
+    if !(60..=MAX_SESSION_TTL_SECONDS).contains(&ttl) {
+        return Err(format!(
+            "sessions.ttl_seconds must be between 60 and {MAX_SESSION_TTL_SECONDS}"
+        ));
+    }
+    let refresh = section
+        .refresh_seconds
+        .unwrap_or(defaults.refresh.as_secs().min(ttl / 2));
+    if refresh > ttl / 2 {
+        return Err("sessions.refresh_seconds must be at most half of sessions.ttl_seconds".into());
+    }
+    Ok(SessionConfig {
+        ttl: std::time::Duration::from_secs(ttl),
+        refresh: std::time::Duration::from_secs(refresh),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load(text: &str) -> Result<ServerConfig, ConfigError> {
+        let dir = tempfile::tempdir().map_err(|source| ConfigError::Read {
+            path: "tempdir".into(),
+            source,
+        })?;
+        let path = dir.path().join("tidings.toml");
+        std::fs::write(&path, text).map_err(|source| ConfigError::Read {
+            path: "tidings.toml".into(),
+            source,
+        })?;
+        ServerConfig::load(&path)
+    }
+
+    #[test]
+    fn sessions_section_sets_ttl_and_refresh() {
+        let config = load("[sessions]\nttl_seconds = 3600\nrefresh_seconds = 60\n").expect("ok");
+        assert_eq!(config.sessions.ttl.as_secs(), 3600);
+        assert_eq!(config.sessions.refresh.as_secs(), 60);
+        // A short ttl alone gets a refresh that fits it.
+        let config = load("[sessions]\nttl_seconds = 120\n").expect("ok");
+        assert_eq!(config.sessions.refresh.as_secs(), 60);
+        let config = load("").expect("ok");
+        assert_eq!(config.sessions, SessionConfig::default());
+        assert_eq!(config.sessions.ttl.as_secs(), 30 * 24 * 3600);
+    }
+
+    #[test]
+    fn bad_sessions_sections_are_refused_with_the_reason() {
+        for (text, needle) in [
+            ("[sessions]\nttl_seconds = 10\n", "ttl_seconds"),
+            ("[sessions]\nttl_seconds = 99999999999\n", "ttl_seconds"),
+            (
+                "[sessions]\nttl_seconds = 600\nrefresh_seconds = 301\n",
+                "refresh_seconds",
+            ),
+            ("[sessions]\nttl = 600\n", "unknown field"),
+        ] {
+            let error = load(text).expect_err(text).to_string();
+            assert!(error.contains(needle), "{text}: {error}");
+        }
     }
 }

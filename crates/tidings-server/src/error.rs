@@ -203,5 +203,24 @@ impl IntoResponse for ApiError {
     }
 }
 
+/// The body of every error response, as the OpenAPI document describes it.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct ErrorBody {
+    /// What went wrong.
+    pub error: ErrorDetail,
+}
+
+/// An error's code, message and optional details.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct ErrorDetail {
+    /// Stable machine-readable code, such as `session_expired`.
+    pub code: String,
+    /// Human-readable explanation.
+    pub message: String,
+    /// Extra structured context, when there is some.
+    #[schema(value_type = Option<Object>)]
+    pub details: Option<Value>,
+}
+
 /// Result alias for handlers.
 pub type ApiResult<T> = Result<T, ApiError>;

@@ -80,6 +80,9 @@ pub async fn serve(
             // hyper takes the request bodies as they are. A Socket.IO websocket keeps nothing
             // of its upgrade request (`push::engineio`), so hyper's buffers go with the
             // connection's HTTP part.
+            // Handlers may ask who is calling (`ConnectInfo`): sign-in records the address.
+            let app =
+                tower_http::add_extension::AddExtension::new(app, axum::extract::ConnectInfo(addr));
             let service = TowerToHyperService::new(app);
             // The peer's address, for per-IP limits (`limits::ClientIp`).
             let service = hyper::service::service_fn(

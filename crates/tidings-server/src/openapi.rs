@@ -560,6 +560,8 @@ impl Modify for AbuseLimits {
         crate::compat::afs::me, crate::compat::afs::create_post, crate::compat::afs::activity,
         crate::compat::afs::my_feed, crate::compat::afs::friends_feed, crate::compat::afs::follow,
         crate::compat::afs::unfollow,
+        api::account::list_sessions, api::account::revoke_session, api::account::change_password,
+        api::account::delete_account,
     ),
     components(schemas(
         pagination::PageBody, pagination::PageItemBody, ErrorBody, ErrorDetail,

@@ -825,6 +825,452 @@ async fn deleted_user_is_revoked_but_its_activities_stay_readable() {
 }
 
 // ---------------------------------------------------------------------------------------------
+// Own account: devices, expiry, password change, self-deletion
+// ---------------------------------------------------------------------------------------------
+
+/// Logs in from a device that sends `agent` as its User-Agent; returns the login body.
+async fn login_from(s: &TestServer, username: &str, password: &str, agent: &str) -> Value {
+    let r = s
+        .request(
+            Method::POST,
+            "/sessions",
+            None,
+            Some(json!({"username": username, "password": password})),
+            &[("user-agent", agent)],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.body);
+    r.body
+}
+
+fn token_of(login: &Value) -> String {
+    login["token"].as_str().expect("token").to_owned()
+}
+
+/// The caller's sessions as (id, current, user agent), in the order listed.
+async fn my_sessions(s: &TestServer, token: &str) -> Vec<(String, bool, String)> {
+    let r = s.get(token, "/me/sessions").await;
+    assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+    r.body["items"]
+        .as_array()
+        .expect("items")
+        .iter()
+        .map(|i| {
+            (
+                i["id"].as_str().expect("id").to_owned(),
+                i["current"].as_bool().expect("current"),
+                i["user_agent"].as_str().unwrap_or("").to_owned(),
+            )
+        })
+        .collect()
+}
+
+/// DELETE with a JSON body.
+async fn delete_body(s: &TestServer, token: &str, path: &str, body: Value) -> Resp {
+    s.request(Method::DELETE, path, Some(token), Some(body), &[])
+        .await
+}
+
+/// A server whose sessions expire after `ttl` unused and are refreshed at most every `refresh`.
+async fn server_with_sessions(
+    ttl: std::time::Duration,
+    refresh: std::time::Duration,
+) -> TestServer {
+    TestServer::start_with(
+        ServerConfig {
+            sessions: tidings_server::config::SessionConfig { ttl, refresh },
+            ..ServerConfig::default()
+        },
+        StoreConfig::default(),
+    )
+    .await
+}
+
+#[tokio::test]
+async fn each_device_is_listed_and_can_be_signed_out_alone() {
+    let s = TestServer::start().await;
+    s.user("ana").await;
+    let bob = s.user("bob").await;
+    let laptop = login_from(&s, "ana", "correct horse", "Laptop Firefox").await;
+    let phone = login_from(&s, "ana", "correct horse", "Phone Safari").await;
+    let (laptop_token, phone_token) = (token_of(&laptop), token_of(&phone));
+    // The login answer names the session and says when it expires.
+    let laptop_id = laptop["session"]["id"].as_str().expect("id").to_owned();
+    assert!(
+        laptop["session"]["expires_at"]
+            .as_str()
+            .is_some_and(|t| t > "2026")
+    );
+
+    let listed = s.get(&phone_token, "/me/sessions").await;
+    assert_eq!(listed.status, StatusCode::OK);
+    let text = listed.body.to_string();
+    assert!(
+        !text.contains(&laptop_token) && !text.contains(&phone_token),
+        "no tokens: {text}"
+    );
+    let items = listed.body["items"].as_array().expect("items");
+    // The signup helper's session, the laptop, the phone.
+    assert_eq!(items.len(), 3, "{text}");
+    let laptop_row = items
+        .iter()
+        .find(|i| i["id"] == laptop_id.as_str())
+        .expect("laptop");
+    assert_eq!(laptop_row["user_agent"], "Laptop Firefox");
+    assert_eq!(laptop_row["ip"], "127.0.0.1");
+    assert_eq!(laptop_row["current"], false);
+    for key in ["created_at", "last_used_at", "expires_at"] {
+        assert!(laptop_row[key].is_string(), "{key}: {laptop_row}");
+    }
+    let current: Vec<_> = my_sessions(&s, &phone_token)
+        .await
+        .into_iter()
+        .filter(|(_, current, _)| *current)
+        .collect();
+    assert_eq!(current.len(), 1);
+    assert_eq!(current[0].2, "Phone Safari");
+
+    // Another user cannot see or end ana's sessions: her ids are unknown to him.
+    assert!(
+        my_sessions(&s, &bob)
+            .await
+            .iter()
+            .all(|(id, _, _)| *id != laptop_id)
+    );
+    assert_error(
+        &s.delete(&bob, &format!("/me/sessions/{laptop_id}")).await,
+        StatusCode::NOT_FOUND,
+        "not_found",
+    );
+    assert_eq!(s.get(&laptop_token, "/me").await.status, StatusCode::OK);
+
+    // The phone signs the laptop out; the phone stays signed in.
+    assert_eq!(
+        s.delete(&phone_token, &format!("/me/sessions/{laptop_id}"))
+            .await
+            .status,
+        StatusCode::NO_CONTENT
+    );
+    assert_error(
+        &s.get(&laptop_token, "/me").await,
+        StatusCode::UNAUTHORIZED,
+        "unauthenticated",
+    );
+    assert_eq!(s.get(&phone_token, "/me").await.status, StatusCode::OK);
+    assert!(
+        my_sessions(&s, &phone_token)
+            .await
+            .iter()
+            .all(|(id, _, _)| *id != laptop_id)
+    );
+    assert_error(
+        &s.delete(&phone_token, &format!("/me/sessions/{laptop_id}"))
+            .await,
+        StatusCode::NOT_FOUND,
+        "not_found",
+    );
+    assert_error(
+        &s.delete(&phone_token, "/me/sessions/no-such-session").await,
+        StatusCode::NOT_FOUND,
+        "not_found",
+    );
+    // A device may sign itself out by its own id too.
+    let phone_id = phone["session"]["id"].as_str().expect("id");
+    assert_eq!(
+        s.delete(&phone_token, &format!("/me/sessions/{phone_id}"))
+            .await
+            .status,
+        StatusCode::NO_CONTENT
+    );
+    assert_error(
+        &s.get(&phone_token, "/me/sessions").await,
+        StatusCode::UNAUTHORIZED,
+        "unauthenticated",
+    );
+}
+
+#[tokio::test]
+async fn an_unused_session_expires_with_a_clear_401_and_use_keeps_one_alive() {
+    let s = server_with_sessions(
+        std::time::Duration::from_secs(2),
+        std::time::Duration::from_millis(500),
+    )
+    .await;
+    let used = s.user("ana").await;
+    let idle = s.login("ana", "correct horse").await;
+    // Used every 400 ms for well past the 2 s lifetime.
+    let started = std::time::Instant::now();
+    while started.elapsed() < std::time::Duration::from_millis(3200) {
+        tokio::time::sleep(std::time::Duration::from_millis(400)).await;
+        let r = s.get(&used, "/me").await;
+        assert_eq!(
+            r.status,
+            StatusCode::OK,
+            "after {:?}: {:?}",
+            started.elapsed(),
+            r.body
+        );
+    }
+    let expired = s.get(&idle, "/me").await;
+    assert_error(&expired, StatusCode::UNAUTHORIZED, "session_expired");
+    assert!(
+        expired.body["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("log in"))
+    );
+    // Everything that takes a token says the same.
+    assert_error(
+        &s.get(&idle, "/inbox").await,
+        StatusCode::UNAUTHORIZED,
+        "session_expired",
+    );
+    // Only the used session is listed; logging in again works.
+    assert_eq!(my_sessions(&s, &used).await.len(), 1);
+    let fresh = s.login("ana", "correct horse").await;
+    assert_eq!(s.get(&fresh, "/me").await.status, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn a_session_is_refreshed_at_most_once_per_interval_not_on_every_request() {
+    // The default interval (5 minutes): requests do not move `last_used_at`.
+    let s = TestServer::start().await;
+    let token = s.user("ana").await;
+    let before = s.get(&token, "/me/sessions").await.body["items"][0].clone();
+    for _ in 0..5 {
+        assert_eq!(s.get(&token, "/me").await.status, StatusCode::OK);
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    let after = s.get(&token, "/me/sessions").await.body["items"][0].clone();
+    assert_eq!(before["last_used_at"], after["last_used_at"]);
+    assert_eq!(before["expires_at"], after["expires_at"]);
+
+    // With a short interval, use after it moves both forward.
+    let s = server_with_sessions(
+        std::time::Duration::from_secs(3600),
+        std::time::Duration::from_millis(300),
+    )
+    .await;
+    let token = s.user("ana").await;
+    let before = s.get(&token, "/me/sessions").await.body["items"][0].clone();
+    tokio::time::sleep(std::time::Duration::from_millis(400)).await;
+    assert_eq!(s.get(&token, "/me").await.status, StatusCode::OK);
+    // The refresh is written off the request's path: give it a moment.
+    let mut after = before.clone();
+    for _ in 0..50 {
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        after = s.get(&token, "/me/sessions").await.body["items"][0].clone();
+        if after["last_used_at"] != before["last_used_at"] {
+            break;
+        }
+    }
+    assert!(
+        after["last_used_at"].as_str() > before["last_used_at"].as_str(),
+        "{after}"
+    );
+    assert!(
+        after["expires_at"].as_str() > before["expires_at"].as_str(),
+        "{after}"
+    );
+}
+
+#[tokio::test]
+async fn a_password_change_signs_out_every_other_device_and_keeps_this_one() {
+    let s = TestServer::start().await;
+    let here = s.user("ana").await;
+    let other_1 = s.login("ana", "correct horse").await;
+    let other_2 = s.login("ana", "correct horse").await;
+    let bob = s.user("bob").await;
+
+    // A wrong current password is refused and changes nothing.
+    let wrong = s
+        .request(
+            Method::PUT,
+            "/me/password",
+            Some(&here),
+            Some(json!({"current_password": "wrong horse", "new_password": "battery staple"})),
+            &[],
+        )
+        .await;
+    assert_error(&wrong, StatusCode::FORBIDDEN, "wrong_password");
+    // So are a new password that breaks the sign-up rules, and bodies of the wrong shape.
+    for (body, code) in [
+        (
+            json!({"current_password": "correct horse", "new_password": "short"}),
+            "invalid_password",
+        ),
+        (json!({"current_password": "correct horse"}), "invalid_json"),
+        (
+            json!({"current_password": "correct horse", "new_password": "battery staple", "extra": 1}),
+            "invalid_json",
+        ),
+    ] {
+        let r = s
+            .request(Method::PUT, "/me/password", Some(&here), Some(body), &[])
+            .await;
+        assert_error(&r, StatusCode::BAD_REQUEST, code);
+    }
+    for token in [&here, &other_1, &other_2] {
+        assert_eq!(s.get(token, "/me").await.status, StatusCode::OK);
+    }
+    assert_eq!(
+        try_login(&s, "ana", "correct horse").await.status,
+        StatusCode::CREATED
+    );
+    let before = my_sessions(&s, &here).await.len();
+    assert_eq!(before, 4);
+
+    let changed = s
+        .request(
+            Method::PUT,
+            "/me/password",
+            Some(&here),
+            Some(json!({"current_password": "correct horse", "new_password": "battery staple"})),
+            &[],
+        )
+        .await;
+    assert_eq!(changed.status, StatusCode::OK, "{:?}", changed.body);
+    assert_eq!(changed.body["revoked_sessions"], 3);
+    assert_eq!(s.get(&here, "/me").await.status, StatusCode::OK);
+    for token in [&other_1, &other_2] {
+        assert_error(
+            &s.get(token, "/me").await,
+            StatusCode::UNAUTHORIZED,
+            "unauthenticated",
+        );
+    }
+    assert_eq!(my_sessions(&s, &here).await.len(), 1);
+    assert_error(
+        &try_login(&s, "ana", "correct horse").await,
+        StatusCode::UNAUTHORIZED,
+        "invalid_credentials",
+    );
+    assert_eq!(
+        try_login(&s, "ana", "battery staple").await.status,
+        StatusCode::CREATED
+    );
+    // Nobody else was touched.
+    assert_eq!(s.get(&bob, "/me").await.status, StatusCode::OK);
+    assert_eq!(
+        try_login(&s, "bob", "correct horse").await.status,
+        StatusCode::CREATED
+    );
+}
+
+#[tokio::test]
+async fn a_person_deletes_their_own_account_as_an_admin_would() {
+    let s = TestServer::start().await;
+    let ana = s.user("ana").await;
+    let ana_phone = s.login("ana", "correct horse").await;
+    let bob = s.user("bob").await;
+    s.circle(&ana, "eng", "public", "open").await;
+    let note = s
+        .note(&ana, "my last words", &["circle:eng"], &["farewell"])
+        .await;
+    let id = note["id"].as_str().expect("id").to_owned();
+
+    // Without the right password, or without a body, nothing happens.
+    assert_error(
+        &delete_body(&s, &ana, "/me", json!({"password": "wrong horse"})).await,
+        StatusCode::FORBIDDEN,
+        "wrong_password",
+    );
+    let (status, body) = raw(&s, Method::DELETE, "/me", Some("application/json"), "").await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "no token: {body}");
+    let no_body = s.delete(&ana, "/me").await;
+    assert!(no_body.status.is_client_error(), "{:?}", no_body.body);
+    assert_eq!(s.get(&ana, "/me").await.body["status"], "active");
+
+    assert_eq!(
+        delete_body(&s, &ana, "/me", json!({"password": "correct horse"}))
+            .await
+            .status,
+        StatusCode::NO_CONTENT
+    );
+    // Every device is signed out; the password no longer logs in.
+    for token in [&ana, &ana_phone] {
+        assert_error(
+            &s.get(token, "/me").await,
+            StatusCode::UNAUTHORIZED,
+            "unauthenticated",
+        );
+    }
+    assert_error(
+        &try_login(&s, "ana", "correct horse").await,
+        StatusCode::UNAUTHORIZED,
+        "invalid_credentials",
+    );
+    // What stays in the log shows as from a deleted account, exactly as after admin deletion.
+    let r = s.get(&bob, &format!("/activities/{id}")).await;
+    assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+    assert_eq!(r.body["object"]["content"], "my last words");
+    assert_eq!(r.body["digest"], note["digest"]);
+    assert_eq!(r.body["tidings"]["actor"]["deleted"], true);
+    let stream = s.get(&bob, "/circles/eng/stream").await;
+    assert_eq!(TestServer::ids(&stream.body), vec![id]);
+    assert_eq!(
+        stream.body["items"][0]["activity"]["tidings"]["actor"]["deleted"],
+        true
+    );
+    assert_eq!(s.get(&bob, "/users/ana").await.body["status"], "deleted");
+    // The name stays taken.
+    assert_error(
+        &signup(&s, json!({"username": "ana", "password": "correct horse"})).await,
+        StatusCode::CONFLICT,
+        "username_taken",
+    );
+    s.assert_verified().await;
+}
+
+#[tokio::test]
+async fn account_routes_are_in_the_openapi_document_with_their_errors() {
+    let s = TestServer::start().await;
+    let doc = s
+        .request(Method::GET, "/openapi.json", None, None, &[])
+        .await;
+    let paths = &doc.body["paths"];
+    for (path, method, statuses) in [
+        (
+            "/api/v1/me/sessions",
+            "get",
+            &["200", "401", "403", "503"][..],
+        ),
+        (
+            "/api/v1/me/sessions/{id}",
+            "delete",
+            &["204", "401", "403", "404", "503"][..],
+        ),
+        (
+            "/api/v1/me/password",
+            "put",
+            &["200", "400", "401", "403", "413", "415", "503"][..],
+        ),
+        (
+            "/api/v1/me",
+            "delete",
+            &["204", "400", "401", "403", "413", "415", "503"][..],
+        ),
+    ] {
+        let responses = paths[path][method]["responses"]
+            .as_object()
+            .unwrap_or_else(|| panic!("{method} {path} missing"));
+        let mut listed: Vec<&str> = responses.keys().map(String::as_str).collect();
+        listed.sort();
+        assert_eq!(listed, statuses, "{method} {path}");
+        for (status, response) in responses {
+            if status.starts_with('4') {
+                assert_eq!(
+                    response["content"]["application/json"]["schema"]["$ref"],
+                    "#/components/schemas/ErrorBody",
+                    "{method} {path} {status}"
+                );
+            }
+        }
+    }
+    assert!(doc.body["components"]["schemas"]["ErrorBody"].is_object());
+    assert!(doc.body["components"]["schemas"]["SessionInfo"].is_object());
+}
+
+// ---------------------------------------------------------------------------------------------
 // Circles
 // ---------------------------------------------------------------------------------------------
 
@@ -1977,4 +2423,88 @@ async fn openapi_document_and_offline_docs_are_served() {
         .expect("bundle");
     assert_eq!(bundle.status(), StatusCode::OK);
     assert!(bundle.bytes().await.expect("bytes").len() > 100_000);
+}
+
+/// The shell script between the `accounts-walkthrough` markers of docs/accounts.md.
+fn accounts_walkthrough() -> String {
+    let page = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../docs/accounts.md"
+    ))
+    .expect("docs/accounts.md");
+    let start = page
+        .find("<!-- accounts-walkthrough -->")
+        .expect("start marker");
+    let end = page
+        .find("<!-- /accounts-walkthrough -->")
+        .expect("end marker");
+    page[start..end]
+        .lines()
+        .skip(1)
+        .filter(|line| !line.starts_with("```"))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+#[tokio::test]
+async fn accounts_walkthrough_runs_verbatim() {
+    let s = TestServer::start().await;
+    let script = accounts_walkthrough().replace("http://127.0.0.1:8080", &s.base);
+    assert!(script.contains("/me/sessions"), "{script}");
+    // Off the runtime's thread: the server under test runs on it.
+    let run = script.clone();
+    let output = tokio::task::spawn_blocking(move || {
+        std::process::Command::new("sh")
+            .arg("-eu")
+            .arg("-c")
+            .arg(&run)
+            .output()
+    })
+    .await
+    .expect("join")
+    .expect("run sh");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{script}\nstdout: {stdout}\nstderr: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(stdout.contains("\"Ana phone\""), "{stdout}");
+    assert!(stdout.contains("\"current\": true"), "{stdout}");
+    assert!(stdout.contains("\"revoked_sessions\":0"), "{stdout}");
+    assert_eq!(
+        stdout.matches("\"code\":\"unauthenticated\"").count(),
+        2,
+        "the signed-out laptop and the deleted account are refused: {stdout}"
+    );
+    let ana = s.store.user("ana").await.expect("ana");
+    assert_eq!(ana.status.as_str(), "deleted");
+}
+
+#[tokio::test]
+async fn signing_a_device_out_closes_its_live_stream_and_no_other() {
+    let s = TestServer::start().await;
+    s.user("ana").await;
+    let laptop = login_from(&s, "ana", "correct horse", "Laptop").await;
+    let phone = token_of(&login_from(&s, "ana", "correct horse", "Phone").await);
+    let laptop_token = token_of(&laptop);
+    let mut laptop_live = common::sse::SseClient::open(&s, "", &laptop_token, None).await;
+    laptop_live.expect("ready").await;
+    let mut phone_live = common::sse::SseClient::open(&s, "", &phone, None).await;
+    phone_live.expect("ready").await;
+    let laptop_id = laptop["session"]["id"].as_str().expect("id");
+    assert_eq!(
+        s.delete(&phone, &format!("/me/sessions/{laptop_id}"))
+            .await
+            .status,
+        StatusCode::NO_CONTENT
+    );
+    let closed = laptop_live
+        .next(std::time::Duration::from_secs(2))
+        .await
+        .expect("the laptop's stream is closed in time");
+    assert_eq!(closed.event, "closed");
+    assert_eq!(closed.json()["reason"], "revoked");
+    // The phone's stream stays open and quiet.
+    phone_live.assert_quiet().await;
 }

@@ -302,6 +302,81 @@ async fn every_operation_documents_the_503_any_node_can_answer() {
     assert!(operations > 40, "{operations} operations");
 }
 
+/// The id of the session a login answered with.
+async fn login_session(node: &TestServer, username: &str) -> (String, String) {
+    let r = node
+        .request(
+            reqwest::Method::POST,
+            "/sessions",
+            None,
+            Some(json!({"username": username, "password": "correct horse"})),
+            &[],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.body);
+    (
+        r.body["token"].as_str().expect("token").to_owned(),
+        r.body["session"]["id"].as_str().expect("id").to_owned(),
+    )
+}
+
+#[tokio::test]
+async fn signing_a_device_out_on_one_node_ends_it_on_every_node() {
+    let Some((a, b)) = two_nodes().await else {
+        return;
+    };
+    a.user("ana").await;
+    let (laptop, laptop_id) = login_session(&a, "ana").await;
+    let (phone, _) = login_session(&b, "ana").await;
+    let (tablet, _) = login_session(&a, "ana").await;
+    // Both nodes have every token cached.
+    for node in [&a, &b] {
+        for token in [&laptop, &phone, &tablet] {
+            assert_eq!(node.get(token, "/me").await.status, StatusCode::OK);
+        }
+    }
+    // The laptop holds a live stream on node a.
+    let mut live = SseClient::open(&a, "", &laptop, None).await;
+    live.expect("ready").await;
+
+    // The phone, on node b, signs the laptop out.
+    assert_eq!(
+        b.delete(&phone, &format!("/me/sessions/{laptop_id}"))
+            .await
+            .status,
+        StatusCode::NO_CONTENT
+    );
+    let closed = live
+        .next(Duration::from_secs(2))
+        .await
+        .expect("the laptop's stream on node a is closed in time");
+    assert_eq!(closed.event, "closed");
+    assert_eq!(closed.json()["reason"], "revoked");
+    a.settle().await;
+    assert_eq!(
+        a.get(&laptop, "/me").await.status,
+        StatusCode::UNAUTHORIZED,
+        "node a no longer accepts the laptop's token"
+    );
+
+    // A password change on node a signs the phone out of node b, keeps the tablet.
+    let changed = a
+        .request(
+            reqwest::Method::PUT,
+            "/me/password",
+            Some(&tablet),
+            Some(json!({"current_password": "correct horse", "new_password": "battery staple"})),
+            &[],
+        )
+        .await;
+    assert_eq!(changed.status, StatusCode::OK, "{:?}", changed.body);
+    b.settle().await;
+    assert_eq!(b.get(&phone, "/me").await.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(b.get(&tablet, "/me").await.status, StatusCode::OK);
+    let listed = b.get(&tablet, "/me/sessions").await;
+    assert_eq!(listed.body["items"].as_array().map(Vec::len), Some(1));
+}
+
 /// `serve --roles` on one node: without `push`, live channels (SSE, Socket.IO) answer 421
 /// `role_not_served` while the API works; health and readiness always answer.
 #[tokio::test]

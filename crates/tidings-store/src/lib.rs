@@ -88,3 +88,25 @@ fn format_time(now: time::OffsetDateTime) -> String {
     now.format(&format)
         .unwrap_or_else(|_| now.unix_timestamp().to_string())
 }
+
+/// The time `after` from now, written as [`now_rfc3339`] writes it.
+pub(crate) fn rfc3339_after(after: std::time::Duration) -> String {
+    let span = time::Duration::try_from(after).unwrap_or(time::Duration::MAX);
+    let then = time::OffsetDateTime::now_utc()
+        .checked_add(span)
+        .unwrap_or(time::PrimitiveDateTime::MAX.assume_utc());
+    format_time(then)
+}
+
+/// Unix milliseconds of a stored RFC 3339 time; None if it does not parse.
+pub(crate) fn unix_ms(text: &str) -> Option<i64> {
+    time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339)
+        .ok()
+        .and_then(|t| i64::try_from(t.unix_timestamp_nanos() / 1_000_000).ok())
+}
+
+/// Now, in unix milliseconds.
+pub(crate) fn now_ms() -> i64 {
+    i64::try_from(time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000)
+        .unwrap_or(i64::MAX)
+}

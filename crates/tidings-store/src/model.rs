@@ -54,6 +54,77 @@ pub struct User {
     pub created_at: String,
 }
 
+/// How long a session lives without being used, unless the server is configured otherwise.
+pub const DEFAULT_SESSION_TTL: std::time::Duration = std::time::Duration::from_secs(30 * 24 * 3600);
+
+/// What a new session records: the hash of its token and the device that opened it.
+#[derive(Debug, Clone)]
+pub struct NewSession {
+    /// The stored form of the bearer token.
+    pub token_hash: String,
+    /// How long it lives without being used.
+    pub ttl: std::time::Duration,
+    /// The `User-Agent` that signed in, so its owner recognises the device.
+    pub user_agent: Option<String>,
+    /// The address that signed in.
+    pub ip: Option<String>,
+}
+
+impl NewSession {
+    /// A session with the default lifetime and no device details (command-line tokens).
+    pub fn plain(token_hash: String) -> NewSession {
+        NewSession {
+            token_hash,
+            ttl: DEFAULT_SESSION_TTL,
+            user_agent: None,
+            ip: None,
+        }
+    }
+}
+
+/// One signed-in device as its owner sees it: never the token.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct SessionInfo {
+    /// Public id: what `DELETE /api/v1/me/sessions/{id}` takes.
+    pub id: String,
+    /// When it signed in.
+    pub created_at: String,
+    /// When it was last seen (refreshed at most every few minutes).
+    pub last_used_at: String,
+    /// When it stops working unless used again before.
+    pub expires_at: String,
+    /// The `User-Agent` that signed in, if it sent one.
+    pub user_agent: Option<String>,
+    /// The address that signed in, if known.
+    pub ip: Option<String>,
+    /// Whether this is the session making the request.
+    pub current: bool,
+}
+
+/// A live session behind a token, as authentication needs it.
+#[derive(Debug, Clone)]
+pub struct LiveSession {
+    /// Whose it is.
+    pub user: User,
+    /// Its public id.
+    pub id: String,
+    /// When it was last refreshed, in unix milliseconds.
+    pub last_used_ms: i64,
+    /// When it expires, in unix milliseconds.
+    pub expires_ms: i64,
+}
+
+/// What a token turned out to be.
+#[derive(Debug, Clone)]
+pub enum SessionLookup {
+    /// A live session.
+    Live(LiveSession),
+    /// A session that was not used within its lifetime.
+    Expired,
+    /// No such token, or revoked.
+    Unknown,
+}
+
 /// Who can see a circle.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize, ToSchema)]
 #[serde(rename_all = "lowercase")]

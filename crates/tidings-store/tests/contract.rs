@@ -11,7 +11,9 @@
 
 use serde_json::{Value, json};
 use tidings_core::activity::{Limits, TypeStatus, normalize};
-use tidings_store::model::{InboxFilter, PageFrom, PublishInput, User};
+use tidings_store::model::{
+    InboxFilter, LiveSession, NewSession, PageFrom, PublishInput, SessionLookup, User,
+};
 use tidings_store::{AdminConnection, Store, StoreConfig, StoreError, StoreLocation};
 
 /// A fresh store location of each configured adapter.
@@ -454,5 +456,340 @@ async fn an_index_loaded_at_start_reads_what_the_live_one_read() {
             assert_eq!(&inbox_seqs(&reopened, fan).await, before, "{location:?}");
         }
         reopened.close();
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Sessions: devices, sliding expiry, revocation by id, password change
+// ---------------------------------------------------------------------------------------------
+
+/// A session with device details and the given lifetime.
+fn device(token_hash: &str, ttl: std::time::Duration, agent: &str) -> NewSession {
+    NewSession {
+        token_hash: token_hash.into(),
+        ttl,
+        user_agent: Some(agent.into()),
+        ip: Some("192.0.2.7".into()),
+    }
+}
+
+fn live(lookup: SessionLookup) -> LiveSession {
+    match lookup {
+        SessionLookup::Live(session) => session,
+        other => panic!("expected a live session, got {other:?}"),
+    }
+}
+
+const DAY: std::time::Duration = std::time::Duration::from_secs(24 * 3600);
+
+#[tokio::test]
+async fn sessions_are_listed_per_device_and_revoked_by_their_public_id() {
+    for (location, _dir) in places() {
+        let store = open(&location);
+        let ana = user(&store, "ana").await;
+        let bob = user(&store, "bob").await;
+        let laptop = store
+            .open_session(ana.id, device("hash-laptop", DAY, "Laptop/1.0"))
+            .await
+            .expect("laptop");
+        let phone = store
+            .open_session(ana.id, device("hash-phone", DAY, "Phone/2.0"))
+            .await
+            .expect("phone");
+        store
+            .open_session(bob.id, device("hash-bob", DAY, "Bob/1.0"))
+            .await
+            .expect("bob");
+        assert_ne!(laptop.id, phone.id);
+        assert!(
+            !laptop.id.contains("hash"),
+            "the public id is not the token"
+        );
+        assert!(laptop.expires_at > laptop.created_at, "{laptop:?}");
+
+        let listed = store
+            .sessions_of(ana.id, "hash-phone".into())
+            .await
+            .expect("list");
+        let mut ids: Vec<(&str, bool, Option<&str>)> = listed
+            .iter()
+            .map(|s| (s.id.as_str(), s.current, s.user_agent.as_deref()))
+            .collect();
+        ids.sort();
+        let mut want = vec![
+            (laptop.id.as_str(), false, Some("Laptop/1.0")),
+            (phone.id.as_str(), true, Some("Phone/2.0")),
+        ];
+        want.sort();
+        assert_eq!(ids, want, "{location:?}");
+        assert!(listed.iter().all(|s| s.ip.as_deref() == Some("192.0.2.7")));
+
+        // Another user's id is not found and revokes nothing.
+        let refused = store.revoke_session_by_id(bob.id, laptop.id.clone()).await;
+        assert!(
+            matches!(refused, Err(StoreError::NotFound { .. })),
+            "{refused:?}"
+        );
+        assert_eq!(
+            live(store.session("hash-laptop".into()).await.expect("s")).id,
+            laptop.id
+        );
+        // Its owner revokes it: the token stops working at once, the other stays.
+        store
+            .revoke_session_by_id(ana.id, laptop.id.clone())
+            .await
+            .expect("revoke");
+        assert!(matches!(
+            store.session("hash-laptop".into()).await.expect("s"),
+            SessionLookup::Unknown
+        ));
+        live(store.session("hash-phone".into()).await.expect("s"));
+        let again = store.revoke_session_by_id(ana.id, laptop.id.clone()).await;
+        assert!(
+            matches!(again, Err(StoreError::NotFound { .. })),
+            "{again:?}"
+        );
+        let left = store
+            .sessions_of(ana.id, "hash-phone".into())
+            .await
+            .expect("list");
+        assert_eq!(left.len(), 1);
+        assert_eq!(left[0].id, phone.id);
+        store.close();
+    }
+}
+
+#[tokio::test]
+async fn sessions_expire_unless_used_and_use_slides_the_expiry() {
+    let short = std::time::Duration::from_millis(1500);
+    for (location, _dir) in places() {
+        let store = open(&location);
+        let ana = user(&store, "ana").await;
+        store
+            .open_session(ana.id, device("hash-idle", short, "Idle"))
+            .await
+            .expect("idle");
+        let used = store
+            .open_session(ana.id, device("hash-used", short, "Used"))
+            .await
+            .expect("used");
+        // Cached while live.
+        live(store.session("hash-idle".into()).await.expect("s"));
+        let before = live(store.session("hash-used".into()).await.expect("s"));
+        tokio::time::sleep(std::time::Duration::from_millis(900)).await;
+        store
+            .touch_session("hash-used".into(), short)
+            .await
+            .expect("touch");
+        let touched = live(store.session("hash-used".into()).await.expect("s"));
+        assert!(touched.expires_ms > before.expires_ms, "{location:?}");
+        assert!(touched.last_used_ms > before.last_used_ms, "{location:?}");
+        tokio::time::sleep(std::time::Duration::from_millis(900)).await;
+        // 1.8 s after sign-in: the idle one expired (even though it was cached), the used one
+        // lives on.
+        assert!(
+            matches!(
+                store.session("hash-idle".into()).await.expect("s"),
+                SessionLookup::Expired
+            ),
+            "{location:?}"
+        );
+        live(store.session("hash-used".into()).await.expect("s"));
+        let listed = store
+            .sessions_of(ana.id, String::new())
+            .await
+            .expect("list");
+        assert_eq!(
+            listed.iter().map(|s| s.id.clone()).collect::<Vec<_>>(),
+            vec![used.id.clone()],
+            "an expired session is not listed"
+        );
+        assert!(listed[0].last_used_at > listed[0].created_at);
+        // An expired session cannot be touched back to life.
+        store
+            .touch_session("hash-idle".into(), DAY)
+            .await
+            .expect("touch");
+        assert!(matches!(
+            store.session("hash-idle".into()).await.expect("s"),
+            SessionLookup::Expired
+        ));
+        // Nor revoked by id (it is gone from the list).
+        store.close();
+        // The stored expiry is what counts after a restart.
+        let store = open(&location);
+        live(store.session("hash-used".into()).await.expect("s"));
+        assert!(matches!(
+            store.session("hash-idle".into()).await.expect("s"),
+            SessionLookup::Expired
+        ));
+        store.close();
+    }
+}
+
+#[tokio::test]
+async fn a_password_change_revokes_every_other_session() {
+    for (location, _dir) in places() {
+        let store = open(&location);
+        let ana = store
+            .create_user("ana".into(), "Ana".into(), Some("old-hash".into()), false)
+            .await
+            .expect("ana");
+        let bob = user(&store, "bob").await;
+        for hash in ["ana-1", "ana-2", "ana-3"] {
+            store
+                .open_session(ana.id, device(hash, DAY, "x"))
+                .await
+                .expect("session");
+        }
+        store
+            .open_session(bob.id, device("bob-1", DAY, "x"))
+            .await
+            .expect("session");
+        // Cache them all first: revocation must reach the cache.
+        for hash in ["ana-1", "ana-2", "ana-3", "bob-1"] {
+            live(store.session(hash.into()).await.expect("s"));
+        }
+        let revoked = store
+            .change_password(ana.id, "new-hash".into(), "ana-2".into())
+            .await
+            .expect("change");
+        assert_eq!(revoked, 2, "{location:?}");
+        for (hash, alive) in [
+            ("ana-1", false),
+            ("ana-2", true),
+            ("ana-3", false),
+            ("bob-1", true),
+        ] {
+            let lookup = store.session(hash.into()).await.expect("s");
+            assert_eq!(
+                matches!(lookup, SessionLookup::Live(_)),
+                alive,
+                "{location:?} {hash}"
+            );
+        }
+        let (_, hash) = store.user_with_password("ana").await.expect("ana");
+        assert_eq!(hash.as_deref(), Some("new-hash"));
+        let (_, hash) = store.user_with_password("bob").await.expect("bob");
+        assert_eq!(hash, None, "another user's password is untouched");
+        store.close();
+    }
+}
+
+#[tokio::test]
+async fn a_revocation_on_one_node_reaches_the_cache_of_another() {
+    let Some(url) = fresh_postgres() else { return };
+    let location = StoreLocation::Postgres(url);
+    let a = open(&location);
+    let b = open(&location);
+    let ana = user(&a, "ana").await;
+    let laptop = a
+        .open_session(ana.id, device("hash-laptop", DAY, "Laptop"))
+        .await
+        .expect("laptop");
+    a.open_session(ana.id, device("hash-phone", DAY, "Phone"))
+        .await
+        .expect("phone");
+    a.open_session(ana.id, device("hash-tablet", DAY, "Tablet"))
+        .await
+        .expect("tablet");
+    // Node b has all three cached.
+    for hash in ["hash-laptop", "hash-phone", "hash-tablet"] {
+        live(b.session(hash.into()).await.expect("s"));
+    }
+    a.revoke_session_by_id(ana.id, laptop.id)
+        .await
+        .expect("revoke");
+    b.sync().await.expect("sync");
+    assert!(matches!(
+        b.session("hash-laptop".into()).await.expect("s"),
+        SessionLookup::Unknown
+    ));
+    a.change_password(ana.id, "h".into(), "hash-phone".into())
+        .await
+        .expect("change");
+    b.sync().await.expect("sync");
+    live(b.session("hash-phone".into()).await.expect("s"));
+    assert!(matches!(
+        b.session("hash-tablet".into()).await.expect("s"),
+        SessionLookup::Unknown
+    ));
+    a.close();
+    b.close();
+}
+
+/// Takes a store's sessions table back to schema version 4 (no device columns), as a store
+/// written by an older release has it.
+fn downgrade_sessions_to_v4(location: &StoreLocation) {
+    match location {
+        StoreLocation::Embedded(dir) => {
+            let conn = rusqlite::Connection::open(dir.join("tidings.db")).expect("raw");
+            conn.execute_batch(
+                "DROP INDEX sessions_by_id;
+                 ALTER TABLE sessions DROP COLUMN id;
+                 ALTER TABLE sessions DROP COLUMN last_used_at;
+                 ALTER TABLE sessions DROP COLUMN expires_at;
+                 ALTER TABLE sessions DROP COLUMN user_agent;
+                 ALTER TABLE sessions DROP COLUMN ip;
+                 UPDATE meta SET value = '4' WHERE key = 'schema_version';",
+            )
+            .expect("downgrade");
+        }
+        StoreLocation::Postgres(url) => {
+            let url = url.clone();
+            std::thread::spawn(move || {
+                let mut client = postgres::Client::connect(&url, postgres::NoTls).expect("raw");
+                client
+                    .batch_execute(
+                        "ALTER TABLE sessions DROP COLUMN id, DROP COLUMN last_used_at,
+                             DROP COLUMN expires_at, DROP COLUMN user_agent, DROP COLUMN ip;
+                         UPDATE meta SET value = '4' WHERE key = 'schema_version';",
+                    )
+                    .expect("downgrade");
+            })
+            .join()
+            .expect("downgrade thread");
+        }
+    }
+}
+
+#[tokio::test]
+async fn sessions_from_before_devices_keep_working_after_the_upgrade() {
+    for (location, _dir) in places() {
+        let store = open(&location);
+        let ana = user(&store, "ana").await;
+        store
+            .create_session(ana.id, "old-1".into())
+            .await
+            .expect("s");
+        store
+            .create_session(ana.id, "old-2".into())
+            .await
+            .expect("s");
+        store.close();
+        downgrade_sessions_to_v4(&location);
+        let store = open(&location);
+        let first = live(store.session("old-1".into()).await.expect("s"));
+        let second = live(store.session("old-2".into()).await.expect("s"));
+        assert_ne!(first.id, second.id, "{location:?}: each gets its own id");
+        let month = 29 * DAY.as_millis() as i64;
+        assert!(
+            first.expires_ms > first.last_used_ms + month,
+            "{location:?}: kept about 30 days"
+        );
+        let listed = store
+            .sessions_of(ana.id, "old-1".into())
+            .await
+            .expect("list");
+        assert_eq!(listed.len(), 2, "{location:?}");
+        store
+            .revoke_session_by_id(ana.id, second.id)
+            .await
+            .expect("revoke");
+        assert!(matches!(
+            store.session("old-2".into()).await.expect("s"),
+            SessionLookup::Unknown
+        ));
+        store.close();
     }
 }

@@ -1,5 +1,6 @@
 //! REST resources under `/api/v1`, one module each, merged into one router here.
 
+pub mod account;
 pub mod activities;
 pub mod circles;
 pub mod feeds;
@@ -43,7 +44,10 @@ pub fn router(state: AppState) -> Router {
         .route("/feeds/{name}/read", post(feeds::mark_read))
         .route("/sessions", post(users::login))
         .route("/sessions/current", delete(users::logout))
-        .route("/me", get(users::me))
+        .route("/me", get(users::me).delete(account::delete_account))
+        .route("/me/sessions", get(account::list_sessions))
+        .route("/me/sessions/{id}", delete(account::revoke_session))
+        .route("/me/password", put(account::change_password))
         .route("/me/reactions", get(follows::my_reactions))
         .route("/me/app-key", post(crate::compat::afs::create_app_key))
         .route("/circles", get(circles::search).post(circles::create))

@@ -1,7 +1,7 @@
 //! Sign-up, sessions, profiles, and admin moderation of users.
 
 use crate::AppState;
-use crate::auth::{AdminUser, AuthUser, hash_password, new_token, verify_password};
+use crate::auth::{AdminUser, AuthUser, ClientInfo, hash_password, new_token, verify_password};
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{ApiJson, ApiPath};
 use crate::limits::ClientIp;
@@ -10,7 +10,7 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
 use tidings_core::expr::normalize_slug;
-use tidings_store::model::{User, UserStatus};
+use tidings_store::model::{NewSession, SessionInfo, User, UserStatus};
 use utoipa::ToSchema;
 
 /// Sign-up request.
@@ -45,6 +45,8 @@ pub struct SessionBody {
     pub token: String,
     /// Who logged in.
     pub user: User,
+    /// The session as the device list shows it (its id, when it expires unless used).
+    pub session: SessionInfo,
 }
 
 /// Checks a username; clear 400s.
@@ -139,6 +141,7 @@ pub async fn signup(
 pub async fn login(
     State(state): State<AppState>,
     ClientIp(ip): ClientIp,
+    client: ClientInfo,
     ApiJson(body): ApiJson<LoginBody>,
 ) -> ApiResult<(StatusCode, Json<SessionBody>)> {
     let limiters = &state.limiters;
@@ -174,8 +177,27 @@ pub async fn login(
         ));
     }
     let (token, token_hash) = new_token();
-    state.store.create_session(user.id, token_hash).await?;
-    Ok((StatusCode::CREATED, Json(SessionBody { token, user })))
+    let session = state
+        .store
+        .open_session(
+            user.id,
+            NewSession {
+                token_hash,
+                ttl: state.config.sessions.ttl,
+                user_agent: client.user_agent,
+                // The address the limits see (a trusted proxy's header when configured).
+                ip: Some(ip.to_string()),
+            },
+        )
+        .await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(SessionBody {
+            token,
+            user,
+            session,
+        }),
+    ))
 }
 
 /// Log out: revokes the token used.

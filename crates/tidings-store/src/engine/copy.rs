@@ -28,7 +28,17 @@ const TABLES: &[(&str, &[&str])] = &[
     ),
     (
         "sessions",
-        &["token_hash", "user_id", "created_at", "revoked_at"],
+        &[
+            "token_hash",
+            "user_id",
+            "created_at",
+            "revoked_at",
+            "id",
+            "last_used_at",
+            "expires_at",
+            "user_agent",
+            "ip",
+        ],
     ),
     (
         "circles",

@@ -35,7 +35,7 @@ pub use offline::AdminConnection;
 
 use crate::adapters::{self, Backend};
 use crate::hot::{Effect, HotIndex};
-use crate::model::{RoutedNotice, User};
+use crate::model::{LiveSession, RoutedNotice};
 use crate::sql::Connection;
 use crate::{StoreError, StoreResult};
 use std::sync::{Arc, Mutex, RwLock};
@@ -346,7 +346,7 @@ pub(crate) struct Shared {
     /// Stored activity bodies by seq: immutable, so never stale.
     pub(crate) bodies: moka::sync::Cache<i64, Arc<str>>,
     /// Live sessions by token hash; invalidated on revocation and status changes.
-    pub(crate) sessions: moka::sync::Cache<String, User>,
+    pub(crate) sessions: moka::sync::Cache<String, LiveSession>,
 }
 
 impl Shared {
@@ -649,8 +649,13 @@ impl Shared {
                         } => self.bodies.insert(*seq, body.clone()),
                         Effect::Sessions => {
                             // Revoked sessions or a changed user: no cached session survives.
+                            // Bumped before (a session read racing this does not cache what it
+                            // read) and after (whoever re-checks live connections on the bump
+                            // reads past the emptied cache, not a stale copy: on a node that
+                            // hears of a revocation only here, this is the only wake-up).
                             self.session_changes.send_modify(|g| *g += 1);
                             self.sessions.invalidate_all();
+                            self.session_changes.send_modify(|g| *g += 1);
                         }
                         _ => {}
                     }

@@ -10,7 +10,7 @@ use super::Effects;
 use super::users::{insert_session, insert_user, user_by_name};
 use super::verify::verify_log;
 use crate::adapters::{self, StoreLocation};
-use crate::model::{User, VerifyReport};
+use crate::model::{NewSession, User, VerifyReport};
 use crate::sql::{Connection, Engine};
 use crate::{StoreConfig, StoreResult};
 
@@ -81,7 +81,8 @@ impl AdminConnection {
 
     /// Records a new session token (stored hashed).
     pub fn create_session(&self, user_id: i64, token_hash: &str) -> StoreResult<()> {
-        self.transaction(|conn, _fx| insert_session(conn, user_id, token_hash))
+        let session = NewSession::plain(token_hash.to_owned());
+        self.transaction(|conn, _fx| insert_session(conn, user_id, &session).map(|_| ()))
     }
 
     /// Re-checks every digest and chain on one consistent snapshot.

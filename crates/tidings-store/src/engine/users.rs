@@ -2,9 +2,9 @@
 
 use super::{Effects, Store};
 use crate::hot::{ActorInfo, Effect};
-use crate::model::{User, UserStatus};
+use crate::model::{LiveSession, NewSession, SessionInfo, SessionLookup, User, UserStatus};
 use crate::sql::{Connection, OptionalExtension, Row, params};
-use crate::{StoreError, StoreResult, now_rfc3339};
+use crate::{StoreError, StoreResult, now_ms, now_rfc3339, rfc3339_after, unix_ms};
 
 const USER_COLUMNS: &str = "id, username, display_name, is_admin, status, created_at";
 
@@ -75,13 +75,38 @@ pub(crate) fn insert_user(
     Ok(user)
 }
 
-/// Records a session token (stored hashed).
-pub(crate) fn insert_session(conn: &Connection, user_id: i64, token_hash: &str) -> StoreResult<()> {
+/// Records a session (its token stored hashed) and returns it as its device list shows it.
+pub(crate) fn insert_session(
+    conn: &Connection,
+    user_id: i64,
+    session: &NewSession,
+) -> StoreResult<SessionInfo> {
+    let now = now_rfc3339();
+    let info = SessionInfo {
+        id: uuid::Uuid::now_v7().simple().to_string(),
+        created_at: now.clone(),
+        last_used_at: now,
+        expires_at: rfc3339_after(session.ttl),
+        user_agent: session.user_agent.clone(),
+        ip: session.ip.clone(),
+        current: true,
+    };
     conn.prepare_cached(
-        "INSERT INTO sessions(token_hash, user_id, created_at) VALUES (?1, ?2, ?3)",
+        "INSERT INTO sessions(token_hash, user_id, created_at, id, last_used_at, expires_at,
+                              user_agent, ip)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
     )?
-    .execute(params![token_hash, user_id, now_rfc3339()])?;
-    Ok(())
+    .execute(params![
+        session.token_hash,
+        user_id,
+        info.created_at,
+        info.id,
+        info.last_used_at,
+        info.expires_at,
+        info.user_agent,
+        info.ip
+    ])?;
+    Ok(info)
 }
 
 /// Records a user's shown facts for the hot index.
@@ -138,39 +163,210 @@ impl Store {
         .await
     }
 
-    /// Records a new session token (stored hashed).
+    /// Records a new session token (stored hashed) with the default lifetime and no device
+    /// details.
     pub async fn create_session(&self, user_id: i64, token_hash: String) -> StoreResult<()> {
-        self.write(move |conn, _fx| insert_session(conn, user_id, &token_hash))
+        self.open_session(user_id, NewSession::plain(token_hash))
+            .await
+            .map(|_| ())
+    }
+
+    /// Records a new session and returns it as the device list shows it.
+    pub async fn open_session(
+        &self,
+        user_id: i64,
+        session: NewSession,
+    ) -> StoreResult<SessionInfo> {
+        self.write(move |conn, _fx| insert_session(conn, user_id, &session))
             .await
     }
 
-    /// The user a live (unrevoked) session token belongs to (cached; revocation and status
-    /// changes invalidate the cache before they are acknowledged).
+    /// The user a live (unrevoked, unexpired) session token belongs to.
     pub async fn session_user(&self, token_hash: String) -> StoreResult<Option<User>> {
-        if let Some(user) = self.shared.sessions.get(&token_hash) {
-            return Ok(Some(user));
+        Ok(match self.session(token_hash).await? {
+            SessionLookup::Live(session) => Some(session.user),
+            SessionLookup::Expired | SessionLookup::Unknown => None,
+        })
+    }
+
+    /// What a token is: a live session (cached per node; revocation and status changes
+    /// invalidate the cache before they are acknowledged), an expired one, or nothing.
+    pub async fn session(&self, token_hash: String) -> StoreResult<SessionLookup> {
+        if let Some(session) = self.shared.sessions.get(&token_hash) {
+            if session.expires_ms > now_ms() {
+                return Ok(SessionLookup::Live(session));
+            }
+            // Expired here, but another node may have used (and extended) it since: ask.
+            self.shared.sessions.invalidate(&token_hash);
         }
         let key = token_hash.clone();
         let generation = *self.shared.session_changes.borrow();
-        let user = self
+        let found = self
             .read(move |conn| {
                 Ok(conn
                     .prepare_cached(
-                        "SELECT u.id, u.username, u.display_name, u.is_admin, u.status, u.created_at
+                        "SELECT u.id, u.username, u.display_name, u.is_admin, u.status, u.created_at,
+                                s.id, s.last_used_at, s.expires_at
                          FROM sessions s JOIN users u ON u.id = s.user_id
                          WHERE s.token_hash = ?1 AND s.revoked_at IS NULL",
                     )?
-                    .query_row([key], user_from_row)
+                    .query_row([key], |row| {
+                        Ok((
+                            user_from_row(row)?,
+                            row.get::<_, String>(6)?,
+                            row.get::<_, String>(7)?,
+                            row.get::<_, String>(8)?,
+                        ))
+                    })
                     .optional()?)
             })
             .await?;
-        // Only cache what no revocation raced with.
-        if let Some(user) = &user
-            && *self.shared.session_changes.borrow() == generation
-        {
-            self.shared.sessions.insert(token_hash, user.clone());
+        let Some((user, id, last_used_at, expires_at)) = found else {
+            return Ok(SessionLookup::Unknown);
+        };
+        // A time that does not parse counts as expired: refuse rather than keep a token forever.
+        let expires_ms = unix_ms(&expires_at).unwrap_or(i64::MIN);
+        if expires_ms <= now_ms() {
+            return Ok(SessionLookup::Expired);
         }
-        Ok(user)
+        let session = LiveSession {
+            user,
+            id,
+            last_used_ms: unix_ms(&last_used_at).unwrap_or(i64::MIN),
+            expires_ms,
+        };
+        // Only cache what no revocation raced with.
+        if *self.shared.session_changes.borrow() == generation {
+            self.shared.sessions.insert(token_hash, session.clone());
+        }
+        Ok(SessionLookup::Live(session))
+    }
+
+    /// Marks a live session used now: it expires `ttl` from now. The cached copy changes
+    /// first, so requests arriving meanwhile do not refresh it again; a revoked or expired
+    /// session is left alone.
+    pub async fn touch_session(
+        &self,
+        token_hash: String,
+        ttl: std::time::Duration,
+    ) -> StoreResult<()> {
+        let now = now_rfc3339();
+        let expires_at = rfc3339_after(ttl);
+        let (now_at, expires_ms) = (now_ms(), unix_ms(&expires_at).unwrap_or(i64::MAX));
+        // Changes only an entry that is there: a revocation's invalidation is never undone.
+        self.shared
+            .sessions
+            .entry_by_ref(&token_hash)
+            .and_compute_with(|entry| match entry {
+                Some(entry) => {
+                    let mut session = entry.into_value();
+                    session.last_used_ms = now_at;
+                    session.expires_ms = expires_ms;
+                    moka::ops::compute::Op::Put(session)
+                }
+                None => moka::ops::compute::Op::Nop,
+            });
+        self.write(move |conn, _fx| {
+            conn.prepare_cached(
+                "UPDATE sessions SET last_used_at = ?2, expires_at = ?3
+                 WHERE token_hash = ?1 AND revoked_at IS NULL AND expires_at > ?2",
+            )?
+            .execute(params![token_hash, now, expires_at])?;
+            Ok(())
+        })
+        .await
+    }
+
+    /// A user's live sessions, most recently used first; `current` marks the caller's.
+    pub async fn sessions_of(
+        &self,
+        user_id: i64,
+        current_token_hash: String,
+    ) -> StoreResult<Vec<SessionInfo>> {
+        self.read(move |conn| {
+            let rows = conn
+                .prepare_cached(
+                    "SELECT id, created_at, last_used_at, expires_at, user_agent, ip, token_hash
+                     FROM sessions
+                     WHERE user_id = ?1 AND revoked_at IS NULL AND expires_at > ?2
+                     ORDER BY last_used_at DESC, created_at DESC, id",
+                )?
+                .query_map(params![user_id, now_rfc3339()], |row| {
+                    Ok(SessionInfo {
+                        id: row.get(0)?,
+                        created_at: row.get(1)?,
+                        last_used_at: row.get(2)?,
+                        expires_at: row.get(3)?,
+                        user_agent: row.get(4)?,
+                        ip: row.get(5)?,
+                        current: row.get::<_, String>(6)? == current_token_hash,
+                    })
+                })?;
+            let mut sessions = Vec::new();
+            for row in rows {
+                sessions.push(row?);
+            }
+            Ok(sessions)
+        })
+        .await
+    }
+
+    /// Revokes one of a user's live sessions by its public id; `not_found` if the user has no
+    /// such live session (another user's id is not found either).
+    pub async fn revoke_session_by_id(&self, user_id: i64, id: String) -> StoreResult<()> {
+        let revoked = self
+            .write(move |conn, fx| {
+                let now = now_rfc3339();
+                let hash: Option<String> = conn
+                    .prepare_cached(
+                        "UPDATE sessions SET revoked_at = ?3
+                         WHERE id = ?1 AND user_id = ?2 AND revoked_at IS NULL AND expires_at > ?3
+                         RETURNING token_hash",
+                    )?
+                    .query_row(params![id, user_id, now], |r| r.get(0))
+                    .optional()?;
+                let hash = hash.ok_or(StoreError::not_found("session"))?;
+                fx.push(Effect::Sessions);
+                Ok(hash)
+            })
+            .await?;
+        self.shared.session_changes.send_modify(|g| *g += 1);
+        self.shared.sessions.invalidate(&revoked);
+        Ok(())
+    }
+
+    /// Sets a new password hash for an active user and revokes every other session of theirs
+    /// (`keep_token_hash` stays); returns how many were revoked.
+    pub async fn change_password(
+        &self,
+        user_id: i64,
+        password_hash: String,
+        keep_token_hash: String,
+    ) -> StoreResult<usize> {
+        let result = self
+            .write(move |conn, fx| {
+                let changed = conn
+                    .prepare_cached(
+                        "UPDATE users SET password_hash = ?2 WHERE id = ?1 AND status = 'active'",
+                    )?
+                    .execute(params![user_id, password_hash])?;
+                if changed == 0 {
+                    return Err(StoreError::not_found("user"));
+                }
+                let revoked = conn
+                    .prepare_cached(
+                        "UPDATE sessions SET revoked_at = ?3
+                         WHERE user_id = ?1 AND token_hash != ?2 AND revoked_at IS NULL",
+                    )?
+                    .execute(params![user_id, keep_token_hash, now_rfc3339()])?;
+                fx.push(Effect::Sessions);
+                Ok(revoked)
+            })
+            .await;
+        // Other sessions were revoked: drop every cached session.
+        self.shared.session_changes.send_modify(|g| *g += 1);
+        self.shared.sessions.invalidate_all();
+        result
     }
 
     /// Revokes one session token.

@@ -227,7 +227,8 @@ fn load_heads(conn: &Connection) -> StoreResult<Heads> {
 }
 
 /// Moves schema version 1 (stream tables keyed by stream first) to version 2 (keyed by seq
-/// first, so publishes append), then to version 3 (follows and feeds). Copies rows as they
+/// first, so publishes append), then to version 3 (follows and feeds), 4 (integer `via`) and 5
+/// (session devices). Copies rows as they
 /// are: digests and chains do not change.
 fn migrate(conn: &Connection) -> StoreResult<()> {
     let version: String = conn.query_row(
@@ -322,6 +323,48 @@ fn migrate(conn: &Connection) -> StoreResult<()> {
             )?;
         }
     }
+    let version: String = conn.query_row(
+        "SELECT value FROM meta WHERE key = 'schema_version'",
+        [],
+        |r| r.get(0),
+    )?;
+    if version == "4" {
+        migrate_sessions_v5(conn)?;
+    }
+    Ok(())
+}
+
+/// Version 5 gives sessions what a device list needs: a public id, when each was last used,
+/// when it expires, the user agent and address that opened it. A store created as version 5
+/// already has the columns; sessions from before are named at random, count as last used when
+/// they were created, and are kept 30 days from the upgrade (the default lifetime).
+fn migrate_sessions_v5(conn: &Connection) -> StoreResult<()> {
+    let has_id: bool = conn.query_row(
+        "SELECT EXISTS(SELECT 1 FROM pragma_table_info('sessions') WHERE name = 'id')",
+        [],
+        |r| r.get(0),
+    )?;
+    tracing::info!("migrating the store to schema version 5 (session devices)");
+    let add_columns = if has_id {
+        ""
+    } else {
+        "ALTER TABLE sessions ADD COLUMN id TEXT NOT NULL DEFAULT '';
+         ALTER TABLE sessions ADD COLUMN last_used_at TEXT NOT NULL DEFAULT '';
+         ALTER TABLE sessions ADD COLUMN expires_at TEXT NOT NULL DEFAULT '';
+         ALTER TABLE sessions ADD COLUMN user_agent TEXT;
+         ALTER TABLE sessions ADD COLUMN ip TEXT;"
+    };
+    conn.execute_batch(&format!(
+        "BEGIN IMMEDIATE;
+         {add_columns}
+         UPDATE sessions SET id = lower(hex(randomblob(16))) WHERE id = '';
+         UPDATE sessions SET last_used_at = created_at WHERE last_used_at = '';
+         UPDATE sessions SET expires_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now', '+30 days')
+             WHERE expires_at = '';
+         CREATE UNIQUE INDEX IF NOT EXISTS sessions_by_id ON sessions(id);
+         UPDATE meta SET value = '5' WHERE key = 'schema_version';
+         COMMIT;"
+    ))?;
     Ok(())
 }
 

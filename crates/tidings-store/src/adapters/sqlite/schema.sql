@@ -20,11 +20,20 @@ CREATE TABLE IF NOT EXISTS users (
     created_at    TEXT NOT NULL
 );
 
+-- A signed-in device. `token_hash` is what a bearer token is looked up by; `id` is the public
+-- name the owner's device list shows and revokes by (never the token). Times are RFC 3339 UTC
+-- with milliseconds, so comparing the text compares the times. `expires_at` slides forward
+-- when the session is used (see `engine::users`); schema version 5 added the device columns.
 CREATE TABLE IF NOT EXISTS sessions (
-    token_hash TEXT PRIMARY KEY,
-    user_id    INTEGER NOT NULL REFERENCES users(id),
-    created_at TEXT NOT NULL,
-    revoked_at TEXT
+    token_hash   TEXT PRIMARY KEY,
+    user_id      INTEGER NOT NULL REFERENCES users(id),
+    created_at   TEXT NOT NULL,
+    revoked_at   TEXT,
+    id           TEXT NOT NULL DEFAULT '',
+    last_used_at TEXT NOT NULL DEFAULT '',
+    expires_at   TEXT NOT NULL DEFAULT '',
+    user_agent   TEXT,
+    ip           TEXT
 );
 CREATE INDEX IF NOT EXISTS sessions_by_user ON sessions(user_id);
 
