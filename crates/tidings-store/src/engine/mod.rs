@@ -13,6 +13,7 @@
 //! - `hot_load` — builds the in-memory [`crate::hot`] index from the tables at start-up.
 //! - `offline` — operations the command line runs beside a live server (admin, verify).
 //! - `copy` — `tidings store copy`: a whole store into an empty one.
+//! - `rebuild` — `tidings rebuild`: the routed projections wiped and re-derived from the log.
 //!
 //! Where the SQL runs is the adapter's business (`crate::adapters`): the embedded SQLite
 //! database with one writer thread, or PostgreSQL with a writer per node serialised by the
@@ -25,11 +26,12 @@ pub(crate) mod copy;
 mod feeds;
 pub(crate) mod hot_load;
 mod inbox;
-mod offline;
+pub(crate) mod rebuild;
+pub(crate) mod offline;
 pub(crate) mod router;
 mod subscriptions;
 pub(crate) mod users;
-mod verify;
+pub(crate) mod verify;
 
 pub use offline::AdminConnection;
 

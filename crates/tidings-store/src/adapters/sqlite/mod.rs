@@ -14,6 +14,8 @@ use crate::engine::{
 };
 use crate::sql::Connection;
 use crate::{StoreError, StoreResult};
+pub(crate) mod backup;
+
 use rusqlite::OpenFlags;
 use std::path::{Path, PathBuf};
 use std::sync::mpsc;
@@ -166,7 +168,7 @@ pub(crate) fn open_plain(data_dir: &Path) -> StoreResult<Connection> {
 /// Takes the data directory for this process: the stream heads and the hot index live in one
 /// process's memory, so a second writer (a server, or `seed` run against a live server's data)
 /// would corrupt the chains.
-fn lock_data_dir(data_dir: &Path) -> StoreResult<std::fs::File> {
+pub(crate) fn lock_data_dir(data_dir: &Path) -> StoreResult<std::fs::File> {
     let file = std::fs::OpenOptions::new()
         .create(true)
         .truncate(false)
