@@ -29,6 +29,12 @@ pub struct ServerConfig {
     pub store_url: Option<String>,
     /// `[bus] url`: NATS between nodes; `--bus` and `TIDINGS_BUS` win over it.
     pub bus_url: Option<String>,
+    /// `[operations] shutdown_grace_seconds`: how long in-flight requests may take to finish
+    /// once a shutdown begins; connections still open after it are cut.
+    pub shutdown_grace: std::time::Duration,
+    /// `[operations] metrics_token`: a bearer token that lets non-loopback clients read
+    /// `/metrics` (see `crate::metrics`).
+    pub metrics_token: Option<String>,
 }
 
 impl ServerConfig {
@@ -54,13 +60,23 @@ impl Default for ServerConfig {
             compat: crate::compat::CompatConfig::default(),
             store_url: None,
             bus_url: None,
+            shutdown_grace: DEFAULT_SHUTDOWN_GRACE,
+            metrics_token: None,
         }
     }
 }
 
+/// How long in-flight requests may take to finish at shutdown, unless configured.
+pub const DEFAULT_SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Shortest metrics token accepted: a short one could be guessed.
+const MIN_METRICS_TOKEN: usize = 16;
+
 #[derive(Debug, Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 struct FileConfig {
+    #[serde(default)]
+    operations: Option<OperationsSection>,
     #[serde(default)]
     registration: Option<RegistrationSection>,
     #[serde(default)]
@@ -77,6 +93,16 @@ struct FileConfig {
     store: Option<StoreSection>,
     #[serde(default)]
     bus: Option<BusSection>,
+}
+
+/// `[operations]`: shutdown and metrics.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct OperationsSection {
+    /// Seconds in-flight requests get to finish at shutdown (1–3600).
+    shutdown_grace_seconds: Option<u64>,
+    /// Bearer token for `/metrics` from non-loopback clients (at least 16 characters).
+    metrics_token: Option<String>,
 }
 
 /// `[bus]`: the bus between nodes.
@@ -194,6 +220,31 @@ impl ServerConfig {
                 });
             }
             config.stall_timeout = std::time::Duration::from_secs(secs);
+        }
+        if let Some(ops) = file.operations {
+            if let Some(secs) = ops.shutdown_grace_seconds {
+                if !(1..=3600).contains(&secs) {
+                    return Err(ConfigError::Parse {
+                        path: display,
+                        message: "operations.shutdown_grace_seconds must be between 1 and 3600"
+                            .into(),
+                    });
+                }
+                config.shutdown_grace = std::time::Duration::from_secs(secs);
+            }
+            if let Some(token) = ops.metrics_token {
+                if token.chars().count() < MIN_METRICS_TOKEN || token.contains(char::is_whitespace)
+                {
+                    return Err(ConfigError::Parse {
+                        path: display,
+                        message: format!(
+                            "operations.metrics_token must be at least {MIN_METRICS_TOKEN} \
+                             characters without spaces"
+                        ),
+                    });
+                }
+                config.metrics_token = Some(token);
+            }
         }
         if let Some(compat) = file.compat {
             config.compat = compat;

@@ -14,6 +14,8 @@
 //! - [`push`] — the live inbox channel: Socket.IO and SSE, woken by routing notices.
 //! - [`bus`] — between nodes: the NATS doorbell that tells other nodes the change log grew.
 //! - [`net`] — the listening socket and its guard against clients that stop reading.
+//! - [`metrics`] — Prometheus `/metrics`: request counts and latencies, log and push gauges.
+//! - [`request_id`] — `x-request-id` on every response and in every log line.
 
 pub mod api;
 pub mod auth;
@@ -22,10 +24,12 @@ pub mod compat;
 pub mod config;
 pub mod error;
 pub mod extract;
+pub mod metrics;
 pub mod net;
 pub mod openapi;
 pub mod pagination;
 pub mod push;
+pub mod request_id;
 pub mod response;
 pub mod types;
 pub mod web;
@@ -70,6 +74,7 @@ impl AppState {
         }
         let hub = push::Hub::default();
         hub.start(&store);
+        metrics::install();
         Ok(AppState {
             store,
             config: Arc::new(config),
@@ -89,20 +94,21 @@ pub mod anyhow_free {
     pub type Result<T> = std::result::Result<T, Error>;
 }
 
-/// Serves the API on `listener` until `shutdown` resolves, then tells live clients to
-/// reconnect and drains in-flight requests.
+/// Serves the API on `listener` until `shutdown` resolves, then stops accepting, tells live
+/// clients to reconnect and lets in-flight requests finish for up to the configured grace.
 pub async fn run(
     listener: TcpListener,
     state: AppState,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let hub = state.hub.clone();
+    let grace = state.config.shutdown_grace;
     let listener = net::GuardedListener::new(listener, state.config.stall_timeout);
     // Built once (`with_state` inside): `axum::serve` given a bare `Router` rebuilt the route
     // table and cloned every boxed handler per connection, ~42 KiB that a long-lived stream
     // held for its whole life; `net::serve` clones only the built router's `Arc`.
     let app = api::router(state);
-    net::serve(listener, app, async move {
+    net::serve(listener, app, grace, async move {
         shutdown.await;
         hub.shutdown();
     })

@@ -25,10 +25,12 @@ pub const DEFAULT_STALL_TIMEOUT: Duration = Duration::from_secs(20);
 
 /// Serves `app` on `listener` until `shutdown` resolves, then stops accepting, lets each
 /// connection finish its response in flight (live streams end once the hub has closed them)
-/// and returns when every connection is gone.
+/// and returns when every connection is gone, or once `grace` has passed (a client that holds
+/// its request open must not hold the process: what is still open then is cut).
 pub async fn serve(
     mut listener: GuardedListener,
     app: axum::Router,
+    grace: Duration,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> io::Result<()> {
     use axum::serve::Listener as _;
@@ -44,7 +46,7 @@ pub async fn serve(
     let (done_tx, done_rx) = tokio::sync::watch::channel(());
     let mut shutdown = std::pin::pin!(shutdown);
     loop {
-        let (io, _addr) = tokio::select! {
+        let (io, peer) = tokio::select! {
             accepted = listener.accept() => accepted,
             () = &mut shutdown => break,
         };
@@ -75,7 +77,12 @@ pub async fn serve(
             // hyper takes the request bodies as they are. A Socket.IO websocket keeps nothing
             // of its upgrade request (`push::engineio`), so hyper's buffers go with the
             // connection's HTTP part.
-            let service = TowerToHyperService::new(app);
+            // The peer's address, for handlers that decide by it (`/metrics`); a wrapper around
+            // the built router, which itself is never rebuilt per connection.
+            let service = TowerToHyperService::new(tower_http::add_extension::AddExtension::new(
+                app,
+                axum::extract::ConnectInfo(peer),
+            ));
             let conn = http
                 .serve_connection(TokioIo::new(io), service)
                 .with_upgrades();
@@ -102,7 +109,12 @@ pub async fn serve(
     drop(stop_rx);
     drop(stop_tx);
     drop(done_rx);
-    done_tx.closed().await;
+    if tokio::time::timeout(grace, done_tx.closed()).await.is_err() {
+        tracing::warn!(
+            grace_ms = grace.as_millis() as u64,
+            "connections still open after the shutdown grace; cutting them"
+        );
+    }
     Ok(())
 }
 

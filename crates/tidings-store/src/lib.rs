@@ -24,8 +24,10 @@ pub mod model;
 pub mod sql;
 
 pub use adapters::StoreLocation;
-pub use adapters::sqlite::backup::{BackupManifest, BackupReport, backup_embedded, restore_embedded};
 pub use adapters::postgres::create_database as create_postgres_database;
+pub use adapters::sqlite::backup::{
+    BackupManifest, BackupReport, backup_embedded, restore_embedded,
+};
 pub use engine::copy::{CopyReport, copy_store};
 pub use engine::rebuild::{RebuildReport, rebuild};
 pub use engine::{AdminConnection, Store, StoreConfig};

@@ -14,6 +14,7 @@ use axum::Router;
 use axum::extract::{DefaultBodyLimit, State};
 use axum::http::StatusCode;
 use axum::routing::{delete, get, post, put};
+use tower_http::request_id::{PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::trace::TraceLayer;
 
 /// The whole HTTP surface.
@@ -91,10 +92,29 @@ pub fn router(state: AppState) -> Router {
         .merge(crate::openapi::docs_router())
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
+        .route("/metrics", get(crate::metrics::render))
         .merge(crate::push::engineio::router(state.clone()))
         .layer(DefaultBodyLimit::max(max_body))
-        .layer(TraceLayer::new_for_http())
+        // Innermost first: each layer below wraps the ones above it. A request meets the
+        // request-id bounds, gets its id, then its span, then is counted and timed.
+        .layer(axum::middleware::from_fn(crate::metrics::track))
+        .layer(
+            TraceLayer::new_for_http().make_span_with(crate::request_id::span::<axum::body::Body>),
+        )
+        .layer(PropagateRequestIdLayer::new(
+            crate::request_id::HEADER.clone(),
+        ))
+        .layer(SetRequestIdLayer::new(
+            crate::request_id::HEADER.clone(),
+            crate::request_id::MakeUuidV7,
+        ))
+        .layer(axum::middleware::map_request(drop_unacceptable_request_id))
         .with_state(state)
+}
+
+/// See [`crate::request_id::drop_unacceptable`].
+async fn drop_unacceptable_request_id(request: axum::extract::Request) -> axum::extract::Request {
+    crate::request_id::drop_unacceptable(request)
 }
 
 /// Change records a node may lag behind the log and still call itself ready.

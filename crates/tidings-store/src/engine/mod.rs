@@ -26,8 +26,8 @@ pub(crate) mod copy;
 mod feeds;
 pub(crate) mod hot_load;
 mod inbox;
-pub(crate) mod rebuild;
 pub(crate) mod offline;
+pub(crate) mod rebuild;
 pub(crate) mod router;
 mod subscriptions;
 pub(crate) mod users;
@@ -577,6 +577,26 @@ impl Store {
     /// The newest seq in the log (0 when empty).
     pub async fn last_seq(&self) -> StoreResult<i64> {
         self.read(users::last_seq).await
+    }
+
+    /// Bytes the store takes on disk: the database file and its WAL (embedded), or the
+    /// database (PostgreSQL).
+    pub async fn size_bytes(&self) -> StoreResult<u64> {
+        match &self.shared.backend {
+            Backend::Sqlite(sqlite) => Ok(sqlite.size_bytes()),
+            Backend::Postgres(_) => {
+                let bytes: i64 = self
+                    .read(|conn| {
+                        Ok(conn.query_row(
+                            "SELECT pg_database_size(current_database())",
+                            [],
+                            |r| r.get(0),
+                        )?)
+                    })
+                    .await?;
+                Ok(u64::try_from(bytes).unwrap_or(0))
+            }
+        }
     }
 }
 

@@ -212,10 +212,10 @@ pub fn restore_embedded(
     let original = match manifest {
         Some(m) if m.format == FORMAT && source.is_file() => m,
         _ => {
-        return Err(StoreError::unprocessable(
-            "not_a_backup",
-            format!(
-                "{} is not a Tidings backup (it needs {DB_FILE} and {MANIFEST_FILE} as \
+            return Err(StoreError::unprocessable(
+                "not_a_backup",
+                format!(
+                    "{} is not a Tidings backup (it needs {DB_FILE} and {MANIFEST_FILE} as \
                  `tidings backup` writes them)",
                     backup_dir.display()
                 ),

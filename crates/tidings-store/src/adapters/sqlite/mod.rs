@@ -59,6 +59,15 @@ impl SqliteBackend {
         }
     }
 
+    /// Bytes of the database file and its WAL.
+    pub(crate) fn size_bytes(&self) -> u64 {
+        [&self.path, &self.wal_path]
+            .iter()
+            .filter_map(|p| std::fs::metadata(p).ok())
+            .map(|m| m.len())
+            .sum()
+    }
+
     /// Stops accepting writes and waits for the writer to finish what it holds.
     pub(crate) fn close(&self) {
         self.jobs.close();
