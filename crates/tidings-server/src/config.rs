@@ -272,3 +272,37 @@ impl ServerConfig {
         Ok(config)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load(text: &str) -> Result<ServerConfig, ConfigError> {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("tidings.toml");
+        std::fs::write(&path, text).expect("write");
+        ServerConfig::load(&path)
+    }
+
+    #[test]
+    fn operations_section_is_read_and_bad_values_are_refused() {
+        let config = load(
+            "[operations]\nshutdown_grace_seconds = 3\nmetrics_token = \"0123456789abcdef\"\n",
+        )
+        .expect("valid");
+        assert_eq!(config.shutdown_grace, std::time::Duration::from_secs(3));
+        assert_eq!(config.metrics_token.as_deref(), Some("0123456789abcdef"));
+        let defaults = load("").expect("empty");
+        assert_eq!(defaults.shutdown_grace, DEFAULT_SHUTDOWN_GRACE);
+        assert_eq!(defaults.metrics_token, None);
+        for bad in [
+            "[operations]\nshutdown_grace_seconds = 0\n",
+            "[operations]\nshutdown_grace_seconds = 3601\n",
+            "[operations]\nmetrics_token = \"short\"\n",
+            "[operations]\nmetrics_token = \"has spaces in it, long enough\"\n",
+            "[operations]\nunknown = 1\n",
+        ] {
+            assert!(load(bad).is_err(), "{bad} should be refused");
+        }
+    }
+}

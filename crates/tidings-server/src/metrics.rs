@@ -50,7 +50,10 @@ pub fn install() -> Option<&'static PrometheusHandle> {
                 .build_recorder();
             let handle = recorder.handle();
             match metrics::set_global_recorder(recorder) {
-                Ok(()) => Some(handle),
+                Ok(()) => {
+                    describe();
+                    Some(handle)
+                }
                 Err(e) => {
                     tracing::warn!(error = %e, "another metrics recorder is installed; /metrics stays empty");
                     None
@@ -58,6 +61,39 @@ pub fn install() -> Option<&'static PrometheusHandle> {
             }
         })
         .as_ref()
+}
+
+/// The `# HELP` lines.
+fn describe() {
+    use metrics::{Unit, describe_counter, describe_gauge, describe_histogram};
+    describe_counter!(
+        "tidings_http_requests_total",
+        "HTTP requests by method, route template and status"
+    );
+    describe_histogram!(
+        "tidings_http_request_duration_seconds",
+        Unit::Seconds,
+        "HTTP request latency by method and route template"
+    );
+    describe_gauge!("tidings_log_last_seq", "Newest seq in the log");
+    describe_gauge!("tidings_routed_seq", "Newest seq routed into inboxes");
+    describe_gauge!(
+        "tidings_routing_backlog",
+        "Activities published and not yet routed"
+    );
+    describe_gauge!(
+        "tidings_change_log_lag",
+        "PostgreSQL change records this node has yet to apply"
+    );
+    describe_gauge!(
+        "tidings_push_connections",
+        "Live SSE and Socket.IO connections on this node"
+    );
+    describe_gauge!(
+        "tidings_store_bytes",
+        Unit::Bytes,
+        "Bytes the store takes on disk"
+    );
 }
 
 /// Middleware: counts each request by method, route template and status, and times it.
@@ -162,5 +198,51 @@ async fn sample(state: &AppState) {
     match store.size_bytes().await {
         Ok(bytes) => metrics::gauge!("tidings_store_bytes").set(bytes as f64),
         Err(e) => tracing::warn!(error = %e, "metrics: cannot read the store's size"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(pairs: &[(&'static str, &str)]) -> HeaderMap {
+        let mut map = HeaderMap::new();
+        for (name, value) in pairs {
+            map.insert(*name, value.parse().expect("header value"));
+        }
+        map
+    }
+
+    #[test]
+    fn loopback_direct_or_the_token_may_read_and_nobody_else() {
+        let local: Option<SocketAddr> = "127.0.0.1:5000".parse().ok();
+        let local6: Option<SocketAddr> = "[::1]:5000".parse().ok();
+        let remote: Option<SocketAddr> = "203.0.113.9:5000".parse().ok();
+        let token = Some("0123456789abcdef");
+        let none = headers(&[]);
+        let proxied = headers(&[("x-forwarded-for", "198.51.100.1")]);
+        let forwarded = headers(&[("forwarded", "for=198.51.100.1")]);
+        let bearer = headers(&[("authorization", "Bearer 0123456789abcdef")]);
+        let wrong = headers(&[("authorization", "Bearer 0123456789abcdeX")]);
+        let status = |r: Result<(), ApiError>| r.err().map(|e| e.status.as_u16());
+        assert_eq!(status(authorize(None, local, &none)), None);
+        assert_eq!(status(authorize(None, local6, &none)), None);
+        assert_eq!(status(authorize(None, local, &proxied)), Some(403));
+        assert_eq!(status(authorize(None, local, &forwarded)), Some(403));
+        assert_eq!(status(authorize(None, remote, &none)), Some(403));
+        assert_eq!(status(authorize(None, remote, &bearer)), Some(403));
+        assert_eq!(status(authorize(None, None, &none)), Some(403));
+        assert_eq!(status(authorize(token, remote, &bearer)), None);
+        assert_eq!(status(authorize(token, remote, &wrong)), Some(401));
+        assert_eq!(status(authorize(token, remote, &none)), Some(401));
+        assert_eq!(status(authorize(token, local, &proxied)), Some(401));
+    }
+
+    #[test]
+    fn token_comparison_needs_the_whole_token() {
+        assert!(constant_time_eq("abc", "abc"));
+        assert!(!constant_time_eq("abc", "abd"));
+        assert!(!constant_time_eq("abc", "ab"));
+        assert!(!constant_time_eq("", "a"));
     }
 }

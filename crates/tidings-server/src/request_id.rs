@@ -67,3 +67,45 @@ pub fn span<B>(request: &axum::http::Request<B>) -> tracing::Span {
         uri = %request.uri().path(),
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_within_bounds_are_kept_and_others_are_not() {
+        let ok = |s: &str| acceptable(&HeaderValue::from_str(s).expect("header"));
+        assert!(ok("abc-123"));
+        assert!(ok("01a23112-d8d7-7723-99f4-c16111065152"));
+        assert!(ok("trace:span/1+2=3_4.5"));
+        assert!(ok(&"x".repeat(MAX_LEN)));
+        assert!(!ok(&"x".repeat(MAX_LEN + 1)));
+        assert!(!ok(""));
+        assert!(!ok("two words"));
+        assert!(!ok("quote\"d"));
+        assert!(!acceptable(
+            &HeaderValue::from_bytes(b"caf\xc3\xa9").expect("header")
+        ));
+    }
+
+    #[test]
+    fn an_unacceptable_or_repeated_id_is_dropped() {
+        let with = |values: &[&str]| {
+            let mut request = Request::new(axum::body::Body::empty());
+            for v in values {
+                request
+                    .headers_mut()
+                    .append(&HEADER, HeaderValue::from_str(v).expect("header"));
+            }
+            drop_unacceptable(request)
+                .headers()
+                .get_all(&HEADER)
+                .iter()
+                .count()
+        };
+        assert_eq!(with(&["good-1"]), 1);
+        assert_eq!(with(&["bad id"]), 0);
+        assert_eq!(with(&["good-1", "good-2"]), 0);
+        assert_eq!(with(&[]), 0);
+    }
+}

@@ -459,6 +459,30 @@ async fn metrics_and_request_ids_over_a_real_socket() {
         .expect("publish");
     assert_eq!(published.status(), 201);
     assert_eq!(published.headers()["x-request-id"], "trace-me-42");
+    // Errors, unknown routes and the web app get one too; an id out of bounds is replaced.
+    let long = "x".repeat(129);
+    for (path, id) in [
+        ("/api/v1/me", "two words"),
+        ("/api/v1/nowhere", long.as_str()),
+        ("/", "fine-id"),
+    ] {
+        let r = client
+            .get(format!("{}{path}", server.base))
+            .header("x-request-id", id)
+            .send()
+            .await
+            .expect("get");
+        let got = r.headers()["x-request-id"]
+            .to_str()
+            .expect("ascii")
+            .to_owned();
+        if id == "fine-id" {
+            assert_eq!(got, id);
+        } else {
+            assert_ne!(got, id, "{path}");
+            assert_eq!(got.len(), 36, "a fresh UUID for {path}: {got}");
+        }
+    }
     let metrics = |headers: Vec<(&'static str, String)>| {
         let client = client.clone();
         let url = format!("{}/metrics", server.base);
