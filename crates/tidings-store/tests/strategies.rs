@@ -444,7 +444,7 @@ fn postgres_configured() -> bool {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 24, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: 16, ..ProptestConfig::default() })]
 
     /// DESIGN principle 2: the projections are derived from the log. Wiping them and routing
     /// the whole log again (`tidings rebuild`) gives every user exactly what the live store
