@@ -29,10 +29,16 @@ export const session = {
   },
 };
 
+// Cluster mode: the highest change-log position an answer reported. Sent back on every call so
+// whichever node answers next has applied this page's own writes first (read-your-writes behind
+// a load balancer). The embedded store sends no position.
+let position = null;
+
 /** Calls `/api/v1{path}`; resolves to the JSON body (null for 204), throws ApiError. */
-export async function api(method, path, body, { headers = {} } = {}) {
+export async function api(method, path, body, { headers = {} } = {}, retried = false) {
   const init = { method, headers: { ...headers } };
   if (session.token) init.headers.authorization = `Bearer ${session.token}`;
+  if (position !== null) init.headers['tidings-position'] = String(position);
   if (body !== undefined) {
     init.headers['content-type'] = 'application/json';
     init.body = JSON.stringify(body);
@@ -43,11 +49,20 @@ export async function api(method, path, body, { headers = {} } = {}) {
   } catch {
     throw new ApiError(0, 'network', 'cannot reach the server; check the connection');
   }
+  const reported = Number(res.headers.get('tidings-position'));
+  if (res.headers.has('tidings-position') && Number.isSafeInteger(reported)) {
+    position = position === null ? reported : Math.max(position, reported);
+  }
   const text = await res.text();
   let json = null;
   try { json = text ? JSON.parse(text) : null; } catch { json = null; }
   if (!res.ok) {
     const err = json && json.error ? json.error : {};
+    // A position this cluster does not know (its database was restored): forget it, once.
+    if (err.code === 'invalid_position' && !retried) {
+      position = null;
+      return api(method, path, body, { headers }, true);
+    }
     const e = new ApiError(res.status, err.code || `http_${res.status}`, err.message || res.statusText, err.details);
     if (res.status === 401 && session.token) window.dispatchEvent(new CustomEvent('tidings:unauthorized'));
     throw e;

@@ -35,6 +35,28 @@ pub struct ServerConfig {
     /// `[operations] metrics_token`: a bearer token that lets non-loopback clients read
     /// `/metrics` (see `crate::metrics`).
     pub metrics_token: Option<String>,
+    /// Which requests this node serves (`serve --roles`); both by default.
+    pub roles: ServedRoles,
+}
+
+/// The requests a node serves: the API (REST, web app, compat profiles) and live channels
+/// (SSE, Socket.IO). A node without one answers those requests `421 role_not_served`, so a
+/// misrouted request is told where to go instead of being half served.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ServedRoles {
+    /// REST API, web app, compat profiles.
+    pub api: bool,
+    /// Live channels.
+    pub push: bool,
+}
+
+impl Default for ServedRoles {
+    fn default() -> Self {
+        ServedRoles {
+            api: true,
+            push: true,
+        }
+    }
 }
 
 impl ServerConfig {
@@ -62,6 +84,7 @@ impl Default for ServerConfig {
             bus_url: None,
             shutdown_grace: DEFAULT_SHUTDOWN_GRACE,
             metrics_token: None,
+            roles: ServedRoles::default(),
         }
     }
 }

@@ -12,6 +12,8 @@ use common::sse::SseClient;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use std::time::Duration;
+use tidings_server::config::{ServedRoles, ServerConfig};
+use tidings_store::StoreConfig;
 
 /// Two nodes on one fresh database, or None (said loudly) on the embedded store.
 async fn two_nodes() -> Option<(TestServer, TestServer)> {
@@ -298,4 +300,155 @@ async fn every_operation_documents_the_503_any_node_can_answer() {
         }
     }
     assert!(operations > 40, "{operations} operations");
+}
+
+/// `serve --roles` on one node: without `push`, live channels (SSE, Socket.IO) answer 421
+/// `role_not_served` while the API works; health and readiness always answer.
+#[tokio::test]
+async fn a_node_without_push_refuses_live_channels_with_421() {
+    let config = ServerConfig {
+        roles: ServedRoles {
+            api: true,
+            push: false,
+        },
+        ..ServerConfig::default()
+    };
+    let s = TestServer::start_with(config, StoreConfig::default()).await;
+    let ana = s.user("ana").await;
+    assert_eq!(s.get(&ana, "/me").await.status, StatusCode::OK);
+    let stream = SseClient::request(&s, "", Some(&ana), None).await;
+    assert_eq!(stream.status(), StatusCode::MISDIRECTED_REQUEST);
+    let body: Value = stream.json().await.expect("json");
+    assert_eq!(body["error"]["code"], "role_not_served");
+    assert_eq!(body["error"]["details"]["role"], "push");
+    let polling = reqwest::get(format!("{}/socket.io/?EIO=4&transport=polling", s.base))
+        .await
+        .expect("socket.io");
+    assert_eq!(polling.status(), StatusCode::MISDIRECTED_REQUEST);
+    for path in ["/healthz", "/readyz"] {
+        let r = reqwest::get(format!("{}{path}", s.base)).await.expect(path);
+        assert_eq!(r.status(), StatusCode::OK, "{path}");
+    }
+}
+
+/// `serve --roles push` beside an api node: the push node keeps a live client current with
+/// what the api node publishes, and answers API requests 421.
+#[tokio::test]
+async fn a_push_only_node_serves_live_clients_and_refuses_the_api() {
+    let a = TestServer::start().await;
+    let config = ServerConfig {
+        roles: ServedRoles {
+            api: false,
+            push: true,
+        },
+        ..ServerConfig::default()
+    };
+    let no_router = StoreConfig {
+        router: false,
+        ..StoreConfig::default()
+    };
+    let Some(push) = a.start_peer_configured(config, no_router).await else {
+        eprintln!("!!! the push-only node test did NOT run: set TIDINGS_TEST_STORE");
+        assert!(
+            std::env::var("TIDINGS_REQUIRE_POSTGRES").is_err(),
+            "TIDINGS_REQUIRE_POSTGRES is set but TIDINGS_TEST_STORE is not"
+        );
+        return;
+    };
+    let ana = a.user("ana").await;
+    let me = push.get(&ana, "/me").await;
+    assert_eq!(me.status, StatusCode::MISDIRECTED_REQUEST);
+    assert_eq!(me.code(), "role_not_served");
+    assert_eq!(me.body["error"]["details"]["role"], "api");
+    let page = reqwest::get(format!("{}/", push.base))
+        .await
+        .expect("web app");
+    assert_eq!(page.status(), StatusCode::MISDIRECTED_REQUEST);
+    let mut stream = SseClient::open(&push, "", &ana, None).await;
+    stream.expect("ready").await;
+    a.note(&ana, "from the api node", &["public"], &[]).await;
+    let entries = stream.entries(1).await;
+    assert!(entries[0].data.contains("from the api node"), "{entries:?}");
+}
+
+/// Read-your-writes across nodes: every response carries the answering node's change-log
+/// position; a request to another node carrying it is served once that node has applied the
+/// log that far (it catches up at once), even when its own tailer would take much longer.
+#[tokio::test]
+async fn a_client_reads_its_own_write_on_another_node_with_its_position() {
+    let a = TestServer::start().await;
+    // B's tailer polls every 30 s and there is no bus: left alone, B stays behind.
+    let slow = StoreConfig {
+        tail_poll: Duration::from_secs(30),
+        ..StoreConfig::default()
+    };
+    let Some(b) = a.start_peer_with(slow).await else {
+        eprintln!("!!! the read-your-writes test did NOT run: set TIDINGS_TEST_STORE");
+        assert!(
+            std::env::var("TIDINGS_REQUIRE_POSTGRES").is_err(),
+            "TIDINGS_REQUIRE_POSTGRES is set but TIDINGS_TEST_STORE is not"
+        );
+        return;
+    };
+    let ana = a.user("ana").await;
+    let published = a
+        .request(
+            reqwest::Method::POST,
+            "/outbox?wait=routed",
+            Some(&ana),
+            Some(json!({"object": {"content": "read me anywhere"}, "to": ["public"]})),
+            &[],
+        )
+        .await;
+    assert_eq!(
+        published.status,
+        StatusCode::CREATED,
+        "{:?}",
+        published.body
+    );
+    let position = published.headers["tidings-position"]
+        .to_str()
+        .expect("position")
+        .to_owned();
+    let id = published.body["id"].as_str().expect("id").to_owned();
+    let has_post = |page: &Value| TestServer::ids(page).contains(&id);
+    // Without the position, B answers from where it is: not there yet.
+    let stale = b.get(&ana, "/inbox").await;
+    assert_eq!(stale.status, StatusCode::OK);
+    assert!(
+        !has_post(&stale.body),
+        "B caught up by itself: the test shows nothing"
+    );
+    // With it, B catches up first.
+    let fresh = b
+        .request(
+            reqwest::Method::GET,
+            "/inbox",
+            Some(&ana),
+            None,
+            &[("tidings-position", &position)],
+        )
+        .await;
+    assert_eq!(fresh.status, StatusCode::OK);
+    assert!(has_post(&fresh.body), "{:?}", fresh.body);
+    let at: i64 = fresh.headers["tidings-position"]
+        .to_str()
+        .expect("position")
+        .parse()
+        .expect("integer");
+    assert!(at >= position.parse::<i64>().expect("integer"));
+    // A position this cluster never reached, or not a number, is refused and changes nothing.
+    for bad in ["999999999", "-1", "soon"] {
+        let r = b
+            .request(
+                reqwest::Method::GET,
+                "/inbox",
+                Some(&ana),
+                None,
+                &[("tidings-position", bad)],
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::BAD_REQUEST, "{bad}");
+        assert_eq!(r.code(), "invalid_position", "{bad}");
+    }
 }

@@ -1,5 +1,5 @@
 //! HTTP-level tests of the compat profiles: FeedStream's `/v1` (seed 001) and
-//! activity-feed-system's `/me`, `/post`, … (seed 004), plus the README's examples run verbatim.
+//! activity-feed-system's `/me`, `/post`, … (seed 004), plus the examples of `docs/compat.md` run verbatim.
 
 mod common;
 
@@ -189,32 +189,53 @@ async fn feedstream_subscribe_publish_consume_round_trip_with_paging() {
     s.assert_verified().await;
 }
 
+async fn fs_subscribe(s: &TestServer, event: &str, consumer: &str, producer: &str) {
+    let (status, body) = fs_post(
+        s,
+        "/v1/subscribe",
+        json!({"event_name": event, "consumer_id": consumer, "producer_id": producer}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+}
+
+async fn fs_unsubscribe(s: &TestServer, event: &str, consumer: &str, producer: &str) {
+    let (status, body) = fs_post(
+        s,
+        "/v1/unsubscribe",
+        json!({"event_name": event, "consumer_id": consumer, "producer_id": producer}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+}
+
+/// An Activity event (a verb the notification feed lists, aimed at a consumer).
+async fn fs_notify(s: &TestServer, verb: &str, producer: &str, item: &str, consumer: &str) {
+    let (status, body) = fs_post(
+        s,
+        "/v1/publish",
+        json!({"verb": verb, "timestamp": 1563221022, "producer_id": producer,
+               "item_id": item, "consumer_id": consumer}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body, json!({"ok": true, "published": true}));
+}
+
 #[tokio::test]
 async fn feedstream_activity_events_reach_the_consumers_notification_feed() {
     let s = TestServer::start().await;
+    // Activity events have relations just like Flat ones (FeedStream's README): the consumers
+    // subscribe to the producer, here through the notification event itself.
+    fs_subscribe(&s, "notification", "shayan", "joerogan").await;
+    fs_subscribe(&s, "feed", "ana", "joerogan").await;
     for (verb, item) in [
         ("like", "post_1"),
         ("comment", "comment_7"),
         ("follow", "joe"),
     ] {
-        let (status, body) = fs_post(
-            &s,
-            "/v1/publish",
-            json!({"verb": verb, "timestamp": 1563221022, "producer_id": "joerogan",
-                   "item_id": item, "consumer_id": "shayan"}),
-        )
-        .await;
-        assert_eq!(status, StatusCode::OK, "{body}");
-        assert_eq!(body, json!({"ok": true, "published": true}));
+        fs_notify(&s, verb, "joerogan", item, "shayan").await;
     }
-    // A verb the notification feed does not take (share) is kept but not shown there.
-    let (status, _) = fs_post(
-        &s,
-        "/v1/publish",
-        json!({"verb": "share", "producer_id": "joerogan", "item_id": "post_2", "consumer_id": "shayan"}),
-    )
-    .await;
-    assert_eq!(status, StatusCode::OK);
     let (status, body) = fs_get(&s, "/v1/consume?event_name=notification&consumer_id=shayan").await;
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(
@@ -225,17 +246,19 @@ async fn feedstream_activity_events_reach_the_consumers_notification_feed() {
             {"item_id": "post_1", "verb": "like"}
         ]})
     );
-    // Aimed at shayan only: not in the producer's notifications nor in shayan's flat feed.
+    // Aimed at shayan only: not in the producer's notifications, nor in anyone's flat feed.
     assert!(
         consume(&s, "event_name=notification&consumer_id=joerogan")
             .await
             .is_empty()
     );
-    assert!(
-        consume(&s, "event_name=feed&consumer_id=shayan")
-            .await
-            .is_empty()
-    );
+    for consumer in ["shayan", "ana"] {
+        assert!(
+            consume(&s, &format!("event_name=feed&consumer_id={consumer}"))
+                .await
+                .is_empty()
+        );
+    }
     // Paging by item id works on notification feeds too.
     assert_eq!(
         consume(
@@ -246,13 +269,9 @@ async fn feedstream_activity_events_reach_the_consumers_notification_feed() {
         ["post_1"]
     );
     // The same like for a second consumer is one activity, notified to both.
-    let (status, _) = fs_post(
-        &s,
-        "/v1/publish",
-        json!({"verb": "like", "producer_id": "joerogan", "item_id": "post_1", "consumer_id": "ana"}),
-    )
-    .await;
-    assert_eq!(status, StatusCode::OK);
+    let seq = s.store.last_seq().await.expect("seq");
+    fs_notify(&s, "like", "joerogan", "post_1", "ana").await;
+    assert_eq!(s.store.last_seq().await.expect("seq"), seq);
     assert_eq!(
         consume(&s, "event_name=notification&consumer_id=ana").await,
         ["post_1"]
@@ -273,42 +292,152 @@ async fn feedstream_activity_events_reach_the_consumers_notification_feed() {
     )
     .await;
     assert_fs_error(status, &body, StatusCode::BAD_REQUEST);
-    // Retracting the like removes it for every consumer.
+
+    // Retracting an Activity event names its consumer (FeedStream's README) and takes it out of
+    // that consumer's feed only.
     let (status, body) = fs_post(
         &s,
         "/v1/retract",
-        json!({"verb": "like", "producer_id": "joerogan", "item_id": "post_1", "consumer_id": "shayan"}),
+        json!({"verb": "like", "producer_id": "joerogan", "item_id": "post_1"}),
     )
     .await;
+    assert_fs_error(status, &body, StatusCode::BAD_REQUEST);
+    let retract_for = |consumer: &str| json!({"verb": "like", "producer_id": "joerogan", "item_id": "post_1", "consumer_id": consumer});
+    let (status, body) = fs_post(&s, "/v1/retract", retract_for("shayan")).await;
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(body, json!({"ok": true, "retracted": true}));
     assert_eq!(
         consume(&s, "event_name=notification&consumer_id=shayan").await,
         ["joe", "comment_7"]
     );
+    assert_eq!(
+        consume(&s, "event_name=notification&consumer_id=ana").await,
+        ["post_1"]
+    );
+    // Not shayan's any more; then ana's goes too.
+    let (status, body) = fs_post(&s, "/v1/retract", retract_for("shayan")).await;
+    assert_fs_error(status, &body, StatusCode::NOT_FOUND);
+    let (status, body) = fs_post(&s, "/v1/retract", retract_for("ana")).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
     assert!(
         consume(&s, "event_name=notification&consumer_id=ana")
             .await
             .is_empty()
     );
-
-    // An item first sent as an Activity event, then published flat, still reaches followers.
-    fs_post(
-        &s,
-        "/v1/subscribe",
-        json!({"event_name": "feed", "consumer_id": "bob", "producer_id": "joerogan"}),
-    )
-    .await;
-    fs_post(
-        &s,
-        "/v1/publish",
-        json!({"verb": "tweet", "producer_id": "joerogan", "item_id": "both", "consumer_id": "shayan"}),
-    )
-    .await;
-    publish_tweet(&s, "joerogan", "both").await;
+    // A retracted event can be sent anew, to the consumer it was retracted for too.
+    fs_notify(&s, "like", "joerogan", "post_1", "shayan").await;
     assert_eq!(
-        consume(&s, "event_name=feed&consumer_id=bob").await,
-        ["both"]
+        consume(&s, "event_name=notification&consumer_id=shayan").await,
+        ["post_1", "joe", "comment_7"]
+    );
+    s.assert_verified().await;
+}
+
+#[tokio::test]
+async fn feedstream_feeds_process_only_the_verbs_they_list() {
+    let s = TestServer::start().await;
+    fs_subscribe(&s, "feed", "shayan", "joerogan").await;
+    publish_tweet(&s, "joerogan", "tweet_1").await;
+    let seq = s.store.last_seq().await.expect("seq");
+    let users = s.store.user_count().await.expect("count");
+    // A tweet is a Flat event: no Activity feed lists it, so a consumer_id is refused rather
+    // than landing in the notification feed (whose verbs are like, follow, comment, mention);
+    // so is a verb no feed lists.
+    // An Activity-event verb without its consumer_id is refused, as FeedStream's README says.
+    for body in [
+        json!({"verb": "tweet", "producer_id": "joerogan", "item_id": "tweet_2", "consumer_id": "shayan"}),
+        json!({"verb": "poke", "producer_id": "joerogan", "item_id": "tweet_2", "consumer_id": "newcomer"}),
+        json!({"verb": "like", "producer_id": "joerogan", "item_id": "tweet_1"}),
+        json!({"verb": "mention", "producer_id": "someone-new", "item_id": "tweet_1"}),
+    ] {
+        let (status, got) = fs_post(&s, "/v1/publish", body.clone()).await;
+        assert_fs_error(status, &got, StatusCode::BAD_REQUEST);
+        let message = got["error"].as_str().unwrap_or_default();
+        assert!(message.contains("consumer_id"), "{body} → {message}");
+    }
+    let (status, got) = fs_post(
+        &s,
+        "/v1/retract",
+        json!({"verb": "tweet", "producer_id": "joerogan", "item_id": "tweet_1", "consumer_id": "shayan"}),
+    )
+    .await;
+    assert_fs_error(status, &got, StatusCode::BAD_REQUEST);
+    assert_eq!(s.store.last_seq().await.expect("seq"), seq);
+    assert_eq!(s.store.user_count().await.expect("count"), users);
+    assert!(
+        consume(&s, "event_name=notification&consumer_id=shayan")
+            .await
+            .is_empty()
+    );
+    assert_eq!(
+        consume(&s, "event_name=feed&consumer_id=shayan").await,
+        ["tweet_1"]
+    );
+}
+
+#[tokio::test]
+async fn feedstream_a_verb_listed_by_flat_and_activity_feeds_reaches_both() {
+    let mut config = ServerConfig {
+        feeds: tidings_server::compat::feedstream::default_feeds(),
+        ..ServerConfig::default()
+    };
+    config.feeds.push(tidings_core::feeds::FeedSpec {
+        verbs: vec!["like".into()],
+        include_actor: true,
+        ..tidings_core::feeds::FeedSpec::flat("likes")
+    });
+    let s = TestServer::start_with(config, StoreConfig::default()).await;
+    fs_subscribe(&s, "likes", "shayan", "joerogan").await;
+    fs_subscribe(&s, "likes", "bob", "joerogan").await;
+    fs_notify(&s, "like", "joerogan", "tweet_9", "shayan").await;
+    // The consumer's notification feed, and every subscriber's flat "likes" feed.
+    assert_eq!(
+        consume(&s, "event_name=notification&consumer_id=shayan").await,
+        ["tweet_9"]
+    );
+    assert_eq!(
+        consume(&s, "event_name=likes&consumer_id=bob").await,
+        ["tweet_9"]
+    );
+    assert!(
+        consume(&s, "event_name=notification&consumer_id=bob")
+            .await
+            .is_empty()
+    );
+}
+
+#[tokio::test]
+async fn feedstream_unsubscribing_takes_a_producers_events_out_of_activity_feeds() {
+    let s = TestServer::start().await;
+    fs_subscribe(&s, "notification", "shayan", "joerogan").await;
+    fs_subscribe(&s, "notification", "shayan", "lex").await;
+    fs_notify(&s, "like", "joerogan", "post_1", "shayan").await;
+    fs_notify(&s, "comment", "lex", "post_1", "shayan").await;
+    assert_eq!(
+        consume(&s, "event_name=notification&consumer_id=shayan").await,
+        ["post_1", "post_1"]
+    );
+    fs_unsubscribe(&s, "notification", "shayan", "joerogan").await;
+    let (_, body) = fs_get(&s, "/v1/consume?event_name=notification&consumer_id=shayan").await;
+    assert_eq!(
+        body,
+        json!({"ok": true, "data": [{"item_id": "post_1", "verb": "comment"}]})
+    );
+    // A producer shayan is not subscribed to: its event is accepted and kept, not shown.
+    fs_notify(&s, "mention", "stranger", "post_5", "shayan").await;
+    assert_eq!(
+        consume(&s, "event_name=notification&consumer_id=shayan").await,
+        ["post_1"]
+    );
+    // The relation is read when consuming: subscribing again shows joerogan's events again.
+    fs_subscribe(&s, "feed", "shayan", "joerogan").await;
+    let (_, body) = fs_get(&s, "/v1/consume?event_name=notification&consumer_id=shayan").await;
+    assert_eq!(
+        body,
+        json!({"ok": true, "data": [
+            {"item_id": "post_1", "verb": "comment"},
+            {"item_id": "post_1", "verb": "like"}
+        ]})
     );
 }
 
@@ -788,6 +917,52 @@ async fn afs_follow_and_unfollow_change_the_friends_feed() {
 }
 
 #[tokio::test]
+async fn afs_friends_feed_shows_only_people_the_caller_follows() {
+    let s = TestServer::start().await;
+    seed_demo(&s.store).await.expect("demo");
+    // ivan follows nico (the demo); ivan posts a photo; eric, whom ivan does not follow,
+    // likes it: that like is about ivan, but it is not a friend's activity.
+    afs_post(
+        &s,
+        "/post",
+        IVAN,
+        json!({"type": "photo", "content": "ivan.jpeg"}),
+    )
+    .await;
+    afs_post(
+        &s,
+        "/activity",
+        ERIC,
+        json!({"verb": "like", "object": "photo:1"}),
+    )
+    .await;
+    afs_post(
+        &s,
+        "/activity",
+        NICO,
+        json!({"verb": "like", "object": "photo:1"}),
+    )
+    .await;
+    let friends = afs_get(&s, "/feed/friends", IVAN).await;
+    assert_eq!(
+        rows(&friends["friends_feed"]),
+        [row("nico", "like", json!(1), json!("photo"), json!("ivan"))]
+    );
+    // Once ivan unfollows nico, nico's like of ivan's photo leaves the friends feed too.
+    let r = afs_post(&s, "/unfollow", IVAN, json!({"unfollow": "nico"})).await;
+    assert_eq!(r, json!({"verb": "unfollow", "message": "User unfollowed"}));
+    let friends = afs_get(&s, "/feed/friends", IVAN).await;
+    assert_eq!(friends, json!({"friends_feed": [], "next_url": ""}));
+    // Following eric shows eric's own activity, the like included.
+    afs_post(&s, "/follow", IVAN, json!({"follow": "eric"})).await;
+    let friends = afs_get(&s, "/feed/friends", IVAN).await;
+    assert!(
+        rows(&friends["friends_feed"]).iter().all(|r| r.0 == "eric"),
+        "{friends}"
+    );
+}
+
+#[tokio::test]
 async fn afs_next_url_walks_every_item_once() {
     let s = TestServer::start().await;
     seed_demo(&s.store).await.expect("demo");
@@ -936,20 +1111,21 @@ async fn afs_bad_input_gets_a_clear_error_and_changes_nothing() {
     assert_eq!(afs_get(&s, "/me", IVAN).await["follow_ids"], json!([2]));
 }
 
-/// One README example: a curl command and the response shown under it (`# …` lines).
+/// One `docs/compat.md` example: a curl command and the response shown under it (`# …` lines).
 struct Example {
     command: String,
     expected: Option<Value>,
 }
 
 /// The examples between `<!-- compat-examples -->` and `<!-- /compat-examples -->` markers in
-/// README.md, in order.
-fn readme_examples() -> Vec<Example> {
-    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../README.md"))
-        .expect("README.md");
+/// `docs/compat.md`, in order.
+fn doc_examples() -> Vec<Example> {
+    let page =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../docs/compat.md"))
+            .expect("docs/compat.md");
     let mut out = Vec::new();
     let mut inside = false;
-    let mut lines = readme.lines().peekable();
+    let mut lines = page.lines().peekable();
     while let Some(line) = lines.next() {
         let trimmed = line.trim();
         if trimmed == "<!-- compat-examples -->" {
@@ -988,8 +1164,9 @@ fn readme_examples() -> Vec<Example> {
             lines.next();
         }
         let expected = (!expected.trim().is_empty()).then(|| {
-            serde_json::from_str(&expected)
-                .unwrap_or_else(|e| panic!("README response after {command:?} is not JSON: {e}"))
+            serde_json::from_str(&expected).unwrap_or_else(|e| {
+                panic!("docs/compat.md response after {command:?} is not JSON: {e}")
+            })
         });
         out.push(Example { command, expected });
     }
@@ -1013,15 +1190,15 @@ fn matches(want: &Value, got: &Value) -> bool {
 }
 
 #[tokio::test]
-async fn readme_examples_run_verbatim() {
-    let examples = readme_examples();
+async fn compat_doc_examples_run_verbatim() {
+    let examples = doc_examples();
     assert!(
         examples.len() >= 15,
-        "expected the README's compat examples, found {}",
+        "expected the compat examples of docs/compat.md, found {}",
         examples.len()
     );
     let s = TestServer::start().await;
-    // The README runs them after `tidings seed --demo` on a fresh data dir.
+    // docs/compat.md runs them after `tidings seed --demo` on a fresh data dir.
     seed_demo(&s.store).await.expect("demo");
     for example in examples {
         // Only the address differs from what a reader runs against `tidings serve`.
@@ -1047,7 +1224,7 @@ async fn readme_examples_run_verbatim() {
         if let Some(want) = example.expected {
             assert!(
                 matches(&want, &got),
-                "{}\n  README shows: {want}\n  server said: {got}",
+                "{}\n  docs/compat.md shows: {want}\n  server said: {got}",
                 example.command
             );
         }

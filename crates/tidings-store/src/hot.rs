@@ -610,6 +610,8 @@ pub(crate) struct FeedFilter {
     pub verbs: Option<Vec<String>>,
     /// Leave out the reader's own activities.
     pub exclude_own: bool,
+    /// Only activities by these users (sorted ids); None: anyone's.
+    pub actors: Option<Vec<i64>>,
 }
 
 /// What an open window watches, for [`HotIndex::wake_set`].
@@ -1062,13 +1064,15 @@ impl HotIndex {
             .unwrap_or((0, 0))
     }
 
-    /// A user's live notifications with one of `reasons`, up to `watermark`, newest first, at
-    /// most `max` (a notification feed's `max_cache`).
+    /// A user's live notifications with one of `reasons` (and by one of `actors`, sorted,
+    /// when given), up to `watermark`, newest first, at most `max` (a notification feed's
+    /// `max_cache`).
     pub fn notifications(
         &self,
         user: i64,
         watermark: i64,
         reasons: &[u8],
+        actors: Option<&[i64]>,
         max: usize,
     ) -> Vec<(i64, u8)> {
         let Some(list) = self.notifications.get(&user) else {
@@ -1082,6 +1086,7 @@ impl HotIndex {
                     && self.meta(*seq).is_some_and(|m| {
                         // A like of a retracted activity goes with it.
                         !m.retracted()
+                            && actors.is_none_or(|a| a.binary_search(&m.actor).is_ok())
                             && m.target()
                                 .and_then(|t| self.meta(t))
                                 .is_none_or(|t| !t.retracted())
@@ -1200,6 +1205,7 @@ impl HotIndex {
             return Vec::new();
         }
         let exclude_own = feed.exclude_own;
+        let actors = feed.actors.as_deref();
         let hidden = self.hidden.get(&user);
         let direct_only = filter.kind.as_deref() == Some("direct");
         let want_major = match filter.kind.as_deref() {
@@ -1214,6 +1220,7 @@ impl HotIndex {
             meta.listed()
                 && !meta.retracted()
                 && !(exclude_own && meta.actor == user)
+                && actors.is_none_or(|a| a.binary_search(&meta.actor).is_ok())
                 && verbs.as_ref().is_none_or(|v| v.contains(&meta.verb))
                 && hidden.is_none_or(|h| !h.contains(&seq))
                 && want_major.is_none_or(|m| m == meta.major())

@@ -9,7 +9,7 @@ use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use tidings_server::config::ServerConfig;
+use tidings_server::config::{ServedRoles, ServerConfig};
 use tidings_store::Store;
 use tidings_store::{AdminConnection, StoreConfig, StoreLocation};
 
@@ -82,7 +82,8 @@ enum Command {
         #[arg(long, env = "TIDINGS_CONFIG")]
         config: Option<PathBuf>,
         /// What this node runs, comma-separated from `api`, `router`, `push` (default: all).
-        /// A node without `router` never routes; it still serves reads and live clients.
+        /// A node without `router` never routes (PostgreSQL only); one without `api` or `push`
+        /// answers those requests 421 `role_not_served`.
         #[arg(
             long,
             env = "TIDINGS_ROLES",
@@ -241,12 +242,21 @@ async fn main() -> anyhow::Result<()> {
                 router: roles.contains(&Role::Router),
                 ..store_config
             };
-            if !roles.contains(&Role::Api) || !roles.contains(&Role::Push) {
+            // One embedded node is the whole deployment: it must route.
+            if matches!(location, StoreLocation::Embedded(_)) && !roles.contains(&Role::Router) {
                 bail!(
-                    "--roles without api or push is not supported yet: every node serves the \
-                     API and live clients (use --roles api,push to run a node that does not route)"
+                    "--roles without router needs the PostgreSQL store (--store postgres://…): \
+                     the embedded store has one node, and it routes"
                 );
             }
+            // A node without api or push (`--roles router`) answers only /healthz and /readyz.
+            let config = ServerConfig {
+                roles: ServedRoles {
+                    api: roles.contains(&Role::Api),
+                    push: roles.contains(&Role::Push),
+                },
+                ..config
+            };
             let store = Store::open(&location, store_config)
                 .with_context(|| format!("opening the store at {}", location.describe()))?;
             let bus = cli.bus.clone().or_else(|| config.bus_url.clone());

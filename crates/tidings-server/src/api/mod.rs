@@ -94,6 +94,14 @@ pub fn router(state: AppState) -> Router {
         .route("/readyz", get(readyz))
         .route("/metrics", get(crate::metrics::render))
         .merge(crate::push::engineio::router(state.clone()))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            read_your_writes,
+        ))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            refuse_roles_not_served,
+        ))
         .layer(DefaultBodyLimit::max(max_body))
         // Innermost first: each layer below wraps the ones above it. A request meets the
         // request-id bounds, gets its id, then its span, then is counted and timed.
@@ -115,6 +123,87 @@ pub fn router(state: AppState) -> Router {
 /// See [`crate::request_id::drop_unacceptable`].
 async fn drop_unacceptable_request_id(request: axum::extract::Request) -> axum::extract::Request {
     crate::request_id::drop_unacceptable(request)
+}
+
+/// Whether a path is a live channel (the push role) rather than the API.
+fn is_live_channel(path: &str) -> bool {
+    path == "/api/v1/inbox/stream" || path == "/socket.io" || path.starts_with("/socket.io/")
+}
+
+/// `serve --roles`: a request for a role this node does not run is answered 421 (Misdirected
+/// Request) saying which role serves it; health, readiness and metrics are always answered.
+async fn refuse_roles_not_served(
+    State(state): State<AppState>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let roles = state.config.roles;
+    let path = request.uri().path();
+    let needed = if path == "/healthz" || path == "/readyz" || path == "/metrics" {
+        None
+    } else if is_live_channel(path) {
+        (!roles.push).then_some("push")
+    } else {
+        (!roles.api).then_some("api")
+    };
+    match needed {
+        None => next.run(request).await,
+        Some(role) => ApiError::new(
+            StatusCode::MISDIRECTED_REQUEST,
+            "role_not_served",
+            format!("this node does not run the {role} role (serve --roles); send this request to a node that does"),
+        )
+        .with_details(serde_json::json!({ "role": role }))
+        .into_response(),
+    }
+}
+
+/// The header that carries a node's change-log position (cluster mode): answered on every
+/// response, and honoured on requests so a client reads its own writes on any node.
+pub const POSITION_HEADER: &str = "tidings-position";
+
+/// Read-your-writes across nodes: a request carrying `Tidings-Position` (the position a node
+/// answered after a write) is served once this node has applied the log that far, catching up
+/// at once if it is behind; every response says where the answering node is. On the embedded
+/// store there is one node and no header.
+async fn read_your_writes(
+    State(state): State<AppState>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let Some(_) = state.store.position() else {
+        return next.run(request).await;
+    };
+    if let Some(raw) = request.headers().get(POSITION_HEADER) {
+        let Some(position) = raw
+            .to_str()
+            .ok()
+            .and_then(|v| v.trim().parse::<i64>().ok())
+            .filter(|p| *p >= 0)
+        else {
+            return ApiError::bad_request(
+                "invalid_position",
+                "Tidings-Position must be a non-negative integer from a Tidings-Position response header",
+            )
+            .into_response();
+        };
+        match state.store.reach_position(position).await {
+            Ok(()) => {}
+            Err(tidings_store::StoreError::Unprocessable { message, .. }) => {
+                return ApiError::bad_request("invalid_position", message).into_response();
+            }
+            Err(e) => return ApiError::from(e).into_response(),
+        }
+    }
+    let mut response = next.run(request).await;
+    if let Some(position) = state.store.position() {
+        response
+            .headers_mut()
+            .insert(POSITION_HEADER, axum::http::HeaderValue::from(position));
+    }
+    response
 }
 
 /// Change records a node may lag behind the log and still call itself ready.

@@ -10,7 +10,8 @@
 //! - `like` / `share` are Like / Announce, follow / unfollow are Follow / Undo, as in the native
 //!   API;
 //! - `/feed/my` is what the caller did through this profile (its `activities` table: Undo
-//!   records included), `/feed/friends` the engine's flat feed without the caller's own items.
+//!   records included), `/feed/friends` the engine's flat feed narrowed to the people the
+//!   caller follows now (not their own items, nor reactions by anyone else).
 
 use super::{Body, json_object, settle};
 use crate::AppState;
@@ -32,7 +33,7 @@ use tidings_core::cursor;
 use tidings_core::feeds::FeedSpec;
 use tidings_store::StoreError;
 use tidings_store::model::LogRecord;
-use tidings_store::model::{InboxFilter, PageFrom, User, UserStatus};
+use tidings_store::model::{PageFrom, User, UserStatus};
 
 /// The object type a `photo` is published as (its `content` is the file name).
 pub const PHOTO_TYPE: &str = "AfsPhoto";
@@ -611,9 +612,12 @@ async fn friends_feed(
         ..FeedSpec::flat("afs-friends")
     };
     let from = before.map_or(PageFrom::Newest, PageFrom::Before);
+    // Friends are the people the caller follows now: a reaction by someone else (a like of the
+    // caller's photo by a stranger or an unfollowed user) is not a friend's activity.
+    let friends = state.store.following_ids(auth.user.id).await?;
     let page = state
         .store
-        .feed_page(auth.user, &spec, InboxFilter::default(), from, limit)
+        .feed_page_by_actors(auth.user, &spec, friends, from, limit)
         .await?;
     let records: Vec<(i64, Value)> = page
         .items

@@ -5,13 +5,17 @@
 //! - a producer or consumer id is a Tidings user created on first use, named `fs-<id>` (or
 //!   `fs-<hash of the id>` when the id is not a valid username), with no password;
 //! - subscribe is a Follow, unsubscribe its Undo;
-//! - publish is an activity of a custom type named after the verb (`tweet` → `Tweet`),
-//!   addressed to the producer's followers, whose object (`FeedStreamItem`) carries `item_id`,
-//!   `verb` and `timestamp`; with a `consumer_id` it is addressed to no one and raises a
-//!   notification for the consumer whose reason is the verb (`like`, `follow`, `comment`,
-//!   `mention`, …; other verbs count as a mention);
-//! - retract is a Delete of the producer's live activity with that verb and item;
-//! - consume reads the declared feed named `event_name`, newest first.
+//! - each declared feed processes exactly the verbs it lists, as FeedStream's README says;
+//! - publish is an activity of a custom type named after the verb (`tweet` → `Tweet`), whose
+//!   object (`FeedStreamItem`) carries `item_id`, `verb` and `timestamp`. A verb an Activity
+//!   (notification) feed lists is an Activity event: it needs a `consumer_id` and raises a
+//!   notification for that consumer whose reason is the verb (`like`, `follow`, `comment`,
+//!   `mention`); other verbs are Flat events, addressed to the producer's followers, and refuse
+//!   a `consumer_id`;
+//! - retract is a Delete of the producer's live activity with that verb and item (for an
+//!   Activity event, of that consumer's copy: the others keep theirs);
+//! - consume reads the declared feed named `event_name`, newest first; an Activity feed shows
+//!   the events of producers the consumer is subscribed to (FeedStream's relations).
 
 use super::{Body, json_object, settle};
 use crate::AppState;
@@ -396,15 +400,11 @@ pub async fn unsubscribe(State(state): State<AppState>, body: Body) -> FsResult<
     Ok(ok("unsubscribed"))
 }
 
-/// Whether a declared feed takes a verb (by FeedStream name or by activity type).
+/// Whether a declared feed processes a verb (by FeedStream name or by activity type): FeedStream
+/// feeds process exactly the verbs they list, Activity (notification) feeds only with a consumer.
 fn feed_takes(spec: &FeedSpec, verb: &str, has_consumer: bool) -> bool {
     match spec.kind {
-        FeedKind::Notification => {
-            has_consumer
-                && spec
-                    .reasons()
-                    .contains(&Reason::parse(verb).unwrap_or(Reason::Mention))
-        }
+        FeedKind::Notification => has_consumer && activity_feed_takes(spec, verb),
         _ => {
             !has_consumer
                 && (spec.verbs.is_empty()
@@ -417,9 +417,70 @@ fn feed_takes(spec: &FeedSpec, verb: &str, has_consumer: bool) -> bool {
     }
 }
 
-/// Publish an event by a producer; with `consumer_id`, an Activity event aimed at that
-/// consumer's notification feed. Publishing the same (producer, verb, item) again adds no
-/// second activity (a new consumer of it is notified).
+/// Whether an Activity (notification) feed lists a verb.
+fn activity_feed_takes(spec: &FeedSpec, verb: &str) -> bool {
+    Reason::parse(verb).is_some_and(|reason| spec.reasons().contains(&reason))
+}
+
+/// The declared Activity feeds that process a verb: publishing or retracting it is an Activity
+/// event, which FeedStream's README says needs a `consumer_id`.
+fn activity_feeds_taking<'a>(state: &'a AppState, verb: &str) -> Vec<&'a str> {
+    state
+        .config
+        .feeds
+        .iter()
+        .filter(|f| f.kind == FeedKind::Notification && activity_feed_takes(f, verb))
+        .map(|f| f.name.as_str())
+        .collect()
+}
+
+/// Whether a flat or aggregated feed lists the verb by name, so an Activity event of that verb
+/// also reaches the producer's subscribers.
+fn flat_feed_lists(state: &AppState, verb: &str) -> bool {
+    state.config.feeds.iter().any(|f| {
+        f.kind != FeedKind::Notification
+            && f.verbs.iter().any(|v| v.trim().eq_ignore_ascii_case(verb))
+    })
+}
+
+/// Checks that `consumer_id` is given exactly when the verb is an Activity event's.
+fn check_consumer(state: &AppState, verb: &str, consumer_id: Option<&str>) -> FsResult<()> {
+    let activity_feeds = activity_feeds_taking(state, verb);
+    match (consumer_id, activity_feeds.is_empty()) {
+        (None, false) => Err(FsError::bad(format!(
+            "{verb:?} is an Activity event (processed by {}): consumer_id is required",
+            activity_feeds.join(", ")
+        ))),
+        (Some(_), true) => {
+            let taken: Vec<String> = state
+                .config
+                .feeds
+                .iter()
+                .filter(|f| f.kind == FeedKind::Notification)
+                .map(|f| {
+                    let verbs: Vec<&str> = f.verbs.iter().map(|v| v.trim()).collect();
+                    format!("{} ({})", f.name, verbs.join(", "))
+                })
+                .collect();
+            Err(FsError::bad(format!(
+                "no Activity event processes verb {verb:?}, so consumer_id does not apply \
+                 (Activity events: {})",
+                if taken.is_empty() {
+                    "none declared".to_owned()
+                } else {
+                    taken.join("; ")
+                }
+            )))
+        }
+        _ => Ok(()),
+    }
+}
+
+/// Publish an event by a producer. A verb an Activity feed processes is an Activity event and
+/// needs `consumer_id`: it reaches that consumer's Activity feeds (while the consumer is
+/// subscribed to the producer, their relation). Other verbs reach the producer's subscribers.
+/// Publishing the same (producer, verb, item) again adds no second activity (a new consumer of
+/// it is notified).
 pub async fn publish(State(state): State<AppState>, body: Body) -> FsResult<axum::Json<Value>> {
     let body = body_of(&body)?;
     let verb = check_verb(&required(&body, "verb")?)?;
@@ -444,6 +505,7 @@ pub async fn publish(State(state): State<AppState>, body: Body) -> FsResult<axum
             )));
         }
     }
+    check_consumer(&state, &verb, consumer_id.as_deref())?;
     let activity_type = verb_type(&verb);
     ensure_type(&state, &activity_type, "activity");
     let producer = actor(&state, &producer_id).await?;
@@ -451,6 +513,7 @@ pub async fn publish(State(state): State<AppState>, body: Body) -> FsResult<axum
         Some(id) => Some(actor(&state, id).await?),
         None => None,
     };
+    let to_subscribers = consumer.is_none() || flat_feed_lists(&state, &verb);
     let existing = state
         .store
         .live_reaction(&producer, &activity_type, &item_id)
@@ -459,10 +522,10 @@ pub async fn publish(State(state): State<AppState>, body: Body) -> FsResult<axum
         Some(id) => Some(state.store.activity(&id, producer.clone()).await?),
         None => None,
     };
-    // An Activity event's activity reaches no followers: a Flat publish of the same item
+    // An Activity event's activity reaches no subscribers: a Flat publish of the same item
     // still needs its own.
     let reusable = existing.filter(|(_, doc)| {
-        consumer.is_some()
+        !to_subscribers
             || doc
                 .get("to")
                 .and_then(Value::as_array)
@@ -475,16 +538,17 @@ pub async fn publish(State(state): State<AppState>, body: Body) -> FsResult<axum
             if let (Some(ts), Some(map)) = (timestamp, object.as_object_mut()) {
                 map.insert("timestamp".into(), Value::Number(ts));
             }
-            let to = if consumer.is_some() {
-                json!([])
-            } else {
+            let to = if to_subscribers {
                 json!(["followers"])
+            } else {
+                json!([])
             };
             let activity = json!({"type": activity_type, "object": object, "to": to});
             publish_value(&state, producer, &activity, None).await?.seq
         }
     };
     if let Some(consumer) = consumer {
+        // check_consumer made sure an Activity feed takes the verb, so it names a reason.
         let reason = Reason::parse(&verb).unwrap_or(Reason::Mention);
         state
             .store
@@ -495,17 +559,23 @@ pub async fn publish(State(state): State<AppState>, body: Body) -> FsResult<axum
     Ok(ok("published"))
 }
 
-/// Retract an event previously published by a producer: a Delete of that activity.
+/// Retract an event previously published by a producer. A Flat event's activity is retracted (a
+/// Delete); an Activity event is retracted for the consumer named, and stays for any other
+/// consumer it reached.
 pub async fn retract(State(state): State<AppState>, body: Body) -> FsResult<axum::Json<Value>> {
     let body = body_of(&body)?;
     let verb = check_verb(&required(&body, "verb")?)?;
     let producer_id = required(&body, "producer_id")?;
     let item_id = required(&body, "item_id")?;
-    // Accepted as documented; the one activity is retracted for every consumer it reached.
-    id_field(&body, "consumer_id")?;
+    let consumer_id = id_field(&body, "consumer_id")?;
+    check_consumer(&state, &verb, consumer_id.as_deref())?;
     let missing = || {
         FsError::not_found(format!(
-            "{producer_id:?} has no published {verb:?} item {item_id:?}"
+            "{producer_id:?} has no published {verb:?} item {item_id:?}{}",
+            consumer_id
+                .as_deref()
+                .map(|c| format!(" for consumer {c:?}"))
+                .unwrap_or_default()
         ))
     };
     let producer = known_actor(&state, &producer_id)
@@ -516,6 +586,36 @@ pub async fn retract(State(state): State<AppState>, body: Body) -> FsResult<axum
         .live_reaction(&producer, &verb_type(&verb), &item_id)
         .await?
         .ok_or_else(missing)?;
+    if let Some(consumer_id) = &consumer_id {
+        let consumer = known_actor(&state, consumer_id)
+            .await?
+            .ok_or_else(missing)?;
+        let (seq, doc) = state.store.activity(&id, producer.clone()).await?;
+        let notified = state.store.notified_users(seq).await?;
+        if !notified.iter().any(|(user, _)| *user == consumer.id) {
+            return Err(missing());
+        }
+        let others: Vec<(i64, Reason)> = notified
+            .into_iter()
+            .filter(|(user, _)| *user != consumer.id)
+            .collect();
+        if !others.is_empty() {
+            // The log is immutable: the event is published anew for the other consumers before
+            // the original is retracted, so a crash in between leaves a duplicate, never a loss.
+            let again = json!({
+                "type": doc.get("type").cloned().unwrap_or(Value::Null),
+                "object": doc.get("object").cloned().unwrap_or(Value::Null),
+                "to": doc.get("to").cloned().unwrap_or_else(|| json!([])),
+            });
+            let published = publish_value(&state, producer.clone(), &again, None).await?;
+            for (user, reason) in others {
+                state
+                    .store
+                    .notify_directly(user, published.seq, reason)
+                    .await?;
+            }
+        }
+    }
     let published = publish_value(
         &state,
         producer,
@@ -609,9 +709,12 @@ async fn consume(
                 .await?
         }
         FeedKind::Notification => {
+            // Activity feeds have relations like Flat ones: a consumer sees the events of the
+            // producers it is subscribed to, and unsubscribing takes them out.
+            let producers = state.store.following_ids(consumer.id).await?;
             state
                 .store
-                .notification_page(consumer, spec, from, limit)
+                .notification_page_by_actors(consumer, spec, producers, from, limit)
                 .await?
         }
         FeedKind::Aggregated => {

@@ -143,12 +143,22 @@ impl TestServer {
 
     /// [`TestServer::start_peer`] with a store configuration.
     pub async fn start_peer_with(&self, store_config: StoreConfig) -> Option<TestServer> {
+        self.start_peer_configured(ServerConfig::default(), store_config)
+            .await
+    }
+
+    /// [`TestServer::start_peer`] with a server and a store configuration.
+    pub async fn start_peer_configured(
+        &self,
+        config: ServerConfig,
+        store_config: StoreConfig,
+    ) -> Option<TestServer> {
         let StoreLocation::Postgres(url) = test_store_location(self.dir.path()) else {
             return None;
         };
         let dir = tempfile::tempdir().expect("temp dir");
         std::fs::write(dir.path().join("postgres-url"), url).expect("peer marker");
-        Some(Self::start_in(dir, ServerConfig::default(), store_config).await)
+        Some(Self::start_in(dir, config, store_config).await)
     }
 
     /// The PostgreSQL URL of this server's database, if it has one.

@@ -112,6 +112,27 @@ impl Store {
         .await
     }
 
+    /// Who was notified of the activity at `seq`, with the reason, in user id order (the
+    /// consumers a FeedStream Activity event reached).
+    pub async fn notified_users(&self, seq: i64) -> StoreResult<Vec<(i64, Reason)>> {
+        self.read(move |conn| {
+            let rows = conn
+                .prepare_cached(
+                    "SELECT user_id, reason FROM notifications WHERE seq = ?1 ORDER BY user_id",
+                )?
+                .query_map([seq], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?)))?
+                .collect::<Result<Vec<_>, _>>()?;
+            Ok(rows
+                .into_iter()
+                .filter_map(|(user, code)| {
+                    let code = u8::try_from(code).ok()?;
+                    Reason::from_code(code).map(|reason| (user, reason))
+                })
+                .collect())
+        })
+        .await
+    }
+
     /// Sets (or replaces) a user's activity-feed-system app key, given hashed.
     pub async fn set_app_key(&self, user_id: i64, key_hash: String) -> StoreResult<()> {
         self.write(move |conn, _fx| {

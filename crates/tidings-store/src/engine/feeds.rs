@@ -41,6 +41,25 @@ impl Store {
             .await
     }
 
+    /// Reads a flat feed as declared, narrowed to activities by `actors` (a compat profile's
+    /// relations: whom the reader follows now).
+    pub async fn feed_page_by_actors(
+        &self,
+        user: User,
+        spec: &FeedSpec,
+        mut actors: Vec<i64>,
+        from: PageFrom,
+        limit: usize,
+    ) -> StoreResult<Page> {
+        actors.sort_unstable();
+        let feed = FeedFilter {
+            actors: Some(actors),
+            ..flat_filter(spec)
+        };
+        self.flat_feed(user, InboxFilter::default(), feed, from, limit)
+            .await
+    }
+
     /// Reads a notification feed: items aimed at the user, newest `max_cache`, with their
     /// reason as `via`.
     pub async fn notification_page(
@@ -50,10 +69,41 @@ impl Store {
         from: PageFrom,
         limit: usize,
     ) -> StoreResult<Page> {
+        self.notifications_by(user, spec, None, from, limit).await
+    }
+
+    /// Reads a notification feed narrowed to items by `actors` (a compat profile's relations).
+    pub async fn notification_page_by_actors(
+        &self,
+        user: User,
+        spec: &FeedSpec,
+        mut actors: Vec<i64>,
+        from: PageFrom,
+        limit: usize,
+    ) -> StoreResult<Page> {
+        actors.sort_unstable();
+        self.notifications_by(user, spec, Some(actors), from, limit)
+            .await
+    }
+
+    async fn notifications_by(
+        &self,
+        user: User,
+        spec: &FeedSpec,
+        actors: Option<Vec<i64>>,
+        from: PageFrom,
+        limit: usize,
+    ) -> StoreResult<Page> {
         let watermark = self.routed_seq();
         let rows: Vec<(i64, Option<String>)> = {
             let hot = self.hot()?;
-            let kept = hot.notifications(user.id, watermark, &reason_codes(spec), spec.max_cache);
+            let kept = hot.notifications(
+                user.id,
+                watermark,
+                &reason_codes(spec),
+                actors.as_deref(),
+                spec.max_cache,
+            );
             let reason = |code: u8| Reason::from_code(code).map(|r| r.as_str().to_owned());
             match from {
                 PageFrom::Newest => kept
@@ -173,7 +223,7 @@ impl Store {
         let watermark = self.routed_seq();
         let seqs: Vec<i64> = match spec.source {
             Some(FeedKind::Notification) => hot
-                .notifications(user, watermark, &reason_codes(spec), spec.max_cache)
+                .notifications(user, watermark, &reason_codes(spec), None, spec.max_cache)
                 .into_iter()
                 .map(|n| n.0)
                 .collect(),
@@ -214,6 +264,7 @@ impl Store {
                     user.id,
                     self.routed_seq(),
                     &reason_codes(spec),
+                    None,
                     spec.max_cache,
                 )
                 .into_iter()
@@ -457,6 +508,7 @@ fn flat_filter(spec: &FeedSpec) -> FeedFilter {
     FeedFilter {
         verbs: (!spec.verbs.is_empty()).then(|| spec.verbs.clone()),
         exclude_own: !spec.include_actor,
+        actors: None,
     }
 }
 

@@ -466,6 +466,47 @@ impl Store {
         Ok(())
     }
 
+    /// This node's position in the cluster's change log (PostgreSQL): the last change it has
+    /// applied, so every write it acknowledged and every change it has read are at or below it.
+    /// None on the embedded store, whose one node has applied everything it acknowledged.
+    pub fn position(&self) -> Option<i64> {
+        match &self.shared.backend {
+            Backend::Postgres(pg) => Some(pg.applied()),
+            Backend::Sqlite(_) => None,
+        }
+    }
+
+    /// Makes this node reflect the change log up to `position` (a position another node
+    /// reported after a write), catching up now when it is behind: a client that carries the
+    /// position of its last write reads that write on any node. A position past the log's head
+    /// cannot come from this cluster and is refused (`position_ahead`).
+    pub async fn reach_position(&self, position: i64) -> StoreResult<()> {
+        let Some(applied) = self.position() else {
+            return Ok(());
+        };
+        if position <= applied {
+            return Ok(());
+        }
+        self.sync().await?;
+        let Some(now) = self.position() else {
+            return Ok(());
+        };
+        if now >= position {
+            return Ok(());
+        }
+        // Still behind: either the position is not this cluster's, or catching up failed.
+        let lag = self.lag().await?;
+        if now + lag < position {
+            return Err(StoreError::unprocessable(
+                "position_ahead",
+                format!("position {position} is past this cluster's change log"),
+            ));
+        }
+        Err(StoreError::Unavailable(format!(
+            "this node could not catch up to position {position} (it is at {now})"
+        )))
+    }
+
     /// Calls `ring` with the change position after each change this node commits (PostgreSQL;
     /// never on the embedded store): a bus passes it on so other nodes look at once.
     pub fn on_commit(&self, ring: impl Fn(i64) + Send + Sync + 'static) {
