@@ -31,6 +31,12 @@ pub struct ServerConfig {
     pub bus_url: Option<String>,
     /// `[sessions]`: how long sign-ins last.
     pub sessions: SessionConfig,
+    /// `[operations] shutdown_grace_seconds`: how long in-flight requests may take to finish
+    /// once a shutdown begins; connections still open after it are cut.
+    pub shutdown_grace: std::time::Duration,
+    /// `[operations] metrics_token`: a bearer token that lets non-loopback clients read
+    /// `/metrics` (see `crate::metrics`).
+    pub metrics_token: Option<String>,
     /// Which requests this node serves (`serve --roles`); both by default.
     pub roles: ServedRoles,
     /// Login, sign-up and per-token rate limits (`[limits]`).
@@ -103,6 +109,8 @@ impl Default for ServerConfig {
             store_url: None,
             bus_url: None,
             sessions: SessionConfig::default(),
+            shutdown_grace: DEFAULT_SHUTDOWN_GRACE,
+            metrics_token: None,
             roles: ServedRoles::default(),
             rate_limits: crate::limits::RateLimits::default(),
             header_read_timeout: DEFAULT_HEADER_READ_TIMEOUT,
@@ -112,10 +120,17 @@ impl Default for ServerConfig {
 
 /// How long a client may take to send a request head, unless configured (hyper's default).
 pub const DEFAULT_HEADER_READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+/// How long in-flight requests may take to finish at shutdown, unless configured.
+pub const DEFAULT_SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Shortest metrics token accepted: a short one could be guessed.
+const MIN_METRICS_TOKEN: usize = 16;
 
 #[derive(Debug, Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 struct FileConfig {
+    #[serde(default)]
+    operations: Option<OperationsSection>,
     #[serde(default)]
     registration: Option<RegistrationSection>,
     #[serde(default)]
@@ -148,6 +163,16 @@ struct SessionsSection {
 
 /// Longest session lifetime the config accepts: a year.
 const MAX_SESSION_TTL_SECONDS: u64 = 365 * 24 * 3600;
+
+/// `[operations]`: shutdown and metrics.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct OperationsSection {
+    /// Seconds in-flight requests get to finish at shutdown (1–3600).
+    shutdown_grace_seconds: Option<u64>,
+    /// Bearer token for `/metrics` from non-loopback clients (at least 16 characters).
+    metrics_token: Option<String>,
+}
 
 /// `[bus]`: the bus between nodes.
 #[derive(Debug, Deserialize)]
@@ -374,6 +399,31 @@ impl ServerConfig {
                 message,
             })?;
         }
+        if let Some(ops) = file.operations {
+            if let Some(secs) = ops.shutdown_grace_seconds {
+                if !(1..=3600).contains(&secs) {
+                    return Err(ConfigError::Parse {
+                        path: display,
+                        message: "operations.shutdown_grace_seconds must be between 1 and 3600"
+                            .into(),
+                    });
+                }
+                config.shutdown_grace = std::time::Duration::from_secs(secs);
+            }
+            if let Some(token) = ops.metrics_token {
+                if token.chars().count() < MIN_METRICS_TOKEN || token.contains(char::is_whitespace)
+                {
+                    return Err(ConfigError::Parse {
+                        path: display,
+                        message: format!(
+                            "operations.metrics_token must be at least {MIN_METRICS_TOKEN} \
+                             characters without spaces"
+                        ),
+                    });
+                }
+                config.metrics_token = Some(token);
+            }
+        }
         if let Some(compat) = file.compat {
             config.compat = compat;
         }
@@ -437,6 +487,9 @@ mod tests {
             path: "tidings.toml".into(),
             source,
         })?;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("tidings.toml");
+        std::fs::write(&path, text).expect("write");
         ServerConfig::load(&path)
     }
 
@@ -466,6 +519,28 @@ mod tests {
         ] {
             let error = load(text).expect_err(text).to_string();
             assert!(error.contains(needle), "{text}: {error}");
+        }
+    }
+
+    #[test]
+    fn operations_section_is_read_and_bad_values_are_refused() {
+        let config = load(
+            "[operations]\nshutdown_grace_seconds = 3\nmetrics_token = \"0123456789abcdef\"\n",
+        )
+        .expect("valid");
+        assert_eq!(config.shutdown_grace, std::time::Duration::from_secs(3));
+        assert_eq!(config.metrics_token.as_deref(), Some("0123456789abcdef"));
+        let defaults = load("").expect("empty");
+        assert_eq!(defaults.shutdown_grace, DEFAULT_SHUTDOWN_GRACE);
+        assert_eq!(defaults.metrics_token, None);
+        for bad in [
+            "[operations]\nshutdown_grace_seconds = 0\n",
+            "[operations]\nshutdown_grace_seconds = 3601\n",
+            "[operations]\nmetrics_token = \"short\"\n",
+            "[operations]\nmetrics_token = \"has spaces in it, long enough\"\n",
+            "[operations]\nunknown = 1\n",
+        ] {
+            assert!(load(bad).is_err(), "{bad} should be refused");
         }
     }
 }

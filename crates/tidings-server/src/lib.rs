@@ -15,6 +15,8 @@
 //! - [`bus`] — between nodes: the NATS doorbell that tells other nodes the change log grew.
 //! - [`limits`] — abuse limits: login and sign-up rates, per-token budgets, oversized bodies.
 //! - [`net`] — the listening socket and its guard against clients that stop reading.
+//! - [`metrics`] — Prometheus `/metrics`: request counts and latencies, log and push gauges.
+//! - [`request_id`] — `x-request-id` on every response and in every log line.
 
 pub mod api;
 pub mod auth;
@@ -24,10 +26,12 @@ pub mod config;
 pub mod error;
 pub mod extract;
 pub mod limits;
+pub mod metrics;
 pub mod net;
 pub mod openapi;
 pub mod pagination;
 pub mod push;
+pub mod request_id;
 pub mod response;
 pub mod types;
 pub mod web;
@@ -76,6 +80,7 @@ impl AppState {
         hub.start(&store);
         let limiters = limits::Limiters::new(config.rate_limits.clone());
         limiters.start_sweeper();
+        metrics::install();
         Ok(AppState {
             store,
             config: Arc::new(config),
@@ -96,21 +101,22 @@ pub mod anyhow_free {
     pub type Result<T> = std::result::Result<T, Error>;
 }
 
-/// Serves the API on `listener` until `shutdown` resolves, then tells live clients to
-/// reconnect and drains in-flight requests.
+/// Serves the API on `listener` until `shutdown` resolves, then stops accepting, tells live
+/// clients to reconnect and lets in-flight requests finish for up to the configured grace.
 pub async fn run(
     listener: TcpListener,
     state: AppState,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let hub = state.hub.clone();
+    let grace = state.config.shutdown_grace;
     let listener = net::GuardedListener::new(listener, state.config.stall_timeout)
         .with_head_timeout(state.config.header_read_timeout);
     // Built once (`with_state` inside): `axum::serve` given a bare `Router` rebuilt the route
     // table and cloned every boxed handler per connection, ~42 KiB that a long-lived stream
     // held for its whole life; `net::serve` clones only the built router's `Arc`.
     let app = api::router(state);
-    net::serve(listener, app, async move {
+    net::serve(listener, app, grace, async move {
         shutdown.await;
         hub.shutdown();
     })

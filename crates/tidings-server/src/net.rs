@@ -25,10 +25,12 @@ pub const DEFAULT_STALL_TIMEOUT: Duration = Duration::from_secs(20);
 
 /// Serves `app` on `listener` until `shutdown` resolves, then stops accepting, lets each
 /// connection finish its response in flight (live streams end once the hub has closed them)
-/// and returns when every connection is gone.
+/// and returns when every connection is gone, or once `grace` has passed (a client that holds
+/// its request open must not hold the process: what is still open then is cut).
 pub async fn serve(
     mut listener: GuardedListener,
     app: axum::Router,
+    grace: Duration,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> io::Result<()> {
     use axum::serve::Listener as _;
@@ -119,7 +121,12 @@ pub async fn serve(
     drop(stop_rx);
     drop(stop_tx);
     drop(done_rx);
-    done_tx.closed().await;
+    if tokio::time::timeout(grace, done_tx.closed()).await.is_err() {
+        tracing::warn!(
+            grace_ms = grace.as_millis() as u64,
+            "connections still open after the shutdown grace; cutting them"
+        );
+    }
     Ok(())
 }
 

@@ -174,7 +174,7 @@ async fn the_live_channel_page_runs_as_written() {
 fn documented_config_files_load() {
     let dir = tempfile::tempdir().expect("dir");
     let mut checked = 0;
-    for page in ["docs/configuration.md", "docs/api.md"] {
+    for page in ["docs/configuration.md", "docs/api.md", "docs/operations.md"] {
         for block in marked_blocks(page, "toml") {
             let path = dir.path().join("tidings.toml");
             std::fs::write(&path, &block).expect("write");

@@ -25,7 +25,11 @@ pub mod sql;
 
 pub use adapters::StoreLocation;
 pub use adapters::postgres::create_database as create_postgres_database;
+pub use adapters::sqlite::backup::{
+    BackupManifest, BackupReport, backup_embedded, restore_embedded,
+};
 pub use engine::copy::{CopyReport, copy_store};
+pub use engine::rebuild::{RebuildReport, rebuild};
 pub use engine::{AdminConnection, Store, StoreConfig};
 pub use error::StoreError;
 

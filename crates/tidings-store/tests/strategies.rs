@@ -110,34 +110,53 @@ enum Place {
     /// The embedded store, copied into a fresh PostgreSQL database (`tidings store copy`)
     /// before reading.
     CopiedToPostgres,
+    /// The embedded store, its projections then re-derived from the log (`tidings rebuild`)
+    /// before reading.
+    Rebuilt,
+    /// One PostgreSQL node, its projections then re-derived from the log before reading.
+    RebuiltOnPostgres,
 }
 
-/// The nodes of a fresh store at `place` (the temp dir must outlive them).
-fn open_nodes(place: Place, merge_threshold: i64) -> (Vec<Store>, tempfile::TempDir) {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let config = StoreConfig {
+fn config(merge_threshold: i64) -> StoreConfig {
+    StoreConfig {
         merge_threshold,
         follower_merge_threshold: merge_threshold,
         follow_copy_limit: 1,
         ..StoreConfig::default()
-    };
-    let nodes = match place {
-        Place::Embedded | Place::CopiedToPostgres => {
-            vec![Store::open(&StoreLocation::Embedded(dir.path().into()), config).expect("open")]
+    }
+}
+
+/// The nodes of a fresh store at `place` and where it is (the temp dir must outlive them).
+fn open_nodes(
+    place: Place,
+    merge_threshold: i64,
+) -> (Vec<Store>, StoreLocation, tempfile::TempDir) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = config(merge_threshold);
+    let (nodes, location) = match place {
+        Place::Embedded | Place::CopiedToPostgres | Place::Rebuilt => {
+            let location = StoreLocation::Embedded(dir.path().into());
+            (
+                vec![Store::open(&location, config).expect("open")],
+                location,
+            )
         }
-        Place::Postgres(count) => {
+        Place::Postgres(_) | Place::RebuiltOnPostgres => {
+            let count = match place {
+                Place::Postgres(count) => count,
+                _ => 1,
+            };
             let admin = std::env::var("TIDINGS_TEST_STORE").expect("TIDINGS_TEST_STORE");
             let name = format!("tidings_p_{}", uuid::Uuid::now_v7().simple());
             let url = tidings_store::create_postgres_database(&admin, &name).expect("database");
-            (0..count)
-                .map(|_| {
-                    Store::open(&StoreLocation::Postgres(url.clone()), config.clone())
-                        .expect("open node")
-                })
-                .collect()
+            let location = StoreLocation::Postgres(url);
+            let nodes = (0..count)
+                .map(|_| Store::open(&location, config.clone()).expect("open node"))
+                .collect();
+            (nodes, location)
         }
     };
-    (nodes, dir)
+    (nodes, location, dir)
 }
 
 /// Runs the script on the embedded store; returns each user's inbox walked in pages.
@@ -148,7 +167,7 @@ async fn run(merge_threshold: i64, script: &[Step], page: usize) -> Reads {
 /// Runs the script at `place`, step `n` through node `n % nodes`; every node must then read
 /// the same inboxes. Returns them.
 async fn run_at(place: Place, merge_threshold: i64, script: &[Step], page: usize) -> Reads {
-    let (mut nodes, dir) = open_nodes(place, merge_threshold);
+    let (mut nodes, location, dir) = open_nodes(place, merge_threshold);
     let store = &nodes[0];
     let mut users: Vec<User> = Vec::new();
     for i in 0..USERS {
@@ -283,19 +302,32 @@ async fn run_at(place: Place, merge_threshold: i64, script: &[Step], page: usize
         let target = StoreLocation::Postgres(url);
         tidings_store::copy_store(&StoreLocation::Embedded(dir.path().into()), &target)
             .expect("copy");
-        let copied = Store::open(
-            &target,
-            StoreConfig {
-                merge_threshold,
-                follower_merge_threshold: merge_threshold,
-                follow_copy_limit: 1,
-                ..StoreConfig::default()
-            },
-        )
-        .expect("open the copy");
+        let copied = Store::open(&target, config(merge_threshold)).expect("open the copy");
         let report = copied.verify().await.expect("verify the copy");
         assert!(report.ok(), "{:?}", report.problems);
         nodes = vec![copied];
+    }
+    if let Place::Rebuilt | Place::RebuiltOnPostgres = place {
+        // Stop the store, wipe and re-derive its projections from the log, serve it again.
+        for node in &nodes {
+            node.close();
+        }
+        drop(nodes);
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        let report = loop {
+            match tidings_store::rebuild(&location, &config(merge_threshold)) {
+                // A closed node's PostgreSQL sessions end a moment after it lets go of them.
+                Err(tidings_store::StoreError::Locked { .. })
+                    if std::time::Instant::now() < deadline =>
+                {
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                }
+                other => break other.expect("rebuild"),
+            }
+        };
+        // The rebuild routed the whole log itself (the reopened store has nothing left to do).
+        assert_eq!(report.routed, report.last_seq, "{report:?}");
+        nodes = vec![Store::open(&location, config(merge_threshold)).expect("reopen")];
     }
     let mut per_node = Vec::new();
     for store in &nodes {
@@ -409,6 +441,34 @@ fn postgres_configured() -> bool {
         "TIDINGS_REQUIRE_POSTGRES is set but TIDINGS_TEST_STORE is not"
     );
     false
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 16, ..ProptestConfig::default() })]
+
+    /// DESIGN principle 2: the projections are derived from the log. Wiping them and routing
+    /// the whole log again (`tidings rebuild`) gives every user exactly what the live store
+    /// gave them: inbox items, order, `via`, cursor walk, notifications and counts.
+    #[test]
+    fn rebuilt_projections_read_what_the_live_store_reads(
+        script in proptest::collection::vec(step(), 1..64),
+        page in 1usize..5,
+        merge_threshold in prop_oneof![Just(0i64), Just(1), Just(i64::MAX)],
+    ) {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .expect("runtime");
+        let live = runtime.block_on(run_at(Place::Embedded, merge_threshold, &script, page));
+        let rebuilt = runtime.block_on(run_at(Place::Rebuilt, merge_threshold, &script, page));
+        prop_assert_eq!(&live, &rebuilt);
+        if std::env::var("TIDINGS_TEST_STORE").is_ok() {
+            let rebuilt =
+                runtime.block_on(run_at(Place::RebuiltOnPostgres, merge_threshold, &script, page));
+            prop_assert_eq!(&live, &rebuilt);
+        }
+    }
 }
 
 proptest! {

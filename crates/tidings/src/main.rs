@@ -1,4 +1,5 @@
-//! The `tidings` binary: `serve`, `verify`, `admin`, `seed` and `bench` commands.
+//! The `tidings` binary: `serve`, `verify`, `backup`, `restore`, `rebuild`, `admin`, `seed`
+//! and `bench` commands.
 
 mod bench;
 mod bench_push;
@@ -109,6 +110,23 @@ enum Command {
     },
     /// Re-check every activity digest and stream hash chain; exits non-zero on any mismatch.
     Verify,
+    /// Take a consistent backup of the embedded store into DIR (new or empty) while it runs.
+    /// For PostgreSQL use `pg_dump` (see docs/operations.md).
+    Backup {
+        /// Where to write the backup.
+        dir: PathBuf,
+    },
+    /// Bring a backup taken by `tidings backup` back into --data-dir (stop the server first).
+    Restore {
+        /// The backup directory.
+        dir: PathBuf,
+        /// Replace the store --data-dir already holds (kept as tidings.db.before-restore).
+        #[arg(long)]
+        force: bool,
+    },
+    /// Re-derive every routed projection (inbox entries, feeds, notifications, counts) from
+    /// the log. Offline: stop every server of the store first.
+    Rebuild,
     /// Generate a synthetic community through the engine (deterministic from --seed).
     Seed(seed::SeedArgs),
     /// Load a running server over HTTP (open loop, latency percentiles).
@@ -287,6 +305,62 @@ async fn main() -> anyhow::Result<()> {
                 bail!("{} integrity problem(s) found", report.problems.len());
             }
             println!("ok: every digest and chain verifies");
+        }
+        Command::Backup { dir } => {
+            let StoreLocation::Embedded(data_dir) = &location else {
+                bail!(
+                    "tidings backup is for the embedded store; back PostgreSQL up with pg_dump \
+                     (see docs/operations.md)"
+                );
+            };
+            let report = tidings_store::backup_embedded(data_dir, &dir).with_context(|| {
+                format!("backing {} up into {}", data_dir.display(), dir.display())
+            })?;
+            let m = &report.manifest;
+            println!(
+                "ok: backed up {} activities (last seq {}, {} bytes) into {}; {} streams verify",
+                m.activities,
+                m.last_seq,
+                m.bytes,
+                dir.display(),
+                report.verify.streams
+            );
+        }
+        Command::Restore { dir, force } => {
+            let StoreLocation::Embedded(data_dir) = &location else {
+                bail!(
+                    "tidings restore is for the embedded store; restore PostgreSQL with \
+                     pg_restore (see docs/operations.md)"
+                );
+            };
+            let report =
+                tidings_store::restore_embedded(&dir, data_dir, force).with_context(|| {
+                    format!("restoring {} into {}", dir.display(), data_dir.display())
+                })?;
+            if let Some(kept) = &report.replaced {
+                println!("the store it replaced is kept as {}", kept.display());
+            }
+            let m = &report.manifest;
+            println!(
+                "ok: restored {} activities (last seq {}, backup of {}) into {}; run `tidings \
+                 verify` any time",
+                m.activities,
+                m.last_seq,
+                m.created_at,
+                data_dir.display()
+            );
+        }
+        Command::Rebuild => {
+            let report = tidings_store::rebuild(&location, &store_config)
+                .with_context(|| format!("rebuilding {}", location.describe()))?;
+            println!(
+                "ok: routed {} activities again; inbox entries {} -> {}, notifications {} -> {}",
+                report.activities,
+                report.entries.0,
+                report.entries.1,
+                report.notifications.0,
+                report.notifications.1
+            );
         }
         Command::Seed(args) => {
             let store = Store::open(&location, store_config)?;

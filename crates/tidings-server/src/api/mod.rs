@@ -15,6 +15,7 @@ use axum::Router;
 use axum::extract::{DefaultBodyLimit, State};
 use axum::http::StatusCode;
 use axum::routing::{delete, get, post, put};
+use tower_http::request_id::{PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::trace::TraceLayer;
 
 /// The whole HTTP surface.
@@ -95,6 +96,7 @@ pub fn router(state: AppState) -> Router {
         .merge(crate::openapi::docs_router())
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
+        .route("/metrics", get(crate::metrics::render))
         .merge(crate::push::engineio::router(state.clone()))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
@@ -109,8 +111,26 @@ pub fn router(state: AppState) -> Router {
             state.clone(),
             crate::limits::budget_layer,
         ))
-        .layer(TraceLayer::new_for_http())
+        // Innermost first: each layer below wraps the ones above it. A request meets the
+        // request-id bounds, gets its id, then its span, then is counted and timed.
+        .layer(axum::middleware::from_fn(crate::metrics::track))
+        .layer(
+            TraceLayer::new_for_http().make_span_with(crate::request_id::span::<axum::body::Body>),
+        )
+        .layer(PropagateRequestIdLayer::new(
+            crate::request_id::HEADER.clone(),
+        ))
+        .layer(SetRequestIdLayer::new(
+            crate::request_id::HEADER.clone(),
+            crate::request_id::MakeUuidV7,
+        ))
+        .layer(axum::middleware::map_request(drop_unacceptable_request_id))
         .with_state(state)
+}
+
+/// See [`crate::request_id::drop_unacceptable`].
+async fn drop_unacceptable_request_id(request: axum::extract::Request) -> axum::extract::Request {
+    crate::request_id::drop_unacceptable(request)
 }
 
 /// Whether a path is a live channel (the push role) rather than the API.
@@ -119,7 +139,7 @@ fn is_live_channel(path: &str) -> bool {
 }
 
 /// `serve --roles`: a request for a role this node does not run is answered 421 (Misdirected
-/// Request) saying which role serves it; health and readiness are always answered.
+/// Request) saying which role serves it; health, readiness and metrics are always answered.
 async fn refuse_roles_not_served(
     State(state): State<AppState>,
     request: axum::extract::Request,
@@ -128,7 +148,7 @@ async fn refuse_roles_not_served(
     use axum::response::IntoResponse;
     let roles = state.config.roles;
     let path = request.uri().path();
-    let needed = if path == "/healthz" || path == "/readyz" {
+    let needed = if path == "/healthz" || path == "/readyz" || path == "/metrics" {
         None
     } else if is_live_channel(path) {
         (!roles.push).then_some("push")

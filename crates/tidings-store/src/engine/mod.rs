@@ -13,6 +13,7 @@
 //! - `hot_load` — builds the in-memory [`crate::hot`] index from the tables at start-up.
 //! - `offline` — operations the command line runs beside a live server (admin, verify).
 //! - `copy` — `tidings store copy`: a whole store into an empty one.
+//! - `rebuild` — `tidings rebuild`: the routed projections wiped and re-derived from the log.
 //!
 //! Where the SQL runs is the adapter's business (`crate::adapters`): the embedded SQLite
 //! database with one writer thread, or PostgreSQL with a writer per node serialised by the
@@ -25,11 +26,12 @@ pub(crate) mod copy;
 mod feeds;
 pub(crate) mod hot_load;
 mod inbox;
-mod offline;
+pub(crate) mod offline;
+pub(crate) mod rebuild;
 pub(crate) mod router;
 mod subscriptions;
 pub(crate) mod users;
-mod verify;
+pub(crate) mod verify;
 
 pub use offline::AdminConnection;
 
@@ -616,6 +618,26 @@ impl Store {
     /// The newest seq in the log (0 when empty).
     pub async fn last_seq(&self) -> StoreResult<i64> {
         self.read(users::last_seq).await
+    }
+
+    /// Bytes the store takes on disk: the database file and its WAL (embedded), or the
+    /// database (PostgreSQL).
+    pub async fn size_bytes(&self) -> StoreResult<u64> {
+        match &self.shared.backend {
+            Backend::Sqlite(sqlite) => Ok(sqlite.size_bytes()),
+            Backend::Postgres(_) => {
+                let bytes: i64 = self
+                    .read(|conn| {
+                        Ok(conn.query_row(
+                            "SELECT pg_database_size(current_database())",
+                            [],
+                            |r| r.get(0),
+                        )?)
+                    })
+                    .await?;
+                Ok(u64::try_from(bytes).unwrap_or(0))
+            }
+        }
     }
 }
 

@@ -502,6 +502,16 @@ fn tail_loop(shared: Arc<Shared>) {
     }
 }
 
+/// Takes the router lock for this connection's session if no node holds it (`tidings
+/// rebuild` routes alone).
+pub(crate) fn try_router_lock(conn: &Connection) -> StoreResult<bool> {
+    Ok(
+        conn.query_row("SELECT pg_try_advisory_lock(?1)", [ROUTER_LOCK], |r| {
+            r.get::<_, bool>(0)
+        })?,
+    )
+}
+
 /// Routes while this node holds the router lock; waits for it otherwise.
 fn router_loop(shared: Arc<Shared>) {
     let Some(pg) = backend(&shared) else { return };

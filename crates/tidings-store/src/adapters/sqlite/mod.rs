@@ -14,6 +14,8 @@ use crate::engine::{
 };
 use crate::sql::Connection;
 use crate::{StoreError, StoreResult};
+pub(crate) mod backup;
+
 use rusqlite::OpenFlags;
 use std::path::{Path, PathBuf};
 use std::sync::mpsc;
@@ -55,6 +57,15 @@ impl SqliteBackend {
         {
             pool.push(conn);
         }
+    }
+
+    /// Bytes of the database file and its WAL.
+    pub(crate) fn size_bytes(&self) -> u64 {
+        [&self.path, &self.wal_path]
+            .iter()
+            .filter_map(|p| std::fs::metadata(p).ok())
+            .map(|m| m.len())
+            .sum()
     }
 
     /// Stops accepting writes and waits for the writer to finish what it holds.
@@ -166,7 +177,7 @@ pub(crate) fn open_plain(data_dir: &Path) -> StoreResult<Connection> {
 /// Takes the data directory for this process: the stream heads and the hot index live in one
 /// process's memory, so a second writer (a server, or `seed` run against a live server's data)
 /// would corrupt the chains.
-fn lock_data_dir(data_dir: &Path) -> StoreResult<std::fs::File> {
+pub(crate) fn lock_data_dir(data_dir: &Path) -> StoreResult<std::fs::File> {
     let file = std::fs::OpenOptions::new()
         .create(true)
         .truncate(false)
