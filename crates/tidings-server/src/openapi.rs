@@ -59,6 +59,41 @@ fn add_response(operation: &mut Operation, status: &str, response: &Response) {
         .or_insert_with(|| RefOr::T(response.clone()));
 }
 
+/// Cluster mode, documented once for every operation: 421 when the node does not run the role
+/// that serves the request (`serve --roles`), and the `Tidings-Position` read-your-writes header
+/// (a 400 `invalid_position` when it names a position the cluster never reached).
+struct ClusterRoles;
+
+impl Modify for ClusterRoles {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        // The native error shape on every route, compat ones included: the role check runs
+        // before any profile sees the request.
+        let misdirected = ResponseBuilder::new()
+            .description(
+                "`role_not_served`: this node does not run the role (api or push) that serves \
+                 the request (`serve --roles`); `details.role` names it",
+            )
+            .content(
+                "application/json",
+                ContentBuilder::new()
+                    .schema(Some(Ref::from_schema_name("ErrorBody")))
+                    .build(),
+            )
+            .build();
+        for item in openapi.paths.paths.values_mut() {
+            for operation in operations_of(item) {
+                add_response(operation, "421", &misdirected);
+            }
+        }
+        let note = "\n\nCluster mode: every response carries `Tidings-Position`, the answering \
+                    node's change-log position; send it back in a `Tidings-Position` request \
+                    header to read your own writes on any node (it catches up first; a position \
+                    the cluster never reached is a 400 `invalid_position`).";
+        let description = openapi.info.description.get_or_insert_with(String::new);
+        description.push_str(note);
+    }
+}
+
 /// Every operation can answer 503 (the store is unreachable, or the server is shutting down),
 /// whatever the handler: documented once here rather than on each handler.
 struct Unavailable;
@@ -535,7 +570,7 @@ impl Modify for AbuseLimits {
 #[derive(OpenApi)]
 #[openapi(
     info(title = "Tidings", description = "Activity-stream engine: outboxes, circles, routing, multiplexed inboxes."),
-    modifiers(&BearerAuth, &Unavailable, &AbuseLimits, &SharedStatuses, &ErrorShapes, &Links),
+    modifiers(&BearerAuth, &Unavailable, &ClusterRoles, &AbuseLimits, &SharedStatuses, &ErrorShapes, &Links),
     paths(
         api::users::signup, api::users::login, api::users::logout, api::users::me,
         api::users::get_user, api::users::suspend, api::users::unsuspend, api::users::delete_user,

@@ -296,6 +296,10 @@ async fn every_operation_documents_the_503_any_node_can_answer() {
                     operation["responses"]["503"]["headers"]["Retry-After"].is_object(),
                     "{method} {path} does not document its 503"
                 );
+                assert!(
+                    operation["responses"]["421"].is_object(),
+                    "{method} {path} does not document the 421 of a node without its role"
+                );
             }
         }
     }
