@@ -284,14 +284,14 @@ async fn feedstream_activity_events_reach_the_consumers_notification_feed() {
                "item_id": "x", "consumer_id": "shayan"}),
     )
     .await;
-    assert_fs_error(status, &body, StatusCode::BAD_REQUEST);
+    assert_fs_error(status, &body, StatusCode::UNPROCESSABLE_ENTITY);
     let (status, body) = fs_post(
         &s,
         "/v1/publish",
         json!({"event_name": "notification", "verb": "like", "producer_id": "joerogan", "item_id": "x"}),
     )
     .await;
-    assert_fs_error(status, &body, StatusCode::BAD_REQUEST);
+    assert_fs_error(status, &body, StatusCode::UNPROCESSABLE_ENTITY);
 
     // Retracting an Activity event names its consumer (FeedStream's README) and takes it out of
     // that consumer's feed only.
@@ -301,7 +301,7 @@ async fn feedstream_activity_events_reach_the_consumers_notification_feed() {
         json!({"verb": "like", "producer_id": "joerogan", "item_id": "post_1"}),
     )
     .await;
-    assert_fs_error(status, &body, StatusCode::BAD_REQUEST);
+    assert_fs_error(status, &body, StatusCode::UNPROCESSABLE_ENTITY);
     let retract_for = |consumer: &str| json!({"verb": "like", "producer_id": "joerogan", "item_id": "post_1", "consumer_id": consumer});
     let (status, body) = fs_post(&s, "/v1/retract", retract_for("shayan")).await;
     assert_eq!(status, StatusCode::OK, "{body}");
@@ -351,7 +351,7 @@ async fn feedstream_feeds_process_only_the_verbs_they_list() {
         json!({"verb": "mention", "producer_id": "someone-new", "item_id": "tweet_1"}),
     ] {
         let (status, got) = fs_post(&s, "/v1/publish", body.clone()).await;
-        assert_fs_error(status, &got, StatusCode::BAD_REQUEST);
+        assert_fs_error(status, &got, StatusCode::UNPROCESSABLE_ENTITY);
         let message = got["error"].as_str().unwrap_or_default();
         assert!(message.contains("consumer_id"), "{body} → {message}");
     }
@@ -361,7 +361,7 @@ async fn feedstream_feeds_process_only_the_verbs_they_list() {
         json!({"verb": "tweet", "producer_id": "joerogan", "item_id": "tweet_1", "consumer_id": "shayan"}),
     )
     .await;
-    assert_fs_error(status, &got, StatusCode::BAD_REQUEST);
+    assert_fs_error(status, &got, StatusCode::UNPROCESSABLE_ENTITY);
     assert_eq!(s.store.last_seq().await.expect("seq"), seq);
     assert_eq!(s.store.user_count().await.expect("count"), users);
     assert!(

@@ -7,32 +7,19 @@
 //! `TIDINGS_REQUIRE_E2E=1` (CI) makes that a failure. `docs/api-contract.md` has the deeper run.
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-const BIN: &str = env!("CARGO_BIN_EXE_tidings");
+mod common;
+
+use common::Killed as Server;
+use common::{BIN, free_port};
+
 /// The Schemathesis release this contract is checked with (`.ci/run` installs it).
 const SCHEMATHESIS_VERSION: &str = "4.32.5";
 /// Examples per operation in the default suite: enough for every phase to reach every
 /// operation in a few minutes on two cores. The deep run raises it (docs/api-contract.md).
 const MAX_EXAMPLES: &str = "15";
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("free port")
-}
-
-/// Kills the server when the test ends, however it ends.
-struct Server(Child);
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 /// Schemathesis as the `python3` that `python3 -m pip` installed it into (no reliance on a
 /// console script being on the PATH).

@@ -15,34 +15,20 @@ use rand::Rng;
 use serde_json::{Value, json};
 use std::collections::{HashMap, HashSet};
 use std::io::Write;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-const BIN: &str = env!("CARGO_BIN_EXE_tidings");
+mod common;
+
+use common::Killed as Server;
+use common::{BIN, free_port};
 
 /// Publishes each writer makes per round (the kill lands somewhere among them).
 const PER_WRITER: usize = 40;
 /// Concurrent writers: enough that several publishes share a group commit when the kill lands.
 const WRITERS: usize = 4;
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("free port")
-}
-
-/// A `tidings serve` process, killed with SIGKILL when dropped.
-struct Server(Child);
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 fn serve(dir: &std::path::Path, port: u16) -> Server {
     Server(

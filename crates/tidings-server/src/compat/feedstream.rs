@@ -612,10 +612,18 @@ fn flat_feed_lists(state: &AppState, verb: &str) -> bool {
 }
 
 /// Checks that `consumer_id` is given exactly when the verb is an Activity event's.
+/// A refusal that depends on the declared feeds, not on the body's shape (422).
+fn unprocessable(message: String) -> FsError {
+    FsError {
+        status: StatusCode::UNPROCESSABLE_ENTITY,
+        message,
+    }
+}
+
 fn check_consumer(state: &AppState, verb: &str, consumer_id: Option<&str>) -> FsResult<()> {
     let activity_feeds = activity_feeds_taking(state, verb);
     match (consumer_id, activity_feeds.is_empty()) {
-        (None, false) => Err(FsError::bad(format!(
+        (None, false) => Err(unprocessable(format!(
             "{verb:?} is an Activity event (processed by {}): consumer_id is required",
             activity_feeds.join(", ")
         ))),
@@ -630,7 +638,7 @@ fn check_consumer(state: &AppState, verb: &str, consumer_id: Option<&str>) -> Fs
                     format!("{} ({})", f.name, verbs.join(", "))
                 })
                 .collect();
-            Err(FsError::bad(format!(
+            Err(unprocessable(format!(
                 "no Activity event processes verb {verb:?}, so consumer_id does not apply \
                  (Activity events: {})",
                 if taken.is_empty() {
@@ -651,8 +659,8 @@ fn check_consumer(state: &AppState, verb: &str, consumer_id: Option<&str>) -> Fs
 /// it is notified).
 #[utoipa::path(post, path = "/v1/publish", operation_id = "feedstream_publish", tag = "compat: FeedStream", request_body = FsPublishBody,
     responses((status = 200, body = FsOk, description = "`{\"ok\": true, \"published\": true}`"),
-        (status = 400, description = "a missing or malformed field, an Activity-event verb without consumer_id, a consumer_id with a verb no Activity event takes, or a verb the named event does not take"),
-        (status = 404, description = "unknown event_name"), (status = 403, description = "the id's user is suspended"), (status = 410, description = "the id's user was deleted"), (status = 422, description = "the engine refused the activity")))]
+        (status = 400, description = "a missing or malformed field"),
+        (status = 404, description = "unknown event_name"), (status = 403, description = "the id's user is suspended"), (status = 410, description = "the id's user was deleted"), (status = 422, description = "the engine refused the activity; an Activity-event verb without consumer_id, a consumer_id with a verb no Activity event takes, or a verb the named event does not take (the declared feeds decide)")))]
 pub async fn publish(State(state): State<AppState>, body: Body) -> FsResult<axum::Json<Value>> {
     let body = body_of(&body)?;
     let verb = check_verb(&required(&body, "verb")?)?;
@@ -667,12 +675,12 @@ pub async fn publish(State(state): State<AppState>, body: Body) -> FsResult<axum
     if let Some(name) = id_field(&body, "event_name")? {
         let spec = feed(&state, &name)?;
         if spec.kind == FeedKind::Notification && consumer_id.is_none() {
-            return Err(FsError::bad(format!(
+            return Err(unprocessable(format!(
                 "{name:?} is an Activity event: consumer_id is required"
             )));
         }
         if !feed_takes(spec, &verb, consumer_id.is_some()) {
-            return Err(FsError::bad(format!(
+            return Err(unprocessable(format!(
                 "event {name:?} does not take verb {verb:?}"
             )));
         }
@@ -736,7 +744,7 @@ pub async fn publish(State(state): State<AppState>, body: Body) -> FsResult<axum
 /// consumer it reached.
 #[utoipa::path(post, path = "/v1/retract", operation_id = "feedstream_retract", tag = "compat: FeedStream", request_body = FsRetractBody,
     responses((status = 200, body = FsOk, description = "`{\"ok\": true, \"retracted\": true}`"),
-        (status = 400, description = "a missing or malformed field, an Activity-event verb without consumer_id, or a consumer_id with a verb no Activity event takes"), (status = 404, description = "no such published item (for that consumer)"),
+        (status = 400, description = "a missing or malformed field"), (status = 422, description = "an Activity-event verb without consumer_id, or a consumer_id with a verb no Activity event takes (the declared feeds decide)"), (status = 404, description = "no such published item (for that consumer)"),
         (status = 403, description = "the id's user is suspended"), (status = 410, description = "the id's user was deleted")))]
 pub async fn retract(State(state): State<AppState>, body: Body) -> FsResult<axum::Json<Value>> {
     let body = body_of(&body)?;
