@@ -1467,6 +1467,12 @@ mod tests {
     #[test]
     fn merged_windows_and_written_entries_read_together() {
         let mut index = HotIndex::default();
+        // Circle 7 is private and user 2 a member: its posts are theirs to read.
+        index.apply(Effect::Member {
+            user: 2,
+            circle: 7,
+            active: true,
+        });
         index.apply(Effect::Merged {
             circle: 7,
             from_seq: 1,

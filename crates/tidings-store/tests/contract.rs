@@ -561,7 +561,8 @@ async fn sessions_are_listed_per_device_and_revoked_by_their_public_id() {
 
 #[tokio::test]
 async fn sessions_expire_unless_used_and_use_slides_the_expiry() {
-    let short = std::time::Duration::from_millis(1500);
+    // Wide margins: a loaded machine may take a second between two steps.
+    let short = std::time::Duration::from_millis(4000);
     for (location, _dir) in places() {
         let store = open(&location);
         let ana = user(&store, "ana").await;
@@ -576,7 +577,7 @@ async fn sessions_expire_unless_used_and_use_slides_the_expiry() {
         // Cached while live.
         live(store.session("hash-idle".into()).await.expect("s"));
         let before = live(store.session("hash-used".into()).await.expect("s"));
-        tokio::time::sleep(std::time::Duration::from_millis(900)).await;
+        tokio::time::sleep(std::time::Duration::from_millis(2500)).await;
         store
             .touch_session("hash-used".into(), short)
             .await
@@ -584,9 +585,9 @@ async fn sessions_expire_unless_used_and_use_slides_the_expiry() {
         let touched = live(store.session("hash-used".into()).await.expect("s"));
         assert!(touched.expires_ms > before.expires_ms, "{location:?}");
         assert!(touched.last_used_ms > before.last_used_ms, "{location:?}");
-        tokio::time::sleep(std::time::Duration::from_millis(900)).await;
-        // 1.8 s after sign-in: the idle one expired (even though it was cached), the used one
-        // lives on.
+        tokio::time::sleep(std::time::Duration::from_millis(2000)).await;
+        // 4.5 s after sign-in: the idle one expired (even though it was cached), the used one
+        // (touched at 2.5 s, so good until 6.5 s) lives on.
         assert!(
             matches!(
                 store.session("hash-idle".into()).await.expect("s"),
