@@ -514,7 +514,7 @@ impl AbuseLimits {
 
 impl Modify for AbuseLimits {
     fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
-        use utoipa::openapi::{ObjectBuilder, RefOr, ResponseBuilder, Type};
+        use utoipa::openapi::{ObjectBuilder, ResponseBuilder, Type};
         let budget = Self::too_many(&["rate_limited"], true);
         let login = Self::too_many(&["login_backoff", "login_rate"], false);
         let signup = Self::too_many(&["signup_rate"], false);
@@ -533,33 +533,19 @@ impl Modify for AbuseLimits {
             )
             .build();
         for (path, item) in openapi.paths.paths.iter_mut() {
-            let operations = [
-                ("get", &mut item.get),
-                ("put", &mut item.put),
-                ("post", &mut item.post),
-                ("delete", &mut item.delete),
-                ("patch", &mut item.patch),
-            ];
-            for (method, operation) in operations {
-                let Some(operation) = operation else { continue };
-                let limited = match (method, path.as_str()) {
-                    ("post", "/api/v1/sessions") => Some(&login),
-                    ("post", "/api/v1/users") => Some(&signup),
-                    _ if operation.security.as_ref().is_some_and(|s| !s.is_empty()) => {
-                        Some(&budget)
-                    }
-                    _ => None,
-                };
-                let responses = &mut operation.responses.responses;
-                if let Some(limited) = limited {
-                    responses
-                        .entry("429".to_owned())
-                        .or_insert_with(|| RefOr::T(limited.clone()));
+            // `/sessions` and `/users` hold one operation each: login and sign-up.
+            let own_limit = match path.as_str() {
+                "/api/v1/sessions" => Some(&login),
+                "/api/v1/users" => Some(&signup),
+                _ => None,
+            };
+            for operation in operations_of(item) {
+                let secured = operation.security.as_ref().is_some_and(|s| !s.is_empty());
+                if let Some(limited) = own_limit.or(secured.then_some(&budget)) {
+                    add_response(operation, "429", limited);
                 }
                 if operation.request_body.is_some() {
-                    responses
-                        .entry("413".to_owned())
-                        .or_insert_with(|| RefOr::T(too_large.clone()));
+                    add_response(operation, "413", &too_large);
                 }
             }
         }

@@ -5,8 +5,8 @@
 //! token left on a shared computer cannot lock its owner out or erase them.
 
 use crate::AppState;
-use crate::api::users::{check_password, hash_password_blocking};
-use crate::auth::{AuthUser, verify_password};
+use crate::api::users::{check_password, hash_password_blocking, verify_password_blocking};
+use crate::auth::AuthUser;
 use crate::error::{ApiError, ApiResult, ErrorBody};
 use crate::extract::{ApiJson, ApiPath};
 use axum::Json;
@@ -95,9 +95,7 @@ async fn confirm_password(state: &AppState, auth: &AuthUser, password: String) -
     let Some(hash) = hash else {
         return Err(wrong());
     };
-    let matches = tokio::task::spawn_blocking(move || verify_password(&password, &hash))
-        .await
-        .map_err(ApiError::internal)?;
+    let matches = verify_password_blocking(password, hash).await?;
     if !matches || user.status != UserStatus::Active {
         return Err(wrong());
     }

@@ -107,6 +107,13 @@ pub async fn hash_password_blocking(password: String) -> ApiResult<String> {
         .map_err(ApiError::internal)?
 }
 
+/// Checks a password against its hash off the async threads (argon2 is slow on purpose).
+pub async fn verify_password_blocking(password: String, hash: String) -> ApiResult<bool> {
+    tokio::task::spawn_blocking(move || verify_password(&password, &hash))
+        .await
+        .map_err(ApiError::internal)
+}
+
 /// Sign up.
 #[utoipa::path(post, path = "/api/v1/users", request_body = SignupBody, tag = "users",
     responses((status = 201, body = User), (status = 400), (status = 403, description = "registration closed"), (status = 409, description = "username taken")))]
@@ -162,10 +169,7 @@ pub async fn login(
     let Some(hash) = hash else {
         return Err(wrong());
     };
-    let password = body.password.clone();
-    let ok = tokio::task::spawn_blocking(move || verify_password(&password, &hash))
-        .await
-        .map_err(ApiError::internal)?;
+    let ok = verify_password_blocking(body.password.clone(), hash).await?;
     if !ok || user.status == UserStatus::Deleted {
         return Err(wrong());
     }
