@@ -8,7 +8,7 @@ use axum::Router;
 use utoipa::openapi::extensions::Extensions;
 use utoipa::openapi::header::HeaderBuilder;
 use utoipa::openapi::link::LinkBuilder;
-use utoipa::openapi::path::{Operation, ParameterIn, PathItem};
+use utoipa::openapi::path::{Operation, ParameterBuilder, ParameterIn, PathItem};
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::openapi::{
     ContentBuilder, ObjectBuilder, Ref, RefOr, Required, Response, ResponseBuilder, Type,
@@ -60,8 +60,7 @@ fn add_response(operation: &mut Operation, status: &str, response: &Response) {
 }
 
 /// Cluster mode, documented once for every operation: 421 when the node does not run the role
-/// that serves the request (`serve --roles`), and the `Tidings-Position` read-your-writes header
-/// (a 400 `invalid_position` when it names a position the cluster never reached).
+/// that serves the request (`serve --roles`).
 struct ClusterRoles;
 
 impl Modify for ClusterRoles {
@@ -85,12 +84,70 @@ impl Modify for ClusterRoles {
                 add_response(operation, "421", &misdirected);
             }
         }
-        let note = "\n\nCluster mode: every response carries `Tidings-Position`, the answering \
-                    node's change-log position; send it back in a `Tidings-Position` request \
-                    header to read your own writes on any node (it catches up first; a position \
-                    the cluster never reached is a 400 `invalid_position`).";
-        let description = openapi.info.description.get_or_insert_with(String::new);
-        description.push_str(note);
+    }
+}
+
+/// Read-your-writes across nodes (cluster mode), as a formal part of every native operation:
+/// the optional `Tidings-Position` request header, the same header on every response, and the
+/// 400 `invalid_position` for a malformed position or one the cluster never reached. Runs after
+/// [`SharedStatuses`] so that an existing 400 keeps its description and gains this cause.
+struct ReadYourWrites;
+
+impl Modify for ReadYourWrites {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let position_schema = || {
+            ObjectBuilder::new()
+                .schema_type(Type::String)
+                .pattern(Some(api::POSITION_PATTERN))
+                .max_length(Some(18))
+        };
+        let parameter = ParameterBuilder::new()
+            .name("Tidings-Position")
+            .parameter_in(ParameterIn::Header)
+            .required(Required::False)
+            .description(Some(
+                "A change-log position this client saw in a `Tidings-Position` response header \
+                 (after a write on any node). The answering node applies the log at least that \
+                 far before serving the request. Ignored by the embedded store, which has one \
+                 node, but checked for its form there too.",
+            ))
+            .schema(Some(position_schema()))
+            .build();
+        let header = HeaderBuilder::new()
+            .schema(position_schema())
+            .description(Some(
+                "Cluster mode: the answering node's change-log position; send it back to read \
+                 your own writes on any node",
+            ))
+            .build();
+        let cause = "`invalid_position`: the `Tidings-Position` header is not 1–18 digits, or \
+                     names a position the cluster never reached";
+        let invalid = ResponseBuilder::new().description(cause).build();
+        for (path, item) in openapi.paths.paths.iter_mut() {
+            if !path.starts_with("/api/") {
+                continue;
+            }
+            for operation in operations_of(item) {
+                operation
+                    .parameters
+                    .get_or_insert_with(Vec::new)
+                    .push(parameter.clone());
+                match operation.responses.responses.get_mut("400") {
+                    Some(RefOr::T(response)) => {
+                        response.description = format!("{}; or {cause}", response.description);
+                    }
+                    Some(RefOr::Ref(_)) => {}
+                    None => add_response(operation, "400", &invalid),
+                }
+                for response in operation.responses.responses.values_mut() {
+                    if let RefOr::T(response) = response {
+                        response
+                            .headers
+                            .insert("Tidings-Position".to_owned(), header.clone());
+                    }
+                }
+            }
+        }
     }
 }
 
@@ -556,7 +613,7 @@ impl Modify for AbuseLimits {
 #[derive(OpenApi)]
 #[openapi(
     info(title = "Tidings", description = "Activity-stream engine: outboxes, circles, routing, multiplexed inboxes."),
-    modifiers(&BearerAuth, &Unavailable, &ClusterRoles, &AbuseLimits, &SharedStatuses, &ErrorShapes, &Links),
+    modifiers(&BearerAuth, &Unavailable, &ClusterRoles, &AbuseLimits, &SharedStatuses, &ReadYourWrites, &ErrorShapes, &Links),
     paths(
         api::users::signup, api::users::login, api::users::logout, api::users::me,
         api::users::get_user, api::users::suspend, api::users::unsuspend, api::users::delete_user,

@@ -2710,3 +2710,70 @@ async fn a_custom_types_default_actions_need_a_known_method_named_by_a_string() 
     let r = s.post(&root, "/types", body).await;
     assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.body);
 }
+
+/// On the embedded store a well-formed `Tidings-Position` is accepted whatever its value (one
+/// node has applied everything it answered), a malformed one is refused as on a cluster, and the
+/// compat profiles (whose clients never send it, and whose errors have other shapes) ignore it.
+#[tokio::test]
+async fn a_malformed_position_header_is_refused_on_the_embedded_store_too() {
+    let s = TestServer::start().await;
+    let ana = s.user("ana").await;
+    for good in ["0", "7", "999999999999999999"] {
+        let r = s
+            .request(
+                Method::GET,
+                "/inbox",
+                Some(&ana),
+                None,
+                &[("tidings-position", good)],
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::OK, "{good}: {:?}", r.body);
+    }
+    for bad in ["-1", "+5", "soon", "1 2", "1234567890123456789", ""] {
+        let r = s
+            .request(
+                Method::GET,
+                "/inbox",
+                Some(&ana),
+                None,
+                &[("tidings-position", bad)],
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::BAD_REQUEST, "{bad:?}");
+        assert_eq!(r.code(), "invalid_position", "{bad:?}");
+        // A refused write changes nothing.
+        let w = s
+            .request(
+                Method::POST,
+                "/outbox",
+                Some(&ana),
+                Some(json!({"object": {"content": "held back"}, "to": ["public"]})),
+                &[("tidings-position", bad)],
+            )
+            .await;
+        assert_eq!(w.status, StatusCode::BAD_REQUEST, "{bad:?}");
+    }
+    assert!(outbox_ids(&s, &ana, "ana").await.is_empty());
+    let kept = s
+        .request(
+            Method::POST,
+            "/outbox",
+            Some(&ana),
+            Some(json!({"object": {"content": "kept"}, "to": ["public"]})),
+            &[("tidings-position", "0")],
+        )
+        .await;
+    assert_eq!(kept.status, StatusCode::CREATED, "{:?}", kept.body);
+    assert_eq!(outbox_ids(&s, &ana, "ana").await.len(), 1);
+    let health = s
+        .request(
+            Method::GET,
+            "/healthz",
+            None,
+            None,
+            &[("tidings-position", "soon")],
+        )
+        .await;
+    assert_eq!(health.status, StatusCode::OK);
+}

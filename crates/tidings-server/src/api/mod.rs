@@ -174,35 +174,39 @@ pub const POSITION_HEADER: &str = "tidings-position";
 /// Read-your-writes across nodes: a request carrying `Tidings-Position` (the position a node
 /// answered after a write) is served once this node has applied the log that far, catching up
 /// at once if it is behind; every response says where the answering node is. On the embedded
-/// store there is one node and no header.
+/// store there is one node and no position to answer, but a malformed header is still refused,
+/// so a client learns of its bug before it meets a cluster.
 async fn read_your_writes(
     State(state): State<AppState>,
     request: axum::extract::Request,
     next: axum::middleware::Next,
 ) -> axum::response::Response {
     use axum::response::IntoResponse;
-    let Some(_) = state.store.position() else {
-        return next.run(request).await;
-    };
-    if let Some(raw) = request.headers().get(POSITION_HEADER) {
-        let Some(position) = raw
-            .to_str()
-            .ok()
-            .and_then(|v| v.trim().parse::<i64>().ok())
-            .filter(|p| *p >= 0)
-        else {
+    // The native API's header: the compat profiles answer in their own error shapes, and
+    // their clients do not know it.
+    let raw = request
+        .uri()
+        .path()
+        .starts_with("/api/")
+        .then(|| request.headers().get(POSITION_HEADER))
+        .flatten();
+    if let Some(raw) = raw {
+        let Some(position) = parse_position(raw) else {
             return ApiError::bad_request(
                 "invalid_position",
-                "Tidings-Position must be a non-negative integer from a Tidings-Position response header",
+                "Tidings-Position must be 1-18 digits, as a Tidings-Position response header gave it",
             )
             .into_response();
         };
-        match state.store.reach_position(position).await {
-            Ok(()) => {}
-            Err(tidings_store::StoreError::Unprocessable { message, .. }) => {
-                return ApiError::bad_request("invalid_position", message).into_response();
+        // One node (the embedded store) has always applied everything it answered.
+        if state.store.position().is_some() {
+            match state.store.reach_position(position).await {
+                Ok(()) => {}
+                Err(tidings_store::StoreError::Unprocessable { message, .. }) => {
+                    return ApiError::bad_request("invalid_position", message).into_response();
+                }
+                Err(e) => return ApiError::from(e).into_response(),
             }
-            Err(e) => return ApiError::from(e).into_response(),
         }
     }
     let mut response = next.run(request).await;
@@ -212,6 +216,19 @@ async fn read_your_writes(
             .insert(POSITION_HEADER, axum::http::HeaderValue::from(position));
     }
     response
+}
+
+/// The form of a `Tidings-Position` value, for the API document.
+pub const POSITION_PATTERN: &str = "^[0-9]{1,18}$";
+
+/// A `Tidings-Position` value: 1–18 ASCII digits (no sign, no spaces), so every value the
+/// document allows parses and nothing else does.
+fn parse_position(raw: &axum::http::HeaderValue) -> Option<i64> {
+    let bytes = raw.as_bytes();
+    if bytes.is_empty() || bytes.len() > 18 || !bytes.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    std::str::from_utf8(bytes).ok()?.parse().ok()
 }
 
 /// Change records a node may lag behind the log and still call itself ready.
