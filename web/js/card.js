@@ -66,7 +66,8 @@ export function activityCard(item, { inInbox = false, onGone } = {}) {
   else if (typeof activity.object === 'string') card.append(h('p', { class: 'target' }, referenceLink(activity.object)));
 
   const tags = (Array.isArray(activity.tag) ? activity.tag : []).filter((t) => typeof t === 'string' && !t.startsWith('sys:'));
-  const to = Array.isArray(activity.to) ? activity.to : [];
+  // A follow or reaction addressed to the person it points at already shows them as its target.
+  const to = (Array.isArray(activity.to) ? activity.to : []).filter((t) => t !== activity.object);
   if (tags.length || to.length) {
     card.append(h('div', { class: 'chips' },
       tags.map((t) => h('a', { class: 'chip tag', href: `/?tags=${encodeURIComponent(t)}`, text: `#${t}` })),

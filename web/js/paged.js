@@ -43,6 +43,8 @@ export function pagedList({ load, card, empty }) {
   return {
     element,
     has: (cursor) => cursors.has(cursor),
+    /** Whether no card is shown (the empty note, or nothing, is). */
+    showsNothing: () => !items.querySelector('.card'),
     async loadFirst() {
       const page = await load(undefined);
       replace(items);

@@ -90,6 +90,11 @@ export async function homeView(root, { query }) {
     after: first && (first.prev || (first.items[0] && first.items[0].cursor)),
     onItem: (item) => {
       if (list.has(item.cursor)) return;
+      // Nothing on screen to keep in place: show the item instead of a bar over an empty list.
+      if (list.showsNothing() && pending.length === 0) {
+        list.prepend([item]);
+        return;
+      }
       pending.push(item);
       bar.textContent = `${pending.length} new ${pending.length === 1 ? 'item' : 'items'} — show`;
       bar.hidden = false;
