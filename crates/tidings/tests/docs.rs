@@ -36,9 +36,18 @@ const SYNTAX: &str = "<!-- doc-syntax -->";
 /// Every marker a ```sh block may carry, and the test file that runs the blocks so marked.
 const MARKERS: &[(&str, &str)] = &[
     ("<!-- doc-test -->", "crates/tidings-server/tests/docs.rs"),
-    ("<!-- compat-examples -->", "crates/tidings-server/tests/compat.rs"),
-    ("<!-- accounts-walkthrough -->", "crates/tidings-server/tests/accounts.rs"),
-    ("<!-- limits-examples -->", "crates/tidings-server/tests/limits.rs"),
+    (
+        "<!-- compat-examples -->",
+        "crates/tidings-server/tests/compat.rs",
+    ),
+    (
+        "<!-- accounts-walkthrough -->",
+        "crates/tidings-server/tests/accounts.rs",
+    ),
+    (
+        "<!-- limits-examples -->",
+        "crates/tidings-server/tests/limits.rs",
+    ),
     (RUN, "crates/tidings/tests/docs.rs"),
     (CI, "crates/tidings/tests/docs.rs"),
     (SYNTAX, "crates/tidings/tests/docs.rs"),
@@ -322,7 +331,9 @@ fn commands(block: &str) -> Vec<String> {
 
 /// A command line without its trailing `  # comment`.
 fn without_comment(line: &str) -> &str {
-    line.split_once(" # ").map_or(line, |(code, _)| code).trim_end()
+    line.split_once(" # ")
+        .map_or(line, |(code, _)| code)
+        .trim_end()
 }
 
 #[test]
@@ -371,11 +382,15 @@ fn every_change_the_runs_make_is_still_in_its_page() {
     }
     for (command, why) in NOT_RUN {
         let found = pages().iter().any(|page| {
-            sh_blocks(page)
-                .iter()
-                .any(|b| (b.marker == CI || b.marker == SYNTAX) && commands(&b.text).contains(&command.to_string()))
+            sh_blocks(page).iter().any(|b| {
+                (b.marker == CI || b.marker == SYNTAX)
+                    && commands(&b.text).contains(&command.to_string())
+            })
         });
-        assert!(found, "`{command}` ({why}) is in no doc-ci or doc-syntax block any more");
+        assert!(
+            found,
+            "`{command}` ({why}) is in no doc-ci or doc-syntax block any more"
+        );
     }
 }
 
@@ -419,9 +434,17 @@ fn scripts_that_cannot_run_here_parse_and_answer_help() {
                 let program = command.split_whitespace().next().unwrap_or_default();
                 if program.starts_with("bench/") && program.ends_with(".sh") {
                     let path = repo_root().join(program);
-                    let parsed = Command::new("bash").arg("-n").arg(&path).output().expect("bash");
+                    let parsed = Command::new("bash")
+                        .arg("-n")
+                        .arg(&path)
+                        .output()
+                        .expect("bash");
                     assert!(parsed.status.success(), "{page}: {program} does not parse");
-                    let help = Command::new("bash").arg(&path).arg("--help").output().expect("bash");
+                    let help = Command::new("bash")
+                        .arg(&path)
+                        .arg("--help")
+                        .output()
+                        .expect("bash");
                     let text = String::from_utf8_lossy(&help.stdout);
                     assert!(
                         help.status.success() && text.contains("usage"),
@@ -506,7 +529,7 @@ fn program(run: &Page, values: &Values) -> (String, Vec<Expected>) {
             text = text.replace(change.original, &values.fill(change.smoke));
         }
         script.push_str(&format!(
-            "\necho '== {}:{}' >&2\n",
+            "\necho \"== {}:{} at ${{SECONDS}} s\" >&2\n",
             run.page, block.line
         ));
         if let Some((_, hook)) = run.before_block.iter().find(|(i, _)| *i == index) {
@@ -520,7 +543,8 @@ fn program(run: &Page, values: &Values) -> (String, Vec<Expected>) {
             }
             let output = lines
                 .get(i + 1)
-                .and_then(|next| next.strip_prefix("# ok: "));
+                .filter(|next| next.starts_with("# ok: "))
+                .and_then(|next| next.strip_prefix("# "));
             let code = without_comment(line);
             if let Some(output) = output {
                 let n = expected.len();
@@ -710,7 +734,9 @@ fn run_page(run: &Page) {
         values.copy = unique_database("copy");
         tidings_store::create_postgres_database(&admin, &values.db).expect("database");
         databases.names = vec![values.db.clone(), values.copy.clone()];
-        values.pg = admin.rsplit_once('/').map_or(admin.clone(), |(base, _)| base.to_owned());
+        values.pg = admin
+            .rsplit_once('/')
+            .map_or(admin.clone(), |(base, _)| base.to_owned());
     }
     let (script, expected) = program(run, &values);
     std::fs::write(work.path().join("script.sh"), &script).expect("script");
@@ -728,7 +754,16 @@ fn run_page(run: &Page) {
     let stdout = std::fs::File::create(work.path().join("stdout")).expect("stdout");
     let stderr = std::fs::File::create(work.path().join("stderr")).expect("stderr");
     // Its own process group: every server and script it starts is stopped with it.
-    let mut child = Command::new("bash")
+    let mut bash = Command::new("bash");
+    // Without the variables cargo set for this test (`CARGO_PKG_NAME`, `CARGO_MANIFEST_DIR`, …):
+    // build scripts rerun when they change, so a script's nested `cargo test` would rebuild.
+    for (name, _) in std::env::vars_os() {
+        let name = name.to_string_lossy();
+        if (name.starts_with("CARGO_") && name != "CARGO_HOME") || name == "OUT_DIR" {
+            bash.env_remove(name.as_ref());
+        }
+    }
+    let mut child = bash
         .arg(work.path().join("script.sh"))
         .current_dir(&cwd)
         .env("PATH", path)
@@ -768,7 +803,10 @@ fn run_page(run: &Page) {
         tail(&read("stderr"))
     );
     let Some(status) = status else {
-        panic!("{}: the commands did not finish within 300 s\n{shown}", run.page);
+        panic!(
+            "{}: the commands did not finish within 300 s\n{shown}",
+            run.page
+        );
     };
     assert!(
         status.success(),
@@ -793,11 +831,16 @@ fn run_page(run: &Page) {
         );
     }
     drop(databases);
+    let blocks: Vec<String> = read("stderr")
+        .lines()
+        .filter(|l| l.starts_with("== "))
+        .map(str::to_owned)
+        .collect();
     eprintln!(
-        "{}: {} blocks' commands ran in {:.1} s",
+        "{}: the commands ran in {:.1} s\n{}",
         run.page,
-        sh_blocks(run.page).iter().filter(|b| b.marker == RUN).count(),
-        started.elapsed().as_secs_f64()
+        started.elapsed().as_secs_f64(),
+        blocks.join("\n")
     );
 }
 
@@ -816,8 +859,7 @@ fn tail(text: &str) -> String {
 }
 
 /// A small embedded store in ./data, as the operations page's commands expect one.
-const SEED_DATA: &str =
-    "tidings --data-dir ./data seed --users 30 --circles 3 --largest 10 --activities 60 --tokens 5 >/dev/null\n";
+const SEED_DATA: &str = "tidings --data-dir ./data seed --users 30 --circles 3 --largest 10 --activities 60 --tokens 5 >/dev/null\n";
 
 #[test]
 fn the_readme_serves_as_written() {
@@ -939,7 +981,16 @@ fn output_shapes_match_numbers_and_ellipses() {
         "noise\nok: backed up 3 activities into ./backups/1-2-3; run `x` any time\n",
         shape
     ));
-    assert!(!prints("ok: backed up some activities into ./backups/1-2-3; run `x`", shape));
-    assert!(!prints("ok: restored 3 activities", "ok: backed up 3 activities"));
-    assert!(prints("ok: every digest and chain verifies", "ok: every digest and chain verifies"));
+    assert!(!prints(
+        "ok: backed up some activities into ./backups/1-2-3; run `x`",
+        shape
+    ));
+    assert!(!prints(
+        "ok: restored 3 activities",
+        "ok: backed up 3 activities"
+    ));
+    assert!(prints(
+        "ok: every digest and chain verifies",
+        "ok: every digest and chain verifies"
+    ));
 }
