@@ -994,3 +994,48 @@ fn output_shapes_match_numbers_and_ellipses() {
         "ok: every digest and chain verifies"
     ));
 }
+
+/// The runner itself: a page passes only when every command succeeds and prints its `# ok:` line.
+#[test]
+fn a_command_that_fails_or_prints_otherwise_fails_its_page() {
+    let dir = tempfile::tempdir().expect("dir");
+    let cases = [
+        (
+            "tidings --version\necho 'ok: 12 rows copied'\n# ok: 3 rows copied",
+            None,
+        ),
+        (
+            "echo 'ok: 12 rows copied'\n# ok: 3 rows moved",
+            Some("the page says it prints"),
+        ),
+        ("tidings no-such-command", Some("a command failed")),
+        ("false | cat\necho never", Some("a command failed")),
+        ("tidings --data-dir ./d serve  # in the foreground", None),
+    ];
+    for (n, (commands, failure)) in cases.into_iter().enumerate() {
+        let path = dir.path().join(format!("page{n}.md"));
+        std::fs::write(
+            &path,
+            format!("# A page\n\n{RUN}\n```sh\n{commands}\n```\n"),
+        )
+        .expect("page");
+        let page: &'static str = Box::leak(path.display().to_string().into_boxed_str());
+        let result = std::panic::catch_unwind(|| {
+            run_page(&Page {
+                page,
+                needs: Needs::default(),
+                setup: "",
+                before_block: &[],
+            })
+        });
+        match (failure, result) {
+            (None, Ok(())) => {}
+            (Some(expected), Err(panic)) => {
+                let message = panic.downcast_ref::<String>().cloned().unwrap_or_default();
+                assert!(message.contains(expected), "{commands}: {message}");
+            }
+            (None, Err(_)) => panic!("`{commands}` should pass"),
+            (Some(_), Ok(())) => panic!("`{commands}` should fail its page"),
+        }
+    }
+}
