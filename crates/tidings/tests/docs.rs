@@ -11,7 +11,10 @@
 //!   `TIDINGS_LISTEN`, which the test sets to a free port. `cargo build --release` does nothing
 //!   and `cargo run --release -- ARGS` runs `tidings ARGS`: the binary under test is that build.
 //!   What else the test changes in a page (the sizes of runs that take minutes, ports, and
-//!   placeholders for other machines) is in `CHANGES`, one row each with the reason.
+//!   placeholders for other machines) is in `CHANGES`, one row each with the reason; what it
+//!   prepares around a page (a seeded store, a server to back up while it runs, stopping it
+//!   where the page says "stop the server first") is in `PAGES`. The page's config files
+//!   (```toml blocks marked `doc-test`) are written to `config-1.toml`, `config-2.toml`, ….
 //! - `<!-- doc-ci -->` and `<!-- doc-syntax -->`: commands CI runs as they are (each is a line of
 //!   `.ci/run`, or a `cargo test` that `.ci/run`'s `cargo test --workspace` includes), scripts
 //!   that can only be checked here (`bash -n` and `--help`), and install steps (`NOT_RUN`).
@@ -294,6 +297,24 @@ fn sh_blocks(page: &str) -> Vec<Block> {
     blocks
 }
 
+/// The ```toml blocks of a page marked `<!-- doc-test -->` (the config files it shows), in order.
+fn marked_toml_blocks(page: &str) -> Vec<String> {
+    let text = std::fs::read_to_string(repo_root().join(page)).expect("doc page");
+    let lines: Vec<&str> = text.lines().collect();
+    let mut blocks = Vec::new();
+    for (i, pair) in lines.windows(2).enumerate() {
+        if pair[0].trim() == "<!-- doc-test -->" && pair[1].trim() == "```toml" {
+            let body: Vec<&str> = lines[i + 2..]
+                .iter()
+                .take_while(|l| l.trim() != "```")
+                .copied()
+                .collect();
+            blocks.push(body.join("\n"));
+        }
+    }
+    blocks
+}
+
 /// The logical lines of a script: continuation lines joined, blank lines dropped, indentation
 /// trimmed.
 fn logical_lines(script: &str) -> Vec<String> {
@@ -466,7 +487,7 @@ fn scripts_that_cannot_run_here_parse_and_answer_help() {
 }
 
 /// What one page's run needs beyond bash, curl and the binary.
-#[derive(Default, Clone, Copy)]
+#[derive(Clone, Copy)]
 struct Needs {
     /// A PostgreSQL server (`TIDINGS_TEST_STORE`) and its client tools.
     postgres: bool,
@@ -738,6 +759,10 @@ fn run_page(run: &Page) {
             .rsplit_once('/')
             .map_or(admin.clone(), |(base, _)| base.to_owned());
     }
+    // The page's config files, for set-up that starts a server the way the page configures one.
+    for (n, config) in marked_toml_blocks(run.page).iter().enumerate() {
+        std::fs::write(cwd.join(format!("config-{}.toml", n + 1)), config).expect("config");
+    }
     let (script, expected) = program(run, &values);
     std::fs::write(work.path().join("script.sh"), &script).expect("script");
     // The binary's target dir, so that a script's nested `cargo test` reuses this build.
@@ -858,46 +883,41 @@ fn tail(text: &str) -> String {
     lines[lines.len().saturating_sub(60)..].join("\n")
 }
 
-/// A small embedded store in ./data, as the operations page's commands expect one.
-const SEED_DATA: &str = "tidings --data-dir ./data seed --users 30 --circles 3 --largest 10 --activities 60 --tokens 5 >/dev/null\n";
+/// A small embedded store in ./data, as the pages' commands expect one.
+const SEED_DATA: &str = "tidings --data-dir ./data seed --users 30 --circles 3 --largest 10 \
+                         --activities 60 --tokens 5 >/dev/null\n";
 
-#[test]
-fn the_readme_serves_as_written() {
-    run_page(&Page {
+const NO_NEEDS: Needs = Needs {
+    postgres: false,
+    tools: &[],
+    socketio_client: false,
+};
+
+/// Every page with `doc-run` blocks, and how it runs.
+const PAGES: &[Page] = &[
+    Page {
         page: "README.md",
-        needs: Needs::default(),
+        needs: NO_NEEDS,
         setup: "",
         before_block: &[],
-    });
-}
-
-#[test]
-fn the_configuration_page_serves_as_written() {
-    run_page(&Page {
+    },
+    Page {
         page: "docs/configuration.md",
-        needs: Needs::default(),
+        needs: NO_NEEDS,
         setup: "",
         before_block: &[],
-    });
-}
-
-#[test]
-fn the_compat_page_seeds_as_written() {
-    run_page(&Page {
+    },
+    Page {
         page: "docs/compat.md",
-        needs: Needs::default(),
+        needs: NO_NEEDS,
         setup: "",
         before_block: &[],
-    });
-}
-
-#[test]
-fn the_operations_page_runs_as_written_on_postgres() {
-    run_page(&Page {
+    },
+    Page {
         page: "docs/operations.md",
         needs: Needs {
             postgres: true,
-            ..Needs::default()
+            ..NO_NEEDS
         },
         // The embedded store serves while it is backed up; the PostgreSQL one holds a community.
         setup: concat!(
@@ -912,66 +932,108 @@ fn the_operations_page_runs_as_written_on_postgres() {
         before_block: &[
             // "Stop the server (or every node) first."
             (2, "kill $DOC_SERVER; wait $DOC_SERVER || true"),
-            // The metrics example asks a server configured with the page's metrics_token.
+            // The metrics example asks a server configured with the page's metrics_token block.
             (
                 3,
-                "printf '[operations]\\nmetrics_token = \"at-least-16-characters-no-spaces\"\\n' > metrics.toml\n\
-                 tidings --data-dir ./data serve --config metrics.toml &\n\
+                "grep -q metrics_token config-2.toml\n\
+                 tidings --data-dir ./data serve --config config-2.toml &\n\
                  doc_wait_ready",
             ),
         ],
-    });
-}
-
-#[test]
-fn the_cluster_page_runs_as_written_on_postgres() {
-    run_page(&Page {
+    },
+    Page {
         page: "docs/cluster.md",
         needs: Needs {
             postgres: true,
             tools: &["python3"],
-            ..Needs::default()
+            ..NO_NEEDS
         },
         setup: SEED_DATA,
         before_block: &[],
-    });
-}
-
-#[test]
-fn the_performance_page_runs_at_smoke_scale() {
-    run_page(&Page {
+    },
+    Page {
         page: "docs/performance.md",
         needs: Needs {
             tools: &["node", "sqlite3", "python3"],
             socketio_client: true,
-            ..Needs::default()
+            ..NO_NEEDS
         },
         setup: "",
         before_block: &[],
-    });
+    },
+    Page {
+        page: "docs/campaigns.md",
+        needs: NO_NEEDS,
+        setup: "",
+        before_block: &[],
+    },
+    Page {
+        page: "docs/api-contract.md",
+        needs: Needs {
+            tools: &["schemathesis", "python3"],
+            ..NO_NEEDS
+        },
+        setup: "",
+        before_block: &[],
+    },
+];
+
+/// Runs the page of `PAGES` named `page`.
+fn run(page: &str) {
+    let found = PAGES.iter().find(|p| p.page == page);
+    run_page(found.unwrap_or_else(|| panic!("{page} is not in PAGES")));
+}
+
+#[test]
+fn every_page_with_doc_run_blocks_is_run() {
+    for page in pages() {
+        if sh_blocks(&page).iter().any(|b| b.marker == RUN) {
+            assert!(
+                PAGES.iter().any(|p| p.page == page),
+                "{page} has {RUN} blocks but no entry in PAGES"
+            );
+        }
+    }
+}
+
+#[test]
+fn the_readme_serves_as_written() {
+    run("README.md");
+}
+
+#[test]
+fn the_configuration_page_serves_as_written() {
+    run("docs/configuration.md");
+}
+
+#[test]
+fn the_compat_page_seeds_as_written() {
+    run("docs/compat.md");
+}
+
+#[test]
+fn the_operations_page_runs_as_written_on_postgres() {
+    run("docs/operations.md");
+}
+
+#[test]
+fn the_cluster_page_runs_as_written_on_postgres() {
+    run("docs/cluster.md");
+}
+
+#[test]
+fn the_performance_page_runs_at_smoke_scale() {
+    run("docs/performance.md");
 }
 
 #[test]
 fn the_campaigns_run_at_smoke_scale() {
-    run_page(&Page {
-        page: "docs/campaigns.md",
-        needs: Needs::default(),
-        setup: "",
-        before_block: &[],
-    });
+    run("docs/campaigns.md");
 }
 
 #[test]
 fn the_deep_contract_run_runs_at_smoke_scale() {
-    run_page(&Page {
-        page: "docs/api-contract.md",
-        needs: Needs {
-            tools: &["schemathesis", "python3"],
-            ..Needs::default()
-        },
-        setup: "",
-        before_block: &[],
-    });
+    run("docs/api-contract.md");
 }
 
 #[test]
@@ -1023,7 +1085,7 @@ fn a_command_that_fails_or_prints_otherwise_fails_its_page() {
         let result = std::panic::catch_unwind(|| {
             run_page(&Page {
                 page,
-                needs: Needs::default(),
+                needs: NO_NEEDS,
                 setup: "",
                 before_block: &[],
             })
