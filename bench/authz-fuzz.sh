@@ -6,6 +6,8 @@
 # The default test command runs the same test with 3000 requests.
 #   usage: bench/authz-fuzz.sh [REQUESTS]   (default 100000)
 set -euo pipefail
-cd "$(dirname "$0")/.."
+# --help prints the comment above.
+if [ "${1:-}" = --help ]; then sed -n '2,/^set /s/^# \{0,1\}//p' "$0"; exit 0; fi
+cd "$(dirname "$(readlink -f "$0")")/.."
 export TIDINGS_AUTHZ_REQUESTS="${1:-100000}"
 cargo test -p tidings-server --test authz -- --nocapture

@@ -7,7 +7,9 @@
 # CI runs the same test with 3 rounds (`cargo test -p tidings --test cluster`).
 #   usage: bench/cluster-campaign.sh [ROUNDS]   (needs PostgreSQL on 127.0.0.1:5432)
 set -euo pipefail
-cd "$(dirname "$0")/.."
+# --help prints the comment above.
+if [ "${1:-}" = --help ]; then sed -n '2,/^set /s/^# \{0,1\}//p' "$0"; exit 0; fi
+cd "$(dirname "$(readlink -f "$0")")/.."
 export TIDINGS_TEST_STORE="${TIDINGS_TEST_STORE:-postgres://postgres@127.0.0.1:5432/postgres}"
 export TIDINGS_CLUSTER_ROUNDS="${1:-20}"
 cargo test --release -p tidings --test cluster -- --nocapture

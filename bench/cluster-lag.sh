@@ -7,15 +7,20 @@
 # own index). Appends a table to bench/RESULTS.md.
 #   usage: bench/cluster-lag.sh [RATE] [SECONDS]   (PostgreSQL on 127.0.0.1:5432, NATS on 4222)
 set -euo pipefail
+# --help prints the comment above.
+if [ "${1:-}" = --help ]; then sed -n '2,/^set /s/^# \{0,1\}//p' "$0"; exit 0; fi
 # Load generators are far faster than any person: the servers started here run without rate
 # limits (decision 0016), which would otherwise answer most of the load with 429.
 export TIDINGS_RATE_LIMITS=off
 RATE=${1:-1000}
 SECONDS_=${2:-10}
-HERE=$(cd "$(dirname "$0")" && pwd)
+HERE=$(cd "$(dirname "$(readlink -f "$0")")" && pwd)
 REPO=$(cd "$HERE/.." && pwd)
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$REPO/target}
-BIN=$CARGO_TARGET_DIR/release/tidings
+# TIDINGS_BIN runs an already built binary instead of building a release one (the docs test
+# runs this script at smoke scale with its debug build); TIDINGS_BENCH_RESULTS appends elsewhere.
+BIN=${TIDINGS_BIN:-$CARGO_TARGET_DIR/release/tidings}
+RESULTS=${TIDINGS_BENCH_RESULTS:-$HERE/RESULTS.md}
 ADMIN=${PGADMIN:-postgres://postgres@127.0.0.1:5432/postgres}
 BUS=${BUS:-nats://127.0.0.1:4222}
 WORK=$(mktemp -d /tmp/tidings-lag.XXXXXX)
@@ -31,7 +36,7 @@ log() { printf '[lag %s] %s\n' "$(date -u +%H:%M:%S)" "$*" >&2; }
 port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
 wait_ready() { for _ in $(seq 1 300); do curl -fs "$1/readyz" >/dev/null 2>&1 && return 0; sleep 0.1; done; return 1; }
 
-(cd "$REPO" && cargo build --release -q -p tidings)
+[ -n "${TIDINGS_BIN:-}" ] || (cd "$REPO" && cargo build --release -q -p tidings)
 URL=${ADMIN%/*}/$DB
 psql "$ADMIN" -qc "CREATE DATABASE $DB"
 SEED=(seed --users 200 --circles 1 --largest 200 --activities 0 --tokens 20)
@@ -70,7 +75,7 @@ start b2 --store "$URL"; B=$BASE; B_PID=$PID
 push cross_poll "$B" "$A" "$B_PID" "$WORK/pg/seed-tokens.txt"
 
 export WORK RATE SECONDS_ REPO
-python3 - <<'PY' | tee -a "$HERE/RESULTS.md"
+python3 - <<'PY' | tee -a "$RESULTS"
 import json, os, subprocess, datetime
 W = os.environ['WORK']
 runs = [('embedded', 'embedded store, clients and publishes on one server'),

@@ -2,6 +2,7 @@
 # Tidings and its peers side by side, same machine, same run; appends a ratio table to
 # bench/RESULTS.md (never overwrites it).
 #
+# usage:
 #   bench/compare.sh            # full: 10k users x 100 follows (~7 min, more on first run)
 #   bench/compare.sh --quick    # 2k users x 100 follows, short read runs (~2 min once set up)
 #
@@ -14,6 +15,8 @@
 # machine's server on 5432, a throwaway database) with two nodes and the NATS doorbell.
 # Every server this script starts, it stops (trap EXIT). Work files: a fresh /tmp/tidings-compare.*.
 set -euo pipefail
+# --help prints the comment above.
+if [ "${1:-}" = --help ]; then sed -n '2,/^set /s/^# \{0,1\}//p' "$0"; exit 0; fi
 # Load generators are far faster than any person: the servers started here run without rate
 # limits (decision 0016), which would otherwise answer most of the load with 429.
 export TIDINGS_RATE_LIMITS=off
@@ -25,7 +28,7 @@ case "${1:-}" in
   *) echo "usage: $0 [--quick]" >&2; exit 2 ;;
 esac
 
-HERE=$(cd "$(dirname "$0")" && pwd)
+HERE=$(cd "$(dirname "$(readlink -f "$0")")" && pwd)
 REPO=$(cd "$HERE/.." && pwd)
 SHARED=${SHARED:-$(cd "$REPO/../shared" && pwd)}
 PEERS=$SHARED/bench-peers

@@ -8,7 +8,9 @@
 # The default test command runs the same test with 2 rounds (`cargo test -p tidings --test crash`).
 #   usage: bench/crash-campaign.sh [ROUNDS]   (default 20)
 set -euo pipefail
-cd "$(dirname "$0")/.."
+# --help prints the comment above.
+if [ "${1:-}" = --help ]; then sed -n '2,/^set /s/^# \{0,1\}//p' "$0"; exit 0; fi
+cd "$(dirname "$(readlink -f "$0")")/.."
 export TIDINGS_CRASH_ROUNDS="${1:-20}"
 target_dir="${CARGO_TARGET_DIR:-$PWD/target}"
 mkdir -p "$target_dir"

@@ -8,6 +8,8 @@
 #
 # Needs sqlite3 and curl. Data dirs: a fresh /tmp/tidings-fanout.*, removed on exit.
 set -euo pipefail
+# --help prints the comment above.
+if [ "${1:-}" = --help ]; then sed -n '2,/^set /s/^# \{0,1\}//p' "$0"; exit 0; fi
 # Load generators are far faster than any person: the servers started here run without rate
 # limits (decision 0016), which would otherwise answer most of the load with 429.
 export TIDINGS_RATE_LIMITS=off

@@ -7,7 +7,9 @@
 # default test command replays it (crates/tidings-server/tests/fuzz_corpus.rs).
 #   usage: bench/fuzz.sh [SECONDS_PER_TARGET] [TARGET...]   (default 60 s, every target)
 set -euo pipefail
-cd "$(dirname "$0")/../fuzz"
+# --help prints the comment above.
+if [ "${1:-}" = --help ]; then sed -n '2,/^set /s/^# \{0,1\}//p' "$0"; exit 0; fi
+cd "$(dirname "$(readlink -f "$0")")/../fuzz"
 seconds="${1:-60}"
 shift || true
 targets=("$@")
