@@ -54,6 +54,12 @@ pub struct SessionConfig {
     /// A session's expiry is pushed forward at most this often, so a busy client costs one
     /// write per interval rather than one per request (`[sessions] refresh_seconds`).
     pub refresh: std::time::Duration,
+    /// How often this node deletes the rows of ended sessions (`[sessions]
+    /// prune_interval_seconds`).
+    pub prune_interval: std::time::Duration,
+    /// How long the row of an expired or revoked session is kept before it is pruned
+    /// (`[sessions] keep_ended_seconds`).
+    pub keep_ended: std::time::Duration,
 }
 
 impl Default for SessionConfig {
@@ -61,6 +67,8 @@ impl Default for SessionConfig {
         SessionConfig {
             ttl: tidings_store::model::DEFAULT_SESSION_TTL,
             refresh: std::time::Duration::from_secs(300),
+            prune_interval: std::time::Duration::from_secs(3600),
+            keep_ended: std::time::Duration::from_secs(7 * 24 * 3600),
         }
     }
 }
@@ -159,6 +167,10 @@ struct SessionsSection {
     ttl_seconds: Option<u64>,
     /// Seconds between two refreshes of a used session's expiry (0 to half the ttl).
     refresh_seconds: Option<u64>,
+    /// Seconds between two prunes of ended sessions (1 to a day).
+    prune_interval_seconds: Option<u64>,
+    /// Seconds an expired or revoked session's row is kept before it is pruned (0 to a year).
+    keep_ended_seconds: Option<u64>,
 }
 
 /// Longest session lifetime the config accepts: a year.
@@ -467,9 +479,25 @@ fn session_config(section: SessionsSection) -> Result<SessionConfig, String> {
     if refresh > ttl / 2 {
         return Err("sessions.refresh_seconds must be at most half of sessions.ttl_seconds".into());
     }
+    let prune_interval = section
+        .prune_interval_seconds
+        .unwrap_or(defaults.prune_interval.as_secs());
+    if !(1..=24 * 3600).contains(&prune_interval) {
+        return Err("sessions.prune_interval_seconds must be between 1 and 86400".into());
+    }
+    let keep_ended = section
+        .keep_ended_seconds
+        .unwrap_or(defaults.keep_ended.as_secs());
+    if keep_ended > MAX_SESSION_TTL_SECONDS {
+        return Err(format!(
+            "sessions.keep_ended_seconds must be at most {MAX_SESSION_TTL_SECONDS}"
+        ));
+    }
     Ok(SessionConfig {
         ttl: std::time::Duration::from_secs(ttl),
         refresh: std::time::Duration::from_secs(refresh),
+        prune_interval: std::time::Duration::from_secs(prune_interval),
+        keep_ended: std::time::Duration::from_secs(keep_ended),
     })
 }
 
@@ -498,6 +526,11 @@ mod tests {
         let config = load("[sessions]\nttl_seconds = 3600\nrefresh_seconds = 60\n").expect("ok");
         assert_eq!(config.sessions.ttl.as_secs(), 3600);
         assert_eq!(config.sessions.refresh.as_secs(), 60);
+        assert_eq!(config.sessions.prune_interval.as_secs(), 3600);
+        let config = load("[sessions]\nprune_interval_seconds = 30\nkeep_ended_seconds = 0\n")
+            .expect("ok");
+        assert_eq!(config.sessions.prune_interval.as_secs(), 30);
+        assert_eq!(config.sessions.keep_ended.as_secs(), 0);
         // A short ttl alone gets a refresh that fits it.
         let config = load("[sessions]\nttl_seconds = 120\n").expect("ok");
         assert_eq!(config.sessions.refresh.as_secs(), 60);
@@ -516,6 +549,11 @@ mod tests {
                 "refresh_seconds",
             ),
             ("[sessions]\nttl = 600\n", "unknown field"),
+            ("[sessions]\nprune_interval_seconds = 0\n", "prune_interval"),
+            (
+                "[sessions]\nkeep_ended_seconds = 99999999999\n",
+                "keep_ended",
+            ),
         ] {
             let error = load(text).expect_err(text).to_string();
             assert!(error.contains(needle), "{text}: {error}");

@@ -80,6 +80,7 @@ impl AppState {
         hub.start(&store);
         let limiters = limits::Limiters::new(config.rate_limits.clone());
         limiters.start_sweeper();
+        auth::start_session_pruner(store.clone(), config.sessions);
         metrics::install();
         Ok(AppState {
             store,
