@@ -44,6 +44,9 @@ pub struct ServerConfig {
     /// A client must send a whole request head within this long, and an idle keep-alive
     /// connection is closed after it (slowloris).
     pub header_read_timeout: std::time::Duration,
+    /// A request body must arrive whole within this long after its head, or the request is
+    /// answered `408 body_timeout` (a body sent slowly on purpose holds a connection).
+    pub body_read_timeout: std::time::Duration,
 }
 
 /// How long a session lasts: an idle timeout that use pushes forward (sliding expiry).
@@ -122,12 +125,16 @@ impl Default for ServerConfig {
             roles: ServedRoles::default(),
             rate_limits: crate::limits::RateLimits::default(),
             header_read_timeout: DEFAULT_HEADER_READ_TIMEOUT,
+            body_read_timeout: DEFAULT_BODY_READ_TIMEOUT,
         }
     }
 }
 
 /// How long a client may take to send a request head, unless configured (hyper's default).
 pub const DEFAULT_HEADER_READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+/// How long a client may take to send a request body, unless configured: a full 256 KiB
+/// body at 8 KiB/s (a poor mobile link) fits with room to spare.
+pub const DEFAULT_BODY_READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
 /// How long in-flight requests may take to finish at shutdown, unless configured.
 pub const DEFAULT_SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(10);
 
@@ -233,6 +240,8 @@ struct LimitsSection {
     max_discard_bytes: Option<u64>,
     /// Seconds to send a request head (1–3600); also the keep-alive idle timeout.
     header_read_timeout_seconds: Option<u64>,
+    /// Seconds to send a whole request body after its head (1–3600).
+    body_read_seconds: Option<u64>,
     login: Option<LoginSection>,
     signup: Option<BucketSection>,
     reads: Option<BucketSection>,
@@ -289,6 +298,12 @@ fn apply_rate_limits(section: &LimitsSection, config: &mut ServerConfig) -> Resu
             return Err("limits.header_read_timeout_seconds must be between 1 and 3600".into());
         }
         config.header_read_timeout = Duration::from_secs(secs);
+    }
+    if let Some(secs) = section.body_read_seconds {
+        if !(1..=3600).contains(&secs) {
+            return Err("limits.body_read_seconds must be between 1 and 3600".into());
+        }
+        config.body_read_timeout = Duration::from_secs(secs);
     }
     if let Some(b) = &section.signup {
         limits.signup_per_ip = b.bucket("signup")?;

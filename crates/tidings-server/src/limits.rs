@@ -18,13 +18,14 @@ use axum::extract::{ConnectInfo, FromRequestParts, Request, State};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::middleware::Next;
-use axum::response::Response;
+use axum::response::{IntoResponse as _, Response};
 use futures::StreamExt as _;
 use governor::middleware::StateInformationMiddleware;
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 use serde_json::json;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::num::NonZeroU32;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
@@ -501,6 +502,18 @@ pub async fn budget_layer(
     let oversized = declared.is_some_and(|length| length > max_body);
     let unknown_length =
         declared.is_none() && request.headers().contains_key(header::TRANSFER_ENCODING);
+    // Every body must arrive whole within the deadline (slowloris on the body): a drip of a
+    // byte a second would pass an idle timeout between frames, so the deadline is total.
+    let timed_out = (declared.is_some_and(|length| length > 0) || unknown_length).then(|| {
+        let fired = Arc::new(AtomicBool::new(false));
+        let body = std::mem::take(request.body_mut());
+        *request.body_mut() = Body::new(Deadline {
+            inner: body,
+            sleep: Box::pin(tokio::time::sleep(state.config.body_read_timeout)),
+            fired: fired.clone(),
+        });
+        fired
+    });
     let leftover = (oversized || unknown_length).then(|| {
         let home = ReturnedBody::default();
         let body = std::mem::take(request.body_mut());
@@ -513,6 +526,23 @@ pub async fn budget_layer(
     let slot = BudgetSlot::default();
     request.extensions_mut().insert(slot.clone());
     let mut response = next.run(request).await;
+    if timed_out.is_some_and(|fired| fired.load(Ordering::Acquire)) {
+        // Whatever the handler made of its failed read: nothing was done with a partial body
+        // (every handler needs the whole of it), so the answer is the 408, and the rest of
+        // the body, should it still come, is not waited for.
+        let secs = state.config.body_read_timeout.as_secs_f64();
+        let mut response = ApiError::new(
+            StatusCode::REQUEST_TIMEOUT,
+            "body_timeout",
+            format!("the request body did not arrive within {secs} s"),
+        )
+        .with_details(json!({ "seconds": secs }))
+        .into_response();
+        response
+            .headers_mut()
+            .insert(header::CONNECTION, HeaderValue::from_static("close"));
+        return response;
+    }
     if let Some(rest) = leftover.and_then(|home| home.take()) {
         let max_discard = state.limiters.config().max_discard_bytes;
         let drained = declared.is_none_or(|length| length <= max_discard)
@@ -533,6 +563,48 @@ pub async fn budget_layer(
         headers.insert("ratelimit-reset", HeaderValue::from(budget.reset));
     }
     response
+}
+
+/// A request body that fails once its deadline has passed, and says so through `fired`.
+struct Deadline {
+    inner: Body,
+    sleep: std::pin::Pin<Box<tokio::time::Sleep>>,
+    fired: Arc<AtomicBool>,
+}
+
+/// The error a [`Deadline`] body ends with (answered as `408 body_timeout`).
+#[derive(Debug, thiserror::Error)]
+#[error("the request body did not arrive in time")]
+struct BodyTimedOut;
+
+impl axum::body::HttpBody for Deadline {
+    type Data = axum::body::Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<Self::Data>, Self::Error>>> {
+        use std::future::Future as _;
+        let this = self.get_mut();
+        if let std::task::Poll::Ready(frame) = std::pin::Pin::new(&mut this.inner).poll_frame(cx)
+        {
+            return std::task::Poll::Ready(frame);
+        }
+        if this.sleep.as_mut().poll(cx).is_ready() {
+            this.fired.store(true, Ordering::Release);
+            return std::task::Poll::Ready(Some(Err(axum::Error::new(BodyTimedOut))));
+        }
+        std::task::Poll::Pending
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.inner.size_hint()
+    }
 }
 
 /// Where a [`Returning`] body goes when the handler drops it.

@@ -532,6 +532,23 @@ impl Modify for AbuseLimits {
                 ),
             )
             .build();
+        let body_timeout = ResponseBuilder::new()
+            .description(
+                "`body_timeout`: the body did not arrive whole within `[limits] \
+                 body_read_seconds` of the request head; nothing was done",
+            )
+            .content(
+                "application/json",
+                Self::error_body(
+                    &["body_timeout"],
+                    Some(
+                        ObjectBuilder::new()
+                            .property("seconds", ObjectBuilder::new().schema_type(Type::Number))
+                            .build(),
+                    ),
+                ),
+            )
+            .build();
         for (path, item) in openapi.paths.paths.iter_mut() {
             // `/sessions` and `/users` hold one operation each: login and sign-up.
             let own_limit = match path.as_str() {
@@ -546,6 +563,7 @@ impl Modify for AbuseLimits {
                 }
                 if operation.request_body.is_some() {
                     add_response(operation, "413", &too_large);
+                    add_response(operation, "408", &body_timeout);
                 }
             }
         }

@@ -335,6 +335,7 @@ fn the_config_file_sets_the_limits() {
         r#"
 [limits]
 header_read_timeout_seconds = 5
+body_read_seconds = 20
 client_ip_header = "X-Forwarded-For"
 max_discard_bytes = 1048576
 [limits.login]
@@ -360,6 +361,7 @@ period_seconds = 60
     let l = &config.rate_limits;
     assert!(l.enabled);
     assert_eq!(config.header_read_timeout, Duration::from_secs(5));
+    assert_eq!(config.body_read_timeout, Duration::from_secs(20));
     assert_eq!(
         l.client_ip_header.as_ref().map(|h| h.as_str()),
         Some("x-forwarded-for")
@@ -378,6 +380,7 @@ period_seconds = 60
     for bad in [
         "[limits.reads]\nburst = 5\nperiod_seconds = 0\n",
         "[limits]\nheader_read_timeout_seconds = 0\n",
+        "[limits]\nbody_read_seconds = 0\n",
         "[limits.login]\nbackoff_base_seconds = 10\nbackoff_max_seconds = 1\n",
         "[limits]\nclient_ip_header = \"no spaces\"\n",
         "[limits.writes]\nburst = 5\n",
@@ -564,9 +567,94 @@ async fn an_oversized_body_sent_whole_still_gets_its_413() {
     assert_eq!(outbox.body["items"], json!([]));
 }
 
+/// Sends `head`, then the first `at_once` bytes of `body`, then the rest a byte every 200 ms
+/// from another thread (none when `drip` is false: the client stalls), and reads the answer:
+/// its status line, its body, and how long it took.
+async fn slow_body(
+    s: &TestServer,
+    head: String,
+    body: Vec<u8>,
+    at_once: usize,
+    drip: bool,
+) -> (String, Value, Duration) {
+    let mut tcp = connect(s);
+    tokio::task::spawn_blocking(move || {
+        let started = Instant::now();
+        let mut writer = tcp.try_clone().expect("clone");
+        writer.write_all(head.as_bytes()).expect("head");
+        let (first, rest) = body.split_at(at_once);
+        writer.write_all(first).expect("first bytes");
+        let rest = if drip { rest.to_vec() } else { Vec::new() };
+        let dripper = std::thread::spawn(move || {
+            for byte in rest {
+                if writer.write_all(&[byte]).is_err() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(200));
+            }
+        });
+        let (status, answer) = read_response(&mut tcp);
+        let took = started.elapsed();
+        let _ = tcp.shutdown(std::net::Shutdown::Both);
+        let _ = dripper.join();
+        let answer = serde_json::from_slice(&answer).unwrap_or(Value::Null);
+        (status, answer, took)
+    })
+    .await
+    .expect("slow body")
+}
+
+/// Slowloris on the body: half a body and then silence, or a body dripped a byte at a time,
+/// gets `408 body_timeout` at the deadline (a total one: the drip never pauses long) and
+/// publishes nothing; a body sent at once is served as usual.
+#[tokio::test]
+async fn a_body_that_does_not_arrive_in_time_gets_408_and_changes_nothing() {
+    let s = TestServer::start_with(
+        ServerConfig {
+            body_read_timeout: Duration::from_secs(1),
+            ..ServerConfig::default()
+        },
+        tidings_store::StoreConfig::default(),
+    )
+    .await;
+    let token = s.user("ivy").await;
+    let body = br#"{"object": {"content": "slow"}, "to": ["public"]}"#.to_vec();
+    let head = format!(
+        "POST /api/v1/outbox HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\n\
+         Content-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    );
+    let chunked_head = format!(
+        "POST /api/v1/outbox HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\n\
+         Content-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n"
+    );
+    let mut chunked = format!("{:x}\r\n", body.len()).into_bytes();
+    chunked.extend_from_slice(&body);
+    chunked.extend_from_slice(b"\r\n0\r\n\r\n");
+    let half = body.len() / 2;
+    let (stalled, dripped, chunked_stalled) = tokio::join!(
+        slow_body(&s, head.clone(), body.clone(), half, false),
+        slow_body(&s, head.clone(), body.clone(), half, true),
+        slow_body(&s, chunked_head, chunked.clone(), chunked.len() / 2, false),
+    );
+    for (status, answer, took) in [stalled, dripped, chunked_stalled] {
+        assert!(status.starts_with("HTTP/1.1 408"), "{status} {answer}");
+        assert_eq!(answer["error"]["code"], "body_timeout", "{answer}");
+        assert!(
+            took >= Duration::from_millis(900) && took < Duration::from_secs(8),
+            "answered after {took:?}"
+        );
+    }
+    let outbox = s.get(&token, "/users/ivy/outbox").await;
+    assert_eq!(outbox.body["items"], json!([]), "a timed-out body published");
+    // A body sent at once is not affected.
+    let (status, answer, _) = slow_body(&s, head, body.clone(), body.len(), false).await;
+    assert!(status.starts_with("HTTP/1.1 201"), "{status} {answer}");
+}
+
 /// The OpenAPI document lists the limits' answers where they apply, with their headers.
 #[tokio::test]
-async fn the_openapi_document_lists_429_and_413() {
+async fn the_openapi_document_lists_429_413_and_408() {
     let s = TestServer::start().await;
     let doc = s
         .request(Method::GET, "/openapi.json", None, None, &[])
@@ -602,6 +690,14 @@ async fn the_openapi_document_lists_429_and_413() {
         }
     }
     assert!(response("/api/v1/outbox", "post", "413").is_object());
+    let timeout = response("/api/v1/outbox", "post", "408");
+    assert_eq!(
+        timeout["content"]["application/json"]["schema"]["properties"]["error"]["properties"]
+            ["code"]["enum"],
+        json!(["body_timeout"]),
+        "{timeout}"
+    );
+    assert!(response("/api/v1/me", "get", "408").is_null(), "no body, no 408");
     assert!(
         response("/api/v1/me", "get", "413").is_null(),
         "no body, no 413"
