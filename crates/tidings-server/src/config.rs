@@ -47,6 +47,10 @@ pub struct ServerConfig {
     /// A request body must arrive whole within this long after its head, or the request is
     /// answered `408 body_timeout` (a body sent slowly on purpose holds a connection).
     pub body_read_timeout: std::time::Duration,
+    /// Live connections (SSE streams, Socket.IO sessions) one user may hold open at once on
+    /// this node (`[limits] live_connections_per_user`). A cap on held resources rather than a
+    /// rate, so it applies with the rate limits off too.
+    pub live_connections_per_user: usize,
 }
 
 /// How long a session lasts: an idle timeout that use pushes forward (sliding expiry).
@@ -126,6 +130,7 @@ impl Default for ServerConfig {
             rate_limits: crate::limits::RateLimits::default(),
             header_read_timeout: DEFAULT_HEADER_READ_TIMEOUT,
             body_read_timeout: DEFAULT_BODY_READ_TIMEOUT,
+            live_connections_per_user: crate::push::MAX_CONNECTIONS_PER_USER,
         }
     }
 }
@@ -242,10 +247,13 @@ struct LimitsSection {
     header_read_timeout_seconds: Option<u64>,
     /// Seconds to send a whole request body after its head (1–3600).
     body_read_seconds: Option<u64>,
+    /// Live connections one user may hold open at once on a node (1–10,000).
+    live_connections_per_user: Option<usize>,
     login: Option<LoginSection>,
     signup: Option<BucketSection>,
     reads: Option<BucketSection>,
     writes: Option<BucketSection>,
+    anonymous: Option<BucketSection>,
 }
 
 /// `[limits.login]`.
@@ -313,6 +321,15 @@ fn apply_rate_limits(section: &LimitsSection, config: &mut ServerConfig) -> Resu
     }
     if let Some(b) = &section.writes {
         limits.writes_per_token = b.bucket("writes")?;
+    }
+    if let Some(b) = &section.anonymous {
+        limits.anonymous_per_ip = b.bucket("anonymous")?;
+    }
+    if let Some(cap) = section.live_connections_per_user {
+        if !(1..=10_000).contains(&cap) {
+            return Err("limits.live_connections_per_user must be between 1 and 10000".into());
+        }
+        config.live_connections_per_user = cap;
     }
     if let Some(login) = &section.login {
         let l = &mut limits.login;

@@ -76,7 +76,7 @@ impl AppState {
                 tracing::warn!(name = %custom.name, error = %e.message, "stored custom type skipped");
             }
         }
-        let hub = push::Hub::default();
+        let hub = push::Hub::with_connection_cap(config.live_connections_per_user);
         hub.start(&store);
         let limiters = limits::Limiters::new(config.rate_limits.clone());
         limiters.start_sweeper();

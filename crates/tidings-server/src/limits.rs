@@ -90,6 +90,9 @@ pub struct RateLimits {
     pub reads_per_token: Bucket,
     /// Authenticated writes (every other method) per token.
     pub writes_per_token: Bucket,
+    /// Requests without a token, per client address: reads under `/api/` that carry no
+    /// bearer token, and every request to FeedStream's unauthenticated `/v1`.
+    pub anonymous_per_ip: Bucket,
     /// The client's address is taken from this header (set by a trusted reverse proxy: the
     /// last address in `X-Forwarded-For`) instead of the TCP peer. Off by default: a client
     /// could otherwise pick its own address.
@@ -114,6 +117,7 @@ impl Default for RateLimits {
             signup_per_ip: Bucket::per(10, 3600),
             reads_per_token: Bucket::per(1200, 60),
             writes_per_token: Bucket::per(300, 60),
+            anonymous_per_ip: Bucket::per(300, 60),
             client_ip_header: None,
             max_discard_bytes: 16 * 1024 * 1024,
         }
@@ -226,6 +230,7 @@ pub struct Limiters {
     signup_ip: KeyedBucket<IpAddr>,
     reads: KeyedBucket<String>,
     writes: KeyedBucket<String>,
+    anonymous: KeyedBucket<IpAddr>,
 }
 
 /// Most (account, IP) pairs remembered for backoff and for known IPs, each: bounded so that a
@@ -259,6 +264,7 @@ impl Limiters {
             signup_ip: KeyedBucket::new(config.signup_per_ip, on),
             reads: KeyedBucket::new(config.reads_per_token, on),
             writes: KeyedBucket::new(config.writes_per_token, on),
+            anonymous: KeyedBucket::new(config.anonymous_per_ip, on),
             config,
         })
     }
@@ -285,6 +291,7 @@ impl Limiters {
                 limiters.signup_ip.forget_idle();
                 limiters.reads.forget_idle();
                 limiters.writes.forget_idle();
+                limiters.anonymous.forget_idle();
             }
         });
     }
@@ -396,6 +403,11 @@ impl Limiters {
         };
         bucket.take(&token_hash.to_owned())
     }
+
+    /// Charges one request without a token to its client address.
+    pub fn charge_anonymous(&self, ip: IpAddr) -> Option<Budget> {
+        self.anonymous.take(&ip)
+    }
 }
 
 /// 429 with the wait in `details.retry_after` (the `Retry-After` header is added from it).
@@ -459,16 +471,33 @@ impl BudgetSlot {
 /// Charges an authenticated request to its token (called once the token is known to be
 /// valid, so made-up tokens cost no memory): `Err` is the 429.
 pub fn charge(parts: &Parts, state: &AppState, token_hash: &str) -> Result<(), ApiError> {
-    let Some(budget) = state.limiters.charge_token(&parts.method, token_hash) else {
+    charge_as(
+        &parts.method,
+        parts.extensions.get::<BudgetSlot>(),
+        state,
+        token_hash,
+    )
+}
+
+/// [`charge`] for callers without the request's parts: a live connection's open is charged
+/// as a read (`Method::GET`); `slot` carries the budget into the response headers when there
+/// is a response to carry it (not for a Socket.IO handshake).
+pub fn charge_as(
+    method: &Method,
+    slot: Option<&BudgetSlot>,
+    state: &AppState,
+    key_hash: &str,
+) -> Result<(), ApiError> {
+    let Some(budget) = state.limiters.charge_token(method, key_hash) else {
         return Ok(());
     };
-    if let Some(slot) = parts.extensions.get::<BudgetSlot>() {
+    if let Some(slot) = slot {
         slot.set(budget);
     }
     match budget.retry_after {
         Some(secs) => Err(rate_limited(
             "rate_limited",
-            if parts.method == Method::GET || parts.method == Method::HEAD {
+            if method == Method::GET || method == Method::HEAD {
                 "this token has used its read budget; retry later"
             } else {
                 "this token has used its write budget; retry later"
@@ -476,6 +505,41 @@ pub fn charge(parts: &Parts, state: &AppState, token_hash: &str) -> Result<(), A
             secs,
         )),
         None => Ok(()),
+    }
+}
+
+/// Whether a request spends its client address's budget for requests without a token: reads
+/// under `/api/` with no bearer token (in the header, or a live stream's `access_token`), and
+/// every request to FeedStream's `/v1`, which has no authentication at all. Sign-up and login
+/// have buckets of their own; health, metrics, the documentation and the web app's static
+/// files are not counted (a page load fetches many of them, and none touches the store).
+fn spends_anonymous_budget(request: &Request) -> bool {
+    let path = request.uri().path();
+    if path == "/v1" || path.starts_with("/v1/") {
+        return true;
+    }
+    let read = request.method() == Method::GET || request.method() == Method::HEAD;
+    let token_in_query = request
+        .uri()
+        .query()
+        .is_some_and(|q| q.split('&').any(|pair| pair.starts_with("access_token=")));
+    read && path.starts_with("/api/")
+        && !request.headers().contains_key(header::AUTHORIZATION)
+        && !token_in_query
+}
+
+/// The 429 for an address out of its budget for requests without a token, in the error shape
+/// of the API the path belongs to.
+fn anonymous_refusal(path: &str, retry_after: u64) -> Response {
+    let error = rate_limited(
+        "rate_limited",
+        "this address has used its budget for requests without a token; retry later",
+        retry_after,
+    );
+    if path == "/v1" || path.starts_with("/v1/") {
+        crate::compat::feedstream::FsError::from(error).into_response()
+    } else {
+        error.into_response()
     }
 }
 
@@ -525,7 +589,23 @@ pub async fn budget_layer(
     });
     let slot = BudgetSlot::default();
     request.extensions_mut().insert(slot.clone());
-    let mut response = next.run(request).await;
+    let anonymous = spends_anonymous_budget(&request)
+        .then(|| {
+            let ip = client_ip(
+                request.headers(),
+                request.extensions().get::<ConnectInfo<SocketAddr>>(),
+                state.limiters.config().client_ip_header.as_ref(),
+            );
+            state.limiters.charge_anonymous(ip)
+        })
+        .flatten();
+    if let Some(budget) = anonymous {
+        slot.set(budget);
+    }
+    let mut response = match anonymous.and_then(|budget| budget.retry_after) {
+        Some(secs) => anonymous_refusal(request.uri().path(), secs),
+        None => next.run(request).await,
+    };
     if timed_out.is_some_and(|fired| fired.load(Ordering::Acquire)) {
         // Whatever the handler made of its failed read: nothing was done with a partial body
         // (every handler needs the whole of it), so the answer is the 408, and the rest of

@@ -336,6 +336,7 @@ fn the_config_file_sets_the_limits() {
 [limits]
 header_read_timeout_seconds = 5
 body_read_seconds = 20
+live_connections_per_user = 9
 client_ip_header = "X-Forwarded-For"
 max_discard_bytes = 1048576
 [limits.login]
@@ -354,6 +355,9 @@ period_seconds = 60
 [limits.writes]
 burst = 30
 period_seconds = 60
+[limits.anonymous]
+burst = 7
+period_seconds = 70
 "#,
     )
     .expect("write");
@@ -374,6 +378,8 @@ period_seconds = 60
     assert_eq!(l.signup_per_ip, Bucket::per(5, 3600));
     assert_eq!(l.reads_per_token, Bucket::per(0, 60));
     assert_eq!(l.writes_per_token, Bucket::per(30, 60));
+    assert_eq!(l.anonymous_per_ip, Bucket::per(7, 70));
+    assert_eq!(config.live_connections_per_user, 9);
 
     std::fs::write(&path, "[limits]\nrate_limits = false\n").expect("write");
     assert!(!ServerConfig::load(&path).expect("load").rate_limits.enabled);
@@ -381,6 +387,7 @@ period_seconds = 60
         "[limits.reads]\nburst = 5\nperiod_seconds = 0\n",
         "[limits]\nheader_read_timeout_seconds = 0\n",
         "[limits]\nbody_read_seconds = 0\n",
+        "[limits]\nlive_connections_per_user = 0\n",
         "[limits.login]\nbackoff_base_seconds = 10\nbackoff_max_seconds = 1\n",
         "[limits]\nclient_ip_header = \"no spaces\"\n",
         "[limits.writes]\nburst = 5\n",
@@ -816,4 +823,246 @@ async fn an_oversized_chunked_body_sent_whole_still_gets_its_413() {
     assert!(next_status.starts_with("HTTP/1.1 200"), "{next_status}");
     let outbox = s.get(&token, "/users/ida/outbox").await;
     assert_eq!(outbox.body["items"], json!([]));
+}
+
+/// A request from `127.0.0.{from}` to any path (not only `/api/v1`), with extra headers.
+async fn raw_from(
+    s: &TestServer,
+    from: u8,
+    method: Method,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: Option<Value>,
+) -> Resp {
+    let client = reqwest::Client::builder()
+        .local_address(IpAddr::V4(Ipv4Addr::new(127, 0, 0, from)))
+        .build()
+        .expect("client");
+    let mut req = client.request(method, format!("{}{path}", s.base));
+    for (name, value) in headers {
+        req = req.header(*name, *value);
+    }
+    if let Some(body) = body {
+        req = req.json(&body);
+    }
+    let resp = req.send().await.expect("request");
+    let status = resp.status();
+    let headers = resp.headers().clone();
+    let body = resp.json().await.unwrap_or(Value::Null);
+    Resp {
+        status,
+        headers,
+        body,
+    }
+}
+
+fn retry_after(r: &Resp) -> u64 {
+    r.headers
+        .get("retry-after")
+        .unwrap_or_else(|| panic!("no Retry-After: {:?} {:?}", r.headers, r.body))
+        .to_str()
+        .expect("ascii")
+        .parse()
+        .expect("seconds")
+}
+
+/// Requests without a token spend their address's budget: API reads without a bearer token
+/// and FeedStream's unauthenticated `/v1` (refused in its own error shape). Other addresses,
+/// requests with a token, health checks and the web app's files are not counted.
+#[tokio::test]
+async fn requests_without_a_token_have_a_budget_per_address() {
+    let s = TestServer::start_limited(limited(|l| {
+        l.anonymous_per_ip = Bucket::per(3, 60);
+    }))
+    .await;
+    let token = s.user("jo").await;
+    let mut remaining = Vec::new();
+    for _ in 0..3 {
+        let r = raw_from(&s, 40, Method::GET, "/api/v1/openapi.json", &[], None).await;
+        assert_eq!(r.status, StatusCode::OK);
+        assert_eq!(header_u64(&r, "ratelimit-limit"), 3);
+        remaining.push(header_u64(&r, "ratelimit-remaining"));
+    }
+    assert_eq!(remaining, vec![2, 1, 0]);
+    let r = raw_from(&s, 40, Method::GET, "/api/v1/openapi.json", &[], None).await;
+    let wait = assert_limited(&r, "rate_limited");
+    assert!((1..=20).contains(&wait), "one request every 20 s: {wait}");
+    assert_eq!(header_u64(&r, "ratelimit-remaining"), 0);
+    // An unauthenticated read of a protected route is counted (and refused) the same way.
+    let r = raw_from(&s, 40, Method::GET, "/api/v1/inbox", &[], None).await;
+    assert_limited(&r, "rate_limited");
+    // FeedStream's /v1 has no tokens at all: refused too, in FeedStream's shape.
+    let r = raw_from(
+        &s,
+        40,
+        Method::GET,
+        "/v1/consume?event_name=x&consumer_id=y",
+        &[],
+        None,
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::TOO_MANY_REQUESTS, "{:?}", r.body);
+    assert_eq!(r.body["ok"], false, "{:?}", r.body);
+    assert!(retry_after(&r) >= 1);
+    // Not counted: requests with a token (their own budget), health, the web app.
+    let auth = format!("Bearer {token}");
+    let r = raw_from(
+        &s,
+        40,
+        Method::GET,
+        "/api/v1/me",
+        &[("authorization", &auth)],
+        None,
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+    for path in ["/healthz", "/"] {
+        let r = raw_from(&s, 40, Method::GET, path, &[], None).await;
+        assert_eq!(r.status, StatusCode::OK, "{path}");
+        assert!(r.headers.get("ratelimit-limit").is_none(), "{path}");
+    }
+    // Another address has its own budget.
+    let r = raw_from(&s, 41, Method::GET, "/api/v1/openapi.json", &[], None).await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(header_u64(&r, "ratelimit-remaining"), 2);
+}
+
+/// activity-feed-system's `X-App-Key` spends the same read and write budgets as a token
+/// (keyed by the key), refused in that profile's shape; a refused post creates nothing.
+#[tokio::test]
+async fn an_app_key_spends_the_token_budgets() {
+    let s = TestServer::start_limited(limited(|l| {
+        l.reads_per_token = Bucket::per(2, 60);
+        l.writes_per_token = Bucket::per(2, 60);
+    }))
+    .await;
+    let token = s.user("kim").await;
+    let r = s.post(&token, "/me/app-key", json!({})).await;
+    assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.body);
+    let key = r.body["app_key"].as_str().expect("key").to_owned();
+    let with_key = [("x-app-key", key.as_str())];
+    for left in [1, 0] {
+        let r = raw_from(&s, 1, Method::GET, "/me", &with_key, None).await;
+        assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+        assert_eq!(header_u64(&r, "ratelimit-limit"), 2);
+        assert_eq!(header_u64(&r, "ratelimit-remaining"), left);
+    }
+    let r = raw_from(&s, 1, Method::GET, "/me", &with_key, None).await;
+    assert_eq!(r.status, StatusCode::TOO_MANY_REQUESTS, "{:?}", r.body);
+    assert_eq!(r.body["error"], true, "the profile's shape: {:?}", r.body);
+    assert!(retry_after(&r) >= 1);
+    // Writes: two posts, then a refusal that posts nothing.
+    let post = json!({"type": "post", "content": "hello"});
+    for _ in 0..2 {
+        let r = raw_from(&s, 1, Method::POST, "/post", &with_key, Some(post.clone())).await;
+        assert!(r.status.is_success(), "{:?}", r.body);
+    }
+    let r = raw_from(&s, 1, Method::POST, "/post", &with_key, Some(post.clone())).await;
+    assert_eq!(r.status, StatusCode::TOO_MANY_REQUESTS, "{:?}", r.body);
+    let outbox = s.get(&token, "/users/kim/outbox").await;
+    assert_eq!(outbox.status, StatusCode::OK, "the token's budget is its own");
+    assert_eq!(outbox.body["items"].as_array().map(Vec::len), Some(2));
+}
+
+/// Opening a live stream spends a read of the token's budget, reported in the stream's
+/// headers; with the budget empty the stream is refused with 429 and `Retry-After`.
+#[tokio::test]
+async fn opening_a_live_stream_spends_the_read_budget() {
+    let s = TestServer::start_limited(limited(|l| {
+        l.reads_per_token = Bucket::per(2, 60);
+    }))
+    .await;
+    let token = s.user("lu").await;
+    let first = common::sse::SseClient::request(&s, "", Some(&token), None).await;
+    assert_eq!(first.status(), StatusCode::OK);
+    assert_eq!(first.headers()["ratelimit-remaining"], "1");
+    assert_eq!(s.get(&token, "/me").await.status, StatusCode::OK);
+    let refused = common::sse::SseClient::request(&s, "", Some(&token), None).await;
+    assert_eq!(refused.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert!(refused.headers().contains_key("retry-after"));
+    let body: Value = refused.json().await.expect("json");
+    assert_eq!(body["error"]["code"], "rate_limited");
+    // The token in the query (EventSource) is charged the same.
+    let refused = common::sse::SseClient::request(&s, &format!("access_token={token}"), None, None)
+        .await;
+    assert_eq!(refused.status(), StatusCode::TOO_MANY_REQUESTS);
+    drop(first);
+}
+
+/// A Socket.IO handshake spends a read too: refused with `connect_error` naming the code and
+/// the wait.
+#[tokio::test]
+async fn a_socket_io_handshake_spends_the_read_budget() {
+    let s = TestServer::start_limited(limited(|l| {
+        l.reads_per_token = Bucket::per(1, 60);
+    }))
+    .await;
+    let token = s.user("mo").await;
+    assert_eq!(s.get(&token, "/me").await.status, StatusCode::OK);
+    let http = reqwest::Client::new();
+    let url = |query: &str| format!("{}/socket.io/?{query}", s.base);
+    let open = http
+        .get(url("EIO=4&transport=polling"))
+        .send()
+        .await
+        .expect("request")
+        .text()
+        .await
+        .expect("body");
+    let open: Value =
+        serde_json::from_str(open.strip_prefix('0').expect("open packet")).expect("open JSON");
+    let sid = open["sid"].as_str().expect("sid").to_owned();
+    let poll = url(&format!("EIO=4&transport=polling&sid={sid}"));
+    let r = http
+        .post(&poll)
+        .body(format!("40{}", json!({"token": token})))
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(r.status(), StatusCode::OK);
+    let answer = http
+        .get(&poll)
+        .send()
+        .await
+        .expect("poll")
+        .text()
+        .await
+        .expect("body");
+    let error: Value =
+        serde_json::from_str(answer.strip_prefix("44").expect("connect_error")).expect("json");
+    assert_eq!(error["data"]["code"], "rate_limited", "{answer}");
+    assert!(error["data"]["details"]["retry_after"].as_u64() >= Some(1));
+}
+
+/// The cap on live connections per user is configurable, holds with the rate limits off, and
+/// answers 429 with `Retry-After`; a closed connection frees its place.
+#[tokio::test]
+async fn live_connections_per_user_are_capped_as_configured() {
+    let mut config = ServerConfig::default();
+    config.live_connections_per_user = 2;
+    // `start_with` turns the rate limits off: the cap is not one of them.
+    let s = TestServer::start_with(config, tidings_store::StoreConfig::default()).await;
+    let token = s.user("ned").await;
+    let mut open = Vec::new();
+    for _ in 0..2 {
+        let mut stream = common::sse::SseClient::open(&s, "", &token, None).await;
+        stream.expect("ready").await;
+        open.push(stream);
+    }
+    let r = common::sse::SseClient::request(&s, "", Some(&token), None).await;
+    assert_eq!(r.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(r.headers()["retry-after"], "5");
+    let body: Value = r.json().await.expect("json");
+    assert_eq!(body["error"]["code"], "too_many_connections");
+    assert_eq!(body["error"]["details"]["retry_after"], 5);
+    drop(open.pop());
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let r = common::sse::SseClient::request(&s, "", Some(&token), None).await;
+        if r.status() == StatusCode::OK {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the place was never freed");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }

@@ -75,12 +75,20 @@ impl Drop for Registration {
 pub async fn stream(
     State(state): State<AppState>,
     headers: HeaderMap,
+    slot: Option<axum::Extension<crate::limits::BudgetSlot>>,
     ApiQuery(args): ApiQuery<StreamArgs>,
 ) -> Result<Response, ApiError> {
     let header_token = headers
         .get(axum::http::header::AUTHORIZATION)
         .and_then(crate::auth::bearer_token);
     let auth = authenticate_token(&state, header_token.or(args.access_token.as_deref())).await?;
+    // Opening a stream is a read of the token's budget, like any other.
+    crate::limits::charge_as(
+        &axum::http::Method::GET,
+        slot.as_ref().map(|axum::Extension(slot)| slot),
+        &state,
+        &auth.token_hash,
+    )?;
     let last_event_id = headers
         .get("last-event-id")
         .and_then(|h| h.to_str().ok())
