@@ -559,8 +559,8 @@ mod tests {
         assert_eq!(config.sessions.ttl.as_secs(), 3600);
         assert_eq!(config.sessions.refresh.as_secs(), 60);
         assert_eq!(config.sessions.prune_interval.as_secs(), 3600);
-        let config = load("[sessions]\nprune_interval_seconds = 30\nkeep_ended_seconds = 0\n")
-            .expect("ok");
+        let config =
+            load("[sessions]\nprune_interval_seconds = 30\nkeep_ended_seconds = 0\n").expect("ok");
         assert_eq!(config.sessions.prune_interval.as_secs(), 30);
         assert_eq!(config.sessions.keep_ended.as_secs(), 0);
         // A short ttl alone gets a refresh that fits it.

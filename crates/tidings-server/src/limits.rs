@@ -667,8 +667,7 @@ impl axum::body::HttpBody for Deadline {
     ) -> std::task::Poll<Option<Result<http_body::Frame<Self::Data>, Self::Error>>> {
         use std::future::Future as _;
         let this = self.get_mut();
-        if let std::task::Poll::Ready(frame) = std::pin::Pin::new(&mut this.inner).poll_frame(cx)
-        {
+        if let std::task::Poll::Ready(frame) = std::pin::Pin::new(&mut this.inner).poll_frame(cx) {
             return std::task::Poll::Ready(frame);
         }
         if this.sleep.as_mut().poll(cx).is_ready() {

@@ -653,7 +653,11 @@ async fn a_body_that_does_not_arrive_in_time_gets_408_and_changes_nothing() {
         );
     }
     let outbox = s.get(&token, "/users/ivy/outbox").await;
-    assert_eq!(outbox.body["items"], json!([]), "a timed-out body published");
+    assert_eq!(
+        outbox.body["items"],
+        json!([]),
+        "a timed-out body published"
+    );
     // A body sent at once is not affected.
     let (status, answer, _) = slow_body(&s, head, body.clone(), body.len(), false).await;
     assert!(status.starts_with("HTTP/1.1 201"), "{status} {answer}");
@@ -699,12 +703,42 @@ async fn the_openapi_document_lists_429_413_and_408() {
     assert!(response("/api/v1/outbox", "post", "413").is_object());
     let timeout = response("/api/v1/outbox", "post", "408");
     assert_eq!(
-        timeout["content"]["application/json"]["schema"]["properties"]["error"]["properties"]
-            ["code"]["enum"],
+        timeout["content"]["application/json"]["schema"]["properties"]["error"]["properties"]["code"]
+            ["enum"],
         json!(["body_timeout"]),
         "{timeout}"
     );
-    assert!(response("/api/v1/me", "get", "408").is_null(), "no body, no 408");
+    assert!(
+        response("/api/v1/me", "get", "408").is_null(),
+        "no body, no 408"
+    );
+    // Live streams: the read budget and the cap on connections.
+    let stream = response("/api/v1/inbox/stream", "get", "429");
+    assert_eq!(
+        stream["content"]["application/json"]["schema"]["properties"]["error"]["properties"]["code"]
+            ["enum"],
+        json!(["rate_limited", "too_many_connections"]),
+        "{stream}"
+    );
+    assert!(stream["headers"]["Retry-After"].is_object(), "{stream}");
+    // The compat profiles: by app key, or (FeedStream) by address, in their own shapes.
+    for (path, method, shape) in [
+        ("/me", "get", "AfsError"),
+        ("/post", "post", "AfsError"),
+        ("/v1/consume", "get", "FeedStreamError"),
+        ("/v1/publish", "post", "FeedStreamError"),
+    ] {
+        let limited = response(path, method, "429");
+        assert!(
+            limited["headers"]["Retry-After"].is_object(),
+            "{path}: {limited}"
+        );
+        assert_eq!(
+            limited["content"]["application/json"]["schema"]["$ref"],
+            format!("#/components/schemas/{shape}"),
+            "{path}: {limited}"
+        );
+    }
     assert!(
         response("/api/v1/me", "get", "413").is_null(),
         "no body, no 413"
@@ -748,6 +782,11 @@ fn the_documented_config_is_the_default() {
     let defaults = ServerConfig::default();
     assert_eq!(loaded.rate_limits, defaults.rate_limits);
     assert_eq!(loaded.header_read_timeout, defaults.header_read_timeout);
+    assert_eq!(loaded.body_read_timeout, defaults.body_read_timeout);
+    assert_eq!(
+        loaded.live_connections_per_user,
+        defaults.live_connections_per_user
+    );
     assert_eq!(loaded.max_body_bytes, defaults.max_body_bytes);
 }
 
@@ -960,7 +999,11 @@ async fn an_app_key_spends_the_token_budgets() {
     let r = raw_from(&s, 1, Method::POST, "/post", &with_key, Some(post.clone())).await;
     assert_eq!(r.status, StatusCode::TOO_MANY_REQUESTS, "{:?}", r.body);
     let outbox = s.get(&token, "/users/kim/outbox").await;
-    assert_eq!(outbox.status, StatusCode::OK, "the token's budget is its own");
+    assert_eq!(
+        outbox.status,
+        StatusCode::OK,
+        "the token's budget is its own"
+    );
     assert_eq!(outbox.body["items"].as_array().map(Vec::len), Some(2));
 }
 
@@ -983,8 +1026,8 @@ async fn opening_a_live_stream_spends_the_read_budget() {
     let body: Value = refused.json().await.expect("json");
     assert_eq!(body["error"]["code"], "rate_limited");
     // The token in the query (EventSource) is charged the same.
-    let refused = common::sse::SseClient::request(&s, &format!("access_token={token}"), None, None)
-        .await;
+    let refused =
+        common::sse::SseClient::request(&s, &format!("access_token={token}"), None, None).await;
     assert_eq!(refused.status(), StatusCode::TOO_MANY_REQUESTS);
     drop(first);
 }

@@ -648,7 +648,8 @@ impl Engine {
             }
             Err(refused) => {
                 // `data` reaches the client as `err.data`: the code, and a 429's wait.
-                let error = serde_json::json!({"message": refused.to_string(), "data": refused.data()});
+                let error =
+                    serde_json::json!({"message": refused.to_string(), "data": refused.data()});
                 session.push(format!("44{error}"));
             }
         }

@@ -71,7 +71,7 @@ impl Drop for Registration {
 #[utoipa::path(get, path = "/api/v1/inbox/stream", operation_id = "inbox_stream", tag = "inbox", security(("bearer" = [])),
     params(StreamArgs, ("Last-Event-ID" = Option<String>, Header, description = "resume after this cursor")),
     responses((status = 200, content_type = "text/event-stream", description = "events: ready, entry, counts, resume, closed"),
-        (status = 400), (status = 401), (status = 403), (status = 429)))]
+        (status = 400), (status = 401), (status = 403)))]
 pub async fn stream(
     State(state): State<AppState>,
     headers: HeaderMap,

@@ -4,9 +4,7 @@ use super::{Effects, Store};
 use crate::hot::{ActorInfo, Effect};
 use crate::model::{LiveSession, NewSession, SessionInfo, SessionLookup, User, UserStatus};
 use crate::sql::{Connection, OptionalExtension, Row, params};
-use crate::{
-    StoreError, StoreResult, now_ms, now_rfc3339, rfc3339_after, rfc3339_before, unix_ms,
-};
+use crate::{StoreError, StoreResult, now_ms, now_rfc3339, rfc3339_after, rfc3339_before, unix_ms};
 
 const USER_COLUMNS: &str = "id, username, display_name, is_admin, status, created_at";
 
