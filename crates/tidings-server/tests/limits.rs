@@ -1081,8 +1081,10 @@ async fn a_socket_io_handshake_spends_the_read_budget() {
 /// answers 429 with `Retry-After`; a closed connection frees its place.
 #[tokio::test]
 async fn live_connections_per_user_are_capped_as_configured() {
-    let mut config = ServerConfig::default();
-    config.live_connections_per_user = 2;
+    let config = ServerConfig {
+        live_connections_per_user: 2,
+        ..ServerConfig::default()
+    };
     // `start_with` turns the rate limits off: the cap is not one of them.
     let s = TestServer::start_with(config, tidings_store::StoreConfig::default()).await;
     let token = s.user("ned").await;
