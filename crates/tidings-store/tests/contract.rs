@@ -750,6 +750,40 @@ async fn a_password_change_revokes_every_other_session() {
 }
 
 #[tokio::test]
+async fn two_nodes_pruning_at_once_delete_each_ended_session_once() {
+    let Some(url) = fresh_postgres() else { return };
+    let location = StoreLocation::Postgres(url);
+    let a = open(&location);
+    let b = open(&location);
+    let ana = user(&a, "ana").await;
+    for i in 0..20 {
+        let hash = format!("ended-{i}");
+        a.open_session(ana.id, device(&hash, DAY, "x"))
+            .await
+            .expect("session");
+        a.revoke_session(hash).await.expect("revoke");
+    }
+    a.open_session(ana.id, device("hash-live", DAY, "x"))
+        .await
+        .expect("live");
+    // Past the revocations' millisecond.
+    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    let (on_a, on_b) = tokio::join!(
+        a.prune_sessions(std::time::Duration::ZERO),
+        b.prune_sessions(std::time::Duration::ZERO)
+    );
+    assert_eq!(on_a.expect("a") + on_b.expect("b"), 20);
+    b.sync().await.expect("sync");
+    live(b.session("hash-live".into()).await.expect("s"));
+    assert!(matches!(
+        b.session("ended-3".into()).await.expect("s"),
+        SessionLookup::Unknown
+    ));
+    a.close();
+    b.close();
+}
+
+#[tokio::test]
 async fn a_revocation_on_one_node_reaches_the_cache_of_another() {
     let Some(url) = fresh_postgres() else { return };
     let location = StoreLocation::Postgres(url);
