@@ -13,7 +13,8 @@
 //! - [`compat`] — the seed systems' APIs (FeedStream `/v1`, activity-feed-system) on the engine.
 //! - [`push`] — the live inbox channel: Socket.IO and SSE, woken by routing notices.
 //! - [`bus`] — between nodes: the NATS doorbell that tells other nodes the change log grew.
-//! - [`limits`] — abuse limits: login and sign-up rates, per-token budgets, oversized bodies.
+//! - [`limits`] — abuse limits: login and sign-up rates, per-token and per-address budgets,
+//!   slow and oversized bodies.
 //! - [`net`] — the listening socket and its guard against clients that stop reading.
 //! - [`metrics`] — Prometheus `/metrics`: request counts and latencies, log and push gauges.
 //! - [`request_id`] — `x-request-id` on every response and in every log line.

@@ -1,13 +1,18 @@
 //! Abuse limits: how often one client may try to log in or sign up, how many requests one
-//! token may make, and the layer that answers oversized bodies so that every client reads the
-//! 413 (decision 0016).
+//! token (or app key, or address without a token) may make, how long a body may take to
+//! arrive, and the layer that answers oversized bodies so that every client reads the 413
+//! (decision 0016).
 //!
 //! Layout:
 //! - [`RateLimits`] and [`Bucket`] — what `[limits]` in the config file sets.
 //! - [`Limiters`] — the per-node state: governor token buckets keyed by IP, account or token,
 //!   and the exponential backoff per (account, IP) pair.
-//! - [`budget_layer`] — the middleware that carries each request's token budget into the
-//!   `RateLimit-*` response headers, and answers oversized bodies after draining them.
+//! - [`budget_layer`] — the middleware that charges requests without a token to their
+//!   address, carries each request's budget into the `RateLimit-*` response headers, answers
+//!   `408` for a body that does not arrive in time, and answers oversized bodies after
+//!   draining them.
+//! - [`charge`], [`charge_as`] — what the extractors (and the live channels) call once a
+//!   token or app key is known to be good.
 //!
 //! All state is in memory and per node: in cluster mode every node counts on its own.
 
