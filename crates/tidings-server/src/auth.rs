@@ -134,6 +134,25 @@ pub async fn authenticate(state: &AppState, token: &str) -> Result<AuthUser, Api
     })
 }
 
+/// Deletes the rows of sessions that ended more than `[sessions] keep_ended_seconds` ago,
+/// now and then every `prune_interval_seconds`, until the store closes. Each node of a
+/// cluster runs its own: the delete is idempotent, so overlapping runs do no harm.
+pub fn start_session_pruner(store: tidings_store::Store, sessions: crate::config::SessionConfig) {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(sessions.prune_interval);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            match store.prune_sessions(sessions.keep_ended).await {
+                Ok(0) => {}
+                Ok(pruned) => tracing::info!(pruned, "ended sessions pruned"),
+                Err(tidings_store::StoreError::Closed) => return,
+                Err(e) => tracing::warn!(error = %e, "could not prune ended sessions"),
+            }
+        }
+    });
+}
+
 /// Now, in unix milliseconds.
 fn unix_now_ms() -> i64 {
     std::time::SystemTime::now()

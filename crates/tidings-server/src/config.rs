@@ -44,6 +44,13 @@ pub struct ServerConfig {
     /// A client must send a whole request head within this long, and an idle keep-alive
     /// connection is closed after it (slowloris).
     pub header_read_timeout: std::time::Duration,
+    /// A request body must arrive whole within this long after its head, or the request is
+    /// answered `408 body_timeout` (a body sent slowly on purpose holds a connection).
+    pub body_read_timeout: std::time::Duration,
+    /// Live connections (SSE streams, Socket.IO sessions) one user may hold open at once on
+    /// this node (`[limits] live_connections_per_user`). A cap on held resources rather than a
+    /// rate, so it applies with the rate limits off too.
+    pub live_connections_per_user: usize,
 }
 
 /// How long a session lasts: an idle timeout that use pushes forward (sliding expiry).
@@ -54,6 +61,12 @@ pub struct SessionConfig {
     /// A session's expiry is pushed forward at most this often, so a busy client costs one
     /// write per interval rather than one per request (`[sessions] refresh_seconds`).
     pub refresh: std::time::Duration,
+    /// How often this node deletes the rows of ended sessions (`[sessions]
+    /// prune_interval_seconds`).
+    pub prune_interval: std::time::Duration,
+    /// How long the row of an expired or revoked session is kept before it is pruned
+    /// (`[sessions] keep_ended_seconds`).
+    pub keep_ended: std::time::Duration,
 }
 
 impl Default for SessionConfig {
@@ -61,6 +74,8 @@ impl Default for SessionConfig {
         SessionConfig {
             ttl: tidings_store::model::DEFAULT_SESSION_TTL,
             refresh: std::time::Duration::from_secs(300),
+            prune_interval: std::time::Duration::from_secs(3600),
+            keep_ended: std::time::Duration::from_secs(7 * 24 * 3600),
         }
     }
 }
@@ -114,12 +129,17 @@ impl Default for ServerConfig {
             roles: ServedRoles::default(),
             rate_limits: crate::limits::RateLimits::default(),
             header_read_timeout: DEFAULT_HEADER_READ_TIMEOUT,
+            body_read_timeout: DEFAULT_BODY_READ_TIMEOUT,
+            live_connections_per_user: crate::push::MAX_CONNECTIONS_PER_USER,
         }
     }
 }
 
 /// How long a client may take to send a request head, unless configured (hyper's default).
 pub const DEFAULT_HEADER_READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+/// How long a client may take to send a request body, unless configured: a full 256 KiB
+/// body at 8 KiB/s (a poor mobile link) fits with room to spare.
+pub const DEFAULT_BODY_READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
 /// How long in-flight requests may take to finish at shutdown, unless configured.
 pub const DEFAULT_SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(10);
 
@@ -159,6 +179,10 @@ struct SessionsSection {
     ttl_seconds: Option<u64>,
     /// Seconds between two refreshes of a used session's expiry (0 to half the ttl).
     refresh_seconds: Option<u64>,
+    /// Seconds between two prunes of ended sessions (1 to a day).
+    prune_interval_seconds: Option<u64>,
+    /// Seconds an expired or revoked session's row is kept before it is pruned (0 to a year).
+    keep_ended_seconds: Option<u64>,
 }
 
 /// Longest session lifetime the config accepts: a year.
@@ -221,10 +245,15 @@ struct LimitsSection {
     max_discard_bytes: Option<u64>,
     /// Seconds to send a request head (1–3600); also the keep-alive idle timeout.
     header_read_timeout_seconds: Option<u64>,
+    /// Seconds to send a whole request body after its head (1–3600).
+    body_read_seconds: Option<u64>,
+    /// Live connections one user may hold open at once on a node (1–10,000).
+    live_connections_per_user: Option<usize>,
     login: Option<LoginSection>,
     signup: Option<BucketSection>,
     reads: Option<BucketSection>,
     writes: Option<BucketSection>,
+    anonymous: Option<BucketSection>,
 }
 
 /// `[limits.login]`.
@@ -278,6 +307,12 @@ fn apply_rate_limits(section: &LimitsSection, config: &mut ServerConfig) -> Resu
         }
         config.header_read_timeout = Duration::from_secs(secs);
     }
+    if let Some(secs) = section.body_read_seconds {
+        if !(1..=3600).contains(&secs) {
+            return Err("limits.body_read_seconds must be between 1 and 3600".into());
+        }
+        config.body_read_timeout = Duration::from_secs(secs);
+    }
     if let Some(b) = &section.signup {
         limits.signup_per_ip = b.bucket("signup")?;
     }
@@ -286,6 +321,15 @@ fn apply_rate_limits(section: &LimitsSection, config: &mut ServerConfig) -> Resu
     }
     if let Some(b) = &section.writes {
         limits.writes_per_token = b.bucket("writes")?;
+    }
+    if let Some(b) = &section.anonymous {
+        limits.anonymous_per_ip = b.bucket("anonymous")?;
+    }
+    if let Some(cap) = section.live_connections_per_user {
+        if !(1..=10_000).contains(&cap) {
+            return Err("limits.live_connections_per_user must be between 1 and 10000".into());
+        }
+        config.live_connections_per_user = cap;
     }
     if let Some(login) = &section.login {
         let l = &mut limits.login;
@@ -467,9 +511,25 @@ fn session_config(section: SessionsSection) -> Result<SessionConfig, String> {
     if refresh > ttl / 2 {
         return Err("sessions.refresh_seconds must be at most half of sessions.ttl_seconds".into());
     }
+    let prune_interval = section
+        .prune_interval_seconds
+        .unwrap_or(defaults.prune_interval.as_secs());
+    if !(1..=24 * 3600).contains(&prune_interval) {
+        return Err("sessions.prune_interval_seconds must be between 1 and 86400".into());
+    }
+    let keep_ended = section
+        .keep_ended_seconds
+        .unwrap_or(defaults.keep_ended.as_secs());
+    if keep_ended > MAX_SESSION_TTL_SECONDS {
+        return Err(format!(
+            "sessions.keep_ended_seconds must be at most {MAX_SESSION_TTL_SECONDS}"
+        ));
+    }
     Ok(SessionConfig {
         ttl: std::time::Duration::from_secs(ttl),
         refresh: std::time::Duration::from_secs(refresh),
+        prune_interval: std::time::Duration::from_secs(prune_interval),
+        keep_ended: std::time::Duration::from_secs(keep_ended),
     })
 }
 
@@ -498,6 +558,11 @@ mod tests {
         let config = load("[sessions]\nttl_seconds = 3600\nrefresh_seconds = 60\n").expect("ok");
         assert_eq!(config.sessions.ttl.as_secs(), 3600);
         assert_eq!(config.sessions.refresh.as_secs(), 60);
+        assert_eq!(config.sessions.prune_interval.as_secs(), 3600);
+        let config =
+            load("[sessions]\nprune_interval_seconds = 30\nkeep_ended_seconds = 0\n").expect("ok");
+        assert_eq!(config.sessions.prune_interval.as_secs(), 30);
+        assert_eq!(config.sessions.keep_ended.as_secs(), 0);
         // A short ttl alone gets a refresh that fits it.
         let config = load("[sessions]\nttl_seconds = 120\n").expect("ok");
         assert_eq!(config.sessions.refresh.as_secs(), 60);
@@ -516,6 +581,11 @@ mod tests {
                 "refresh_seconds",
             ),
             ("[sessions]\nttl = 600\n", "unknown field"),
+            ("[sessions]\nprune_interval_seconds = 0\n", "prune_interval"),
+            (
+                "[sessions]\nkeep_ended_seconds = 99999999999\n",
+                "keep_ended",
+            ),
         ] {
             let error = load(text).expect_err(text).to_string();
             assert!(error.contains(needle), "{text}: {error}");

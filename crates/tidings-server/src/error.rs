@@ -33,6 +33,13 @@ impl ApiError {
         }
     }
 
+    /// A 429's wait in seconds (what `Retry-After` says), from its details.
+    pub fn retry_after(&self) -> Option<u64> {
+        (self.status == StatusCode::TOO_MANY_REQUESTS)
+            .then(|| self.details.as_ref()?.get("retry_after")?.as_u64())
+            .flatten()
+    }
+
     /// Adds details.
     pub fn with_details(mut self, details: Value) -> Self {
         self.details = Some(details);
@@ -177,21 +184,14 @@ impl From<QueryRejection> for ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
+        // A rate-limited request says when to come back in the header as well as the body.
+        let retry_after = self.retry_after();
         let mut error = json!({ "code": self.code, "message": self.message });
         if let Some(details) = self.details {
             error["details"] = details;
         }
-        // A rate-limited request says when to come back in the header as well as the body.
-        let retry_after = (self.status == StatusCode::TOO_MANY_REQUESTS)
-            .then(|| error["details"]["retry_after"].as_u64())
-            .flatten();
         let mut response = (self.status, axum::Json(json!({ "error": error }))).into_response();
-        if let Some(secs) = retry_after {
-            response.headers_mut().insert(
-                axum::http::header::RETRY_AFTER,
-                axum::http::HeaderValue::from(secs),
-            );
-        }
+        with_retry_after(&mut response, retry_after);
         if self.status == StatusCode::SERVICE_UNAVAILABLE {
             // Every 503 here is transient (shutdown, database away): say when to come back.
             response.headers_mut().insert(
@@ -200,6 +200,16 @@ impl IntoResponse for ApiError {
             );
         }
         response
+    }
+}
+
+/// Adds `Retry-After` when there is a wait to tell (the compat profiles' errors use it too).
+pub fn with_retry_after(response: &mut Response, retry_after: Option<u64>) {
+    if let Some(secs) = retry_after {
+        response.headers_mut().insert(
+            axum::http::header::RETRY_AFTER,
+            axum::http::HeaderValue::from(secs),
+        );
     }
 }
 

@@ -13,7 +13,8 @@
 //! - [`compat`] — the seed systems' APIs (FeedStream `/v1`, activity-feed-system) on the engine.
 //! - [`push`] — the live inbox channel: Socket.IO and SSE, woken by routing notices.
 //! - [`bus`] — between nodes: the NATS doorbell that tells other nodes the change log grew.
-//! - [`limits`] — abuse limits: login and sign-up rates, per-token budgets, oversized bodies.
+//! - [`limits`] — abuse limits: login and sign-up rates, per-token and per-address budgets,
+//!   slow and oversized bodies.
 //! - [`net`] — the listening socket and its guard against clients that stop reading.
 //! - [`metrics`] — Prometheus `/metrics`: request counts and latencies, log and push gauges.
 //! - [`request_id`] — `x-request-id` on every response and in every log line.
@@ -76,10 +77,11 @@ impl AppState {
                 tracing::warn!(name = %custom.name, error = %e.message, "stored custom type skipped");
             }
         }
-        let hub = push::Hub::default();
+        let hub = push::Hub::with_connection_cap(config.live_connections_per_user);
         hub.start(&store);
         let limiters = limits::Limiters::new(config.rate_limits.clone());
         limiters.start_sweeper();
+        auth::start_session_pruner(store.clone(), config.sessions);
         metrics::install();
         Ok(AppState {
             store,

@@ -1,13 +1,18 @@
 //! Abuse limits: how often one client may try to log in or sign up, how many requests one
-//! token may make, and the layer that answers oversized bodies so that every client reads the
-//! 413 (decision 0016).
+//! token (or app key, or address without a token) may make, how long a body may take to
+//! arrive, and the layer that answers oversized bodies so that every client reads the 413
+//! (decision 0016).
 //!
 //! Layout:
 //! - [`RateLimits`] and [`Bucket`] — what `[limits]` in the config file sets.
 //! - [`Limiters`] — the per-node state: governor token buckets keyed by IP, account or token,
 //!   and the exponential backoff per (account, IP) pair.
-//! - [`budget_layer`] — the middleware that carries each request's token budget into the
-//!   `RateLimit-*` response headers, and answers oversized bodies after draining them.
+//! - [`budget_layer`] — the middleware that charges requests without a token to their
+//!   address, carries each request's budget into the `RateLimit-*` response headers, answers
+//!   `408` for a body that does not arrive in time, and answers oversized bodies after
+//!   draining them.
+//! - [`charge`], [`charge_as`] — what the extractors (and the live channels) call once a
+//!   token or app key is known to be good.
 //!
 //! All state is in memory and per node: in cluster mode every node counts on its own.
 
@@ -18,13 +23,14 @@ use axum::extract::{ConnectInfo, FromRequestParts, Request, State};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::middleware::Next;
-use axum::response::Response;
+use axum::response::{IntoResponse as _, Response};
 use futures::StreamExt as _;
 use governor::middleware::StateInformationMiddleware;
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 use serde_json::json;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::num::NonZeroU32;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
@@ -89,6 +95,9 @@ pub struct RateLimits {
     pub reads_per_token: Bucket,
     /// Authenticated writes (every other method) per token.
     pub writes_per_token: Bucket,
+    /// Requests without a token, per client address: reads under `/api/` that carry no
+    /// bearer token, and every request to FeedStream's unauthenticated `/v1`.
+    pub anonymous_per_ip: Bucket,
     /// The client's address is taken from this header (set by a trusted reverse proxy: the
     /// last address in `X-Forwarded-For`) instead of the TCP peer. Off by default: a client
     /// could otherwise pick its own address.
@@ -113,6 +122,7 @@ impl Default for RateLimits {
             signup_per_ip: Bucket::per(10, 3600),
             reads_per_token: Bucket::per(1200, 60),
             writes_per_token: Bucket::per(300, 60),
+            anonymous_per_ip: Bucket::per(300, 60),
             client_ip_header: None,
             max_discard_bytes: 16 * 1024 * 1024,
         }
@@ -225,6 +235,7 @@ pub struct Limiters {
     signup_ip: KeyedBucket<IpAddr>,
     reads: KeyedBucket<String>,
     writes: KeyedBucket<String>,
+    anonymous: KeyedBucket<IpAddr>,
 }
 
 /// Most (account, IP) pairs remembered for backoff and for known IPs, each: bounded so that a
@@ -258,6 +269,7 @@ impl Limiters {
             signup_ip: KeyedBucket::new(config.signup_per_ip, on),
             reads: KeyedBucket::new(config.reads_per_token, on),
             writes: KeyedBucket::new(config.writes_per_token, on),
+            anonymous: KeyedBucket::new(config.anonymous_per_ip, on),
             config,
         })
     }
@@ -284,6 +296,7 @@ impl Limiters {
                 limiters.signup_ip.forget_idle();
                 limiters.reads.forget_idle();
                 limiters.writes.forget_idle();
+                limiters.anonymous.forget_idle();
             }
         });
     }
@@ -395,6 +408,11 @@ impl Limiters {
         };
         bucket.take(&token_hash.to_owned())
     }
+
+    /// Charges one request without a token to its client address.
+    pub fn charge_anonymous(&self, ip: IpAddr) -> Option<Budget> {
+        self.anonymous.take(&ip)
+    }
 }
 
 /// 429 with the wait in `details.retry_after` (the `Retry-After` header is added from it).
@@ -458,16 +476,33 @@ impl BudgetSlot {
 /// Charges an authenticated request to its token (called once the token is known to be
 /// valid, so made-up tokens cost no memory): `Err` is the 429.
 pub fn charge(parts: &Parts, state: &AppState, token_hash: &str) -> Result<(), ApiError> {
-    let Some(budget) = state.limiters.charge_token(&parts.method, token_hash) else {
+    charge_as(
+        &parts.method,
+        parts.extensions.get::<BudgetSlot>(),
+        state,
+        token_hash,
+    )
+}
+
+/// [`charge`] for callers without the request's parts: a live connection's open is charged
+/// as a read (`Method::GET`); `slot` carries the budget into the response headers when there
+/// is a response to carry it (not for a Socket.IO handshake).
+pub fn charge_as(
+    method: &Method,
+    slot: Option<&BudgetSlot>,
+    state: &AppState,
+    key_hash: &str,
+) -> Result<(), ApiError> {
+    let Some(budget) = state.limiters.charge_token(method, key_hash) else {
         return Ok(());
     };
-    if let Some(slot) = parts.extensions.get::<BudgetSlot>() {
+    if let Some(slot) = slot {
         slot.set(budget);
     }
     match budget.retry_after {
         Some(secs) => Err(rate_limited(
             "rate_limited",
-            if parts.method == Method::GET || parts.method == Method::HEAD {
+            if method == Method::GET || method == Method::HEAD {
                 "this token has used its read budget; retry later"
             } else {
                 "this token has used its write budget; retry later"
@@ -475,6 +510,41 @@ pub fn charge(parts: &Parts, state: &AppState, token_hash: &str) -> Result<(), A
             secs,
         )),
         None => Ok(()),
+    }
+}
+
+/// Whether a request spends its client address's budget for requests without a token: reads
+/// under `/api/` with no bearer token (in the header, or a live stream's `access_token`), and
+/// every request to FeedStream's `/v1`, which has no authentication at all. Sign-up and login
+/// have buckets of their own; health, metrics, the documentation and the web app's static
+/// files are not counted (a page load fetches many of them, and none touches the store).
+fn spends_anonymous_budget(request: &Request) -> bool {
+    let path = request.uri().path();
+    if path == "/v1" || path.starts_with("/v1/") {
+        return true;
+    }
+    let read = request.method() == Method::GET || request.method() == Method::HEAD;
+    let token_in_query = request
+        .uri()
+        .query()
+        .is_some_and(|q| q.split('&').any(|pair| pair.starts_with("access_token=")));
+    read && path.starts_with("/api/")
+        && !request.headers().contains_key(header::AUTHORIZATION)
+        && !token_in_query
+}
+
+/// The 429 for an address out of its budget for requests without a token, in the error shape
+/// of the API the path belongs to.
+fn anonymous_refusal(path: &str, retry_after: u64) -> Response {
+    let error = rate_limited(
+        "rate_limited",
+        "this address has used its budget for requests without a token; retry later",
+        retry_after,
+    );
+    if path == "/v1" || path.starts_with("/v1/") {
+        crate::compat::feedstream::FsError::from(error).into_response()
+    } else {
+        error.into_response()
     }
 }
 
@@ -501,6 +571,18 @@ pub async fn budget_layer(
     let oversized = declared.is_some_and(|length| length > max_body);
     let unknown_length =
         declared.is_none() && request.headers().contains_key(header::TRANSFER_ENCODING);
+    // Every body must arrive whole within the deadline (slowloris on the body): a drip of a
+    // byte a second would pass an idle timeout between frames, so the deadline is total.
+    let timed_out = (declared.is_some_and(|length| length > 0) || unknown_length).then(|| {
+        let fired = Arc::new(AtomicBool::new(false));
+        let body = std::mem::take(request.body_mut());
+        *request.body_mut() = Body::new(Deadline {
+            inner: body,
+            sleep: Box::pin(tokio::time::sleep(state.config.body_read_timeout)),
+            fired: fired.clone(),
+        });
+        fired
+    });
     let leftover = (oversized || unknown_length).then(|| {
         let home = ReturnedBody::default();
         let body = std::mem::take(request.body_mut());
@@ -512,7 +594,40 @@ pub async fn budget_layer(
     });
     let slot = BudgetSlot::default();
     request.extensions_mut().insert(slot.clone());
-    let mut response = next.run(request).await;
+    let anonymous = spends_anonymous_budget(&request)
+        .then(|| {
+            let ip = client_ip(
+                request.headers(),
+                request.extensions().get::<ConnectInfo<SocketAddr>>(),
+                state.limiters.config().client_ip_header.as_ref(),
+            );
+            state.limiters.charge_anonymous(ip)
+        })
+        .flatten();
+    if let Some(budget) = anonymous {
+        slot.set(budget);
+    }
+    let mut response = match anonymous.and_then(|budget| budget.retry_after) {
+        Some(secs) => anonymous_refusal(request.uri().path(), secs),
+        None => next.run(request).await,
+    };
+    if timed_out.is_some_and(|fired| fired.load(Ordering::Acquire)) {
+        // Whatever the handler made of its failed read: nothing was done with a partial body
+        // (every handler needs the whole of it), so the answer is the 408, and the rest of
+        // the body, should it still come, is not waited for.
+        let secs = state.config.body_read_timeout.as_secs_f64();
+        let mut response = ApiError::new(
+            StatusCode::REQUEST_TIMEOUT,
+            "body_timeout",
+            format!("the request body did not arrive within {secs} s"),
+        )
+        .with_details(json!({ "seconds": secs }))
+        .into_response();
+        response
+            .headers_mut()
+            .insert(header::CONNECTION, HeaderValue::from_static("close"));
+        return response;
+    }
     if let Some(rest) = leftover.and_then(|home| home.take()) {
         let max_discard = state.limiters.config().max_discard_bytes;
         let drained = declared.is_none_or(|length| length <= max_discard)
@@ -533,6 +648,47 @@ pub async fn budget_layer(
         headers.insert("ratelimit-reset", HeaderValue::from(budget.reset));
     }
     response
+}
+
+/// A request body that fails once its deadline has passed, and says so through `fired`.
+struct Deadline {
+    inner: Body,
+    sleep: std::pin::Pin<Box<tokio::time::Sleep>>,
+    fired: Arc<AtomicBool>,
+}
+
+/// The error a [`Deadline`] body ends with (answered as `408 body_timeout`).
+#[derive(Debug, thiserror::Error)]
+#[error("the request body did not arrive in time")]
+struct BodyTimedOut;
+
+impl axum::body::HttpBody for Deadline {
+    type Data = axum::body::Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<Self::Data>, Self::Error>>> {
+        use std::future::Future as _;
+        let this = self.get_mut();
+        if let std::task::Poll::Ready(frame) = std::pin::Pin::new(&mut this.inner).poll_frame(cx) {
+            return std::task::Poll::Ready(frame);
+        }
+        if this.sleep.as_mut().poll(cx).is_ready() {
+            this.fired.store(true, Ordering::Release);
+            return std::task::Poll::Ready(Some(Err(axum::Error::new(BodyTimedOut))));
+        }
+        std::task::Poll::Pending
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.inner.size_hint()
+    }
 }
 
 /// Where a [`Returning`] body goes when the handler drops it.

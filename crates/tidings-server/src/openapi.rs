@@ -519,7 +519,9 @@ impl AbuseLimits {
             .build()
     }
 
-    fn too_many(codes: &[&str], budget_headers: bool) -> utoipa::openapi::Response {
+    /// A 429 with `Retry-After` (and the budget headers when asked); `native` gives it the
+    /// native error body with these codes, otherwise [`ErrorShapes`] gives it its profile's.
+    fn too_many(codes: &[&str], budget_headers: bool, native: bool) -> utoipa::openapi::Response {
         use utoipa::openapi::header::HeaderBuilder;
         use utoipa::openapi::{ObjectBuilder, ResponseBuilder, Type};
         let integer = || {
@@ -536,7 +538,6 @@ impl AbuseLimits {
                 "Rate limited ({}): retry after `Retry-After` seconds",
                 codes.join(", ")
             ))
-            .content("application/json", Self::error_body(codes, Some(details)))
             .header(
                 "Retry-After",
                 HeaderBuilder::new()
@@ -565,6 +566,9 @@ impl AbuseLimits {
                 );
             }
         }
+        if native {
+            response = response.content("application/json", Self::error_body(codes, Some(details)));
+        }
         response.build()
     }
 }
@@ -572,9 +576,12 @@ impl AbuseLimits {
 impl Modify for AbuseLimits {
     fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
         use utoipa::openapi::{ObjectBuilder, ResponseBuilder, Type};
-        let budget = Self::too_many(&["rate_limited"], true);
-        let login = Self::too_many(&["login_backoff", "login_rate"], false);
-        let signup = Self::too_many(&["signup_rate"], false);
+        // A token's (or an app key's) budget; for requests without a token, the address's.
+        let budget = Self::too_many(&["rate_limited"], true, true);
+        let compat_budget = Self::too_many(&["rate_limited"], true, false);
+        let stream = Self::too_many(&["rate_limited", "too_many_connections"], true, true);
+        let login = Self::too_many(&["login_backoff", "login_rate"], false, true);
+        let signup = Self::too_many(&["signup_rate"], false, true);
         let too_large = ResponseBuilder::new()
             .description("`body_too_large`: the body is larger than the server accepts")
             .content(
@@ -589,20 +596,60 @@ impl Modify for AbuseLimits {
                 ),
             )
             .build();
+        let body_timeout = ResponseBuilder::new()
+            .description(
+                "`body_timeout`: the body did not arrive whole within `[limits] \
+                 body_read_seconds` of the request head; nothing was done",
+            )
+            .content(
+                "application/json",
+                Self::error_body(
+                    &["body_timeout"],
+                    Some(
+                        ObjectBuilder::new()
+                            .property("seconds", ObjectBuilder::new().schema_type(Type::Number))
+                            .build(),
+                    ),
+                ),
+            )
+            .build();
         for (path, item) in openapi.paths.paths.iter_mut() {
             // `/sessions` and `/users` hold one operation each: login and sign-up.
             let own_limit = match path.as_str() {
                 "/api/v1/sessions" => Some(&login),
                 "/api/v1/users" => Some(&signup),
+                "/api/v1/inbox/stream" => Some(&stream),
                 _ => None,
             };
-            for operation in operations_of(item) {
+            let native = path.starts_with("/api/");
+            // FeedStream's `/v1` has no tokens: every request spends the address's budget.
+            let feedstream = path.starts_with("/v1/");
+            let by_kind = [
+                (&mut item.get, true),
+                (&mut item.head, true),
+                (&mut item.put, false),
+                (&mut item.post, false),
+                (&mut item.delete, false),
+                (&mut item.patch, false),
+                (&mut item.options, false),
+                (&mut item.trace, false),
+            ];
+            for (operation, is_read) in by_kind
+                .into_iter()
+                .filter_map(|(op, is_read)| op.as_mut().map(|op| (op, is_read)))
+            {
                 let secured = operation.security.as_ref().is_some_and(|s| !s.is_empty());
-                if let Some(limited) = own_limit.or(secured.then_some(&budget)) {
+                // Reads without a token under `/api/` spend the address's budget.
+                let anonymous_read = native && !secured && is_read;
+                let general = if native { &budget } else { &compat_budget };
+                let limited =
+                    own_limit.or((secured || feedstream || anonymous_read).then_some(general));
+                if let Some(limited) = limited {
                     add_response(operation, "429", limited);
                 }
                 if operation.request_body.is_some() {
                     add_response(operation, "413", &too_large);
+                    add_response(operation, "408", &body_timeout);
                 }
             }
         }

@@ -878,7 +878,11 @@ async fn server_with_sessions(
 ) -> TestServer {
     TestServer::start_with(
         ServerConfig {
-            sessions: tidings_server::config::SessionConfig { ttl, refresh },
+            sessions: tidings_server::config::SessionConfig {
+                ttl,
+                refresh,
+                ..Default::default()
+            },
             ..ServerConfig::default()
         },
         StoreConfig::default(),
@@ -1028,6 +1032,75 @@ async fn an_unused_session_expires_with_a_clear_401_and_use_keeps_one_alive() {
     assert_eq!(my_sessions(&s, &used).await.len(), 1);
     let fresh = s.login("ana", "correct horse").await;
     assert_eq!(s.get(&fresh, "/me").await.status, StatusCode::OK);
+}
+
+/// The node prunes the rows of ended sessions on its own (here every 300 ms, keeping none):
+/// an expired token turns from `session_expired` into an unknown one, a revoked one stays
+/// refused, and the session in use is never touched.
+#[tokio::test]
+async fn ended_sessions_are_pruned_and_their_tokens_stay_refused() {
+    let s = TestServer::start_with(
+        ServerConfig {
+            sessions: tidings_server::config::SessionConfig {
+                ttl: std::time::Duration::from_secs(2),
+                refresh: std::time::Duration::from_millis(500),
+                prune_interval: std::time::Duration::from_millis(300),
+                keep_ended: std::time::Duration::ZERO,
+            },
+            ..ServerConfig::default()
+        },
+        StoreConfig::default(),
+    )
+    .await;
+    let used = s.user("ana").await;
+    let idle = s.login("ana", "correct horse").await;
+    let revoked = s.login("ana", "correct horse").await;
+    assert_eq!(
+        s.delete(&revoked, "/sessions/current").await.status,
+        StatusCode::NO_CONTENT
+    );
+    // Wide margin: the idle session expires after 2 s, and is pruned within 300 ms of that
+    // on an idle machine; the used one is used every 400 ms throughout.
+    let started = std::time::Instant::now();
+    let mut codes = Vec::new();
+    loop {
+        tokio::time::sleep(std::time::Duration::from_millis(400)).await;
+        let r = s.get(&used, "/me").await;
+        assert_eq!(r.status, StatusCode::OK, "the live session: {:?}", r.body);
+        let r = s.get(&revoked, "/me").await;
+        assert_eq!(r.status, StatusCode::UNAUTHORIZED, "{:?}", r.body);
+        // The idle session was signed in before `started`: expired by now.
+        if started.elapsed() < std::time::Duration::from_millis(2500) {
+            continue;
+        }
+        let r = s.get(&idle, "/me").await;
+        assert_eq!(r.status, StatusCode::UNAUTHORIZED, "{:?}", r.body);
+        codes.push(r.code().to_owned());
+        if r.code() == "unauthenticated" {
+            break;
+        }
+        assert_eq!(r.code(), "session_expired", "{:?}", r.body);
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(20),
+            "the expired session was never pruned: {codes:?}"
+        );
+    }
+    // Nothing ended is left for another pruner; the live session is still listed.
+    assert_eq!(
+        s.store
+            .prune_sessions(std::time::Duration::ZERO)
+            .await
+            .expect("prune"),
+        0
+    );
+    assert_eq!(my_sessions(&s, &used).await.len(), 1);
+    for token in [&idle, &revoked] {
+        assert_error(
+            &s.get(token, "/me").await,
+            StatusCode::UNAUTHORIZED,
+            "unauthenticated",
+        );
+    }
 }
 
 #[tokio::test]
@@ -1243,14 +1316,14 @@ async fn account_routes_are_in_the_openapi_document_with_their_errors() {
             "/api/v1/me/password",
             "put",
             &[
-                "200", "400", "401", "403", "413", "415", "421", "429", "503",
+                "200", "400", "401", "403", "408", "413", "415", "421", "429", "503",
             ][..],
         ),
         (
             "/api/v1/me",
             "delete",
             &[
-                "204", "400", "401", "403", "413", "415", "421", "429", "503",
+                "204", "400", "401", "403", "408", "413", "415", "421", "429", "503",
             ][..],
         ),
     ] {

@@ -335,6 +335,8 @@ fn the_config_file_sets_the_limits() {
         r#"
 [limits]
 header_read_timeout_seconds = 5
+body_read_seconds = 20
+live_connections_per_user = 9
 client_ip_header = "X-Forwarded-For"
 max_discard_bytes = 1048576
 [limits.login]
@@ -353,6 +355,9 @@ period_seconds = 60
 [limits.writes]
 burst = 30
 period_seconds = 60
+[limits.anonymous]
+burst = 7
+period_seconds = 70
 "#,
     )
     .expect("write");
@@ -360,6 +365,7 @@ period_seconds = 60
     let l = &config.rate_limits;
     assert!(l.enabled);
     assert_eq!(config.header_read_timeout, Duration::from_secs(5));
+    assert_eq!(config.body_read_timeout, Duration::from_secs(20));
     assert_eq!(
         l.client_ip_header.as_ref().map(|h| h.as_str()),
         Some("x-forwarded-for")
@@ -372,12 +378,16 @@ period_seconds = 60
     assert_eq!(l.signup_per_ip, Bucket::per(5, 3600));
     assert_eq!(l.reads_per_token, Bucket::per(0, 60));
     assert_eq!(l.writes_per_token, Bucket::per(30, 60));
+    assert_eq!(l.anonymous_per_ip, Bucket::per(7, 70));
+    assert_eq!(config.live_connections_per_user, 9);
 
     std::fs::write(&path, "[limits]\nrate_limits = false\n").expect("write");
     assert!(!ServerConfig::load(&path).expect("load").rate_limits.enabled);
     for bad in [
         "[limits.reads]\nburst = 5\nperiod_seconds = 0\n",
         "[limits]\nheader_read_timeout_seconds = 0\n",
+        "[limits]\nbody_read_seconds = 0\n",
+        "[limits]\nlive_connections_per_user = 0\n",
         "[limits.login]\nbackoff_base_seconds = 10\nbackoff_max_seconds = 1\n",
         "[limits]\nclient_ip_header = \"no spaces\"\n",
         "[limits.writes]\nburst = 5\n",
@@ -564,9 +574,98 @@ async fn an_oversized_body_sent_whole_still_gets_its_413() {
     assert_eq!(outbox.body["items"], json!([]));
 }
 
+/// Sends `head`, then the first `at_once` bytes of `body`, then the rest a byte every 200 ms
+/// from another thread (none when `drip` is false: the client stalls), and reads the answer:
+/// its status line, its body, and how long it took.
+async fn slow_body(
+    s: &TestServer,
+    head: String,
+    body: Vec<u8>,
+    at_once: usize,
+    drip: bool,
+) -> (String, Value, Duration) {
+    let mut tcp = connect(s);
+    tokio::task::spawn_blocking(move || {
+        let started = Instant::now();
+        let mut writer = tcp.try_clone().expect("clone");
+        writer.write_all(head.as_bytes()).expect("head");
+        let (first, rest) = body.split_at(at_once);
+        writer.write_all(first).expect("first bytes");
+        let rest = if drip { rest.to_vec() } else { Vec::new() };
+        let dripper = std::thread::spawn(move || {
+            for byte in rest {
+                if writer.write_all(&[byte]).is_err() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(200));
+            }
+        });
+        let (status, answer) = read_response(&mut tcp);
+        let took = started.elapsed();
+        let _ = tcp.shutdown(std::net::Shutdown::Both);
+        let _ = dripper.join();
+        let answer = serde_json::from_slice(&answer).unwrap_or(Value::Null);
+        (status, answer, took)
+    })
+    .await
+    .expect("slow body")
+}
+
+/// Slowloris on the body: half a body and then silence, or a body dripped a byte at a time,
+/// gets `408 body_timeout` at the deadline (a total one: the drip never pauses long) and
+/// publishes nothing; a body sent at once is served as usual.
+#[tokio::test]
+async fn a_body_that_does_not_arrive_in_time_gets_408_and_changes_nothing() {
+    let s = TestServer::start_with(
+        ServerConfig {
+            body_read_timeout: Duration::from_secs(1),
+            ..ServerConfig::default()
+        },
+        tidings_store::StoreConfig::default(),
+    )
+    .await;
+    let token = s.user("ivy").await;
+    let body = br#"{"object": {"content": "slow"}, "to": ["public"]}"#.to_vec();
+    let head = format!(
+        "POST /api/v1/outbox HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\n\
+         Content-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    );
+    let chunked_head = format!(
+        "POST /api/v1/outbox HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\n\
+         Content-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n"
+    );
+    let mut chunked = format!("{:x}\r\n", body.len()).into_bytes();
+    chunked.extend_from_slice(&body);
+    chunked.extend_from_slice(b"\r\n0\r\n\r\n");
+    let half = body.len() / 2;
+    let (stalled, dripped, chunked_stalled) = tokio::join!(
+        slow_body(&s, head.clone(), body.clone(), half, false),
+        slow_body(&s, head.clone(), body.clone(), half, true),
+        slow_body(&s, chunked_head, chunked.clone(), chunked.len() / 2, false),
+    );
+    for (status, answer, took) in [stalled, dripped, chunked_stalled] {
+        assert!(status.starts_with("HTTP/1.1 408"), "{status} {answer}");
+        assert_eq!(answer["error"]["code"], "body_timeout", "{answer}");
+        assert!(
+            took >= Duration::from_millis(900) && took < Duration::from_secs(8),
+            "answered after {took:?}"
+        );
+    }
+    let outbox = s.get(&token, "/users/ivy/outbox").await;
+    assert_eq!(
+        outbox.body["items"],
+        json!([]),
+        "a timed-out body published"
+    );
+    // A body sent at once is not affected.
+    let (status, answer, _) = slow_body(&s, head, body.clone(), body.len(), false).await;
+    assert!(status.starts_with("HTTP/1.1 201"), "{status} {answer}");
+}
+
 /// The OpenAPI document lists the limits' answers where they apply, with their headers.
 #[tokio::test]
-async fn the_openapi_document_lists_429_and_413() {
+async fn the_openapi_document_lists_429_413_and_408() {
     let s = TestServer::start().await;
     let doc = s
         .request(Method::GET, "/openapi.json", None, None, &[])
@@ -602,6 +701,44 @@ async fn the_openapi_document_lists_429_and_413() {
         }
     }
     assert!(response("/api/v1/outbox", "post", "413").is_object());
+    let timeout = response("/api/v1/outbox", "post", "408");
+    assert_eq!(
+        timeout["content"]["application/json"]["schema"]["properties"]["error"]["properties"]["code"]
+            ["enum"],
+        json!(["body_timeout"]),
+        "{timeout}"
+    );
+    assert!(
+        response("/api/v1/me", "get", "408").is_null(),
+        "no body, no 408"
+    );
+    // Live streams: the read budget and the cap on connections.
+    let stream = response("/api/v1/inbox/stream", "get", "429");
+    assert_eq!(
+        stream["content"]["application/json"]["schema"]["properties"]["error"]["properties"]["code"]
+            ["enum"],
+        json!(["rate_limited", "too_many_connections"]),
+        "{stream}"
+    );
+    assert!(stream["headers"]["Retry-After"].is_object(), "{stream}");
+    // The compat profiles: by app key, or (FeedStream) by address, in their own shapes.
+    for (path, method, shape) in [
+        ("/me", "get", "AfsError"),
+        ("/post", "post", "AfsError"),
+        ("/v1/consume", "get", "FeedStreamError"),
+        ("/v1/publish", "post", "FeedStreamError"),
+    ] {
+        let limited = response(path, method, "429");
+        assert!(
+            limited["headers"]["Retry-After"].is_object(),
+            "{path}: {limited}"
+        );
+        assert_eq!(
+            limited["content"]["application/json"]["schema"]["$ref"],
+            format!("#/components/schemas/{shape}"),
+            "{path}: {limited}"
+        );
+    }
     assert!(
         response("/api/v1/me", "get", "413").is_null(),
         "no body, no 413"
@@ -645,6 +782,11 @@ fn the_documented_config_is_the_default() {
     let defaults = ServerConfig::default();
     assert_eq!(loaded.rate_limits, defaults.rate_limits);
     assert_eq!(loaded.header_read_timeout, defaults.header_read_timeout);
+    assert_eq!(loaded.body_read_timeout, defaults.body_read_timeout);
+    assert_eq!(
+        loaded.live_connections_per_user,
+        defaults.live_connections_per_user
+    );
     assert_eq!(loaded.max_body_bytes, defaults.max_body_bytes);
 }
 
@@ -720,4 +862,252 @@ async fn an_oversized_chunked_body_sent_whole_still_gets_its_413() {
     assert!(next_status.starts_with("HTTP/1.1 200"), "{next_status}");
     let outbox = s.get(&token, "/users/ida/outbox").await;
     assert_eq!(outbox.body["items"], json!([]));
+}
+
+/// A request from `127.0.0.{from}` to any path (not only `/api/v1`), with extra headers.
+async fn raw_from(
+    s: &TestServer,
+    from: u8,
+    method: Method,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: Option<Value>,
+) -> Resp {
+    let client = reqwest::Client::builder()
+        .local_address(IpAddr::V4(Ipv4Addr::new(127, 0, 0, from)))
+        .build()
+        .expect("client");
+    let mut req = client.request(method, format!("{}{path}", s.base));
+    for (name, value) in headers {
+        req = req.header(*name, *value);
+    }
+    if let Some(body) = body {
+        req = req.json(&body);
+    }
+    let resp = req.send().await.expect("request");
+    let status = resp.status();
+    let headers = resp.headers().clone();
+    let body = resp.json().await.unwrap_or(Value::Null);
+    Resp {
+        status,
+        headers,
+        body,
+    }
+}
+
+fn retry_after(r: &Resp) -> u64 {
+    r.headers
+        .get("retry-after")
+        .unwrap_or_else(|| panic!("no Retry-After: {:?} {:?}", r.headers, r.body))
+        .to_str()
+        .expect("ascii")
+        .parse()
+        .expect("seconds")
+}
+
+/// Requests without a token spend their address's budget: API reads without a bearer token
+/// and FeedStream's unauthenticated `/v1` (refused in its own error shape). Other addresses,
+/// requests with a token, health checks and the web app's files are not counted.
+#[tokio::test]
+async fn requests_without_a_token_have_a_budget_per_address() {
+    let s = TestServer::start_limited(limited(|l| {
+        l.anonymous_per_ip = Bucket::per(3, 60);
+    }))
+    .await;
+    let token = s.user("jo").await;
+    let mut remaining = Vec::new();
+    for _ in 0..3 {
+        let r = raw_from(&s, 40, Method::GET, "/api/v1/openapi.json", &[], None).await;
+        assert_eq!(r.status, StatusCode::OK);
+        assert_eq!(header_u64(&r, "ratelimit-limit"), 3);
+        remaining.push(header_u64(&r, "ratelimit-remaining"));
+    }
+    assert_eq!(remaining, vec![2, 1, 0]);
+    let r = raw_from(&s, 40, Method::GET, "/api/v1/openapi.json", &[], None).await;
+    let wait = assert_limited(&r, "rate_limited");
+    assert!((1..=20).contains(&wait), "one request every 20 s: {wait}");
+    assert_eq!(header_u64(&r, "ratelimit-remaining"), 0);
+    // An unauthenticated read of a protected route is counted (and refused) the same way.
+    let r = raw_from(&s, 40, Method::GET, "/api/v1/inbox", &[], None).await;
+    assert_limited(&r, "rate_limited");
+    // FeedStream's /v1 has no tokens at all: refused too, in FeedStream's shape.
+    let r = raw_from(
+        &s,
+        40,
+        Method::GET,
+        "/v1/consume?event_name=x&consumer_id=y",
+        &[],
+        None,
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::TOO_MANY_REQUESTS, "{:?}", r.body);
+    assert_eq!(r.body["ok"], false, "{:?}", r.body);
+    assert!(retry_after(&r) >= 1);
+    // Not counted: requests with a token (their own budget), health, the web app.
+    let auth = format!("Bearer {token}");
+    let r = raw_from(
+        &s,
+        40,
+        Method::GET,
+        "/api/v1/me",
+        &[("authorization", &auth)],
+        None,
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+    for path in ["/healthz", "/"] {
+        let r = raw_from(&s, 40, Method::GET, path, &[], None).await;
+        assert_eq!(r.status, StatusCode::OK, "{path}");
+        assert!(r.headers.get("ratelimit-limit").is_none(), "{path}");
+    }
+    // Another address has its own budget.
+    let r = raw_from(&s, 41, Method::GET, "/api/v1/openapi.json", &[], None).await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(header_u64(&r, "ratelimit-remaining"), 2);
+}
+
+/// activity-feed-system's `X-App-Key` spends the same read and write budgets as a token
+/// (keyed by the key), refused in that profile's shape; a refused post creates nothing.
+#[tokio::test]
+async fn an_app_key_spends_the_token_budgets() {
+    let s = TestServer::start_limited(limited(|l| {
+        l.reads_per_token = Bucket::per(2, 60);
+        l.writes_per_token = Bucket::per(2, 60);
+    }))
+    .await;
+    let token = s.user("kim").await;
+    let r = s.post(&token, "/me/app-key", json!({})).await;
+    assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.body);
+    let key = r.body["app_key"].as_str().expect("key").to_owned();
+    let with_key = [("x-app-key", key.as_str())];
+    for left in [1, 0] {
+        let r = raw_from(&s, 1, Method::GET, "/me", &with_key, None).await;
+        assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+        assert_eq!(header_u64(&r, "ratelimit-limit"), 2);
+        assert_eq!(header_u64(&r, "ratelimit-remaining"), left);
+    }
+    let r = raw_from(&s, 1, Method::GET, "/me", &with_key, None).await;
+    assert_eq!(r.status, StatusCode::TOO_MANY_REQUESTS, "{:?}", r.body);
+    assert_eq!(r.body["error"], true, "the profile's shape: {:?}", r.body);
+    assert!(retry_after(&r) >= 1);
+    // Writes: two posts, then a refusal that posts nothing.
+    let post = json!({"type": "post", "content": "hello"});
+    for _ in 0..2 {
+        let r = raw_from(&s, 1, Method::POST, "/post", &with_key, Some(post.clone())).await;
+        assert!(r.status.is_success(), "{:?}", r.body);
+    }
+    let r = raw_from(&s, 1, Method::POST, "/post", &with_key, Some(post.clone())).await;
+    assert_eq!(r.status, StatusCode::TOO_MANY_REQUESTS, "{:?}", r.body);
+    let outbox = s.get(&token, "/users/kim/outbox").await;
+    assert_eq!(
+        outbox.status,
+        StatusCode::OK,
+        "the token's budget is its own"
+    );
+    assert_eq!(outbox.body["items"].as_array().map(Vec::len), Some(2));
+}
+
+/// Opening a live stream spends a read of the token's budget, reported in the stream's
+/// headers; with the budget empty the stream is refused with 429 and `Retry-After`.
+#[tokio::test]
+async fn opening_a_live_stream_spends_the_read_budget() {
+    let s = TestServer::start_limited(limited(|l| {
+        l.reads_per_token = Bucket::per(2, 60);
+    }))
+    .await;
+    let token = s.user("lu").await;
+    let first = common::sse::SseClient::request(&s, "", Some(&token), None).await;
+    assert_eq!(first.status(), StatusCode::OK);
+    assert_eq!(first.headers()["ratelimit-remaining"], "1");
+    assert_eq!(s.get(&token, "/me").await.status, StatusCode::OK);
+    let refused = common::sse::SseClient::request(&s, "", Some(&token), None).await;
+    assert_eq!(refused.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert!(refused.headers().contains_key("retry-after"));
+    let body: Value = refused.json().await.expect("json");
+    assert_eq!(body["error"]["code"], "rate_limited");
+    // The token in the query (EventSource) is charged the same.
+    let refused =
+        common::sse::SseClient::request(&s, &format!("access_token={token}"), None, None).await;
+    assert_eq!(refused.status(), StatusCode::TOO_MANY_REQUESTS);
+    drop(first);
+}
+
+/// A Socket.IO handshake spends a read too: refused with `connect_error` naming the code and
+/// the wait.
+#[tokio::test]
+async fn a_socket_io_handshake_spends_the_read_budget() {
+    let s = TestServer::start_limited(limited(|l| {
+        l.reads_per_token = Bucket::per(1, 60);
+    }))
+    .await;
+    let token = s.user("mo").await;
+    assert_eq!(s.get(&token, "/me").await.status, StatusCode::OK);
+    let http = reqwest::Client::new();
+    let url = |query: &str| format!("{}/socket.io/?{query}", s.base);
+    let open = http
+        .get(url("EIO=4&transport=polling"))
+        .send()
+        .await
+        .expect("request")
+        .text()
+        .await
+        .expect("body");
+    let open: Value =
+        serde_json::from_str(open.strip_prefix('0').expect("open packet")).expect("open JSON");
+    let sid = open["sid"].as_str().expect("sid").to_owned();
+    let poll = url(&format!("EIO=4&transport=polling&sid={sid}"));
+    let r = http
+        .post(&poll)
+        .body(format!("40{}", json!({"token": token})))
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(r.status(), StatusCode::OK);
+    let answer = http
+        .get(&poll)
+        .send()
+        .await
+        .expect("poll")
+        .text()
+        .await
+        .expect("body");
+    let error: Value =
+        serde_json::from_str(answer.strip_prefix("44").expect("connect_error")).expect("json");
+    assert_eq!(error["data"]["code"], "rate_limited", "{answer}");
+    assert!(error["data"]["details"]["retry_after"].as_u64() >= Some(1));
+}
+
+/// The cap on live connections per user is configurable, holds with the rate limits off, and
+/// answers 429 with `Retry-After`; a closed connection frees its place.
+#[tokio::test]
+async fn live_connections_per_user_are_capped_as_configured() {
+    let config = ServerConfig {
+        live_connections_per_user: 2,
+        ..ServerConfig::default()
+    };
+    // `start_with` turns the rate limits off: the cap is not one of them.
+    let s = TestServer::start_with(config, tidings_store::StoreConfig::default()).await;
+    let token = s.user("ned").await;
+    let mut open = Vec::new();
+    for _ in 0..2 {
+        let mut stream = common::sse::SseClient::open(&s, "", &token, None).await;
+        stream.expect("ready").await;
+        open.push(stream);
+    }
+    let r = common::sse::SseClient::request(&s, "", Some(&token), None).await;
+    assert_eq!(r.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(r.headers()["retry-after"], "5");
+    let body: Value = r.json().await.expect("json");
+    assert_eq!(body["error"]["code"], "too_many_connections");
+    assert_eq!(body["error"]["details"]["retry_after"], 5);
+    drop(open.pop());
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let r = common::sse::SseClient::request(&s, "", Some(&token), None).await;
+        if r.status() == StatusCode::OK {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the place was never freed");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }

@@ -609,10 +609,15 @@ async fn engine_io_refuses_bad_requests_and_speaks_polling() {
         .text()
         .await
         .expect("body");
+    let refusal: Value =
+        serde_json::from_str(answer.strip_prefix("44").expect("connect_error")).expect("json");
     assert!(
-        answer.starts_with("44{\"message\":\"unauthenticated"),
+        refusal["message"]
+            .as_str()
+            .is_some_and(|m| m.starts_with("unauthenticated")),
         "{answer}"
     );
+    assert_eq!(refusal["data"]["code"], "unauthenticated", "{answer}");
     // A second long-poll while one waits breaks the protocol: the session ends.
     let waiting = tokio::spawn(http.get(&poll).send());
     tokio::time::sleep(Duration::from_millis(200)).await;

@@ -102,6 +102,15 @@ pub(crate) fn rfc3339_after(after: std::time::Duration) -> String {
     format_time(then)
 }
 
+/// The time `before` ago, written as [`now_rfc3339`] writes it.
+pub(crate) fn rfc3339_before(before: std::time::Duration) -> String {
+    let span = time::Duration::try_from(before).unwrap_or(time::Duration::MAX);
+    let then = time::OffsetDateTime::now_utc()
+        .checked_sub(span)
+        .unwrap_or(time::PrimitiveDateTime::MIN.assume_utc());
+    format_time(then)
+}
+
 /// Unix milliseconds of a stored RFC 3339 time; None if it does not parse.
 pub(crate) fn unix_ms(text: &str) -> Option<i64> {
     time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339)

@@ -629,6 +629,78 @@ async fn sessions_expire_unless_used_and_use_slides_the_expiry() {
 }
 
 #[tokio::test]
+async fn pruning_deletes_only_sessions_that_ended_long_enough_ago() {
+    let short = std::time::Duration::from_millis(1000);
+    let hour = std::time::Duration::from_secs(3600);
+    for (location, _dir) in places() {
+        let store = open(&location);
+        let ana = user(&store, "ana").await;
+        for (hash, ttl) in [
+            ("hash-live", DAY),
+            ("hash-revoked", DAY),
+            ("hash-expiring", short),
+        ] {
+            store
+                .open_session(ana.id, device(hash, ttl, "x"))
+                .await
+                .expect("session");
+        }
+        store
+            .revoke_session("hash-revoked".into())
+            .await
+            .expect("revoke");
+        // Wide margin past the short session's expiry.
+        tokio::time::sleep(std::time::Duration::from_millis(1600)).await;
+        assert!(matches!(
+            store.session("hash-expiring".into()).await.expect("s"),
+            SessionLookup::Expired
+        ));
+        // Both ended less than an hour ago: kept.
+        assert_eq!(store.prune_sessions(hour).await.expect("prune"), 0);
+        assert!(matches!(
+            store.session("hash-expiring".into()).await.expect("s"),
+            SessionLookup::Expired
+        ));
+        // Both ended before now: deleted; the live one stays.
+        let pruned = store
+            .prune_sessions(std::time::Duration::ZERO)
+            .await
+            .expect("prune");
+        assert_eq!(pruned, 2, "{location:?}");
+        for hash in ["hash-revoked", "hash-expiring"] {
+            assert!(
+                matches!(
+                    store.session(hash.into()).await.expect("s"),
+                    SessionLookup::Unknown
+                ),
+                "{location:?} {hash} still resolves after pruning"
+            );
+            // Nothing can bring a pruned token back: a refresh finds no row.
+            store.touch_session(hash.into(), DAY).await.expect("touch");
+            assert!(matches!(
+                store.session(hash.into()).await.expect("s"),
+                SessionLookup::Unknown
+            ));
+        }
+        live(store.session("hash-live".into()).await.expect("s"));
+        let listed = store
+            .sessions_of(ana.id, "hash-live".into())
+            .await
+            .expect("list");
+        assert_eq!(listed.len(), 1, "{location:?}");
+        // Pruning again (another node doing it too) finds nothing more.
+        assert_eq!(
+            store
+                .prune_sessions(std::time::Duration::ZERO)
+                .await
+                .expect("prune"),
+            0
+        );
+        store.close();
+    }
+}
+
+#[tokio::test]
 async fn a_password_change_revokes_every_other_session() {
     for (location, _dir) in places() {
         let store = open(&location);
@@ -675,6 +747,40 @@ async fn a_password_change_revokes_every_other_session() {
         assert_eq!(hash, None, "another user's password is untouched");
         store.close();
     }
+}
+
+#[tokio::test]
+async fn two_nodes_pruning_at_once_delete_each_ended_session_once() {
+    let Some(url) = fresh_postgres() else { return };
+    let location = StoreLocation::Postgres(url);
+    let a = open(&location);
+    let b = open(&location);
+    let ana = user(&a, "ana").await;
+    for i in 0..20 {
+        let hash = format!("ended-{i}");
+        a.open_session(ana.id, device(&hash, DAY, "x"))
+            .await
+            .expect("session");
+        a.revoke_session(hash).await.expect("revoke");
+    }
+    a.open_session(ana.id, device("hash-live", DAY, "x"))
+        .await
+        .expect("live");
+    // Past the revocations' millisecond.
+    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    let (on_a, on_b) = tokio::join!(
+        a.prune_sessions(std::time::Duration::ZERO),
+        b.prune_sessions(std::time::Duration::ZERO)
+    );
+    assert_eq!(on_a.expect("a") + on_b.expect("b"), 20);
+    b.sync().await.expect("sync");
+    live(b.session("hash-live".into()).await.expect("s"));
+    assert!(matches!(
+        b.session("ended-3".into()).await.expect("s"),
+        SessionLookup::Unknown
+    ));
+    a.close();
+    b.close();
 }
 
 #[tokio::test]

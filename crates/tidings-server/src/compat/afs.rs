@@ -50,6 +50,8 @@ const MAX_CONTENT_CHARS: usize = 20_000;
 pub struct AfsError {
     status: StatusCode,
     message: String,
+    /// A 429's wait, sent as `Retry-After`.
+    retry_after: Option<u64>,
 }
 
 impl AfsError {
@@ -57,6 +59,7 @@ impl AfsError {
         AfsError {
             status,
             message: message.into(),
+            retry_after: None,
         }
     }
 
@@ -67,7 +70,10 @@ impl AfsError {
 
 impl From<ApiError> for AfsError {
     fn from(e: ApiError) -> Self {
-        AfsError::new(e.status, e.message)
+        AfsError {
+            retry_after: e.retry_after(),
+            ..AfsError::new(e.status, e.message)
+        }
     }
 }
 
@@ -79,14 +85,16 @@ impl From<StoreError> for AfsError {
 
 impl IntoResponse for AfsError {
     fn into_response(self) -> Response {
-        (
+        let mut response = (
             self.status,
             axum::Json(ErrorBody {
                 error: true,
                 message: self.message,
             }),
         )
-            .into_response()
+            .into_response();
+        crate::error::with_retry_after(&mut response, self.retry_after);
+        response
     }
 }
 
@@ -204,6 +212,11 @@ impl FromRequestParts<AppState> for AfsUser {
             .app_key_user(token_hash(&key))
             .await?
             .ok_or_else(|| unauthorized("Key is not valid"))?;
+        if found.user.status == UserStatus::Active {
+            // The key spends the same read and write budgets as a bearer token does, keyed by
+            // the key's hash (known good by now: made-up keys cost no budget state).
+            crate::limits::charge(parts, state, &token_hash(&key))?;
+        }
         match found.user.status {
             UserStatus::Active => Ok(AfsUser {
                 user: found.user,

@@ -78,6 +78,8 @@ pub fn default_feeds() -> Vec<FeedSpec> {
 pub struct FsError {
     status: StatusCode,
     message: String,
+    /// A 429's wait, sent as `Retry-After`.
+    retry_after: Option<u64>,
 }
 
 impl FsError {
@@ -85,6 +87,7 @@ impl FsError {
         FsError {
             status: StatusCode::BAD_REQUEST,
             message: message.into(),
+            retry_after: None,
         }
     }
 
@@ -92,6 +95,7 @@ impl FsError {
         FsError {
             status: StatusCode::NOT_FOUND,
             message: message.into(),
+            retry_after: None,
         }
     }
 }
@@ -99,6 +103,7 @@ impl FsError {
 impl From<ApiError> for FsError {
     fn from(e: ApiError) -> Self {
         FsError {
+            retry_after: e.retry_after(),
             status: e.status,
             message: e.message,
         }
@@ -113,14 +118,16 @@ impl From<StoreError> for FsError {
 
 impl IntoResponse for FsError {
     fn into_response(self) -> Response {
-        (
+        let mut response = (
             self.status,
             axum::Json(ErrorBody {
                 ok: false,
                 error: self.message,
             }),
         )
-            .into_response()
+            .into_response();
+        crate::error::with_retry_after(&mut response, self.retry_after);
+        response
     }
 }
 
@@ -442,7 +449,11 @@ fn required(body: &Map<String, Value>, key: &str) -> FsResult<String> {
 
 fn body_of(body: &Body) -> FsResult<Map<String, Value>> {
     json_object(body)
-        .map_err(|(status, message)| FsError { status, message })?
+        .map_err(|(status, message)| FsError {
+            status,
+            message,
+            retry_after: None,
+        })?
         .ok_or_else(|| FsError::bad("a JSON body is required"))
 }
 
@@ -463,10 +474,12 @@ fn usable(ext_id: &str, user: User) -> FsResult<User> {
         UserStatus::Suspended => Err(FsError {
             status: StatusCode::FORBIDDEN,
             message: format!("{ext_id:?} is suspended"),
+            retry_after: None,
         }),
         UserStatus::Deleted => Err(FsError {
             status: StatusCode::GONE,
             message: format!("{ext_id:?} was deleted"),
+            retry_after: None,
         }),
     }
 }
@@ -511,6 +524,7 @@ pub async fn subscribe(State(state): State<AppState>, body: Body) -> FsResult<ax
         return Err(FsError {
             status: StatusCode::UNPROCESSABLE_ENTITY,
             message: "a consumer cannot subscribe to itself".into(),
+            retry_after: None,
         });
     }
     let consumer = actor(&state, &consumer_id).await?;
@@ -617,6 +631,7 @@ fn unprocessable(message: String) -> FsError {
     FsError {
         status: StatusCode::UNPROCESSABLE_ENTITY,
         message,
+        retry_after: None,
     }
 }
 

@@ -647,7 +647,9 @@ impl Engine {
                 }
             }
             Err(refused) => {
-                let error = serde_json::json!({"message": refused.to_string()});
+                // `data` reaches the client as `err.data`: the code, and a 429's wait.
+                let error =
+                    serde_json::json!({"message": refused.to_string(), "data": refused.data()});
                 session.push(format!("44{error}"));
             }
         }

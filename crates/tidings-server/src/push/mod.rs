@@ -30,8 +30,12 @@ use tokio::sync::broadcast::error::RecvError;
 
 /// Most items one read hands a connection; a backlog arrives in several reads.
 const READ_BATCH: usize = 100;
-/// Live connections one user may hold at once.
+/// Live connections one user may hold at once, unless `[limits] live_connections_per_user`
+/// says otherwise.
 pub const MAX_CONNECTIONS_PER_USER: usize = 64;
+/// What a refused connection is told to wait: a place frees as soon as one of the user's
+/// connections closes, which the server cannot foresee, so a short fixed wait.
+const CONNECTION_RETRY_SECONDS: u64 = 5;
 /// How often an idle SSE stream carries a keep-alive comment.
 pub const KEEP_ALIVE: Duration = Duration::from_secs(15);
 
@@ -346,8 +350,8 @@ impl Listener {
     }
 }
 
-/// Whether `user` may open one more connection now.
-fn room_for(registry: &Registry, user: i64) -> Result<(), ApiError> {
+/// Whether `user` may open one more connection now (at most `cap` at once).
+fn room_for(registry: &Registry, user: i64, cap: usize) -> Result<(), ApiError> {
     if registry.shut_down {
         return Err(ApiError::new(
             axum::http::StatusCode::SERVICE_UNAVAILABLE,
@@ -355,11 +359,11 @@ fn room_for(registry: &Registry, user: i64) -> Result<(), ApiError> {
             "the server is shutting down; reconnect shortly",
         ));
     }
-    if registry.by_user.get(&user).map_or(0, Vec::len) >= MAX_CONNECTIONS_PER_USER {
-        return Err(ApiError::new(
-            axum::http::StatusCode::TOO_MANY_REQUESTS,
+    if registry.by_user.get(&user).map_or(0, Vec::len) >= cap {
+        return Err(crate::limits::rate_limited(
             "too_many_connections",
-            format!("at most {MAX_CONNECTIONS_PER_USER} live connections per user"),
+            &format!("at most {cap} live connections per user; close one or retry later"),
+            CONNECTION_RETRY_SECONDS,
         ));
     }
     Ok(())
@@ -382,6 +386,8 @@ struct HubInner {
     registry: Mutex<Registry>,
     next_id: AtomicU64,
     started: AtomicBool,
+    /// Most live connections per user.
+    cap_per_user: usize,
 }
 
 impl std::fmt::Debug for Hub {
@@ -394,17 +400,23 @@ impl std::fmt::Debug for Hub {
 
 impl Default for Hub {
     fn default() -> Self {
+        Hub::with_connection_cap(MAX_CONNECTIONS_PER_USER)
+    }
+}
+
+impl Hub {
+    /// A hub that lets each user hold at most `cap_per_user` live connections.
+    pub fn with_connection_cap(cap_per_user: usize) -> Hub {
         Hub {
             inner: Arc::new(HubInner {
                 registry: Mutex::new(Registry::default()),
                 next_id: AtomicU64::new(1),
                 started: AtomicBool::new(false),
+                cap_per_user,
             }),
         }
     }
-}
 
-impl Hub {
     /// Starts the tasks that turn routing notices and session changes into wake-ups and
     /// closes (once; later calls do nothing). Needs a Tokio runtime.
     pub fn start(&self, store: &Store) {
@@ -466,7 +478,7 @@ impl Hub {
             .registry
             .lock()
             .map_err(|_| ApiError::internal("push registry lock"))?;
-        room_for(&registry, caller.user.id)
+        room_for(&registry, caller.user.id, self.inner.cap_per_user)
     }
 
     /// Registers a connection for an authenticated caller.
@@ -500,7 +512,7 @@ impl Hub {
             .lock()
             .map_err(|_| ApiError::internal("push registry lock"))?;
         let user_id = listener.user.id;
-        room_for(&registry, user_id)?;
+        room_for(&registry, user_id, self.inner.cap_per_user)?;
         registry
             .by_user
             .entry(user_id)

@@ -80,6 +80,17 @@ struct HandshakeAuth {
 #[derive(Debug)]
 pub(super) struct Refused(ApiError);
 
+impl Refused {
+    /// The refusal as `{"code", "details"}` (details only when there are some).
+    pub(super) fn data(&self) -> serde_json::Value {
+        let mut data = serde_json::json!({"code": self.0.code});
+        if let Some(details) = &self.0.details {
+            data["details"] = details.clone();
+        }
+        data
+    }
+}
+
 impl std::fmt::Display for Refused {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "{}: {}", self.0.code, self.0.message)
@@ -100,6 +111,9 @@ pub(super) async fn authorize(state: &AppState, auth: Option<&str>) -> Result<Pe
     };
     let caller = authenticate_token(state, auth.token.as_deref())
         .await
+        .map_err(Refused)?;
+    // A handshake is a read of the token's budget, like any other.
+    crate::limits::charge_as(&axum::http::Method::GET, None, state, &caller.token_hash)
         .map_err(Refused)?;
     let args = ChannelArgs::parse(&auth.filter.into_inbox_args(), auth.after.as_deref())
         .and_then(|args| {

@@ -71,16 +71,24 @@ impl Drop for Registration {
 #[utoipa::path(get, path = "/api/v1/inbox/stream", operation_id = "inbox_stream", tag = "inbox", security(("bearer" = [])),
     params(StreamArgs, ("Last-Event-ID" = Option<String>, Header, description = "resume after this cursor")),
     responses((status = 200, content_type = "text/event-stream", description = "events: ready, entry, counts, resume, closed"),
-        (status = 400), (status = 401), (status = 403), (status = 429)))]
+        (status = 400), (status = 401), (status = 403)))]
 pub async fn stream(
     State(state): State<AppState>,
     headers: HeaderMap,
+    slot: Option<axum::Extension<crate::limits::BudgetSlot>>,
     ApiQuery(args): ApiQuery<StreamArgs>,
 ) -> Result<Response, ApiError> {
     let header_token = headers
         .get(axum::http::header::AUTHORIZATION)
         .and_then(crate::auth::bearer_token);
     let auth = authenticate_token(&state, header_token.or(args.access_token.as_deref())).await?;
+    // Opening a stream is a read of the token's budget, like any other.
+    crate::limits::charge_as(
+        &axum::http::Method::GET,
+        slot.as_ref().map(|axum::Extension(slot)| slot),
+        &state,
+        &auth.token_hash,
+    )?;
     let last_event_id = headers
         .get("last-event-id")
         .and_then(|h| h.to_str().ok())

@@ -4,7 +4,7 @@ use super::{Effects, Store};
 use crate::hot::{ActorInfo, Effect};
 use crate::model::{LiveSession, NewSession, SessionInfo, SessionLookup, User, UserStatus};
 use crate::sql::{Connection, OptionalExtension, Row, params};
-use crate::{StoreError, StoreResult, now_ms, now_rfc3339, rfc3339_after, unix_ms};
+use crate::{StoreError, StoreResult, now_ms, now_rfc3339, rfc3339_after, rfc3339_before, unix_ms};
 
 const USER_COLUMNS: &str = "id, username, display_name, is_admin, status, created_at";
 
@@ -367,6 +367,23 @@ impl Store {
         self.shared.session_changes.send_modify(|g| *g += 1);
         self.shared.sessions.invalidate_all();
         result
+    }
+
+    /// Deletes the rows of sessions that ended (expired or were revoked) more than
+    /// `ended_for` ago; returns how many. A live session is never touched, and an ended one
+    /// already fails, so nothing a client sees changes: its token stays refused (as unknown).
+    /// Idempotent, so nodes of a cluster may run it at the same time.
+    pub async fn prune_sessions(&self, ended_for: std::time::Duration) -> StoreResult<usize> {
+        let cutoff = rfc3339_before(ended_for);
+        self.write(move |conn, _fx| {
+            Ok(conn
+                .prepare_cached(
+                    "DELETE FROM sessions
+                     WHERE expires_at < ?1 OR (revoked_at IS NOT NULL AND revoked_at < ?1)",
+                )?
+                .execute(params![cutoff])?)
+        })
+        .await
     }
 
     /// Revokes one session token.
