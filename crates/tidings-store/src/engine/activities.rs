@@ -729,7 +729,7 @@ pub(super) fn publish_in(
     }
     let tags = record_tags(&record);
     if listed {
-        super::search::index_published(conn, seq, &record)?;
+        let _indexed = super::search::index_published(conn, seq, &record)?;
     }
     for tag in &tags {
         conn.prepare_cached(

@@ -95,16 +95,18 @@ fn remove_doc(conn: &Connection, seq: i64) -> StoreResult<()> {
     Ok(())
 }
 
-/// Indexes a newly published activity (when it carries an object with text).
-pub(crate) fn index_published(conn: &Connection, seq: i64, record: &Value) -> StoreResult<()> {
+/// Indexes a newly published activity when it carries an object with text; says whether it
+/// did.
+pub(crate) fn index_published(conn: &Connection, seq: i64, record: &Value) -> StoreResult<bool> {
     let Some((object_type, title, body)) = record.get("object").and_then(object_text) else {
-        return Ok(());
+        return Ok(false);
     };
     let tags = record_tags(record).join(" ");
     if title.is_empty() && body.is_empty() && tags.is_empty() {
-        return Ok(());
+        return Ok(false);
     }
-    put_doc(conn, seq, &object_type, &title, &body, &tags)
+    put_doc(conn, seq, &object_type, &title, &body, &tags)?;
+    Ok(true)
 }
 
 /// An Update of `target` was published: its entry now holds the update's object's text.
@@ -153,7 +155,9 @@ pub(crate) fn reindex_all(conn: &Connection) -> StoreResult<u64> {
         };
         for (seq, body, edit) in rows {
             let record: Value = serde_json::from_str(&body)?;
-            index_published(conn, seq, &record)?;
+            if !index_published(conn, seq, &record)? {
+                continue;
+            }
             if let Some(edit) = edit {
                 index_edit(conn, seq, &serde_json::from_str(&edit)?)?;
             }
