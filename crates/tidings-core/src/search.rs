@@ -243,8 +243,8 @@ pub fn parse(input: &str) -> Result<Query, QueryError> {
             query.include.len()
         };
         push_term(&mut query, token.trim_end_matches('*'), negated, starred);
-        last_bare = (!negated && !starred && query.include.len() > before)
-            .then(|| query.include.len() - 1);
+        last_bare =
+            (!negated && !starred && query.include.len() > before).then(|| query.include.len() - 1);
     }
     let typing = chars.last().is_some_and(|c| !c.is_whitespace());
     if typing
@@ -369,7 +369,9 @@ fn window(text: &str, focus: Option<usize>, max_chars: usize) -> (usize, usize) 
         .map(|(i, _)| i)
         .chain(std::iter::once(text.len()));
     let start = bounds.nth(start_char).unwrap_or(0);
-    let end = bounds.nth(max_chars.saturating_sub(1)).unwrap_or(text.len());
+    let end = bounds
+        .nth(max_chars.saturating_sub(1))
+        .unwrap_or(text.len());
     // Start after a space when one is close, so the snippet does not open mid-word.
     let start = match text[start..focus.unwrap_or(start).max(start)].find(' ') {
         Some(p) if start > 0 && p < 16 => start + p + 1,
@@ -439,7 +441,10 @@ mod tests {
 
     #[test]
     fn words_are_lowercased_runs_of_letters_and_digits() {
-        assert_eq!(words("Tokio's panic, v2.0!"), ["tokio", "s", "panic", "v2", "0"]);
+        assert_eq!(
+            words("Tokio's panic, v2.0!"),
+            ["tokio", "s", "panic", "v2", "0"]
+        );
         assert_eq!(words("Ärger über Çafé"), ["ärger", "über", "çafé"]);
         assert_eq!(index_text("  a--b  "), "a b");
         let long = "x".repeat(100);
@@ -448,8 +453,9 @@ mod tests {
 
     #[test]
     fn parses_words_phrases_exclusions_and_operators() {
-        let q = parse(r#"Tokio "async runtime" -panic -"hard fault" from:@Ana in:eng tag:#Release "#)
-            .expect("valid");
+        let q =
+            parse(r#"Tokio "async runtime" -panic -"hard fault" from:@Ana in:eng tag:#Release "#)
+                .expect("valid");
         assert_eq!(
             q.include,
             [term(&["tokio"], false), term(&["async", "runtime"], false)]
@@ -505,7 +511,10 @@ mod tests {
             parse(r#"a "open"#),
             Err(QueryError::UnclosedQuote { at: 3 })
         );
-        assert_eq!(parse("from:").map_err(|e| e.code()), Err("query_empty_operator"));
+        assert_eq!(
+            parse("from:").map_err(|e| e.code()),
+            Err("query_empty_operator")
+        );
         assert_eq!(
             parse("in:Bad!Name").map_err(|e| e.code()),
             Err("query_invalid_operator")
@@ -530,7 +539,10 @@ mod tests {
         // A long text is cut around the first match, with ellipses.
         let text = format!("{} needle {}", "hay ".repeat(100), "straw ".repeat(100));
         let snippet = highlight(&text, &[("needle".into(), false)], 60);
-        assert!(snippet.starts_with(ELLIPSIS) && snippet.ends_with(ELLIPSIS), "{snippet}");
+        assert!(
+            snippet.starts_with(ELLIPSIS) && snippet.ends_with(ELLIPSIS),
+            "{snippet}"
+        );
         assert!(snippet.contains("<mark>needle</mark>"), "{snippet}");
         assert!(snippet.chars().count() <= 60 + 2 + 13, "{snippet}");
         // Nothing matched: the start of the text.

@@ -40,10 +40,7 @@ async fn bad_queries_are_400s_that_change_nothing() {
         ("q=%22open".to_owned(), "query_unclosed_quote"),
         ("q=from:".to_owned(), "query_empty_operator"),
         ("q=in:Bad!Name".to_owned(), "query_invalid_operator"),
-        (
-            format!("q={}", "ab%20".repeat(17)),
-            "query_too_many_terms",
-        ),
+        (format!("q={}", "ab%20".repeat(17)), "query_too_many_terms"),
         ("q=".to_owned(), "query_empty"),
         ("q=%20%20--".to_owned(), "query_empty"),
         ("q=tokio&limit=0".to_owned(), "invalid_limit"),
@@ -52,7 +49,10 @@ async fn bad_queries_are_400s_that_change_nothing() {
         ("q=tokio&since=yesterday".to_owned(), "invalid_filter"),
         ("q=tokio&author=Not%20A%20Name".to_owned(), "invalid_filter"),
         ("q=tokio&object_type=No%20te".to_owned(), "invalid_filter"),
-        ("q=tokio&type=people&circle=eng".to_owned(), "invalid_filter"),
+        (
+            "q=tokio&type=people&circle=eng".to_owned(),
+            "invalid_filter",
+        ),
     ] {
         let r = s.get(&ana, &format!("/search?{query}")).await;
         assert_eq!(r.status, StatusCode::BAD_REQUEST, "{query}: {:?}", r.body);
@@ -70,7 +70,11 @@ async fn bad_queries_are_400s_that_change_nothing() {
         .request(reqwest::Method::GET, "/search?q=tokio", None, None, &[])
         .await;
     assert_eq!(r.status, StatusCode::UNAUTHORIZED);
-    assert_eq!(s.store.last_seq().await.expect("last"), last, "nothing stored");
+    assert_eq!(
+        s.store.last_seq().await.expect("last"),
+        last,
+        "nothing stored"
+    );
     s.assert_verified().await;
 }
 
@@ -143,11 +147,17 @@ async fn operators_highlights_and_visibility() {
     assert!(find_all(&s, &cy, "q=in:eng").await.is_empty());
     // Operators and filters.
     assert_eq!(find_all(&s, &bo, "q=in:eng").await, [id(&private)]);
-    assert_eq!(find_all(&s, &bo, "q=tokio&circle=eng").await, [id(&private)]);
+    assert_eq!(
+        find_all(&s, &bo, "q=tokio&circle=eng").await,
+        [id(&private)]
+    );
     assert_eq!(find_all(&s, &ana, "q=from:bo%20tokio").await, [id(&direct)]);
     assert_eq!(find_all(&s, &ana, "q=tokio&author=bo").await, [id(&direct)]);
     assert_eq!(find_all(&s, &ana, "q=tag:rust").await, [id(&public)]);
-    assert_eq!(find_all(&s, &ana, "q=tokio&tag=plans").await, [id(&private)]);
+    assert_eq!(
+        find_all(&s, &ana, "q=tokio&tag=plans").await,
+        [id(&private)]
+    );
     assert_eq!(
         find_all(&s, &ana, "q=tokio&object_type=Article").await,
         [id(&public)]
@@ -236,7 +246,10 @@ async fn circles_and_people() {
     let first = names(&r, "circle", "name");
     let next = r.body["next"].as_str().expect("next").to_owned();
     let r = s
-        .get(&ana, &format!("/search?type=circles&q=garden&limit=1&before={next}"))
+        .get(
+            &ana,
+            &format!("/search?type=circles&q=garden&limit=1&before={next}"),
+        )
         .await;
     let mut both = first;
     both.extend(names(&r, "circle", "name"));

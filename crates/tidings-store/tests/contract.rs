@@ -857,7 +857,13 @@ async fn community(store: &Store) -> Community {
         )
         .await
         .expect("circle");
-    publish(store, &cy, json!({"type": "Follow", "object": "user:ana"}), None).await;
+    publish(
+        store,
+        &cy,
+        json!({"type": "Follow", "object": "user:ana"}),
+        None,
+    )
+    .await;
     let (public, public_id) = publish(
         store,
         &ana,
@@ -930,7 +936,12 @@ async fn search_finds_only_what_the_reader_may_read_on_every_adapter() {
         // Operators, phrases, prefixes and exclusions.
         assert_eq!(found(&store, &c.ana, search_for("tok")).await.len(), 4);
         assert_eq!(
-            found(&store, &c.ana, search_for("tokio -secret -\"direct note\" ")).await,
+            found(
+                &store,
+                &c.ana,
+                search_for("tokio -secret -\"direct note\" ")
+            )
+            .await,
             [c.followers, c.public],
             "{location:?}"
         );
@@ -947,12 +958,20 @@ async fn search_finds_only_what_the_reader_may_read_on_every_adapter() {
             found(&store, &c.ana, search_for("in:sec")).await,
             [c.private]
         );
-        assert!(found(&store, &outsider, search_for("in:sec")).await.is_empty());
+        assert!(
+            found(&store, &outsider, search_for("in:sec"))
+                .await
+                .is_empty()
+        );
         assert_eq!(
             found(&store, &c.bo, search_for("tag:rust tokio")).await,
             [c.public]
         );
-        assert!(found(&store, &c.bo, search_for("from:bo tokio")).await.is_empty());
+        assert!(
+            found(&store, &c.bo, search_for("from:bo tokio"))
+                .await
+                .is_empty()
+        );
         assert_eq!(
             found(&store, &c.bo, search_for("from:ana -tokio")).await,
             Vec::<i64>::new()
@@ -1017,7 +1036,10 @@ async fn search_follows_edits_retractions_and_hides_on_every_adapter() {
         .await;
         assert!(found(&store, &c.cy, search_for("tokio ")).await.is_empty());
         // A hidden item is not found by the one who hid it.
-        store.wait_routed(store.last_seq().await.expect("last")).await.expect("routed");
+        store
+            .wait_routed(store.last_seq().await.expect("last"))
+            .await
+            .expect("routed");
         store
             .hide_in_inbox(c.bo.clone(), &c.direct_id)
             .await
@@ -1130,7 +1152,11 @@ async fn circle_and_people_search_on_every_adapter() {
             .search_circle_hits(c.cy.clone(), query("tok"), SearchSort::Best, None, 10)
             .await
             .expect("circles");
-        assert_eq!(names(page), ["tokio-users", "tokyo"], "{location:?}: not the private one");
+        assert_eq!(
+            names(page),
+            ["tokio-users", "tokyo"],
+            "{location:?}: not the private one"
+        );
         let page = store
             .search_circle_hits(c.ana.clone(), query("tok"), SearchSort::Newest, None, 10)
             .await

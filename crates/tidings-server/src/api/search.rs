@@ -46,17 +46,22 @@ pub struct SearchArgs {
     #[param(rename = "type", inline)]
     pub kind: Option<SearchKind>,
     /// Activities addressed to this circle (same as `in:`).
+    #[param(pattern = "^[A-Za-z0-9][A-Za-z0-9_-]{0,62}$")]
     pub circle: Option<String>,
     /// Activities by this user (same as `from:`).
+    #[param(pattern = "^[A-Za-z0-9][A-Za-z0-9_-]{0,62}$")]
     pub author: Option<String>,
     /// Activities with this tag (same as `tag:`).
+    #[param(pattern = r"^#?[\p{L}\p{N}_.-]{1,64}$")]
     pub tag: Option<String>,
     /// Activities whose object has this type (`Note`, `Article`, …).
-    #[param(max_length = 64)]
+    #[param(pattern = "^[A-Za-z0-9_]{1,64}$")]
     pub object_type: Option<String>,
     /// Activities published at or after this time (RFC 3339).
+    #[param(format = DateTime)]
     pub since: Option<String>,
     /// Activities published before this time (RFC 3339).
+    #[param(format = DateTime)]
     pub until: Option<String>,
     /// `newest` (default) or `best` (relevance, among the 1,000 newest matches).
     #[param(inline)]
@@ -223,9 +228,10 @@ pub async fn search(
                 return Err(QueryError::Empty.into());
             }
             let object_types = match &args.object_type {
-                Some(t) if t.is_empty()
-                    || t.chars().count() > 64
-                    || !t.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') =>
+                Some(t)
+                    if t.is_empty()
+                        || t.chars().count() > 64
+                        || !t.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') =>
                 {
                     return Err(ApiError::bad_request(
                         "invalid_filter",
@@ -307,10 +313,7 @@ pub async fn search(
             }
         }
         SearchKind::People => {
-            let page = state
-                .store
-                .search_people(query, sort, after, limit)
-                .await?;
+            let page = state.store.search_people(query, sort, after, limit).await?;
             SearchResults {
                 items: page
                     .items

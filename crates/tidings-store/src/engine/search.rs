@@ -236,11 +236,7 @@ fn match_expr(engine: Engine, include: &[Term], exclude: &[Term]) -> Option<Stri
                 .iter()
                 .map(|t| format!("({})", tsquery_term(t)))
                 .collect();
-            parts.extend(
-                exclude
-                    .iter()
-                    .map(|t| format!("!({})", tsquery_term(t))),
-            );
+            parts.extend(exclude.iter().map(|t| format!("!({})", tsquery_term(t))));
             parts.join(" & ")
         }
     })
@@ -387,7 +383,9 @@ fn find_activities(
                  -bm25(search_fts, 10.0, 4.0, 1.0) AS score",
             );
         }
-        Engine::Postgres => sql.push("SELECT c.seq, c.score FROM (SELECT a.seq AS seq, d.doc AS doc"),
+        Engine::Postgres => {
+            sql.push("SELECT c.seq, c.score FROM (SELECT a.seq AS seq, d.doc AS doc")
+        }
     }
     source(&mut sql, engine, search);
     filters(&mut sql, viewer, search);
@@ -398,8 +396,8 @@ fn find_activities(
     ));
     if engine == Engine::Postgres {
         // Ranked outside the candidate subquery, so only the candidates are ranked.
-        let expr = match_expr(engine, &search.query.include, &search.query.exclude)
-            .unwrap_or_default();
+        let expr =
+            match_expr(engine, &search.query.include, &search.query.exclude).unwrap_or_default();
         let p = sql.text_arg(&expr);
         sql.text = sql.text.replacen(
             "SELECT c.seq, c.score FROM",
