@@ -334,12 +334,15 @@ fn source(sql: &mut Sql, engine: Engine, search: &ActivitySearch) -> bool {
     }
 }
 
-/// Finds activities: (seq, score) in page order, up to `limit + 1`, and the cursor of each.
+/// One activity found: its seq, its score, and its cursor position.
+type Found = (i64, f64, i64);
+
+/// Finds activities: a page of them in order, and whether more follow.
 fn find_activities(
     conn: &Connection,
     viewer: &User,
     search: &ActivitySearch,
-) -> StoreResult<(Vec<(i64, f64, i64)>, bool)> {
+) -> StoreResult<(Vec<Found>, bool)> {
     let engine = conn.engine();
     let want = search.limit + 1;
     let mut sql = Sql::default();
