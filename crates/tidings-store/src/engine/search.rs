@@ -291,8 +291,10 @@ fn filters(sql: &mut Sql, viewer: &User, search: &ActivitySearch) {
 }
 
 /// The FROM clause and match predicate: the engine's index when there are words to match,
-/// the documents alone otherwise (filters and exclusions only).
-fn source(sql: &mut Sql, engine: Engine, search: &ActivitySearch) -> bool {
+/// the documents alone otherwise (filters and exclusions only). Returns the column to order
+/// and bound by: the index's own order where it has one (FTS5 walks rowids in either
+/// direction and stops early; sorting by the joined `a.seq` would sort every match).
+fn source(sql: &mut Sql, engine: Engine, search: &ActivitySearch) -> &'static str {
     let q = &search.query;
     let expr = match_expr(engine, &q.include, &q.exclude);
     match (engine, expr) {
@@ -303,7 +305,7 @@ fn source(sql: &mut Sql, engine: Engine, search: &ActivitySearch) -> bool {
                   JOIN search_docs d ON d.seq = a.seq
                   WHERE search_fts MATCH {p}"
             ));
-            true
+            "search_fts.rowid"
         }
         (Engine::Postgres, Some(expr)) => {
             let p = sql.text_arg(&expr);
@@ -311,7 +313,7 @@ fn source(sql: &mut Sql, engine: Engine, search: &ActivitySearch) -> bool {
                 " FROM search_docs d JOIN activities a ON a.seq = d.seq
                   WHERE d.doc @@ to_tsquery('simple'::regconfig, CAST({p} AS TEXT))"
             ));
-            true
+            "d.seq"
         }
         (_, None) => {
             sql.push(" FROM search_docs d JOIN activities a ON a.seq = d.seq WHERE TRUE");
@@ -329,7 +331,7 @@ fn source(sql: &mut Sql, engine: Engine, search: &ActivitySearch) -> bool {
                     )),
                 }
             }
-            false
+            "d.seq"
         }
     }
 }
@@ -349,14 +351,14 @@ fn find_activities(
     let best = search.sort == SearchSort::Best && !search.query.include.is_empty();
     if !best {
         sql.push("SELECT a.seq");
-        source(&mut sql, engine, search);
+        let order = source(&mut sql, engine, search);
         filters(&mut sql, viewer, search);
         if let Some(before) = search.after {
             let p = sql.arg(OwnedValue::Integer(before));
-            sql.push(&format!(" AND a.seq < {p}"));
+            sql.push(&format!(" AND {order} < {p}"));
         }
         let n = sql.arg(OwnedValue::Integer(want as i64));
-        sql.push(&format!(" ORDER BY a.seq DESC LIMIT {n}"));
+        sql.push(&format!(" ORDER BY {order} DESC LIMIT {n}"));
         let rows: Vec<i64> = conn
             .prepare_cached(&sql.text)?
             .query_map(params_from_iter(sql.args), |r| r.get(0))?
@@ -390,12 +392,12 @@ fn find_activities(
             sql.push("SELECT c.seq, c.score FROM (SELECT a.seq AS seq, d.doc AS doc")
         }
     }
-    source(&mut sql, engine, search);
+    let order = source(&mut sql, engine, search);
     filters(&mut sql, viewer, search);
     let upto = sql.arg(OwnedValue::Integer(cursor.upto));
     let candidates = sql.arg(OwnedValue::Integer(SEARCH_CANDIDATES));
     sql.push(&format!(
-        " AND a.seq <= {upto} ORDER BY a.seq DESC LIMIT {candidates}) c"
+        " AND {order} <= {upto} ORDER BY {order} DESC LIMIT {candidates}) c"
     ));
     if engine == Engine::Postgres {
         // Ranked outside the candidate subquery, so only the candidates are ranked.
