@@ -57,7 +57,10 @@ pub fn search_query(data: &[u8]) {
                 }
             }
             for name in query.from.iter().chain(&query.circles) {
-                assert!(subscription::is_valid_slug(name), "{input:?}: name {name:?}");
+                assert!(
+                    subscription::is_valid_slug(name),
+                    "{input:?}: name {name:?}"
+                );
             }
             query.marks()
         }

@@ -1185,3 +1185,56 @@ async fn circle_and_people_search_on_every_adapter() {
         store.close();
     }
 }
+
+/// Takes a store back to schema version 5 (no search index), as a store written by an older
+/// release has it.
+fn downgrade_to_v5(location: &StoreLocation) {
+    match location {
+        StoreLocation::Embedded(dir) => {
+            let conn = rusqlite::Connection::open(dir.join("tidings.db")).expect("raw");
+            conn.execute_batch(
+                "DROP TABLE search_fts; DROP TABLE search_docs;
+                 UPDATE meta SET value = '5' WHERE key = 'schema_version';",
+            )
+            .expect("downgrade");
+        }
+        StoreLocation::Postgres(url) => {
+            let url = url.clone();
+            std::thread::spawn(move || {
+                let mut client = postgres::Client::connect(&url, postgres::NoTls).expect("raw");
+                client
+                    .batch_execute(
+                        "DROP TABLE search_docs;
+                         UPDATE meta SET value = '5' WHERE key = 'schema_version';",
+                    )
+                    .expect("downgrade");
+            })
+            .join()
+            .expect("downgrade thread");
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_store_from_before_search_is_indexed_on_upgrade_on_every_adapter() {
+    for (location, _dir) in places() {
+        let store = open(&location);
+        let c = community(&store).await;
+        store.close();
+        drop(store);
+        downgrade_to_v5(&location);
+        // PostgreSQL sessions of the closed store may linger a moment; opening migrates.
+        let store = open(&location);
+        assert_eq!(
+            found(&store, &c.ana, search_for("tokio ")).await,
+            [c.followers, c.direct, c.private, c.public],
+            "{location:?}: the existing log was indexed"
+        );
+        assert_eq!(
+            found(&store, &c.bo, search_for("tokio ")).await,
+            [c.direct, c.public],
+            "{location:?}"
+        );
+        store.close();
+    }
+}

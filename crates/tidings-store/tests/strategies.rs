@@ -13,8 +13,8 @@ use serde_json::{Value, json};
 use tidings_core::activity::{Limits, TypeStatus, normalize};
 use tidings_core::expr::parse;
 use tidings_store::Store;
-use tidings_store::model::{InboxFilter, JoinPolicy, PageFrom, User, Visibility};
 use tidings_store::model::{ActivitySearch, NewCircle, PublishInput, SearchSort};
+use tidings_store::model::{InboxFilter, JoinPolicy, PageFrom, User, Visibility};
 use tidings_store::{StoreConfig, StoreLocation};
 
 #[derive(Debug, Clone)]
