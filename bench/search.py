@@ -210,6 +210,10 @@ def run(args, label, store_args, raw, engine_ref):
         print(f"== {label}", flush=True)
         reader = seed(api, args.posts, random.Random(7))
         ref = engine_ref(data)
+        if raw is raw_pg_times:
+            # What autovacuum does on a live database: word statistics for the planner (without
+            # them it guesses every word's frequency and walks the whole table for rare ones).
+            subprocess.run(["psql", ref, "-qc", "ANALYZE"], check=True)
         counts = frequencies(ref, [args.rare, args.ordinary, COMMON], "sqlite" if raw is raw_sqlite_times else "pg")
         print(f"  matches: rare {args.rare}={counts[args.rare]}, ordinary {args.ordinary}={counts[args.ordinary]}, common={counts[COMMON]} of {args.posts}")
         print(f"  {'word':<10} {'order':<7} {'HTTP /search (visibility, render)':<36} raw engine (no visibility)")

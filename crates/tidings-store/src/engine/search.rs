@@ -618,6 +618,26 @@ fn search_activities_on(
     viewer: &User,
     search: &ActivitySearch,
 ) -> StoreResult<SearchPage<ActivityHit>> {
+    if conn.engine() == Engine::Postgres {
+        // A prepared statement's generic plan cannot know how common the words are: it walks
+        // the newest rows for a rare word (measured: 18 ms instead of 1 ms at 20k posts). A
+        // custom plan per search reads the words' statistics and picks the GIN index or the
+        // seq order; SET LOCAL keeps that to this transaction.
+        conn.execute_batch("BEGIN READ ONLY; SET LOCAL plan_cache_mode = force_custom_plan")?;
+        let page = page_of_activities(conn, shared, viewer, search);
+        let end = if page.is_ok() { "COMMIT" } else { "ROLLBACK" };
+        conn.execute_batch(end)?;
+        return page;
+    }
+    page_of_activities(conn, shared, viewer, search)
+}
+
+fn page_of_activities(
+    conn: &Connection,
+    shared: &Shared,
+    viewer: &User,
+    search: &ActivitySearch,
+) -> StoreResult<SearchPage<ActivityHit>> {
     let (found, more) = find_activities(conn, viewer, search)?;
     let marks = search.query.marks();
     let mut items = Vec::with_capacity(found.len());
