@@ -336,8 +336,16 @@ fn source(sql: &mut Sql, engine: Engine, search: &ActivitySearch) -> &'static st
     }
 }
 
-/// One activity found: its seq, its score, and its cursor position.
-type Found = (i64, f64, i64);
+/// One activity found.
+struct Found {
+    seq: i64,
+    score: f64,
+    /// Its cursor position.
+    position: i64,
+    /// Its indexed title and text (fetched with it: on PostgreSQL each lookup is a round trip).
+    title: String,
+    body: String,
+}
 
 /// Finds activities: a page of them in order, and whether more follow.
 fn find_activities(
@@ -350,7 +358,7 @@ fn find_activities(
     let mut sql = Sql::default();
     let best = search.sort == SearchSort::Best && !search.query.include.is_empty();
     if !best {
-        sql.push("SELECT a.seq");
+        sql.push("SELECT a.seq, d.title, d.body");
         let order = source(&mut sql, engine, search);
         filters(&mut sql, viewer, search);
         if let Some(before) = search.after {
@@ -359,15 +367,23 @@ fn find_activities(
         }
         let n = sql.arg(OwnedValue::Integer(want as i64));
         sql.push(&format!(" ORDER BY {order} DESC LIMIT {n}"));
-        let rows: Vec<i64> = conn
+        let rows: Vec<(i64, String, String)> = conn
             .prepare_cached(&sql.text)?
-            .query_map(params_from_iter(sql.args), |r| r.get(0))?
+            .query_map(params_from_iter(sql.args), |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+            })?
             .collect::<Result<_, _>>()?;
         let more = rows.len() > search.limit;
         let hits = rows
             .into_iter()
             .take(search.limit)
-            .map(|seq| (seq, 0.0, seq))
+            .map(|(seq, title, body)| Found {
+                seq,
+                score: 0.0,
+                position: seq,
+                title,
+                body,
+            })
             .collect();
         return Ok((hits, more));
     }
@@ -384,20 +400,21 @@ fn find_activities(
     match engine {
         Engine::Sqlite => {
             sql.push(
-                "SELECT c.seq, c.score FROM (SELECT a.seq AS seq,
+                "SELECT c.seq, c.score, d2.title, d2.body FROM (SELECT a.seq AS seq,
                  -bm25(search_fts, 10.0, 4.0, 1.0) AS score",
             );
         }
-        Engine::Postgres => {
-            sql.push("SELECT c.seq, c.score FROM (SELECT a.seq AS seq, d.doc AS doc")
-        }
+        Engine::Postgres => sql.push(
+            "SELECT c.seq, c.score, d2.title, d2.body FROM (SELECT a.seq AS seq, d.doc AS doc",
+        ),
     }
     let order = source(&mut sql, engine, search);
     filters(&mut sql, viewer, search);
     let upto = sql.arg(OwnedValue::Integer(cursor.upto));
     let candidates = sql.arg(OwnedValue::Integer(SEARCH_CANDIDATES));
     sql.push(&format!(
-        " AND {order} <= {upto} ORDER BY {order} DESC LIMIT {candidates}) c"
+        " AND {order} <= {upto} ORDER BY {order} DESC LIMIT {candidates}) c
+          JOIN search_docs d2 ON d2.seq = c.seq"
     ));
     if engine == Engine::Postgres {
         // Ranked outside the candidate subquery, so only the candidates are ranked.
@@ -405,9 +422,9 @@ fn find_activities(
             match_expr(engine, &search.query.include, &search.query.exclude).unwrap_or_default();
         let p = sql.text_arg(&expr);
         sql.text = sql.text.replacen(
-            "SELECT c.seq, c.score FROM",
+            "SELECT c.seq, c.score, d2.title, d2.body FROM",
             &format!(
-                "SELECT c.seq, CAST(ts_rank_cd(c.doc, to_tsquery('simple'::regconfig, CAST({p} AS TEXT)), 1) AS DOUBLE PRECISION) AS score FROM"
+                "SELECT c.seq, CAST(ts_rank_cd(c.doc, to_tsquery('simple'::regconfig, CAST({p} AS TEXT)), 1) AS DOUBLE PRECISION) AS score, d2.title, d2.body FROM"
             ),
             1,
         );
@@ -417,20 +434,28 @@ fn find_activities(
     sql.push(&format!(
         " ORDER BY score DESC, c.seq DESC LIMIT {n} OFFSET {offset}"
     ));
-    let rows: Vec<(i64, f64)> = conn
+    let rows: Vec<(i64, f64, String, String)> = conn
         .prepare_cached(&sql.text)?
-        .query_map(params_from_iter(sql.args), |r| Ok((r.get(0)?, r.get(1)?)))?
+        .query_map(params_from_iter(sql.args), |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+        })?
         .collect::<Result<_, _>>()?;
     let more = rows.len() > search.limit;
     let mut hits = Vec::with_capacity(search.limit);
-    for (i, (seq, score)) in rows.into_iter().take(search.limit).enumerate() {
+    for (i, (seq, score, title, body)) in rows.into_iter().take(search.limit).enumerate() {
         let position = BestCursor {
             upto: cursor.upto,
             offset: cursor.offset + i as i64 + 1,
         }
         .pack()
         .ok_or_else(|| StoreError::Corrupt("search cursor out of range".into()))?;
-        hits.push((seq, score, position));
+        hits.push(Found {
+            seq,
+            score,
+            position,
+            title,
+            body,
+        });
     }
     Ok((hits, more))
 }
@@ -641,17 +666,14 @@ fn page_of_activities(
     let (found, more) = find_activities(conn, viewer, search)?;
     let marks = search.query.marks();
     let mut items = Vec::with_capacity(found.len());
-    for (seq, score, position) in found {
-        let (title, body): (String, String) = conn
-            .prepare_cached("SELECT title, body FROM search_docs WHERE seq = ?1")?
-            .query_row([seq], |r| Ok((r.get(0)?, r.get(1)?)))?;
+    for hit in found {
         items.push(ActivityHit {
-            seq,
-            position,
-            score,
-            activity: render_text(conn, shared, seq)?,
-            title: highlight(&title, &marks, TITLE_CHARS),
-            snippet: highlight(&body, &marks, SNIPPET_CHARS),
+            seq: hit.seq,
+            position: hit.position,
+            score: hit.score,
+            activity: render_text(conn, shared, hit.seq)?,
+            title: highlight(&hit.title, &marks, TITLE_CHARS),
+            snippet: highlight(&hit.body, &marks, SNIPPET_CHARS),
         });
     }
     let next = more.then(|| items.last().map(|h| h.position)).flatten();
