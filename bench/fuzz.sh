@@ -14,7 +14,7 @@ seconds="${1:-60}"
 shift || true
 targets=("$@")
 if [ ${#targets[@]} -eq 0 ]; then
-  targets=(expr canonical_json cursor activity compat_bodies engineio)
+  targets=(expr search_query canonical_json cursor activity compat_bodies engineio)
 fi
 cargo +nightly fuzz build
 for target in "${targets[@]}"; do

@@ -1,4 +1,4 @@
-// The web app's stories (the nine, the extras, the social pages, the account page), driven through Debian's Chromium headless with
+// The web app's stories (the nine, the extras, the social pages, the account page, search), driven through Debian's Chromium headless with
 // two people in two browser contexts. Run by crates/tidings/tests/web_e2e.rs against a real
 // `tidings serve`; environment:
 //   TIDINGS_BASE_URL       the server, e.g. http://127.0.0.1:PORT
@@ -748,6 +748,43 @@ try {
     await noXss(dee);
     delete pages.dee;
     await deeCtx.close();
+  });
+
+  await story('16. search: the header box, highlights as text, filters, type-ahead; a private post stays private', async () => {
+    // Ana posts in public (with markup in it, which must show as text) and to a private circle.
+    await api(anaToken, 'POST', '/circles', { name: 'vault', description: 'private things', visibility: 'private', join_policy: 'invite' });
+    await api(anaToken, 'POST', '/outbox?wait=routed', {
+      object: { type: 'Note', content: `Zebrafish <b>migration</b> notes ${XSS[0]}` }, to: ['public'], tag: ['zoology'],
+    });
+    await api(anaToken, 'POST', '/outbox?wait=routed', { object: { type: 'Note', content: 'zebrafish secret plans' }, to: ['circle:vault'] });
+    // Bob finds the public one from the header's search box, the word marked, the rest as text.
+    await bob.goto(`${BASE}/`);
+    await bob.fill('#header-search', 'zebrafish');
+    await bob.press('#header-search', 'Enter');
+    await visible(bob.locator('#search-results .result .snippet mark', { hasText: 'Zebrafish' }));
+    await visible(bob.locator('#search-results .snippet', { hasText: '<b>migration</b>' }));
+    assert.equal(await bob.locator('#search-results .snippet b, #search-results .snippet img').count(), 0);
+    assert.equal(await bob.locator('#search-results .result').count(), 1, 'the private post is not found by an outsider');
+    // The private post's own words find nothing for him.
+    await bob.fill('#search-q', 'secret plans ');
+    await visible(bob.locator('#search-status', { hasText: 'No posts match' }));
+    await shot(bob, 'search-outsider');
+    // Ana, a member, finds both while typing a prefix; a tag filter narrows to one.
+    await ana.goto(`${BASE}/search?q=zebra`);
+    await visible(ana.locator('#search-results .result .snippet mark', { hasText: 'zebrafish' }));
+    assert.equal(await ana.locator('#search-results .result').count(), 2);
+    await ana.fill('#search-tag', 'zoology');
+    await ana.click('#search-form button[type=submit]');
+    await visible(ana.locator('#search-results .result .snippet', { hasText: 'migration' }));
+    assert.equal(await ana.locator('#search-results .result').count(), 1);
+    await shot(ana, 'search');
+    // People and circles.
+    await bob.goto(`${BASE}/search?type=people&q=an`);
+    await visible(bob.locator('#search-results article[data-user=ana] mark'));
+    await bob.goto(`${BASE}/search?type=circles&q=vault`);
+    await visible(bob.locator('#search-status', { hasText: 'No circles match' }));
+    await noXss(ana);
+    await noXss(bob);
   });
 
   // A last look at both screens for the artifacts.

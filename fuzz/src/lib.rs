@@ -3,7 +3,7 @@
 //! and, on stable, by `crates/tidings-server/tests/fuzz_corpus.rs`, which replays every file
 //! under `fuzz/corpus/TARGET/` and `fuzz/regressions/TARGET/` through them.
 //!
-//! The pure targets (`expr`, `canonical_json`, `cursor`, `activity`) call `tidings-core`
+//! The pure targets (`expr`, `search_query`, `canonical_json`, `cursor`, `activity`) call `tidings-core`
 //! directly. The wire targets (`compat_bodies`, `engineio`) drive the whole HTTP surface
 //! in-process (`tidings_server::api::router` over a temporary embedded store, called with
 //! `tower::ServiceExt::oneshot`): the compat bodies and Engine.IO packets are parsed inside
@@ -34,6 +34,49 @@ pub fn expr(data: &[u8]) {
         assert_eq!(again, parsed, "{input:?} → {printed:?} changed meaning");
         let _ = parsed.matches(&["a".into(), input.into()], input);
     }
+}
+
+/// Search queries: parsing never panics; a parsed query holds only words the index could
+/// hold (letters and digits, lowercase-stable, at most 64 characters) and filters that are
+/// valid names; a snippet of the input highlighted by it contains no markup but the marks.
+pub fn search_query(data: &[u8]) {
+    use tidings_core::search;
+    let Some(input) = text(data) else { return };
+    let marks = match search::parse(input) {
+        Ok(query) => {
+            for term in query.include.iter().chain(&query.exclude) {
+                assert!(!term.words.is_empty(), "{input:?}: an empty term");
+                for word in &term.words {
+                    assert!(
+                        !word.is_empty()
+                            && word.chars().count() <= search::MAX_WORD_CHARS
+                            && word.chars().all(char::is_alphanumeric)
+                            && search::words(word) == [word.clone()],
+                        "{input:?}: word {word:?} is not one the index holds"
+                    );
+                }
+            }
+            for name in query.from.iter().chain(&query.circles) {
+                assert!(
+                    subscription::is_valid_slug(name),
+                    "{input:?}: name {name:?}"
+                );
+            }
+            query.marks()
+        }
+        Err(e) => {
+            assert!(!e.to_string().is_empty() && !e.code().is_empty());
+            Vec::new()
+        }
+    };
+    let snippet = search::highlight(input, &marks, 120);
+    let bare = snippet
+        .replace(search::MARK_OPEN, "")
+        .replace(search::MARK_CLOSE, "");
+    assert!(
+        !bare.contains(['<', '>', '"', '\'']),
+        "{input:?}: snippet {snippet:?} carries markup"
+    );
 }
 
 /// Canonical JSON: a fixed point (canonical text parses back to a value with the same
@@ -321,6 +364,7 @@ pub type Check = fn(&[u8]);
 /// The targets by name, for the corpus replay.
 pub const TARGETS: &[(&str, Check)] = &[
     ("expr", expr),
+    ("search_query", search_query),
     ("canonical_json", canonical_json),
     ("cursor", cursor),
     ("activity", activity),

@@ -15,6 +15,7 @@ import { profileView } from './views/profile.js';
 import { subscriptionsView } from './views/subscriptions.js';
 import { notificationsView } from './views/notifications.js';
 import { accountView } from './views/account.js';
+import { searchView } from './views/search.js';
 import { notificationsLink, resetNotificationCounts } from './badge.js';
 import { startLive, stopLive } from './live.js';
 
@@ -31,6 +32,7 @@ const routes = [
   [/^\/subscriptions$/, subscriptionsView],
   [/^\/notifications$/, notificationsView],
   [/^\/account$/, accountView],
+  [/^\/search$/, searchView],
 ];
 
 const main = () => document.getElementById('main');
@@ -96,6 +98,7 @@ function renderHeader(path) {
     return;
   }
   replace(nav,
+    headerSearch(path),
     link('/', 'Home'),
     link('/circles', 'Circles'),
     notificationsLink(path === '/notifications'),
@@ -103,6 +106,19 @@ function renderHeader(path) {
     link(`/u/${encodeURIComponent(user.username)}`, user.display_name || user.username, { id: 'me-link' }),
     link('/account', 'Account', { id: 'account-link' }),
     h('button', { type: 'button', class: 'ghost', id: 'logout', onclick: logout, text: 'Log out' }));
+}
+
+/** The header's search box: submitting opens the results page. */
+function headerSearch(path) {
+  const current = path === '/search' ? new URLSearchParams(location.search).get('q') || '' : '';
+  const input = h('input', { type: 'search', name: 'q', id: 'header-search', value: current, placeholder: 'Search', 'aria-label': 'Search posts, circles and people' });
+  const form = h('form', { class: 'header-search', role: 'search' }, input);
+  form.addEventListener('submit', (e) => {
+    e.preventDefault();
+    const q = input.value;
+    if (q.trim()) navigate(`/search?q=${encodeURIComponent(q)}`);
+  });
+  return form;
 }
 
 async function logout() {

@@ -235,7 +235,12 @@ fn check_tag(chars: &[char], offset: usize) -> Result<String, TagError> {
     let mut count = 0usize;
     for (i, &c) in body.iter().enumerate() {
         let pos = body_start + i;
-        for lc in c.to_lowercase() {
+        // 'İ' is the one letter whose lowercase adds a combining mark ("i̇"); it stands for
+        // 'i', as the tag pattern the API documents (letters and digits) implies.
+        for lc in c
+            .to_lowercase()
+            .filter(|&lc| !(c == '\u{130}' && lc == '\u{307}'))
+        {
             // Require a lowercase-stable allowed character so the output is a
             // fixed point: normalising a normalised tag never changes it.
             let stable = lc.to_lowercase().eq(std::iter::once(lc));
@@ -409,6 +414,7 @@ mod tests {
         assert_eq!(normalize_tag("ÄÖÜ").unwrap(), "äöü");
         assert_eq!(normalize_tag("日本").unwrap(), "日本");
         assert_eq!(normalize_tag("a.b-c_d").unwrap(), "a.b-c_d");
+        assert_eq!(normalize_tag("#0MİR").unwrap(), "0mir");
         assert_eq!(normalize_tag("").unwrap_err().position, 0);
         assert_eq!(normalize_tag("#").unwrap_err().position, 1);
         assert_eq!(normalize_tag("##a").unwrap_err().position, 1);

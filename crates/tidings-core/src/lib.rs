@@ -8,6 +8,7 @@
 //! - [`activity`] — validation and normalisation of published activities.
 //! - [`routing`] — who receives an activity, and why.
 //! - [`feeds`] — feed declarations, notification reasons, aggregation into groups.
+//! - [`search`] — the search query language, indexed words, highlighted snippets.
 
 pub mod activity;
 pub mod canonical;
@@ -16,3 +17,4 @@ pub mod expr;
 pub mod feeds;
 pub mod merge;
 pub mod routing;
+pub mod search;

@@ -127,6 +127,12 @@ impl From<tidings_core::activity::ActivityError> for ApiError {
     }
 }
 
+impl From<tidings_core::search::QueryError> for ApiError {
+    fn from(e: tidings_core::search::QueryError) -> Self {
+        ApiError::bad_request(e.code(), e.to_string()).with_details(json!({ "field": "q" }))
+    }
+}
+
 impl From<JsonRejection> for ApiError {
     fn from(rejection: JsonRejection) -> Self {
         // axum splits body errors into 400 (syntax) and 422 (well-formed but the wrong shape);

@@ -673,6 +673,7 @@ impl Modify for AbuseLimits {
         api::inbox::read, api::inbox::hide, api::inbox::list_subscriptions, api::inbox::subscribe,
         api::inbox::unsubscribe,
         api::types::list, api::types::register,
+        api::search::search,
         api::follows::follow, api::follows::unfollow, api::follows::followers,
         api::follows::following, api::follows::like, api::follows::unlike, api::follows::share,
         api::follows::unshare, api::follows::relationship, api::follows::my_reactions,

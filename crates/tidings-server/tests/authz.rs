@@ -7,8 +7,8 @@
 //! - every write gets the status the model predicts, and the model only changes when it
 //!   succeeds (so a refused write that changed something shows up in a later read);
 //! - every listing a user can page through (outboxes, circle streams, members, a user's
-//!   circles, replies, one's subscriptions) holds exactly what the model says that user may
-//!   see; the inbox holds nothing they may not see;
+//!   circles, replies, one's subscriptions, search results) holds exactly what the model says
+//!   that user may see; the inbox holds nothing they may not see;
 //! - every activity anywhere in any answer (feeds and notifications included) must be one the
 //!   caller may read: zero cross-user reads.
 //!
@@ -86,6 +86,8 @@ struct Activity {
     /// A Create (note or reply): may be replied to, liked, shared.
     create: bool,
     in_reply_to: Option<String>,
+    /// The search word its text carries (notes and replies).
+    word: Option<&'static str>,
 }
 
 #[derive(Debug)]
@@ -374,13 +376,15 @@ impl Campaign {
             to.push(format!("user:{}", self.model.names[x]));
             a.users.insert(x);
         }
+        let word = *WORDS.choose(&mut self.rng).expect("word");
+        a.word = Some(word);
         let expected = self.model.audience_refusal(u, &a.circles).unwrap_or(201);
         let resp = self
             .send(
                 u,
                 Method::POST,
                 "/outbox",
-                Some(json!({"object": {"type": "Note", "content": "note"}, "to": to})),
+                Some(json!({"object": {"type": "Note", "content": format!("note {word}")}, "to": to})),
             )
             .await;
         self.expect(u, &format!("publish to {to:?}"), &resp, expected);
@@ -403,6 +407,7 @@ impl Campaign {
                     users: p.users.clone(),
                     circles: p.circles.clone(),
                     in_reply_to: Some(parent_id.clone()),
+                    word: Some("reply"),
                     ..Activity::default()
                 };
                 if p.author != u {
@@ -1274,6 +1279,40 @@ impl Campaign {
         }
     }
 
+    /// Search finds exactly what the model says the caller may read, carrying the word: not
+    /// retracted, not hidden by them (any sort, every page).
+    async fn search(&mut self, u: usize) {
+        let word = *WORDS
+            .iter()
+            .chain(&["reply"])
+            .collect::<Vec<_>>()
+            .choose(&mut self.rng)
+            .expect("word");
+        let sort = if self.rng.random_ratio(1, 3) {
+            "best"
+        } else {
+            "newest"
+        };
+        let got = self
+            .walk(u, &format!("/search?q={word}%20&sort={sort}"))
+            .await
+            .unwrap_or_else(|r| panic!("search: {} {:?}", r.status, r.body));
+        let want = self
+            .model
+            .activities
+            .iter()
+            .filter(|(id, a)| {
+                a.word == Some(word)
+                    && a.listed
+                    && !a.retracted
+                    && self.model.readable(u, a)
+                    && !self.model.hides.contains(&(u, (*id).clone()))
+            })
+            .map(|(id, _)| id.clone())
+            .collect();
+        self.assert_same(u, &format!("search for {word} ({sort})"), got, want);
+    }
+
     /// `/me/reactions` about anyone's activities answers for the caller's reactions only.
     async fn my_reactions(&mut self, u: usize) {
         let ids: Vec<String> = (0..5).map(|_| self.pick_activity(true)).collect();
@@ -1372,8 +1411,9 @@ impl Campaign {
                 58..66 => self.read_user_circles(u).await,
                 66..74 => self.read_subscriptions(u).await,
                 74..84 => self.read_inbox(u).await,
-                84..88 => self.search_circles(u).await,
-                88..91 => self.my_reactions(u).await,
+                84..86 => self.search_circles(u).await,
+                86..91 if self.rng.random_ratio(1, 2) => self.my_reactions(u).await,
+                86..91 => self.search(u).await,
                 91..94 => self.relationship(u).await,
                 _ => self.read_feed(u).await,
             }
@@ -1383,6 +1423,9 @@ impl Campaign {
 
 /// Activities after which a run stops adding new ones (see [`Campaign::step`]).
 const MAX_ACTIVITIES: usize = 1500;
+
+/// Words notes and replies carry, so searches find a real share of the community.
+const WORDS: [&str; 4] = ["alpha", "bravo", "charlie", "delta"];
 
 #[derive(Debug, Clone, Copy)]
 enum Change {
@@ -1443,6 +1486,7 @@ async fn random_users_never_read_or_write_what_the_model_forbids() {
     for u in 0..users {
         campaign.read_subscriptions(u).await;
         campaign.read_inbox(u).await;
+        campaign.search(u).await;
         for x in 0..users {
             let name = campaign.model.names[x].clone();
             let got = campaign

@@ -1,6 +1,6 @@
 //! Records the store returns, shared by every adapter.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use tidings_core::activity::Draft;
 use utoipa::ToSchema;
@@ -503,4 +503,90 @@ impl VerifyReport {
     pub fn ok(&self) -> bool {
         self.problems.is_empty()
     }
+}
+
+/// How search results are ordered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum SearchSort {
+    /// Newest first (the default).
+    #[default]
+    Newest,
+    /// Best match first, among the newest matches (see [`SEARCH_CANDIDATES`]).
+    Best,
+}
+
+/// How many of the newest matches a best-match search ranks: ranking costs grow with the
+/// matches, so a word found in almost every post still answers fast.
+pub const SEARCH_CANDIDATES: i64 = 1000;
+
+/// An activity search: the parsed query with every filter folded in.
+#[derive(Debug, Clone)]
+pub struct ActivitySearch {
+    /// Words, phrases, exclusions, and the `from:`/`in:`/`tag:` filters.
+    pub query: tidings_core::search::Query,
+    /// Object types the result must have (any of them; empty: all).
+    pub object_types: Vec<String>,
+    /// Published at or after this RFC 3339 UTC time (as the store writes times).
+    pub since: Option<String>,
+    /// Published before this RFC 3339 UTC time.
+    pub until: Option<String>,
+    /// Order.
+    pub sort: SearchSort,
+    /// Cursor position of the page (None: the first page).
+    pub after: Option<i64>,
+    /// Page size.
+    pub limit: usize,
+}
+
+/// One activity found, with its highlighted text.
+#[derive(Debug, Clone)]
+pub struct ActivityHit {
+    /// Its seq.
+    pub seq: i64,
+    /// Cursor position of this hit (pass as `before` to continue after it).
+    pub position: i64,
+    /// Relevance (higher is better; 0 when sorted by time).
+    pub score: f64,
+    /// The activity's rendered JSON text.
+    pub activity: String,
+    /// The object's `name`, escaped, matched words marked (empty when it has none).
+    pub title: String,
+    /// A piece of its text around the first match, escaped, matched words marked.
+    pub snippet: String,
+}
+
+/// A circle found, with its highlighted names.
+#[derive(Debug, Clone)]
+pub struct CircleHit {
+    /// Cursor position of this hit.
+    pub position: i64,
+    /// The circle.
+    pub circle: Circle,
+    /// Its display name, escaped, matches marked.
+    pub title: String,
+    /// Its description around the first match, escaped, matches marked.
+    pub snippet: String,
+}
+
+/// A person found, with their highlighted names.
+#[derive(Debug, Clone)]
+pub struct PersonHit {
+    /// Cursor position of this hit.
+    pub position: i64,
+    /// The person.
+    pub user: User,
+    /// Their display name, escaped, matches marked.
+    pub title: String,
+    /// Their user name, escaped, matches marked.
+    pub snippet: String,
+}
+
+/// A page of search results.
+#[derive(Debug, Clone)]
+pub struct SearchPage<T> {
+    /// The hits, in order.
+    pub items: Vec<T>,
+    /// Cursor position of the next page, when there is one.
+    pub next: Option<i64>,
 }

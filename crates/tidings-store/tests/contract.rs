@@ -12,7 +12,8 @@
 use serde_json::{Value, json};
 use tidings_core::activity::{Limits, TypeStatus, normalize};
 use tidings_store::model::{
-    InboxFilter, LiveSession, NewSession, PageFrom, PublishInput, SessionLookup, User,
+    ActivitySearch, CircleHit, InboxFilter, JoinPolicy, LiveSession, NewCircle, NewSession,
+    PageFrom, PublishInput, SearchPage, SearchSort, SessionLookup, User, Visibility,
 };
 use tidings_store::{AdminConnection, Store, StoreConfig, StoreError, StoreLocation};
 
@@ -897,6 +898,449 @@ async fn sessions_from_before_devices_keep_working_after_the_upgrade() {
             store.session("old-2".into()).await.expect("s"),
             SessionLookup::Unknown
         ));
+        store.close();
+    }
+}
+
+/// An activity search as the HTTP edge builds it: `q` parsed, newest first, 20 a page.
+fn search_for(q: &str) -> ActivitySearch {
+    ActivitySearch {
+        query: tidings_core::search::parse(q).expect("query"),
+        object_types: Vec::new(),
+        since: None,
+        until: None,
+        sort: SearchSort::Newest,
+        after: None,
+        limit: 20,
+    }
+}
+
+/// The seqs a search finds for `viewer`, walking every page.
+async fn found(store: &Store, viewer: &User, mut search: ActivitySearch) -> Vec<i64> {
+    let mut seqs = Vec::new();
+    loop {
+        let page = store
+            .search_activities(viewer.clone(), search.clone())
+            .await
+            .expect("search");
+        seqs.extend(page.items.iter().map(|h| h.seq));
+        match page.next {
+            Some(next) => search.after = Some(next),
+            None => return seqs,
+        }
+    }
+}
+
+/// A small community for the search contract: ana posts publicly, to her private circle, to
+/// bo directly, and to her followers (cy follows her).
+struct Community {
+    ana: User,
+    bo: User,
+    cy: User,
+    public: i64,
+    private: i64,
+    direct: i64,
+    followers: i64,
+    public_id: String,
+    followers_id: String,
+    direct_id: String,
+}
+
+async fn community(store: &Store) -> Community {
+    let ana = user(store, "ana").await;
+    let bo = user(store, "bo").await;
+    let cy = user(store, "cy").await;
+    store
+        .create_circle(
+            ana.clone(),
+            NewCircle {
+                name: "sec".into(),
+                display_name: "Secret things".into(),
+                description: "where tokio secrets live".into(),
+                visibility: Visibility::Private,
+                join_policy: JoinPolicy::Invite,
+            },
+        )
+        .await
+        .expect("circle");
+    publish(
+        store,
+        &cy,
+        json!({"type": "Follow", "object": "user:ana"}),
+        None,
+    )
+    .await;
+    let (public, public_id) = publish(
+        store,
+        &ana,
+        json!({"object": {"type": "Article", "name": "Tokio panic", "content": "the runtime <b>panicked</b> at start"},
+               "to": ["public"], "tag": ["rust"]}),
+        None,
+    )
+    .await;
+    let (private, _) = publish(
+        store,
+        &ana,
+        json!({"object": {"content": "tokio secret plans"}, "to": ["circle:sec"]}),
+        None,
+    )
+    .await;
+    let (direct, direct_id) = publish(
+        store,
+        &ana,
+        json!({"object": {"content": "tokio direct note"}, "to": ["user:bo"]}),
+        None,
+    )
+    .await;
+    let (followers, followers_id) = publish(
+        store,
+        &ana,
+        json!({"object": {"content": "tokio for followers"}, "to": ["followers"]}),
+        None,
+    )
+    .await;
+    Community {
+        ana,
+        bo,
+        cy,
+        public,
+        private,
+        direct,
+        followers,
+        public_id,
+        followers_id,
+        direct_id,
+    }
+}
+
+#[tokio::test]
+async fn search_finds_only_what_the_reader_may_read_on_every_adapter() {
+    for (location, _dir) in places() {
+        let store = open(&location);
+        let c = community(&store).await;
+        let outsider = user(&store, "dee").await;
+        assert_eq!(
+            found(&store, &c.ana, search_for("tokio ")).await,
+            [c.followers, c.direct, c.private, c.public],
+            "{location:?}: the author finds all of hers"
+        );
+        assert_eq!(
+            found(&store, &c.bo, search_for("tokio ")).await,
+            [c.direct, c.public],
+            "{location:?}: the addressee"
+        );
+        assert_eq!(
+            found(&store, &c.cy, search_for("tokio ")).await,
+            [c.followers, c.public],
+            "{location:?}: a follower"
+        );
+        assert_eq!(
+            found(&store, &outsider, search_for("tokio ")).await,
+            [c.public],
+            "{location:?}: an outsider"
+        );
+        // Operators, phrases, prefixes and exclusions.
+        assert_eq!(found(&store, &c.ana, search_for("tok")).await.len(), 4);
+        assert_eq!(
+            found(
+                &store,
+                &c.ana,
+                search_for("tokio -secret -\"direct note\" ")
+            )
+            .await,
+            [c.followers, c.public],
+            "{location:?}"
+        );
+        assert_eq!(
+            found(&store, &c.ana, search_for("\"tokio secret\"")).await,
+            [c.private]
+        );
+        assert!(
+            found(&store, &c.ana, search_for("\"secret tokio\""))
+                .await
+                .is_empty()
+        );
+        assert_eq!(
+            found(&store, &c.ana, search_for("in:sec")).await,
+            [c.private]
+        );
+        assert!(
+            found(&store, &outsider, search_for("in:sec"))
+                .await
+                .is_empty()
+        );
+        assert_eq!(
+            found(&store, &c.bo, search_for("tag:rust tokio")).await,
+            [c.public]
+        );
+        assert!(
+            found(&store, &c.bo, search_for("from:bo tokio"))
+                .await
+                .is_empty()
+        );
+        assert_eq!(
+            found(&store, &c.bo, search_for("from:ana -tokio")).await,
+            Vec::<i64>::new()
+        );
+        let mut articles = search_for("tokio ");
+        articles.object_types = vec!["Article".into()];
+        assert_eq!(found(&store, &c.ana, articles).await, [c.public]);
+        // Paging one at a time walks the same list.
+        let mut one = search_for("tokio ");
+        one.limit = 1;
+        assert_eq!(
+            found(&store, &c.ana, one).await,
+            [c.followers, c.direct, c.private, c.public]
+        );
+        // Highlights: escaped text, matched words marked.
+        let page = store
+            .search_activities(c.bo.clone(), search_for("panic"))
+            .await
+            .expect("search");
+        let hit = &page.items[0];
+        assert_eq!(hit.title, "Tokio <mark>panic</mark>");
+        assert_eq!(
+            hit.snippet,
+            "the runtime &lt;b&gt;<mark>panicked</mark>&lt;/b&gt; at start"
+        );
+        let activity: Value = serde_json::from_str(&hit.activity).expect("json");
+        assert_eq!(activity["id"], json!(c.public_id));
+        store.close();
+    }
+}
+
+#[tokio::test]
+async fn search_follows_edits_retractions_and_hides_on_every_adapter() {
+    for (location, _dir) in places() {
+        let store = open(&location);
+        let c = community(&store).await;
+        // An edit indexes the latest version.
+        publish(
+            &store,
+            &c.ana,
+            json!({"type": "Update", "object": {"id": c.followers_id, "type": "Note", "content": "rewritten about async"}}),
+            None,
+        )
+        .await;
+        assert_eq!(
+            found(&store, &c.cy, search_for("async")).await,
+            [c.followers],
+            "{location:?}: the edit's words"
+        );
+        assert_eq!(
+            found(&store, &c.cy, search_for("tokio ")).await,
+            [c.public],
+            "{location:?}: the old words are gone"
+        );
+        // A retraction leaves the index at once.
+        publish(
+            &store,
+            &c.ana,
+            json!({"type": "Delete", "object": c.public_id}),
+            None,
+        )
+        .await;
+        assert!(found(&store, &c.cy, search_for("tokio ")).await.is_empty());
+        // A hidden item is not found by the one who hid it.
+        store
+            .wait_routed(store.last_seq().await.expect("last"))
+            .await
+            .expect("routed");
+        store
+            .hide_in_inbox(c.bo.clone(), &c.direct_id)
+            .await
+            .expect("hide");
+        assert!(found(&store, &c.bo, search_for("direct")).await.is_empty());
+        assert_eq!(
+            found(&store, &c.ana, search_for("direct")).await,
+            [c.direct]
+        );
+        // Best match: a title match ranks above body matches; pages rank the same set.
+        publish(
+            &store,
+            &c.ana,
+            json!({"object": {"name": "Direct answers", "content": "nothing else"}, "to": ["public"]}),
+            None,
+        )
+        .await;
+        let mut best = search_for("direct");
+        best.sort = SearchSort::Best;
+        let ranked = found(&store, &c.ana, best.clone()).await;
+        assert_eq!(ranked.len(), 2, "{location:?}");
+        assert_ne!(ranked[0], c.direct, "{location:?}: the title match first");
+        best.limit = 1;
+        assert_eq!(found(&store, &c.ana, best).await, ranked, "{location:?}");
+        store.close();
+    }
+}
+
+#[tokio::test]
+async fn search_index_is_rebuilt_and_copied_from_the_log_on_every_adapter() {
+    for (location, _dir) in places() {
+        let store = open(&location);
+        let c = community(&store).await;
+        publish(
+            &store,
+            &c.ana,
+            json!({"type": "Update", "object": {"id": c.followers_id, "type": "Note", "content": "rewritten tokio text"}}),
+            None,
+        )
+        .await;
+        publish(
+            &store,
+            &c.ana,
+            json!({"type": "Delete", "object": c.direct_id}),
+            None,
+        )
+        .await;
+        let before = found(&store, &c.ana, search_for("tokio ")).await;
+        assert_eq!(before, [c.followers, c.private, c.public], "{location:?}");
+        store.close();
+        drop(store);
+        // A closed store's connections may take a moment to leave PostgreSQL.
+        let mut tries = 0;
+        let report = loop {
+            match tidings_store::rebuild(&location, &StoreConfig::default()) {
+                Err(StoreError::Locked { .. }) if tries < 50 => {
+                    tries += 1;
+                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                }
+                other => break other.expect("rebuild"),
+            }
+        };
+        assert_eq!(report.indexed, 3, "{location:?}");
+        let store = open(&location);
+        assert_eq!(found(&store, &c.ana, search_for("tokio ")).await, before);
+        assert_eq!(
+            found(&store, &c.ana, search_for("rewritten")).await,
+            [c.followers]
+        );
+        store.close();
+        let copy_dir = tempfile::tempdir().expect("tempdir");
+        let copy = StoreLocation::Embedded(copy_dir.path().into());
+        tidings_store::copy_store(&location, &copy).expect("copy");
+        let copied = open(&copy);
+        assert_eq!(found(&copied, &c.ana, search_for("tokio ")).await, before);
+        assert_eq!(
+            found(&copied, &c.bo, search_for("tokio ")).await,
+            [c.public],
+            "{location:?}: visibility survives the copy"
+        );
+        copied.close();
+    }
+}
+
+#[tokio::test]
+async fn circle_and_people_search_on_every_adapter() {
+    for (location, _dir) in places() {
+        let store = open(&location);
+        let c = community(&store).await;
+        let query = |q: &str| tidings_core::search::parse(q).expect("query");
+        for name in ["tokyo", "tokio-users", "rustaceans"] {
+            store
+                .create_circle(
+                    c.bo.clone(),
+                    NewCircle {
+                        name: name.into(),
+                        display_name: name.to_uppercase(),
+                        description: String::new(),
+                        visibility: Visibility::Public,
+                        join_policy: JoinPolicy::Open,
+                    },
+                )
+                .await
+                .expect("circle");
+        }
+        let names = |page: SearchPage<CircleHit>| -> Vec<String> {
+            page.items.iter().map(|h| h.circle.name.clone()).collect()
+        };
+        let page = store
+            .search_circle_hits(c.cy.clone(), query("tok"), SearchSort::Best, None, 10)
+            .await
+            .expect("circles");
+        assert_eq!(
+            names(page),
+            ["tokio-users", "tokyo"],
+            "{location:?}: not the private one"
+        );
+        let page = store
+            .search_circle_hits(c.ana.clone(), query("tok"), SearchSort::Newest, None, 10)
+            .await
+            .expect("circles");
+        assert_eq!(names(page), ["tokio-users", "tokyo", "sec"], "{location:?}");
+        // Paging one at a time.
+        let first = store
+            .search_circle_hits(c.ana.clone(), query("tok"), SearchSort::Best, None, 1)
+            .await
+            .expect("circles");
+        let next = first.next.expect("more");
+        let second = store
+            .search_circle_hits(c.ana.clone(), query("tok"), SearchSort::Best, Some(next), 5)
+            .await
+            .expect("circles");
+        let mut all = names(first);
+        all.extend(names(second));
+        assert_eq!(all.len(), 3, "{location:?}: {all:?}");
+        let people = store
+            .search_people(query("an"), SearchSort::Best, None, 10)
+            .await
+            .expect("people");
+        assert_eq!(people.items.len(), 1);
+        assert_eq!(people.items[0].user.username, "ana");
+        assert_eq!(people.items[0].title, "<mark>Ana</mark>");
+        store.close();
+    }
+}
+
+/// Takes a store back to schema version 5 (no search index), as a store written by an older
+/// release has it.
+fn downgrade_to_v5(location: &StoreLocation) {
+    match location {
+        StoreLocation::Embedded(dir) => {
+            let conn = rusqlite::Connection::open(dir.join("tidings.db")).expect("raw");
+            conn.execute_batch(
+                "DROP TABLE search_fts; DROP TABLE search_docs;
+                 UPDATE meta SET value = '5' WHERE key = 'schema_version';",
+            )
+            .expect("downgrade");
+        }
+        StoreLocation::Postgres(url) => {
+            let url = url.clone();
+            std::thread::spawn(move || {
+                let mut client = postgres::Client::connect(&url, postgres::NoTls).expect("raw");
+                client
+                    .batch_execute(
+                        "DROP TABLE search_docs;
+                         UPDATE meta SET value = '5' WHERE key = 'schema_version';",
+                    )
+                    .expect("downgrade");
+            })
+            .join()
+            .expect("downgrade thread");
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_store_from_before_search_is_indexed_on_upgrade_on_every_adapter() {
+    for (location, _dir) in places() {
+        let store = open(&location);
+        let c = community(&store).await;
+        store.close();
+        drop(store);
+        downgrade_to_v5(&location);
+        // PostgreSQL sessions of the closed store may linger a moment; opening migrates.
+        let store = open(&location);
+        assert_eq!(
+            found(&store, &c.ana, search_for("tokio ")).await,
+            [c.followers, c.direct, c.private, c.public],
+            "{location:?}: the existing log was indexed"
+        );
+        assert_eq!(
+            found(&store, &c.bo, search_for("tokio ")).await,
+            [c.direct, c.public],
+            "{location:?}"
+        );
         store.close();
     }
 }

@@ -13,8 +13,8 @@ use serde_json::{Value, json};
 use tidings_core::activity::{Limits, TypeStatus, normalize};
 use tidings_core::expr::parse;
 use tidings_store::Store;
+use tidings_store::model::{ActivitySearch, NewCircle, PublishInput, SearchSort};
 use tidings_store::model::{InboxFilter, JoinPolicy, PageFrom, User, Visibility};
-use tidings_store::model::{NewCircle, PublishInput};
 use tidings_store::{StoreConfig, StoreLocation};
 
 #[derive(Debug, Clone)]
@@ -377,6 +377,39 @@ async fn read_inboxes(store: &Store, users: &[User], page: usize) -> Reads {
             }
         }
         inboxes.push(items);
+    }
+    // What each user finds searching everything (an exclusion alone matches every indexed
+    // activity): the search index is a projection too, and visibility is part of its query.
+    for user in users {
+        let mut found = Vec::new();
+        let mut after = None;
+        loop {
+            let hits = store
+                .search_activities(
+                    user.clone(),
+                    ActivitySearch {
+                        query: tidings_core::search::parse("-nothingatall").expect("query"),
+                        object_types: Vec::new(),
+                        since: None,
+                        until: None,
+                        sort: SearchSort::Newest,
+                        after,
+                        limit: page,
+                    },
+                )
+                .await
+                .expect("search");
+            found.extend(
+                hits.items
+                    .iter()
+                    .map(|h| (h.seq, h.snippet.clone(), "search".to_owned())),
+            );
+            match hits.next {
+                Some(next) => after = Some(next),
+                None => break,
+            }
+        }
+        inboxes.push(found);
     }
     for user in users {
         let notes = store

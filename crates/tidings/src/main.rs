@@ -354,12 +354,14 @@ async fn main() -> anyhow::Result<()> {
             let report = tidings_store::rebuild(&location, &store_config)
                 .with_context(|| format!("rebuilding {}", location.describe()))?;
             println!(
-                "ok: routed {} activities again; inbox entries {} -> {}, notifications {} -> {}",
+                "ok: routed {} activities again; inbox entries {} -> {}, notifications {} -> {}; \
+                 {} activities in the search index",
                 report.activities,
                 report.entries.0,
                 report.entries.1,
                 report.notifications.0,
-                report.notifications.1
+                report.notifications.1,
+                report.indexed
             );
         }
         Command::Seed(args) => {

@@ -6,6 +6,7 @@ pub mod circles;
 pub mod feeds;
 pub mod follows;
 pub mod inbox;
+pub mod search;
 pub mod types;
 pub mod users;
 
@@ -86,6 +87,7 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/subscriptions/{id}", delete(inbox::unsubscribe))
         .route("/types", get(types::list).post(types::register))
+        .route("/search", get(search::search))
         .route("/openapi.json", get(crate::openapi::document))
         .fallback(api_fallback)
         .method_not_allowed_fallback(api_method_not_allowed);

@@ -728,6 +728,9 @@ pub(super) fn publish_in(
             .execute([seq])?;
     }
     let tags = record_tags(&record);
+    if listed {
+        let _indexed = super::search::index_published(conn, seq, &record)?;
+    }
     for tag in &tags {
         conn.prepare_cached(
             "INSERT INTO activity_tags(tag, seq) VALUES (?1, ?2) ON CONFLICT DO NOTHING",
@@ -769,6 +772,8 @@ pub(super) fn publish_in(
                     "INSERT INTO retractions(seq, by_seq) VALUES (?1, ?2) ON CONFLICT DO NOTHING",
                 )?
                 .execute(params![target, seq])?;
+                // A retraction leaves the search index at once.
+                super::search::index_retraction(conn, target)?;
                 // So does its author's notice of each like and share of it.
                 let mut notified = notified_of(conn, target)?;
                 notified.extend(
@@ -784,6 +789,7 @@ pub(super) fn publish_in(
             "Update" => {
                 conn.prepare_cached("INSERT INTO edits(target_seq, update_seq) VALUES (?1, ?2)")?
                     .execute(params![target, seq])?;
+                super::search::index_edit(conn, target, &record)?;
                 fx.push(Effect::Edit { target });
             }
             "Undo" => undo_in(conn, fx, &actor, target, seq)?,

@@ -16,13 +16,13 @@ const CIRCLE_BY_NAME: &str = "SELECT c.id, c.name, c.display_name, c.description
     c.join_policy, (SELECT username FROM users WHERE id = c.owner_id), 0, c.created_at, c.archived_at
     FROM circles c WHERE c.name = ?1";
 
-const CIRCLE_COLUMNS: &str =
+pub(crate) const CIRCLE_COLUMNS: &str =
     "c.id, c.name, c.display_name, c.description, c.visibility, c.join_policy,
     (SELECT username FROM users WHERE id = c.owner_id),
     (SELECT COUNT(*) FROM memberships m WHERE m.circle_id = c.id AND m.state = 'active'),
     c.created_at, c.archived_at";
 
-fn circle_from_row(row: &Row<'_>) -> crate::sql::Result<Circle> {
+pub(crate) fn circle_from_row(row: &Row<'_>) -> crate::sql::Result<Circle> {
     let visibility: String = row.get(4)?;
     let policy: String = row.get(5)?;
     Ok(Circle {

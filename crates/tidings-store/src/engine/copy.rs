@@ -244,6 +244,8 @@ fn copy_tables(source: &Connection, target: &Connection) -> StoreResult<CopyRepo
         "UPDATE meta SET value = ?1 WHERE key = 'routed_seq'",
         [routed],
     )?;
+    // The search index is not copied: it is derived from the log just copied.
+    super::search::reindex_all(target)?;
     if target.engine() == Engine::Postgres {
         for (table, column) in IDENTITIES {
             target.execute_batch(&format!(

@@ -14,6 +14,7 @@
 //! - `offline` — operations the command line runs beside a live server (admin, verify).
 //! - `copy` — `tidings store copy`: a whole store into an empty one.
 //! - `rebuild` — `tidings rebuild`: the routed projections wiped and re-derived from the log.
+//! - `search` — the full-text index (a projection of the log) and searching it.
 //!
 //! Where the SQL runs is the adapter's business (`crate::adapters`): the embedded SQLite
 //! database with one writer thread, or PostgreSQL with a writer per node serialised by the
@@ -29,6 +30,7 @@ mod inbox;
 pub(crate) mod offline;
 pub(crate) mod rebuild;
 pub(crate) mod router;
+pub(crate) mod search;
 mod subscriptions;
 pub(crate) mod users;
 pub(crate) mod verify;

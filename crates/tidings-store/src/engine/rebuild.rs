@@ -1,7 +1,7 @@
 //! `tidings rebuild`: re-derives the routed projections from the log (DESIGN principle 2).
 //!
 //! What is derived, and so wiped and recomputed: inbox entries (addressed, subscriptions,
-//! follows), notifications, and the merge-at-read decisions (`circles.merged_from_seq`,
+//! follows), notifications, the search index, and the merge-at-read decisions (`circles.merged_from_seq`,
 //! `producers_merged`), by resetting the routed watermark to 0 and running the router over the
 //! whole log. The in-memory index, feed pages and counts are derived from those tables each
 //! time a server starts, so they follow.
@@ -37,6 +37,8 @@ pub struct RebuildReport {
     pub entries: (i64, i64),
     /// Notifications before and after.
     pub notifications: (i64, i64),
+    /// Activities in the search index after the rebuild.
+    pub indexed: u64,
 }
 
 /// Re-derives every routed projection of the store at `location` from its log.
@@ -128,6 +130,18 @@ fn rebuild_on(conn: &Connection, thresholds: Thresholds) -> StoreResult<RebuildR
         report.routed = routed;
         if !more {
             break;
+        }
+    }
+    // The search index is a projection too: wiped and re-derived in one transaction.
+    adapters::begin_write(conn)?;
+    match super::search::reindex_all(conn) {
+        Ok(indexed) => {
+            conn.execute_batch("COMMIT")?;
+            report.indexed = indexed;
+        }
+        Err(e) => {
+            let _ = conn.execute_batch("ROLLBACK");
+            return Err(e);
         }
     }
     report.entries.1 = count(conn, "inbox_entries")?;

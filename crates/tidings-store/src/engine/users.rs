@@ -6,9 +6,9 @@ use crate::model::{LiveSession, NewSession, SessionInfo, SessionLookup, User, Us
 use crate::sql::{Connection, OptionalExtension, Row, params};
 use crate::{StoreError, StoreResult, now_ms, now_rfc3339, rfc3339_after, rfc3339_before, unix_ms};
 
-const USER_COLUMNS: &str = "id, username, display_name, is_admin, status, created_at";
+pub(crate) const USER_COLUMNS: &str = "id, username, display_name, is_admin, status, created_at";
 
-fn user_from_row(row: &Row<'_>) -> crate::sql::Result<User> {
+pub(crate) fn user_from_row(row: &Row<'_>) -> crate::sql::Result<User> {
     Ok(User {
         id: row.get(0)?,
         username: row.get(1)?,

@@ -103,7 +103,7 @@ pub(crate) fn connect(url: &str) -> StoreResult<Connection> {
 }
 
 /// The schema version `schema.sql` creates.
-const SCHEMA_VERSION: &str = "5";
+const SCHEMA_VERSION: &str = "6";
 
 /// Log tables: INSERT and SELECT only, for everyone (triggers) and for the server's role
 /// (grants).
@@ -125,9 +125,32 @@ pub(crate) fn migrate(conn: &Connection) -> StoreResult<()> {
         return Ok(());
     }
     conn.execute("SELECT pg_advisory_lock(?1)", [MIGRATE_LOCK])?;
-    let outcome = conn.execute_batch(include_str!("schema.sql"));
+    let outcome = migrate_locked(conn);
     conn.execute("SELECT pg_advisory_unlock(?1)", [MIGRATE_LOCK])?;
-    Ok(outcome?)
+    outcome
+}
+
+/// The migration itself, under the migration lock. A store from before version 6 has its
+/// log indexed for search once.
+fn migrate_locked(conn: &Connection) -> StoreResult<()> {
+    let before = current_version(conn)?;
+    conn.execute_batch(include_str!("schema.sql"))?;
+    let unindexed = before
+        .as_deref()
+        .and_then(|v| v.parse::<u32>().ok())
+        .is_some_and(|v| v < 6);
+    if unindexed {
+        tracing::info!("indexing the log for search (schema version 6)");
+        conn.execute_batch("BEGIN")?;
+        match crate::engine::search::reindex_all(conn) {
+            Ok(_) => conn.execute_batch("COMMIT")?,
+            Err(e) => {
+                let _ = conn.execute_batch("ROLLBACK");
+                return Err(e);
+            }
+        }
+    }
+    Ok(())
 }
 
 fn current_version(conn: &Connection) -> StoreResult<Option<String>> {

@@ -288,8 +288,21 @@ CREATE TABLE IF NOT EXISTS compat_afs_objects (
 );
 
 -- `cluster_id` names this log on a shared bus (see `Store::cluster_id`).
+-- Search (schema version 6, decision 0020): a projection of the log, like the SQLite store's
+-- search_docs + search_fts. `doc` holds the words tidings_core::search::index_text spells,
+-- weighted (title A, tags B, body C), written by the store with each row.
+CREATE TABLE IF NOT EXISTS search_docs (
+    seq         BIGINT PRIMARY KEY,
+    object_type TEXT COLLATE "C" NOT NULL,
+    title       TEXT NOT NULL,
+    body        TEXT NOT NULL,
+    tags        TEXT NOT NULL,
+    doc         tsvector NOT NULL DEFAULT ''::tsvector
+);
+CREATE INDEX IF NOT EXISTS search_docs_doc ON search_docs USING GIN (doc);
+
 INSERT INTO meta(key, value)
-VALUES ('schema_version', '5'), ('routed_seq', '0'), ('cluster_id', md5(random()::text))
+VALUES ('schema_version', '6'), ('routed_seq', '0'), ('cluster_id', md5(random()::text))
 ON CONFLICT DO NOTHING;
 -- An older store reaches this line only after the upgrades above.
-UPDATE meta SET value = '5' WHERE key = 'schema_version';
+UPDATE meta SET value = '6' WHERE key = 'schema_version';

@@ -238,8 +238,8 @@ fn load_heads(conn: &Connection) -> StoreResult<Heads> {
 }
 
 /// Moves schema version 1 (stream tables keyed by stream first) to version 2 (keyed by seq
-/// first, so publishes append), then to version 3 (follows and feeds), 4 (integer `via`) and 5
-/// (session devices). Copies rows as they
+/// first, so publishes append), then to version 3 (follows and feeds), 4 (integer `via`), 5
+/// (session devices) and 6 (the search index). Copies rows as they
 /// are: digests and chains do not change.
 fn migrate(conn: &Connection) -> StoreResult<()> {
     let version: String = conn.query_row(
@@ -341,6 +341,30 @@ fn migrate(conn: &Connection) -> StoreResult<()> {
     )?;
     if version == "4" {
         migrate_sessions_v5(conn)?;
+    }
+    let version: String = conn.query_row(
+        "SELECT value FROM meta WHERE key = 'schema_version'",
+        [],
+        |r| r.get(0),
+    )?;
+    if version == "5" {
+        // Version 6 adds the search index (schema.sql created its tables); an existing log
+        // is indexed once here.
+        tracing::info!("migrating the store to schema version 6 (search index)");
+        conn.execute_batch("BEGIN IMMEDIATE")?;
+        let indexed = crate::engine::search::reindex_all(conn).and_then(|_| {
+            Ok(conn.execute(
+                "UPDATE meta SET value = '6' WHERE key = 'schema_version'",
+                [],
+            )?)
+        });
+        match indexed {
+            Ok(_) => conn.execute_batch("COMMIT")?,
+            Err(e) => {
+                let _ = conn.execute_batch("ROLLBACK");
+                return Err(e);
+            }
+        }
     }
     Ok(())
 }

@@ -263,3 +263,19 @@ CREATE TABLE IF NOT EXISTS compat_afs_objects (
     object_id INTEGER PRIMARY KEY,
     seq       INTEGER NOT NULL UNIQUE
 );
+
+-- Search (schema version 6, decision 0020): a projection of the log. `search_docs` holds each
+-- indexed activity's current text (the latest edit's); `search_fts` its words as
+-- tidings_core::search::index_text spells them (rowid = seq), so both stores agree on words.
+CREATE TABLE IF NOT EXISTS search_docs (
+    seq         INTEGER PRIMARY KEY,
+    object_type TEXT NOT NULL,
+    title       TEXT NOT NULL,
+    body        TEXT NOT NULL,
+    tags        TEXT NOT NULL
+);
+CREATE VIRTUAL TABLE IF NOT EXISTS search_fts USING fts5(
+    title, tags, body,
+    tokenize = 'unicode61 remove_diacritics 0',
+    prefix = '2 3'
+);
