@@ -8,11 +8,16 @@
 //! - [`activity`] — validation and normalisation of published activities.
 //! - [`routing`] — who receives an activity, and why.
 //! - [`feeds`] — feed declarations, notification reasons, aggregation into groups.
+//! - [`filter`] — the integration bus's topic filters (`tag@circle`, fields, JSONPath) and
+//!   their index.
+//! - [`webhook`] — Standard Webhooks signatures.
 
 pub mod activity;
 pub mod canonical;
 pub mod cursor;
 pub mod expr;
 pub mod feeds;
+pub mod filter;
 pub mod merge;
 pub mod routing;
+pub mod webhook;
