@@ -630,8 +630,12 @@ fn anchors(expr: &Expr) -> Option<Vec<String>> {
             };
             Some(vec![key(kind, v)])
         }
-        // Any one side's keys are necessary; the side with the fewest narrows most.
-        Expr::And(all) => all.iter().filter_map(anchors).min_by_key(Vec::len),
+        // Any one side's keys are necessary; the side with the fewest narrows most, and an
+        // activity type (few values, shared by most activities) narrows least.
+        Expr::And(all) => all
+            .iter()
+            .filter_map(anchors)
+            .min_by_key(|keys| (keys.iter().any(|k| k.starts_with('t')), keys.len())),
         Expr::Or(any) => {
             let mut keys = Vec::new();
             for side in any {
