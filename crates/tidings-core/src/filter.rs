@@ -99,9 +99,39 @@ pub enum Expr {
     /// A field test.
     Field(Field, Test),
     /// A JSONPath test: true when any selected node passes.
-    Path(JsonPath, Test),
+    Path(Selector, Test),
     /// True when the JSONPath selects at least one node.
-    Exists(JsonPath),
+    Exists(Selector),
+}
+
+/// A parsed JSONPath. Paths of plain member names (`$.object.amount`) are walked directly:
+/// the same nodes as the general query, without its allocations (most filters are of this
+/// kind, and routing evaluates them for every activity).
+#[derive(Debug, Clone)]
+pub enum Selector {
+    /// `$.a.b.c`: member names only.
+    Members(Vec<String>),
+    /// Any other RFC 9535 query.
+    Query(JsonPath),
+}
+
+impl Selector {
+    /// Calls `f` on each selected node until it returns true; whether it did.
+    fn any(&self, record: &Value, f: impl Fn(&Value) -> bool) -> bool {
+        match self {
+            Selector::Members(names) => {
+                let mut node = record;
+                for name in names {
+                    match node.get(name) {
+                        Some(next) => node = next,
+                        None => return false,
+                    }
+                }
+                f(node)
+            }
+            Selector::Query(path) => path.query(record).all().into_iter().any(f),
+        }
+    }
 }
 
 /// A parsed filter and the text it came from.
@@ -238,8 +268,8 @@ fn eval(expr: &Expr, facts: &Facts<'_>) -> bool {
                 _ => values.iter().any(|v| passes(test, &Value::String((*v).to_owned()))),
             }
         }
-        Expr::Path(path, test) => path.query(facts.record).all().iter().any(|v| passes(test, v)),
-        Expr::Exists(path) => !path.query(facts.record).is_empty(),
+        Expr::Path(path, test) => path.any(facts.record, |v| passes(test, v)),
+        Expr::Exists(path) => path.any(facts.record, |_| true),
     }
 }
 
@@ -592,15 +622,29 @@ impl Parser {
     }
 }
 
-fn json_path(text: &str, pos: usize) -> Result<JsonPath, FilterError> {
-    JsonPath::parse(text).map_err(|e| {
+fn json_path(text: &str, pos: usize) -> Result<Selector, FilterError> {
+    let query = JsonPath::parse(text).map_err(|e| {
         // The crate counts bytes; report characters like everything else here.
         let offset = text
             .char_indices()
             .take_while(|(b, _)| *b < e.position())
             .count();
         err(pos + offset, format!("bad JSONPath: {}", e.message()))
-    })
+    })?;
+    // Checked by the real parser first, so both forms accept exactly the same texts.
+    let plain = |name: &str| {
+        let mut chars = name.chars();
+        chars
+            .next()
+            .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+            && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+    };
+    match text.strip_prefix("$.") {
+        Some(rest) if rest.split('.').all(plain) => Ok(Selector::Members(
+            rest.split('.').map(str::to_owned).collect(),
+        )),
+        _ => Ok(Selector::Query(query)),
+    }
 }
 
 /// One key an index files a filter under: a value an activity must carry for it to match.
@@ -777,6 +821,9 @@ mod tests {
             ("$.object.lines[*].qty > 3", true),
             ("$.object.lines[?@.qty > 3].qty == 5", true),
             ("$.object.status > 1", false),
+            ("$['object']['amount'] > 100", true),
+            ("exists $.object.status.deeper", false),
+            ("exists $.object.lines", true),
             ("paid@sales and $.object.amount > 1000", false),
             ("paid@sales and ($.object.amount > 1000 or author == shop)", true),
             ("not paid@sales", false),

@@ -13,6 +13,7 @@
 //! - [`compat`] — the seed systems' APIs (FeedStream `/v1`, activity-feed-system) on the engine.
 //! - [`push`] — the live inbox channel: Socket.IO and SSE, woken by routing notices.
 //! - [`bus`] — between nodes: the NATS doorbell that tells other nodes the change log grew.
+//! - [`integration`] — the integration bus: services, topics, signed webhook delivery.
 //! - [`limits`] — abuse limits: login and sign-up rates, per-token budgets, oversized bodies.
 //! - [`net`] — the listening socket and its guard against clients that stop reading.
 //! - [`metrics`] — Prometheus `/metrics`: request counts and latencies, log and push gauges.
@@ -25,6 +26,7 @@ pub mod compat;
 pub mod config;
 pub mod error;
 pub mod extract;
+pub mod integration;
 pub mod limits;
 pub mod metrics;
 pub mod net;
@@ -81,6 +83,9 @@ impl AppState {
         let limiters = limits::Limiters::new(config.rate_limits.clone());
         limiters.start_sweeper();
         metrics::install();
+        if config.webhooks.enabled {
+            integration::dispatch::start(store.clone(), config.webhooks.clone());
+        }
         Ok(AppState {
             store,
             config: Arc::new(config),
