@@ -120,10 +120,8 @@ impl From<crate::integration::error::BusError> for ApiError {
             E::InvalidName => ApiError::bad_request("invalid_name", message),
             E::InvalidUrl(_) => ApiError::bad_request("invalid_url", message),
             E::UrlNotAllowed(_) => ApiError::bad_request("url_not_allowed", message),
-            E::UnsupportedMode(_) => ApiError::bad_request("unsupported_mode", message),
             E::InvalidTime(_) => ApiError::bad_request("invalid_time", message),
             E::InvalidState => ApiError::bad_request("invalid_state", message),
-            E::ServiceOnly => ApiError::forbidden("service_only", message),
             E::MissingScope(_) => ApiError::forbidden("missing_scope", message),
             E::ServiceKeyNotAllowed => ApiError::forbidden("service_key_not_allowed", message),
         }

@@ -586,7 +586,7 @@ pub struct Webhook {
     pub old_secret_until_ms: Option<i64>,
 }
 
-/// What the matcher routes with: every topic and the active webhooks
+/// What the matcher routes with: every topic and every webhook
 /// (`(id, topic id, owed after seq)`), at a generation that changes with any of them.
 #[derive(Debug, Clone)]
 pub struct BusRouting {
@@ -594,7 +594,7 @@ pub struct BusRouting {
     pub generation: i64,
     /// Every topic.
     pub topics: Vec<Topic>,
-    /// Active webhooks: id, topic id, the seq after which they are owed activities.
+    /// Webhooks: id, topic id, the seq after which they are owed activities.
     pub webhooks: Vec<(String, i64, i64)>,
 }
 

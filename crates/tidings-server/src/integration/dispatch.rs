@@ -27,8 +27,9 @@ use tokio::sync::Notify;
 
 /// Activities matched per transaction.
 const MATCH_BATCH: i64 = 500;
-/// How long a leased delivery is this node's: past it, another node may send it again.
-const LEASE_MARGIN: Duration = Duration::from_secs(30);
+/// Added to the attempt timeout for how long a leased delivery is this node's: past the
+/// lease, another node (or this one after a restart) may send it again.
+const LEASE_MARGIN: Duration = Duration::from_secs(5);
 
 /// What the matcher routes with, rebuilt when topics or webhooks change.
 #[derive(Default)]
@@ -140,7 +141,7 @@ async fn send_loop(store: Store, config: WebhookConfig, wake: Arc<Notify>) {
     let outbound = Outbound::new(&config);
     let max = i64::try_from(config.concurrency.max(1)).unwrap_or(32);
     loop {
-        let lease = config.timeout + LEASE_MARGIN;
+        let lease = config.timeout * 2 + LEASE_MARGIN;
         match store.lease_deliveries(max, lease).await {
             Ok(batch) if !batch.is_empty() => {
                 let full = batch.len() as i64 >= max;

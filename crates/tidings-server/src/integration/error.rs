@@ -19,15 +19,9 @@ pub enum BusError {
     /// link-local or metadata ranges, unless the config allows them.
     #[error("{0}")]
     UrlNotAllowed(String),
-    /// A mode this server does not serve yet (400 `unsupported_mode`).
-    #[error("mode {0:?} is not served: use webhook")]
-    UnsupportedMode(String),
     /// A time in the past or unparsable (400 `invalid_time`).
     #[error("{0}")]
     InvalidTime(String),
-    /// The caller must be a service (403 `service_only`).
-    #[error("only a registered service (with its API key) can do this")]
-    ServiceOnly,
     /// The service lacks a scope (403 `missing_scope`).
     #[error("this service lacks the {0:?} scope")]
     MissingScope(&'static str),

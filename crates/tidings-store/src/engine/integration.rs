@@ -418,8 +418,9 @@ impl Store {
         .await
     }
 
-    /// What the matcher needs to route (filters and active webhooks), unless the generation is
-    /// still `known`.
+    /// What the matcher needs to route (filters and webhooks), unless the generation is still
+    /// `known`. Disabled webhooks are routed too: what they are owed waits until they are
+    /// enabled again (leasing skips them), so nothing is lost while an endpoint is down.
     pub async fn bus_routing(&self, known: Option<i64>) -> StoreResult<Option<BusRouting>> {
         self.read(move |conn| {
             let generation = meta_int(conn, "bus_generation")?;
@@ -432,8 +433,7 @@ impl Store {
                 .collect::<Result<Vec<_>, _>>()?;
             let webhooks = conn
                 .prepare_cached(
-                    "SELECT id, topic_id, since_seq FROM bus_webhooks WHERE status = 'active'
-                     ORDER BY id",
+                    "SELECT id, topic_id, since_seq FROM bus_webhooks ORDER BY id",
                 )?
                 .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
                 .collect::<Result<Vec<_>, _>>()?;
