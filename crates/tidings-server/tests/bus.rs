@@ -677,3 +677,42 @@ async fn deliveries_owed_survive_a_restart() {
     let got = sink.received();
     assert!(got.iter().all(|r| r.id == got[0].id), "the same webhook-id after the restart");
 }
+
+/// Cluster mode: two nodes deliver from one PostgreSQL database, and each delivery is sent by
+/// one of them once (leases are taken in write transactions, which hold the log lock).
+#[tokio::test]
+async fn two_nodes_never_send_the_same_delivery_twice() {
+    let s = start().await;
+    let Some(peer) = s
+        .start_peer_configured(bus_config(), StoreConfig::default())
+        .await
+    else {
+        eprintln!("!!! the two-node webhook test did NOT run: set TIDINGS_TEST_STORE");
+        return;
+    };
+    let admin = s.admin("root").await;
+    let ana = s.user("ana").await;
+    topic(&s, &admin, "all", Some("type == Create")).await;
+    let sink = Sink::start().await;
+    let id = subscribe(&s, &admin, "all", &sink).await;
+    let total = 40;
+    for i in 0..total {
+        // Half published on each node.
+        let node = if i % 2 == 0 { &s } else { &peer };
+        node.note(&ana, &format!("n{i}"), &["public"], &[]).await;
+    }
+    let got = sink.wait_for(total, Duration::from_secs(30)).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let got_all = sink.received();
+    assert_eq!(got.len(), total);
+    let mut ids: Vec<&str> = got_all.iter().map(|r| r.id.as_str()).collect();
+    ids.sort_unstable();
+    ids.dedup();
+    assert_eq!((ids.len(), got_all.len()), (total, total), "no delivery twice, none lost");
+    assert!(got_all.iter().all(|r| r.verified));
+    let items = wait_deliveries(&s, &admin, "all", &id, Duration::from_secs(10), |items| {
+        items.len() == total && items.iter().all(|d| d["state"] == "delivered")
+    })
+    .await;
+    assert!(items.iter().all(|d| d["attempts"] == json!(1)));
+}
