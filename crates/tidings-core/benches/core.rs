@@ -312,6 +312,31 @@ fn bench_routing(c: &mut Criterion) {
     group.bench_function("match_10k_topics", |b| {
         b.iter(|| black_box(index.matching(&Facts::of(black_box(&record)))))
     });
+    // The baseline: every filter evaluated, no index.
+    let mut scan_rng = Rng(0x70b1_c5ee_d000_0001);
+    let filters: Vec<Filter> = (0..10_000u64)
+        .map(|i| {
+            let rng = &mut scan_rng;
+            let text = match i % 100 {
+                0 => format!("$.object.amount > {}", rng.below(1_000)),
+                1..=9 => format!("type == Create and author == shop{}", rng.below(500)),
+                10..=19 => format!("object_type == Invoice{} or tag == t{}", rng.below(300), rng.below(2_000)),
+                _ => format!(
+                    "t{}@c{} and $.object.amount > {}",
+                    rng.below(2_000),
+                    rng.below(200),
+                    rng.below(1_000)
+                ),
+            };
+            Filter::parse(&text).expect("bench filter")
+        })
+        .collect();
+    group.bench_function("scan_10k_topics_unindexed", |b| {
+        b.iter(|| {
+            let facts = Facts::of(black_box(&record));
+            black_box(filters.iter().filter(|f| f.matches(&facts)).count())
+        })
+    });
     group.finish();
 }
 

@@ -659,9 +659,11 @@ fn key(kind: char, value: &str) -> String {
 /// without any (it must be evaluated for every activity).
 fn anchors(expr: &Expr) -> Option<Vec<String>> {
     match expr {
-        Expr::TagCircle(sub) => match (&sub.circle, &sub.tag) {
-            (Pattern::Exact(c), _) => Some(vec![key('c', c)]),
-            (Pattern::Any, Pattern::Exact(t)) => Some(vec![key('g', t)]),
+        // Either side is necessary; a tag usually narrows more than a circle, which carries
+        // many tags.
+        Expr::TagCircle(sub) => match (&sub.tag, &sub.circle) {
+            (Pattern::Exact(t), _) => Some(vec![key('g', t)]),
+            (Pattern::Any, Pattern::Exact(c)) => Some(vec![key('c', c)]),
             _ => None,
         },
         Expr::Field(field, Test::Compare(CmpOp::Eq, Value::String(v))) => {
