@@ -33,8 +33,18 @@ pub struct CreateServiceBody {
     #[schema(max_length = 2000)]
     pub description: String,
     /// What it may do: `publish` (to the outbox and topics), `subscribe` (to topics).
-    #[schema(inline, value_type = Vec<String>, example = json!(["publish", "subscribe"]))]
+    #[schema(value_type = Vec<ScopeName>)]
     pub scopes: Vec<String>,
+}
+
+/// A scope a service may hold.
+#[derive(Debug, ToSchema)]
+#[schema(rename_all = "lowercase")]
+pub enum ScopeName {
+    /// Publish to the outbox (and so to topics).
+    Publish,
+    /// Subscribe webhooks to topics.
+    Subscribe,
 }
 
 /// A service and a key shown this once.

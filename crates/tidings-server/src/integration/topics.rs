@@ -34,7 +34,7 @@ pub struct CreateTopicBody {
     pub name: String,
     /// Content routing: every new activity this filter matches (see docs/bus.md); without
     /// one the topic receives only what is addressed to it.
-    #[schema(max_length = 4096)]
+    #[schema(schema_with = filter_schema)]
     pub filter: Option<String>,
     /// What it carries (at most 2000 characters).
     #[serde(default)]
@@ -60,18 +60,18 @@ pub enum Mode {
 /// Subscribe to a topic.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-pub struct CreateSubscriptionBody {
+pub struct CreateWebhookBody {
     /// `webhook`.
     pub mode: Mode,
     /// Where deliveries are POSTed: an absolute http(s) URL without credentials whose host
     /// is not internal (loopback, private, link-local) unless the config allows it.
-    #[schema(max_length = 2048)]
+    #[schema(schema_with = webhook_url_schema)]
     pub url: String,
 }
 
 /// A subscription and its signing secret, shown this once.
 #[derive(Debug, Serialize, ToSchema)]
-pub struct SubscriptionWithSecret {
+pub struct WebhookWithSecret {
     /// The subscription.
     pub subscription: Webhook,
     /// The signing secret (`whsec_…`), for verifying `webhook-signature`.
@@ -80,7 +80,7 @@ pub struct SubscriptionWithSecret {
 
 /// Subscriptions.
 #[derive(Debug, Serialize, ToSchema)]
-pub struct SubscriptionList {
+pub struct WebhookList {
     /// The topic's subscriptions the caller may see, oldest first.
     pub items: Vec<Webhook>,
 }
@@ -112,6 +112,30 @@ pub struct DeliveryArgs {
 pub struct DeliveryList {
     /// Newest first, each with its attempts.
     pub items: Vec<Delivery>,
+}
+
+/// A topic filter (`format: topic-filter`): its grammar is in docs/bus.md, beyond what a JSON
+/// Schema can say; one that does not parse is a 400 `invalid_filter` with the position.
+pub fn filter_schema() -> utoipa::openapi::schema::Object {
+    use utoipa::openapi::schema::{ObjectBuilder, SchemaFormat, SchemaType, Type};
+    ObjectBuilder::new()
+        .schema_type(SchemaType::from_iter([Type::String, Type::Null]))
+        .format(Some(SchemaFormat::Custom("topic-filter".to_owned())))
+        .max_length(Some(tidings_core::filter::MAX_FILTER_CHARS))
+        .build()
+}
+
+/// A webhook URL (`format: webhook-url`): absolute http(s), no credentials, a host that
+/// resolves to addresses webhooks may reach; otherwise a 400 `invalid_url` or
+/// `url_not_allowed`.
+pub fn webhook_url_schema() -> utoipa::openapi::schema::Object {
+    use utoipa::openapi::schema::{ObjectBuilder, SchemaFormat, Type};
+    ObjectBuilder::new()
+        .schema_type(Type::String)
+        .format(Some(SchemaFormat::Custom("webhook-url".to_owned())))
+        .pattern(Some("^https?://"))
+        .max_length(Some(2048))
+        .build()
 }
 
 fn new_secret() -> ApiResult<Secret> {
@@ -173,14 +197,14 @@ pub async fn get(
 /// Subscribe a webhook to a topic (a service with `subscribe`, or an admin); the secret is
 /// shown once. It receives what the topic gets from now on.
 #[utoipa::path(post, path = "/api/v1/topics/{topic}/subscriptions", tag = "bus", operation_id = "create_topic_subscription", security(("bearer" = [])),
-    params(("topic" = String, Path)), request_body = CreateSubscriptionBody,
-    responses((status = 201, body = SubscriptionWithSecret), (status = 400, description = "`invalid_url` or `url_not_allowed`"), (status = 403, description = "`admin_only` or `missing_scope`"), (status = 404)))]
+    params(("topic" = String, Path)), request_body = CreateWebhookBody,
+    responses((status = 201, body = WebhookWithSecret), (status = 400, description = "`invalid_url` or `url_not_allowed`"), (status = 403, description = "`admin_only` or `missing_scope`"), (status = 404)))]
 pub async fn subscribe(
     State(state): State<AppState>,
     caller: BusCaller,
     ApiPath(topic): ApiPath<String>,
-    ApiJson(body): ApiJson<CreateSubscriptionBody>,
-) -> ApiResult<(StatusCode, Json<SubscriptionWithSecret>)> {
+    ApiJson(body): ApiJson<CreateWebhookBody>,
+) -> ApiResult<(StatusCode, Json<WebhookWithSecret>)> {
     if let BusCaller::Service(service) = &caller {
         service.require("subscribe")?;
     }
@@ -199,7 +223,7 @@ pub async fn subscribe(
         .await?;
     Ok((
         StatusCode::CREATED,
-        Json(SubscriptionWithSecret {
+        Json(WebhookWithSecret {
             subscription,
             secret: secret.to_text(),
         }),
@@ -209,13 +233,13 @@ pub async fn subscribe(
 /// A topic's subscriptions: all for an admin, its own for a service.
 #[utoipa::path(get, path = "/api/v1/topics/{topic}/subscriptions", tag = "bus", operation_id = "list_topic_subscriptions", security(("bearer" = [])),
     params(("topic" = String, Path)),
-    responses((status = 200, body = SubscriptionList), (status = 403, description = "`admin_only`"), (status = 404)))]
+    responses((status = 200, body = WebhookList), (status = 403, description = "`admin_only`"), (status = 404)))]
 pub async fn subscriptions(
     State(state): State<AppState>,
     caller: BusCaller,
     ApiPath(topic): ApiPath<String>,
-) -> ApiResult<Json<SubscriptionList>> {
-    Ok(Json(SubscriptionList {
+) -> ApiResult<Json<WebhookList>> {
+    Ok(Json(WebhookList {
         items: state.store.webhooks(topic, caller.owner()).await?,
     }))
 }
@@ -249,13 +273,13 @@ pub async fn subscription(
 /// Rotate a subscription's secret; the old one keeps signing beside it for the overlap.
 #[utoipa::path(post, path = "/api/v1/topics/{topic}/subscriptions/{id}/secret", tag = "bus", operation_id = "rotate_subscription_secret", security(("bearer" = [])),
     params(("topic" = String, Path), ("id" = String, Path)), request_body(content = Option<RotateSecretBody>, description = "optional"),
-    responses((status = 201, body = SubscriptionWithSecret), (status = 400, description = "`invalid_time`"), (status = 403, description = "`admin_only`"), (status = 404)))]
+    responses((status = 201, body = WebhookWithSecret), (status = 400, description = "`invalid_time`"), (status = 403, description = "`admin_only`"), (status = 404)))]
 pub async fn rotate_secret(
     State(state): State<AppState>,
     caller: BusCaller,
     ApiPath((topic, id)): ApiPath<(String, String)>,
     body: axum::body::Bytes,
-) -> ApiResult<(StatusCode, Json<SubscriptionWithSecret>)> {
+) -> ApiResult<(StatusCode, Json<WebhookWithSecret>)> {
     let body: RotateSecretBody = super::optional_body(&body)?;
     let overlap = body
         .previous_valid_seconds
@@ -276,7 +300,7 @@ pub async fn rotate_secret(
         .await?;
     Ok((
         StatusCode::CREATED,
-        Json(SubscriptionWithSecret {
+        Json(WebhookWithSecret {
             subscription,
             secret: secret.to_text(),
         }),
