@@ -280,7 +280,6 @@ fn bench_cursor(c: &mut Criterion) {
     group.finish();
 }
 
-
 /// Content routing: 10,000 filtered topics of mixed shapes (`tag@circle` with a JSONPath
 /// predicate, types, authors, and 1% that no index key narrows), one published activity
 /// matched against all of them.
@@ -293,7 +292,11 @@ fn bench_routing(c: &mut Criterion) {
         let text = match i % 100 {
             0 => format!("$.object.amount > {}", rng.below(1_000)),
             1..=9 => format!("type == Create and author == shop{}", rng.below(500)),
-            10..=19 => format!("object_type == Invoice{} or tag == t{}", rng.below(300), rng.below(2_000)),
+            10..=19 => format!(
+                "object_type == Invoice{} or tag == t{}",
+                rng.below(300),
+                rng.below(2_000)
+            ),
             _ => format!(
                 "t{}@c{} and $.object.amount > {}",
                 rng.below(2_000),
@@ -320,7 +323,11 @@ fn bench_routing(c: &mut Criterion) {
             let text = match i % 100 {
                 0 => format!("$.object.amount > {}", rng.below(1_000)),
                 1..=9 => format!("type == Create and author == shop{}", rng.below(500)),
-                10..=19 => format!("object_type == Invoice{} or tag == t{}", rng.below(300), rng.below(2_000)),
+                10..=19 => format!(
+                    "object_type == Invoice{} or tag == t{}",
+                    rng.below(300),
+                    rng.below(2_000)
+                ),
                 _ => format!(
                     "t{}@c{} and $.object.amount > {}",
                     rng.below(2_000),

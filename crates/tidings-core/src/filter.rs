@@ -230,7 +230,10 @@ impl<'a> Facts<'a> {
                 .map(|a| a.strip_prefix("user:").unwrap_or(a))
                 .unwrap_or(""),
             tags: strings("tag"),
-            circles: to.iter().filter_map(|t| t.strip_prefix("circle:")).collect(),
+            circles: to
+                .iter()
+                .filter_map(|t| t.strip_prefix("circle:"))
+                .collect(),
             topics: to.iter().filter_map(|t| t.strip_prefix("topic:")).collect(),
         }
     }
@@ -262,10 +265,10 @@ fn eval(expr: &Expr, facts: &Facts<'_>) -> bool {
             };
             match test {
                 // `!=` on a many-valued field means "none of them is".
-                Test::Compare(CmpOp::Ne, want) => {
-                    !values.iter().any(|v| want.as_str() == Some(v))
-                }
-                _ => values.iter().any(|v| passes(test, &Value::String((*v).to_owned()))),
+                Test::Compare(CmpOp::Ne, want) => !values.iter().any(|v| want.as_str() == Some(v)),
+                _ => values
+                    .iter()
+                    .any(|v| passes(test, &Value::String((*v).to_owned()))),
             }
         }
         Expr::Path(path, test) => path.any(facts.record, |v| passes(test, v)),
@@ -419,7 +422,8 @@ fn lex(chars: &[char]) -> Result<Vec<Token>, FilterError> {
             c if c == '-' || c.is_ascii_digit() => {
                 let mut j = i + 1;
                 while j < chars.len()
-                    && (chars[j].is_ascii_alphanumeric() || matches!(chars[j], '.' | '-' | '+' | '_' | ':' | '@' | '*'))
+                    && (chars[j].is_ascii_alphanumeric()
+                        || matches!(chars[j], '.' | '-' | '+' | '_' | ':' | '@' | '*'))
                 {
                     j += 1;
                 }
@@ -547,7 +551,15 @@ impl Parser {
                     _ => None,
                 };
                 match field {
-                    Some(field) if matches!(self.peek(), Some(Token { tok: Tok::Op(_), .. })) => {
+                    Some(field)
+                        if matches!(
+                            self.peek(),
+                            Some(Token {
+                                tok: Tok::Op(_),
+                                ..
+                            })
+                        ) =>
+                    {
                         Ok(Expr::Field(field, self.test(false)?))
                     }
                     _ if w.contains('@') => crate::expr::parse(&w)
@@ -587,7 +599,12 @@ impl Parser {
                 "null" => Value::Null,
                 _ => Value::String(w),
             },
-            _ => return Err(err(operand.pos, "expected a value (a string, number, true, false or null)")),
+            _ => {
+                return Err(err(
+                    operand.pos,
+                    "expected a value (a string, number, true, false or null)",
+                ));
+            }
         };
         let cmp = match symbol {
             "=~" => {
@@ -827,7 +844,10 @@ mod tests {
             ("exists $.object.status.deeper", false),
             ("exists $.object.lines", true),
             ("paid@sales and $.object.amount > 1000", false),
-            ("paid@sales and ($.object.amount > 1000 or author == shop)", true),
+            (
+                "paid@sales and ($.object.amount > 1000 or author == shop)",
+                true,
+            ),
             ("not paid@sales", false),
             ("not (type == Like) and exists $.object", true),
             ("a@b or paid@sales and type == Create", true),

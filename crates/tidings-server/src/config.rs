@@ -180,9 +180,7 @@ struct WebhooksSection {
 }
 
 /// Checks `[webhooks]`.
-fn webhook_config(
-    section: WebhooksSection,
-) -> Result<crate::integration::WebhookConfig, String> {
+fn webhook_config(section: WebhooksSection) -> Result<crate::integration::WebhookConfig, String> {
     use std::time::Duration;
     let mut c = crate::integration::WebhookConfig::default();
     c.enabled = section.enabled.unwrap_or(c.enabled);

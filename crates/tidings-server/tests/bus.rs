@@ -180,7 +180,12 @@ async fn service(s: &TestServer, admin: &str, name: &str, scopes: &[&str]) -> St
             json!({"name": name, "description": format!("the {name} service"), "scopes": scopes}),
         )
         .await;
-    assert_eq!(r.status, StatusCode::CREATED, "service {name}: {:?}", r.body);
+    assert_eq!(
+        r.status,
+        StatusCode::CREATED,
+        "service {name}: {:?}",
+        r.body
+    );
     let key = r.body["key"].as_str().expect("key").to_owned();
     assert!(key.starts_with("tds_"));
     key
@@ -237,7 +242,10 @@ async fn wait_deliveries(
         if done(&items) {
             return items;
         }
-        assert!(Instant::now() < deadline, "deliveries never settled: {items:#?}");
+        assert!(
+            Instant::now() < deadline,
+            "deliveries never settled: {items:#?}"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
@@ -255,60 +263,123 @@ async fn services_are_registered_by_admins_and_their_keys_rotate_and_revoke() {
     // Bad input: a clear 400 and nothing stored; non-admins and service keys are refused.
     for (body, code) in [
         (json!({"name": "Bad Name", "scopes": []}), "invalid_name"),
-        (json!({"name": "shop", "scopes": ["publish", "fly"]}), "invalid_scope"),
-        (json!({"name": "shop", "scopes": [], "description": "x".repeat(2001)}), "invalid_description"),
+        (
+            json!({"name": "shop", "scopes": ["publish", "fly"]}),
+            "invalid_scope",
+        ),
+        (
+            json!({"name": "shop", "scopes": [], "description": "x".repeat(2001)}),
+            "invalid_description",
+        ),
         (json!({"name": "shop"}), "invalid_json"),
     ] {
         let r = s.post(&admin, "/services", body).await;
         assert_error(&r, StatusCode::BAD_REQUEST, code);
     }
-    let r = s.post(&ana, "/services", json!({"name": "shop", "scopes": []})).await;
+    let r = s
+        .post(&ana, "/services", json!({"name": "shop", "scopes": []}))
+        .await;
     assert_error(&r, StatusCode::FORBIDDEN, "admin_only");
     let r = s.get(&admin, "/services").await;
-    assert_eq!(r.body["items"], json!([]), "a refused registration stored nothing");
+    assert_eq!(
+        r.body["items"],
+        json!([]),
+        "a refused registration stored nothing"
+    );
 
     let key = service(&s, &admin, "shop", &["publish"]).await;
-    let r = s.post(&admin, "/services", json!({"name": "shop", "scopes": []})).await;
+    let r = s
+        .post(&admin, "/services", json!({"name": "shop", "scopes": []}))
+        .await;
     assert_error(&r, StatusCode::CONFLICT, "name_taken");
-    let r = s.post(&admin, "/services", json!({"name": "ana", "scopes": []})).await;
+    let r = s
+        .post(&admin, "/services", json!({"name": "ana", "scopes": []}))
+        .await;
     assert_error(&r, StatusCode::CONFLICT, "name_taken");
     assert!(!s.stored_contains(&key), "only the key's hash is stored");
 
     // A service key is not a user's session, and a user is not a service.
     let r = s.get(&key, "/me").await;
     assert_error(&r, StatusCode::FORBIDDEN, "service_key_not_allowed");
-    let r = s.post(&key, "/services", json!({"name": "x", "scopes": []})).await;
+    let r = s
+        .post(&key, "/services", json!({"name": "x", "scopes": []}))
+        .await;
     assert_error(&r, StatusCode::FORBIDDEN, "service_key_not_allowed");
     let r = s.get(&ana, "/topics").await;
     assert_error(&r, StatusCode::FORBIDDEN, "admin_only");
     assert_eq!(s.get(&key, "/topics").await.status, StatusCode::OK);
 
     // Rotation with an overlap: both keys work until it ends.
-    let r = s.post(&admin, "/services/shop/keys", json!({"previous_valid_seconds": 3600})).await;
+    let r = s
+        .post(
+            &admin,
+            "/services/shop/keys",
+            json!({"previous_valid_seconds": 3600}),
+        )
+        .await;
     assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.body);
     let second = r.body["key"].as_str().expect("key").to_owned();
     assert_eq!(s.get(&key, "/topics").await.status, StatusCode::OK);
     assert_eq!(s.get(&second, "/topics").await.status, StatusCode::OK);
-    let r = s.post(&admin, "/services/shop/keys", json!({"previous_valid_seconds": 9999999})).await;
+    let r = s
+        .post(
+            &admin,
+            "/services/shop/keys",
+            json!({"previous_valid_seconds": 9999999}),
+        )
+        .await;
     assert_error(&r, StatusCode::BAD_REQUEST, "invalid_time");
     // No overlap: the old keys stop at once.
-    let r = s.post(&admin, "/services/shop/keys", json!({"previous_valid_seconds": 0})).await;
+    let r = s
+        .post(
+            &admin,
+            "/services/shop/keys",
+            json!({"previous_valid_seconds": 0}),
+        )
+        .await;
     assert_eq!(r.status, StatusCode::CREATED);
     let third = r.body["key"].as_str().expect("key").to_owned();
     let third_id = r.body["key_id"].as_str().expect("id").to_owned();
     tokio::time::sleep(Duration::from_millis(5)).await;
-    assert_error(&s.get(&key, "/topics").await, StatusCode::UNAUTHORIZED, "unauthenticated");
-    assert_error(&s.get(&second, "/topics").await, StatusCode::UNAUTHORIZED, "unauthenticated");
+    assert_error(
+        &s.get(&key, "/topics").await,
+        StatusCode::UNAUTHORIZED,
+        "unauthenticated",
+    );
+    assert_error(
+        &s.get(&second, "/topics").await,
+        StatusCode::UNAUTHORIZED,
+        "unauthenticated",
+    );
     assert_eq!(s.get(&third, "/topics").await.status, StatusCode::OK);
     // Revocation is immediate.
-    let r = s.delete(&admin, &format!("/services/shop/keys/{third_id}")).await;
+    let r = s
+        .delete(&admin, &format!("/services/shop/keys/{third_id}"))
+        .await;
     assert_eq!(r.status, StatusCode::NO_CONTENT);
-    assert_error(&s.get(&third, "/topics").await, StatusCode::UNAUTHORIZED, "unauthenticated");
-    assert_eq!(s.delete(&admin, &format!("/services/shop/keys/{third_id}")).await.status, StatusCode::NOT_FOUND);
+    assert_error(
+        &s.get(&third, "/topics").await,
+        StatusCode::UNAUTHORIZED,
+        "unauthenticated",
+    );
+    assert_eq!(
+        s.delete(&admin, &format!("/services/shop/keys/{third_id}"))
+            .await
+            .status,
+        StatusCode::NOT_FOUND
+    );
     let r = s.get(&admin, "/services/shop").await;
-    assert_eq!(r.body["keys"].as_array().map(Vec::len), Some(3), "{:?}", r.body);
+    assert_eq!(
+        r.body["keys"].as_array().map(Vec::len),
+        Some(3),
+        "{:?}",
+        r.body
+    );
     assert!(r.body["keys"].to_string().find("tds_").is_none());
-    assert_eq!(s.get(&admin, "/services/nope").await.status, StatusCode::NOT_FOUND);
+    assert_eq!(
+        s.get(&admin, "/services/nope").await.status,
+        StatusCode::NOT_FOUND
+    );
 }
 
 #[tokio::test]
@@ -322,15 +393,30 @@ async fn topic_filters_are_checked_at_creation_with_the_position() {
         ("colour == red", 0),
         ("$.object.[", 9),
     ] {
-        let r = s.post(&admin, "/topics", json!({"name": "orders", "filter": filter})).await;
+        let r = s
+            .post(
+                &admin,
+                "/topics",
+                json!({"name": "orders", "filter": filter}),
+            )
+            .await;
         assert_error(&r, StatusCode::BAD_REQUEST, "invalid_filter");
-        assert_eq!(r.body["error"]["details"]["position"], json!(position), "{filter}: {:?}", r.body);
+        assert_eq!(
+            r.body["error"]["details"]["position"],
+            json!(position),
+            "{filter}: {:?}",
+            r.body
+        );
     }
     let r = s.post(&admin, "/topics", json!({"name": "Orders!"})).await;
     assert_error(&r, StatusCode::BAD_REQUEST, "invalid_name");
     let r = s.post(&ana, "/topics", json!({"name": "orders"})).await;
     assert_error(&r, StatusCode::FORBIDDEN, "admin_only");
-    assert_eq!(s.get(&admin, "/topics").await.body["items"], json!([]), "nothing stored");
+    assert_eq!(
+        s.get(&admin, "/topics").await.body["items"],
+        json!([]),
+        "nothing stored"
+    );
 
     topic(&s, &admin, "orders", None).await;
     topic(&s, &admin, "big", Some("paid@* and $.object.amount >= 100")).await;
@@ -338,15 +424,26 @@ async fn topic_filters_are_checked_at_creation_with_the_position() {
     assert_error(&r, StatusCode::CONFLICT, "topic_exists");
     let r = s.get(&admin, "/topics/big").await;
     assert_eq!(r.body["filter"], json!("paid@* and $.object.amount >= 100"));
-    assert_eq!(s.get(&admin, "/topics/nope").await.status, StatusCode::NOT_FOUND);
+    assert_eq!(
+        s.get(&admin, "/topics/nope").await.status,
+        StatusCode::NOT_FOUND
+    );
 
     // Addressing a topic that does not exist is refused; one that does is accepted.
     let r = s
-        .post(&ana, "/outbox", json!({"object": {"content": "x"}, "to": ["topic:nope"]}))
+        .post(
+            &ana,
+            "/outbox",
+            json!({"object": {"content": "x"}, "to": ["topic:nope"]}),
+        )
         .await;
     assert_error(&r, StatusCode::UNPROCESSABLE_ENTITY, "unknown_topic");
     let r = s
-        .post(&ana, "/outbox", json!({"object": {"content": "x"}, "to": ["topic:orders"]}))
+        .post(
+            &ana,
+            "/outbox",
+            json!({"object": {"content": "x"}, "to": ["topic:orders"]}),
+        )
         .await;
     assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.body);
 }
@@ -365,11 +462,19 @@ async fn a_service_publishes_as_itself_and_subscribers_get_signed_deliveries() {
 
     // Scopes are enforced both ways.
     let r = s
-        .post(&books, "/outbox", json!({"object": {"content": "x"}, "to": ["topic:orders"]}))
+        .post(
+            &books,
+            "/outbox",
+            json!({"object": {"content": "x"}, "to": ["topic:orders"]}),
+        )
         .await;
     assert_error(&r, StatusCode::FORBIDDEN, "missing_scope");
     let r = s
-        .post(&shop, "/topics/orders/subscriptions", json!({"mode": "webhook", "url": orders_sink.url}))
+        .post(
+            &shop,
+            "/topics/orders/subscriptions",
+            json!({"mode": "webhook", "url": orders_sink.url}),
+        )
         .await;
     assert_error(&r, StatusCode::FORBIDDEN, "missing_scope");
 
@@ -385,7 +490,11 @@ async fn a_service_publishes_as_itself_and_subscribers_get_signed_deliveries() {
     let order_id = r.body["id"].as_str().expect("id").to_owned();
     // Content-routed: Ana never names the topic; the small one does not match.
     s.note(&ana, "cheap", &["public"], &["paid"]).await;
-    s.publish(&ana, json!({"object": {"content": "pricey", "amount": 500}, "to": ["public"], "tag": ["paid"]})).await;
+    s.publish(
+        &ana,
+        json!({"object": {"content": "pricey", "amount": 500}, "to": ["public"], "tag": ["paid"]}),
+    )
+    .await;
 
     let got = orders_sink.wait_for(1, Duration::from_secs(10)).await;
     assert_eq!(got.len(), 1);
@@ -399,11 +508,21 @@ async fn a_service_publishes_as_itself_and_subscribers_get_signed_deliveries() {
     assert_eq!(body["data"]["id"], json!(order_id));
     assert_eq!(body["data"]["actor"], json!("user:shop"));
     // The negative cases: an empty or truncated signature never verifies.
-    let secret_of = |sink: &Sink| sink.state.lock().expect("sink").secret.clone().expect("secret");
+    let secret_of = |sink: &Sink| {
+        sink.state
+            .lock()
+            .expect("sink")
+            .secret
+            .clone()
+            .expect("secret")
+    };
     let secret = secret_of(&orders_sink);
     let truncated = &first.signature[..first.signature.len() - 4];
     for header in ["v1,", "v1", truncated, ""] {
-        assert!(!secret.verify(&first.id, first.timestamp, &first.body, header), "{header:?}");
+        assert!(
+            !secret.verify(&first.id, first.timestamp, &first.body, header),
+            "{header:?}"
+        );
     }
 
     // Content routing: the shop's order (250, paid) and Ana's pricey one; not the cheap one.
@@ -416,16 +535,24 @@ async fn a_service_publishes_as_itself_and_subscribers_get_signed_deliveries() {
         .iter()
         .map(|r| {
             let body: Value = serde_json::from_slice(&r.body).expect("json");
-            body["data"]["object"]["content"].as_str().unwrap_or("").to_owned()
+            body["data"]["object"]["content"]
+                .as_str()
+                .unwrap_or("")
+                .to_owned()
         })
         .collect();
     contents.sort();
     assert_eq!(contents, vec!["order 1", "pricey"]);
 
     // The attempt log.
-    let items = wait_deliveries(&s, &books, "orders", &orders, Duration::from_secs(5), |items| {
-        items.len() == 1 && items[0]["state"] == "delivered"
-    })
+    let items = wait_deliveries(
+        &s,
+        &books,
+        "orders",
+        &orders,
+        Duration::from_secs(5),
+        |items| items.len() == 1 && items[0]["state"] == "delivered",
+    )
     .await;
     let attempt = &items[0]["attempts_log"][0];
     assert_eq!(attempt["status"], json!(200));
@@ -439,19 +566,36 @@ async fn a_service_publishes_as_itself_and_subscribers_get_signed_deliveries() {
     let r = s.get(&admin, "/topics/big/subscriptions").await;
     assert_eq!(r.body["items"].as_array().map(Vec::len), Some(1));
     let r = s.get(&books, "/topics/big/subscriptions").await;
-    assert_eq!(r.body["items"], json!([]), "books cannot list the admin's subscription");
+    assert_eq!(
+        r.body["items"],
+        json!([]),
+        "books cannot list the admin's subscription"
+    );
     for path in [
         format!("/topics/big/subscriptions/{big}"),
         format!("/topics/big/subscriptions/{big}/deliveries"),
     ] {
-        assert_error(&s.get(&books, &path).await, StatusCode::NOT_FOUND, "not_found");
+        assert_error(
+            &s.get(&books, &path).await,
+            StatusCode::NOT_FOUND,
+            "not_found",
+        );
     }
     let r = s
-        .post(&books, &format!("/topics/big/subscriptions/{big}/enable"), json!({}))
+        .post(
+            &books,
+            &format!("/topics/big/subscriptions/{big}/enable"),
+            json!({}),
+        )
         .await;
     assert_error(&r, StatusCode::NOT_FOUND, "not_found");
     // A subscription is found under its own topic only.
-    assert_eq!(s.get(&books, &format!("/topics/big/subscriptions/{orders}")).await.status, StatusCode::NOT_FOUND);
+    assert_eq!(
+        s.get(&books, &format!("/topics/big/subscriptions/{orders}"))
+            .await
+            .status,
+        StatusCode::NOT_FOUND
+    );
     let _ = secret_of(&big_sink);
 }
 
@@ -470,7 +614,12 @@ async fn retries_back_off_honour_retry_after_and_keep_the_webhook_id() {
     topic(&s, &admin, "all", Some("type == Create")).await;
     let sink = Sink::start().await;
     let id = subscribe(&s, &admin, "all", &sink).await;
-    sink.script(&[Reply::Status(500), Reply::Throttle, Reply::Hang, Reply::Status(200)]);
+    sink.script(&[
+        Reply::Status(500),
+        Reply::Throttle,
+        Reply::Hang,
+        Reply::Status(200),
+    ]);
     s.note(&ana, "hello", &["public"], &[]).await;
 
     let items = wait_deliveries(&s, &admin, "all", &id, Duration::from_secs(20), |items| {
@@ -479,18 +628,36 @@ async fn retries_back_off_honour_retry_after_and_keep_the_webhook_id() {
     .await;
     let log = items[0]["attempts_log"].as_array().expect("log");
     let statuses: Vec<Value> = log.iter().map(|a| a["status"].clone()).collect();
-    assert_eq!(statuses, vec![json!(500), json!(429), Value::Null, json!(200)], "{log:#?}");
+    assert_eq!(
+        statuses,
+        vec![json!(500), json!(429), Value::Null, json!(200)],
+        "{log:#?}"
+    );
     let outcomes: Vec<&str> = log.iter().filter_map(|a| a["outcome"].as_str()).collect();
-    assert_eq!(outcomes, vec!["failed", "throttled", "timeout", "delivered"]);
+    assert_eq!(
+        outcomes,
+        vec!["failed", "throttled", "timeout", "delivered"]
+    );
 
     let got = sink.received();
     assert_eq!(got.len(), 4);
-    assert!(got.iter().all(|r| r.verified && r.id == got[0].id), "one webhook-id across retries");
+    assert!(
+        got.iter().all(|r| r.verified && r.id == got[0].id),
+        "one webhook-id across retries"
+    );
     // Retry-After: 1 was honoured between the 429 and the next attempt.
     let waited = got[2].at.duration_since(got[1].at);
-    assert!(waited >= Duration::from_millis(900), "waited only {waited:?} after Retry-After: 1");
-    let r = s.get(&admin, &format!("/topics/all/subscriptions/{id}")).await;
-    assert_eq!((r.body["status"].as_str(), r.body["failures"].as_i64()), (Some("active"), Some(0)));
+    assert!(
+        waited >= Duration::from_millis(900),
+        "waited only {waited:?} after Retry-After: 1"
+    );
+    let r = s
+        .get(&admin, &format!("/topics/all/subscriptions/{id}"))
+        .await;
+    assert_eq!(
+        (r.body["status"].as_str(), r.body["failures"].as_i64()),
+        (Some("active"), Some(0))
+    );
 }
 
 #[tokio::test]
@@ -513,17 +680,33 @@ async fn dead_letters_are_listed_and_redelivered_and_410_disables() {
     assert_eq!(dead.body["items"].as_array().map(Vec::len), Some(1));
     let pending = deliveries(&s, &admin, "all", &id, "?state=pending").await;
     assert_eq!(pending.body["items"], json!([]));
-    assert_error(&deliveries(&s, &admin, "all", &id, "?state=lost").await, StatusCode::BAD_REQUEST, "invalid_state");
-    assert_error(&deliveries(&s, &admin, "all", &id, "?limit=0").await, StatusCode::BAD_REQUEST, "invalid_limit");
+    assert_error(
+        &deliveries(&s, &admin, "all", &id, "?state=lost").await,
+        StatusCode::BAD_REQUEST,
+        "invalid_state",
+    );
+    assert_error(
+        &deliveries(&s, &admin, "all", &id, "?limit=0").await,
+        StatusCode::BAD_REQUEST,
+        "invalid_limit",
+    );
 
     // Redelivered: it goes out again, same webhook-id, and lands.
     let delivery = items[0]["id"].as_str().expect("id").to_owned();
     let r = s
-        .post(&admin, &format!("/topics/all/subscriptions/{id}/deliveries/{delivery}/redeliver"), json!({}))
+        .post(
+            &admin,
+            &format!("/topics/all/subscriptions/{id}/deliveries/{delivery}/redeliver"),
+            json!({}),
+        )
         .await;
     assert_eq!(r.status, StatusCode::ACCEPTED, "{:?}", r.body);
     let r = s
-        .post(&admin, &format!("/topics/all/subscriptions/{id}/deliveries/msg_nope/redeliver"), json!({}))
+        .post(
+            &admin,
+            &format!("/topics/all/subscriptions/{id}/deliveries/msg_nope/redeliver"),
+            json!({}),
+        )
         .await;
     assert_eq!(r.status, StatusCode::NOT_FOUND);
     let items = wait_deliveries(&s, &admin, "all", &id, Duration::from_secs(10), |items| {
@@ -540,9 +723,15 @@ async fn dead_letters_are_listed_and_redelivered_and_410_disables() {
     s.note(&ana, "gone", &["public"], &[]).await;
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
-        let r = s.get(&admin, &format!("/topics/all/subscriptions/{id}")).await;
+        let r = s
+            .get(&admin, &format!("/topics/all/subscriptions/{id}"))
+            .await;
         if r.body["status"] == "disabled" {
-            assert!(r.body["disabled_reason"].as_str().is_some_and(|t| t.contains("410")));
+            assert!(
+                r.body["disabled_reason"]
+                    .as_str()
+                    .is_some_and(|t| t.contains("410"))
+            );
             break;
         }
         assert!(Instant::now() < deadline, "never disabled: {:?}", r.body);
@@ -550,12 +739,23 @@ async fn dead_letters_are_listed_and_redelivered_and_410_disables() {
     }
     s.note(&ana, "while disabled", &["public"], &[]).await;
     tokio::time::sleep(Duration::from_millis(400)).await;
-    assert_eq!(sink.received().len(), 7, "a disabled webhook is sent nothing");
+    assert_eq!(
+        sink.received().len(),
+        7,
+        "a disabled webhook is sent nothing"
+    );
     // Enabled again: what is owed (the one after the 410) goes out.
     let r = s
-        .post(&admin, &format!("/topics/all/subscriptions/{id}/enable"), json!({}))
+        .post(
+            &admin,
+            &format!("/topics/all/subscriptions/{id}/enable"),
+            json!({}),
+        )
         .await;
-    assert_eq!((r.status, r.body["status"].as_str()), (StatusCode::OK, Some("active")));
+    assert_eq!(
+        (r.status, r.body["status"].as_str()),
+        (StatusCode::OK, Some("active"))
+    );
     let got = sink.wait_for(8, Duration::from_secs(10)).await;
     assert_eq!(got.len(), 8);
     let last: Value = serde_json::from_slice(&got[7].body).expect("json");
@@ -580,7 +780,9 @@ async fn failing_past_the_threshold_disables_the_endpoint() {
     s.note(&ana, "two", &["public"], &[]).await;
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
-        let r = s.get(&admin, &format!("/topics/all/subscriptions/{id}")).await;
+        let r = s
+            .get(&admin, &format!("/topics/all/subscriptions/{id}"))
+            .await;
         if r.body["status"] == "disabled" {
             assert_eq!(r.body["failures"], json!(3), "{:?}", r.body);
             break;
@@ -589,7 +791,11 @@ async fn failing_past_the_threshold_disables_the_endpoint() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     tokio::time::sleep(Duration::from_millis(300)).await;
-    assert_eq!(sink.received().len(), 3, "nothing is sent past the threshold");
+    assert_eq!(
+        sink.received().len(),
+        3,
+        "nothing is sent past the threshold"
+    );
 }
 
 #[tokio::test]
@@ -607,19 +813,34 @@ async fn webhook_urls_that_reach_inside_are_refused_and_nothing_is_stored() {
         ("not a url", "invalid_url"),
     ] {
         let r = s
-            .post(&admin, "/topics/all/subscriptions", json!({"mode": "webhook", "url": url}))
+            .post(
+                &admin,
+                "/topics/all/subscriptions",
+                json!({"mode": "webhook", "url": url}),
+            )
             .await;
         assert_error(&r, StatusCode::BAD_REQUEST, code);
     }
     let r = s
-        .post(&admin, "/topics/all/subscriptions", json!({"mode": "pull", "url": "http://127.0.0.1/"}))
+        .post(
+            &admin,
+            "/topics/all/subscriptions",
+            json!({"mode": "pull", "url": "http://127.0.0.1/"}),
+        )
         .await;
     assert_error(&r, StatusCode::BAD_REQUEST, "invalid_json");
     let r = s
-        .post(&admin, "/topics/nope/subscriptions", json!({"mode": "webhook", "url": "http://127.0.0.1:9/"}))
+        .post(
+            &admin,
+            "/topics/nope/subscriptions",
+            json!({"mode": "webhook", "url": "http://127.0.0.1:9/"}),
+        )
         .await;
     assert_eq!(r.status, StatusCode::NOT_FOUND);
-    assert_eq!(s.get(&admin, "/topics/all/subscriptions").await.body["items"], json!([]));
+    assert_eq!(
+        s.get(&admin, "/topics/all/subscriptions").await.body["items"],
+        json!([])
+    );
 }
 
 #[tokio::test]
@@ -630,9 +851,19 @@ async fn a_rotated_secret_signs_beside_the_old_one_for_the_overlap() {
     topic(&s, &admin, "all", Some("type == Create")).await;
     let sink = Sink::start().await;
     let id = subscribe(&s, &admin, "all", &sink).await;
-    let old = sink.state.lock().expect("sink").secret.clone().expect("secret");
+    let old = sink
+        .state
+        .lock()
+        .expect("sink")
+        .secret
+        .clone()
+        .expect("secret");
     let r = s
-        .post(&admin, &format!("/topics/all/subscriptions/{id}/secret"), json!({"previous_valid_seconds": 3600}))
+        .post(
+            &admin,
+            &format!("/topics/all/subscriptions/{id}/secret"),
+            json!({"previous_valid_seconds": 3600}),
+        )
         .await;
     assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.body);
     let new = Secret::parse(r.body["secret"].as_str().expect("secret")).expect("parse");
@@ -644,15 +875,29 @@ async fn a_rotated_secret_signs_beside_the_old_one_for_the_overlap() {
     assert!(new.verify(&first.id, first.timestamp, &first.body, &first.signature));
     // Without an overlap only the new secret signs.
     let r = s
-        .post(&admin, &format!("/topics/all/subscriptions/{id}/secret"), json!({"previous_valid_seconds": 0}))
+        .post(
+            &admin,
+            &format!("/topics/all/subscriptions/{id}/secret"),
+            json!({"previous_valid_seconds": 0}),
+        )
         .await;
     let newest = Secret::parse(r.body["secret"].as_str().expect("secret")).expect("parse");
     s.note(&ana, "rotated", &["public"], &[]).await;
     let got = sink.wait_for(2, Duration::from_secs(10)).await;
     let second = &got[1];
     assert_eq!(second.signature.split(' ').count(), 1);
-    assert!(newest.verify(&second.id, second.timestamp, &second.body, &second.signature));
-    assert!(!new.verify(&second.id, second.timestamp, &second.body, &second.signature));
+    assert!(newest.verify(
+        &second.id,
+        second.timestamp,
+        &second.body,
+        &second.signature
+    ));
+    assert!(!new.verify(
+        &second.id,
+        second.timestamp,
+        &second.body,
+        &second.signature
+    ));
 }
 
 #[tokio::test]
@@ -675,7 +920,10 @@ async fn deliveries_owed_survive_a_restart() {
     .await;
     assert_eq!(items.len(), 1);
     let got = sink.received();
-    assert!(got.iter().all(|r| r.id == got[0].id), "the same webhook-id after the restart");
+    assert!(
+        got.iter().all(|r| r.id == got[0].id),
+        "the same webhook-id after the restart"
+    );
 }
 
 /// Cluster mode: two nodes deliver from one PostgreSQL database, and each delivery is sent by
@@ -708,7 +956,11 @@ async fn two_nodes_never_send_the_same_delivery_twice() {
     let mut ids: Vec<&str> = got_all.iter().map(|r| r.id.as_str()).collect();
     ids.sort_unstable();
     ids.dedup();
-    assert_eq!((ids.len(), got_all.len()), (total, total), "no delivery twice, none lost");
+    assert_eq!(
+        (ids.len(), got_all.len()),
+        (total, total),
+        "no delivery twice, none lost"
+    );
     assert!(got_all.iter().all(|r| r.verified));
     let items = wait_deliveries(&s, &admin, "all", &id, Duration::from_secs(10), |items| {
         items.len() == total && items.iter().all(|d| d["state"] == "delivered")

@@ -41,7 +41,9 @@ impl Sink {
                     let mut chunk = [0u8; 8192];
                     // Head, then as much body as Content-Length says.
                     let (head_end, length) = loop {
-                        let Ok(n) = socket.read(&mut chunk).await else { return };
+                        let Ok(n) = socket.read(&mut chunk).await else {
+                            return;
+                        };
                         if n == 0 {
                             return;
                         }
@@ -57,7 +59,9 @@ impl Sink {
                         }
                     };
                     while buf.len() < head_end + length {
-                        let Ok(n) = socket.read(&mut chunk).await else { return };
+                        let Ok(n) = socket.read(&mut chunk).await else {
+                            return;
+                        };
                         if n == 0 {
                             break;
                         }
@@ -68,11 +72,17 @@ impl Sink {
                         .lines()
                         .find_map(|l| {
                             let (name, value) = l.split_once(':')?;
-                            name.eq_ignore_ascii_case("webhook-id").then(|| value.trim().to_owned())
+                            name.eq_ignore_ascii_case("webhook-id")
+                                .then(|| value.trim().to_owned())
                         })
                         .unwrap_or_default();
                     let status = sink.status.load(Ordering::SeqCst);
-                    sink.seen.lock().expect("sink").entry(id).or_default().push(status);
+                    sink.seen
+                        .lock()
+                        .expect("sink")
+                        .entry(id)
+                        .or_default()
+                        .push(status);
                     let reply = format!(
                         "HTTP/1.1 {status} X\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok"
                     );
@@ -87,7 +97,12 @@ impl Sink {
 fn serve(dir: &std::path::Path, config: &std::path::Path, port: u16) -> Server {
     Server(
         Command::new(BIN)
-            .args(["serve", "--listen", &format!("127.0.0.1:{port}"), "--data-dir"])
+            .args([
+                "serve",
+                "--listen",
+                &format!("127.0.0.1:{port}"),
+                "--data-dir",
+            ])
             .arg(dir)
             .arg("--config")
             .arg(config)
@@ -141,11 +156,22 @@ async fn deliveries_owed_survive_kill_dash_nine() {
     let out = Command::new(BIN)
         .arg("--data-dir")
         .arg(&data)
-        .args(["admin", "create-user", "root", "--admin", "--password", "correct horse"])
+        .args([
+            "admin",
+            "create-user",
+            "root",
+            "--admin",
+            "--password",
+            "correct horse",
+        ])
         .env("RUST_LOG", "warn")
         .output()
         .expect("admin");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let admin = String::from_utf8_lossy(&out.stdout).trim().to_owned();
 
     let sink = Sink::default();
@@ -157,10 +183,28 @@ async fn deliveries_owed_survive_kill_dash_nine() {
     let api = format!("{base}/api/v1");
     let mut server = serve(&data, &config, port);
     wait_up(&client, &base).await;
-    post(&client, format!("{api}/topics"), &admin, json!({"name": "all", "filter": "type == Create"})).await;
-    post(&client, format!("{api}/topics/all/subscriptions"), &admin, json!({"mode": "webhook", "url": hook})).await;
+    post(
+        &client,
+        format!("{api}/topics"),
+        &admin,
+        json!({"name": "all", "filter": "type == Create"}),
+    )
+    .await;
+    post(
+        &client,
+        format!("{api}/topics/all/subscriptions"),
+        &admin,
+        json!({"mode": "webhook", "url": hook}),
+    )
+    .await;
     for i in 0..OWED {
-        post(&client, format!("{api}/outbox"), &admin, json!({"object": {"content": format!("owed {i}")}, "to": ["public"]})).await;
+        post(
+            &client,
+            format!("{api}/outbox"),
+            &admin,
+            json!({"object": {"content": format!("owed {i}")}, "to": ["public"]}),
+        )
+        .await;
     }
     // Every delivery has failed at least once (so each is owed and has its id) when the kill lands.
     let deadline = Instant::now() + Duration::from_secs(30);
@@ -186,11 +230,22 @@ async fn deliveries_owed_survive_kill_dash_nine() {
             .map(|(id, _)| id.clone())
             .collect();
         if delivered.len() >= OWED {
-            assert_eq!(delivered, before, "every owed delivery landed under the id it had");
+            assert_eq!(
+                delivered, before,
+                "every owed delivery landed under the id it had"
+            );
             break;
         }
-        assert!(Instant::now() < deadline, "only {} of {OWED} delivered after the restart", delivered.len());
+        assert!(
+            Instant::now() < deadline,
+            "only {} of {OWED} delivered after the restart",
+            delivered.len()
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    assert_eq!(sink.seen.lock().expect("sink").len(), OWED, "no delivery was owed twice");
+    assert_eq!(
+        sink.seen.lock().expect("sink").len(),
+        OWED,
+        "no delivery was owed twice"
+    );
 }

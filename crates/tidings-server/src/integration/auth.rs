@@ -45,7 +45,9 @@ async fn service_for(parts: &Parts, state: &AppState, key: &str) -> Result<Servi
         .store
         .service_by_key(hash.clone())
         .await?
-        .ok_or_else(|| ApiError::unauthenticated("the service key is unknown, revoked or expired"))?;
+        .ok_or_else(|| {
+            ApiError::unauthenticated("the service key is unknown, revoked or expired")
+        })?;
     crate::limits::charge(parts, state, &hash)?;
     Ok(service)
 }

@@ -52,7 +52,9 @@ impl Routing {
                 match Filter::parse(text) {
                     Ok(filter) => out.filtered.insert(topic.id, filter),
                     // Checked at creation; a stored filter that no longer parses is skipped.
-                    Err(e) => tracing::error!(topic = %topic.name, error = %e, "stored filter skipped"),
+                    Err(e) => {
+                        tracing::error!(topic = %topic.name, error = %e, "stored filter skipped")
+                    }
                 }
             }
             out.by_name.insert(topic.name, topic.id);
@@ -67,7 +69,12 @@ impl Routing {
     fn owed(&self, seq: i64, record: &Value, out: &mut Vec<(String, i64)>) {
         let facts = Facts::of(record);
         let mut topics = self.filtered.matching(&facts);
-        topics.extend(facts.topics.iter().filter_map(|name| self.by_name.get(*name)));
+        topics.extend(
+            facts
+                .topics
+                .iter()
+                .filter_map(|name| self.by_name.get(*name)),
+        );
         topics.sort_unstable();
         topics.dedup();
         for topic in topics {
@@ -129,7 +136,9 @@ async fn match_once(store: &Store, routing: &mut Routing) -> Result<bool, StoreE
         for activity in &activities {
             match serde_json::from_str::<Value>(&activity.body) {
                 Ok(record) => routing.owed(activity.seq, &record, &mut owed),
-                Err(e) => tracing::error!(seq = activity.seq, error = %e, "stored activity unreadable"),
+                Err(e) => {
+                    tracing::error!(seq = activity.seq, error = %e, "stored activity unreadable")
+                }
             }
         }
     }
@@ -169,7 +178,10 @@ async fn send_loop(store: Store, config: WebhookConfig, wake: Arc<Notify>) {
 /// The body a webhook receives: Standard Webhooks' `{type, timestamp, data}`, plus the topic.
 fn payload(delivery: &LeasedDelivery) -> Vec<u8> {
     let record: Value = serde_json::from_str(&delivery.body).unwrap_or(Value::Null);
-    let kind = record.get("type").and_then(Value::as_str).unwrap_or("Activity");
+    let kind = record
+        .get("type")
+        .and_then(Value::as_str)
+        .unwrap_or("Activity");
     let published = record.get("published").cloned().unwrap_or(Value::Null);
     let body = json!({
         "type": format!("activity.{kind}"),
@@ -231,7 +243,12 @@ fn signed_headers(delivery: &LeasedDelivery, body: &[u8]) -> reqwest::header::He
 }
 
 /// Sends one leased delivery and records the attempt.
-async fn deliver(store: &Store, outbound: &Outbound, config: &WebhookConfig, delivery: LeasedDelivery) {
+async fn deliver(
+    store: &Store,
+    outbound: &Outbound,
+    config: &WebhookConfig,
+    delivery: LeasedDelivery,
+) {
     let body = payload(&delivery);
     let headers = signed_headers(&delivery, &body);
     let started = Instant::now();
@@ -313,9 +330,19 @@ mod tests {
             retry_max: Duration::from_secs(60),
             ..WebhookConfig::default()
         };
-        for (made, nominal) in [(1, 5.0), (2, 10.0), (3, 20.0), (4, 40.0), (5, 60.0), (40, 60.0)] {
+        for (made, nominal) in [
+            (1, 5.0),
+            (2, 10.0),
+            (3, 20.0),
+            (4, 40.0),
+            (5, 60.0),
+            (40, 60.0),
+        ] {
             let got = backoff(&config, made).as_secs_f64();
-            assert!(got >= nominal * 0.8 - 1e-9 && got <= nominal * 1.2 + 1e-9, "{made}: {got}");
+            assert!(
+                got >= nominal * 0.8 - 1e-9 && got <= nominal * 1.2 + 1e-9,
+                "{made}: {got}"
+            );
         }
     }
 }

@@ -10,7 +10,9 @@ pub enum BusError {
     #[error("unknown scope {0:?}: use publish or subscribe")]
     InvalidScope(String),
     /// A service or topic name that is not a slug (400 `invalid_name`).
-    #[error("a name is 1 to 63 lowercase letters, digits, '-' or '_', starting with a letter or digit")]
+    #[error(
+        "a name is 1 to 63 lowercase letters, digits, '-' or '_', starting with a letter or digit"
+    )]
     InvalidName,
     /// A webhook URL that is not an absolute http(s) URL (400 `invalid_url`).
     #[error("{0}")]

@@ -18,7 +18,9 @@ pub fn check_url(text: &str) -> Result<reqwest::Url, BusError> {
     let url = reqwest::Url::parse(text)
         .map_err(|e| BusError::InvalidUrl(format!("the URL does not parse: {e}")))?;
     if !matches!(url.scheme(), "http" | "https") {
-        return Err(BusError::InvalidUrl("a webhook URL is http or https".into()));
+        return Err(BusError::InvalidUrl(
+            "a webhook URL is http or https".into(),
+        ));
     }
     if url.host_str().is_none_or(str::is_empty) {
         return Err(BusError::InvalidUrl("a webhook URL names a host".into()));
@@ -29,7 +31,9 @@ pub fn check_url(text: &str) -> Result<reqwest::Url, BusError> {
         ));
     }
     if text.len() > 2048 {
-        return Err(BusError::InvalidUrl("a webhook URL is at most 2048 characters".into()));
+        return Err(BusError::InvalidUrl(
+            "a webhook URL is at most 2048 characters".into(),
+        ));
     }
     Ok(url)
 }
@@ -230,7 +234,13 @@ mod tests {
     #[test]
     fn only_absolute_http_urls_without_credentials_pass() {
         assert!(check_url("https://hooks.example.com/x").is_ok());
-        for bad in ["ftp://x/", "/relative", "http://user:pw@x/", "nonsense", "file:///etc/passwd"] {
+        for bad in [
+            "ftp://x/",
+            "/relative",
+            "http://user:pw@x/",
+            "nonsense",
+            "file:///etc/passwd",
+        ] {
             assert!(check_url(bad).is_err(), "{bad}");
         }
     }
@@ -244,9 +254,16 @@ mod tests {
         let out = Outbound::new(&config);
         let ok = check_url("http://127.0.0.1:9/").expect("url");
         assert!(out.resolve(&ok).await.is_ok());
-        for refused in ["http://127.0.0.2:9/", "http://169.254.169.254/latest/meta-data", "http://[::1]:9/"] {
+        for refused in [
+            "http://127.0.0.2:9/",
+            "http://169.254.169.254/latest/meta-data",
+            "http://[::1]:9/",
+        ] {
             let url = check_url(refused).expect("url");
-            assert!(matches!(out.resolve(&url).await, Err(BusError::UrlNotAllowed(_))), "{refused}");
+            assert!(
+                matches!(out.resolve(&url).await, Err(BusError::UrlNotAllowed(_))),
+                "{refused}"
+            );
         }
     }
 }

@@ -151,7 +151,10 @@ pub async fn create(
 /// Every service (admins).
 #[utoipa::path(get, path = "/api/v1/services", tag = "bus", operation_id = "list_services", security(("bearer" = [])),
     responses((status = 200, body = ServiceList), (status = 403, description = "`admin_only`")))]
-pub async fn list(State(state): State<AppState>, _admin: AdminUser) -> ApiResult<Json<ServiceList>> {
+pub async fn list(
+    State(state): State<AppState>,
+    _admin: AdminUser,
+) -> ApiResult<Json<ServiceList>> {
     Ok(Json(ServiceList {
         items: state.store.services().await?,
     }))

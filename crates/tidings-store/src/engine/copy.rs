@@ -126,11 +126,25 @@ const TABLES: &[(&str, &[&str])] = &[
     ("compat_afs_objects", &["object_id", "seq"]),
     (
         "bus_services",
-        &["id", "name", "description", "scopes", "user_id", "created_at"],
+        &[
+            "id",
+            "name",
+            "description",
+            "scopes",
+            "user_id",
+            "created_at",
+        ],
     ),
     (
         "bus_service_keys",
-        &["key_hash", "id", "service_id", "created_at", "expires_at", "revoked_at"],
+        &[
+            "key_hash",
+            "id",
+            "service_id",
+            "created_at",
+            "expires_at",
+            "revoked_at",
+        ],
     ),
     (
         "bus_topics",
@@ -297,7 +311,10 @@ fn copy_tables(source: &Connection, target: &Connection) -> StoreResult<CopyRepo
     for key in ["routed_seq", "bus_seq"] {
         let value: String =
             source.query_row("SELECT value FROM meta WHERE key = ?1", [key], |r| r.get(0))?;
-        target.execute("UPDATE meta SET value = ?1 WHERE key = ?2", [value, key.to_owned()])?;
+        target.execute(
+            "UPDATE meta SET value = ?1 WHERE key = ?2",
+            [value, key.to_owned()],
+        )?;
     }
     if target.engine() == Engine::Postgres {
         for (table, column) in IDENTITIES {

@@ -10,8 +10,8 @@
 use super::Store;
 use super::users::{insert_user, last_seq};
 use crate::model::{
-    AttemptNext, BusActivity, BusRouting, Delivery, DeliveryAttempt, LeasedDelivery,
-    NewAttempt, Service, ServiceKey, Topic, Webhook,
+    AttemptNext, BusActivity, BusRouting, Delivery, DeliveryAttempt, LeasedDelivery, NewAttempt,
+    Service, ServiceKey, Topic, Webhook,
 };
 use crate::sql::{Connection, OptionalExtension, Row, params};
 use crate::{StoreError, StoreResult, now_ms, now_rfc3339, rfc3339_after};
@@ -44,7 +44,12 @@ fn service_by_name(conn: &Connection, name: &str) -> StoreResult<Service> {
     .ok_or_else(|| StoreError::not_found("service"))
 }
 
-fn insert_key(conn: &Connection, service_id: i64, key_hash: &str, key_id: &str) -> StoreResult<ServiceKey> {
+fn insert_key(
+    conn: &Connection,
+    service_id: i64,
+    key_hash: &str,
+    key_id: &str,
+) -> StoreResult<ServiceKey> {
     let created_at = now_rfc3339();
     conn.prepare_cached(
         "INSERT INTO bus_service_keys(key_hash, id, service_id, created_at) VALUES (?1, ?2, ?3, ?4)",
@@ -72,10 +77,12 @@ fn topic_from_row(r: &Row<'_>) -> crate::sql::Result<Topic> {
 
 /// A topic by name.
 pub(crate) fn topic_by_name(conn: &Connection, name: &str) -> StoreResult<Topic> {
-    conn.prepare_cached(&format!("SELECT {TOPIC_COLUMNS} FROM bus_topics WHERE name = ?1"))?
-        .query_row([name], topic_from_row)
-        .optional()?
-        .ok_or_else(|| StoreError::not_found("topic"))
+    conn.prepare_cached(&format!(
+        "SELECT {TOPIC_COLUMNS} FROM bus_topics WHERE name = ?1"
+    ))?
+    .query_row([name], topic_from_row)
+    .optional()?
+    .ok_or_else(|| StoreError::not_found("topic"))
 }
 
 const WEBHOOK_COLUMNS: &str = "w.id, t.name, s.name, w.url, w.status, w.disabled_reason, \
@@ -322,7 +329,9 @@ impl Store {
     pub async fn topics(&self) -> StoreResult<Vec<Topic>> {
         self.read(|conn| {
             Ok(conn
-                .prepare_cached(&format!("SELECT {TOPIC_COLUMNS} FROM bus_topics ORDER BY name"))?
+                .prepare_cached(&format!(
+                    "SELECT {TOPIC_COLUMNS} FROM bus_topics ORDER BY name"
+                ))?
                 .query_map([], topic_from_row)?
                 .collect::<Result<Vec<_>, _>>()?)
         })
@@ -428,13 +437,13 @@ impl Store {
                 return Ok(None);
             }
             let topics = conn
-                .prepare_cached(&format!("SELECT {TOPIC_COLUMNS} FROM bus_topics ORDER BY id"))?
+                .prepare_cached(&format!(
+                    "SELECT {TOPIC_COLUMNS} FROM bus_topics ORDER BY id"
+                ))?
                 .query_map([], topic_from_row)?
                 .collect::<Result<Vec<_>, _>>()?;
             let webhooks = conn
-                .prepare_cached(
-                    "SELECT id, topic_id, since_seq FROM bus_webhooks ORDER BY id",
-                )?
+                .prepare_cached("SELECT id, topic_id, since_seq FROM bus_webhooks ORDER BY id")?
                 .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
                 .collect::<Result<Vec<_>, _>>()?;
             Ok(Some(BusRouting {
@@ -689,6 +698,7 @@ impl Store {
 
     /// Whether a topic of this name exists.
     pub async fn topic_exists(&self, name: String) -> StoreResult<bool> {
-        self.read(move |conn| Ok(topic_by_name(conn, &name).is_ok())).await
+        self.read(move |conn| Ok(topic_by_name(conn, &name).is_ok()))
+            .await
     }
 }
