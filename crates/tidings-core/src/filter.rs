@@ -664,41 +664,48 @@ fn json_path(text: &str, pos: usize) -> Result<Selector, FilterError> {
     }
 }
 
-/// One key an index files a filter under: a value an activity must carry for it to match.
-fn key(kind: char, value: &str) -> String {
-    let mut key = String::with_capacity(value.len() + 1);
-    key.push(kind);
-    key.push_str(value);
-    key
+/// What kind of value an index key is; its position in [`TopicIndex`]'s maps.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum KeyKind {
+    Type = 0,
+    ObjectType = 1,
+    Author = 2,
+    Tag = 3,
+    Circle = 4,
 }
+
+/// One key an index files a filter under: a value an activity must carry for it to match.
+type Key = (KeyKind, String);
 
 /// Keys of which a matching activity carries at least one; None when the filter can match
 /// without any (it must be evaluated for every activity).
-fn anchors(expr: &Expr) -> Option<Vec<String>> {
+fn anchors(expr: &Expr) -> Option<Vec<Key>> {
     match expr {
         // Either side is necessary; a tag usually narrows more than a circle, which carries
         // many tags.
         Expr::TagCircle(sub) => match (&sub.tag, &sub.circle) {
-            (Pattern::Exact(t), _) => Some(vec![key('g', t)]),
-            (Pattern::Any, Pattern::Exact(c)) => Some(vec![key('c', c)]),
+            (Pattern::Exact(t), _) => Some(vec![(KeyKind::Tag, t.clone())]),
+            (Pattern::Any, Pattern::Exact(c)) => Some(vec![(KeyKind::Circle, c.clone())]),
             _ => None,
         },
         Expr::Field(field, Test::Compare(CmpOp::Eq, Value::String(v))) => {
             let kind = match field {
-                Field::Type => 't',
-                Field::ObjectType => 'o',
-                Field::Author => 'a',
-                Field::Tag => 'g',
-                Field::Circle => 'c',
+                Field::Type => KeyKind::Type,
+                Field::ObjectType => KeyKind::ObjectType,
+                Field::Author => KeyKind::Author,
+                Field::Tag => KeyKind::Tag,
+                Field::Circle => KeyKind::Circle,
             };
-            Some(vec![key(kind, v)])
+            Some(vec![(kind, v.clone())])
         }
         // Any one side's keys are necessary; the side with the fewest narrows most, and an
         // activity type (few values, shared by most activities) narrows least.
-        Expr::And(all) => all
-            .iter()
-            .filter_map(anchors)
-            .min_by_key(|keys| (keys.iter().any(|k| k.starts_with('t')), keys.len())),
+        Expr::And(all) => all.iter().filter_map(anchors).min_by_key(|keys| {
+            (
+                keys.iter().any(|(kind, _)| *kind == KeyKind::Type),
+                keys.len(),
+            )
+        }),
         Expr::Or(any) => {
             let mut keys = Vec::new();
             for side in any {
@@ -710,25 +717,14 @@ fn anchors(expr: &Expr) -> Option<Vec<String>> {
     }
 }
 
-/// The keys an activity carries.
-fn keys_of(facts: &Facts<'_>) -> Vec<String> {
-    let mut keys = Vec::with_capacity(3 + facts.tags.len() + facts.circles.len());
-    keys.push(key('t', facts.activity_type));
-    if let Some(o) = facts.object_type {
-        keys.push(key('o', o));
-    }
-    keys.push(key('a', facts.author));
-    keys.extend(facts.tags.iter().map(|t| key('g', t)));
-    keys.extend(facts.circles.iter().map(|c| key('c', c)));
-    keys
-}
-
 /// Many topics' filters, indexed so that an activity is checked only against the filters it
 /// could pass.
 #[derive(Debug, Clone)]
 pub struct TopicIndex<T> {
     topics: Vec<(T, Filter)>,
-    by_key: HashMap<String, Vec<usize>>,
+    /// Per [`KeyKind`]: value → the topics filed under it. Looked up by `&str`, so matching an
+    /// activity allocates no keys.
+    by_key: [HashMap<String, Vec<usize>>; 5],
     unindexed: Vec<usize>,
 }
 
@@ -736,7 +732,7 @@ impl<T> Default for TopicIndex<T> {
     fn default() -> Self {
         TopicIndex {
             topics: Vec::new(),
-            by_key: HashMap::new(),
+            by_key: Default::default(),
             unindexed: Vec::new(),
         }
     }
@@ -748,8 +744,8 @@ impl<T: Clone> TopicIndex<T> {
         let at = self.topics.len();
         match anchors(filter.expr()) {
             Some(keys) => {
-                for k in keys {
-                    let list = self.by_key.entry(k).or_default();
+                for (kind, value) in keys {
+                    let list = self.by_key[kind as usize].entry(value).or_default();
                     if list.last() != Some(&at) {
                         list.push(at);
                     }
@@ -773,10 +769,21 @@ impl<T: Clone> TopicIndex<T> {
     /// The topics whose filters the activity passes, in insertion order.
     pub fn matching(&self, facts: &Facts<'_>) -> Vec<T> {
         let mut candidates: Vec<usize> = self.unindexed.clone();
-        for k in keys_of(facts) {
-            if let Some(list) = self.by_key.get(&k) {
+        let mut look = |kind: KeyKind, value: &str| {
+            if let Some(list) = self.by_key[kind as usize].get(value) {
                 candidates.extend_from_slice(list);
             }
+        };
+        look(KeyKind::Type, facts.activity_type);
+        if let Some(o) = facts.object_type {
+            look(KeyKind::ObjectType, o);
+        }
+        look(KeyKind::Author, facts.author);
+        for tag in &facts.tags {
+            look(KeyKind::Tag, tag);
+        }
+        for circle in &facts.circles {
+            look(KeyKind::Circle, circle);
         }
         candidates.sort_unstable();
         candidates.dedup();
