@@ -123,7 +123,8 @@ impl Modify for Unavailable {
 
 /// Statuses that come from what every operation of a kind shares rather than from its handler,
 /// added where they apply so that a new operation inherits them:
-/// - bearer-secured: 401 (no, malformed, unknown or revoked token) and 403 (suspended account);
+/// - bearer-secured: 401 (no, malformed, unknown or revoked token) and 403 (suspended account,
+///   or a service key where a session is needed);
 /// - with a request body: 400 (not JSON, or the wrong shape), 413 (over `max_body_bytes`) and,
 ///   on the native API, 415 (not `application/json`; compat profiles read any content type);
 /// - with path or query parameters: 400 (a parameter that does not parse).
@@ -136,7 +137,10 @@ impl Modify for SharedStatuses {
             "`unauthenticated`: no bearer token, a malformed `Authorization` header, or a token \
              that is unknown, expired or revoked",
         );
-        let suspended = described("`account_suspended`: the caller's account is suspended");
+        let suspended = described(
+            "`account_suspended`: the caller's account is suspended; \
+             `service_key_not_allowed`: a service key where a user's session is needed",
+        );
         let bad_body = described(
             "`invalid_json`: the body is not JSON, or misses a required field, has an unknown \
              one or a value of the wrong type or out of its range",

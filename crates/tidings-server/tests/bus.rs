@@ -309,6 +309,34 @@ async fn services_are_registered_by_admins_and_their_keys_rotate_and_revoke() {
     assert_error(&r, StatusCode::FORBIDDEN, "admin_only");
     assert_eq!(s.get(&key, "/topics").await.status, StatusCode::OK);
 
+    // Suspending the user a service acts as stops its publishing.
+    let note = json!({"object": {"content": "from the shop"}, "to": ["public"]});
+    assert_eq!(
+        s.post(&key, "/outbox", note.clone()).await.status,
+        StatusCode::CREATED
+    );
+    assert_eq!(
+        s.post(&admin, "/users/shop/suspend", json!({}))
+            .await
+            .status,
+        StatusCode::OK
+    );
+    assert_error(
+        &s.post(&key, "/outbox", note.clone()).await,
+        StatusCode::FORBIDDEN,
+        "account_suspended",
+    );
+    assert_eq!(
+        s.post(&admin, "/users/shop/unsuspend", json!({}))
+            .await
+            .status,
+        StatusCode::OK
+    );
+    assert_eq!(
+        s.post(&key, "/outbox", note).await.status,
+        StatusCode::CREATED
+    );
+
     // Rotation with an overlap: both keys work until it ends.
     let r = s
         .post(

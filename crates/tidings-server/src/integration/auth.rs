@@ -123,6 +123,13 @@ impl FromRequestParts<AppState> for Publisher {
             let service = ServiceCaller(service_for(parts, state, &key).await?);
             service.require("publish")?;
             let user = state.store.user(&service.0.name).await?;
+            // An admin may suspend the user a service acts as, which stops its publishing.
+            if user.status != tidings_store::model::UserStatus::Active {
+                return Err(ApiError::forbidden(
+                    "account_suspended",
+                    "the user this service acts as is suspended or deleted",
+                ));
+            }
             return Ok(Publisher(user));
         }
         let AuthUser { user, .. } = AuthUser::from_request_parts(parts, state).await?;

@@ -151,7 +151,12 @@ async fn send_loop(store: Store, config: WebhookConfig, wake: Arc<Notify>) {
     let max = i64::try_from(config.concurrency.max(1)).unwrap_or(32);
     loop {
         let lease = config.timeout * 2 + LEASE_MARGIN;
-        match store.lease_deliveries(max, lease).await {
+        let leased = match store.deliveries_due().await {
+            Ok(true) => store.lease_deliveries(max, lease).await,
+            Ok(false) => Ok(Vec::new()),
+            Err(e) => Err(e),
+        };
+        match leased {
             Ok(batch) if !batch.is_empty() => {
                 let full = batch.len() as i64 >= max;
                 futures::stream::iter(batch)

@@ -508,6 +508,21 @@ impl Store {
         .await
     }
 
+    /// Whether any delivery of an active webhook is due now (a read: the sender asks before
+    /// taking a write transaction to lease).
+    pub async fn deliveries_due(&self) -> StoreResult<bool> {
+        self.read(|conn| {
+            Ok(conn
+                .prepare_cached(
+                    "SELECT EXISTS(SELECT 1 FROM bus_deliveries d JOIN bus_webhooks w ON w.id = d.webhook_id
+                     WHERE d.state = 'pending' AND d.next_at_ms <= ?1 AND d.lease_until_ms <= ?1
+                       AND w.status = 'active')",
+                )?
+                .query_row([now_ms()], |r| r.get(0))?)
+        })
+        .await
+    }
+
     /// Leases up to `max` due deliveries of active webhooks for `lease`, oldest due first.
     pub async fn lease_deliveries(
         &self,
