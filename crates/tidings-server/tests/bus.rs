@@ -589,6 +589,16 @@ async fn a_service_publishes_as_itself_and_subscribers_get_signed_deliveries() {
     assert!(attempt["latency_ms"].as_i64().is_some());
     assert_eq!(items[0]["id"], json!(first.id));
     assert_eq!(items[0]["activity"], json!(order_id));
+    let metrics = reqwest::get(format!("{}/metrics", s.base))
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("text");
+    assert!(
+        metrics.contains(r#"tidings_webhook_attempts_total{outcome="delivered"}"#),
+        "{metrics}"
+    );
 
     // Who sees what: the admin sees every subscription; a service only its own.
     let r = s.get(&admin, "/topics/big/subscriptions").await;

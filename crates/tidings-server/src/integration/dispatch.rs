@@ -315,6 +315,10 @@ async fn deliver(
         ),
     };
     tracing::debug!(delivery = %delivery.id, webhook = %delivery.webhook.id, outcome = %attempt.outcome, "webhook attempt");
+    metrics::counter!("tidings_webhook_attempts_total", "outcome" => attempt.outcome.clone())
+        .increment(1);
+    metrics::histogram!("tidings_webhook_attempt_duration_seconds")
+        .record(started.elapsed().as_secs_f64());
     if let Err(e) = store
         .record_attempt(delivery.id.clone(), attempt, next, config.disable_after)
         .await
