@@ -1022,18 +1022,26 @@ async fn the_integration_bus_keeps_its_promises_on_every_adapter() {
             activities.iter().map(|a| a.seq).collect::<Vec<_>>(),
             vec![seq]
         );
+        // Matched with a list of webhooks older than the store's: refused.
+        let generation = routing.generation;
+        let stale_list = store
+            .bus_enqueue(from, seq, generation - 1, vec![("wh1".into(), seq)])
+            .await
+            .expect("stale list");
         assert!(
-            store
-                .bus_enqueue(from, seq, vec![("wh1".into(), seq)])
-                .await
-                .expect("enqueue")
+            !stale_list,
+            "{location:?}: a stale list of webhooks was accepted"
         );
-        assert!(
-            !store
-                .bus_enqueue(from, seq, vec![("wh1".into(), seq)])
-                .await
-                .expect("stale")
-        );
+        let owed = store
+            .bus_enqueue(from, seq, generation, vec![("wh1".into(), seq)])
+            .await
+            .expect("enqueue");
+        assert!(owed);
+        let again = store
+            .bus_enqueue(from, seq, generation, vec![("wh1".into(), seq)])
+            .await
+            .expect("stale");
+        assert!(!again, "{location:?}: matched twice");
         assert_eq!(store.bus_seq().await.expect("bus seq"), seq);
 
         // Leases are exclusive.

@@ -111,6 +111,12 @@ async fn match_loop(store: Store, config: WebhookConfig, wake_sender: Arc<Notify
             Err(e) if closed(&e) => return,
             Err(e) => tracing::warn!(error = %e, "webhook matching failed; will retry"),
         }
+        if routing.webhooks.is_empty() {
+            // Nobody to deliver to: only keep the watermark near the log's end, at the poll's
+            // pace, so publishing pays nothing for an unused bus.
+            tokio::time::sleep(config.poll).await;
+            continue;
+        }
         // New activities ring through routing notices; the poll covers other nodes' and lags.
         tokio::select! {
             _ = notices.recv() => {}
@@ -119,31 +125,40 @@ async fn match_loop(store: Store, config: WebhookConfig, wake_sender: Arc<Notify
     }
 }
 
-/// Matches one batch of the log; true when it moved the watermark over activities (there may
-/// be more).
+/// Matches one batch of the log; true when there were activities to match (there may be
+/// more).
 async fn match_once(store: &Store, routing: &mut Routing) -> Result<bool, StoreError> {
     if let Some(fresh) = store.bus_routing(routing.generation).await? {
         *routing = Routing::rebuild(fresh);
     }
     let from = store.bus_seq().await?;
-    // Only what routing has made readable: the log's order is settled up to there.
+    if routing.webhooks.is_empty() {
+        // Nothing is owed to anyone: move the watermark without reading the activities.
+        let last = store.last_seq().await?;
+        if last > from {
+            store
+                .bus_enqueue(from, last, routing.generation.unwrap_or(-1), Vec::new())
+                .await?;
+        }
+        return Ok(false);
+    }
     let activities = store.bus_activities(from, MATCH_BATCH).await?;
     let Some(upto) = activities.last().map(|a| a.seq) else {
         return Ok(false);
     };
     let mut owed = Vec::new();
-    if !routing.webhooks.is_empty() {
-        for activity in &activities {
-            match serde_json::from_str::<Value>(&activity.body) {
-                Ok(record) => routing.owed(activity.seq, &record, &mut owed),
-                Err(e) => {
-                    tracing::error!(seq = activity.seq, error = %e, "stored activity unreadable")
-                }
-            }
+    for activity in &activities {
+        match serde_json::from_str::<Value>(&activity.body) {
+            Ok(record) => routing.owed(activity.seq, &record, &mut owed),
+            Err(e) => tracing::error!(seq = activity.seq, error = %e, "stored activity unreadable"),
         }
     }
-    let moved = store.bus_enqueue(from, upto, owed).await?;
-    Ok(moved)
+    // Refused when another node matched first or the topics changed meanwhile: either way,
+    // look again at once (with fresh routing).
+    store
+        .bus_enqueue(from, upto, routing.generation.unwrap_or(-1), owed)
+        .await?;
+    Ok(true)
 }
 
 async fn send_loop(store: Store, config: WebhookConfig, wake: Arc<Notify>) {

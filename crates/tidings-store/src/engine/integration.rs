@@ -480,15 +480,19 @@ impl Store {
 
     /// Records the deliveries owed for the activities in `(from, upto]` and moves the bus
     /// watermark to `upto`, in one transaction. False (and nothing written) when the watermark
-    /// is no longer `from`: another node matched them first.
+    /// is no longer `from` (another node matched them first) or topics and webhooks are no
+    /// longer at `generation` (the match used a stale list: a webhook made meanwhile would miss
+    /// what it is owed).
     pub async fn bus_enqueue(
         &self,
         from: i64,
         upto: i64,
+        generation: i64,
         owed: Vec<(String, i64)>,
     ) -> StoreResult<bool> {
         self.write(move |conn, _fx| {
-            if meta_int(conn, "bus_seq")? != from {
+            if meta_int(conn, "bus_seq")? != from || meta_int(conn, "bus_generation")? != generation
+            {
                 return Ok(false);
             }
             let now = now_ms();
