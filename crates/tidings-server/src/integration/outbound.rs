@@ -93,11 +93,24 @@ pub struct NoAnswer {
 }
 
 /// Sends webhook requests.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Outbound {
     allow: Vec<IpNet>,
     timeout: Duration,
     cap: usize,
+    /// Clients pinned to one (host, address), reused so their connections and TLS sessions
+    /// are (a client per attempt would set up TLS and a connection every time).
+    clients: moka::sync::Cache<(String, SocketAddr), reqwest::Client>,
+}
+
+impl std::fmt::Debug for Outbound {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Outbound")
+            .field("allow", &self.allow)
+            .field("timeout", &self.timeout)
+            .field("cap", &self.cap)
+            .finish()
+    }
 }
 
 impl Outbound {
@@ -107,6 +120,10 @@ impl Outbound {
             allow: config.allow_networks.clone(),
             timeout: config.timeout,
             cap: config.response_cap,
+            clients: moka::sync::Cache::builder()
+                .max_capacity(1024)
+                .time_to_idle(Duration::from_secs(300))
+                .build(),
         }
     }
 
@@ -160,14 +177,23 @@ impl Outbound {
             .await
             .map_err(|e| error("refused", e.to_string()))?;
         let host = url.host_str().unwrap_or_default().to_owned();
-        let client = reqwest::Client::builder()
-            .redirect(reqwest::redirect::Policy::none())
-            .no_proxy()
-            .timeout(self.timeout)
-            .connect_timeout(self.timeout)
-            .resolve(&host, addr)
-            .build()
-            .map_err(|e| error("error", e.to_string()))?;
+        let key = (host.clone(), addr);
+        let client = match self.clients.get(&key) {
+            Some(client) => client,
+            None => {
+                // Pinned to the address just checked: the client never resolves the name itself.
+                let client = reqwest::Client::builder()
+                    .redirect(reqwest::redirect::Policy::none())
+                    .no_proxy()
+                    .timeout(self.timeout)
+                    .connect_timeout(self.timeout)
+                    .resolve(&host, addr)
+                    .build()
+                    .map_err(|e| error("error", e.to_string()))?;
+                self.clients.insert(key, client.clone());
+                client
+            }
+        };
         let sent = client.post(url).headers(headers).body(body).send().await;
         let mut response = match sent {
             Ok(r) => r,
