@@ -103,10 +103,12 @@ pub enum Addressee {
     Circle(String),
     /// A user by name.
     User(String),
+    /// A topic of the integration bus, by name.
+    Topic(String),
 }
 
 impl Addressee {
-    /// Parses `public`, `followers`, `circle:NAME` or `user:NAME`.
+    /// Parses `public`, `followers`, `circle:NAME`, `user:NAME` or `topic:NAME`.
     pub fn parse(raw: &str) -> Option<Addressee> {
         let raw = raw.trim();
         match raw {
@@ -121,6 +123,7 @@ impl Addressee {
         match scheme {
             "circle" => Some(Addressee::Circle(name)),
             "user" => Some(Addressee::User(name)),
+            "topic" => Some(Addressee::Topic(name)),
             _ => None,
         }
     }
@@ -132,6 +135,7 @@ impl Addressee {
             Addressee::Followers => "followers".to_owned(),
             Addressee::Circle(c) => format!("circle:{c}"),
             Addressee::User(u) => format!("user:{u}"),
+            Addressee::Topic(t) => format!("topic:{t}"),
         }
     }
 }
@@ -479,7 +483,7 @@ fn parse_audience(value: Option<&Value>, limits: &Limits) -> Result<Vec<Addresse
             invalid(
                 "to",
                 format!(
-                    "{raw:?} is not an audience: use public, followers, circle:NAME or user:NAME"
+                    "{raw:?} is not an audience: use public, followers, circle:NAME, user:NAME or topic:NAME"
                 ),
             )
         })?;
@@ -924,6 +928,10 @@ mod tests {
         );
         assert_eq!(Addressee::parse("user:"), None);
         assert_eq!(Addressee::parse("group:x"), None);
+        assert_eq!(
+            Addressee::parse("topic:Orders"),
+            Some(Addressee::Topic("orders".into()))
+        );
         assert_eq!(Addressee::parse("public"), Some(Addressee::Public));
     }
 }

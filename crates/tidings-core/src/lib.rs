@@ -9,12 +9,17 @@
 //! - [`routing`] — who receives an activity, and why.
 //! - [`feeds`] — feed declarations, notification reasons, aggregation into groups.
 //! - [`search`] — the search query language, indexed words, highlighted snippets.
+//! - [`filter`] — the integration bus's topic filters (`tag@circle`, fields, JSONPath) and
+//!   their index.
+//! - [`webhook`] — Standard Webhooks signatures.
 
 pub mod activity;
 pub mod canonical;
 pub mod cursor;
 pub mod expr;
 pub mod feeds;
+pub mod filter;
 pub mod merge;
 pub mod routing;
 pub mod search;
+pub mod webhook;

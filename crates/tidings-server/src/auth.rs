@@ -92,6 +92,9 @@ pub fn bearer_token(header: &axum::http::HeaderValue) -> Option<&str> {
 /// and pushes the session's expiry forward when it was last pushed `[sessions] refresh`
 /// ago or more (at most one write per session per interval, off the request's path).
 pub async fn authenticate(state: &AppState, token: &str) -> Result<AuthUser, ApiError> {
+    if crate::integration::auth::is_service_key(token) {
+        return Err(crate::integration::error::BusError::ServiceKeyNotAllowed.into());
+    }
     let token_hash = token_hash(token);
     let session = match state.store.session(token_hash.clone()).await? {
         SessionLookup::Live(session) => session,

@@ -51,6 +51,8 @@ pub struct ServerConfig {
     /// this node (`[limits] live_connections_per_user`). A cap on held resources rather than a
     /// rate, so it applies with the rate limits off too.
     pub live_connections_per_user: usize,
+    /// `[webhooks]`: how the integration bus delivers webhooks.
+    pub webhooks: crate::integration::WebhookConfig,
 }
 
 /// How long a session lasts: an idle timeout that use pushes forward (sliding expiry).
@@ -131,6 +133,7 @@ impl Default for ServerConfig {
             header_read_timeout: DEFAULT_HEADER_READ_TIMEOUT,
             body_read_timeout: DEFAULT_BODY_READ_TIMEOUT,
             live_connections_per_user: crate::push::MAX_CONNECTIONS_PER_USER,
+            webhooks: crate::integration::WebhookConfig::default(),
         }
     }
 }
@@ -169,6 +172,78 @@ struct FileConfig {
     bus: Option<BusSection>,
     #[serde(default)]
     sessions: Option<SessionsSection>,
+    #[serde(default)]
+    webhooks: Option<WebhooksSection>,
+}
+
+/// `[webhooks]`: webhook delivery of the integration bus.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct WebhooksSection {
+    /// Whether this node delivers webhooks (default true).
+    enabled: Option<bool>,
+    /// Internal networks webhooks may reach anyway, as CIDRs (`["127.0.0.1/32"]`).
+    #[serde(default)]
+    allow_networks: Vec<String>,
+    /// Seconds one attempt may take (1–300).
+    timeout_seconds: Option<u64>,
+    /// Attempts before a delivery is dead (1–100).
+    max_attempts: Option<i64>,
+    /// Milliseconds before the second attempt, doubled for each further one.
+    retry_base_ms: Option<u64>,
+    /// Longest wait between attempts, in milliseconds.
+    retry_max_ms: Option<u64>,
+    /// Failed attempts in a row that disable a webhook (at least 1).
+    disable_after: Option<i64>,
+    /// Milliseconds between checks when nothing woke the dispatcher (10–60000).
+    poll_ms: Option<u64>,
+}
+
+/// Checks `[webhooks]`.
+fn webhook_config(section: WebhooksSection) -> Result<crate::integration::WebhookConfig, String> {
+    use std::time::Duration;
+    let mut c = crate::integration::WebhookConfig::default();
+    c.enabled = section.enabled.unwrap_or(c.enabled);
+    for net in &section.allow_networks {
+        c.allow_networks.push(
+            net.parse()
+                .map_err(|_| format!("webhooks.allow_networks: {net:?} is not a CIDR network"))?,
+        );
+    }
+    if let Some(secs) = section.timeout_seconds {
+        if !(1..=300).contains(&secs) {
+            return Err("webhooks.timeout_seconds must be between 1 and 300".into());
+        }
+        c.timeout = Duration::from_secs(secs);
+    }
+    if let Some(n) = section.max_attempts {
+        if !(1..=100).contains(&n) {
+            return Err("webhooks.max_attempts must be between 1 and 100".into());
+        }
+        c.max_attempts = n;
+    }
+    if let Some(ms) = section.retry_base_ms {
+        c.retry_base = Duration::from_millis(ms);
+    }
+    if let Some(ms) = section.retry_max_ms {
+        c.retry_max = Duration::from_millis(ms);
+    }
+    if c.retry_max < c.retry_base {
+        return Err("webhooks.retry_max_ms must not be below retry_base_ms".into());
+    }
+    if let Some(n) = section.disable_after {
+        if n < 1 {
+            return Err("webhooks.disable_after must be at least 1".into());
+        }
+        c.disable_after = n;
+    }
+    if let Some(ms) = section.poll_ms {
+        if !(10..=60_000).contains(&ms) {
+            return Err("webhooks.poll_ms must be between 10 and 60000".into());
+        }
+        c.poll = Duration::from_millis(ms);
+    }
+    Ok(c)
 }
 
 /// `[sessions]`: how long sign-ins last.
@@ -488,6 +563,12 @@ impl ServerConfig {
                     t.actions.into_iter().map(toml_to_json).collect(),
                 ),
             });
+        }
+        if let Some(webhooks) = file.webhooks {
+            config.webhooks = webhook_config(webhooks).map_err(|message| ConfigError::Parse {
+                path: display.clone(),
+                message,
+            })?;
         }
         config.store_url = file.store.map(|store| store.url);
         config.bus_url = file.bus.map(|bus| bus.url);

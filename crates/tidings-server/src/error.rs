@@ -116,6 +116,25 @@ impl From<StoreError> for ApiError {
     }
 }
 
+impl From<crate::integration::error::BusError> for ApiError {
+    fn from(e: crate::integration::error::BusError) -> Self {
+        use crate::integration::error::BusError as E;
+        let message = e.to_string();
+        match e {
+            E::InvalidFilter(f) => ApiError::bad_request("invalid_filter", message)
+                .with_details(json!({ "position": f.position })),
+            E::InvalidScope(_) => ApiError::bad_request("invalid_scope", message),
+            E::InvalidName => ApiError::bad_request("invalid_name", message),
+            E::InvalidUrl(_) => ApiError::bad_request("invalid_url", message),
+            E::UrlNotAllowed(_) => ApiError::bad_request("url_not_allowed", message),
+            E::InvalidTime(_) => ApiError::bad_request("invalid_time", message),
+            E::InvalidState => ApiError::bad_request("invalid_state", message),
+            E::MissingScope(_) => ApiError::forbidden("missing_scope", message),
+            E::ServiceKeyNotAllowed => ApiError::forbidden("service_key_not_allowed", message),
+        }
+    }
+}
+
 impl From<tidings_core::activity::ActivityError> for ApiError {
     fn from(e: tidings_core::activity::ActivityError) -> Self {
         let status = if e.code == "unknown_type" {

@@ -13,6 +13,7 @@
 //! - [`compat`] — the seed systems' APIs (FeedStream `/v1`, activity-feed-system) on the engine.
 //! - [`push`] — the live inbox channel: Socket.IO and SSE, woken by routing notices.
 //! - [`bus`] — between nodes: the NATS doorbell that tells other nodes the change log grew.
+//! - [`integration`] — the integration bus: services, topics, signed webhook delivery.
 //! - [`limits`] — abuse limits: login and sign-up rates, per-token and per-address budgets,
 //!   slow and oversized bodies.
 //! - [`net`] — the listening socket and its guard against clients that stop reading.
@@ -26,6 +27,7 @@ pub mod compat;
 pub mod config;
 pub mod error;
 pub mod extract;
+pub mod integration;
 pub mod limits;
 pub mod metrics;
 pub mod net;
@@ -83,6 +85,9 @@ impl AppState {
         limiters.start_sweeper();
         auth::start_session_pruner(store.clone(), config.sessions);
         metrics::install();
+        if config.webhooks.enabled {
+            integration::dispatch::start(store.clone(), config.webhooks.clone());
+        }
         Ok(AppState {
             store,
             config: Arc::new(config),

@@ -89,6 +89,16 @@ fn describe() {
         "tidings_push_connections",
         "Live SSE and Socket.IO connections on this node"
     );
+    describe_counter!(
+        "tidings_webhook_attempts_total",
+        "Webhook delivery attempts made by this node, by outcome (delivered, failed, \
+         throttled, gone, timeout, refused, error)"
+    );
+    describe_histogram!(
+        "tidings_webhook_attempt_duration_seconds",
+        Unit::Seconds,
+        "Webhook delivery attempt latency"
+    );
     describe_gauge!(
         "tidings_store_bytes",
         Unit::Bytes,

@@ -180,7 +180,8 @@ impl Modify for Unavailable {
 
 /// Statuses that come from what every operation of a kind shares rather than from its handler,
 /// added where they apply so that a new operation inherits them:
-/// - bearer-secured: 401 (no, malformed, unknown or revoked token) and 403 (suspended account);
+/// - bearer-secured: 401 (no, malformed, unknown or revoked token) and 403 (suspended account,
+///   or a service key where a session is needed);
 /// - with a request body: 400 (not JSON, or the wrong shape), 413 (over `max_body_bytes`) and,
 ///   on the native API, 415 (not `application/json`; compat profiles read any content type);
 /// - with path or query parameters: 400 (a parameter that does not parse).
@@ -193,7 +194,10 @@ impl Modify for SharedStatuses {
             "`unauthenticated`: no bearer token, a malformed `Authorization` header, or a token \
              that is unknown, expired or revoked",
         );
-        let suspended = described("`account_suspended`: the caller's account is suspended");
+        let suspended = described(
+            "`account_suspended`: the caller's account is suspended; \
+             `service_key_not_allowed`: a service key where a user's session is needed",
+        );
         let bad_body = described(
             "`invalid_json`: the body is not JSON, or misses a required field, has an unknown \
              one or a value of the wrong type or out of its range",
@@ -688,6 +692,14 @@ impl Modify for AbuseLimits {
         crate::compat::afs::unfollow,
         api::account::list_sessions, api::account::revoke_session, api::account::change_password,
         api::account::delete_account,
+        crate::integration::services::create, crate::integration::services::list,
+        crate::integration::services::get, crate::integration::services::rotate,
+        crate::integration::services::revoke,
+        crate::integration::topics::create, crate::integration::topics::list,
+        crate::integration::topics::get, crate::integration::topics::subscribe,
+        crate::integration::topics::subscriptions, crate::integration::topics::subscription,
+        crate::integration::topics::rotate_secret, crate::integration::topics::enable,
+        crate::integration::topics::deliveries, crate::integration::topics::redeliver,
     ),
     components(schemas(
         pagination::PageBody, pagination::PageItemBody, ErrorBody, ErrorDetail,

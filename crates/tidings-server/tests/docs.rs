@@ -170,11 +170,29 @@ async fn the_live_channel_page_runs_as_written() {
     run_pages(&s, &["docs/api.md", "docs/live.md"]).await;
 }
 
+#[tokio::test]
+async fn the_bus_page_runs_as_written() {
+    if !curl_available() {
+        return;
+    }
+    // As the page says: loopback allowed for webhooks, and an admin named root.
+    let mut config = ServerConfig::default();
+    config.webhooks.allow_networks = vec!["127.0.0.1/32".parse().expect("net")];
+    let s = TestServer::start_with(config, tidings_store::StoreConfig::default()).await;
+    s.admin("root").await;
+    run_pages(&s, &["docs/bus.md"]).await;
+}
+
 #[test]
 fn documented_config_files_load() {
     let dir = tempfile::tempdir().expect("dir");
     let mut checked = 0;
-    for page in ["docs/configuration.md", "docs/api.md", "docs/operations.md"] {
+    for page in [
+        "docs/configuration.md",
+        "docs/api.md",
+        "docs/operations.md",
+        "docs/bus.md",
+    ] {
         for block in marked_blocks(page, "toml") {
             let path = dir.path().join("tidings.toml");
             std::fs::write(&path, &block).expect("write");

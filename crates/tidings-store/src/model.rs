@@ -590,3 +590,190 @@ pub struct SearchPage<T> {
     /// Cursor position of the next page, when there is one.
     pub next: Option<i64>,
 }
+
+/// A registered service of the integration bus: an actor with API keys and scopes.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct Service {
+    /// Internal id.
+    #[serde(skip)]
+    pub id: i64,
+    /// Unique slug; also the username it publishes as (`user:NAME`).
+    pub name: String,
+    /// What it is for.
+    pub description: String,
+    /// What it may do: `publish`, `subscribe`.
+    pub scopes: Vec<String>,
+    /// The user it acts as.
+    #[serde(skip)]
+    pub user_id: i64,
+    /// When it was registered.
+    pub created_at: String,
+}
+
+/// One of a service's API keys, as listed (never the key itself).
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct ServiceKey {
+    /// Public id of the key (what revocation names).
+    pub id: String,
+    /// When it was made.
+    pub created_at: String,
+    /// When it stops working (set when a newer key replaced it).
+    pub expires_at: Option<String>,
+    /// When it was revoked.
+    pub revoked_at: Option<String>,
+}
+
+/// A topic of the integration bus.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct Topic {
+    /// Internal id.
+    #[serde(skip)]
+    pub id: i64,
+    /// Unique slug; producers address it as `topic:NAME`.
+    pub name: String,
+    /// The content-routing filter; none: only what is addressed to the topic.
+    pub filter: Option<String>,
+    /// What it carries.
+    pub description: String,
+    /// When it was created.
+    pub created_at: String,
+}
+
+/// A webhook subscription to a topic.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct Webhook {
+    /// Public id.
+    pub id: String,
+    /// The topic's name.
+    pub topic: String,
+    /// The service that owns it (none: an admin's).
+    pub owner: Option<String>,
+    /// Where deliveries are POSTed.
+    pub url: String,
+    /// `active`, or `disabled` (a 410, or too many failures in a row).
+    pub status: String,
+    /// Why it was disabled.
+    pub disabled_reason: Option<String>,
+    /// Failed attempts in a row.
+    pub failures: i64,
+    /// When it was made.
+    pub created_at: String,
+    /// The owning service's internal id.
+    #[serde(skip)]
+    pub service_id: Option<i64>,
+    /// The signing secret (`whsec_…`), shown only when made or rotated.
+    #[serde(skip)]
+    pub secret: String,
+    /// The previous secret while it still signs.
+    #[serde(skip)]
+    pub old_secret: Option<String>,
+    /// Until when (unix ms) the previous secret signs.
+    #[serde(skip)]
+    pub old_secret_until_ms: Option<i64>,
+}
+
+/// What the matcher routes with: every topic and every webhook
+/// (`(id, topic id, owed after seq)`), at a generation that changes with any of them.
+#[derive(Debug, Clone)]
+pub struct BusRouting {
+    /// Bumped whenever topics or webhooks change.
+    pub generation: i64,
+    /// Every topic.
+    pub topics: Vec<Topic>,
+    /// Webhooks: id, topic id, the seq after which they are owed activities.
+    pub webhooks: Vec<(String, i64, i64)>,
+}
+
+/// An activity as the bus reads it from the log.
+#[derive(Debug, Clone)]
+pub struct BusActivity {
+    /// Log position.
+    pub seq: i64,
+    /// The stored record (canonical JSON).
+    pub body: std::sync::Arc<str>,
+}
+
+/// A delivery leased for sending.
+#[derive(Debug, Clone)]
+pub struct LeasedDelivery {
+    /// The `webhook-id`.
+    pub id: String,
+    /// The activity's log position.
+    pub seq: i64,
+    /// Attempts made since it was last (re)queued.
+    pub attempts: i64,
+    /// Where it goes and how it is signed.
+    pub webhook: Webhook,
+    /// The stored activity.
+    pub body: std::sync::Arc<str>,
+}
+
+/// One attempt's result, as logged.
+#[derive(Debug, Clone)]
+pub struct NewAttempt {
+    /// The HTTP status, if a response came.
+    pub status: Option<i64>,
+    /// How long it took.
+    pub latency_ms: i64,
+    /// `delivered`, `failed`, `throttled`, `gone`, `refused`, `timeout`, …
+    pub outcome: String,
+    /// The start of the response body or the error.
+    pub excerpt: String,
+}
+
+/// What happens to a delivery after an attempt.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AttemptNext {
+    /// Done.
+    Delivered,
+    /// Try again at this time (unix ms).
+    Retry {
+        /// When.
+        at_ms: i64,
+    },
+    /// Out of attempts: into the dead-letter list.
+    Dead,
+    /// Dead, and the webhook is disabled (a 410).
+    Disable {
+        /// Why.
+        reason: String,
+    },
+}
+
+/// A logged delivery attempt.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct DeliveryAttempt {
+    /// 1 for the first.
+    pub attempt: i64,
+    /// When it was made.
+    pub at: String,
+    /// The HTTP status, if a response came.
+    pub status: Option<i64>,
+    /// How long it took.
+    pub latency_ms: i64,
+    /// `delivered`, `failed`, `throttled`, `gone`, `refused`, `timeout`, …
+    pub outcome: String,
+    /// The start of the response body (or the error).
+    pub excerpt: String,
+}
+
+/// One activity owed to a webhook, with its attempts.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct Delivery {
+    /// The `webhook-id` header (the same on every attempt).
+    pub id: String,
+    /// The activity's log position.
+    pub seq: i64,
+    /// The activity's id.
+    pub activity: String,
+    /// `pending`, `delivered` or `dead` (the dead-letter list).
+    pub state: String,
+    /// Attempts made.
+    pub attempts: i64,
+    /// When the next attempt is due (unix ms), while pending.
+    pub next_attempt_ms: Option<i64>,
+    /// When it was owed.
+    pub created_at: String,
+    /// Every attempt, oldest first.
+    pub attempts_log: Vec<DeliveryAttempt>,
+}

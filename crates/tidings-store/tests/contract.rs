@@ -1340,6 +1340,385 @@ async fn a_store_from_before_search_is_indexed_on_upgrade_on_every_adapter() {
             found(&store, &c.bo, search_for("tokio ")).await,
             [c.direct, c.public],
             "{location:?}"
+/// The integration bus's state on every adapter: services and their keys (rotation with an
+/// overlap, revocation at once), topics, webhooks, deliveries owed from the log exactly once
+/// per (webhook, activity), leases that two callers never share, attempts, dead letters and
+/// redelivery, and disabling past a failure threshold.
+#[tokio::test]
+async fn the_integration_bus_keeps_its_promises_on_every_adapter() {
+    use std::time::Duration;
+    use tidings_store::model::{AttemptNext, NewAttempt};
+    for (location, _dir) in places() {
+        let store = open(&location);
+        let ana = user(&store, "ana").await;
+
+        // Services: the name is a user's too, so it cannot be taken twice.
+        let (shop, first) = store
+            .create_service(
+                "shop".into(),
+                "the shop".into(),
+                vec!["publish".into(), "subscribe".into()],
+                "h1".into(),
+                "k1".into(),
+            )
+            .await
+            .expect("service");
+        assert_eq!(shop.scopes, vec!["publish", "subscribe"]);
+        assert_eq!(first.id, "k1");
+        let taken = store
+            .create_service(
+                "ana".into(),
+                String::new(),
+                vec![],
+                "h2".into(),
+                "k2".into(),
+            )
+            .await
+            .expect_err("a user's name");
+        assert!(
+            matches!(
+                taken,
+                StoreError::Conflict {
+                    code: "name_taken",
+                    ..
+                }
+            ),
+            "{location:?}: {taken:?}"
+        );
+        assert!(
+            store
+                .service_by_key("h2".into())
+                .await
+                .expect("lookup")
+                .is_none(),
+            "{location:?}: a refused service left its key"
+        );
+        let by_key = store
+            .service_by_key("h1".into())
+            .await
+            .expect("lookup")
+            .expect("live");
+        assert_eq!(by_key.name, "shop");
+        // Rotation: the old key keeps working for the overlap; a zero overlap ends it now.
+        store
+            .rotate_service_key(
+                "shop".into(),
+                "h3".into(),
+                "k3".into(),
+                Duration::from_secs(3600),
+            )
+            .await
+            .expect("rotate");
+        assert!(
+            store
+                .service_by_key("h1".into())
+                .await
+                .expect("lookup")
+                .is_some(),
+            "{location:?}: overlap"
+        );
+        assert!(
+            store
+                .service_by_key("h3".into())
+                .await
+                .expect("lookup")
+                .is_some()
+        );
+        store
+            .rotate_service_key("shop".into(), "h4".into(), "k4".into(), Duration::ZERO)
+            .await
+            .expect("rotate");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        assert!(
+            store
+                .service_by_key("h1".into())
+                .await
+                .expect("lookup")
+                .is_none(),
+            "{location:?}: overlap over"
+        );
+        assert!(
+            store
+                .service_by_key("h3".into())
+                .await
+                .expect("lookup")
+                .is_none()
+        );
+        store
+            .revoke_service_key("shop".into(), "k4".into())
+            .await
+            .expect("revoke");
+        assert!(
+            store
+                .service_by_key("h4".into())
+                .await
+                .expect("lookup")
+                .is_none(),
+            "{location:?}: revoked"
+        );
+        let (_, keys) = store.service("shop".into()).await.expect("service");
+        assert_eq!(keys.len(), 3);
+        assert!(matches!(
+            store.revoke_service_key("shop".into(), "nope".into()).await,
+            Err(StoreError::NotFound { .. })
+        ));
+
+        // Topics and webhooks.
+        let topic = store
+            .create_topic("orders".into(), None, "orders".into())
+            .await
+            .expect("topic");
+        assert_eq!(topic.filter, None);
+        assert!(matches!(
+            store
+                .create_topic("orders".into(), Some("*@*".into()), String::new())
+                .await,
+            Err(StoreError::Conflict {
+                code: "topic_exists",
+                ..
+            })
+        ));
+        let before = store
+            .bus_routing(None)
+            .await
+            .expect("routing")
+            .expect("first");
+        let hook = store
+            .create_webhook(
+                "orders".into(),
+                Some(shop.id),
+                "wh1".into(),
+                "http://127.0.0.1:9/".into(),
+                "whsec_x".into(),
+            )
+            .await
+            .expect("webhook");
+        assert_eq!(
+            (hook.owner.as_deref(), hook.status.as_str()),
+            (Some("shop"), "active")
+        );
+        let routing = store
+            .bus_routing(Some(before.generation))
+            .await
+            .expect("routing")
+            .expect("changed");
+        assert_eq!(routing.webhooks.len(), 1);
+        assert!(
+            store
+                .bus_routing(Some(routing.generation))
+                .await
+                .expect("routing")
+                .is_none()
+        );
+        assert_eq!(
+            store
+                .webhooks("orders".into(), Some(shop.id))
+                .await
+                .expect("list")
+                .len(),
+            1
+        );
+        assert_eq!(
+            store
+                .webhooks("orders".into(), Some(shop.id + 1000))
+                .await
+                .expect("list")
+                .len(),
+            0
+        );
+        assert!(store.webhook("other".into(), "wh1".into()).await.is_err());
+
+        // Addressing a topic needs the topic.
+        let draft = normalize(
+            &json!({"object": {"content": "x"}, "to": ["topic:nope"]}),
+            &Limits::default(),
+            &|_| TypeStatus::BuiltIn,
+        )
+        .expect("draft");
+        let refused = store
+            .publish(PublishInput {
+                actor: ana.clone(),
+                draft,
+                idempotency_key: None,
+            })
+            .await;
+        assert!(
+            matches!(
+                refused,
+                Err(StoreError::Unprocessable {
+                    code: "unknown_topic",
+                    ..
+                })
+            ),
+            "{location:?}: {refused:?}"
+        );
+        let (seq, _) = publish(
+            &store,
+            &ana,
+            json!({"object": {"content": "order 1"}, "to": ["topic:orders"]}),
+            None,
+        )
+        .await;
+
+        // Owed once: a second enqueue from a stale watermark is refused and writes nothing.
+        let from = store.bus_seq().await.expect("bus seq");
+        let activities = store.bus_activities(from, 100).await.expect("activities");
+        assert_eq!(
+            activities.iter().map(|a| a.seq).collect::<Vec<_>>(),
+            vec![seq]
+        );
+        // Matched with a list of webhooks older than the store's: refused.
+        let generation = routing.generation;
+        let stale_list = store
+            .bus_enqueue(from, seq, generation - 1, vec![("wh1".into(), seq)])
+            .await
+            .expect("stale list");
+        assert!(
+            !stale_list,
+            "{location:?}: a stale list of webhooks was accepted"
+        );
+        let owed = store
+            .bus_enqueue(from, seq, generation, vec![("wh1".into(), seq)])
+            .await
+            .expect("enqueue");
+        assert!(owed);
+        let again = store
+            .bus_enqueue(from, seq, generation, vec![("wh1".into(), seq)])
+            .await
+            .expect("stale");
+        assert!(!again, "{location:?}: matched twice");
+        assert_eq!(store.bus_seq().await.expect("bus seq"), seq);
+
+        // Leases are exclusive.
+        let (a, b) = tokio::join!(
+            store.lease_deliveries(10, Duration::from_secs(30)),
+            store.lease_deliveries(10, Duration::from_secs(30))
+        );
+        let (a, b) = (a.expect("lease"), b.expect("lease"));
+        assert_eq!(
+            a.len() + b.len(),
+            1,
+            "{location:?}: one lease between two callers"
+        );
+        let leased = a.into_iter().chain(b).next().expect("leased");
+        assert_eq!((leased.seq, leased.attempts), (seq, 0));
+        assert!(leased.body.contains("order 1"));
+        let attempt = |status: i64, outcome: &str| NewAttempt {
+            status: Some(status),
+            latency_ms: 3,
+            outcome: outcome.into(),
+            excerpt: "oops".into(),
+        };
+        store
+            .record_attempt(
+                leased.id.clone(),
+                attempt(500, "failed"),
+                AttemptNext::Retry { at_ms: 0 },
+                3,
+            )
+            .await
+            .expect("attempt");
+        let again = store
+            .lease_deliveries(10, Duration::from_secs(30))
+            .await
+            .expect("lease");
+        assert_eq!(
+            again.len(),
+            1,
+            "{location:?}: a retry is leased again once due"
+        );
+        assert_eq!(again[0].attempts, 1);
+        store
+            .record_attempt(
+                leased.id.clone(),
+                attempt(500, "failed"),
+                AttemptNext::Dead,
+                3,
+            )
+            .await
+            .expect("attempt");
+        let dead = store
+            .deliveries("wh1".into(), Some("dead".into()), 10)
+            .await
+            .expect("dead");
+        assert_eq!(dead.len(), 1);
+        assert_eq!(
+            dead[0]
+                .attempts_log
+                .iter()
+                .map(|a| a.attempt)
+                .collect::<Vec<_>>(),
+            vec![1, 2]
+        );
+        assert_eq!(dead[0].attempts_log[0].status, Some(500));
+        assert!(
+            store
+                .lease_deliveries(10, Duration::from_secs(30))
+                .await
+                .expect("lease")
+                .is_empty()
+        );
+        // Redelivery: a fresh budget, the log goes on.
+        store
+            .redeliver("wh1".into(), leased.id.clone())
+            .await
+            .expect("redeliver");
+        let back = store
+            .lease_deliveries(10, Duration::from_secs(30))
+            .await
+            .expect("lease");
+        assert_eq!(back.len(), 1);
+        assert_eq!(back[0].attempts, 0);
+        // A third failure in a row disables the webhook; nothing more is leased for it.
+        store
+            .record_attempt(
+                leased.id.clone(),
+                attempt(503, "throttled"),
+                AttemptNext::Retry { at_ms: 0 },
+                3,
+            )
+            .await
+            .expect("attempt");
+        let disabled = store
+            .webhook("orders".into(), "wh1".into())
+            .await
+            .expect("webhook");
+        assert_eq!(disabled.status, "disabled", "{location:?}");
+        assert!(
+            store
+                .lease_deliveries(10, Duration::from_secs(30))
+                .await
+                .expect("lease")
+                .is_empty()
+        );
+        store.enable_webhook("wh1".into()).await.expect("enable");
+        let resumed = store
+            .lease_deliveries(10, Duration::from_secs(30))
+            .await
+            .expect("lease");
+        assert_eq!(
+            resumed.len(),
+            1,
+            "{location:?}: enabling resumes what is owed"
+        );
+        store
+            .record_attempt(
+                resumed[0].id.clone(),
+                attempt(200, "delivered"),
+                AttemptNext::Delivered,
+                3,
+            )
+            .await
+            .expect("attempt");
+        let all = store.deliveries("wh1".into(), None, 10).await.expect("all");
+        assert_eq!((all[0].state.as_str(), all[0].attempts), ("delivered", 4));
+        assert_eq!(
+            store
+                .webhook("orders".into(), "wh1".into())
+                .await
+                .expect("webhook")
+                .failures,
+            0
         );
         store.close();
     }

@@ -113,12 +113,19 @@ async fn the_openapi_document_holds_against_a_seeded_server() {
     let logout_token = token("leaving", false);
     let leaver_token = token("deleting", false);
 
+    // Webhook subscriptions the run makes point at 127.0.0.1 (see hooks.py), which the
+    // default config refuses.
+    let config = dir.path().join("tidings.toml");
+    std::fs::write(&config, "[webhooks]\nallow_networks = [\"127.0.0.1/32\"]\n")
+        .expect("write config");
     let port = free_port();
     let base = format!("http://127.0.0.1:{port}");
     let child = Command::new(BIN)
         .arg("--data-dir")
         .arg(&data)
         .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
+        .arg("--config")
+        .arg(&config)
         .env("RUST_LOG", "warn")
         // Thousands of generated requests on one token would mostly meet its budget (429s
         // are documented, but they would hide the operations behind them).

@@ -53,12 +53,12 @@ impl PublishBody {
         let limits = tidings_core::activity::Limits::default();
         let audience = json!({
             "type": "string",
-            "pattern": "^\\s*(public|as:Public|https://www\\.w3\\.org/ns/activitystreams#Public|followers|(circle|user):\\s*[A-Za-z0-9][A-Za-z0-9_-]{0,62})\\s*$",
+            "pattern": "^\\s*(public|as:Public|https://www\\.w3\\.org/ns/activitystreams#Public|followers|(circle|user|topic):\\s*[A-Za-z0-9][A-Za-z0-9_-]{0,62})\\s*$",
         });
         let tag = json!({"type": "string", "pattern": "^\\s*#?[\\p{L}\\p{N}_.-]{1,64}\\s*$"});
         let shared = json!({
             "to": {
-                "description": "public, followers, circle:NAME, user:NAME",
+                "description": "public, followers, circle:NAME, user:NAME, topic:NAME",
                 "anyOf": [audience, {"type": "array", "items": audience, "maxItems": limits.max_audience}, {"type": "null"}],
             },
             "tag": {
@@ -173,14 +173,15 @@ async fn respond_published(
     Ok((StatusCode::CREATED, headers, RawJson(published.activity)))
 }
 
-/// Publish an activity from the caller's outbox.
+/// Publish an activity from the caller's outbox (a user's session, or a service's key with
+/// the `publish` scope: the service is the author).
 #[utoipa::path(post, path = "/api/v1/outbox", tag = "activities", security(("bearer" = [])),
     params(PublishArgs, ("Idempotency-Key" = Option<String>, Header, max_length = 200, pattern = "^[!-~]([ -~]*[!-~])?$", description = "a retry with the same key returns the first result (1–200 visible ASCII characters)")),
     request_body(content = PublishBody, description = "ActivityStreams 2.0 activity: type, object, to, tag, actions, inReplyTo"),
     responses((status = 201, description = "the stored activity"), (status = 400), (status = 403), (status = 413), (status = 422)))]
 pub async fn publish(
     State(state): State<AppState>,
-    auth: AuthUser,
+    crate::integration::auth::Publisher(author): crate::integration::auth::Publisher,
     headers: HeaderMap,
     ApiQuery(args): ApiQuery<PublishArgs>,
     ApiJson(body): ApiJson<Value>,
@@ -196,7 +197,7 @@ pub async fn publish(
         }
     };
     let key = idempotency_key(&headers)?;
-    let published = publish_value(&state, auth.user, &body, key).await?;
+    let published = publish_value(&state, author, &body, key).await?;
     respond_published(&state, published, wait_routed).await
 }
 

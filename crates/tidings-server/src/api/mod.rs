@@ -12,6 +12,7 @@ pub mod users;
 
 use crate::AppState;
 use crate::error::ApiError;
+use crate::integration::{services, topics};
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, State};
 use axum::http::StatusCode;
@@ -88,6 +89,36 @@ pub fn router(state: AppState) -> Router {
         .route("/subscriptions/{id}", delete(inbox::unsubscribe))
         .route("/types", get(types::list).post(types::register))
         .route("/search", get(search::search))
+        .route("/services", get(services::list).post(services::create))
+        .route("/services/{name}", get(services::get))
+        .route("/services/{name}/keys", post(services::rotate))
+        .route("/services/{name}/keys/{key_id}", delete(services::revoke))
+        .route("/topics", get(topics::list).post(topics::create))
+        .route("/topics/{topic}", get(topics::get))
+        .route(
+            "/topics/{topic}/subscriptions",
+            get(topics::subscriptions).post(topics::subscribe),
+        )
+        .route(
+            "/topics/{topic}/subscriptions/{id}",
+            get(topics::subscription),
+        )
+        .route(
+            "/topics/{topic}/subscriptions/{id}/secret",
+            post(topics::rotate_secret),
+        )
+        .route(
+            "/topics/{topic}/subscriptions/{id}/enable",
+            post(topics::enable),
+        )
+        .route(
+            "/topics/{topic}/subscriptions/{id}/deliveries",
+            get(topics::deliveries),
+        )
+        .route(
+            "/topics/{topic}/subscriptions/{id}/deliveries/{delivery}/redeliver",
+            post(topics::redeliver),
+        )
         .route("/openapi.json", get(crate::openapi::document))
         .fallback(api_fallback)
         .method_not_allowed_fallback(api_method_not_allowed);

@@ -650,6 +650,15 @@ pub(super) fn publish_in(
                     })?;
                 addressed.push(user.id);
             }
+            // Topics reach no inbox: the integration bus routes them from the log.
+            Addressee::Topic(name) => {
+                if super::integration::topic_by_name(conn, name).is_err() {
+                    return Err(StoreError::unprocessable(
+                        "unknown_topic",
+                        format!("no topic {name:?}"),
+                    ));
+                }
+            }
         }
     }
 

@@ -124,6 +124,75 @@ const TABLES: &[(&str, &[&str])] = &[
     ),
     ("compat_afs_log", &["user_id", "seq"]),
     ("compat_afs_objects", &["object_id", "seq"]),
+    (
+        "bus_services",
+        &[
+            "id",
+            "name",
+            "description",
+            "scopes",
+            "user_id",
+            "created_at",
+        ],
+    ),
+    (
+        "bus_service_keys",
+        &[
+            "key_hash",
+            "id",
+            "service_id",
+            "created_at",
+            "expires_at",
+            "revoked_at",
+        ],
+    ),
+    (
+        "bus_topics",
+        &["id", "name", "filter", "description", "created_at"],
+    ),
+    (
+        "bus_webhooks",
+        &[
+            "id",
+            "topic_id",
+            "service_id",
+            "url",
+            "secret",
+            "old_secret",
+            "old_secret_until_ms",
+            "since_seq",
+            "status",
+            "disabled_reason",
+            "failures",
+            "created_at",
+        ],
+    ),
+    (
+        "bus_deliveries",
+        &[
+            "id",
+            "webhook_id",
+            "seq",
+            "state",
+            "attempts",
+            "round_start",
+            "next_at_ms",
+            "lease_until_ms",
+            "created_at",
+        ],
+    ),
+    (
+        "bus_attempts",
+        &[
+            "delivery_id",
+            "attempt",
+            "at",
+            "status",
+            "latency_ms",
+            "outcome",
+            "excerpt",
+        ],
+    ),
 ];
 
 /// Tables whose ids PostgreSQL generates: their sequences move past the copied ids.
@@ -133,6 +202,8 @@ const IDENTITIES: &[(&str, &str)] = &[
     ("subscriptions", "id"),
     ("action_log", "id"),
     ("compat_afs_objects", "object_id"),
+    ("bus_services", "id"),
+    ("bus_topics", "id"),
 ];
 
 /// Rows per INSERT statement.
@@ -236,14 +307,15 @@ fn copy_tables(source: &Connection, target: &Connection) -> StoreResult<CopyRepo
         }
         report.tables.push(((*table).to_owned(), count));
     }
-    let routed: String =
-        source.query_row("SELECT value FROM meta WHERE key = 'routed_seq'", [], |r| {
-            r.get(0)
-        })?;
-    target.execute(
-        "UPDATE meta SET value = ?1 WHERE key = 'routed_seq'",
-        [routed],
-    )?;
+    // The routing watermark, and the bus's (how far the log was matched against topics).
+    for key in ["routed_seq", "bus_seq"] {
+        let value: String =
+            source.query_row("SELECT value FROM meta WHERE key = ?1", [key], |r| r.get(0))?;
+        target.execute(
+            "UPDATE meta SET value = ?1 WHERE key = ?2",
+            [value, key.to_owned()],
+        )?;
+    }
     // The search index is not copied: it is derived from the log just copied.
     super::search::reindex_all(target)?;
     if target.engine() == Engine::Postgres {

@@ -27,6 +27,7 @@ pub(crate) mod copy;
 mod feeds;
 pub(crate) mod hot_load;
 mod inbox;
+pub(crate) mod integration;
 pub(crate) mod offline;
 pub(crate) mod rebuild;
 pub(crate) mod router;

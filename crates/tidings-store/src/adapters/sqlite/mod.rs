@@ -366,6 +366,28 @@ fn migrate(conn: &Connection) -> StoreResult<()> {
             }
         }
     }
+    let version: String = conn.query_row(
+        "SELECT value FROM meta WHERE key = 'schema_version'",
+        [],
+        |r| r.get(0),
+    )?;
+    if version == "6" {
+        migrate_integration_v7(conn)?;
+    }
+    Ok(())
+}
+
+/// Version 7 adds the integration bus: services, topics, webhook subscriptions, deliveries and
+/// their attempts (new tables only, so a store created as version 7 takes the same step).
+fn migrate_integration_v7(conn: &Connection) -> StoreResult<()> {
+    tracing::info!("migrating the store to schema version 7 (integration bus)");
+    conn.execute_batch(&format!(
+        "BEGIN IMMEDIATE;
+         {}
+         UPDATE meta SET value = '7' WHERE key = 'schema_version';
+         COMMIT;",
+        include_str!("integration.sql")
+    ))?;
     Ok(())
 }
 

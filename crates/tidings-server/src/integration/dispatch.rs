@@ -1,0 +1,372 @@
+//! Webhook delivery, driven from the log.
+//!
+//! Two loops per node. The matcher reads the activities after the bus watermark, finds the
+//! topics each belongs to (addressed `topic:NAME`, or passed by a topic's filter, through the
+//! [`TopicIndex`]) and records one delivery per active webhook of those topics, moving the
+//! watermark in the same transaction: an activity is matched once, and what is owed survives a
+//! crash. The sender leases due deliveries (a lease taken in a write transaction, so two nodes
+//! never send the same attempt), signs and POSTs each, logs the attempt and schedules the next
+//! one: exponential backoff with jitter, `Retry-After` honoured on 429 and 503, `410` disables
+//! the webhook, too many failures in a row disable it, and out of attempts a delivery is dead
+//! (listed, and redeliverable). Delivery is at least once: a node that dies mid-attempt leaves a
+//! lease that runs out, and the delivery is sent again with the same `webhook-id`.
+
+use super::WebhookConfig;
+use super::outbound::{Answer, NoAnswer, Outbound};
+use futures::StreamExt;
+use rand::Rng;
+use serde_json::{Value, json};
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tidings_core::filter::{Facts, Filter, TopicIndex};
+use tidings_core::webhook::{Secret, signature_header};
+use tidings_store::model::{AttemptNext, LeasedDelivery, NewAttempt};
+use tidings_store::{Store, StoreError};
+use tokio::sync::Notify;
+
+/// Activities matched per transaction.
+const MATCH_BATCH: i64 = 500;
+/// Added to the attempt timeout for how long a leased delivery is this node's: past the
+/// lease, another node (or this one after a restart) may send it again.
+const LEASE_MARGIN: Duration = Duration::from_secs(5);
+
+/// What the matcher routes with, rebuilt when topics or webhooks change.
+#[derive(Default)]
+struct Routing {
+    generation: Option<i64>,
+    filtered: TopicIndex<i64>,
+    by_name: HashMap<String, i64>,
+    /// Active webhooks of each topic: id and the seq after which they are owed.
+    webhooks: HashMap<i64, Vec<(String, i64)>>,
+}
+
+impl Routing {
+    fn rebuild(routing: tidings_store::model::BusRouting) -> Routing {
+        let mut out = Routing {
+            generation: Some(routing.generation),
+            ..Routing::default()
+        };
+        for topic in routing.topics {
+            if let Some(text) = &topic.filter {
+                match Filter::parse(text) {
+                    Ok(filter) => out.filtered.insert(topic.id, filter),
+                    // Checked at creation; a stored filter that no longer parses is skipped.
+                    Err(e) => {
+                        tracing::error!(topic = %topic.name, error = %e, "stored filter skipped")
+                    }
+                }
+            }
+            out.by_name.insert(topic.name, topic.id);
+        }
+        for (id, topic, since) in routing.webhooks {
+            out.webhooks.entry(topic).or_default().push((id, since));
+        }
+        out
+    }
+
+    /// The deliveries one activity is owed.
+    fn owed(&self, seq: i64, record: &Value, out: &mut Vec<(String, i64)>) {
+        let facts = Facts::of(record);
+        let mut topics = self.filtered.matching(&facts);
+        topics.extend(
+            facts
+                .topics
+                .iter()
+                .filter_map(|name| self.by_name.get(*name)),
+        );
+        topics.sort_unstable();
+        topics.dedup();
+        for topic in topics {
+            for (webhook, since) in self.webhooks.get(&topic).into_iter().flatten() {
+                if seq > *since {
+                    out.push((webhook.clone(), seq));
+                }
+            }
+        }
+    }
+}
+
+/// Starts the matcher and the sender on this node; they stop when the store closes.
+pub fn start(store: Store, config: WebhookConfig) {
+    let wake = Arc::new(Notify::new());
+    tokio::spawn(match_loop(store.clone(), config.clone(), wake.clone()));
+    tokio::spawn(send_loop(store, config, wake));
+}
+
+fn closed(e: &StoreError) -> bool {
+    matches!(e, StoreError::Closed)
+}
+
+async fn match_loop(store: Store, config: WebhookConfig, wake_sender: Arc<Notify>) {
+    let mut routing = Routing::default();
+    let mut notices = store.routed_notices();
+    loop {
+        match match_once(&store, &mut routing).await {
+            Ok(true) => {
+                wake_sender.notify_one();
+                continue;
+            }
+            Ok(false) => {}
+            Err(e) if closed(&e) => return,
+            Err(e) => tracing::warn!(error = %e, "webhook matching failed; will retry"),
+        }
+        if routing.webhooks.is_empty() {
+            // Nobody to deliver to: only keep the watermark near the log's end, at the poll's
+            // pace, so publishing pays nothing for an unused bus.
+            tokio::time::sleep(config.poll).await;
+            continue;
+        }
+        // New activities ring through routing notices; the poll covers other nodes' and lags.
+        tokio::select! {
+            _ = notices.recv() => {}
+            _ = tokio::time::sleep(config.poll) => {}
+        }
+    }
+}
+
+/// Matches one batch of the log; true when there were activities to match (there may be
+/// more).
+async fn match_once(store: &Store, routing: &mut Routing) -> Result<bool, StoreError> {
+    if let Some(fresh) = store.bus_routing(routing.generation).await? {
+        *routing = Routing::rebuild(fresh);
+    }
+    let from = store.bus_seq().await?;
+    if routing.webhooks.is_empty() {
+        // Nothing is owed to anyone: move the watermark without reading the activities.
+        let last = store.last_seq().await?;
+        if last > from {
+            store
+                .bus_enqueue(from, last, routing.generation.unwrap_or(-1), Vec::new())
+                .await?;
+        }
+        return Ok(false);
+    }
+    let activities = store.bus_activities(from, MATCH_BATCH).await?;
+    let Some(upto) = activities.last().map(|a| a.seq) else {
+        return Ok(false);
+    };
+    let mut owed = Vec::new();
+    for activity in &activities {
+        match serde_json::from_str::<Value>(&activity.body) {
+            Ok(record) => routing.owed(activity.seq, &record, &mut owed),
+            Err(e) => tracing::error!(seq = activity.seq, error = %e, "stored activity unreadable"),
+        }
+    }
+    // Refused when another node matched first or the topics changed meanwhile: either way,
+    // look again at once (with fresh routing).
+    store
+        .bus_enqueue(from, upto, routing.generation.unwrap_or(-1), owed)
+        .await?;
+    Ok(true)
+}
+
+async fn send_loop(store: Store, config: WebhookConfig, wake: Arc<Notify>) {
+    let outbound = Outbound::new(&config);
+    let max = i64::try_from(config.concurrency.max(1)).unwrap_or(32);
+    loop {
+        let lease = config.timeout * 2 + LEASE_MARGIN;
+        let leased = match store.deliveries_due().await {
+            Ok(true) => store.lease_deliveries(max, lease).await,
+            Ok(false) => Ok(Vec::new()),
+            Err(e) => Err(e),
+        };
+        match leased {
+            Ok(batch) if !batch.is_empty() => {
+                let full = batch.len() as i64 >= max;
+                futures::stream::iter(batch)
+                    .for_each_concurrent(config.concurrency.max(1), |delivery| {
+                        let (store, outbound, config) = (&store, &outbound, &config);
+                        async move { deliver(store, outbound, config, delivery).await }
+                    })
+                    .await;
+                if full {
+                    continue;
+                }
+            }
+            Ok(_) => {}
+            Err(e) if closed(&e) => return,
+            Err(e) => tracing::warn!(error = %e, "leasing deliveries failed; will retry"),
+        }
+        tokio::select! {
+            _ = wake.notified() => {}
+            _ = tokio::time::sleep(config.poll) => {}
+        }
+    }
+}
+
+/// The body a webhook receives: Standard Webhooks' `{type, timestamp, data}`, plus the topic.
+fn payload(delivery: &LeasedDelivery) -> Vec<u8> {
+    let record: Value = serde_json::from_str(&delivery.body).unwrap_or(Value::Null);
+    let kind = record
+        .get("type")
+        .and_then(Value::as_str)
+        .unwrap_or("Activity");
+    let published = record.get("published").cloned().unwrap_or(Value::Null);
+    let body = json!({
+        "type": format!("activity.{kind}"),
+        "timestamp": published,
+        "topic": delivery.webhook.topic,
+        "data": record,
+    });
+    serde_json::to_vec(&body).unwrap_or_default()
+}
+
+/// Now, in unix milliseconds.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}
+
+/// The wait before attempt `made + 1`: `base · 2^(made-1)`, capped, ±20% jitter.
+pub fn backoff(config: &WebhookConfig, made: i64) -> Duration {
+    let exponent = u32::try_from(made.saturating_sub(1).clamp(0, 30)).unwrap_or(30);
+    let wait = config
+        .retry_base
+        .saturating_mul(2u32.saturating_pow(exponent))
+        .min(config.retry_max);
+    wait.mul_f64(rand::rng().random_range(0.8..1.2))
+}
+
+fn signed_headers(delivery: &LeasedDelivery, body: &[u8]) -> reqwest::header::HeaderMap {
+    use reqwest::header::{CONTENT_TYPE, HeaderMap, HeaderValue, USER_AGENT};
+    let timestamp = now_ms() / 1000;
+    let hook = &delivery.webhook;
+    let mut secrets = Vec::new();
+    match Secret::parse(&hook.secret) {
+        Ok(s) => secrets.push(s),
+        Err(_) => tracing::error!(webhook = %hook.id, "stored secret unreadable"),
+    }
+    if let (Some(old), Some(until)) = (&hook.old_secret, hook.old_secret_until_ms)
+        && until > now_ms()
+        && let Ok(old) = Secret::parse(old)
+    {
+        secrets.push(old);
+    }
+    let refs: Vec<&Secret> = secrets.iter().collect();
+    let signature = signature_header(&refs, &delivery.id, timestamp, body);
+    let mut headers = HeaderMap::new();
+    headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    headers.insert(USER_AGENT, HeaderValue::from_static("Tidings-Webhooks/1"));
+    for (name, value) in [
+        ("webhook-id", delivery.id.clone()),
+        ("webhook-timestamp", timestamp.to_string()),
+        ("webhook-signature", signature),
+    ] {
+        if let Ok(value) = HeaderValue::from_str(&value) {
+            headers.insert(name, value);
+        }
+    }
+    headers
+}
+
+/// Sends one leased delivery and records the attempt.
+async fn deliver(
+    store: &Store,
+    outbound: &Outbound,
+    config: &WebhookConfig,
+    delivery: LeasedDelivery,
+) {
+    let body = payload(&delivery);
+    let headers = signed_headers(&delivery, &body);
+    let started = Instant::now();
+    let result = outbound.post(&delivery.webhook.url, headers, body).await;
+    let latency_ms = i64::try_from(started.elapsed().as_millis()).unwrap_or(i64::MAX);
+    let made = delivery.attempts + 1;
+    let out_of_attempts = made >= config.max_attempts;
+    let retry = |wait: Duration| {
+        if out_of_attempts {
+            AttemptNext::Dead
+        } else {
+            let wait = i64::try_from(wait.as_millis()).unwrap_or(i64::MAX);
+            AttemptNext::Retry {
+                at_ms: now_ms().saturating_add(wait),
+            }
+        }
+    };
+    let (attempt, next) = match result {
+        Ok(Answer {
+            status,
+            retry_after,
+            excerpt,
+        }) => {
+            let (outcome, next) = match status {
+                200..=299 => ("delivered", AttemptNext::Delivered),
+                410 => (
+                    "gone",
+                    AttemptNext::Disable {
+                        reason: "the endpoint answered 410 Gone".into(),
+                    },
+                ),
+                429 | 503 => {
+                    let wait = retry_after
+                        .map(Duration::from_secs)
+                        .unwrap_or_else(|| backoff(config, made))
+                        .min(config.retry_max);
+                    ("throttled", retry(wait))
+                }
+                _ => ("failed", retry(backoff(config, made))),
+            };
+            (
+                NewAttempt {
+                    status: Some(i64::from(status)),
+                    latency_ms,
+                    outcome: outcome.into(),
+                    excerpt,
+                },
+                next,
+            )
+        }
+        Err(NoAnswer { outcome, message }) => (
+            NewAttempt {
+                status: None,
+                latency_ms,
+                outcome: outcome.into(),
+                excerpt: message.chars().take(512).collect(),
+            },
+            retry(backoff(config, made)),
+        ),
+    };
+    tracing::debug!(delivery = %delivery.id, webhook = %delivery.webhook.id, outcome = %attempt.outcome, "webhook attempt");
+    metrics::counter!("tidings_webhook_attempts_total", "outcome" => attempt.outcome.clone())
+        .increment(1);
+    metrics::histogram!("tidings_webhook_attempt_duration_seconds")
+        .record(started.elapsed().as_secs_f64());
+    if let Err(e) = store
+        .record_attempt(delivery.id.clone(), attempt, next, config.disable_after)
+        .await
+    {
+        // The lease runs out and the delivery is sent again: at least once.
+        tracing::warn!(delivery = %delivery.id, error = %e, "could not record a webhook attempt");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_within_jitter_and_stops_at_the_cap() {
+        let config = WebhookConfig {
+            retry_base: Duration::from_secs(5),
+            retry_max: Duration::from_secs(60),
+            ..WebhookConfig::default()
+        };
+        for (made, nominal) in [
+            (1, 5.0),
+            (2, 10.0),
+            (3, 20.0),
+            (4, 40.0),
+            (5, 60.0),
+            (40, 60.0),
+        ] {
+            let got = backoff(&config, made).as_secs_f64();
+            assert!(
+                got >= nominal * 0.8 - 1e-9 && got <= nominal * 1.2 + 1e-9,
+                "{made}: {got}"
+            );
+        }
+    }
+}

@@ -1,0 +1,36 @@
+//! The integration bus's own failures; `crate::error` maps each to its status and code, once.
+
+/// Why a bus request was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum BusError {
+    /// A topic filter does not parse (400 `invalid_filter`, with the position).
+    #[error("the filter is invalid {0}")]
+    InvalidFilter(#[from] tidings_core::filter::FilterError),
+    /// A scope that does not exist (400 `invalid_scope`).
+    #[error("unknown scope {0:?}: use publish or subscribe")]
+    InvalidScope(String),
+    /// A service or topic name that is not a slug (400 `invalid_name`).
+    #[error(
+        "a name is 1 to 63 lowercase letters, digits, '-' or '_', starting with a letter or digit"
+    )]
+    InvalidName,
+    /// A webhook URL that is not an absolute http(s) URL (400 `invalid_url`).
+    #[error("{0}")]
+    InvalidUrl(String),
+    /// A webhook URL whose address is refused (400 `url_not_allowed`): loopback, private,
+    /// link-local or metadata ranges, unless the config allows them.
+    #[error("{0}")]
+    UrlNotAllowed(String),
+    /// A time in the past or unparsable (400 `invalid_time`).
+    #[error("{0}")]
+    InvalidTime(String),
+    /// The service lacks a scope (403 `missing_scope`).
+    #[error("this service lacks the {0:?} scope")]
+    MissingScope(&'static str),
+    /// A service key used where a user's session is needed (403 `service_key_not_allowed`).
+    #[error("a service key cannot act as a user here; use a session token")]
+    ServiceKeyNotAllowed,
+    /// An invalid state filter on a listing (400 `invalid_state`).
+    #[error("state is pending, delivered or dead")]
+    InvalidState,
+}

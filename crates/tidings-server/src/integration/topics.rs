@@ -1,0 +1,364 @@
+//! Topics, webhook subscriptions to them, and their deliveries.
+//!
+//! Admins create topics. A service with the `subscribe` scope (or an admin) subscribes a
+//! webhook; a service sees only its own subscriptions and their deliveries (another's answer
+//! 404, as if they did not exist).
+
+use super::auth::BusCaller;
+use super::error::BusError;
+use super::outbound::{Outbound, check_url};
+use crate::AppState;
+use crate::auth::AdminUser;
+use crate::error::{ApiError, ApiResult};
+use crate::extract::{ApiJson, ApiPath, ApiQuery};
+use axum::Json;
+use axum::extract::State;
+use axum::http::StatusCode;
+use rand::RngCore;
+use serde::{Deserialize, Serialize};
+use tidings_core::expr::is_valid_slug;
+use tidings_core::filter::Filter;
+use tidings_core::webhook::Secret;
+use tidings_store::model::{Delivery, Topic, Webhook};
+use utoipa::{IntoParams, ToSchema};
+
+/// How long a replaced webhook secret keeps signing unless the rotation says otherwise.
+const DEFAULT_SECRET_OVERLAP_SECS: u64 = 24 * 3600;
+
+/// Create a topic.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateTopicBody {
+    /// Lowercase slug, unique; producers address it as `topic:NAME`.
+    #[schema(pattern = "^[a-z0-9][a-z0-9_-]{0,62}$")]
+    pub name: String,
+    /// Content routing: every new activity this filter matches (see docs/bus.md); without
+    /// one the topic receives only what is addressed to it.
+    #[schema(schema_with = filter_schema)]
+    pub filter: Option<String>,
+    /// What it carries (at most 2000 characters).
+    #[serde(default)]
+    #[schema(max_length = 2000)]
+    pub description: String,
+}
+
+/// Topics.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TopicList {
+    /// Every topic, by name.
+    pub items: Vec<Topic>,
+}
+
+/// How a subscription receives its topic.
+#[derive(Debug, Deserialize, ToSchema, Clone, Copy, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    /// Signed HTTP POSTs (Standard Webhooks), retried until delivered or dead.
+    Webhook,
+}
+
+/// Subscribe to a topic.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateWebhookBody {
+    /// `webhook`.
+    pub mode: Mode,
+    /// Where deliveries are POSTed: an absolute http(s) URL without credentials whose host
+    /// is not internal (loopback, private, link-local) unless the config allows it.
+    #[schema(schema_with = webhook_url_schema)]
+    pub url: String,
+}
+
+/// A subscription and its signing secret, shown this once.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct WebhookWithSecret {
+    /// The subscription.
+    pub subscription: Webhook,
+    /// The signing secret (`whsec_…`), for verifying `webhook-signature`.
+    pub secret: String,
+}
+
+/// Subscriptions.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct WebhookList {
+    /// The topic's subscriptions the caller may see, oldest first.
+    pub items: Vec<Webhook>,
+}
+
+/// Rotate a webhook's secret.
+#[derive(Debug, Deserialize, Default, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RotateSecretBody {
+    /// How long the old secret keeps signing beside the new one, in seconds (default a day,
+    /// at most 30 days; 0: not at all).
+    #[schema(minimum = 0, maximum = 2592000)]
+    pub previous_valid_seconds: Option<u64>,
+}
+
+/// Delivery listing arguments.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct DeliveryArgs {
+    /// `pending`, `delivered` or `dead` (the dead-letter list); all by default.
+    #[param(pattern = "^(pending|delivered|dead)$")]
+    pub state: Option<String>,
+    /// At most this many, newest first (1–100, default 50).
+    #[param(minimum = 1, maximum = 100)]
+    pub limit: Option<i64>,
+}
+
+/// Deliveries.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct DeliveryList {
+    /// Newest first, each with its attempts.
+    pub items: Vec<Delivery>,
+}
+
+/// A topic filter (`format: topic-filter`): its grammar is in docs/bus.md, beyond what a JSON
+/// Schema can say; one that does not parse is a 400 `invalid_filter` with the position.
+pub fn filter_schema() -> utoipa::openapi::schema::Object {
+    use utoipa::openapi::schema::{ObjectBuilder, SchemaFormat, SchemaType, Type};
+    ObjectBuilder::new()
+        .schema_type(SchemaType::from_iter([Type::String, Type::Null]))
+        .format(Some(SchemaFormat::Custom("topic-filter".to_owned())))
+        .max_length(Some(tidings_core::filter::MAX_FILTER_CHARS))
+        .build()
+}
+
+/// A webhook URL (`format: webhook-url`): absolute http(s), no credentials, a host that
+/// resolves to addresses webhooks may reach; otherwise a 400 `invalid_url` or
+/// `url_not_allowed`.
+pub fn webhook_url_schema() -> utoipa::openapi::schema::Object {
+    use utoipa::openapi::schema::{ObjectBuilder, SchemaFormat, Type};
+    ObjectBuilder::new()
+        .schema_type(Type::String)
+        .format(Some(SchemaFormat::Custom("webhook-url".to_owned())))
+        .pattern(Some("^https?://"))
+        .max_length(Some(2048))
+        .build()
+}
+
+fn new_secret() -> ApiResult<Secret> {
+    let mut bytes = vec![0u8; 32];
+    rand::rng().fill_bytes(&mut bytes);
+    Secret::from_bytes(bytes).map_err(ApiError::internal)
+}
+
+/// Create a topic (admins); its filter is checked first.
+#[utoipa::path(post, path = "/api/v1/topics", tag = "bus", operation_id = "create_topic", security(("bearer" = [])),
+    request_body = CreateTopicBody,
+    responses((status = 201, body = Topic), (status = 400, description = "`invalid_name`, `invalid_description`, or `invalid_filter` with `details.position`"), (status = 403, description = "`admin_only`"), (status = 409, description = "`topic_exists`")))]
+pub async fn create(
+    State(state): State<AppState>,
+    _admin: AdminUser,
+    ApiJson(body): ApiJson<CreateTopicBody>,
+) -> ApiResult<(StatusCode, Json<Topic>)> {
+    if !is_valid_slug(&body.name) {
+        return Err(BusError::InvalidName.into());
+    }
+    if body.description.chars().count() > 2000 {
+        return Err(ApiError::bad_request(
+            "invalid_description",
+            "description must be at most 2000 characters",
+        ));
+    }
+    let filter = match body.filter {
+        Some(text) => Some(Filter::parse(&text).map_err(BusError::from)?.to_string()),
+        None => None,
+    };
+    let topic = state
+        .store
+        .create_topic(body.name, filter, body.description)
+        .await?;
+    Ok((StatusCode::CREATED, Json(topic)))
+}
+
+/// Every topic (admins and services).
+#[utoipa::path(get, path = "/api/v1/topics", tag = "bus", operation_id = "list_topics", security(("bearer" = [])),
+    responses((status = 200, body = TopicList), (status = 403, description = "`admin_only`: a user who is not an admin")))]
+pub async fn list(State(state): State<AppState>, _caller: BusCaller) -> ApiResult<Json<TopicList>> {
+    Ok(Json(TopicList {
+        items: state.store.topics().await?,
+    }))
+}
+
+/// One topic (admins and services).
+#[utoipa::path(get, path = "/api/v1/topics/{topic}", tag = "bus", operation_id = "get_topic", security(("bearer" = [])),
+    params(("topic" = String, Path)),
+    responses((status = 200, body = Topic), (status = 403, description = "`admin_only`: a user who is not an admin"), (status = 404)))]
+pub async fn get(
+    State(state): State<AppState>,
+    _caller: BusCaller,
+    ApiPath(topic): ApiPath<String>,
+) -> ApiResult<Json<Topic>> {
+    Ok(Json(state.store.topic(topic).await?))
+}
+
+/// Subscribe a webhook to a topic (a service with `subscribe`, or an admin); the secret is
+/// shown once. It receives what the topic gets from now on.
+#[utoipa::path(post, path = "/api/v1/topics/{topic}/subscriptions", tag = "bus", operation_id = "create_topic_subscription", security(("bearer" = [])),
+    params(("topic" = String, Path)), request_body = CreateWebhookBody,
+    responses((status = 201, body = WebhookWithSecret), (status = 400, description = "`invalid_url` or `url_not_allowed`"), (status = 403, description = "`admin_only` or `missing_scope`"), (status = 404)))]
+pub async fn subscribe(
+    State(state): State<AppState>,
+    caller: BusCaller,
+    ApiPath(topic): ApiPath<String>,
+    ApiJson(body): ApiJson<CreateWebhookBody>,
+) -> ApiResult<(StatusCode, Json<WebhookWithSecret>)> {
+    if let BusCaller::Service(service) = &caller {
+        service.require("subscribe")?;
+    }
+    let Mode::Webhook = body.mode;
+    let url = check_url(&body.url)?;
+    // The address is checked again at every attempt (names can move); this refuses the
+    // obvious cases now.
+    Outbound::new(&state.config.webhooks).resolve(&url).await?;
+    // 404 before anything is stored.
+    state.store.topic(topic.clone()).await?;
+    let secret = new_secret()?;
+    let id = format!("sub_{}", uuid::Uuid::now_v7().simple());
+    let subscription = state
+        .store
+        .create_webhook(topic, caller.owner(), id, body.url, secret.to_text())
+        .await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(WebhookWithSecret {
+            subscription,
+            secret: secret.to_text(),
+        }),
+    ))
+}
+
+/// A topic's subscriptions: all for an admin, its own for a service.
+#[utoipa::path(get, path = "/api/v1/topics/{topic}/subscriptions", tag = "bus", operation_id = "list_topic_subscriptions", security(("bearer" = [])),
+    params(("topic" = String, Path)),
+    responses((status = 200, body = WebhookList), (status = 403, description = "`admin_only`"), (status = 404)))]
+pub async fn subscriptions(
+    State(state): State<AppState>,
+    caller: BusCaller,
+    ApiPath(topic): ApiPath<String>,
+) -> ApiResult<Json<WebhookList>> {
+    Ok(Json(WebhookList {
+        items: state.store.webhooks(topic, caller.owner()).await?,
+    }))
+}
+
+/// The subscription if the caller may see it; 404 otherwise.
+async fn visible(
+    state: &AppState,
+    caller: &BusCaller,
+    topic: String,
+    id: String,
+) -> ApiResult<Webhook> {
+    let hook = state.store.webhook(topic, id).await?;
+    if !caller.may_see(hook.service_id) {
+        return Err(ApiError::not_found("subscription"));
+    }
+    Ok(hook)
+}
+
+/// One subscription (its owner or an admin).
+#[utoipa::path(get, path = "/api/v1/topics/{topic}/subscriptions/{id}", tag = "bus", operation_id = "get_topic_subscription", security(("bearer" = [])),
+    params(("topic" = String, Path), ("id" = String, Path)),
+    responses((status = 200, body = Webhook), (status = 403, description = "`admin_only`"), (status = 404)))]
+pub async fn subscription(
+    State(state): State<AppState>,
+    caller: BusCaller,
+    ApiPath((topic, id)): ApiPath<(String, String)>,
+) -> ApiResult<Json<Webhook>> {
+    Ok(Json(visible(&state, &caller, topic, id).await?))
+}
+
+/// Rotate a subscription's secret; the old one keeps signing beside it for the overlap.
+#[utoipa::path(post, path = "/api/v1/topics/{topic}/subscriptions/{id}/secret", tag = "bus", operation_id = "rotate_subscription_secret", security(("bearer" = [])),
+    params(("topic" = String, Path), ("id" = String, Path)), request_body(content = Option<RotateSecretBody>, description = "optional"),
+    responses((status = 201, body = WebhookWithSecret), (status = 400, description = "`invalid_time`"), (status = 403, description = "`admin_only`"), (status = 404)))]
+pub async fn rotate_secret(
+    State(state): State<AppState>,
+    caller: BusCaller,
+    ApiPath((topic, id)): ApiPath<(String, String)>,
+    body: axum::body::Bytes,
+) -> ApiResult<(StatusCode, Json<WebhookWithSecret>)> {
+    let body: RotateSecretBody = super::optional_body(&body)?;
+    let overlap = body
+        .previous_valid_seconds
+        .unwrap_or(DEFAULT_SECRET_OVERLAP_SECS);
+    if overlap > 30 * 24 * 3600 {
+        return Err(BusError::InvalidTime(
+            "previous_valid_seconds is at most 2592000 (30 days)".into(),
+        )
+        .into());
+    }
+    let hook = visible(&state, &caller, topic, id).await?;
+    let secret = new_secret()?;
+    let until = super::dispatch::now_ms()
+        .saturating_add(i64::try_from(overlap.saturating_mul(1000)).unwrap_or(i64::MAX));
+    let subscription = state
+        .store
+        .rotate_webhook_secret(hook.id, secret.to_text(), until)
+        .await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(WebhookWithSecret {
+            subscription,
+            secret: secret.to_text(),
+        }),
+    ))
+}
+
+/// Turn a disabled subscription back on; what it is owed is sent again.
+#[utoipa::path(post, path = "/api/v1/topics/{topic}/subscriptions/{id}/enable", tag = "bus", operation_id = "enable_subscription", security(("bearer" = [])),
+    params(("topic" = String, Path), ("id" = String, Path)),
+    responses((status = 200, body = Webhook), (status = 403, description = "`admin_only`"), (status = 404)))]
+pub async fn enable(
+    State(state): State<AppState>,
+    caller: BusCaller,
+    ApiPath((topic, id)): ApiPath<(String, String)>,
+) -> ApiResult<Json<Webhook>> {
+    let hook = visible(&state, &caller, topic, id).await?;
+    Ok(Json(state.store.enable_webhook(hook.id).await?))
+}
+
+/// A subscription's deliveries with every attempt (status, latency, response excerpt);
+/// `state=dead` is its dead-letter list.
+#[utoipa::path(get, path = "/api/v1/topics/{topic}/subscriptions/{id}/deliveries", tag = "bus", operation_id = "list_deliveries", security(("bearer" = [])),
+    params(("topic" = String, Path), ("id" = String, Path), DeliveryArgs),
+    responses((status = 200, body = DeliveryList), (status = 400, description = "`invalid_state` or `invalid_limit`"), (status = 403, description = "`admin_only`"), (status = 404)))]
+pub async fn deliveries(
+    State(state): State<AppState>,
+    caller: BusCaller,
+    ApiPath((topic, id)): ApiPath<(String, String)>,
+    ApiQuery(args): ApiQuery<DeliveryArgs>,
+) -> ApiResult<Json<DeliveryList>> {
+    if let Some(s) = &args.state
+        && !matches!(s.as_str(), "pending" | "delivered" | "dead")
+    {
+        return Err(BusError::InvalidState.into());
+    }
+    let limit = args.limit.unwrap_or(50);
+    if !(1..=100).contains(&limit) {
+        return Err(ApiError::bad_request(
+            "invalid_limit",
+            "limit must be between 1 and 100",
+        ));
+    }
+    let hook = visible(&state, &caller, topic, id).await?;
+    Ok(Json(DeliveryList {
+        items: state.store.deliveries(hook.id, args.state, limit).await?,
+    }))
+}
+
+/// Send a delivery again (a dead letter, or one already delivered) with a fresh retry budget.
+#[utoipa::path(post, path = "/api/v1/topics/{topic}/subscriptions/{id}/deliveries/{delivery}/redeliver", tag = "bus", operation_id = "redeliver", security(("bearer" = [])),
+    params(("topic" = String, Path), ("id" = String, Path), ("delivery" = String, Path)),
+    responses((status = 202, description = "queued again"), (status = 403, description = "`admin_only`"), (status = 404)))]
+pub async fn redeliver(
+    State(state): State<AppState>,
+    caller: BusCaller,
+    ApiPath((topic, id, delivery)): ApiPath<(String, String, String)>,
+) -> ApiResult<StatusCode> {
+    let hook = visible(&state, &caller, topic, id).await?;
+    state.store.redeliver(hook.id, delivery).await?;
+    Ok(StatusCode::ACCEPTED)
+}
