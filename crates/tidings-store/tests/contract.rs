@@ -1340,6 +1340,11 @@ async fn a_store_from_before_search_is_indexed_on_upgrade_on_every_adapter() {
             found(&store, &c.bo, search_for("tokio ")).await,
             [c.direct, c.public],
             "{location:?}"
+        );
+        store.close();
+    }
+}
+
 /// The integration bus's state on every adapter: services and their keys (rotation with an
 /// overlap, revocation at once), topics, webhooks, deliveries owed from the log exactly once
 /// per (webhook, activity), leases that two callers never share, attempts, dead letters and

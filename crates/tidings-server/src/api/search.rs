@@ -179,7 +179,7 @@ fn store_time(field: &'static str, raw: &str) -> ApiResult<String> {
 /// (public, addressed to them, to their followers' circle when they follow the author, to a
 /// circle that is public or that they are an active member of), never retracted ones or ones
 /// they hid; edits are found by their latest text.
-#[utoipa::path(get, path = "/api/v1/search", params(SearchArgs), tag = "search", security(("bearer" = [])),
+#[utoipa::path(get, path = "/api/v1/search", operation_id = "full_text_search", params(SearchArgs), tag = "search", security(("bearer" = [])),
     responses(
         (status = 200, body = SearchResults),
         (status = 400, description = "`query_too_long`, `query_too_many_terms`, `query_unclosed_quote`, `query_empty_operator`, `query_invalid_operator`, `query_empty`, `invalid_filter`, `invalid_limit`, `invalid_cursor`", body = crate::openapi::ErrorBody),
