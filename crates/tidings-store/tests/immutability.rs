@@ -137,7 +137,7 @@ async fn schema_one_databases_migrate_and_keep_their_chains() {
             |r| r.get(0),
         )
         .expect("version");
-    assert_eq!(version, "5");
+    assert_eq!(version, "8");
     let ana = store.user("ana").await.expect("ana");
     let draft = normalize(
         &json!({"object": {"content": "after the migration"}, "to": ["public"]}),
