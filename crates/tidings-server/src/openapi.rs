@@ -640,6 +640,9 @@ impl Modify for AbuseLimits {
         crate::compat::afs::unfollow,
         api::account::list_sessions, api::account::revoke_session, api::account::change_password,
         api::account::delete_account,
+        api::queues::create, api::queues::list, api::queues::get_queue, api::queues::delete_queue,
+        api::queues::enqueue, api::queues::lease, api::queues::ack, api::queues::nack,
+        api::queues::dead, api::queues::retry_dead,
     ),
     components(schemas(
         pagination::PageBody, pagination::PageItemBody, ErrorBody, ErrorDetail,

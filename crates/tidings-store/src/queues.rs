@@ -158,8 +158,7 @@ pub struct Enqueued {
 pub struct QueueJob {
     /// The job's id.
     pub id: i64,
-    /// The payload, as enqueued.
-    #[schema(value_type = Object)]
+    /// The payload, as enqueued (any JSON).
     pub payload: Value,
     /// Its priority.
     pub priority: i64,
