@@ -355,7 +355,9 @@ fn migrate(conn: &Connection) -> StoreResult<()> {
 
 /// Version 8 adds durable work queues (decision 0023): mutable work state, not log. A job's
 /// `state` is 0 (waiting: ready once `visible_at` passed), 1 (leased until `visible_at`, then
-/// ready again) or 2 (dead). Versions 6 and 7 belong to other work; this step goes from 5.
+/// ready again) or 2 (dead). Job ids are AUTOINCREMENT: an acked job's id is never given to
+/// another (an idempotency key answers it for a day, and FIFO/LIFO order by id). Versions 6
+/// and 7 belong to other work; this step goes from 5.
 fn migrate_queues_v8(conn: &Connection) -> StoreResult<()> {
     tracing::info!("migrating the store to schema version 8 (work queues)");
     conn.execute_batch(
@@ -372,7 +374,7 @@ fn migrate_queues_v8(conn: &Connection) -> StoreResult<()> {
              created_at            TEXT NOT NULL
          );
          CREATE TABLE IF NOT EXISTS queue_jobs (
-             id          INTEGER PRIMARY KEY,
+             id          INTEGER PRIMARY KEY AUTOINCREMENT,
              queue       TEXT NOT NULL,
              payload     TEXT NOT NULL,
              priority    INTEGER NOT NULL,
