@@ -1021,3 +1021,28 @@ async fn two_nodes_never_lease_the_same_job() {
     a.close();
     b.close();
 }
+
+#[tokio::test]
+async fn an_acked_jobs_id_is_never_given_to_another_job() {
+    for (location, _dir) in places() {
+        let store = open(&location);
+        store
+            .create_queue(queue_spec("ids", Discipline::Lifo))
+            .await
+            .expect("create");
+        let first = store
+            .enqueue("ids", vec![job(json!(1), 0)])
+            .await
+            .expect("enqueue");
+        let (_, leased) = store.lease("ids", 1).await.expect("lease");
+        let token = leased[0].lease_token.clone().expect("token");
+        store.ack("ids", first[0].id, &token).await.expect("ack");
+        // The newest job was acked and deleted; the next one still gets a newer id.
+        let next = store
+            .enqueue("ids", vec![job(json!(2), 0)])
+            .await
+            .expect("enqueue");
+        assert!(next[0].id > first[0].id, "{location:?}");
+        store.close();
+    }
+}

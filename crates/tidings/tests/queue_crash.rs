@@ -308,7 +308,7 @@ async fn no_acknowledged_enqueue_is_lost_across_kill_9() {
         .filter_map(|j| j["id"].as_i64())
         .collect();
     assert!(dead.is_empty(), "dead jobs: {dead:?}");
-    let seen = seen.lock().expect("seen");
+    let seen = std::mem::take(&mut *seen.lock().expect("seen"));
     assert!(!seen.enqueued.is_empty());
     for (key, id) in &seen.enqueued {
         let kept = seen.done.contains(id) || drained.contains(id) || seen.maybe_done.contains(id);
