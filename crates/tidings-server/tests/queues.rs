@@ -530,6 +530,7 @@ async fn bad_input_gets_a_clear_error_and_stores_nothing() {
             json!({"payload": 1, "priority": 2_000_000_000i64}),
             json!({"payload": 1, "delay_ms": -1}),
             json!({"payload": 1, "idempotency_key": ""}),
+            json!({"payload": 1, "priority": 2.5}),
             // One bad job refuses the whole batch.
             json!({"jobs": [{"payload": 1}, {"payload": 2, "delay_ms": -5}]}),
             json!({"jobs": [{"payload": 1}], "payload": 2}),
@@ -548,12 +549,20 @@ async fn bad_input_gets_a_clear_error_and_stores_nothing() {
             json!({"max": 101}),
             json!({"wait_ms": 20_001}),
             json!([1]),
+            json!([null, null]),
+            json!({"max": 1.5}),
         ] {
             let r = server.post(&admin, &lease_path, body.clone()).await;
             assert_eq!(r.status, StatusCode::BAD_REQUEST, "{body}");
         }
-        enqueue(&server, &admin, &q, json!({"payload": 1})).await;
-        let job = lease(&server, &admin, &q, 1, 0).await.remove(0);
+        // Whole numbers may be written as JSON floats (5.0), as JSON Schema allows.
+        enqueue(&server, &admin, &q, json!({"payload": 1, "priority": 3.0})).await;
+        let r = server
+            .post(&admin, &lease_path, json!({"max": 1.0, "wait_ms": 0.0}))
+            .await;
+        assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+        let job = r.body["jobs"][0].clone();
+        assert_eq!(job["priority"], 3);
         let r = server.post(&admin, &ack_path(&q, &job), json!({})).await;
         assert_eq!(r.status, StatusCode::BAD_REQUEST);
         let r = server

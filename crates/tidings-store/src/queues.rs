@@ -48,13 +48,28 @@ impl Discipline {
 pub struct Backoff {
     /// Delay after the first failed attempt (0–86,400,000 ms).
     #[schema(minimum = 0, maximum = 86_400_000)]
+    #[serde(deserialize_with = "whole")]
     pub initial_ms: i64,
     /// Growth per further attempt (1–10).
     #[schema(minimum = 1, maximum = 10)]
     pub factor: f64,
     /// Longest delay (0–86,400,000 ms).
     #[schema(minimum = 0, maximum = 86_400_000)]
+    #[serde(deserialize_with = "whole")]
     pub max_ms: i64,
+}
+
+/// An integer that JSON may write as `5` or `5.0` (JSON Schema's `integer` allows both).
+fn whole<'de, D: serde::Deserializer<'de>>(d: D) -> Result<i64, D::Error> {
+    use serde::de::Error;
+    let n = serde_json::Number::deserialize(d)?;
+    n.as_i64()
+        .or_else(|| {
+            n.as_f64()
+                .filter(|f| f.fract() == 0.0 && f.abs() < 9.0e18)
+                .map(|f| f as i64)
+        })
+        .ok_or_else(|| D::Error::custom(format!("{n} is not a whole number in range")))
 }
 
 impl Default for Backoff {

@@ -48,14 +48,17 @@ pub struct CreateQueueBody {
     pub durable: Option<bool>,
     /// How long a lease lasts before its job is ready again (1–43,200,000 ms; default 30,000).
     #[schema(minimum = 1, maximum = 43_200_000)]
+    #[serde(default, deserialize_with = "whole")]
     pub visibility_timeout_ms: Option<i64>,
     /// Deliveries before a job moves to the dead-letter list (1–1000; default 5).
     #[schema(minimum = 1, maximum = 1000)]
+    #[serde(default, deserialize_with = "whole")]
     pub max_attempts: Option<i64>,
     /// Delay of a nack that names none (default 1,000 ms doubling up to 60,000 ms).
     pub backoff: Option<Backoff>,
     /// Most jobs leased per second from this queue, per node (1–100,000; default unlimited).
     #[schema(minimum = 1, maximum = 100_000)]
+    #[serde(default, deserialize_with = "whole")]
     pub rate_limit: Option<i64>,
 }
 
@@ -83,9 +86,11 @@ pub struct JobBody {
     pub payload: Value,
     /// Higher is served first by a priority queue (−1,000,000,000 to 1,000,000,000; default 0).
     #[schema(minimum = -1_000_000_000, maximum = 1_000_000_000)]
+    #[serde(default, deserialize_with = "whole")]
     pub priority: Option<i64>,
     /// Not ready before this many milliseconds (0–604,800,000; default 0).
     #[schema(minimum = 0, maximum = 604_800_000)]
+    #[serde(default, deserialize_with = "whole")]
     pub delay_ms: Option<i64>,
     /// A retried enqueue with the same key (within a day) stores nothing and answers the first
     /// job's id (1–200 characters).
@@ -128,10 +133,12 @@ pub struct EnqueuedList {
 pub struct LeaseBody {
     /// Most jobs to lease (1–100; default 1).
     #[schema(minimum = 1, maximum = 100)]
-    pub max: Option<u64>,
+    #[serde(default, deserialize_with = "whole")]
+    pub max: Option<i64>,
     /// How long to wait for a job when none is ready (0–20,000 ms; default 0).
     #[schema(minimum = 0, maximum = 20_000)]
-    pub wait_ms: Option<u64>,
+    #[serde(default, deserialize_with = "whole")]
+    pub wait_ms: Option<i64>,
 }
 
 /// Leased jobs.
@@ -159,6 +166,7 @@ pub struct NackBody {
     pub lease_token: String,
     /// Ready again after this many milliseconds (0–604,800,000; default: the queue's backoff).
     #[schema(minimum = 0, maximum = 604_800_000)]
+    #[serde(default, deserialize_with = "whole")]
     pub delay_ms: Option<i64>,
     /// Why it failed (kept with the job; at most 200 characters).
     #[schema(max_length = 200)]
@@ -199,6 +207,7 @@ pub struct DeadList {
 pub struct RetryBody {
     /// The dead job to retry; without it, every dead job is retried.
     #[schema(minimum = 1)]
+    #[serde(default, deserialize_with = "whole")]
     pub id: Option<i64>,
 }
 
@@ -209,12 +218,38 @@ pub struct Retried {
     pub retried: i64,
 }
 
+/// An optional integer that JSON may write as `5` or `5.0` (JSON Schema's `integer` allows
+/// both): a fraction or a value outside i64 is refused.
+fn whole<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<i64>, D::Error> {
+    use serde::de::Error;
+    let Some(n) = Option::<serde_json::Number>::deserialize(d)? else {
+        return Ok(None);
+    };
+    n.as_i64()
+        .or_else(|| {
+            n.as_f64()
+                .filter(|f| f.fract() == 0.0 && f.abs() < 9.0e18)
+                .map(|f| f as i64)
+        })
+        .map(Some)
+        .ok_or_else(|| D::Error::custom(format!("{n} is not a whole number in range")))
+}
+
 /// An optional JSON body: empty, whitespace or `null` is none.
 fn optional_body<T: serde::de::DeserializeOwned>(body: &[u8]) -> ApiResult<Option<T>> {
     if body.iter().all(u8::is_ascii_whitespace) {
         return Ok(None);
     }
-    serde_json::from_slice::<Option<T>>(body)
+    let value: Value = serde_json::from_slice(body)
+        .map_err(|e| ApiError::bad_request("invalid_json", format!("body: {e}")))?;
+    // Only an object (or null): serde would also read a struct from an array.
+    if !(value.is_object() || value.is_null()) {
+        return Err(ApiError::bad_request(
+            "invalid_json",
+            "body: expected a JSON object",
+        ));
+    }
+    serde_json::from_value::<Option<T>>(value)
         .map_err(|e| ApiError::bad_request("invalid_json", format!("body: {e}")))
 }
 
@@ -414,11 +449,11 @@ pub async fn lease(
     let body: LeaseBody = optional_body(&body)?.unwrap_or_default();
     let max = body.max.unwrap_or(1);
     let wait_ms = body.wait_ms.unwrap_or(0);
-    if !(1..=MAX_LEASE as u64).contains(&max) {
+    if !(1..=MAX_LEASE as i64).contains(&max) {
         return Err(invalid(format!("max must be between 1 and {MAX_LEASE}"))
             .with_details(serde_json::json!({ "field": "max" })));
     }
-    if wait_ms > MAX_WAIT_MS {
+    if !(0..=MAX_WAIT_MS as i64).contains(&wait_ms) {
         return Err(
             invalid(format!("wait_ms must be between 0 and {MAX_WAIT_MS}"))
                 .with_details(serde_json::json!({ "field": "wait_ms" })),
@@ -430,7 +465,7 @@ pub async fn lease(
             &state.store,
             &name,
             max as usize,
-            std::time::Duration::from_millis(wait_ms),
+            std::time::Duration::from_millis(wait_ms.unsigned_abs()),
         )
         .await?;
     Ok(Json(LeasedList { jobs }))
