@@ -670,7 +670,7 @@ impl Modify for AbuseLimits {
         api::account::list_sessions, api::account::revoke_session, api::account::change_password,
         api::account::delete_account,
         api::queues::create, api::queues::list, api::queues::get_queue, api::queues::delete_queue,
-        api::queues::enqueue, api::queues::lease, api::queues::ack, api::queues::nack,
+        api::queues::enqueue, api::queues::lease, api::queues::ack, api::queues::ack_many, api::queues::nack,
         api::queues::dead, api::queues::retry_dead,
     ),
     components(schemas(

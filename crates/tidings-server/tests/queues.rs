@@ -658,3 +658,51 @@ async fn only_admins_use_queues() {
         .await;
     assert_eq!(r.status, StatusCode::OK);
 }
+
+#[tokio::test]
+async fn a_batch_ack_answers_for_each_job() {
+    let server = TestServer::start().await;
+    let admin = server.admin("root").await;
+    for durable in [true, false] {
+        let q = queue(
+            &server,
+            &admin,
+            &format!("batch-{durable}"),
+            durable,
+            json!({}),
+        )
+        .await;
+        enqueue(
+            &server,
+            &admin,
+            &q,
+            json!({"jobs": [{"payload": 1}, {"payload": 2}, {"payload": 3}]}),
+        )
+        .await;
+        let jobs = lease(&server, &admin, &q, 3, 0).await;
+        let body = json!({"jobs": [
+            {"id": jobs[0]["id"], "lease_token": jobs[0]["lease_token"]},
+            {"id": jobs[1]["id"], "lease_token": "someone-else"},
+            {"id": 999_999, "lease_token": jobs[2]["lease_token"]},
+            {"id": jobs[2]["id"], "lease_token": jobs[2]["lease_token"]},
+        ]});
+        let r = server.post(&admin, &format!("/queues/{q}/ack"), body).await;
+        assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+        let outcomes: Vec<&str> = r.body["jobs"]
+            .as_array()
+            .expect("jobs")
+            .iter()
+            .map(|j| j["outcome"].as_str().unwrap_or(""))
+            .collect();
+        assert_eq!(outcomes, ["acked", "lease_lost", "not_found", "acked"]);
+        let s = stats(&server, &admin, &q).await;
+        assert_eq!(
+            (s["acked"].as_i64(), s["leased"].as_i64()),
+            (Some(2), Some(1))
+        );
+        for bad in [json!({"jobs": []}), json!({"jobs": [{"id": 1}]})] {
+            let r = server.post(&admin, &format!("/queues/{q}/ack"), bad).await;
+            assert_eq!(r.status, StatusCode::BAD_REQUEST);
+        }
+    }
+}

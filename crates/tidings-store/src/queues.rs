@@ -195,6 +195,18 @@ pub struct QueueJob {
     pub last_error: Option<String>,
 }
 
+/// What acknowledging one job of a batch did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum AckOutcome {
+    /// Done and gone.
+    Acked,
+    /// The token no longer holds the lease (expired, leased again, already acked or nacked).
+    LeaseLost,
+    /// No such job in this queue.
+    NotFound,
+}
+
 /// Where a nacked job went.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
 #[serde(rename_all = "lowercase")]

@@ -1046,3 +1046,43 @@ async fn an_acked_jobs_id_is_never_given_to_another_job() {
         store.close();
     }
 }
+
+#[tokio::test]
+async fn a_batch_ack_acks_what_it_holds_and_reports_the_rest() {
+    use tidings_store::queues::AckOutcome;
+    for (location, _dir) in places() {
+        let store = open(&location);
+        store
+            .create_queue(queue_spec("many", Discipline::Fifo))
+            .await
+            .expect("create");
+        store
+            .enqueue("many", vec![job(json!(1), 0), job(json!(2), 0)])
+            .await
+            .expect("enqueue");
+        let (_, leased) = store.lease("many", 2).await.expect("lease");
+        let token = leased[0].lease_token.clone().expect("token");
+        let outcomes = store
+            .ack_many(
+                "many",
+                vec![
+                    (leased[0].id, token.clone()),
+                    (leased[1].id, "wrong".into()),
+                    (leased[0].id, token),
+                ],
+            )
+            .await
+            .expect("ack many");
+        assert_eq!(
+            outcomes,
+            [
+                AckOutcome::Acked,
+                AckOutcome::LeaseLost,
+                AckOutcome::NotFound
+            ]
+        );
+        let stats = store.queue_stats("many").await.expect("stats");
+        assert_eq!((stats.acked, stats.leased), (1, 1));
+        store.close();
+    }
+}

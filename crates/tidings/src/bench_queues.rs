@@ -2,8 +2,8 @@
 //!
 //! Two phases per queue kind (durable, then memory as the in-process baseline of the same run):
 //! - **throughput**: `--jobs` jobs of mixed priorities (0–9) enqueued in batches of 100 by four
-//!   producers, while `--workers` consumers (8 by default) lease batches of 10 and ack each job
-//!   (a batch's acks concurrently); jobs per second from the first enqueue to the last ack.
+//!   producers, while `--workers` consumers (8 by default) lease batches of 10 and ack them
+//!   (one batch ack per lease); jobs per second from the first enqueue to the last ack.
 //!   Every job must be acked exactly once, and every lease must come in the discipline's order.
 //! - **latency**: one job enqueued every millisecond (`--publish-rate`, 1,000/s by default)
 //!   for `--duration` seconds, consumers long-polling; enqueue-to-lease is measured from when
@@ -99,15 +99,26 @@ async fn consume(
                 let _ = h.record(received.saturating_sub(due).max(1));
             }
         }
-        let acks = jobs.iter().map(|job| {
-            let bench = bench.clone();
-            let path = format!("/queues/{queue}/jobs/{}/ack", job["id"]);
-            let body = json!({"lease_token": job["lease_token"]});
-            async move { bench.post(&path, &body).await }
-        });
-        for (job, result) in jobs.iter().zip(futures::future::join_all(acks).await) {
-            result?;
-            acked.push(job["id"].as_i64().unwrap_or(0));
+        if jobs.is_empty() {
+            continue;
+        }
+        // One batch ack per lease: one request and one commit for its jobs.
+        let leases: Vec<Value> = jobs
+            .iter()
+            .map(|j| json!({"id": j["id"], "lease_token": j["lease_token"]}))
+            .collect();
+        let answer = bench
+            .post(&format!("/queues/{queue}/ack"), &json!({"jobs": leases}))
+            .await?;
+        for result in answer["jobs"].as_array().into_iter().flatten() {
+            if result["outcome"] != "acked" {
+                bail!(
+                    "{queue}: job {} not acked: {}",
+                    result["id"],
+                    result["outcome"]
+                );
+            }
+            acked.push(result["id"].as_i64().unwrap_or(0));
         }
     }
     Ok((acked, ordered))
@@ -290,7 +301,7 @@ pub async fn run(args: &BenchArgs) -> anyhow::Result<()> {
     let consumers = args.workers.unwrap_or(8);
     let suffix = now_micros();
     println!(
-        "queues: {} jobs (priorities 0-9) in batches of {ENQUEUE_BATCH} by {PRODUCERS} producers; {consumers} consumers leasing {LEASE_BATCH} and acking; then {} jobs/s for {} s",
+        "queues: {} jobs (priorities 0-9) in batches of {ENQUEUE_BATCH} by {PRODUCERS} producers; {consumers} consumers leasing {LEASE_BATCH} and acking them in one call; then {} jobs/s for {} s",
         args.jobs, args.publish_rate, args.duration
     );
     println!("| queue | jobs/s | in order | p50 enqueue-to-lease ms | p99 ms | measured |");

@@ -94,6 +94,7 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/queues/{name}/jobs", post(queues::enqueue))
         .route("/queues/{name}/lease", post(queues::lease))
+        .route("/queues/{name}/ack", post(queues::ack_many))
         .route("/queues/{name}/jobs/{id}/ack", post(queues::ack))
         .route("/queues/{name}/jobs/{id}/nack", post(queues::nack))
         .route("/queues/{name}/dead", get(queues::dead))

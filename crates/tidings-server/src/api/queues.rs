@@ -12,7 +12,9 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use tidings_store::queues::{Backoff, Discipline, Enqueued, Nacked, NewJob, QueueJob, QueueSpec};
+use tidings_store::queues::{
+    AckOutcome, Backoff, Discipline, Enqueued, Nacked, NewJob, QueueJob, QueueSpec,
+};
 use utoipa::{IntoParams, ToSchema};
 
 /// Longest visibility timeout: 12 hours.
@@ -157,6 +159,44 @@ pub struct AckBody {
     pub lease_token: String,
 }
 
+/// One lease to acknowledge in a batch.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AckItem {
+    /// The job's id.
+    #[schema(minimum = 1)]
+    #[serde(deserialize_with = "whole_required")]
+    pub id: i64,
+    /// Its lease's token.
+    #[schema(min_length = 1, max_length = 200)]
+    pub lease_token: String,
+}
+
+/// Batch ack request.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AckBatchBody {
+    /// 1–100 leased jobs.
+    #[schema(min_items = 1, max_items = 100)]
+    pub jobs: Vec<AckItem>,
+}
+
+/// What acknowledging one job of a batch did.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AckResult {
+    /// The job's id.
+    pub id: i64,
+    /// `acked`, `lease_lost` or `not_found`.
+    pub outcome: AckOutcome,
+}
+
+/// Batch ack answer.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AckBatchResult {
+    /// One per job, in the order sent.
+    pub jobs: Vec<AckResult>,
+}
+
 /// Nack request.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -233,6 +273,12 @@ fn whole<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<i64>, D::Error
         })
         .map(Some)
         .ok_or_else(|| D::Error::custom(format!("{n} is not a whole number in range")))
+}
+
+/// [`whole`] for a required field.
+fn whole_required<'de, D: serde::Deserializer<'de>>(d: D) -> Result<i64, D::Error> {
+    use serde::de::Error;
+    whole(d)?.ok_or_else(|| D::Error::custom("expected a whole number"))
 }
 
 /// An optional JSON body: empty, whitespace or `null` is none.
@@ -488,6 +534,41 @@ pub async fn ack(
         .ack(&state.store, &name, id, &body.lease_token)
         .await?;
     Ok(Json(Acked { id }))
+}
+
+/// Acknowledge up to 100 leased jobs in one call (one commit). Each job answers for itself:
+/// `acked`, or `lease_lost` / `not_found` as the single ack would answer 409 / 404.
+#[utoipa::path(post, path = "/api/v1/queues/{name}/ack", operation_id = "ack_jobs", request_body = AckBatchBody, tag = "queues", security(("bearer" = [])),
+    params(("name" = String, Path, description = "Queue name")),
+    responses((status = 200, body = AckBatchResult), (status = 400), (status = 403), (status = 404)))]
+pub async fn ack_many(
+    State(state): State<AppState>,
+    AuthUser { user, .. }: AuthUser,
+    ApiPath(name): ApiPath<String>,
+    ApiJson(body): ApiJson<AckBatchBody>,
+) -> ApiResult<Json<AckBatchResult>> {
+    may_use_queue(&user, Some(&name), QueueAction::Consume)?;
+    if body.jobs.is_empty() || body.jobs.len() > MAX_LEASE {
+        return Err(invalid(format!("a batch acks 1 to {MAX_LEASE} jobs")));
+    }
+    for item in &body.jobs {
+        check_range("id", Some(item.id), 1, i64::MAX)?;
+        check_text("lease_token", Some(&item.lease_token), 1)?;
+    }
+    let leases: Vec<(i64, String)> = body
+        .jobs
+        .into_iter()
+        .map(|j| (j.id, j.lease_token))
+        .collect();
+    let ids: Vec<i64> = leases.iter().map(|l| l.0).collect();
+    let outcomes = state.queues.ack_many(&state.store, &name, leases).await?;
+    Ok(Json(AckBatchResult {
+        jobs: ids
+            .into_iter()
+            .zip(outcomes)
+            .map(|(id, outcome)| AckResult { id, outcome })
+            .collect(),
+    }))
 }
 
 /// Give a leased job back: ready again after `delay_ms` (default: the queue's backoff), or

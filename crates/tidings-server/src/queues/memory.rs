@@ -6,8 +6,8 @@ use serde_json::Value;
 use std::collections::{BTreeSet, HashMap, VecDeque};
 use tidings_store::StoreError;
 use tidings_store::queues::{
-    Discipline, Enqueued, IDEMPOTENCY_WINDOW_MS, LEASE_EXPIRED, Nacked, NackedTo, NewJob, QueueJob,
-    QueueSpec, QueueStats,
+    AckOutcome, Discipline, Enqueued, IDEMPOTENCY_WINDOW_MS, LEASE_EXPIRED, Nacked, NackedTo,
+    NewJob, QueueJob, QueueSpec, QueueStats,
 };
 
 /// Where a job is.
@@ -229,6 +229,18 @@ impl MemoryQueue {
         }
         self.acked += 1;
         Ok(())
+    }
+
+    /// Acknowledges several leased jobs; each answers for itself.
+    pub fn ack_many(&mut self, leases: &[(i64, String)], now: i64) -> Vec<AckOutcome> {
+        leases
+            .iter()
+            .map(|(id, token)| match self.ack(*id, token, now) {
+                Ok(()) => AckOutcome::Acked,
+                Err(StoreError::NotFound { .. }) => AckOutcome::NotFound,
+                Err(_) => AckOutcome::LeaseLost,
+            })
+            .collect()
     }
 
     /// Gives a leased job back (ready after `delay_ms` or the backoff), or buries it.

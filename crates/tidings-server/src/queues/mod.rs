@@ -16,7 +16,9 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 use tidings_store::model::User;
-use tidings_store::queues::{Enqueued, Nacked, NewJob, QueueJob, QueueSpec, QueueStats};
+use tidings_store::queues::{
+    AckOutcome, Enqueued, Nacked, NewJob, QueueJob, QueueSpec, QueueStats,
+};
 use tidings_store::{Store, StoreError};
 use tokio::sync::Notify;
 use utoipa::ToSchema;
@@ -402,6 +404,19 @@ impl Queues {
         match self.memory(name) {
             Some(memory) => Ok(lock(&memory.queue).ack(id, token, now_ms())?),
             None => Ok(store.ack(name, id, token).await?),
+        }
+    }
+
+    /// Acknowledges several leased jobs at once; each answers for itself.
+    pub async fn ack_many(
+        &self,
+        store: &Store,
+        name: &str,
+        leases: Vec<(i64, String)>,
+    ) -> ApiResult<Vec<AckOutcome>> {
+        match self.memory(name) {
+            Some(memory) => Ok(lock(&memory.queue).ack_many(&leases, now_ms())),
+            None => Ok(store.ack_many(name, leases).await?),
         }
     }
 

@@ -12,8 +12,8 @@
 use super::Store;
 use crate::adapters::Backend;
 use crate::queues::{
-    Discipline, Enqueued, IDEMPOTENCY_WINDOW_MS, LEASE_EXPIRED, Nacked, NackedTo, NewJob, QueueJob,
-    QueueSpec, QueueStats, StoredQueue,
+    AckOutcome, Discipline, Enqueued, IDEMPOTENCY_WINDOW_MS, LEASE_EXPIRED, Nacked, NackedTo,
+    NewJob, QueueJob, QueueSpec, QueueStats, StoredQueue,
 };
 use crate::sql::{Connection, Engine, OptionalExtension, params};
 use crate::{StoreError, StoreResult, now_ms, now_rfc3339};
@@ -366,6 +366,32 @@ fn ack(conn: &Connection, queue: &str, id: i64, token: &str) -> StoreResult<()> 
     count(conn, queue, 0, 1, 0)
 }
 
+fn ack_many(
+    conn: &Connection,
+    queue: &str,
+    leases: &[(i64, String)],
+) -> StoreResult<Vec<AckOutcome>> {
+    queue_by_name(conn, queue)?;
+    let mut out = Vec::with_capacity(leases.len());
+    let mut acked = 0;
+    for (id, token) in leases {
+        let outcome = match check_lease(conn, queue, *id, token) {
+            Ok(_) => {
+                conn.prepare_cached("DELETE FROM queue_jobs WHERE id = ?1")?
+                    .execute(params![id])?;
+                acked += 1;
+                AckOutcome::Acked
+            }
+            Err(StoreError::NotFound { .. }) => AckOutcome::NotFound,
+            Err(StoreError::Conflict { .. }) => AckOutcome::LeaseLost,
+            Err(e) => return Err(e),
+        };
+        out.push(outcome);
+    }
+    count(conn, queue, 0, acked, 0)?;
+    Ok(out)
+}
+
 fn nack(
     conn: &Connection,
     queue: &str,
@@ -553,6 +579,18 @@ impl Store {
     pub async fn ack(&self, queue: &str, id: i64, token: &str) -> StoreResult<()> {
         let (queue, token) = (queue.to_owned(), token.to_owned());
         self.queue_write(move |conn| ack(conn, &queue, id, &token))
+            .await
+    }
+
+    /// Acknowledges several leased jobs in one transaction; each answers for itself (a lost
+    /// lease or a missing job does not stop the others).
+    pub async fn ack_many(
+        &self,
+        queue: &str,
+        leases: Vec<(i64, String)>,
+    ) -> StoreResult<Vec<AckOutcome>> {
+        let queue = queue.to_owned();
+        self.queue_write(move |conn| ack_many(conn, &queue, &leases))
             .await
     }
 
