@@ -327,7 +327,7 @@ async fn schema_three_inbox_entries_migrate_to_compact_vias() {
             |r| r.get(0),
         )
         .expect("version");
-    assert_eq!(version, "5");
+    assert_eq!(version, "8");
     let (rows, integers): (i64, i64) = conn
         .query_row(
             "SELECT count(*), sum(typeof(via) = 'integer') FROM inbox_entries",
