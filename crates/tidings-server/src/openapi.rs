@@ -348,6 +348,8 @@ const NEW_ACTIVITY: &[(&str, &str)] = &[("id", "$response.body#/id")];
 const SAME_ACTIVITY: &[(&str, &str)] = &[("id", "$request.path.id")];
 const FIRST_ITEM: &[(&str, &str)] = &[("id", "$response.body#/items/0/activity/id")];
 const FIRST_FEED: &[(&str, &str)] = &[("name", "$response.body#/0/name")];
+const NEW_QUEUE: &[(&str, &str)] = &[("name", "$response.body#/name")];
+const SAME_QUEUE: &[(&str, &str)] = &[("name", "$request.path.name")];
 
 /// The links of the document: create → read, act → undo, list → item.
 const LINKS: &[LinkSpec] = &[
@@ -402,6 +404,33 @@ const LINKS: &[LinkSpec] = &[
     link("follow", "201", "relationship", SAME_USER),
     link("follow", "201", "unfollow", SAME_USER),
     link("list_feeds", "200", "read_feed", FIRST_FEED),
+    link("create_queue", "201", "get_queue", NEW_QUEUE),
+    link("create_queue", "201", "enqueue_jobs", NEW_QUEUE),
+    link("create_queue", "201", "lease_jobs", NEW_QUEUE),
+    link("create_queue", "201", "dead_jobs", NEW_QUEUE),
+    link("create_queue", "201", "retry_dead", NEW_QUEUE),
+    link("create_queue", "201", "delete_queue", NEW_QUEUE),
+    link("enqueue_jobs", "201", "lease_jobs", SAME_QUEUE),
+    LinkSpec {
+        from: "lease_jobs",
+        status: "200",
+        to: "ack_job",
+        parameters: &[
+            ("name", "$request.path.name"),
+            ("id", "$response.body#/jobs/0/id"),
+        ],
+        body: &[("lease_token", "$response.body#/jobs/0/lease_token")],
+    },
+    LinkSpec {
+        from: "lease_jobs",
+        status: "200",
+        to: "nack_job",
+        parameters: &[
+            ("name", "$request.path.name"),
+            ("id", "$response.body#/jobs/0/id"),
+        ],
+        body: &[("lease_token", "$response.body#/jobs/0/lease_token")],
+    },
     link("list_feeds", "200", "seen", FIRST_FEED),
     link("list_feeds", "200", "mark_read", FIRST_FEED),
     LinkSpec {
@@ -700,6 +729,9 @@ impl Modify for AbuseLimits {
         crate::integration::topics::subscriptions, crate::integration::topics::subscription,
         crate::integration::topics::rotate_secret, crate::integration::topics::enable,
         crate::integration::topics::deliveries, crate::integration::topics::redeliver,
+        api::queues::create, api::queues::list, api::queues::get_queue, api::queues::delete_queue,
+        api::queues::enqueue, api::queues::lease, api::queues::ack, api::queues::ack_many, api::queues::nack,
+        api::queues::dead, api::queues::retry_dead,
     ),
     components(schemas(
         pagination::PageBody, pagination::PageItemBody, ErrorBody, ErrorDetail,

@@ -72,6 +72,12 @@ fn promised_status(command: &str) -> Option<u16> {
 /// Runs the marked shell blocks of `pages`, in one shell and in order, against the server and
 /// checks every call's status.
 async fn run_pages(s: &TestServer, pages: &[&str]) {
+    run_pages_after(s, pages, "").await;
+}
+
+/// Runs the pages' blocks after `prelude` (shell definitions standing in for what the page
+/// asks the reader to run outside curl, such as the `tidings` binary).
+async fn run_pages_after(s: &TestServer, pages: &[&str], prelude: &str) {
     let mut blocks = Vec::new();
     for page in pages {
         let found = marked_blocks(page, "sh");
@@ -98,7 +104,7 @@ curl() {
   rm -f "$body"
 }
 "#;
-    let program = format!("{wrapper}\n{script}");
+    let program = format!("{wrapper}\n{prelude}\n{script}");
     let (log_path, cwd) = (log.clone(), dir.path().to_owned());
     // Off the runtime's thread: the server under test runs on it.
     let output = tokio::task::spawn_blocking(move || {
@@ -181,6 +187,19 @@ async fn the_bus_page_runs_as_written() {
     let s = TestServer::start_with(config, tidings_store::StoreConfig::default()).await;
     s.admin("root").await;
     run_pages(&s, &["docs/bus.md"]).await;
+}
+
+#[tokio::test]
+async fn the_queue_page_runs_as_written() {
+    if !curl_available() {
+        return;
+    }
+    let s = TestServer::start().await;
+    // The page creates its admin with `tidings admin create-user … --admin`, which prints a
+    // session token; this binary is not built here, so the same is done through the store.
+    let token = s.admin("ops").await;
+    let prelude = format!("tidings() {{ printf '%s\\n' '{token}'; }}");
+    run_pages_after(&s, &["docs/queues.md"], &prelude).await;
 }
 
 #[test]

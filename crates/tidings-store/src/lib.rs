@@ -4,6 +4,8 @@
 //! - [`model`] — records the store returns (users, circles, activities, inbox pages), shared by
 //!   every adapter.
 //! - `hot` — the in-memory index inbox reads are served from (derived, rebuilt at start-up).
+//! - [`queues`] — work queues' records (definitions, jobs, counts); their SQL is in
+//!   `engine::queues`.
 //! - [`error`] — [`StoreError`], the typed failures the HTTP edge maps to statuses.
 //! - `engine` — the domain operations (publish, route, feeds, circles, follows, verify),
 //!   written once over [`sql::Connection`]: the same code runs on both stores.
@@ -21,6 +23,7 @@ pub(crate) mod engine;
 pub mod error;
 pub(crate) mod hot;
 pub mod model;
+pub mod queues;
 pub mod sql;
 
 pub use adapters::StoreLocation;

@@ -1728,3 +1728,295 @@ async fn the_integration_bus_keeps_its_promises_on_every_adapter() {
         store.close();
     }
 }
+
+// ---- Work queues (decision 0023) ----
+
+use tidings_store::queues::{Backoff, Discipline, NackedTo, NewJob, QueueSpec};
+
+fn queue_spec(name: &str, discipline: Discipline) -> QueueSpec {
+    QueueSpec {
+        name: name.into(),
+        discipline,
+        visibility_timeout_ms: 30_000,
+        max_attempts: 3,
+        backoff: Backoff::default(),
+        rate_limit: None,
+    }
+}
+
+fn job(payload: Value, priority: i64) -> NewJob {
+    NewJob {
+        payload: payload.to_string(),
+        priority,
+        delay_ms: 0,
+        idempotency_key: None,
+        group: None,
+    }
+}
+
+#[tokio::test]
+async fn queues_serve_fifo_lifo_and_priority_in_order_on_every_adapter() {
+    for (location, _dir) in places() {
+        let store = open(&location);
+        let priorities = [1, 5, 1, 9, 5, 0];
+        for discipline in [Discipline::Fifo, Discipline::Lifo, Discipline::Priority] {
+            let name = discipline.as_str();
+            store
+                .create_queue(queue_spec(name, discipline))
+                .await
+                .expect("create");
+            let jobs = priorities
+                .iter()
+                .enumerate()
+                .map(|(i, p)| job(json!({"n": i}), *p))
+                .collect();
+            store.enqueue(name, jobs).await.expect("enqueue");
+            let mut served = Vec::new();
+            // Leased two at a time: the order holds across leases too.
+            for _ in 0..3 {
+                let (_, jobs) = store.lease(name, 2).await.expect("lease");
+                served.extend(jobs.iter().map(|j| j.payload["n"].as_i64().expect("n")));
+            }
+            let expected: Vec<i64> = match discipline {
+                Discipline::Fifo => vec![0, 1, 2, 3, 4, 5],
+                Discipline::Lifo => vec![5, 4, 3, 2, 1, 0],
+                Discipline::Priority => vec![3, 1, 4, 0, 2, 5],
+            };
+            assert_eq!(served, expected, "{name} on {location:?}");
+            assert!(store.lease(name, 5).await.expect("lease").1.is_empty());
+        }
+        store.close();
+    }
+}
+
+#[tokio::test]
+async fn a_lease_is_acked_nacked_expired_and_buried_on_every_adapter() {
+    for (location, _dir) in places() {
+        let store = open(&location);
+        let mut spec = queue_spec("work", Discipline::Fifo);
+        spec.visibility_timeout_ms = 300;
+        spec.max_attempts = 2;
+        store.create_queue(spec.clone()).await.expect("create");
+        let taken = store.create_queue(spec).await.expect_err("taken");
+        assert!(matches!(
+            taken,
+            StoreError::Conflict {
+                code: "queue_exists",
+                ..
+            }
+        ));
+        // An unknown queue stores nothing.
+        let missing = store.enqueue("nope", vec![job(json!(1), 0)]).await;
+        assert!(matches!(missing, Err(StoreError::NotFound { .. })));
+
+        let ids = store
+            .enqueue("work", vec![job(json!("a"), 0), job(json!("b"), 0)])
+            .await
+            .expect("enqueue");
+        let (_, leased) = store.lease("work", 1).await.expect("lease");
+        let a = &leased[0];
+        assert_eq!((a.id, a.attempts), (ids[0].id, 1));
+        let token = a.lease_token.clone().expect("token");
+        // A wrong token is refused and changes nothing; the right one acks once.
+        let stale = store.ack("work", a.id, "not-the-token").await;
+        assert!(matches!(
+            stale,
+            Err(StoreError::Conflict {
+                code: "lease_lost",
+                ..
+            })
+        ));
+        store.ack("work", a.id, &token).await.expect("ack");
+        let again = store.ack("work", a.id, &token).await;
+        assert!(matches!(again, Err(StoreError::NotFound { .. })));
+
+        // b: nacked with a delay, then its lease expires, then it is out of attempts.
+        let (_, leased) = store.lease("work", 5).await.expect("lease");
+        let b = leased[0].clone();
+        let nacked = store
+            .nack(
+                "work",
+                b.id,
+                b.lease_token.as_deref().unwrap_or(""),
+                Some(200),
+                None,
+            )
+            .await
+            .expect("nack");
+        assert_eq!(nacked.state, NackedTo::Delayed);
+        assert!(store.lease("work", 5).await.expect("lease").1.is_empty());
+        let stats = store.queue_stats("work").await.expect("stats");
+        assert_eq!((stats.ready, stats.delayed, stats.leased), (0, 1, 0));
+        tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+        let (_, leased) = store.lease("work", 5).await.expect("lease");
+        assert_eq!((leased[0].id, leased[0].attempts), (b.id, 2));
+        let old_token = leased[0].lease_token.clone().expect("token");
+        tokio::time::sleep(std::time::Duration::from_millis(350)).await;
+        // The lease expired after the last attempt: the job is dead, the old token refused.
+        assert!(store.lease("work", 5).await.expect("lease").1.is_empty());
+        let late = store.ack("work", b.id, &old_token).await;
+        assert!(matches!(
+            late,
+            Err(StoreError::Conflict {
+                code: "lease_lost",
+                ..
+            })
+        ));
+        let dead = store.dead_jobs("work", 0, 10).await.expect("dead");
+        assert_eq!(dead.iter().map(|j| j.id).collect::<Vec<_>>(), vec![b.id]);
+        let stats = store.queue_stats("work").await.expect("stats");
+        assert_eq!(
+            (stats.dead, stats.enqueued, stats.acked, stats.failed),
+            (1, 2, 1, 1)
+        );
+        // Retried from the dead list, it is ready again with fresh attempts.
+        assert_eq!(
+            store.retry_dead("work", Some(b.id)).await.expect("retry"),
+            1
+        );
+        assert!(matches!(
+            store.retry_dead("work", Some(b.id)).await,
+            Err(StoreError::NotFound { .. })
+        ));
+        let (_, leased) = store.lease("work", 5).await.expect("lease");
+        assert_eq!((leased[0].id, leased[0].attempts), (b.id, 1));
+
+        // Idempotent enqueue: the retry answers the first id and stores nothing.
+        let keyed = |key: &str| NewJob {
+            idempotency_key: Some(key.into()),
+            ..job(json!("k"), 0)
+        };
+        let first = store
+            .enqueue("work", vec![keyed("k1")])
+            .await
+            .expect("first");
+        let retry = store
+            .enqueue("work", vec![keyed("k1"), keyed("k2")])
+            .await
+            .expect("retry");
+        assert!(!first[0].duplicate && retry[0].duplicate && !retry[1].duplicate);
+        assert_eq!(retry[0].id, first[0].id);
+        assert_eq!(store.queue_stats("work").await.expect("stats").enqueued, 4);
+
+        // Deleting the queue drops its jobs.
+        assert_eq!(store.delete_queue("work").await.expect("delete"), 3);
+        assert!(matches!(
+            store.queue("work").await,
+            Err(StoreError::NotFound { .. })
+        ));
+        store.close();
+    }
+}
+
+#[tokio::test]
+async fn two_nodes_never_lease_the_same_job() {
+    let Some(url) = fresh_postgres() else { return };
+    let location = StoreLocation::Postgres(url);
+    let a = open(&location);
+    let b = open(&location);
+    a.create_queue(queue_spec("shared", Discipline::Priority))
+        .await
+        .expect("create");
+    let total = 400;
+    for chunk in 0..4 {
+        let jobs = (0..100)
+            .map(|i| job(json!(chunk * 100 + i), i % 7))
+            .collect();
+        b.enqueue("shared", jobs).await.expect("enqueue");
+    }
+    // Eight consumers, four on each node, lease concurrently until the queue is empty.
+    let mut tasks = Vec::new();
+    for consumer in 0..8 {
+        let node = if consumer % 2 == 0 {
+            a.clone()
+        } else {
+            b.clone()
+        };
+        tasks.push(tokio::spawn(async move {
+            let mut got = Vec::new();
+            loop {
+                let (_, jobs) = node.lease("shared", 7).await.expect("lease");
+                if jobs.is_empty() {
+                    return got;
+                }
+                got.extend(jobs.iter().map(|j| j.id));
+            }
+        }));
+    }
+    let mut all = Vec::new();
+    for task in tasks {
+        all.extend(task.await.expect("consumer"));
+    }
+    let leased = all.len();
+    all.sort_unstable();
+    all.dedup();
+    assert_eq!(all.len(), leased, "a job was leased twice");
+    assert_eq!(leased, total, "every job leased once");
+    a.close();
+    b.close();
+}
+
+#[tokio::test]
+async fn an_acked_jobs_id_is_never_given_to_another_job() {
+    for (location, _dir) in places() {
+        let store = open(&location);
+        store
+            .create_queue(queue_spec("ids", Discipline::Lifo))
+            .await
+            .expect("create");
+        let first = store
+            .enqueue("ids", vec![job(json!(1), 0)])
+            .await
+            .expect("enqueue");
+        let (_, leased) = store.lease("ids", 1).await.expect("lease");
+        let token = leased[0].lease_token.clone().expect("token");
+        store.ack("ids", first[0].id, &token).await.expect("ack");
+        // The newest job was acked and deleted; the next one still gets a newer id.
+        let next = store
+            .enqueue("ids", vec![job(json!(2), 0)])
+            .await
+            .expect("enqueue");
+        assert!(next[0].id > first[0].id, "{location:?}");
+        store.close();
+    }
+}
+
+#[tokio::test]
+async fn a_batch_ack_acks_what_it_holds_and_reports_the_rest() {
+    use tidings_store::queues::AckOutcome;
+    for (location, _dir) in places() {
+        let store = open(&location);
+        store
+            .create_queue(queue_spec("many", Discipline::Fifo))
+            .await
+            .expect("create");
+        store
+            .enqueue("many", vec![job(json!(1), 0), job(json!(2), 0)])
+            .await
+            .expect("enqueue");
+        let (_, leased) = store.lease("many", 2).await.expect("lease");
+        let token = leased[0].lease_token.clone().expect("token");
+        let outcomes = store
+            .ack_many(
+                "many",
+                vec![
+                    (leased[0].id, token.clone()),
+                    (leased[1].id, "wrong".into()),
+                    (leased[0].id, token),
+                ],
+            )
+            .await
+            .expect("ack many");
+        assert_eq!(
+            outcomes,
+            [
+                AckOutcome::Acked,
+                AckOutcome::LeaseLost,
+                AckOutcome::NotFound
+            ]
+        );
+        let stats = store.queue_stats("many").await.expect("stats");
+        assert_eq!((stats.acked, stats.leased), (1, 1));
+        store.close();
+    }
+}

@@ -36,6 +36,10 @@ pub enum Scenario {
     /// their followers at `--publish-rate`; each publish is timed, and after each one a random
     /// follower reads their home feed and must see it first.
     Celebrity,
+    /// Work queues (the first token must be an admin's): `--jobs` jobs of mixed priorities in
+    /// batches of 100, `--workers` consumers (8) leasing 10 and acking, jobs/s; then
+    /// enqueue-to-lease latency at `--publish-rate` for `--duration`; durable, then memory.
+    Queues,
 }
 
 /// Load parameters.
@@ -91,6 +95,9 @@ pub struct BenchArgs {
     /// Print JSON instead of a table.
     #[arg(long)]
     pub json: bool,
+    /// Jobs in the throughput phase (queues).
+    #[arg(long, default_value_t = 100_000)]
+    pub jobs: usize,
 }
 
 struct OpStats {
@@ -739,6 +746,10 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         check_loopback(&args.target)?;
         return crate::bench_push::run(&args).await;
     }
+    if let Scenario::Queues = args.scenario {
+        check_loopback(&args.target)?;
+        return crate::bench_queues::run(&args).await;
+    }
     let client = reqwest::Client::builder()
         .pool_max_idle_per_host(args.max_in_flight)
         .timeout(Duration::from_secs(30))
@@ -774,7 +785,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         Scenario::Publish => (args.publish_rate, 0),
         Scenario::Read => (0, args.read_rate),
         Scenario::Mixed => (args.publish_rate, args.read_rate),
-        Scenario::Push | Scenario::Fanout | Scenario::Celebrity => (0, 0),
+        Scenario::Push | Scenario::Fanout | Scenario::Celebrity | Scenario::Queues => (0, 0),
     };
     let duration = Duration::from_secs(args.duration);
     let permits = Arc::new(Semaphore::new(args.max_in_flight));

@@ -3,6 +3,7 @@
 
 mod bench;
 mod bench_push;
+mod bench_queues;
 mod seed;
 
 use anyhow::{Context, bail};

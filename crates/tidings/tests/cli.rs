@@ -22,9 +22,15 @@ impl Drop for Server {
 }
 
 async fn serve(data_dir: &std::path::Path, via_env: bool) -> Server {
+    serve_with(data_dir, via_env, &[]).await
+}
+
+/// [`serve`] with extra environment variables.
+async fn serve_with(data_dir: &std::path::Path, via_env: bool, envs: &[(&str, &str)]) -> Server {
     let port = free_port();
     let listen = format!("127.0.0.1:{port}");
     let mut cmd = Command::new(BIN);
+    cmd.envs(envs.iter().copied());
     if via_env {
         cmd.env("TIDINGS_LISTEN", &listen)
             .env("TIDINGS_DATA_DIR", data_dir)
@@ -850,5 +856,49 @@ async fn rate_limits_are_on_by_default_and_the_flag_turns_them_off() {
         let mut server = server;
         let _ = server.child.kill();
         let _ = server.child.wait();
+    }
+}
+
+/// `tidings bench queues` stays runnable: a small run on both queue kinds, every job acked
+/// once and every lease in priority order.
+#[tokio::test]
+async fn bench_queues_smoke() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let token = admin_token(
+        dir.path(),
+        &[
+            "create-user",
+            "root",
+            "--password",
+            "correct horse",
+            "--admin",
+        ],
+    );
+    let tokens = dir.path().join("admin-token.txt");
+    std::fs::write(&tokens, format!("root {token}\n")).expect("tokens");
+    // One token leasing and acking without pause would meet its request budget.
+    let server = serve_with(dir.path(), false, &[("TIDINGS_RATE_LIMITS", "off")]).await;
+    let out = Command::new(BIN)
+        .args(["bench", "queues", "--jobs", "300", "--duration", "1"])
+        .args(["--publish-rate", "50", "--target", &server.base, "--tokens"])
+        .arg(&tokens)
+        .env("RUST_LOG", "warn")
+        .output()
+        .expect("bench queues");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for kind in ["durable", "memory"] {
+        let row = stdout
+            .lines()
+            .find(|l| l.starts_with(&format!("| {kind} |")))
+            .unwrap_or_else(|| panic!("no {kind} row in {stdout}"));
+        let cells: Vec<&str> = row.split('|').map(str::trim).collect();
+        assert_eq!(cells[3], "true", "{kind} leases out of order: {row}");
+        // All 50 latency jobs were leased and measured.
+        assert_eq!(cells[6], "50", "{row}");
     }
 }

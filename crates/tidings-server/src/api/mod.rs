@@ -7,6 +7,7 @@ pub mod feeds;
 pub mod follows;
 pub mod inbox;
 pub mod search;
+pub mod queues;
 pub mod types;
 pub mod users;
 
@@ -119,6 +120,18 @@ pub fn router(state: AppState) -> Router {
             "/topics/{topic}/subscriptions/{id}/deliveries/{delivery}/redeliver",
             post(topics::redeliver),
         )
+        .route("/queues", get(queues::list).post(queues::create))
+        .route(
+            "/queues/{name}",
+            get(queues::get_queue).delete(queues::delete_queue),
+        )
+        .route("/queues/{name}/jobs", post(queues::enqueue))
+        .route("/queues/{name}/lease", post(queues::lease))
+        .route("/queues/{name}/ack", post(queues::ack_many))
+        .route("/queues/{name}/jobs/{id}/ack", post(queues::ack))
+        .route("/queues/{name}/jobs/{id}/nack", post(queues::nack))
+        .route("/queues/{name}/dead", get(queues::dead))
+        .route("/queues/{name}/dead/retry", post(queues::retry_dead))
         .route("/openapi.json", get(crate::openapi::document))
         .fallback(api_fallback)
         .method_not_allowed_fallback(api_method_not_allowed);

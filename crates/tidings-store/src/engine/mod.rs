@@ -8,6 +8,7 @@
 //!   to the in-memory index.
 //! - `users`, `circles`, `subscriptions`, `activities`, `inbox`, `feeds`, `compat` — domain
 //!   operations.
+//! - `queues` — durable work queues (mutable work state, outside the log lock on PostgreSQL).
 //! - `router` — fans new activities out to inboxes, in log order, after they commit.
 //! - `verify` — re-checks every digest and every stream chain.
 //! - `hot_load` — builds the in-memory [`crate::hot`] index from the tables at start-up.
@@ -29,6 +30,7 @@ pub(crate) mod hot_load;
 mod inbox;
 pub(crate) mod integration;
 pub(crate) mod offline;
+mod queues;
 pub(crate) mod rebuild;
 pub(crate) mod router;
 pub(crate) mod search;

@@ -374,6 +374,14 @@ fn migrate(conn: &Connection) -> StoreResult<()> {
     if version == "6" {
         migrate_integration_v7(conn)?;
     }
+    let version: String = conn.query_row(
+        "SELECT value FROM meta WHERE key = 'schema_version'",
+        [],
+        |r| r.get(0),
+    )?;
+    if version == "7" {
+        migrate_queues_v8(conn)?;
+    }
     Ok(())
 }
 
@@ -388,6 +396,65 @@ fn migrate_integration_v7(conn: &Connection) -> StoreResult<()> {
          COMMIT;",
         include_str!("integration.sql")
     ))?;
+    Ok(())
+}
+
+/// Version 8 adds durable work queues (decision 0023): mutable work state, not log. A job's
+/// `state` is 0 (waiting: ready once `visible_at` passed), 1 (leased until `visible_at`, then
+/// ready again) or 2 (dead). Job ids are AUTOINCREMENT: an acked job's id is never given to
+/// another (an idempotency key answers it for a day, and FIFO/LIFO order by id). Versions 6
+/// (search) and 7 (the integration bus) come first.
+fn migrate_queues_v8(conn: &Connection) -> StoreResult<()> {
+    tracing::info!("migrating the store to schema version 8 (work queues)");
+    conn.execute_batch(
+        "BEGIN IMMEDIATE;
+         CREATE TABLE IF NOT EXISTS queues (
+             name                  TEXT PRIMARY KEY,
+             discipline            TEXT NOT NULL,
+             visibility_timeout_ms INTEGER NOT NULL,
+             max_attempts          INTEGER NOT NULL,
+             backoff_initial_ms    INTEGER NOT NULL,
+             backoff_factor        REAL NOT NULL,
+             backoff_max_ms        INTEGER NOT NULL,
+             rate_limit            INTEGER,
+             created_at            TEXT NOT NULL
+         );
+         CREATE TABLE IF NOT EXISTS queue_jobs (
+             id          INTEGER PRIMARY KEY AUTOINCREMENT,
+             queue       TEXT NOT NULL,
+             payload     TEXT NOT NULL,
+             priority    INTEGER NOT NULL,
+             group_key   TEXT,
+             state       INTEGER NOT NULL,
+             visible_at  INTEGER NOT NULL,
+             attempts    INTEGER NOT NULL,
+             lease_token TEXT,
+             enqueued_at INTEGER NOT NULL,
+             last_error  TEXT
+         );
+         CREATE INDEX IF NOT EXISTS queue_jobs_by_id ON queue_jobs(queue, id) WHERE state < 2;
+         CREATE INDEX IF NOT EXISTS queue_jobs_by_priority
+             ON queue_jobs(queue, priority DESC, id) WHERE state < 2;
+         CREATE INDEX IF NOT EXISTS queue_jobs_dead ON queue_jobs(queue, id) WHERE state = 2;
+         CREATE TABLE IF NOT EXISTS queue_keys (
+             queue      TEXT NOT NULL,
+             key        TEXT NOT NULL,
+             job_id     INTEGER NOT NULL,
+             created_ms INTEGER NOT NULL,
+             PRIMARY KEY (queue, key)
+         ) WITHOUT ROWID;
+         CREATE INDEX IF NOT EXISTS queue_keys_by_age ON queue_keys(created_ms);
+         CREATE TABLE IF NOT EXISTS queue_counters (
+             queue    TEXT NOT NULL,
+             shard    INTEGER NOT NULL,
+             enqueued INTEGER NOT NULL,
+             acked    INTEGER NOT NULL,
+             failed   INTEGER NOT NULL,
+             PRIMARY KEY (queue, shard)
+         ) WITHOUT ROWID;
+         UPDATE meta SET value = '8' WHERE key = 'schema_version';
+         COMMIT;",
+    )?;
     Ok(())
 }
 
