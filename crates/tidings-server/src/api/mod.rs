@@ -6,8 +6,8 @@ pub mod circles;
 pub mod feeds;
 pub mod follows;
 pub mod inbox;
-pub mod search;
 pub mod queues;
+pub mod search;
 pub mod types;
 pub mod users;
 
