@@ -12,10 +12,9 @@
 //! - [`config`] — what the config file may set.
 //! - [`compat`] — the seed systems' APIs (FeedStream `/v1`, activity-feed-system) on the engine.
 //! - [`push`] — the live inbox channel: Socket.IO and SSE, woken by routing notices.
-//! - [`queues`] — work queues: durable (in the store) and memory ones, long-poll leases, the
-//!   queue authorization check.
 //! - [`bus`] — between nodes: the NATS doorbell that tells other nodes the change log grew.
-//! - [`integration`] — the integration bus: services, topics, signed webhook delivery.
+//! - [`integration`] — the integration bus: services, topics, signed webhook delivery, work
+//!   queues.
 //! - [`limits`] — abuse limits: login and sign-up rates, per-token and per-address budgets,
 //!   slow and oversized bodies.
 //! - [`net`] — the listening socket and its guard against clients that stop reading.
@@ -36,7 +35,6 @@ pub mod net;
 pub mod openapi;
 pub mod pagination;
 pub mod push;
-pub mod queues;
 pub mod request_id;
 pub mod response;
 pub mod types;
@@ -63,7 +61,7 @@ pub struct AppState {
     /// Rate limits of this node (in memory: each node of a cluster counts on its own).
     pub limiters: Arc<limits::Limiters>,
     /// Work queues: durable ones through the store, memory ones of this node.
-    pub queues: queues::Queues,
+    pub queues: integration::queues::Queues,
 }
 
 impl AppState {
@@ -99,7 +97,7 @@ impl AppState {
             types,
             hub,
             limiters,
-            queues: queues::Queues::default(),
+            queues: integration::queues::Queues::default(),
         })
     }
 }

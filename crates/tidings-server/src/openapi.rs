@@ -729,9 +729,9 @@ impl Modify for AbuseLimits {
         crate::integration::topics::subscriptions, crate::integration::topics::subscription,
         crate::integration::topics::rotate_secret, crate::integration::topics::enable,
         crate::integration::topics::deliveries, crate::integration::topics::redeliver,
-        api::queues::create, api::queues::list, api::queues::get_queue, api::queues::delete_queue,
-        api::queues::enqueue, api::queues::lease, api::queues::ack, api::queues::ack_many, api::queues::nack,
-        api::queues::dead, api::queues::retry_dead,
+        crate::integration::queues::api::create, crate::integration::queues::api::list, crate::integration::queues::api::get_queue, crate::integration::queues::api::delete_queue,
+        crate::integration::queues::api::enqueue, crate::integration::queues::api::lease, crate::integration::queues::api::ack, crate::integration::queues::api::ack_many, crate::integration::queues::api::nack,
+        crate::integration::queues::api::dead, crate::integration::queues::api::retry_dead,
     ),
     components(schemas(
         pagination::PageBody, pagination::PageItemBody, ErrorBody, ErrorDetail,

@@ -6,13 +6,13 @@ pub mod circles;
 pub mod feeds;
 pub mod follows;
 pub mod inbox;
-pub mod queues;
 pub mod search;
 pub mod types;
 pub mod users;
 
 use crate::AppState;
 use crate::error::ApiError;
+use crate::integration::queues::api as queues;
 use crate::integration::{services, topics};
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, State};

@@ -11,6 +11,8 @@
 //! - [`topics`] — topics, webhook subscriptions, their deliveries and redelivery.
 //! - [`dispatch`] — the background work: matching the log against topics, then leasing,
 //!   signing, sending and logging deliveries.
+//! - [`queues`] — work queues (FIFO, LIFO, priority; durable in the store or in memory),
+//!   their leases, and their routes (`queues::api`).
 //! - [`outbound`] — SSRF-safe outgoing HTTP (resolve once, refuse private ranges, no
 //!   redirects, timeouts, a response-size cap).
 //! - [`error`] — [`error::BusError`], mapped to statuses in `crate::error`.
@@ -22,6 +24,7 @@ pub mod auth;
 pub mod dispatch;
 pub mod error;
 pub mod outbound;
+pub mod queues;
 pub mod services;
 pub mod topics;
 

@@ -2,9 +2,10 @@
 //! and memory queues (this node only, lost on restart), with long-poll leases, per-queue rate
 //! limits and the one authorization check.
 //!
-//! Layout: this file — [`Queues`], the service the handlers call; `memory` — the memory
-//! queues' state; `bucket` — the lease rate limit.
+//! Layout: this file — [`Queues`], the service the handlers call; `api` — the HTTP routes;
+//! `memory` — the memory queues' state; `bucket` — the lease rate limit.
 
+pub mod api;
 mod bucket;
 pub mod memory;
 

@@ -1,11 +1,11 @@
 //! Work queues: create, list, inspect, delete; enqueue; lease (long-poll), ack, nack; the
 //! dead-letter list. Every route checks [`may_use_queue`] (admins only for now).
 
+use super::{QueueAction, QueueInfo, may_use_queue};
 use crate::AppState;
 use crate::auth::AuthUser;
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{ApiJson, ApiPath, ApiQuery};
-use crate::queues::{QueueAction, QueueInfo, may_use_queue};
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::State;
