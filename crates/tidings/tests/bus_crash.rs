@@ -1,6 +1,9 @@
 //! Webhook deliveries are driven from the log and survive `kill -9`: a server owes deliveries
 //! to an endpoint that keeps failing, is killed, and once restarted (with the endpoint healed)
-//! delivers every one of them, each under the `webhook-id` it had before.
+//! delivers every one of them, each under the `webhook-id` it had before. The campaign version
+//! kills the server at a random moment of every round while clients publish without pause:
+//! every acknowledged publish reaches the endpoint, under one `webhook-id`.
+//! `TIDINGS_CRASH_ROUNDS` (default 2) sets its rounds, as for `crash.rs` (bench/crash-campaign.sh).
 
 use serde_json::{Value, json};
 use std::collections::{BTreeMap, BTreeSet};
@@ -24,6 +27,8 @@ struct Sink {
     status: Arc<AtomicU16>,
     /// webhook-id → the statuses answered to it.
     seen: Arc<Mutex<BTreeMap<String, Vec<u16>>>>,
+    /// activity id (`data.id` of the body) → the webhook-ids it came under.
+    activities: Arc<Mutex<BTreeMap<String, BTreeSet<String>>>>,
 }
 
 impl Sink {
@@ -77,6 +82,15 @@ impl Sink {
                         })
                         .unwrap_or_default();
                     let status = sink.status.load(Ordering::SeqCst);
+                    let body: Value = serde_json::from_slice(&buf[head_end..]).unwrap_or_default();
+                    if let Some(activity) = body["data"]["id"].as_str() {
+                        sink.activities
+                            .lock()
+                            .expect("sink")
+                            .entry(activity.to_owned())
+                            .or_default()
+                            .insert(id.clone());
+                    }
                     sink.seen
                         .lock()
                         .expect("sink")
@@ -248,4 +262,185 @@ async fn deliveries_owed_survive_kill_dash_nine() {
         OWED,
         "no delivery was owed twice"
     );
+}
+
+/// Writers publishing without pause through each round.
+const CAMPAIGN_WRITERS: usize = 3;
+
+/// `kill -9` at a random moment of each round while writers publish (each publish retried with
+/// its Idempotency-Key until acknowledged) and the endpoint receives: afterwards every
+/// acknowledged activity was delivered with a 200, each under exactly one `webhook-id`
+/// (redelivery of one attempt reuses its id; a second id would be a second delivery owed).
+#[tokio::test]
+async fn webhooks_under_sustained_publishing_survive_kill_dash_nine_rounds() {
+    let rounds: usize = std::env::var("TIDINGS_CRASH_ROUNDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(2);
+    let dir = tempfile::tempdir().expect("dir");
+    let config = dir.path().join("tidings.toml");
+    std::fs::write(
+        &config,
+        "[webhooks]\nallow_networks = [\"127.0.0.1/32\"]\nretry_base_ms = 100\nretry_max_ms = 500\n\
+         poll_ms = 20\ntimeout_seconds = 2\nmax_attempts = 100\ndisable_after = 1000\n",
+    )
+    .expect("config");
+    let data = dir.path().join("data");
+    let out = Command::new(BIN)
+        .arg("--data-dir")
+        .arg(&data)
+        .args([
+            "admin",
+            "create-user",
+            "root",
+            "--admin",
+            "--password",
+            "correct horse",
+        ])
+        .env("RUST_LOG", "warn")
+        .output()
+        .expect("admin");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let admin = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+    let sink = Sink::default();
+    sink.status.store(200, Ordering::SeqCst);
+    let hook = sink.start().await;
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .build()
+        .expect("client");
+    let port = free_port();
+    let base = format!("http://127.0.0.1:{port}");
+    let api = format!("{base}/api/v1");
+    let mut server = serve(&data, &config, port);
+    wait_up(&client, &base).await;
+    post(
+        &client,
+        format!("{api}/topics"),
+        &admin,
+        json!({"name": "all", "filter": "type == Create"}),
+    )
+    .await;
+    post(
+        &client,
+        format!("{api}/topics/all/subscriptions"),
+        &admin,
+        json!({"mode": "webhook", "url": hook}),
+    )
+    .await;
+
+    // activity id → its key, for every acknowledged publish.
+    let acked: Arc<Mutex<BTreeMap<String, String>>> = Arc::default();
+    let mut keys_sent = 0usize;
+    for round in 0..rounds {
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let writers: Vec<_> = (0..CAMPAIGN_WRITERS)
+            .map(|w| {
+                let (client, api, admin, acked, stop) = (
+                    client.clone(),
+                    api.clone(),
+                    admin.clone(),
+                    acked.clone(),
+                    stop.clone(),
+                );
+                tokio::spawn(async move {
+                    let mut i = 0usize;
+                    while !stop.load(Ordering::SeqCst) {
+                        i += 1;
+                        let key = format!("r{round}-w{w}-{i}");
+                        // Until acknowledged: a refused connection or a cut response is retried
+                        // with the same key, which stores the activity once.
+                        let deadline = Instant::now() + Duration::from_secs(60);
+                        loop {
+                            let sent = client
+                                .post(format!("{api}/outbox"))
+                                .bearer_auth(&admin)
+                                .header("idempotency-key", &key)
+                                .json(&json!({"object": {"content": key}, "to": ["public"]}))
+                                .send()
+                                .await;
+                            if let Ok(r) = sent
+                                && r.status().is_success()
+                                && let Ok(body) = r.json::<Value>().await
+                                && let Some(id) = body["id"].as_str()
+                            {
+                                acked
+                                    .lock()
+                                    .expect("acked")
+                                    .insert(id.to_owned(), key.clone());
+                                break;
+                            }
+                            assert!(Instant::now() < deadline, "{key} never acknowledged");
+                            tokio::time::sleep(Duration::from_millis(50)).await;
+                        }
+                    }
+                    i
+                })
+            })
+            .collect();
+        // The kill lands while writers publish and deliveries are in flight.
+        let pause = 200 + (round as u64 * 137) % 600;
+        tokio::time::sleep(Duration::from_millis(pause)).await;
+        server.0.kill().expect("kill -9");
+        let _ = server.0.wait();
+        server = serve(&data, &config, port);
+        wait_up(&client, &base).await;
+        // Writers go on against the restarted server a moment, then the round ends.
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        stop.store(true, Ordering::SeqCst);
+        for writer in writers {
+            keys_sent += writer.await.expect("writer");
+        }
+    }
+
+    let acked = acked.lock().expect("acked").clone();
+    // Every key was acknowledged once (a retried key answers the same id).
+    assert_eq!(acked.len(), keys_sent);
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let missing: Vec<&String> = {
+            let seen = sink.seen.lock().expect("sink");
+            let activities = sink.activities.lock().expect("sink");
+            acked
+                .keys()
+                .filter(|id| {
+                    !activities.get(*id).is_some_and(|ids| {
+                        ids.iter()
+                            .any(|w| seen.get(w).is_some_and(|s| s.contains(&200)))
+                    })
+                })
+                .collect()
+        };
+        if missing.is_empty() {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{} of {} acknowledged activities never delivered, e.g. {:?}",
+            missing.len(),
+            acked.len(),
+            missing.first()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let activities = sink.activities.lock().expect("sink");
+    for (id, webhook_ids) in activities.iter() {
+        assert_eq!(webhook_ids.len(), 1, "{id} was owed twice: {webhook_ids:?}");
+    }
+    let redelivered = sink
+        .seen
+        .lock()
+        .expect("sink")
+        .values()
+        .filter(|s| s.len() > 1)
+        .count();
+    eprintln!(
+        "webhook campaign: {rounds} rounds, {} acknowledged publishes, all delivered, each under one webhook-id ({redelivered} sent more than once, as at-least-once allows)",
+        acked.len()
+    );
+    drop(server);
 }
