@@ -385,15 +385,19 @@ fn append_link(
     seq: i64,
     digest: &str,
 ) -> StoreResult<()> {
-    let prev = match (fx.own_head(&stream), conn.engine()) {
-        (Some(head), _) => Some(head.clone()),
-        (None, Engine::Sqlite) => shared
+    let kept = match fx.own_head(&stream) {
+        Some(head) => Some(head.clone()),
+        None => shared
             .heads
             .lock()
             .map_err(|_| StoreError::Corrupt("stream heads lock".into()))?
             .get(&stream, owner),
-        // Other nodes append too: the head is read in the log lock (earlier jobs of this
-        // transaction are visible to it).
+    };
+    let prev = match (kept, conn.engine()) {
+        (Some(head), _) => Some(head),
+        (None, Engine::Sqlite) => None,
+        // Not kept by this node's writer (another node appended since, or it never did): read
+        // in the log lock (earlier jobs of this transaction are visible to it).
         (None, Engine::Postgres) => conn
             .prepare_cached(
                 "SELECT pos, chain FROM stream_links WHERE stream = ?1 ORDER BY pos DESC LIMIT 1",

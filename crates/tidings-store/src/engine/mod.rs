@@ -277,6 +277,39 @@ pub(crate) fn write_entries(
     Ok(written)
 }
 
+/// Writes a routing slice's inbox entries `(user, seq, via code)`, skipping any that exist,
+/// without reporting which: SQLite one prepared insert at a time, PostgreSQL in one statement
+/// over arrays (one round trip for the whole slice).
+pub(crate) fn insert_entries(conn: &Connection, entries: &[(i64, i64, i64)]) -> StoreResult<()> {
+    match conn.engine() {
+        crate::sql::Engine::Sqlite => {
+            let mut insert = conn.prepare_cached(
+                "INSERT INTO inbox_entries(user_id, seq, via) VALUES (?1, ?2, ?3)
+                 ON CONFLICT DO NOTHING",
+            )?;
+            for &(user, seq, via) in entries {
+                insert.execute(crate::sql::params![user, seq, via])?;
+            }
+        }
+        crate::sql::Engine::Postgres => {
+            if entries.is_empty() {
+                return Ok(());
+            }
+            let users: Vec<i64> = entries.iter().map(|e| e.0).collect();
+            let seqs: Vec<i64> = entries.iter().map(|e| e.1).collect();
+            let vias: Vec<i64> = entries.iter().map(|e| e.2).collect();
+            conn.prepare_cached(
+                "INSERT INTO inbox_entries(user_id, seq, via)
+                 SELECT * FROM unnest(CAST(?1 AS BIGINT[]), CAST(?2 AS BIGINT[]),
+                                      CAST(?3 AS BIGINT[]))
+                 ON CONFLICT DO NOTHING",
+            )?
+            .execute(crate::sql::params![users, seqs, vias])?;
+        }
+    }
+    Ok(())
+}
+
 /// The stored `via` of entries written because their reader follows `author_id`.
 pub(crate) fn follow_via_code(author_id: i64) -> i64 {
     -author_id
@@ -343,7 +376,9 @@ pub(crate) struct Shared {
     pub(crate) config: StoreConfig,
     /// The in-memory index inbox reads are served from.
     pub(crate) hot: RwLock<HotIndex>,
-    /// Stream heads the embedded writer keeps in memory (PostgreSQL reads them in the log lock).
+    /// Stream heads the writer keeps in memory: all of them on the embedded store; on
+    /// PostgreSQL those it appended to since another writer last did (the rest are read in
+    /// the log lock).
     pub(crate) heads: Mutex<Heads>,
     /// Stored activity bodies by seq: immutable, so never stale.
     pub(crate) bodies: moka::sync::Cache<i64, Arc<str>>,
@@ -784,11 +819,24 @@ pub(crate) fn run_batch(conn: &Connection, batch: Vec<Job>, shared: &Shared) {
         // before it, the jobs below see an index as current as the tables (a follow's backfill
         // reads the index).
         pg.catch_up(conn, shared);
+        // The heads this writer keeps are current unless another writer appended since.
+        if !pg.heads_still_current()
+            && let Ok(mut heads) = shared.heads.lock()
+        {
+            *heads = Heads::default();
+        }
     }
     let mut replies = Vec::with_capacity(batch.len());
     let mut effects = Vec::new();
+    // How the previous job's savepoint ends, sent with the next one's start: one round trip
+    // between jobs instead of two (each is one on PostgreSQL).
+    let mut end: Option<&str> = None;
     for job in batch {
-        if let Err(e) = conn.execute_batch("SAVEPOINT job") {
+        let start = match end.take() {
+            Some(end) => format!("{end}; SAVEPOINT job"),
+            None => "SAVEPOINT job".to_owned(),
+        };
+        if let Err(e) = conn.execute_batch(&start) {
             let (_, reply) = refuse_job(job, &e.to_string());
             replies.push(reply);
             continue;
@@ -797,10 +845,7 @@ pub(crate) fn run_batch(conn: &Connection, batch: Vec<Job>, shared: &Shared) {
         let (ok, reply) = job(conn, &mut fx);
         if ok {
             effects.extend(fx.list);
-            // Only the embedded writer keeps heads in memory (PostgreSQL reads them in the
-            // log lock, since other nodes append too).
             if !fx.heads.is_empty()
-                && conn.engine() == crate::sql::Engine::Sqlite
                 && let Ok(mut heads) = shared.heads.lock()
             {
                 heads.batch.extend(
@@ -810,19 +855,23 @@ pub(crate) fn run_batch(conn: &Connection, batch: Vec<Job>, shared: &Shared) {
                 );
             }
         }
-        let end = if ok {
+        end = Some(if ok {
             "RELEASE job"
         } else {
             "ROLLBACK TO job; RELEASE job"
-        };
-        if let Err(e) = conn.execute_batch(end) {
-            tracing::error!(error = %e, "savepoint end failed");
-        }
+        });
         replies.push(reply);
     }
+    if let Some(end) = end
+        && let Err(e) = conn.execute_batch(end)
+    {
+        tracing::error!(error = %e, "savepoint end failed");
+    }
     let started = std::time::Instant::now();
-    let commit = adapters::record_change(conn, &effects, None)
-        .and_then(|_| conn.execute_batch("COMMIT").map_err(StoreError::from));
+    let commit = adapters::record_change(conn, &effects, None).and_then(|change| {
+        conn.execute_batch("COMMIT")?;
+        Ok(change)
+    });
     let took = started.elapsed();
     if took > SLOW {
         tracing::warn!(
@@ -838,14 +887,20 @@ pub(crate) fn run_batch(conn: &Connection, batch: Vec<Job>, shared: &Shared) {
             heads.batch.clear();
         }
     }
-    if commit.is_err() {
-        let _ = conn.execute_batch("ROLLBACK");
-    } else {
-        shared.committed(conn, effects, None);
+    match &commit {
+        Err(_) => {
+            let _ = conn.execute_batch("ROLLBACK");
+        }
+        Ok(change) => {
+            if let (Backend::Postgres(pg), Some(change)) = (&shared.backend, change) {
+                pg.heads_current_at(*change);
+            }
+            shared.committed(conn, effects, None);
+        }
     }
     for reply in replies {
         let outcome = match &commit {
-            Ok(()) => Ok(()),
+            Ok(_) => Ok(()),
             Err(StoreError::Unavailable(m)) => Err(StoreError::Unavailable(m.clone())),
             Err(e) => Err(StoreError::Corrupt(format!("commit failed: {e}"))),
         };
