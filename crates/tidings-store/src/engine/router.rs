@@ -106,7 +106,14 @@ struct SliceFacts {
 }
 
 impl SliceFacts {
-    fn read(conn: &Connection, after: i64, upto: i64, follower_threshold: i64) -> StoreResult<Self> {
+    /// `authors`: the producers whose followers some activity of the slice goes to.
+    fn read(
+        conn: &Connection,
+        after: i64,
+        upto: i64,
+        authors: &[i64],
+        follower_threshold: i64,
+    ) -> StoreResult<Self> {
         let mut facts = SliceFacts::default();
         let range = params![after, upto];
         let rows = conn
@@ -155,23 +162,27 @@ impl SliceFacts {
             facts.circles_of.entry(seq).or_default().push(id);
             facts.circles.entry(id).or_insert(circle);
         }
-        if !facts.circles.is_empty() {
+        let open: Vec<i64> = facts
+            .circles
+            .iter()
+            .filter(|(_, c)| !c.merged)
+            .map(|(id, _)| *id)
+            .collect();
+        if !open.is_empty() {
             let rows = conn
-                .prepare_cached(
+                .prepare_cached(&format!(
                     "SELECT s.circle_id, s.id, s.user_id, s.expr, s.tag, s.since_seq, s.until_seq,
                             EXISTS(SELECT 1 FROM memberships m WHERE m.circle_id = s.circle_id
                                    AND m.user_id = s.user_id AND m.state = 'active')
                             -- admins may read (and so subscribe to) any circle, as at read time
                             OR EXISTS(SELECT 1 FROM users u WHERE u.id = s.user_id AND u.is_admin)
                      FROM subscriptions s
-                     WHERE s.circle_id IN (SELECT ac.circle_id FROM activity_circles ac
-                                           JOIN circles c ON c.id = ac.circle_id
-                                           WHERE ac.seq > ?1 AND ac.seq <= ?2
-                                             AND c.merged_from_seq IS NULL)
-                       AND s.since_seq < ?2 AND (s.until_seq IS NULL OR s.until_seq > ?1)
+                     WHERE s.circle_id {}
+                       AND s.since_seq < ?2 AND (s.until_seq IS NULL OR s.until_seq > ?3)
                      ORDER BY s.id",
-                )?
-                .query_map(range, |r| {
+                    conn.in_id_list(1)
+                ))?
+                .query_map(params![open, upto, after], |r| {
                     Ok((
                         r.get::<_, i64>(0)?,
                         SubscriptionRow {
@@ -192,45 +203,61 @@ impl SliceFacts {
                 }
             }
         }
-        // The producers whose followers some activity of the slice goes to (a producer
-        // already merged at read time has none to write), with their audience, and their
-        // followers only while under the threshold: one over it switches to merge at read
-        // time and is never fanned out, however many follow it.
+        if authors.is_empty() {
+            return Ok(facts);
+        }
+        // Each producer's audience (one already merged at read time has none to write) ...
         let rows = conn
-            .prepare_cached(
-                "WITH counts AS (
-                     SELECT f.followee_id, COUNT(*) AS n FROM follows f
-                     WHERE f.followee_id IN (
-                             SELECT a.actor_id FROM activities a
-                             WHERE a.seq > ?1 AND a.seq <= ?2 AND a.listed
-                               AND (a.is_public OR EXISTS(SELECT 1 FROM activity_followers af
-                                                          WHERE af.seq = a.seq)))
-                       AND NOT EXISTS(SELECT 1 FROM producers_merged pm
-                                      WHERE pm.user_id = f.followee_id)
-                     GROUP BY f.followee_id)
-                 SELECT c.followee_id, c.n, f.follower_id, f.floor_seq, u.status != 'deleted'
-                 FROM counts c
-                 LEFT JOIN follows f ON f.followee_id = c.followee_id AND c.n <= ?3
-                 LEFT JOIN users u ON u.id = f.follower_id
-                 ORDER BY c.followee_id, f.follower_id",
-            )?
-            .query_map(params![after, upto, follower_threshold], |r| {
-                Ok((
-                    r.get::<_, i64>(0)?,
-                    r.get::<_, i64>(1)?,
-                    r.get::<_, Option<i64>>(2)?,
-                    r.get::<_, Option<i64>>(3)?,
-                    r.get::<_, Option<bool>>(4)?,
-                ))
+            .prepare_cached(&format!(
+                "SELECT f.followee_id, COUNT(*) FROM follows f
+                 WHERE f.followee_id {}
+                   AND NOT EXISTS(SELECT 1 FROM producers_merged pm
+                                  WHERE pm.user_id = f.followee_id)
+                 GROUP BY f.followee_id",
+                conn.in_id_list(1)
+            ))?
+            .query_map(params![authors], |r| {
+                Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?))
             })?;
         for row in rows {
-            let (producer, audience, follower, floor, live) = row?;
-            let entry = facts.producers.entry(producer).or_insert(Producer {
-                audience,
-                followers: Vec::new(),
-            });
-            if let (Some(follower), Some(floor), Some(true)) = (follower, floor, live) {
-                entry.followers.push((follower, floor));
+            let (producer, audience) = row?;
+            facts.producers.insert(
+                producer,
+                Producer {
+                    audience,
+                    followers: Vec::new(),
+                },
+            );
+        }
+        // ... and its followers only while under the threshold: one over it switches to merge
+        // at read time and is never fanned out, however many follow it.
+        let small: Vec<i64> = facts
+            .producers
+            .iter()
+            .filter(|(_, p)| p.audience <= follower_threshold)
+            .map(|(id, _)| *id)
+            .collect();
+        if !small.is_empty() {
+            let rows = conn
+                .prepare_cached(&format!(
+                    "SELECT f.followee_id, f.follower_id, f.floor_seq
+                     FROM follows f JOIN users u ON u.id = f.follower_id
+                     WHERE f.followee_id {} AND u.status != 'deleted'
+                     ORDER BY f.followee_id, f.follower_id",
+                    conn.in_id_list(1)
+                ))?
+                .query_map(params![small], |r| {
+                    Ok((
+                        r.get::<_, i64>(0)?,
+                        r.get::<_, i64>(1)?,
+                        r.get::<_, i64>(2)?,
+                    ))
+                })?;
+            for row in rows {
+                let (producer, follower, floor) = row?;
+                if let Some(p) = facts.producers.get_mut(&producer) {
+                    p.followers.push((follower, floor));
+                }
             }
         }
         Ok(facts)
@@ -282,7 +309,20 @@ pub(crate) fn route_pending(
             return Ok((current, true));
         }
         // Read in the lock, so nothing changes them before this slice commits.
-        let mut facts = SliceFacts::read(conn, routed, last_available, thresholds.followers)?;
+        let mut authors: Vec<i64> = pending
+            .iter()
+            .filter(|p| p.listed && p.to_followers)
+            .map(|p| p.actor_id)
+            .collect();
+        authors.sort_unstable();
+        authors.dedup();
+        let mut facts = SliceFacts::read(
+            conn,
+            routed,
+            last_available,
+            &authors,
+            thresholds.followers,
+        )?;
         let mut rows = Vec::new();
         let mut watermark = routed;
         let started = std::time::Instant::now();
