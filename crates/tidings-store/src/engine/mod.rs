@@ -278,8 +278,9 @@ pub(crate) fn write_entries(
 }
 
 /// Writes a routing slice's inbox entries `(user, seq, via code)`, skipping any that exist,
-/// without reporting which: SQLite one prepared insert at a time, PostgreSQL in one statement
-/// over arrays (one round trip for the whole slice).
+/// without reporting which: SQLite one prepared insert at a time; PostgreSQL with one binary
+/// `COPY` (about twice as fast per row as an insert), or, should an entry exist already, one
+/// insert over arrays that skips it.
 pub(crate) fn insert_entries(conn: &Connection, entries: &[(i64, i64, i64)]) -> StoreResult<()> {
     match conn.engine() {
         crate::sql::Engine::Sqlite => {
@@ -295,20 +296,34 @@ pub(crate) fn insert_entries(conn: &Connection, entries: &[(i64, i64, i64)]) -> 
             if entries.is_empty() {
                 return Ok(());
             }
-            let users: Vec<i64> = entries.iter().map(|e| e.0).collect();
-            let seqs: Vec<i64> = entries.iter().map(|e| e.1).collect();
-            let vias: Vec<i64> = entries.iter().map(|e| e.2).collect();
-            conn.prepare_cached(
-                "INSERT INTO inbox_entries(user_id, seq, via)
-                 SELECT * FROM unnest(CAST(?1 AS BIGINT[]), CAST(?2 AS BIGINT[]),
-                                      CAST(?3 AS BIGINT[]))
-                 ON CONFLICT DO NOTHING",
-            )?
-            .execute(crate::sql::params![users, seqs, vias])?;
+            // A slice's seqs are past the watermark, where nothing else writes entries (a
+            // follow's backfill stops at it), so COPY's lack of conflict handling costs
+            // nothing; the savepoint keeps the slice alive should that ever change.
+            conn.execute_batch("SAVEPOINT entries")?;
+            match conn.copy_in_triples("inbox_entries (user_id, seq, via)", entries) {
+                Ok(_) => conn.execute_batch("RELEASE entries")?,
+                Err(e) if e.pg_code() == Some(UNIQUE_VIOLATION) => {
+                    conn.execute_batch("ROLLBACK TO entries; RELEASE entries")?;
+                    let users: Vec<i64> = entries.iter().map(|e| e.0).collect();
+                    let seqs: Vec<i64> = entries.iter().map(|e| e.1).collect();
+                    let vias: Vec<i64> = entries.iter().map(|e| e.2).collect();
+                    conn.prepare_cached(
+                        "INSERT INTO inbox_entries(user_id, seq, via)
+                         SELECT * FROM unnest(CAST(?1 AS BIGINT[]), CAST(?2 AS BIGINT[]),
+                                              CAST(?3 AS BIGINT[]))
+                         ON CONFLICT DO NOTHING",
+                    )?
+                    .execute(crate::sql::params![users, seqs, vias])?;
+                }
+                Err(e) => return Err(e.into()),
+            }
         }
     }
     Ok(())
 }
+
+/// PostgreSQL's SQLSTATE for a duplicate key.
+const UNIQUE_VIOLATION: &str = "23505";
 
 /// The stored `via` of entries written because their reader follows `author_id`.
 pub(crate) fn follow_via_code(author_id: i64) -> i64 {
@@ -921,6 +936,43 @@ fn refuse_job(job: Job, message: &str) -> (bool, Reply) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Entries as stored, in key order.
+    fn stored_entries(conn: &Connection) -> Vec<(i64, i64, i64)> {
+        conn.prepare_cached("SELECT user_id, seq, via FROM inbox_entries ORDER BY user_id, seq")
+            .and_then(|mut s| {
+                s.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
+                    .collect::<Result<Vec<_>, _>>()
+            })
+            .expect("entries")
+    }
+
+    #[test]
+    fn slice_entries_are_copied_and_an_existing_one_is_skipped_not_fatal() {
+        let Ok(admin) = std::env::var("TIDINGS_TEST_STORE") else {
+            eprintln!("!!! the PostgreSQL entry COPY test did NOT run: set TIDINGS_TEST_STORE");
+            assert!(std::env::var("TIDINGS_REQUIRE_POSTGRES").is_err());
+            return;
+        };
+        let name = format!("tidings_e_{}", uuid::Uuid::now_v7().simple());
+        let url = adapters::postgres::create_database(&admin, &name).expect("database");
+        let conn = adapters::postgres::connect(&url).expect("connect");
+        adapters::postgres::migrate(&conn).expect("migrate");
+        conn.execute_batch("BEGIN").expect("begin");
+        insert_entries(&conn, &[(1, 10, -7), (2, 10, -7)]).expect("copy");
+        // (2, 10) exists: COPY refuses the whole set, the insert over arrays skips that one
+        // and keeps the reason it had, in the same transaction.
+        insert_entries(&conn, &[(2, 10, 0), (3, 10, -7), (1, 11, 4)]).expect("fallback");
+        conn.execute_batch("COMMIT").expect("commit");
+        assert_eq!(
+            stored_entries(&conn),
+            vec![(1, 10, -7), (1, 11, 4), (2, 10, -7), (3, 10, -7)]
+        );
+        drop(conn);
+        if let Ok(admin_conn) = adapters::postgres::connect(&admin) {
+            let _ = admin_conn.execute_batch(&format!("DROP DATABASE IF EXISTS {name}"));
+        }
+    }
 
     #[test]
     fn heads_read_back_as_written() {

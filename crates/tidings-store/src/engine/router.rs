@@ -316,13 +316,8 @@ pub(crate) fn route_pending(
             .collect();
         authors.sort_unstable();
         authors.dedup();
-        let mut facts = SliceFacts::read(
-            conn,
-            routed,
-            last_available,
-            &authors,
-            thresholds.followers,
-        )?;
+        let mut facts =
+            SliceFacts::read(conn, routed, last_available, &authors, thresholds.followers)?;
         let mut rows = Vec::new();
         let mut watermark = routed;
         let started = std::time::Instant::now();

@@ -506,6 +506,18 @@ impl Connection {
         }
     }
 
+    /// Loads rows of three integers into `copy` (a table and its columns) with PostgreSQL's
+    /// binary `COPY`; the embedded store has no such path (its callers insert row by row).
+    pub(crate) fn copy_in_triples(&self, copy: &str, rows: &[(i64, i64, i64)]) -> Result<u64> {
+        match self {
+            Connection::Postgres(c) => c.copy_in_triples(copy, rows),
+            Connection::Sqlite(_) => Err(SqlError::Decode {
+                column: 0,
+                message: "COPY is PostgreSQL's".into(),
+            }),
+        }
+    }
+
     /// Prepares `sql`, reusing a cached statement when there is one.
     pub(crate) fn prepare_cached(&self, sql: &str) -> Result<Statement<'_>> {
         match self {
