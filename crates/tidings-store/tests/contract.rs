@@ -221,6 +221,40 @@ async fn the_database_itself_refuses_to_change_the_log() {
 }
 
 #[tokio::test]
+async fn one_stream_appended_through_two_nodes_keeps_one_chain() {
+    // Each node's writer keeps the stream heads it appended to; a head another node moved since
+    // must be read again, or the next link would repeat a position and break the chain.
+    let Some(url) = fresh_postgres() else { return };
+    let location = StoreLocation::Postgres(url);
+    let a = open(&location);
+    let b = open(&location);
+    let ana = user(&a, "ana").await;
+    user(&a, "bo").await;
+    b.sync().await.expect("sync");
+    let mut seqs = Vec::new();
+    for round in 0..6 {
+        let node = if round % 2 == 0 { &a } else { &b };
+        let doc = json!({"object": {"content": format!("{round}")}, "to": ["user:bo"]});
+        seqs.push(publish(node, &ana, doc, None).await.0);
+    }
+    assert_eq!(seqs, (seqs[0]..seqs[0] + 6).collect::<Vec<i64>>());
+    for node in [&a, &b] {
+        node.sync().await.expect("sync");
+        let page = node
+            .outbox("ana", ana.clone(), PageFrom::Newest, 100)
+            .await
+            .expect("outbox");
+        let mut listed: Vec<i64> = page.items.iter().map(|i| i.seq).collect();
+        listed.sort_unstable();
+        assert_eq!(listed, seqs, "every post in the outbox, on either node");
+        let report = node.verify().await.expect("verify");
+        assert!(report.ok(), "{:?}", report.problems);
+    }
+    a.close();
+    b.close();
+}
+
+#[tokio::test]
 async fn two_nodes_write_one_gap_free_log_and_read_the_same_pages() {
     let Some(url) = fresh_postgres() else { return };
     let location = StoreLocation::Postgres(url);

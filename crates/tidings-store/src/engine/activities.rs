@@ -375,7 +375,7 @@ fn stream_page(
 }
 
 /// Appends `seq` to a stream's hash chain, after the head the writer holds in memory
-/// (`owner`: the user whose outbox the stream is).
+/// (`owner`: the user whose outbox it is).
 fn append_link(
     conn: &Connection,
     shared: &Shared,
@@ -385,20 +385,43 @@ fn append_link(
     seq: i64,
     digest: &str,
 ) -> StoreResult<()> {
-    let prev = match (fx.own_head(&stream), conn.engine()) {
-        (Some(head), _) => Some(head.clone()),
-        (None, Engine::Sqlite) => shared
+    let head = next_head(conn, shared, fx, &stream, owner, digest)?;
+    conn.prepare_cached(
+        "INSERT INTO stream_links(seq, stream, pos, chain) VALUES (?1, ?2, ?3, ?4)",
+    )?
+    .execute(params![seq, stream, head.pos, head.chain])?;
+    fx.advance(stream, owner, head);
+    Ok(())
+}
+
+/// The head a stream gets when an activity with `digest` is appended to it (`owner`: the
+/// user whose outbox it is). The chain does not depend on the activity's seq.
+fn next_head(
+    conn: &Connection,
+    shared: &Shared,
+    fx: &Effects,
+    stream: &str,
+    owner: Option<i64>,
+    digest: &str,
+) -> StoreResult<StreamHead> {
+    let kept = match fx.own_head(stream) {
+        Some(head) => Some(head.clone()),
+        None => shared
             .heads
             .lock()
             .map_err(|_| StoreError::Corrupt("stream heads lock".into()))?
-            .get(&stream, owner),
-        // Other nodes append too: the head is read in the log lock (earlier jobs of this
-        // transaction are visible to it).
+            .get(stream, owner),
+    };
+    let prev = match (kept, conn.engine()) {
+        (Some(head), _) => Some(head),
+        (None, Engine::Sqlite) => None,
+        // Not kept by this node's writer (another node appended since, or it never did): read
+        // in the log lock (earlier jobs of this transaction are visible to it).
         (None, Engine::Postgres) => conn
             .prepare_cached(
                 "SELECT pos, chain FROM stream_links WHERE stream = ?1 ORDER BY pos DESC LIMIT 1",
             )?
-            .query_row([&stream], |r| {
+            .query_row([stream], |r| {
                 Ok(StreamHead {
                     pos: r.get(0)?,
                     chain: r.get(1)?,
@@ -406,7 +429,7 @@ fn append_link(
             })
             .optional()?,
     };
-    let head = match prev {
+    Ok(match prev {
         Some(prev) => StreamHead {
             pos: prev.pos + 1,
             chain: chain_hash(Some(&prev.chain), digest),
@@ -415,13 +438,7 @@ fn append_link(
             pos: 1,
             chain: chain_hash(None, digest),
         },
-    };
-    conn.prepare_cached(
-        "INSERT INTO stream_links(seq, stream, pos, chain) VALUES (?1, ?2, ?3, ?4)",
-    )?
-    .execute(params![seq, stream, head.pos, head.chain])?;
-    fx.advance(stream, owner, head);
-    Ok(())
+    })
 }
 
 pub(super) fn publish_in(
@@ -683,34 +700,70 @@ pub(super) fn publish_in(
 
     // The next seq is explicit rather than a sequence's: writers are serialised (one writer
     // thread in SQLite, the log lock in PostgreSQL), so the log has no gaps in either store.
-    let seq: i64 = conn.prepare_cached(
-        "INSERT INTO activities(seq, id, actor_id, type, kind, listed, object_ref, in_reply_to, is_public, published, digest, body)
-         VALUES ((SELECT COALESCE(MAX(seq), 0) + 1 FROM activities), ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)
-         RETURNING seq",
-    )?
-    .query_row(params![
-        id,
-        actor.id,
-        activity_type,
-        kind.as_str(),
-        listed,
-        object_ref,
-        in_reply_to,
-        is_public,
-        published,
-        digest,
-        stored
-    ], |r| r.get(0))?;
+    let outbox = format!("outbox:{}", actor.username);
+    let seq: i64 = match conn.engine() {
+        Engine::Sqlite => {
+            let seq = conn.prepare_cached(
+                "INSERT INTO activities(seq, id, actor_id, type, kind, listed, object_ref, in_reply_to, is_public, published, digest, body)
+                 VALUES ((SELECT COALESCE(MAX(seq), 0) + 1 FROM activities), ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)
+                 RETURNING seq",
+            )?
+            .query_row(params![
+                id,
+                actor.id,
+                activity_type,
+                kind.as_str(),
+                listed,
+                object_ref,
+                in_reply_to,
+                is_public,
+                published,
+                digest,
+                stored
+            ], |r| r.get(0))?;
+            append_link(conn, shared, fx, outbox, Some(actor.id), seq, &digest)?;
+            if to_followers {
+                conn.prepare_cached("INSERT INTO activity_followers(seq) VALUES (?1)")?
+                    .execute([seq])?;
+            }
+            seq
+        }
+        // Each statement is a round trip here: the activity, its outbox link (whose chain does
+        // not depend on the seq) and its followers mark go in one.
+        Engine::Postgres => {
+            let head = next_head(conn, shared, fx, &outbox, Some(actor.id), &digest)?;
+            let seq = conn.prepare_cached(
+                "WITH a AS (
+                     INSERT INTO activities(seq, id, actor_id, type, kind, listed, object_ref, in_reply_to, is_public, published, digest, body)
+                     VALUES ((SELECT COALESCE(MAX(seq), 0) + 1 FROM activities), ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)
+                     RETURNING seq),
+                 link AS (INSERT INTO stream_links(seq, stream, pos, chain)
+                          SELECT seq, ?12, ?13, ?14 FROM a),
+                 followers AS (INSERT INTO activity_followers(seq) SELECT seq FROM a WHERE ?15)
+                 SELECT seq FROM a",
+            )?
+            .query_row(params![
+                id,
+                actor.id,
+                activity_type,
+                kind.as_str(),
+                listed,
+                object_ref,
+                in_reply_to,
+                is_public,
+                published,
+                digest,
+                stored,
+                outbox,
+                head.pos,
+                head.chain,
+                to_followers
+            ], |r| r.get(0))?;
+            fx.advance(outbox, Some(actor.id), head);
+            seq
+        }
+    };
 
-    append_link(
-        conn,
-        shared,
-        fx,
-        format!("outbox:{}", actor.username),
-        Some(actor.id),
-        seq,
-        &digest,
-    )?;
     for addressee in &draft_circles(&record) {
         append_link(
             conn,
@@ -731,10 +784,6 @@ pub(super) fn publish_in(
             "INSERT INTO activity_addressees(seq, user_id) VALUES (?1, ?2) ON CONFLICT DO NOTHING",
         )?
         .execute(params![seq, user_id])?;
-    }
-    if to_followers {
-        conn.prepare_cached("INSERT INTO activity_followers(seq) VALUES (?1)")?
-            .execute([seq])?;
     }
     let tags = record_tags(&record);
     if listed {

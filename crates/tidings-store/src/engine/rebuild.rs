@@ -50,6 +50,7 @@ fn rebuild_here(location: &StoreLocation, config: &StoreConfig) -> StoreResult<R
     let thresholds = Thresholds {
         circle: config.merge_threshold,
         followers: config.follower_merge_threshold,
+        max_deliveries: router::EMBEDDED_SLICE_DELIVERIES,
         max_slice: None,
     };
     match location {

@@ -6,12 +6,18 @@
 //! A circle whose open subscriptions pass the merge threshold switches (once, at the activity
 //! being routed) to being merged into inboxes at read time; `tag@*` subscriptions are always
 //! merged at read time.
+//!
+//! A slice reads what routing needs about all of its activities in a few set queries over its
+//! seq range ([`SliceFacts`]) and writes all of its entries in one statement: on PostgreSQL
+//! every statement is a round trip made inside the log lock, so their number per slice, not
+//! per activity, is what bounds fan-out there.
 
 use super::Effects;
 use super::activities::readable_sql;
 use crate::StoreResult;
 use crate::hot::Effect;
 use crate::sql::{Connection, OptionalExtension, params};
+use std::collections::HashMap;
 use std::sync::Arc;
 use tidings_core::expr::SubscriptionExpr;
 use tidings_core::feeds::{NoticeFacts, notifications};
@@ -19,20 +25,25 @@ use tidings_core::routing::{Candidate, RouteFacts, Via, route_activity};
 
 /// Most activities routed per slice.
 const SLICE_ACTIVITIES: i64 = 256;
-/// A slice stops once it has written about this many entries.
-const SLICE_DELIVERIES: usize = 20_000;
 
-/// Audiences above which a source is merged at read time instead of fanned out.
+/// Audiences above which a source is merged at read time instead of fanned out, and how big
+/// a slice may grow.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Thresholds {
     /// Open subscriptions on a circle.
     pub circle: i64,
     /// Followers of a producer.
     pub followers: i64,
-    /// Longest a slice may hold the write lock (PostgreSQL, where every statement is a round
-    /// trip and publishes of every node wait behind the log lock); None: bounded by count only.
+    /// A slice stops taking activities once it holds about this many entries.
+    pub max_deliveries: usize,
+    /// Longest a slice may spend deciding before it writes (PostgreSQL, where publishes of
+    /// every node wait behind the log lock); None: bounded by size only.
     pub max_slice: Option<std::time::Duration>,
 }
+
+/// Entries per slice where statements are in-process and each commit costs an fsync (the
+/// embedded store): fewer, larger slices are faster.
+pub(crate) const EMBEDDED_SLICE_DELIVERIES: usize = 20_000;
 
 /// What routing needs of one pending activity, read with the slice in one query.
 struct Pending {
@@ -48,11 +59,209 @@ struct Pending {
     parent_author: Option<i64>,
 }
 
+/// A circle some activity of the slice is addressed to.
 struct CircleFacts {
-    id: i64,
     name: String,
     public: bool,
+    /// Merged at read time (from before this slice, or switched during it).
     merged: bool,
+    /// Open subscriptions (what the merge threshold is compared with).
+    audience: i64,
+    /// Its subscriptions that may be current at some seq of the slice.
+    subscriptions: Vec<SubscriptionRow>,
+}
+
+/// A subscription on a circle, with what decides whether it takes an activity at a seq.
+struct SubscriptionRow {
+    id: i64,
+    user_id: i64,
+    expr: String,
+    tag: Option<String>,
+    since_seq: i64,
+    until_seq: Option<i64>,
+    /// An active member of the circle, or an admin (who may read any circle).
+    member_or_admin: bool,
+}
+
+/// A producer whose followers some activity of the slice goes to.
+struct Producer {
+    /// Every follow of it (what the merge threshold is compared with).
+    audience: i64,
+    /// Followers that are not deleted, with each follow's floor (read only while the
+    /// audience is under the threshold).
+    followers: Vec<(i64, i64)>,
+}
+
+/// What routing needs about every activity of a slice `(after, upto]`, each read in one set
+/// query over the seq range.
+#[derive(Default)]
+struct SliceFacts {
+    /// Addressed users that are not deleted, by seq.
+    addressed: HashMap<i64, Vec<i64>>,
+    tags: HashMap<i64, Vec<String>>,
+    /// Circle ids by seq.
+    circles_of: HashMap<i64, Vec<i64>>,
+    circles: HashMap<i64, CircleFacts>,
+    producers: HashMap<i64, Producer>,
+}
+
+impl SliceFacts {
+    /// `authors`: the producers whose followers some activity of the slice goes to.
+    fn read(
+        conn: &Connection,
+        after: i64,
+        upto: i64,
+        authors: &[i64],
+        follower_threshold: i64,
+    ) -> StoreResult<Self> {
+        let mut facts = SliceFacts::default();
+        let range = params![after, upto];
+        let rows = conn
+            .prepare_cached(
+                "SELECT x.seq, x.user_id FROM activity_addressees x JOIN users u ON u.id = x.user_id
+                 WHERE x.seq > ?1 AND x.seq <= ?2 AND u.status != 'deleted'
+                 ORDER BY x.seq, x.user_id",
+            )?
+            .query_map(range, |r| Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?)))?;
+        for row in rows {
+            let (seq, user) = row?;
+            facts.addressed.entry(seq).or_default().push(user);
+        }
+        let rows = conn
+            .prepare_cached(
+                "SELECT seq, tag FROM activity_tags WHERE seq > ?1 AND seq <= ?2 ORDER BY seq, tag",
+            )?
+            .query_map(range, |r| Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?)))?;
+        for row in rows {
+            let (seq, tag) = row?;
+            facts.tags.entry(seq).or_default().push(tag);
+        }
+        let rows = conn
+            .prepare_cached(
+                "SELECT ac.seq, c.id, c.name, c.visibility = 'public', c.merged_from_seq IS NOT NULL,
+                        (SELECT COUNT(*) FROM subscriptions s
+                         WHERE s.circle_id = c.id AND s.until_seq IS NULL)
+                 FROM activity_circles ac JOIN circles c ON c.id = ac.circle_id
+                 WHERE ac.seq > ?1 AND ac.seq <= ?2 ORDER BY ac.seq, c.id",
+            )?
+            .query_map(range, |r| {
+                Ok((
+                    r.get::<_, i64>(0)?,
+                    r.get::<_, i64>(1)?,
+                    CircleFacts {
+                        name: r.get(2)?,
+                        public: r.get(3)?,
+                        merged: r.get(4)?,
+                        audience: r.get(5)?,
+                        subscriptions: Vec::new(),
+                    },
+                ))
+            })?;
+        for row in rows {
+            let (seq, id, circle) = row?;
+            facts.circles_of.entry(seq).or_default().push(id);
+            facts.circles.entry(id).or_insert(circle);
+        }
+        let open: Vec<i64> = facts
+            .circles
+            .iter()
+            .filter(|(_, c)| !c.merged)
+            .map(|(id, _)| *id)
+            .collect();
+        if !open.is_empty() {
+            let rows = conn
+                .prepare_cached(&format!(
+                    "SELECT s.circle_id, s.id, s.user_id, s.expr, s.tag, s.since_seq, s.until_seq,
+                            EXISTS(SELECT 1 FROM memberships m WHERE m.circle_id = s.circle_id
+                                   AND m.user_id = s.user_id AND m.state = 'active')
+                            -- admins may read (and so subscribe to) any circle, as at read time
+                            OR EXISTS(SELECT 1 FROM users u WHERE u.id = s.user_id AND u.is_admin)
+                     FROM subscriptions s
+                     WHERE s.circle_id {}
+                       AND s.since_seq < ?2 AND (s.until_seq IS NULL OR s.until_seq > ?3)
+                     ORDER BY s.id",
+                    conn.in_id_list(1)
+                ))?
+                .query_map(params![open, upto, after], |r| {
+                    Ok((
+                        r.get::<_, i64>(0)?,
+                        SubscriptionRow {
+                            id: r.get(1)?,
+                            user_id: r.get(2)?,
+                            expr: r.get(3)?,
+                            tag: r.get(4)?,
+                            since_seq: r.get(5)?,
+                            until_seq: r.get(6)?,
+                            member_or_admin: r.get(7)?,
+                        },
+                    ))
+                })?;
+            for row in rows {
+                let (circle, subscription) = row?;
+                if let Some(c) = facts.circles.get_mut(&circle) {
+                    c.subscriptions.push(subscription);
+                }
+            }
+        }
+        if authors.is_empty() {
+            return Ok(facts);
+        }
+        // Each producer's audience (one already merged at read time has none to write) ...
+        let rows = conn
+            .prepare_cached(&format!(
+                "SELECT f.followee_id, COUNT(*) FROM follows f
+                 WHERE f.followee_id {}
+                   AND NOT EXISTS(SELECT 1 FROM producers_merged pm
+                                  WHERE pm.user_id = f.followee_id)
+                 GROUP BY f.followee_id",
+                conn.in_id_list(1)
+            ))?
+            .query_map(params![authors], |r| {
+                Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?))
+            })?;
+        for row in rows {
+            let (producer, audience) = row?;
+            facts.producers.insert(
+                producer,
+                Producer {
+                    audience,
+                    followers: Vec::new(),
+                },
+            );
+        }
+        // ... and its followers only while under the threshold: one over it switches to merge
+        // at read time and is never fanned out, however many follow it.
+        let small: Vec<i64> = facts
+            .producers
+            .iter()
+            .filter(|(_, p)| p.audience <= follower_threshold)
+            .map(|(id, _)| *id)
+            .collect();
+        if !small.is_empty() {
+            let rows = conn
+                .prepare_cached(&format!(
+                    "SELECT f.followee_id, f.follower_id, f.floor_seq
+                     FROM follows f JOIN users u ON u.id = f.follower_id
+                     WHERE f.followee_id {} AND u.status != 'deleted'
+                     ORDER BY f.followee_id, f.follower_id",
+                    conn.in_id_list(1)
+                ))?
+                .query_map(params![small], |r| {
+                    Ok((
+                        r.get::<_, i64>(0)?,
+                        r.get::<_, i64>(1)?,
+                        r.get::<_, i64>(2)?,
+                    ))
+                })?;
+            for row in rows {
+                let (producer, follower, floor) = row?;
+                if let Some(p) = facts.producers.get_mut(&producer) {
+                    p.followers.push((follower, floor));
+                }
+            }
+        }
+        Ok(facts)
+    }
 }
 
 /// Routes one slice of the backlog. Returns the new watermark and whether a backlog remains.
@@ -99,18 +308,28 @@ pub(crate) fn route_pending(
         if current != routed {
             return Ok((current, true));
         }
-        let mut delivered = 0usize;
+        // Read in the lock, so nothing changes them before this slice commits.
+        let mut authors: Vec<i64> = pending
+            .iter()
+            .filter(|p| p.listed && p.to_followers)
+            .map(|p| p.actor_id)
+            .collect();
+        authors.sort_unstable();
+        authors.dedup();
+        let mut facts =
+            SliceFacts::read(conn, routed, last_available, &authors, thresholds.followers)?;
+        let mut rows = Vec::new();
         let mut watermark = routed;
         let started = std::time::Instant::now();
         for activity in &pending {
             if activity.listed {
-                delivered += route_one(conn, fx, activity, thresholds)?;
+                route_one(conn, fx, &mut facts, activity, thresholds, &mut rows)?;
             } else if activity.activity_type == "Join" {
                 // Unlisted: nobody gets an item, but the circle's keepers get their notice.
                 notify(conn, fx, activity, &[])?;
             }
             watermark = activity.seq;
-            if delivered >= SLICE_DELIVERIES
+            if rows.len() >= thresholds.max_deliveries
                 || thresholds
                     .max_slice
                     .is_some_and(|max| started.elapsed() >= max)
@@ -118,6 +337,7 @@ pub(crate) fn route_pending(
                 break;
             }
         }
+        super::insert_entries(conn, &rows)?;
         conn.prepare_cached("UPDATE meta SET value = ?1 WHERE key = 'routed_seq'")?
             .execute([watermark.to_string()])?;
         let more = watermark < last_available || pending.len() as i64 == SLICE_ACTIVITIES;
@@ -136,86 +356,51 @@ pub(crate) fn route_pending(
     }
 }
 
+/// Decides one activity's deliveries from the slice's facts; adds its rows to `rows` (written
+/// with the slice) and its entries to the effects.
 fn route_one(
     conn: &Connection,
     fx: &mut Effects,
+    facts: &mut SliceFacts,
     activity: &Pending,
     thresholds: Thresholds,
-) -> StoreResult<usize> {
+    rows: &mut Vec<(i64, i64, i64)>,
+) -> StoreResult<()> {
     let (seq, actor_id) = (activity.seq, activity.actor_id);
-    let merge_threshold = thresholds.circle;
-    let addressed = conn
-        .prepare_cached(
-            "SELECT x.user_id FROM activity_addressees x JOIN users u ON u.id = x.user_id
-             WHERE x.seq = ?1 AND u.status != 'deleted'",
-        )?
-        .query_map([seq], |r| r.get::<_, i64>(0))?
-        .collect::<Result<Vec<_>, _>>()?;
-    let tags = conn
-        .prepare_cached("SELECT tag FROM activity_tags WHERE seq = ?1")?
-        .query_map([seq], |r| r.get::<_, String>(0))?
-        .collect::<Result<Vec<_>, _>>()?;
-    let mut circles = conn
-        .prepare_cached(
-            "SELECT c.id, c.name, c.visibility = 'public', c.merged_from_seq IS NOT NULL
-             FROM activity_circles ac JOIN circles c ON c.id = ac.circle_id WHERE ac.seq = ?1",
-        )?
-        .query_map([seq], |r| {
-            Ok(CircleFacts {
-                id: r.get(0)?,
-                name: r.get(1)?,
-                public: r.get(2)?,
-                merged: r.get(3)?,
-            })
-        })?
-        .collect::<Result<Vec<_>, _>>()?;
+    let addressed = facts.addressed.remove(&seq).unwrap_or_default();
+    let tags = facts.tags.remove(&seq).unwrap_or_default();
+    let circle_ids = facts.circles_of.remove(&seq).unwrap_or_default();
 
+    let mut names = Vec::with_capacity(circle_ids.len());
     let mut candidates = Vec::new();
-    for circle in &mut circles {
-        if !circle.merged {
-            let audience: i64 = conn
-                .prepare_cached(
-                    "SELECT COUNT(*) FROM subscriptions WHERE circle_id = ?1 AND until_seq IS NULL",
-                )?
-                .query_row([circle.id], |r| r.get(0))?;
-            if audience > merge_threshold {
-                conn.prepare_cached("UPDATE circles SET merged_from_seq = ?2 WHERE id = ?1")?
-                    .execute(params![circle.id, seq])?;
-                fx.push(Effect::Merged {
-                    circle: circle.id,
-                    from_seq: seq,
-                });
-                circle.merged = true;
-                tracing::info!(circle = %circle.name, audience, from_seq = seq, "circle switched to merge-at-read");
-            }
+    for circle_id in circle_ids {
+        let Some(circle) = facts.circles.get_mut(&circle_id) else {
+            continue;
+        };
+        names.push(circle.name.clone());
+        if !circle.merged && circle.audience > thresholds.circle {
+            conn.prepare_cached("UPDATE circles SET merged_from_seq = ?2 WHERE id = ?1")?
+                .execute(params![circle_id, seq])?;
+            fx.push(Effect::Merged {
+                circle: circle_id,
+                from_seq: seq,
+            });
+            circle.merged = true;
+            tracing::info!(circle = %circle.name, audience = circle.audience, from_seq = seq, "circle switched to merge-at-read");
         }
         if circle.merged {
             continue;
         }
-        let mut stmt = conn.prepare_cached(
-            "SELECT s.id, s.user_id, s.expr,
-                    ?3 OR EXISTS(SELECT 1 FROM memberships m WHERE m.circle_id = s.circle_id
-                                 AND m.user_id = s.user_id AND m.state = 'active')
-                       -- admins may read (and so subscribe to) any circle, as at read time
-                       OR EXISTS(SELECT 1 FROM users u WHERE u.id = s.user_id AND u.is_admin)
-             FROM subscriptions s
-             WHERE s.circle_id = ?1 AND s.since_seq < ?2 AND (s.until_seq IS NULL OR s.until_seq >= ?2)
-               AND (s.tag IS NULL OR EXISTS(SELECT 1 FROM activity_tags t WHERE t.seq = ?2 AND t.tag = s.tag))",
-        )?;
-        let rows = stmt.query_map(params![circle.id, seq, circle.public], |r| {
-            Ok((
-                r.get::<_, i64>(0)?,
-                r.get::<_, i64>(1)?,
-                r.get::<_, String>(2)?,
-                r.get::<_, bool>(3)?,
-            ))
-        })?;
-        for row in rows {
-            let (id, user_id, expr, readable) = row?;
-            if let (true, Ok(expr)) = (readable, expr.parse::<SubscriptionExpr>()) {
+        for s in &circle.subscriptions {
+            let current = s.since_seq < seq && s.until_seq.is_none_or(|until| until >= seq);
+            let tagged = s.tag.as_ref().is_none_or(|tag| tags.contains(tag));
+            if !(current && tagged && (circle.public || s.member_or_admin)) {
+                continue;
+            }
+            if let Ok(expr) = s.expr.parse::<SubscriptionExpr>() {
                 candidates.push(Candidate {
-                    id,
-                    user_id,
+                    id: s.id,
+                    user_id: s.user_id,
                     expr,
                     readable_circles: vec![circle.name.clone()],
                 });
@@ -228,13 +413,12 @@ fn route_one(
 
     let author_name = activity.author_name.as_str();
     let followers = if activity.to_followers {
-        followers_to_write(conn, fx, seq, actor_id, author_name, thresholds.followers)?
+        followers_to_write(conn, fx, facts, activity, thresholds.followers)?
     } else {
         Vec::new()
     };
     notify(conn, fx, activity, &addressed)?;
 
-    let names: Vec<String> = circles.iter().map(|c| c.name.clone()).collect();
     let deliveries = route_activity(
         &RouteFacts {
             author: actor_id,
@@ -249,25 +433,20 @@ fn route_one(
     // The author's own copy is never written: the multiplexer reads it from the author's
     // outbox in memory (one random B-tree insert less per publish). Routing still decides
     // with it, so the author never also gets a subscription entry for their own post.
-    let deliveries: Vec<_> = deliveries
-        .into_iter()
-        .filter(|d| d.via != Via::Author)
-        .collect();
-    let rows: Vec<(i64, i64, i64)> = deliveries
-        .iter()
-        .map(|d| {
-            let code = super::via_code(&d.via, actor_id).unwrap_or(0);
-            (d.user_id, seq, code)
-        })
-        .collect();
-    super::write_entries(conn, &rows)?;
-    fx.push(Effect::Entries(
-        deliveries
-            .iter()
-            .map(|d| (d.user_id, seq, Arc::<str>::from(d.via.as_text())))
-            .collect(),
-    ));
-    Ok(deliveries.len())
+    // Entries with the same reason share one text.
+    let mut texts: HashMap<i64, Arc<str>> = HashMap::new();
+    let mut entries = Vec::with_capacity(deliveries.len());
+    for d in deliveries.iter().filter(|d| d.via != Via::Author) {
+        let code = super::via_code(&d.via, actor_id).unwrap_or(0);
+        rows.push((d.user_id, seq, code));
+        let text = texts
+            .entry(code)
+            .or_insert_with(|| Arc::from(d.via.as_text()))
+            .clone();
+        entries.push((d.user_id, seq, text));
+    }
+    fx.push(Effect::Entries(entries));
+    Ok(())
 }
 
 /// The followers an activity is written to: none once the author has too many (from then on
@@ -275,37 +454,33 @@ fn route_one(
 fn followers_to_write(
     conn: &Connection,
     fx: &mut Effects,
-    seq: i64,
-    actor_id: i64,
-    author_name: &str,
+    facts: &mut SliceFacts,
+    activity: &Pending,
     threshold: i64,
 ) -> StoreResult<Vec<i64>> {
-    let merged: bool = conn
-        .prepare_cached("SELECT EXISTS(SELECT 1 FROM producers_merged WHERE user_id = ?1)")?
-        .query_row([actor_id], |r| r.get(0))?;
-    if merged {
+    let (seq, actor_id) = (activity.seq, activity.actor_id);
+    // Absent: already merged at read time, or followed by nobody.
+    let Some(producer) = facts.producers.get_mut(&actor_id) else {
         return Ok(Vec::new());
-    }
-    let audience: i64 = conn
-        .prepare_cached("SELECT COUNT(*) FROM follows WHERE followee_id = ?1")?
-        .query_row([actor_id], |r| r.get(0))?;
-    if audience > threshold {
+    };
+    if producer.audience > threshold {
         conn.prepare_cached("INSERT INTO producers_merged(user_id, from_seq) VALUES (?1, ?2)")?
             .execute(params![actor_id, seq])?;
         fx.push(Effect::ProducerMerged {
             producer: actor_id,
             from_seq: seq,
         });
-        tracing::info!(producer = %author_name, audience, from_seq = seq, "producer switched to merge-at-read");
+        tracing::info!(producer = %activity.author_name, audience = producer.audience, from_seq = seq, "producer switched to merge-at-read");
+        // Switched once, at this activity: its later activities read it at read time.
+        facts.producers.remove(&actor_id);
         return Ok(Vec::new());
     }
-    Ok(conn
-        .prepare_cached(
-            "SELECT f.follower_id FROM follows f JOIN users u ON u.id = f.follower_id
-             WHERE f.followee_id = ?1 AND f.floor_seq < ?2 AND u.status != 'deleted'",
-        )?
-        .query_map(params![actor_id, seq], |r| r.get::<_, i64>(0))?
-        .collect::<Result<Vec<_>, _>>()?)
+    Ok(producer
+        .followers
+        .iter()
+        .filter(|(_, floor)| *floor < seq)
+        .map(|(follower, _)| *follower)
+        .collect())
 }
 
 /// Raises the activity's notifications: to the author of what it likes, shares or replies to,

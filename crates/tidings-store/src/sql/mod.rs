@@ -238,10 +238,12 @@ impl rusqlite::ToSql for Value<'_> {
             Value::Text(s) => ValueRef::Text(s.as_bytes()),
             Value::Blob(b) => ValueRef::Blob(b),
             Value::Bool(b) => ValueRef::Integer(i64::from(b)),
-            Value::Ints(_) => {
-                return Err(rusqlite::Error::ToSqlConversionFailure(
-                    "SQLite has no array parameters".into(),
-                ));
+            // SQLite has no arrays: a list travels as JSON text, read with `json_each`
+            // (see `Connection::in_id_list`).
+            Value::Ints(list) => {
+                let json = serde_json::to_string(list)
+                    .map_err(|e| rusqlite::Error::ToSqlConversionFailure(e.into()))?;
+                return Ok(ToSqlOutput::Owned(rusqlite::types::Value::Text(json)));
             }
         }))
     }
@@ -492,6 +494,27 @@ impl Connection {
         match self {
             Connection::Sqlite(_) => Engine::Sqlite,
             Connection::Postgres(_) => Engine::Postgres,
+        }
+    }
+
+    /// `IN` the list of integers bound to placeholder `n` (a [`Value::Ints`]), in this
+    /// engine's words: one statement looks up a whole set by index instead of one per item.
+    pub(crate) fn in_id_list(&self, n: usize) -> String {
+        match self {
+            Connection::Sqlite(_) => format!("IN (SELECT value FROM json_each(?{n}))"),
+            Connection::Postgres(_) => format!("= ANY(CAST(?{n} AS BIGINT[]))"),
+        }
+    }
+
+    /// Loads rows of three integers into `copy` (a table and its columns) with PostgreSQL's
+    /// binary `COPY`; the embedded store has no such path (its callers insert row by row).
+    pub(crate) fn copy_in_triples(&self, copy: &str, rows: &[(i64, i64, i64)]) -> Result<u64> {
+        match self {
+            Connection::Postgres(c) => c.copy_in_triples(copy, rows),
+            Connection::Sqlite(_) => Err(SqlError::Decode {
+                column: 0,
+                message: "COPY is PostgreSQL's".into(),
+            }),
         }
     }
 

@@ -25,7 +25,7 @@ use crate::engine::{
 use crate::hot::Effect;
 use crate::sql::{Connection, OptionalExtension, PgConnection, params};
 use crate::{StoreError, StoreResult};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -41,8 +41,13 @@ const BUS_FALLBACK_POLL: Duration = Duration::from_millis(25);
 const TAIL_BATCH: i64 = 1000;
 /// How long a connection attempt may take before the request gets a 503.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
-/// Longest a routing step holds the log lock: every node's publishes wait behind it.
+/// Longest a routing step spends deciding (notices still ask PostgreSQL per activity) before
+/// it writes: every node's publishes wait behind the log lock it holds.
 const MAX_ROUTING_SLICE: Duration = Duration::from_millis(10);
+/// Entries a routing step writes at most, in one statement: large enough that the step's
+/// dozen round trips are a small part of it, small enough that the lock is held for tens of
+/// milliseconds, not hundreds.
+const ROUTING_SLICE_DELIVERIES: usize = 5_000;
 /// A pooled reader idle longer than this is checked before use.
 const PING_AFTER_IDLE: Duration = Duration::from_secs(2);
 /// Pause between attempts while PostgreSQL is unreachable.
@@ -78,6 +83,11 @@ pub(crate) struct PgBackend {
     tail_poll: Duration,
     /// Whether this node holds the router lock now.
     routing: AtomicBool,
+    /// The last applied change that was not a routing step (only those append to streams).
+    last_plain_change: AtomicI64,
+    /// The change this node's writer last committed, at which the stream heads it keeps were
+    /// current; -1 before its first.
+    heads_at: AtomicI64,
 }
 
 /// Passes a committed change position on (to the bus).
@@ -227,6 +237,8 @@ fn open_here(url: &str, config: StoreConfig) -> StoreResult<Store> {
         ringer: std::sync::RwLock::new(None),
         tail_poll: config.tail_poll,
         routing: AtomicBool::new(false),
+        last_plain_change: AtomicI64::new(0),
+        heads_at: AtomicI64::new(-1),
     };
     let router_role = config.router;
     let shared = Arc::new(Shared::new(
@@ -347,6 +359,9 @@ impl PgBackend {
                     )));
                 }
                 let record: ChangeRecord = serde_json::from_str(&body)?;
+                if record.routed.is_none() {
+                    self.last_plain_change.store(seq, Ordering::SeqCst);
+                }
                 shared.apply_change(record.effects, record.routed);
                 *applied = seq;
             }
@@ -402,6 +417,19 @@ impl PgBackend {
         let _ = signal.wait_timeout_while(guard, timeout, |now| *now == seen);
     }
 
+    /// Notes that the stream heads this node's writer keeps were current at its change
+    /// `change` (it just committed it).
+    pub(crate) fn heads_current_at(&self, change: i64) {
+        self.heads_at.store(change, Ordering::SeqCst);
+    }
+
+    /// Whether the stream heads this node's writer keeps are still current: called in the
+    /// log lock after catching up, true when no writer but this one recorded anything but
+    /// routing steps (which append to no stream) since its last commit.
+    pub(crate) fn heads_still_current(&self) -> bool {
+        self.last_plain_change.load(Ordering::SeqCst) == self.heads_at.load(Ordering::SeqCst)
+    }
+
     /// Whether this node holds the router lock.
     pub(crate) fn is_routing(&self) -> bool {
         self.routing.load(Ordering::SeqCst)
@@ -438,9 +466,9 @@ pub(crate) fn append_change(
     conn: &Connection,
     effects: &[Effect],
     routed: Option<i64>,
-) -> StoreResult<()> {
+) -> StoreResult<Option<i64>> {
     if effects.is_empty() && routed.is_none() {
-        return Ok(());
+        return Ok(None);
     }
     let body = serde_json::to_string(&ChangeRecordRef { effects, routed })?;
     let seq: i64 = conn.query_row(
@@ -452,7 +480,7 @@ pub(crate) fn append_change(
         "INSERT INTO changes(seq, body) VALUES (?1, ?2)",
         params![seq, body],
     )?;
-    Ok(())
+    Ok(Some(seq))
 }
 
 /// [`ChangeRecord`] borrowed, for writing.
@@ -563,6 +591,7 @@ fn router_loop(shared: Arc<Shared>) {
         let thresholds = router::Thresholds {
             circle: shared.config.merge_threshold,
             followers: shared.config.follower_merge_threshold,
+            max_deliveries: ROUTING_SLICE_DELIVERIES,
             max_slice: Some(MAX_ROUTING_SLICE),
         };
         let mut last_routed = -1;

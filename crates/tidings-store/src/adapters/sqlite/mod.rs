@@ -604,6 +604,7 @@ fn route_step(conn: &Connection, shared: &Shared) -> bool {
             followers: shared.config.follower_merge_threshold,
             // In-process statements are cheap; a slice is bounded by its size (and each
             // commit costs an fsync, so fewer, larger slices are faster).
+            max_deliveries: router::EMBEDDED_SLICE_DELIVERIES,
             max_slice: None,
         },
         &mut fx,
