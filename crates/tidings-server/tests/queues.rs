@@ -706,3 +706,82 @@ async fn a_batch_ack_answers_for_each_job() {
         }
     }
 }
+
+/// Registers a service with `scopes` and returns its key.
+async fn service(server: &TestServer, admin: &str, name: &str, scopes: Value) -> String {
+    let r = server
+        .post(admin, "/services", json!({"name": name, "scopes": scopes}))
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.body);
+    r.body["key"].as_str().expect("key").to_owned()
+}
+
+/// A service with the `queues` scope produces and consumes with its key; it may not create,
+/// inspect or delete queues, and a service without the scope may do nothing.
+#[tokio::test]
+async fn services_with_the_queues_scope_produce_and_consume() {
+    let server = TestServer::start().await;
+    let admin = server.admin("root").await;
+    for durable in [true, false] {
+        let q = queue(
+            &server,
+            &admin,
+            &format!("work-{durable}"),
+            durable,
+            json!({}),
+        )
+        .await;
+        let worker = service(
+            &server,
+            &admin,
+            &format!("worker-{durable}"),
+            json!(["queues"]),
+        )
+        .await;
+        let shop = service(
+            &server,
+            &admin,
+            &format!("shop-{durable}"),
+            json!(["publish"]),
+        )
+        .await;
+        let ids = enqueue(&server, &worker, &q, json!({"payload": {"order": 7}})).await;
+        let job = lease(&server, &worker, &q, 1, 0).await.remove(0);
+        assert_eq!(job["id"].as_i64(), ids.first().copied());
+        let r = server
+            .post(&worker, &ack_path(&q, &job), token_of(&job))
+            .await;
+        assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+        for (method, path, body) in [
+            (
+                Method::POST,
+                "/queues".to_owned(),
+                Some(json!({"name": "theirs"})),
+            ),
+            (Method::GET, format!("/queues/{q}"), None),
+            (Method::DELETE, format!("/queues/{q}"), None),
+        ] {
+            let r = server
+                .request(method.clone(), &path, Some(&worker), body, &[])
+                .await;
+            assert_eq!(r.status, StatusCode::FORBIDDEN, "{method} {path}");
+            assert_eq!(r.code(), "queue_forbidden");
+        }
+        let r = server
+            .post(&shop, &format!("/queues/{q}/jobs"), json!({"payload": 1}))
+            .await;
+        assert_eq!(r.status, StatusCode::FORBIDDEN);
+        assert_eq!(r.code(), "missing_scope");
+        let r = server
+            .post(&shop, &format!("/queues/{q}/lease"), json!({"max": 1}))
+            .await;
+        assert_eq!(r.code(), "missing_scope");
+        // Only the worker's one job went in, and it is acked.
+        let s = stats(&server, &admin, &q).await;
+        assert_eq!(
+            (s["enqueued"].as_i64(), s["acked"].as_i64()),
+            (Some(1), Some(1)),
+            "{s}"
+        );
+    }
+}

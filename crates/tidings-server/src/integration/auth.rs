@@ -14,7 +14,7 @@ use tidings_store::model::{Service, User};
 pub const SERVICE_KEY_PREFIX: &str = "tds_";
 
 /// The scopes a service may hold.
-pub const SCOPES: &[&str] = &["publish", "subscribe"];
+pub const SCOPES: &[&str] = &["publish", "subscribe", "queues"];
 
 /// A new service key (shown once), its stored hash and its public id.
 pub fn new_service_key() -> (String, String, String) {
@@ -134,5 +134,30 @@ impl FromRequestParts<AppState> for Publisher {
         }
         let AuthUser { user, .. } = AuthUser::from_request_parts(parts, state).await?;
         Ok(Publisher(user))
+    }
+}
+
+/// Who calls a queue route: a user with a session (admins may do everything) or a service
+/// with its key (the `queues` scope lets it enqueue, lease, ack and nack).
+#[derive(Debug, Clone)]
+pub enum QueueCaller {
+    /// A user with a session.
+    User(User),
+    /// A service with its key.
+    Service(ServiceCaller),
+}
+
+impl FromRequestParts<AppState> for QueueCaller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        if let Some(key) = bearer(parts).filter(|t| is_service_key(t)) {
+            let key = key.to_owned();
+            return Ok(QueueCaller::Service(ServiceCaller(
+                service_for(parts, state, &key).await?,
+            )));
+        }
+        let AuthUser { user, .. } = AuthUser::from_request_parts(parts, state).await?;
+        Ok(QueueCaller::User(user))
     }
 }

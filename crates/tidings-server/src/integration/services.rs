@@ -32,7 +32,8 @@ pub struct CreateServiceBody {
     #[serde(default)]
     #[schema(max_length = 2000)]
     pub description: String,
-    /// What it may do: `publish` (to the outbox and topics), `subscribe` (to topics).
+    /// What it may do: `publish` (to the outbox and topics), `subscribe` (to topics), `queues`
+    /// (enqueue, lease, ack and nack jobs of any queue).
     #[schema(value_type = Vec<ScopeName>)]
     pub scopes: Vec<String>,
 }
@@ -45,6 +46,8 @@ pub enum ScopeName {
     Publish,
     /// Subscribe webhooks to topics.
     Subscribe,
+    /// Enqueue, lease, ack and nack jobs of the work queues.
+    Queues,
 }
 
 /// A service and a key shown this once.

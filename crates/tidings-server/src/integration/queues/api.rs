@@ -1,11 +1,11 @@
 //! Work queues: create, list, inspect, delete; enqueue; lease (long-poll), ack, nack; the
-//! dead-letter list. Every route checks [`may_use_queue`] (admins only for now).
+//! dead-letter list. Every route checks [`may_use_queue`] (admins, and services with the `queues` scope).
 
 use super::{QueueAction, QueueInfo, may_use_queue};
 use crate::AppState;
-use crate::auth::AuthUser;
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{ApiJson, ApiPath, ApiQuery};
+use crate::integration::auth::QueueCaller;
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::State;
@@ -391,10 +391,10 @@ fn new_job(body: JobBody) -> ApiResult<NewJob> {
     responses((status = 201, body = QueueInfo), (status = 400), (status = 403), (status = 409)))]
 pub async fn create(
     State(state): State<AppState>,
-    AuthUser { user, .. }: AuthUser,
+    caller: QueueCaller,
     ApiJson(body): ApiJson<CreateQueueBody>,
 ) -> ApiResult<(StatusCode, Json<QueueInfo>)> {
-    may_use_queue(&user, Some(&body.name), QueueAction::Manage)?;
+    may_use_queue(&caller, Some(&body.name), QueueAction::Manage)?;
     let spec = spec_from(&body)?;
     let info = state
         .queues
@@ -408,9 +408,9 @@ pub async fn create(
     responses((status = 200, body = QueueList), (status = 403)))]
 pub async fn list(
     State(state): State<AppState>,
-    AuthUser { user, .. }: AuthUser,
+    caller: QueueCaller,
 ) -> ApiResult<Json<QueueList>> {
-    may_use_queue(&user, None, QueueAction::Manage)?;
+    may_use_queue(&caller, None, QueueAction::Manage)?;
     Ok(Json(QueueList {
         items: state.queues.list(&state.store).await?,
     }))
@@ -423,10 +423,10 @@ pub async fn list(
     responses((status = 200, body = QueueInfo), (status = 403), (status = 404)))]
 pub async fn get_queue(
     State(state): State<AppState>,
-    AuthUser { user, .. }: AuthUser,
+    caller: QueueCaller,
     ApiPath(name): ApiPath<String>,
 ) -> ApiResult<Json<QueueInfo>> {
-    may_use_queue(&user, Some(&name), QueueAction::Manage)?;
+    may_use_queue(&caller, Some(&name), QueueAction::Manage)?;
     Ok(Json(state.queues.get(&state.store, &name).await?))
 }
 
@@ -437,10 +437,10 @@ pub async fn get_queue(
     responses((status = 200, body = QueueDeleted), (status = 403), (status = 404)))]
 pub async fn delete_queue(
     State(state): State<AppState>,
-    AuthUser { user, .. }: AuthUser,
+    caller: QueueCaller,
     ApiPath(name): ApiPath<String>,
 ) -> ApiResult<Json<QueueDeleted>> {
-    may_use_queue(&user, Some(&name), QueueAction::Manage)?;
+    may_use_queue(&caller, Some(&name), QueueAction::Manage)?;
     let jobs_dropped = state.queues.delete(&state.store, &name).await?;
     Ok(Json(QueueDeleted { name, jobs_dropped }))
 }
@@ -454,11 +454,11 @@ pub async fn delete_queue(
         (status = 400), (status = 403), (status = 404)))]
 pub async fn enqueue(
     State(state): State<AppState>,
-    AuthUser { user, .. }: AuthUser,
+    caller: QueueCaller,
     ApiPath(name): ApiPath<String>,
     ApiJson(body): ApiJson<EnqueueBody>,
 ) -> ApiResult<(StatusCode, Json<EnqueuedList>)> {
-    may_use_queue(&user, Some(&name), QueueAction::Produce)?;
+    may_use_queue(&caller, Some(&name), QueueAction::Produce)?;
     let bodies = match body {
         EnqueueBody::Batch(batch) => batch.jobs,
         EnqueueBody::One(job) => vec![job],
@@ -487,11 +487,11 @@ pub async fn enqueue(
     responses((status = 200, body = LeasedList), (status = 400), (status = 403), (status = 404)))]
 pub async fn lease(
     State(state): State<AppState>,
-    AuthUser { user, .. }: AuthUser,
+    caller: QueueCaller,
     ApiPath(name): ApiPath<String>,
     body: Bytes,
 ) -> ApiResult<Json<LeasedList>> {
-    may_use_queue(&user, Some(&name), QueueAction::Consume)?;
+    may_use_queue(&caller, Some(&name), QueueAction::Consume)?;
     let body: LeaseBody = optional_body(&body)?.unwrap_or_default();
     let max = body.max.unwrap_or(1);
     let wait_ms = body.wait_ms.unwrap_or(0);
@@ -524,11 +524,11 @@ pub async fn lease(
     responses((status = 200, body = Acked), (status = 403), (status = 404), (status = 409)))]
 pub async fn ack(
     State(state): State<AppState>,
-    AuthUser { user, .. }: AuthUser,
+    caller: QueueCaller,
     ApiPath((name, id)): ApiPath<(String, i64)>,
     ApiJson(body): ApiJson<AckBody>,
 ) -> ApiResult<Json<Acked>> {
-    may_use_queue(&user, Some(&name), QueueAction::Consume)?;
+    may_use_queue(&caller, Some(&name), QueueAction::Consume)?;
     state
         .queues
         .ack(&state.store, &name, id, &body.lease_token)
@@ -543,11 +543,11 @@ pub async fn ack(
     responses((status = 200, body = AckBatchResult), (status = 400), (status = 403), (status = 404)))]
 pub async fn ack_many(
     State(state): State<AppState>,
-    AuthUser { user, .. }: AuthUser,
+    caller: QueueCaller,
     ApiPath(name): ApiPath<String>,
     ApiJson(body): ApiJson<AckBatchBody>,
 ) -> ApiResult<Json<AckBatchResult>> {
-    may_use_queue(&user, Some(&name), QueueAction::Consume)?;
+    may_use_queue(&caller, Some(&name), QueueAction::Consume)?;
     if body.jobs.is_empty() || body.jobs.len() > MAX_LEASE {
         return Err(invalid(format!("a batch acks 1 to {MAX_LEASE} jobs")));
     }
@@ -578,11 +578,11 @@ pub async fn ack_many(
     responses((status = 200, body = Nacked), (status = 400), (status = 403), (status = 404), (status = 409)))]
 pub async fn nack(
     State(state): State<AppState>,
-    AuthUser { user, .. }: AuthUser,
+    caller: QueueCaller,
     ApiPath((name, id)): ApiPath<(String, i64)>,
     ApiJson(body): ApiJson<NackBody>,
 ) -> ApiResult<Json<Nacked>> {
-    may_use_queue(&user, Some(&name), QueueAction::Consume)?;
+    may_use_queue(&caller, Some(&name), QueueAction::Consume)?;
     check_range("delay_ms", body.delay_ms, 0, MAX_DELAY_MS)?;
     check_text("error", body.error.as_deref(), 0)?;
     let nacked = state
@@ -605,11 +605,11 @@ pub async fn nack(
     responses((status = 200, body = DeadList), (status = 403), (status = 404)))]
 pub async fn dead(
     State(state): State<AppState>,
-    AuthUser { user, .. }: AuthUser,
+    caller: QueueCaller,
     ApiPath(name): ApiPath<String>,
     ApiQuery(args): ApiQuery<DeadArgs>,
 ) -> ApiResult<Json<DeadList>> {
-    may_use_queue(&user, Some(&name), QueueAction::Manage)?;
+    may_use_queue(&caller, Some(&name), QueueAction::Manage)?;
     check_range("after", args.after, 0, i64::MAX)?;
     check_range("limit", args.limit, 1, 100)?;
     let limit = args.limit.unwrap_or(50) as usize;
@@ -630,11 +630,11 @@ pub async fn dead(
     responses((status = 200, body = Retried), (status = 403), (status = 404)))]
 pub async fn retry_dead(
     State(state): State<AppState>,
-    AuthUser { user, .. }: AuthUser,
+    caller: QueueCaller,
     ApiPath(name): ApiPath<String>,
     body: Bytes,
 ) -> ApiResult<Json<Retried>> {
-    may_use_queue(&user, Some(&name), QueueAction::Manage)?;
+    may_use_queue(&caller, Some(&name), QueueAction::Manage)?;
     let body: RetryBody = optional_body(&body)?.unwrap_or_default();
     check_range("id", body.id, 1, i64::MAX)?;
     let retried = state

@@ -10,13 +10,13 @@ mod bucket;
 pub mod memory;
 
 use crate::error::{ApiError, ApiResult};
+use crate::integration::auth::QueueCaller;
 use bucket::TokenBucket;
 use memory::MemoryQueue;
 use serde::Serialize;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
-use tidings_store::model::User;
 use tidings_store::queues::{
     AckOutcome, Enqueued, Nacked, NewJob, QueueJob, QueueSpec, QueueStats,
 };
@@ -40,16 +40,31 @@ pub enum QueueAction {
     Consume,
 }
 
-/// The one authorization check of the queue routes: admins may do everything. (Services with
-/// a `queues` scope are to be allowed here when services exist.)
-pub fn may_use_queue(caller: &User, _queue: Option<&str>, _action: QueueAction) -> ApiResult<()> {
-    if caller.is_admin {
-        return Ok(());
+/// The one authorization check of the queue routes: admins may do everything; a service with
+/// the `queues` scope may produce and consume (work is what services share through queues),
+/// but creating, deleting and inspecting queues stays with admins; other users may do nothing.
+pub fn may_use_queue(
+    caller: &QueueCaller,
+    _queue: Option<&str>,
+    action: QueueAction,
+) -> ApiResult<()> {
+    match caller {
+        QueueCaller::User(user) if user.is_admin => Ok(()),
+        QueueCaller::User(_) => Err(ApiError::forbidden(
+            "queue_forbidden",
+            "only admins and services with the queues scope may use queues",
+        )),
+        QueueCaller::Service(service) => {
+            service.require("queues")?;
+            match action {
+                QueueAction::Produce | QueueAction::Consume => Ok(()),
+                QueueAction::Manage => Err(ApiError::forbidden(
+                    "queue_forbidden",
+                    "creating, deleting and inspecting queues is for admins",
+                )),
+            }
+        }
     }
-    Err(ApiError::forbidden(
-        "queue_forbidden",
-        "only admins may use queues",
-    ))
 }
 
 /// A queue as the API shows it: its definition, where it lives and what it holds.
