@@ -7,7 +7,6 @@
 
 use serde_json::{Value, json};
 use std::collections::{BTreeMap, BTreeSet};
-use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicU16, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -15,8 +14,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 mod common;
 
-use common::Killed as Server;
-use common::{BIN, free_port};
+use common::{create_user, free_port, serve, wait_ready};
 
 /// Activities owed when the kill lands.
 const OWED: usize = 12;
@@ -108,40 +106,6 @@ impl Sink {
     }
 }
 
-fn serve(dir: &std::path::Path, config: &std::path::Path, port: u16) -> Server {
-    Server(
-        Command::new(BIN)
-            .args([
-                "serve",
-                "--listen",
-                &format!("127.0.0.1:{port}"),
-                "--data-dir",
-            ])
-            .arg(dir)
-            .arg("--config")
-            .arg(config)
-            .env("RUST_LOG", "warn")
-            .env("TIDINGS_RATE_LIMITS", "off")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("spawn tidings serve"),
-    )
-}
-
-async fn wait_up(client: &reqwest::Client, base: &str) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        if let Ok(r) = client.get(format!("{base}/readyz")).send().await
-            && r.status().is_success()
-        {
-            return;
-        }
-        assert!(Instant::now() < deadline, "{base} never became ready");
-        tokio::time::sleep(Duration::from_millis(30)).await;
-    }
-}
-
 async fn post(client: &reqwest::Client, url: String, token: &str, body: Value) -> Value {
     let r = client
         .post(url)
@@ -167,26 +131,7 @@ async fn deliveries_owed_survive_kill_dash_nine() {
     )
     .expect("config");
     let data = dir.path().join("data");
-    let out = Command::new(BIN)
-        .arg("--data-dir")
-        .arg(&data)
-        .args([
-            "admin",
-            "create-user",
-            "root",
-            "--admin",
-            "--password",
-            "correct horse",
-        ])
-        .env("RUST_LOG", "warn")
-        .output()
-        .expect("admin");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let admin = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+    let admin = create_user(&data, "root", true);
 
     let sink = Sink::default();
     sink.status.store(500, Ordering::SeqCst);
@@ -195,8 +140,8 @@ async fn deliveries_owed_survive_kill_dash_nine() {
     let port = free_port();
     let base = format!("http://127.0.0.1:{port}");
     let api = format!("{base}/api/v1");
-    let mut server = serve(&data, &config, port);
-    wait_up(&client, &base).await;
+    let mut server = serve(&data, port, Some(&config));
+    wait_ready(&client, &base).await;
     post(
         &client,
         format!("{api}/topics"),
@@ -231,8 +176,8 @@ async fn deliveries_owed_survive_kill_dash_nine() {
     let _ = server.0.wait();
 
     sink.status.store(200, Ordering::SeqCst);
-    let _server = serve(&data, &config, port);
-    wait_up(&client, &base).await;
+    let _server = serve(&data, port, Some(&config));
+    wait_ready(&client, &base).await;
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         let delivered: BTreeSet<String> = sink
@@ -286,26 +231,7 @@ async fn webhooks_under_sustained_publishing_survive_kill_dash_nine_rounds() {
     )
     .expect("config");
     let data = dir.path().join("data");
-    let out = Command::new(BIN)
-        .arg("--data-dir")
-        .arg(&data)
-        .args([
-            "admin",
-            "create-user",
-            "root",
-            "--admin",
-            "--password",
-            "correct horse",
-        ])
-        .env("RUST_LOG", "warn")
-        .output()
-        .expect("admin");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let admin = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+    let admin = create_user(&data, "root", true);
     let sink = Sink::default();
     sink.status.store(200, Ordering::SeqCst);
     let hook = sink.start().await;
@@ -316,8 +242,8 @@ async fn webhooks_under_sustained_publishing_survive_kill_dash_nine_rounds() {
     let port = free_port();
     let base = format!("http://127.0.0.1:{port}");
     let api = format!("{base}/api/v1");
-    let mut server = serve(&data, &config, port);
-    wait_up(&client, &base).await;
+    let mut server = serve(&data, port, Some(&config));
+    wait_ready(&client, &base).await;
     post(
         &client,
         format!("{api}/topics"),
@@ -387,8 +313,8 @@ async fn webhooks_under_sustained_publishing_survive_kill_dash_nine_rounds() {
         tokio::time::sleep(Duration::from_millis(pause)).await;
         server.0.kill().expect("kill -9");
         let _ = server.0.wait();
-        server = serve(&data, &config, port);
-        wait_up(&client, &base).await;
+        server = serve(&data, port, Some(&config));
+        wait_ready(&client, &base).await;
         // Writers go on against the restarted server a moment, then the round ends.
         tokio::time::sleep(Duration::from_millis(300)).await;
         stop.store(true, Ordering::SeqCst);

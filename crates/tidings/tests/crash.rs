@@ -15,69 +15,19 @@ use rand::Rng;
 use serde_json::{Value, json};
 use std::collections::{HashMap, HashSet};
 use std::io::Write;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 mod common;
 
-use common::Killed as Server;
-use common::{BIN, free_port};
+use common::{BIN, create_user, free_port, serve, wait_ready};
 
 /// Publishes each writer makes per round (the kill lands somewhere among them).
 const PER_WRITER: usize = 40;
 /// Concurrent writers: enough that several publishes share a group commit when the kill lands.
 const WRITERS: usize = 4;
-
-fn serve(dir: &std::path::Path, port: u16) -> Server {
-    Server(
-        Command::new(BIN)
-            .args([
-                "serve",
-                "--listen",
-                &format!("127.0.0.1:{port}"),
-                "--data-dir",
-            ])
-            .arg(dir)
-            .env("RUST_LOG", "warn")
-            // Sustained publishing on a few tokens: the write budgets would answer 429.
-            .env("TIDINGS_RATE_LIMITS", "off")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("spawn tidings serve"),
-    )
-}
-
-async fn wait_up(client: &reqwest::Client, base: &str) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        if let Ok(r) = client.get(format!("{base}/readyz")).send().await
-            && r.status().is_success()
-        {
-            return;
-        }
-        assert!(Instant::now() < deadline, "{base} never became ready");
-        tokio::time::sleep(Duration::from_millis(30)).await;
-    }
-}
-
-fn admin_token(dir: &std::path::Path, name: &str) -> String {
-    let out = Command::new(BIN)
-        .arg("--data-dir")
-        .arg(dir)
-        .args(["admin", "create-user", name, "--password", "correct horse"])
-        .env("RUST_LOG", "warn")
-        .output()
-        .expect("admin");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).trim().to_owned()
-}
 
 fn verify(dir: &std::path::Path) {
     let out = Command::new(BIN)
@@ -242,16 +192,16 @@ async fn kill_dash_nine_under_sustained_publishing_loses_and_duplicates_nothing(
         file: Mutex::new(std::fs::File::create(&log_path).expect("ack log")),
     });
     let tally = Arc::new(Tally::default());
-    let ana = admin_token(&data, "ana");
-    let bo = admin_token(&data, "bo");
+    let ana = create_user(&data, "ana", false);
+    let bo = create_user(&data, "bo", false);
     let port = free_port();
     let base = format!("http://127.0.0.1:{port}");
     let client = reqwest::Client::builder()
         .pool_max_idle_per_host(0)
         .build()
         .expect("client");
-    let mut server = serve(&data, port);
-    wait_up(&client, &base).await;
+    let mut server = serve(&data, port, None);
+    wait_ready(&client, &base).await;
     let started = Instant::now();
 
     for round in 0..rounds {
@@ -282,8 +232,8 @@ async fn kill_dash_nine_under_sustained_publishing_loses_and_duplicates_nothing(
         let cut_before = tally.cut_off.load(Ordering::Relaxed);
         drop(server);
         tokio::time::sleep(Duration::from_millis(100)).await;
-        server = serve(&data, port);
-        wait_up(&client, &base).await;
+        server = serve(&data, port, None);
+        wait_ready(&client, &base).await;
         // The store must verify after every restart (next to the live server).
         verify(&data);
         for handle in writers {

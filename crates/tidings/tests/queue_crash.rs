@@ -9,14 +9,12 @@
 
 use serde_json::{Value, json};
 use std::collections::{HashMap, HashSet};
-use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 mod common;
 
-use common::Killed as Server;
-use common::{BIN, free_port};
+use common::{create_user, free_port, serve, wait_ready};
 
 /// Batches each producer sends per round.
 const BATCHES: usize = 30;
@@ -24,61 +22,6 @@ const BATCHES: usize = 30;
 const BATCH: usize = 5;
 /// Concurrent producers.
 const PRODUCERS: usize = 3;
-
-fn serve(dir: &std::path::Path, port: u16) -> Server {
-    Server(
-        Command::new(BIN)
-            .args([
-                "serve",
-                "--listen",
-                &format!("127.0.0.1:{port}"),
-                "--data-dir",
-            ])
-            .arg(dir)
-            .env("RUST_LOG", "warn")
-            .env("TIDINGS_RATE_LIMITS", "off")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("spawn tidings serve"),
-    )
-}
-
-async fn wait_up(client: &reqwest::Client, base: &str) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        if let Ok(r) = client.get(format!("{base}/readyz")).send().await
-            && r.status().is_success()
-        {
-            return;
-        }
-        assert!(Instant::now() < deadline, "{base} never became ready");
-        tokio::time::sleep(Duration::from_millis(30)).await;
-    }
-}
-
-fn admin_token(dir: &std::path::Path) -> String {
-    let out = Command::new(BIN)
-        .arg("--data-dir")
-        .arg(dir)
-        .args([
-            "admin",
-            "create-user",
-            "root",
-            "--password",
-            "correct horse",
-            "--admin",
-        ])
-        .env("RUST_LOG", "warn")
-        .output()
-        .expect("admin");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).trim().to_owned()
-}
 
 /// What the clients saw acknowledged.
 #[derive(Default)]
@@ -185,15 +128,15 @@ async fn no_acknowledged_enqueue_is_lost_across_kill_9() {
         .and_then(|v| v.parse().ok())
         .unwrap_or(2);
     let dir = tempfile::tempdir().expect("tempdir");
-    let token = admin_token(dir.path());
+    let token = create_user(dir.path(), "root", true);
     let client = reqwest::Client::builder()
         .timeout(Duration::from_secs(10))
         .build()
         .expect("client");
     let port = free_port();
     let base = format!("http://127.0.0.1:{port}");
-    let mut server = serve(dir.path(), port);
-    wait_up(&client, &base).await;
+    let mut server = serve(dir.path(), port, None);
+    wait_ready(&client, &base).await;
     let created = post(
         &client,
         &format!("{base}/api/v1/queues"),
@@ -244,8 +187,8 @@ async fn no_acknowledged_enqueue_is_lost_across_kill_9() {
             pending.extend(task.await.expect("producer"));
         }
         consumer.await.expect("consumer");
-        server = serve(dir.path(), port);
-        wait_up(&client, &base).await;
+        server = serve(dir.path(), port, None);
+        wait_ready(&client, &base).await;
         // Every batch cut off by the kill is sent again with the same keys.
         for keys in std::mem::take(&mut pending) {
             assert!(
