@@ -1006,3 +1006,52 @@ async fn two_nodes_never_send_the_same_delivery_twice() {
     .await;
     assert!(items.iter().all(|d| d["attempts"] == json!(1)));
 }
+
+/// Whole numbers of seconds arrive as `60` or `60.0` (JSON Schema's `integer` allows both; the
+/// contract run sends the second); a fraction or a negative is a 400 and rotates nothing.
+#[tokio::test]
+async fn key_overlaps_take_whole_seconds_however_json_spells_them() {
+    let s = start().await;
+    let admin = s.admin("root").await;
+    let old = service(&s, &admin, "shop", &["publish"]).await;
+    for bad in [json!(1.5), json!(-1), json!("60")] {
+        let r = s
+            .post(
+                &admin,
+                "/services/shop/keys",
+                json!({"previous_valid_seconds": bad}),
+            )
+            .await;
+        assert_error(&r, StatusCode::BAD_REQUEST, "invalid_json");
+    }
+    // Nothing rotated: the first key is the only one and still works.
+    let keys = s.get(&admin, "/services/shop").await;
+    assert_eq!(
+        keys.body["keys"].as_array().map(Vec::len),
+        Some(1),
+        "{:?}",
+        keys.body
+    );
+    let r = s
+        .post(
+            &admin,
+            "/services/shop/keys",
+            json!({"previous_valid_seconds": 60.0}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.body);
+    assert_eq!(r.body["previous_valid_seconds"], 60);
+    let published = s
+        .post(
+            &old,
+            "/outbox",
+            json!({"object": {"content": "still mine"}, "to": ["public"]}),
+        )
+        .await;
+    assert_eq!(
+        published.status,
+        StatusCode::CREATED,
+        "{:?}",
+        published.body
+    );
+}

@@ -30,16 +30,60 @@ pub mod topics;
 
 use std::time::Duration;
 
-/// An optional JSON body: empty (or `null`) is the default.
+/// An optional JSON body: empty (or `null`) is the default; anything else must be an object
+/// (serde would also read a struct from an array).
 pub(crate) fn optional_body<T: serde::de::DeserializeOwned + Default>(
     body: &[u8],
 ) -> crate::error::ApiResult<T> {
+    use crate::error::ApiError;
     if body.iter().all(u8::is_ascii_whitespace) {
         return Ok(T::default());
     }
-    serde_json::from_slice::<Option<T>>(body)
+    let value: serde_json::Value = serde_json::from_slice(body)
+        .map_err(|e| ApiError::bad_request("invalid_json", format!("body: {e}")))?;
+    if !(value.is_object() || value.is_null()) {
+        return Err(ApiError::bad_request(
+            "invalid_json",
+            "body: expected a JSON object",
+        ));
+    }
+    serde_json::from_value::<Option<T>>(value)
         .map(Option::unwrap_or_default)
-        .map_err(|e| crate::error::ApiError::bad_request("invalid_json", format!("body: {e}")))
+        .map_err(|e| ApiError::bad_request("invalid_json", format!("body: {e}")))
+}
+
+/// An optional whole number as JSON may spell it: `5` or `5.0` (JSON Schema's `integer` allows
+/// both, and schema-driven clients send either); a fraction or a number out of range is refused.
+pub(crate) fn whole<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<i64>, D::Error> {
+    use serde::Deserialize as _;
+    use serde::de::Error;
+    let Some(n) = Option::<serde_json::Number>::deserialize(d)? else {
+        return Ok(None);
+    };
+    n.as_i64()
+        .or_else(|| {
+            n.as_f64()
+                .filter(|f| f.fract() == 0.0 && f.abs() < 9.0e18)
+                .map(|f| f as i64)
+        })
+        .map(Some)
+        .ok_or_else(|| D::Error::custom(format!("{n} is not a whole number in range")))
+}
+
+/// [`whole`] for a required field.
+pub(crate) fn whole_required<'de, D: serde::Deserializer<'de>>(d: D) -> Result<i64, D::Error> {
+    use serde::de::Error;
+    whole(d)?.ok_or_else(|| D::Error::custom("expected a whole number"))
+}
+
+/// [`whole`] for a count of seconds: not negative.
+pub(crate) fn whole_seconds<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<Option<u64>, D::Error> {
+    use serde::de::Error;
+    whole(d)?
+        .map(|n| u64::try_from(n).map_err(|_| D::Error::custom("seconds are not negative")))
+        .transpose()
 }
 
 /// How webhooks are delivered (`[webhooks]` in the config file).

@@ -84,6 +84,7 @@ pub struct RotateKeyBody {
     /// How long the service's current keys keep working, in seconds (0: stop now; default a
     /// day; at most 30 days).
     #[schema(minimum = 0, maximum = 2592000)]
+    #[serde(default, deserialize_with = "super::whole_seconds")]
     pub previous_valid_seconds: Option<u64>,
 }
 

@@ -92,6 +92,7 @@ pub struct RotateSecretBody {
     /// How long the old secret keeps signing beside the new one, in seconds (default a day,
     /// at most 30 days; 0: not at all).
     #[schema(minimum = 0, maximum = 2592000)]
+    #[serde(default, deserialize_with = "super::whole_seconds")]
     pub previous_valid_seconds: Option<u64>,
 }
 

@@ -6,6 +6,7 @@ use crate::AppState;
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{ApiJson, ApiPath, ApiQuery};
 use crate::integration::auth::QueueCaller;
+use crate::integration::{optional_body, whole, whole_required};
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::State;
@@ -258,47 +259,6 @@ pub struct Retried {
     pub retried: i64,
 }
 
-/// An optional integer that JSON may write as `5` or `5.0` (JSON Schema's `integer` allows
-/// both): a fraction or a value outside i64 is refused.
-fn whole<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<i64>, D::Error> {
-    use serde::de::Error;
-    let Some(n) = Option::<serde_json::Number>::deserialize(d)? else {
-        return Ok(None);
-    };
-    n.as_i64()
-        .or_else(|| {
-            n.as_f64()
-                .filter(|f| f.fract() == 0.0 && f.abs() < 9.0e18)
-                .map(|f| f as i64)
-        })
-        .map(Some)
-        .ok_or_else(|| D::Error::custom(format!("{n} is not a whole number in range")))
-}
-
-/// [`whole`] for a required field.
-fn whole_required<'de, D: serde::Deserializer<'de>>(d: D) -> Result<i64, D::Error> {
-    use serde::de::Error;
-    whole(d)?.ok_or_else(|| D::Error::custom("expected a whole number"))
-}
-
-/// An optional JSON body: empty, whitespace or `null` is none.
-fn optional_body<T: serde::de::DeserializeOwned>(body: &[u8]) -> ApiResult<Option<T>> {
-    if body.iter().all(u8::is_ascii_whitespace) {
-        return Ok(None);
-    }
-    let value: Value = serde_json::from_slice(body)
-        .map_err(|e| ApiError::bad_request("invalid_json", format!("body: {e}")))?;
-    // Only an object (or null): serde would also read a struct from an array.
-    if !(value.is_object() || value.is_null()) {
-        return Err(ApiError::bad_request(
-            "invalid_json",
-            "body: expected a JSON object",
-        ));
-    }
-    serde_json::from_value::<Option<T>>(value)
-        .map_err(|e| ApiError::bad_request("invalid_json", format!("body: {e}")))
-}
-
 fn invalid(message: impl Into<String>) -> ApiError {
     ApiError::bad_request("invalid_queue_request", message)
 }
@@ -492,7 +452,7 @@ pub async fn lease(
     body: Bytes,
 ) -> ApiResult<Json<LeasedList>> {
     may_use_queue(&caller, Some(&name), QueueAction::Consume)?;
-    let body: LeaseBody = optional_body(&body)?.unwrap_or_default();
+    let body: LeaseBody = optional_body(&body)?;
     let max = body.max.unwrap_or(1);
     let wait_ms = body.wait_ms.unwrap_or(0);
     if !(1..=MAX_LEASE as i64).contains(&max) {
@@ -635,7 +595,7 @@ pub async fn retry_dead(
     body: Bytes,
 ) -> ApiResult<Json<Retried>> {
     may_use_queue(&caller, Some(&name), QueueAction::Manage)?;
-    let body: RetryBody = optional_body(&body)?.unwrap_or_default();
+    let body: RetryBody = optional_body(&body)?;
     check_range("id", body.id, 1, i64::MAX)?;
     let retried = state
         .queues
