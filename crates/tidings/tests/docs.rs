@@ -217,8 +217,8 @@ const CHANGES: &[Change] = &[
     Change {
         page: "docs/api-contract.md",
         original: "--max-examples 100",
-        smoke: "--max-examples 1",
-        why: "100 examples per operation → 1 (the contract test runs 15)",
+        smoke: "--max-examples 1 --seed 1",
+        why: "100 examples per operation → 1 (the contract test runs 15), and a fixed seed: the smoke checks the recipe runs, the contract test is the seeded gate",
     },
 ];
 
