@@ -373,6 +373,82 @@ async fn another_node_takes_over_routing_when_the_router_goes() {
     second.close();
 }
 
+/// The newest change record's body, read straight from PostgreSQL.
+fn last_change(url: &str) -> Value {
+    let url = url.to_owned();
+    std::thread::spawn(move || {
+        let mut client = postgres::Client::connect(&url, postgres::NoTls).expect("connect");
+        let body: String = client
+            .query_one("SELECT body FROM changes ORDER BY seq DESC LIMIT 1", &[])
+            .expect("change")
+            .get(0);
+        serde_json::from_str(&body).expect("json")
+    })
+    .join()
+    .expect("read change")
+}
+
+#[tokio::test]
+async fn a_routing_node_routes_its_publish_in_the_publish_commit() {
+    let Some(url) = fresh_postgres() else { return };
+    let location = StoreLocation::Postgres(url.clone());
+    // A node without the router role writes the publish alone: the routing waits for a router.
+    let api_only = Store::open(
+        &location,
+        StoreConfig {
+            router: false,
+            ..StoreConfig::default()
+        },
+    )
+    .expect("open");
+    let ana = user(&api_only, "ana").await;
+    let bo = user(&api_only, "bo").await;
+    let (first, _) = publish(
+        &api_only,
+        &ana,
+        json!({"object": {"content": "1"}, "to": ["user:bo"]}),
+        None,
+    )
+    .await;
+    let change = last_change(&url);
+    assert_eq!(change["writes"], json!(true), "{change}");
+    assert!(change.get("routed").is_none(), "{change}");
+    // A node that routes: its writer routes the backlog and its own publish before the one
+    // commit, so the publish's own change record carries the entries and the watermark.
+    let router = open(&location);
+    // Its router thread routes the backlog; the writer always routes at least the oldest
+    // pending activity, so with no backlog left that is its own publish.
+    router.wait_routed(first).await.expect("backlog routed");
+    let (second, _) = publish(
+        &router,
+        &ana,
+        json!({"object": {"content": "2"}, "to": ["user:bo"]}),
+        None,
+    )
+    .await;
+    // Nothing else can have routed the second publish before its own commit.
+    let change = last_change(&url);
+    assert_eq!(change["routed"], json!(second), "{change}");
+    assert!(
+        change["effects"]
+            .as_array()
+            .expect("effects")
+            .iter()
+            .any(|e| e.get("Entries").is_some()),
+        "{change}"
+    );
+    assert_eq!(change["writes"], json!(true), "{change}");
+    for node in [&api_only, &router] {
+        node.sync().await.expect("sync");
+        node.wait_routed(second).await.expect("routed");
+    }
+    assert_eq!(inbox_seqs(&api_only, &bo).await, vec![second, first]);
+    assert_eq!(inbox_seqs(&router, &bo).await, vec![second, first]);
+    assert!(router.verify().await.expect("verify").ok());
+    api_only.close();
+    router.close();
+}
+
 #[tokio::test]
 async fn the_server_role_may_only_append_to_the_log() {
     let Some(owner_url) = fresh_postgres() else {

@@ -88,17 +88,19 @@ pub(crate) fn begin_write(conn: &Connection) -> StoreResult<()> {
 }
 
 /// Before COMMIT: in PostgreSQL, appends the transaction's effects to the change log every
-/// node applies (with the new routed watermark for a routing step). Nothing in SQLite, whose
-/// one process applies its effects itself.
+/// node applies (with the new routed watermark when it routed). `writes`: the transaction
+/// wrote more than a routing step (a writer's batch). Nothing in SQLite, whose one process
+/// applies its effects itself.
 /// Returns the change's number, if one was recorded.
 pub(crate) fn record_change(
     conn: &Connection,
     effects: &[Effect],
     routed: Option<i64>,
+    writes: bool,
 ) -> StoreResult<Option<i64>> {
     match conn.engine() {
         Engine::Sqlite => Ok(None),
-        Engine::Postgres => postgres::append_change(conn, effects, routed),
+        Engine::Postgres => postgres::append_change(conn, effects, routed, writes),
     }
 }
 

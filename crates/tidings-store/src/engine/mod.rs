@@ -882,13 +882,21 @@ pub(crate) fn run_batch(conn: &Connection, batch: Vec<Job>, shared: &Shared) {
         });
         replies.push(reply);
     }
+    let mut end = end.map(str::to_owned);
+    let mut routed = None;
+    if let Backend::Postgres(_) = &shared.backend
+        && shared.config.router
+        && effects.iter().any(|e| matches!(e, Effect::Activity { .. }))
+    {
+        (routed, end) = route_inline(conn, shared, end, &mut effects);
+    }
     if let Some(end) = end
-        && let Err(e) = conn.execute_batch(end)
+        && let Err(e) = conn.execute_batch(&end)
     {
         tracing::error!(error = %e, "savepoint end failed");
     }
     let started = std::time::Instant::now();
-    let commit = adapters::record_change(conn, &effects, None).and_then(|change| {
+    let commit = adapters::record_change(conn, &effects, routed, true).and_then(|change| {
         conn.execute_batch("COMMIT")?;
         Ok(change)
     });
@@ -925,6 +933,54 @@ pub(crate) fn run_batch(conn: &Connection, batch: Vec<Job>, shared: &Shared) {
             Err(e) => Err(StoreError::Corrupt(format!("commit failed: {e}"))),
         };
         reply(outcome);
+    }
+}
+
+/// Most entries a writer routes in its own transaction; a bigger batch leaves the rest to the
+/// router thread (its publishes wait for this commit).
+const INLINE_SLICE_DELIVERIES: usize = 2_000;
+/// Longest a writer spends routing its batch before it commits.
+const INLINE_SLICE: std::time::Duration = std::time::Duration::from_millis(5);
+
+/// PostgreSQL, on a node that runs the router role: routes the backlog (normally just the
+/// batch this transaction appended) before the batch commits, under a savepoint. A publish
+/// then reaches every node's inboxes with one commit (and one WAL flush) instead of two: the
+/// routing step would otherwise wait for this commit, then commit again. Safe on any node:
+/// the watermark is read inside the log lock, so a router thread that routes at the same
+/// time finds the slice routed and does nothing. Returns the watermark reached (None when
+/// nothing was routed) and how the savepoint ends, sent with the next statement.
+fn route_inline(
+    conn: &Connection,
+    shared: &Shared,
+    end: Option<String>,
+    effects: &mut Vec<Effect>,
+) -> (Option<i64>, Option<String>) {
+    let start = match end {
+        Some(end) => format!("{end}; SAVEPOINT route"),
+        None => "SAVEPOINT route".to_owned(),
+    };
+    if let Err(e) = conn.execute_batch(&start) {
+        tracing::error!(error = %e, "savepoint end failed");
+        return (None, None);
+    }
+    let thresholds = router::Thresholds {
+        circle: shared.config.merge_threshold,
+        followers: shared.config.follower_merge_threshold,
+        max_deliveries: INLINE_SLICE_DELIVERIES,
+        max_slice: Some(INLINE_SLICE),
+    };
+    let mut fx = Effects::default();
+    match router::route_in_transaction(conn, thresholds, &mut fx) {
+        Ok(Some((watermark, _))) => {
+            effects.extend(fx.list);
+            (Some(watermark), Some("RELEASE route".to_owned()))
+        }
+        Ok(None) => (None, Some("RELEASE route".to_owned())),
+        Err(e) => {
+            // The batch still commits; the router thread routes it.
+            tracing::warn!(error = %e, "routing in the writer's transaction failed");
+            (None, Some("ROLLBACK TO route; RELEASE route".to_owned()))
+        }
     }
 }
 

@@ -46,7 +46,7 @@ impl AdminConnection {
         adapters::begin_write(&self.conn)?;
         let mut fx = Effects::default();
         let outcome = f(&self.conn, &mut fx)
-            .and_then(|r| adapters::record_change(&self.conn, &fx.list, None).map(|_| r));
+            .and_then(|r| adapters::record_change(&self.conn, &fx.list, None, true).map(|_| r));
         match outcome {
             Ok(r) => {
                 self.conn.execute_batch("COMMIT")?;

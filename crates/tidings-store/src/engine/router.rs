@@ -1,7 +1,8 @@
 //! The router: fans committed activities out to inboxes, strictly in log order.
 //!
-//! Runs on the writer thread between group commits, a bounded slice at a time so publishes
-//! never wait long behind a big fan-out. Progress (`routed_seq`) commits in the same
+//! Runs on the writer thread between group commits (embedded store) or on the routing node's
+//! router thread (PostgreSQL, where a writer may also route the batch it just appended), a
+//! bounded slice at a time so publishes never wait long behind a big fan-out. Progress (`routed_seq`) commits in the same
 //! transaction as the entries it covers, so a crash resumes exactly where it stopped.
 //! A circle whose open subscriptions pass the merge threshold switches (once, at the activity
 //! being routed) to being merged into inboxes at read time; `tag@*` subscriptions are always
@@ -264,12 +265,8 @@ impl SliceFacts {
     }
 }
 
-/// Routes one slice of the backlog. Returns the new watermark and whether a backlog remains.
-pub(crate) fn route_pending(
-    conn: &Connection,
-    thresholds: Thresholds,
-    fx: &mut Effects,
-) -> StoreResult<(i64, bool)> {
+/// Reads the routed watermark and up to a slice of the activities past it.
+fn read_pending(conn: &Connection) -> StoreResult<(i64, Vec<Pending>)> {
     let routed: i64 = conn
         .prepare_cached("SELECT CAST(value AS BIGINT) FROM meta WHERE key = 'routed_seq'")?
         .query_row([], |r| r.get(0))?;
@@ -295,53 +292,34 @@ pub(crate) fn route_pending(
             })
         })?
         .collect::<Result<Vec<_>, _>>()?;
-    let Some(last_available) = pending.last().map(|p| p.seq) else {
+    Ok((routed, pending))
+}
+
+/// Routes one slice of the backlog in its own transaction. Returns the new watermark and
+/// whether a backlog remains.
+pub(crate) fn route_pending(
+    conn: &Connection,
+    thresholds: Thresholds,
+    fx: &mut Effects,
+) -> StoreResult<(i64, bool)> {
+    // Read outside the log lock: the log past the watermark only grows.
+    let (routed, pending) = read_pending(conn)?;
+    if pending.is_empty() {
         return Ok((routed, false));
-    };
+    }
     crate::adapters::begin_write(conn)?;
     let result = (|| -> StoreResult<(i64, bool)> {
         // Inside the log lock: if another router moved the watermark meanwhile (a takeover
-        // after this one was presumed dead), this slice is already routed; do nothing.
+        // after this one was presumed dead, or a writer that routed its own batch), this
+        // slice is already routed; do nothing.
         let current: i64 = conn
             .prepare_cached("SELECT CAST(value AS BIGINT) FROM meta WHERE key = 'routed_seq'")?
             .query_row([], |r| r.get(0))?;
         if current != routed {
             return Ok((current, true));
         }
-        // Read in the lock, so nothing changes them before this slice commits.
-        let mut authors: Vec<i64> = pending
-            .iter()
-            .filter(|p| p.listed && p.to_followers)
-            .map(|p| p.actor_id)
-            .collect();
-        authors.sort_unstable();
-        authors.dedup();
-        let mut facts =
-            SliceFacts::read(conn, routed, last_available, &authors, thresholds.followers)?;
-        let mut rows = Vec::new();
-        let mut watermark = routed;
-        let started = std::time::Instant::now();
-        for activity in &pending {
-            if activity.listed {
-                route_one(conn, fx, &mut facts, activity, thresholds, &mut rows)?;
-            } else if activity.activity_type == "Join" {
-                // Unlisted: nobody gets an item, but the circle's keepers get their notice.
-                notify(conn, fx, activity, &[])?;
-            }
-            watermark = activity.seq;
-            if rows.len() >= thresholds.max_deliveries
-                || thresholds
-                    .max_slice
-                    .is_some_and(|max| started.elapsed() >= max)
-            {
-                break;
-            }
-        }
-        super::insert_entries(conn, &rows)?;
-        conn.prepare_cached("UPDATE meta SET value = ?1 WHERE key = 'routed_seq'")?
-            .execute([watermark.to_string()])?;
-        let more = watermark < last_available || pending.len() as i64 == SLICE_ACTIVITIES;
-        crate::adapters::record_change(conn, &fx.list, Some(watermark))?;
+        let (watermark, more) = route_slice(conn, routed, &pending, thresholds, fx)?;
+        crate::adapters::record_change(conn, &fx.list, Some(watermark), false)?;
         Ok((watermark, more))
     })();
     match result {
@@ -354,6 +332,68 @@ pub(crate) fn route_pending(
             Err(e)
         }
     }
+}
+
+/// Routes a slice of the backlog inside the caller's write transaction (which holds the log
+/// lock and records the change): a writer routing the batch it just appended saves the
+/// separate routing commit. Returns the new watermark, None when nothing was pending.
+pub(crate) fn route_in_transaction(
+    conn: &Connection,
+    thresholds: Thresholds,
+    fx: &mut Effects,
+) -> StoreResult<Option<(i64, bool)>> {
+    let (routed, pending) = read_pending(conn)?;
+    if pending.is_empty() {
+        return Ok(None);
+    }
+    route_slice(conn, routed, &pending, thresholds, fx).map(Some)
+}
+
+/// Routes `pending` (the activities just past `routed`) inside the log lock, up to the
+/// thresholds' bounds, and moves the watermark; the caller records the change and commits.
+fn route_slice(
+    conn: &Connection,
+    routed: i64,
+    pending: &[Pending],
+    thresholds: Thresholds,
+    fx: &mut Effects,
+) -> StoreResult<(i64, bool)> {
+    let Some(last_available) = pending.last().map(|p| p.seq) else {
+        return Ok((routed, false));
+    };
+    // Read in the lock, so nothing changes them before this slice commits.
+    let mut authors: Vec<i64> = pending
+        .iter()
+        .filter(|p| p.listed && p.to_followers)
+        .map(|p| p.actor_id)
+        .collect();
+    authors.sort_unstable();
+    authors.dedup();
+    let mut facts = SliceFacts::read(conn, routed, last_available, &authors, thresholds.followers)?;
+    let mut rows = Vec::new();
+    let mut watermark = routed;
+    let started = std::time::Instant::now();
+    for activity in pending {
+        if activity.listed {
+            route_one(conn, fx, &mut facts, activity, thresholds, &mut rows)?;
+        } else if activity.activity_type == "Join" {
+            // Unlisted: nobody gets an item, but the circle's keepers get their notice.
+            notify(conn, fx, activity, &[])?;
+        }
+        watermark = activity.seq;
+        if rows.len() >= thresholds.max_deliveries
+            || thresholds
+                .max_slice
+                .is_some_and(|max| started.elapsed() >= max)
+        {
+            break;
+        }
+    }
+    super::insert_entries(conn, &rows)?;
+    conn.prepare_cached("UPDATE meta SET value = ?1 WHERE key = 'routed_seq'")?
+        .execute([watermark.to_string()])?;
+    let more = watermark < last_available || pending.len() as i64 == SLICE_ACTIVITIES;
+    Ok((watermark, more))
 }
 
 /// Decides one activity's deliveries from the slice's facts; adds its rows to `rows` (written

@@ -61,6 +61,10 @@ struct ChangeRecord {
     /// For a routing step: the routed watermark after it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     routed: Option<i64>,
+    /// Written by a writer's transaction (which may also have routed its own batch), not by
+    /// a routing step alone. Older records lack it: theirs is `routed.is_none()`.
+    #[serde(default)]
+    writes: bool,
 }
 
 /// The PostgreSQL side of a [`Store`].
@@ -359,7 +363,7 @@ impl PgBackend {
                     )));
                 }
                 let record: ChangeRecord = serde_json::from_str(&body)?;
-                if record.routed.is_none() {
+                if record.writes || record.routed.is_none() {
                     self.last_plain_change.store(seq, Ordering::SeqCst);
                 }
                 shared.apply_change(record.effects, record.routed);
@@ -466,11 +470,16 @@ pub(crate) fn append_change(
     conn: &Connection,
     effects: &[Effect],
     routed: Option<i64>,
+    writes: bool,
 ) -> StoreResult<Option<i64>> {
     if effects.is_empty() && routed.is_none() {
         return Ok(None);
     }
-    let body = serde_json::to_string(&ChangeRecordRef { effects, routed })?;
+    let body = serde_json::to_string(&ChangeRecordRef {
+        effects,
+        routed,
+        writes,
+    })?;
     let seq: i64 = conn.query_row(
         "UPDATE log_head SET change_seq = change_seq + 1 WHERE id = 1 RETURNING change_seq",
         [],
@@ -489,6 +498,8 @@ struct ChangeRecordRef<'a> {
     effects: &'a [Effect],
     #[serde(skip_serializing_if = "Option::is_none")]
     routed: Option<i64>,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    writes: bool,
 }
 
 /// Connects, retrying while PostgreSQL is unreachable; None once the store is stopping.
