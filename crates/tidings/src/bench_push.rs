@@ -54,6 +54,12 @@ pub struct PushReport {
     pub p99_ms: f64,
     /// Maximum.
     pub max_ms: f64,
+    /// Publish acknowledgement latency (from when each publish was due to its 201),
+    /// milliseconds, median: what of the publish-to-client time is spent before the commit
+    /// is acknowledged.
+    pub publish_p50_ms: f64,
+    /// 99th percentile of the acknowledgement latency.
+    pub publish_p99_ms: f64,
     /// Server CPU time (user + system) spent during the load phase, seconds.
     pub server_cpu_s: Option<f64>,
     /// This load tool's CPU time during the load phase (it shares the machine), seconds.
@@ -251,6 +257,11 @@ pub async fn run(args: &BenchArgs) -> anyhow::Result<()> {
     if !(publish_base.starts_with("http://127.") || publish_base.starts_with("http://localhost")) {
         bail!("bench only targets loopback addresses");
     }
+    let acks = Arc::new(std::sync::Mutex::new(Histogram::<u64>::new_with_bounds(
+        1,
+        120_000_000,
+        3,
+    )?));
     let mut publishes = Vec::new();
     for i in 0..total {
         let due = start + interval * (i as u32);
@@ -263,10 +274,14 @@ pub async fn run(args: &BenchArgs) -> anyhow::Result<()> {
                 "object": {"type": "Note", "content": format!("{MARKER}{i} push bench")},
                 "to": [format!("circle:{circle}")],
             }));
-        let accepted = accepted.clone();
+        let (accepted, acks) = (accepted.clone(), acks.clone());
         publishes.push(tokio::spawn(async move {
             if matches!(request.send().await, Ok(r) if r.status().as_u16() == 201) {
                 accepted.fetch_add(1, Ordering::Relaxed);
+                let micros = u64::try_from(due.elapsed().as_micros()).unwrap_or(u64::MAX);
+                if let Ok(mut h) = acks.lock() {
+                    let _ = h.record(micros.max(1));
+                }
             }
         }));
     }
@@ -290,6 +305,13 @@ pub async fn run(args: &BenchArgs) -> anyhow::Result<()> {
         }
     }
     let ms = |q: f64| merged.value_at_quantile(q) as f64 / 1000.0;
+    let (publish_p50_ms, publish_p99_ms) = match acks.lock() {
+        Ok(h) => (
+            h.value_at_quantile(0.5) as f64 / 1000.0,
+            h.value_at_quantile(0.99) as f64 / 1000.0,
+        ),
+        Err(_) => (0.0, 0.0),
+    };
     let accepted = accepted.load(Ordering::Relaxed);
     let received = received.load(Ordering::Relaxed);
     let (first, last) = (
@@ -315,6 +337,8 @@ pub async fn run(args: &BenchArgs) -> anyhow::Result<()> {
         p90_ms: ms(0.9),
         p99_ms: ms(0.99),
         max_ms: merged.max() as f64 / 1000.0,
+        publish_p50_ms,
+        publish_p99_ms,
         server_cpu_s,
         client_cpu_s,
     };
@@ -345,6 +369,10 @@ pub async fn run(args: &BenchArgs) -> anyhow::Result<()> {
         println!(
             "publish-to-client ms: min {:.2}  p50 {:.2}  p90 {:.2}  p99 {:.2}  max {:.2}",
             report.min_ms, report.p50_ms, report.p90_ms, report.p99_ms, report.max_ms
+        );
+        println!(
+            "publish acknowledged ms: p50 {:.2}  p99 {:.2}",
+            report.publish_p50_ms, report.publish_p99_ms
         );
         if let (Some(server), Some(client)) = (report.server_cpu_s, report.client_cpu_s) {
             let per_event = |s: f64| s * 1e6 / report.received_events.max(1) as f64;
