@@ -2183,6 +2183,7 @@ async fn pull_stream_and_queue_subscriptions_keep_their_promises_on_every_adapte
             .await
             .expect("stream");
         assert_eq!(stream.iter().map(|e| e.0).collect::<Vec<_>>(), seqs);
+        assert!(stream[0].1.starts_with("msg_"));
         let rest = store
             .subscription_events("s1".into(), seqs[0], 10)
             .await

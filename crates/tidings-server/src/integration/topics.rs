@@ -55,27 +55,58 @@ pub struct TopicList {
 pub enum Mode {
     /// Signed HTTP POSTs (Standard Webhooks), retried until delivered or dead.
     Webhook,
+    /// Consumers lease events (`…/pull`), ack them (`…/ack`); unacked ones come back.
+    Pull,
+    /// Server-Sent Events (`…/stream`), resumable by `Last-Event-ID` (the log position).
+    Stream,
+    /// Each event becomes a job in an existing work queue.
+    Queue,
+}
+
+impl Mode {
+    fn as_str(self) -> &'static str {
+        match self {
+            Mode::Webhook => "webhook",
+            Mode::Pull => "pull",
+            Mode::Stream => "stream",
+            Mode::Queue => "queue",
+        }
+    }
 }
 
 /// Subscribe to a topic.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateWebhookBody {
-    /// `webhook`.
+    /// `webhook`, `pull`, `stream` or `queue`.
     pub mode: Mode,
-    /// Where deliveries are POSTed: an absolute http(s) URL without credentials whose host
-    /// is not internal (loopback, private, link-local) unless the config allows it.
+    /// Webhook mode only (and required there): where deliveries are POSTed, an absolute
+    /// http(s) URL without credentials whose host is not internal (loopback, private,
+    /// link-local) unless the config allows it.
     #[schema(schema_with = webhook_url_schema)]
-    pub url: String,
+    pub url: Option<String>,
+    /// Queue mode only (and required there): the existing queue each event becomes a job in.
+    #[schema(pattern = "^[a-z0-9][a-z0-9_-]{0,62}$")]
+    pub queue: Option<String>,
+    /// Pull mode only: how long a pulled event stays the consumer's before it comes back,
+    /// in milliseconds (1000–3600000, default 30000).
+    #[schema(minimum = 1000, maximum = 3600000)]
+    #[serde(default, deserialize_with = "super::whole")]
+    pub lease_ms: Option<i64>,
+    /// Where it starts: `"now"` (default: what is published from now on), `"beginning"` (the
+    /// whole log), a log position (events from it on), or an RFC 3339 time.
+    #[schema(schema_with = super::consume::position_schema)]
+    pub start: Option<serde_json::Value>,
 }
 
-/// A subscription and its signing secret, shown this once.
+/// A subscription and, for a webhook, its signing secret, shown this once.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct WebhookWithSecret {
     /// The subscription.
     pub subscription: Webhook,
-    /// The signing secret (`whsec_…`), for verifying `webhook-signature`.
-    pub secret: String,
+    /// The signing secret (`whsec_…`), for verifying `webhook-signature` (webhooks only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub secret: Option<String>,
 }
 
 /// Subscriptions.
@@ -195,11 +226,12 @@ pub async fn get(
     Ok(Json(state.store.topic(topic).await?))
 }
 
-/// Subscribe a webhook to a topic (a service with `subscribe`, or an admin); the secret is
-/// shown once. It receives what the topic gets from now on.
+/// Subscribe to a topic (a service with `subscribe`, or an admin) as a webhook, a pull
+/// consumer group, a stream or a queue feed; a webhook's secret is shown once. It receives
+/// what the topic gets from `start` on (default: from now).
 #[utoipa::path(post, path = "/api/v1/topics/{topic}/subscriptions", tag = "bus", operation_id = "create_topic_subscription", security(("bearer" = [])),
     params(("topic" = String, Path)), request_body = CreateWebhookBody,
-    responses((status = 201, body = WebhookWithSecret), (status = 400, description = "`invalid_url` or `url_not_allowed`"), (status = 403, description = "`admin_only` or `missing_scope`"), (status = 404)))]
+    responses((status = 201, body = WebhookWithSecret), (status = 400, description = "`invalid_url`, `url_not_allowed`, `invalid_subscription`, `invalid_position` or `invalid_argument`"), (status = 403, description = "`admin_only` or `missing_scope`"), (status = 404), (status = 422, description = "`unknown_queue`")))]
 pub async fn subscribe(
     State(state): State<AppState>,
     caller: BusCaller,
@@ -209,24 +241,106 @@ pub async fn subscribe(
     if let BusCaller::Service(service) = &caller {
         service.require("subscribe")?;
     }
-    let Mode::Webhook = body.mode;
-    let url = check_url(&body.url)?;
-    // The address is checked again at every attempt (names can move); this refuses the
-    // obvious cases now.
-    Outbound::new(&state.config.webhooks).resolve(&url).await?;
+    let refuse = |what: &str| {
+        Err::<(), ApiError>(
+            BusError::InvalidSubscription(format!(
+                "{what} does not apply to a {} subscription",
+                body.mode.as_str()
+            ))
+            .into(),
+        )
+    };
+    if body.mode != Mode::Webhook && body.url.is_some() {
+        refuse("url")?;
+    }
+    if body.mode != Mode::Queue && body.queue.is_some() {
+        refuse("queue")?;
+    }
+    if body.mode != Mode::Pull && body.lease_ms.is_some() {
+        refuse("lease_ms")?;
+    }
+    let lease_ms = body.lease_ms.unwrap_or(30_000);
+    if !(1_000..=3_600_000).contains(&lease_ms) {
+        return Err(BusError::OutOfRange {
+            field: "lease_ms",
+            min: 1_000,
+            max: 3_600_000,
+        }
+        .into());
+    }
+    let start = match &body.start {
+        Some(value) => super::consume::parse_position(&state, value).await?,
+        None => super::consume::Position::Now,
+    };
+    let mut secret = None;
+    let mut url = String::new();
+    match body.mode {
+        Mode::Webhook => {
+            let Some(given) = &body.url else {
+                return Err(BusError::InvalidSubscription(
+                    "a webhook subscription needs a url".into(),
+                )
+                .into());
+            };
+            let checked = check_url(given)?;
+            // The address is checked again at every attempt (names can move); this refuses
+            // the obvious cases now.
+            Outbound::new(&state.config.webhooks)
+                .resolve(&checked)
+                .await?;
+            url = given.clone();
+            secret = Some(new_secret()?.to_text());
+        }
+        Mode::Queue => {
+            let Some(queue) = &body.queue else {
+                return Err(BusError::InvalidSubscription(
+                    "a queue subscription needs a queue".into(),
+                )
+                .into());
+            };
+            if let BusCaller::Service(service) = &caller {
+                // Feeding a queue is producing to it.
+                service.require("queues")?;
+            }
+            if !is_valid_slug(queue) {
+                return Err(BusError::UnknownQueue(queue.clone()).into());
+            }
+            match state.queues.get(&state.store, queue).await {
+                Ok(_) => {}
+                Err(e) if e.status == StatusCode::NOT_FOUND => {
+                    return Err(BusError::UnknownQueue(queue.clone()).into());
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Mode::Pull | Mode::Stream => {}
+    }
     // 404 before anything is stored.
     state.store.topic(topic.clone()).await?;
-    let secret = new_secret()?;
     let id = format!("sub_{}", uuid::Uuid::now_v7().simple());
-    let subscription = state
+    let spec = tidings_store::model::NewSubscription {
+        mode: body.mode.as_str().into(),
+        url,
+        secret: secret.clone().unwrap_or_default(),
+        queue: body.queue.clone(),
+        lease_ms,
+    };
+    let mut subscription = state
         .store
-        .create_webhook(topic, caller.owner(), id, body.url, secret.to_text())
+        .create_subscription(topic, caller.owner(), id, spec)
         .await?;
+    if start != super::consume::Position::Now {
+        super::consume::replay_from(&state, &subscription, start).await?;
+        subscription = state
+            .store
+            .webhook(subscription.topic.clone(), subscription.id.clone())
+            .await?;
+    }
     Ok((
         StatusCode::CREATED,
         Json(WebhookWithSecret {
             subscription,
-            secret: secret.to_text(),
+            secret,
         }),
     ))
 }
@@ -246,7 +360,7 @@ pub async fn subscriptions(
 }
 
 /// The subscription if the caller may see it; 404 otherwise.
-async fn visible(
+pub(crate) async fn visible(
     state: &AppState,
     caller: &BusCaller,
     topic: String,
@@ -303,7 +417,7 @@ pub async fn rotate_secret(
         StatusCode::CREATED,
         Json(WebhookWithSecret {
             subscription,
-            secret: secret.to_text(),
+            secret: Some(secret.to_text()),
         }),
     ))
 }

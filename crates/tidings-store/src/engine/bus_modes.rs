@@ -263,21 +263,23 @@ impl Store {
         .await
     }
 
-    /// Up to `limit` of a subscription's matched events after position `after`, in log order:
-    /// what a stream sends (its cursor is the position).
+    /// Up to `limit` of a subscription's matched events after position `after`, in log order
+    /// (position, delivery id, activity): what a stream sends (its cursor is the position).
     pub async fn subscription_events(
         &self,
         id: String,
         after: i64,
         limit: i64,
-    ) -> StoreResult<Vec<(i64, Arc<str>)>> {
+    ) -> StoreResult<Vec<(i64, String, Arc<str>)>> {
         self.read(move |conn| {
             Ok(conn
                 .prepare_cached(
-                    "SELECT d.seq, a.body FROM bus_deliveries d JOIN activities a ON a.seq = d.seq
+                    "SELECT d.seq, d.id, a.body FROM bus_deliveries d JOIN activities a ON a.seq = d.seq
                      WHERE d.webhook_id = ?1 AND d.seq > ?2 ORDER BY d.seq LIMIT ?3",
                 )?
-                .query_map(params![id, after, limit], |r| Ok((r.get(0)?, r.get(1)?)))?
+                .query_map(params![id, after, limit], |r| {
+                    Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+                })?
                 .collect::<Result<Vec<_>, _>>()?)
         })
         .await
