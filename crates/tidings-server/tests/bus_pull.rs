@@ -487,11 +487,19 @@ async fn queue_subscriptions_turn_events_into_jobs() {
         .collect();
     assert_eq!(got, vec![a.as_str(), b.as_str()], "in log order");
     assert_eq!(jobs[0]["payload"]["topic"], "orders");
-    // Every feed is logged like a webhook attempt.
-    let deliveries = s.get(&shop, &format!("{sub}/deliveries")).await;
-    let items = deliveries.body["items"].as_array().expect("items");
+    // Every feed is logged like a webhook attempt (recorded just after the job is stored).
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let items = loop {
+        let deliveries = s.get(&shop, &format!("{sub}/deliveries")).await;
+        let items = deliveries.body["items"].as_array().expect("items").clone();
+        if items.iter().all(|d| d["state"] == "delivered") || Instant::now() > deadline {
+            break items;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
     assert_eq!(items.len(), 2);
     assert!(items.iter().all(|d| d["state"] == "delivered"), "{items:?}");
+    assert_eq!(items[0]["attempts_log"][0]["outcome"], "enqueued");
 }
 
 /// A local endpoint that counts what it receives.
