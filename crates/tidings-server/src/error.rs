@@ -129,7 +129,6 @@ impl From<crate::integration::error::BusError> for ApiError {
             E::UrlNotAllowed(_) => ApiError::bad_request("url_not_allowed", message),
             E::InvalidTime(_) => ApiError::bad_request("invalid_time", message),
             E::InvalidState => ApiError::bad_request("invalid_state", message),
-            E::InvalidSubscription(_) => ApiError::bad_request("invalid_subscription", message),
             E::InvalidPosition(_) => ApiError::bad_request("invalid_position", message),
             E::OutOfRange { field, .. } => ApiError::bad_request("invalid_argument", message)
                 .with_details(json!({ "field": field })),

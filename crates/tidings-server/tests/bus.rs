@@ -875,7 +875,7 @@ async fn webhook_urls_that_reach_inside_are_refused_and_nothing_is_stored() {
             json!({"mode": "pull", "url": "http://127.0.0.1/"}),
         )
         .await;
-    assert_error(&r, StatusCode::BAD_REQUEST, "invalid_subscription");
+    assert_error(&r, StatusCode::BAD_REQUEST, "invalid_json");
     let r = s
         .post(
             &admin,

@@ -53,18 +53,27 @@ pub enum Position {
     At(i64),
 }
 
-/// A start point (`format: bus-position`): `"beginning"`, `"now"`, a log position (a whole
-/// number from 0), or an RFC 3339 time; anything else is a 400 `invalid_position`.
-pub fn position_schema() -> utoipa::openapi::schema::Object {
-    use utoipa::openapi::schema::{ObjectBuilder, SchemaFormat, SchemaType, Type};
-    ObjectBuilder::new()
-        .schema_type(SchemaType::from_iter([Type::String, Type::Integer]))
-        .format(Some(SchemaFormat::Custom("bus-position".to_owned())))
-        .build()
+/// A start point: a string (`format: bus-position`: `"beginning"`, `"now"` or an RFC 3339
+/// time; anything else is a 400 `invalid_position`) or a log position (a whole number from 0).
+pub fn position_schema() -> utoipa::openapi::schema::Schema {
+    use utoipa::openapi::schema::{ObjectBuilder, OneOfBuilder, Schema, SchemaFormat, Type};
+    let one_of = OneOfBuilder::new()
+        .item(
+            ObjectBuilder::new()
+                .schema_type(Type::String)
+                .format(Some(SchemaFormat::Custom("bus-position".to_owned()))),
+        )
+        .item(
+            ObjectBuilder::new()
+                .schema_type(Type::Integer)
+                .minimum(Some(0)),
+        )
+        .build();
+    Schema::OneOf(one_of)
 }
 
-/// Reads a start point: `beginning`, `now`, a log position (at most one past the log's end) or
-/// an RFC 3339 time (the first position published at or after it).
+/// Reads a start point: `beginning`, `now`, a log position or an RFC 3339 time (the first
+/// position published at or after it).
 pub async fn parse_position(state: &AppState, value: &Value) -> ApiResult<Position> {
     let invalid = || {
         ApiError::from(BusError::InvalidPosition(
@@ -94,13 +103,7 @@ pub async fn parse_position(state: &AppState, value: &Value) -> ApiResult<Positi
                 })
                 .filter(|seq| *seq >= 0)
                 .ok_or_else(invalid)?;
-            let last = state.store.last_seq().await?;
-            if seq > last.saturating_add(1) {
-                return Err(BusError::InvalidPosition(format!(
-                    "position {seq} is past the log's end ({last})"
-                ))
-                .into());
-            }
+            // A position past the log's end replays nothing (there is nothing there yet).
             Ok(Position::At(seq.max(1)))
         }
         _ => Err(invalid()),
@@ -169,8 +172,8 @@ pub struct PullBody {
     #[schema(minimum = 1, maximum = 100)]
     #[serde(default, deserialize_with = "super::whole")]
     pub max: Option<i64>,
-    /// When none is ready, wait up to this long for one, in milliseconds (0–30000, default 0).
-    #[schema(minimum = 0, maximum = 30000)]
+    /// When none is ready, wait up to this long for one, in milliseconds (0–20000, default 0).
+    #[schema(minimum = 0, maximum = 20000)]
     #[serde(default, deserialize_with = "super::whole")]
     pub wait_ms: Option<i64>,
 }
@@ -226,7 +229,7 @@ pub async fn pull(
 ) -> ApiResult<Json<PulledEvents>> {
     let body: PullBody = super::optional_body(&body)?;
     let max = check_range("max", body.max.unwrap_or(10), 1, 100)?;
-    let wait = check_range("wait_ms", body.wait_ms.unwrap_or(0), 0, 30_000)?;
+    let wait = check_range("wait_ms", body.wait_ms.unwrap_or(0), 0, 20_000)?;
     let hook = visible(&state, &caller, topic, id).await?;
     require_mode(&hook, "pull", "pulling")?;
     let deadline = Instant::now() + Duration::from_millis(u64::try_from(wait).unwrap_or(0));

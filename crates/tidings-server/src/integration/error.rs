@@ -33,10 +33,6 @@ pub enum BusError {
     /// An invalid state filter on a listing (400 `invalid_state`).
     #[error("state is pending, delivered or dead")]
     InvalidState,
-    /// A subscription's fields do not fit its mode (400 `invalid_subscription`): a webhook
-    /// without a URL, a queue subscription without a queue, a URL on a pull subscription…
-    #[error("{0}")]
-    InvalidSubscription(String),
     /// A replay or start point that is not `beginning`, `now`, a log position or an RFC 3339
     /// time (400 `invalid_position`).
     #[error("{0}")]

@@ -50,8 +50,7 @@ pub struct TopicList {
 }
 
 /// How a subscription receives its topic.
-#[derive(Debug, Deserialize, ToSchema, Clone, Copy, PartialEq, Eq)]
-#[serde(rename_all = "lowercase")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Mode {
     /// Signed HTTP POSTs (Standard Webhooks), retried until delivered or dead.
     Webhook,
@@ -74,29 +73,87 @@ impl Mode {
     }
 }
 
-/// Subscribe to a topic.
+/// A webhook subscription's settings.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-pub struct CreateWebhookBody {
-    /// `webhook`, `pull`, `stream` or `queue`.
-    pub mode: Mode,
-    /// Webhook mode only (and required there): where deliveries are POSTed, an absolute
-    /// http(s) URL without credentials whose host is not internal (loopback, private,
-    /// link-local) unless the config allows it.
+pub struct WebhookSettings {
+    /// Where deliveries are POSTed: an absolute http(s) URL without credentials whose host
+    /// is not internal (loopback, private, link-local) unless the config allows it.
     #[schema(schema_with = webhook_url_schema)]
-    pub url: Option<String>,
-    /// Queue mode only (and required there): the existing queue each event becomes a job in.
-    #[schema(pattern = "^[a-z0-9][a-z0-9_-]{0,62}$")]
-    pub queue: Option<String>,
-    /// Pull mode only: how long a pulled event stays the consumer's before it comes back,
-    /// in milliseconds (1000–3600000, default 30000).
+    pub url: String,
+    /// Where it starts (default `now`); see [`PullSettings::start`].
+    #[schema(schema_with = super::consume::position_schema)]
+    pub start: Option<serde_json::Value>,
+}
+
+/// A pull subscription's settings.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PullSettings {
+    /// How long a pulled event stays the consumer's before it comes back, in milliseconds
+    /// (1000–3600000, default 30000).
     #[schema(minimum = 1000, maximum = 3600000)]
     #[serde(default, deserialize_with = "super::whole")]
     pub lease_ms: Option<i64>,
     /// Where it starts: `"now"` (default: what is published from now on), `"beginning"` (the
-    /// whole log), a log position (events from it on), or an RFC 3339 time.
+    /// whole log), a log position (events from it on) or an RFC 3339 time.
     #[schema(schema_with = super::consume::position_schema)]
     pub start: Option<serde_json::Value>,
+}
+
+/// A stream subscription's settings.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct StreamSettings {
+    /// Where it starts (default `now`); see [`PullSettings::start`].
+    #[schema(schema_with = super::consume::position_schema)]
+    pub start: Option<serde_json::Value>,
+}
+
+/// A queue subscription's settings.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct QueueSettings {
+    /// The existing queue each event becomes a job in.
+    #[schema(pattern = "^[a-z0-9][a-z0-9_-]{0,62}$")]
+    pub queue: String,
+    /// Where it starts (default `now`); see [`PullSettings::start`].
+    #[schema(schema_with = super::consume::position_schema)]
+    pub start: Option<serde_json::Value>,
+}
+
+/// Subscribe to a topic: `mode` says how, and which other fields apply.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(tag = "mode", rename_all = "lowercase")]
+pub enum CreateWebhookBody {
+    /// Signed HTTP POSTs (Standard Webhooks), retried until delivered or dead.
+    Webhook(WebhookSettings),
+    /// Consumers lease events (`…/pull`) and ack them (`…/ack`); unacked ones come back.
+    Pull(PullSettings),
+    /// Server-Sent Events (`…/stream`), resumable by `Last-Event-ID` (the log position).
+    Stream(StreamSettings),
+    /// Each event becomes a job in an existing work queue.
+    Queue(QueueSettings),
+}
+
+impl CreateWebhookBody {
+    fn mode(&self) -> Mode {
+        match self {
+            CreateWebhookBody::Webhook(_) => Mode::Webhook,
+            CreateWebhookBody::Pull(_) => Mode::Pull,
+            CreateWebhookBody::Stream(_) => Mode::Stream,
+            CreateWebhookBody::Queue(_) => Mode::Queue,
+        }
+    }
+
+    fn start(&self) -> Option<&serde_json::Value> {
+        match self {
+            CreateWebhookBody::Webhook(s) => s.start.as_ref(),
+            CreateWebhookBody::Pull(s) => s.start.as_ref(),
+            CreateWebhookBody::Stream(s) => s.start.as_ref(),
+            CreateWebhookBody::Queue(s) => s.start.as_ref(),
+        }
+    }
 }
 
 /// A subscription and, for a webhook, its signing secret, shown this once.
@@ -231,7 +288,7 @@ pub async fn get(
 /// what the topic gets from `start` on (default: from now).
 #[utoipa::path(post, path = "/api/v1/topics/{topic}/subscriptions", tag = "bus", operation_id = "create_topic_subscription", security(("bearer" = [])),
     params(("topic" = String, Path)), request_body = CreateWebhookBody,
-    responses((status = 201, body = WebhookWithSecret), (status = 400, description = "`invalid_url`, `url_not_allowed`, `invalid_subscription`, `invalid_position` or `invalid_argument`"), (status = 403, description = "`admin_only` or `missing_scope`"), (status = 404), (status = 422, description = "`unknown_queue`")))]
+    responses((status = 201, body = WebhookWithSecret), (status = 400, description = "`invalid_json` (fields that do not fit the mode among them), `invalid_url`, `url_not_allowed`, `invalid_position` or `invalid_argument`"), (status = 403, description = "`admin_only` or `missing_scope`"), (status = 404), (status = 422, description = "`unknown_queue`")))]
 pub async fn subscribe(
     State(state): State<AppState>,
     caller: BusCaller,
@@ -241,88 +298,64 @@ pub async fn subscribe(
     if let BusCaller::Service(service) = &caller {
         service.require("subscribe")?;
     }
-    let refuse = |what: &str| {
-        Err::<(), ApiError>(
-            BusError::InvalidSubscription(format!(
-                "{what} does not apply to a {} subscription",
-                body.mode.as_str()
-            ))
-            .into(),
-        )
-    };
-    if body.mode != Mode::Webhook && body.url.is_some() {
-        refuse("url")?;
-    }
-    if body.mode != Mode::Queue && body.queue.is_some() {
-        refuse("queue")?;
-    }
-    if body.mode != Mode::Pull && body.lease_ms.is_some() {
-        refuse("lease_ms")?;
-    }
-    let lease_ms = body.lease_ms.unwrap_or(30_000);
-    if !(1_000..=3_600_000).contains(&lease_ms) {
-        return Err(BusError::OutOfRange {
-            field: "lease_ms",
-            min: 1_000,
-            max: 3_600_000,
-        }
-        .into());
-    }
-    let start = match &body.start {
+    let mode = body.mode();
+    let start = match body.start() {
         Some(value) => super::consume::parse_position(&state, value).await?,
         None => super::consume::Position::Now,
     };
     let mut secret = None;
     let mut url = String::new();
-    match body.mode {
-        Mode::Webhook => {
-            let Some(given) = &body.url else {
-                return Err(BusError::InvalidSubscription(
-                    "a webhook subscription needs a url".into(),
-                )
-                .into());
-            };
-            let checked = check_url(given)?;
+    let mut queue = None;
+    let mut lease_ms = 30_000;
+    match &body {
+        CreateWebhookBody::Webhook(settings) => {
+            let checked = check_url(&settings.url)?;
             // The address is checked again at every attempt (names can move); this refuses
             // the obvious cases now.
             Outbound::new(&state.config.webhooks)
                 .resolve(&checked)
                 .await?;
-            url = given.clone();
+            url = settings.url.clone();
             secret = Some(new_secret()?.to_text());
         }
-        Mode::Queue => {
-            let Some(queue) = &body.queue else {
-                return Err(BusError::InvalidSubscription(
-                    "a queue subscription needs a queue".into(),
-                )
+        CreateWebhookBody::Pull(settings) => {
+            lease_ms = settings.lease_ms.unwrap_or(30_000);
+            if !(1_000..=3_600_000).contains(&lease_ms) {
+                return Err(BusError::OutOfRange {
+                    field: "lease_ms",
+                    min: 1_000,
+                    max: 3_600_000,
+                }
                 .into());
-            };
+            }
+        }
+        CreateWebhookBody::Queue(settings) => {
             if let BusCaller::Service(service) = &caller {
                 // Feeding a queue is producing to it.
                 service.require("queues")?;
             }
-            if !is_valid_slug(queue) {
-                return Err(BusError::UnknownQueue(queue.clone()).into());
+            if !is_valid_slug(&settings.queue) {
+                return Err(BusError::UnknownQueue(settings.queue.clone()).into());
             }
-            match state.queues.get(&state.store, queue).await {
+            match state.queues.get(&state.store, &settings.queue).await {
                 Ok(_) => {}
                 Err(e) if e.status == StatusCode::NOT_FOUND => {
-                    return Err(BusError::UnknownQueue(queue.clone()).into());
+                    return Err(BusError::UnknownQueue(settings.queue.clone()).into());
                 }
                 Err(e) => return Err(e),
             }
+            queue = Some(settings.queue.clone());
         }
-        Mode::Pull | Mode::Stream => {}
+        CreateWebhookBody::Stream(_) => {}
     }
     // 404 before anything is stored.
     state.store.topic(topic.clone()).await?;
     let id = format!("sub_{}", uuid::Uuid::now_v7().simple());
     let spec = tidings_store::model::NewSubscription {
-        mode: body.mode.as_str().into(),
+        mode: mode.as_str().into(),
         url,
         secret: secret.clone().unwrap_or_default(),
-        queue: body.queue.clone(),
+        queue,
         lease_ms,
     };
     let mut subscription = state
