@@ -140,11 +140,15 @@ async fn pull_consumers_lease_ack_and_get_unacked_events_back() {
     assert_eq!(shown.body["mode"], "pull");
     assert_eq!(shown.body["lease_ms"], 1000);
     assert!(
-        s.post(&shop, "/topics/orders/subscriptions", json!({"mode": "pull"}))
-            .await
-            .body
-            .get("secret")
-            .is_none(),
+        s.post(
+            &shop,
+            "/topics/orders/subscriptions",
+            json!({"mode": "pull"})
+        )
+        .await
+        .body
+        .get("secret")
+        .is_none(),
         "a pull subscription has no secret"
     );
     let mut published = Vec::new();
@@ -183,10 +187,20 @@ async fn pull_consumers_lease_ack_and_get_unacked_events_back() {
     )
     .await;
     assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
-    assert!(r.body["items"].as_array().expect("items").iter().all(|i| i["acked"] == true));
+    assert!(
+        r.body["items"]
+            .as_array()
+            .expect("items")
+            .iter()
+            .all(|i| i["acked"] == true)
+    );
     let again = ack(&s, &shop, &sub, &held_ids[..1], None).await;
     assert_eq!(again.body["items"][0]["acked"], false, "acked twice");
-    let replies = s.store.replies_to(published[0].clone()).await.expect("replies");
+    let replies = s
+        .store
+        .replies_to(published[0].clone())
+        .await
+        .expect("replies");
     assert_eq!(replies.len(), 1);
     assert_eq!(replies[0].reply, "{\"status\":\"shipped\"}");
 
@@ -237,7 +251,10 @@ async fn pull_consumers_lease_ack_and_get_unacked_events_back() {
         );
     }
     let r = ack(&s, &shop, &sub, &[], None).await;
-    assert_eq!((r.status, r.code()), (StatusCode::BAD_REQUEST, "invalid_argument"));
+    assert_eq!(
+        (r.status, r.code()),
+        (StatusCode::BAD_REQUEST, "invalid_argument")
+    );
     for body in [
         json!({"mode": "pull", "url": "http://127.0.0.1:9/x"}),
         json!({"mode": "pull", "queue": "work"}),
@@ -261,7 +278,10 @@ async fn pull_consumers_lease_ack_and_get_unacked_events_back() {
             json!({"mode": "pull", "lease_ms": 10}),
         )
         .await;
-    assert_eq!((r.status, r.code()), (StatusCode::BAD_REQUEST, "invalid_argument"));
+    assert_eq!(
+        (r.status, r.code()),
+        (StatusCode::BAD_REQUEST, "invalid_argument")
+    );
     let stream = subscribe(&s, &shop, "orders", json!({"mode": "stream"})).await;
     let r = s.post(&shop, &format!("{stream}/pull"), json!({})).await;
     assert_eq!((r.status, r.code()), (StatusCode::CONFLICT, "wrong_mode"));
@@ -332,13 +352,7 @@ async fn replay_and_start_points_reach_back_into_the_log() {
     let fresh = subscribe(&s, &shop, "orders", json!({"mode": "pull"})).await;
     assert!(pull(&s, &shop, &fresh, 10, 300).await.is_empty());
     let third = all[2]["position"].as_i64().expect("position");
-    let from_third = subscribe(
-        &s,
-        &shop,
-        "orders",
-        json!({"mode": "pull", "start": third}),
-    )
-    .await;
+    let from_third = subscribe(&s, &shop, "orders", json!({"mode": "pull", "start": third})).await;
     assert_eq!(
         activities(&pull(&s, &shop, &from_third, 10, 0).await),
         published[2..].to_vec()
@@ -403,23 +417,29 @@ async fn streams_follow_a_subscription_and_resume_by_last_event_id() {
     assert_eq!(first.json()["position"], first_position);
 
     // Resumed after the first: only the second.
-    let mut resumed = SseClient::from_response(
-        open(first.id.clone(), "").await.expect("stream"),
-    );
+    let mut resumed = SseClient::from_response(open(first.id.clone(), "").await.expect("stream"));
     resumed.expect("ready").await;
     let again = resumed.expect("activity").await;
     assert_eq!(again.json()["data"]["id"], b.as_str());
     resumed.assert_quiet().await;
     // `after` works too, and the header wins over it.
     let mut from_query = SseClient::from_response(
-        open(None, &format!("?after={start}")).await.expect("stream"),
+        open(None, &format!("?after={start}"))
+            .await
+            .expect("stream"),
     );
     from_query.expect("ready").await;
-    assert_eq!(from_query.expect("activity").await.json()["data"]["id"], a.as_str());
+    assert_eq!(
+        from_query.expect("activity").await.json()["data"]["id"],
+        a.as_str()
+    );
 
     // Pausing ends open streams; a paused stream cannot be opened.
     let r = s.post(&shop, &format!("{sub}/pause"), json!({})).await;
-    assert_eq!((r.status, &r.body["paused"]), (StatusCode::OK, &json!(true)));
+    assert_eq!(
+        (r.status, &r.body["paused"]),
+        (StatusCode::OK, &json!(true))
+    );
     let closed = live.expect("closed").await;
     assert_eq!(closed.json()["reason"], "paused");
     let refused = open(None, "").await.expect("stream");
@@ -445,7 +465,11 @@ async fn queue_subscriptions_turn_events_into_jobs() {
     let plain = service(&s, &admin, "plain", &["subscribe"]).await;
     topic(&s, &admin, "orders").await;
     let r = s
-        .post(&admin, "/queues", json!({"name": "work", "discipline": "fifo"}))
+        .post(
+            &admin,
+            "/queues",
+            json!({"name": "work", "discipline": "fifo"}),
+        )
         .await;
     assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.body);
     let r = s
@@ -466,7 +490,10 @@ async fn queue_subscriptions_turn_events_into_jobs() {
             json!({"mode": "queue", "queue": "work"}),
         )
         .await;
-    assert_eq!((r.status, r.code()), (StatusCode::FORBIDDEN, "missing_scope"));
+    assert_eq!(
+        (r.status, r.code()),
+        (StatusCode::FORBIDDEN, "missing_scope")
+    );
     let sub = subscribe(
         &s,
         &shop,
@@ -481,7 +508,11 @@ async fn queue_subscriptions_turn_events_into_jobs() {
     let deadline = Instant::now() + Duration::from_secs(10);
     while jobs.len() < 2 && Instant::now() < deadline {
         let r = s
-            .post(&shop, "/queues/work/lease", json!({"max": 10, "wait_ms": 1000}))
+            .post(
+                &shop,
+                "/queues/work/lease",
+                json!({"max": 10, "wait_ms": 1000}),
+            )
             .await;
         assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
         jobs.extend(r.body["jobs"].as_array().expect("jobs").clone());
@@ -542,12 +573,20 @@ async fn paused_webhooks_keep_their_backlog_and_deletes_are_clear() {
     let (url, got) = counting_sink().await;
     let hook = subscribe(&s, &shop, "orders", json!({"mode": "webhook", "url": url})).await;
     let r = s.post(&shop, &format!("{hook}/pause"), json!({})).await;
-    assert_eq!((r.status, &r.body["paused"]), (StatusCode::OK, &json!(true)));
+    assert_eq!(
+        (r.status, &r.body["paused"]),
+        (StatusCode::OK, &json!(true))
+    );
     let a = order(&s, &shop, "orders", 1).await;
     let b = order(&s, &shop, "orders", 2).await;
     tokio::time::sleep(Duration::from_millis(600)).await;
-    assert!(got.lock().expect("sink").is_empty(), "a paused webhook was sent to");
-    let pending = s.get(&shop, &format!("{hook}/deliveries?state=pending")).await;
+    assert!(
+        got.lock().expect("sink").is_empty(),
+        "a paused webhook was sent to"
+    );
+    let pending = s
+        .get(&shop, &format!("{hook}/deliveries?state=pending"))
+        .await;
     assert_eq!(pending.body["items"].as_array().expect("items").len(), 2);
     s.post(&shop, &format!("{hook}/resume"), json!({})).await;
     let deadline = Instant::now() + Duration::from_secs(10);
@@ -588,13 +627,20 @@ async fn paused_webhooks_keep_their_backlog_and_deletes_are_clear() {
         (StatusCode::CONFLICT, "topic_has_subscriptions")
     );
     let r = s.delete(&shop, "/topics/orders").await;
-    assert_eq!(r.status, StatusCode::FORBIDDEN, "services do not delete topics");
+    assert_eq!(
+        r.status,
+        StatusCode::FORBIDDEN,
+        "services do not delete topics"
+    );
     let r = s.delete(&shop, &hook).await;
     assert_eq!(r.status, StatusCode::NO_CONTENT);
     assert_eq!(s.get(&shop, &hook).await.status, StatusCode::NOT_FOUND);
     let r = s.delete(&admin, "/topics/orders").await;
     assert_eq!(r.status, StatusCode::NO_CONTENT);
-    assert_eq!(s.get(&admin, "/topics/orders").await.status, StatusCode::NOT_FOUND);
+    assert_eq!(
+        s.get(&admin, "/topics/orders").await.status,
+        StatusCode::NOT_FOUND
+    );
     let r = s
         .post(
             &shop,

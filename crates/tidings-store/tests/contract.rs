@@ -2081,7 +2081,12 @@ async fn pull_stream_and_queue_subscriptions_keep_their_promises_on_every_adapte
             .await
             .expect("topic");
         let pull = store
-            .create_subscription("orders".into(), None, "p1".into(), spec("pull", None, 60_000))
+            .create_subscription(
+                "orders".into(),
+                None,
+                "p1".into(),
+                spec("pull", None, 60_000),
+            )
             .await
             .expect("pull");
         assert_eq!((pull.mode.as_str(), pull.lease_ms), ("pull", Some(60_000)));
@@ -2117,7 +2122,11 @@ async fn pull_stream_and_queue_subscriptions_keep_their_promises_on_every_adapte
             seqs.push(seq);
             ids.push(id);
         }
-        let routing = store.bus_routing(None).await.expect("routing").expect("fresh");
+        let routing = store
+            .bus_routing(None)
+            .await
+            .expect("routing")
+            .expect("fresh");
         let from = store.bus_seq().await.expect("bus seq");
         let owed: Vec<(String, i64)> = ["p1", "p2", "s1", "q1"]
             .iter()
@@ -2143,12 +2152,20 @@ async fn pull_stream_and_queue_subscriptions_keep_their_promises_on_every_adapte
         positions.sort_unstable();
         assert_eq!(positions, seqs);
         assert!(
-            store.pull_events("p1".into(), 10).await.expect("pull").is_empty(),
+            store
+                .pull_events("p1".into(), 10)
+                .await
+                .expect("pull")
+                .is_empty(),
             "{location:?}: leased events were leased again"
         );
         // Acks answer per event; a reply is kept by the event's id.
         let first: Vec<String> = a.iter().chain(&b).map(|e| e.id.clone()).collect();
-        let first_seq = a.iter().chain(&b).find(|e| e.seq == seqs[0]).expect("first");
+        let first_seq = a
+            .iter()
+            .chain(&b)
+            .find(|e| e.seq == seqs[0])
+            .expect("first");
         let acked = store
             .ack_events(
                 "p1".into(),
@@ -2157,7 +2174,10 @@ async fn pull_stream_and_queue_subscriptions_keep_their_promises_on_every_adapte
             )
             .await
             .expect("ack");
-        assert_eq!(acked, vec![(first_seq.id.clone(), true), ("msg_nope".into(), false)]);
+        assert_eq!(
+            acked,
+            vec![(first_seq.id.clone(), true), ("msg_nope".into(), false)]
+        );
         let again = store
             .ack_events("p1".into(), vec![first_seq.id.clone()], None)
             .await
@@ -2166,7 +2186,11 @@ async fn pull_stream_and_queue_subscriptions_keep_their_promises_on_every_adapte
         let replies = store.replies_to(ids[0].clone()).await.expect("replies");
         assert_eq!(replies.len(), 1, "{location:?}");
         assert_eq!(
-            (replies[0].subscription.as_str(), replies[0].reply.as_str(), replies[0].position),
+            (
+                replies[0].subscription.as_str(),
+                replies[0].reply.as_str(),
+                replies[0].position
+            ),
             ("p1", "{\"ok\":true}", seqs[0])
         );
         // Unacked events come back after their lease, under the same id.
@@ -2175,7 +2199,10 @@ async fn pull_stream_and_queue_subscriptions_keep_their_promises_on_every_adapte
         tokio::time::sleep(Duration::from_millis(120)).await;
         let back = store.pull_events("p2".into(), 1).await.expect("pull");
         assert_eq!(back.len(), 1);
-        assert_eq!((back[0].id.as_str(), back[0].deliveries), (short[0].id.as_str(), 2));
+        assert_eq!(
+            (back[0].id.as_str(), back[0].deliveries),
+            (short[0].id.as_str(), 2)
+        );
 
         // A stream reads its matched events after a position.
         let stream = store
@@ -2207,15 +2234,32 @@ async fn pull_stream_and_queue_subscriptions_keep_their_promises_on_every_adapte
         // Skipping to the end drops what is owed.
         let end = store.skip_to_end("p1".into()).await.expect("skip");
         assert_eq!(end, seqs[2]);
-        assert!(store.pull_events("p1".into(), 10).await.expect("pull").is_empty());
-        let fresh = store.bus_routing(Some(routing.generation)).await.expect("routing");
+        assert!(
+            store
+                .pull_events("p1".into(), 10)
+                .await
+                .expect("pull")
+                .is_empty()
+        );
+        let fresh = store
+            .bus_routing(Some(routing.generation))
+            .await
+            .expect("routing");
         let fresh = fresh.expect("skipping changes the routing generation");
-        assert!(fresh.webhooks.iter().any(|(id, _, since)| id == "p1" && *since == seqs[2]));
+        assert!(
+            fresh
+                .webhooks
+                .iter()
+                .any(|(id, _, since)| id == "p1" && *since == seqs[2])
+        );
 
         // Positions by time.
         assert!(store.position_at(before).await.expect("position") <= seqs[0]);
         let later = time::OffsetDateTime::now_utc() + time::Duration::hours(1);
-        assert_eq!(store.position_at(later).await.expect("position"), seqs[2] + 1);
+        assert_eq!(
+            store.position_at(later).await.expect("position"),
+            seqs[2] + 1
+        );
 
         // A paused queue subscription is leased nothing; resumed, its backlog is there.
         let paused = store
@@ -2252,7 +2296,10 @@ async fn pull_stream_and_queue_subscriptions_keep_their_promises_on_every_adapte
         assert_eq!(leased[0].webhook.queue.as_deref(), Some("work"));
 
         // Topics with subscriptions are not deleted; deleting those first works.
-        let refused = store.delete_topic("orders".into()).await.expect_err("in use");
+        let refused = store
+            .delete_topic("orders".into())
+            .await
+            .expect_err("in use");
         assert!(
             matches!(
                 refused,
@@ -2270,8 +2317,17 @@ async fn pull_stream_and_queue_subscriptions_keep_their_promises_on_every_adapte
             store.delete_subscription("p1".into()).await,
             Err(StoreError::NotFound { .. })
         ));
-        assert!(store.replies_to(ids[0].clone()).await.expect("replies").is_empty());
-        store.delete_topic("orders".into()).await.expect("delete topic");
+        assert!(
+            store
+                .replies_to(ids[0].clone())
+                .await
+                .expect("replies")
+                .is_empty()
+        );
+        store
+            .delete_topic("orders".into())
+            .await
+            .expect("delete topic");
         assert!(matches!(
             store.topic("orders".into()).await,
             Err(StoreError::NotFound { .. })

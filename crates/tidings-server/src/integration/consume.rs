@@ -86,11 +86,9 @@ pub async fn parse_position(state: &AppState, value: &Value) -> ApiResult<Positi
         Value::String(text) if text == "beginning" => Ok(Position::Beginning),
         Value::String(text) if text == "now" => Ok(Position::Now),
         Value::String(text) => {
-            let at = time::OffsetDateTime::parse(
-                text,
-                &time::format_description::well_known::Rfc3339,
-            )
-            .map_err(|_| invalid())?;
+            let at =
+                time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339)
+                    .map_err(|_| invalid())?;
             Ok(Position::At(state.store.position_at(at).await?))
         }
         Value::Number(n) => {
@@ -533,9 +531,10 @@ pub async fn stream(
         .map(str::trim)
         .filter(|v| !v.is_empty());
     let after = match last_event_id {
-        Some(text) => Some(text.parse::<i64>().map_err(|_| {
-            BusError::InvalidPosition("Last-Event-ID is a log position".into())
-        })?),
+        Some(text) => Some(
+            text.parse::<i64>()
+                .map_err(|_| BusError::InvalidPosition("Last-Event-ID is a log position".into()))?,
+        ),
         None => args.after,
     };
     if after.is_some_and(|a| a < 0) {

@@ -13,6 +13,7 @@
 
 use super::WebhookConfig;
 use super::outbound::{Answer, NoAnswer, Outbound};
+use super::queues::Queues;
 use futures::StreamExt;
 use rand::Rng;
 use serde_json::{Value, json};
@@ -21,7 +22,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tidings_core::filter::{Facts, Filter, TopicIndex};
 use tidings_core::webhook::{Secret, signature_header};
-use super::queues::Queues;
 use tidings_store::model::{AttemptNext, BusRouting, LeasedDelivery, NewAttempt, Webhook};
 use tidings_store::queues::NewJob;
 use tidings_store::{Store, StoreError};
@@ -225,7 +225,11 @@ async fn queue_loop(store: Store, config: WebhookConfig, queues: Queues, wake: A
     loop {
         let lease = config.timeout * 2 + LEASE_MARGIN;
         let leased = match store.deliveries_due_for("queue").await {
-            Ok(true) => store.lease_deliveries_for("queue", QUEUE_BATCH, lease).await,
+            Ok(true) => {
+                store
+                    .lease_deliveries_for("queue", QUEUE_BATCH, lease)
+                    .await
+            }
             Ok(false) => Ok(Vec::new()),
             Err(e) => Err(e),
         };
@@ -253,8 +257,13 @@ async fn feed(store: &Store, config: &WebhookConfig, queues: &Queues, delivery: 
     let started = Instant::now();
     let queue = delivery.webhook.queue.clone().unwrap_or_default();
     let job = NewJob {
-        payload: event_body(&delivery.webhook.topic, &delivery.id, delivery.seq, &delivery.body)
-            .to_string(),
+        payload: event_body(
+            &delivery.webhook.topic,
+            &delivery.id,
+            delivery.seq,
+            &delivery.body,
+        )
+        .to_string(),
         priority: 0,
         delay_ms: 0,
         idempotency_key: Some(delivery.id.clone()),

@@ -103,7 +103,9 @@ impl Store {
                      WHERE webhook_id = ?1 AND state = 'pending' AND lease_until_ms <= ?2
                      ORDER BY seq LIMIT ?3",
                 )?
-                .query_map(params![id, now, max], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
+                .query_map(params![id, now, max], |r| {
+                    Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+                })?
                 .collect::<Result<Vec<_>, _>>()?;
             let mut out = Vec::with_capacity(due.len());
             for (delivery, seq, attempts) in due {
@@ -156,7 +158,13 @@ impl Store {
                         "INSERT INTO bus_replies(webhook_id, seq, activity_id, reply, at)
                          VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT DO NOTHING",
                     )?
-                    .execute(params![id, seq, activity, reply, now_rfc3339()])?;
+                    .execute(params![
+                        id,
+                        seq,
+                        activity,
+                        reply,
+                        now_rfc3339()
+                    ])?;
                 }
                 out.push((event, seq.is_some()));
             }
