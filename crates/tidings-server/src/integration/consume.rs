@@ -265,7 +265,7 @@ pub async fn pull(
 /// Acknowledge pulled events.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-pub struct AckBody {
+pub struct AckEventsBody {
     /// The events' ids, as pulled (1–1000).
     #[schema(min_items = 1, max_items = 1000)]
     pub ids: Vec<String>,
@@ -276,7 +276,7 @@ pub struct AckBody {
 
 /// One id's outcome.
 #[derive(Debug, Serialize, ToSchema)]
-pub struct AckOutcome {
+pub struct EventAck {
     /// The event's id.
     pub id: String,
     /// True when this ack settled it; false when it was unknown or already acknowledged.
@@ -285,23 +285,23 @@ pub struct AckOutcome {
 
 /// Ack outcomes.
 #[derive(Debug, Serialize, ToSchema)]
-pub struct AckOutcomes {
+pub struct EventAcks {
     /// One per id, in the order given.
-    pub items: Vec<AckOutcome>,
+    pub items: Vec<EventAck>,
 }
 
 /// Acknowledge events of a pull subscription (each answers for itself), optionally with a
 /// reply kept by event. An ack after the lease ran out still settles the event (delivery is at
 /// least once: another consumer may have it too).
 #[utoipa::path(post, path = "/api/v1/topics/{topic}/subscriptions/{id}/ack", tag = "bus", operation_id = "ack_events", security(("bearer" = [])),
-    params(("topic" = String, Path), ("id" = String, Path)), request_body = AckBody,
-    responses((status = 200, body = AckOutcomes), (status = 400, description = "`invalid_json`, `invalid_argument` or `invalid_reply`"), (status = 403, description = "`admin_only`"), (status = 404), (status = 409, description = "`wrong_mode`")))]
+    params(("topic" = String, Path), ("id" = String, Path)), request_body = AckEventsBody,
+    responses((status = 200, body = EventAcks), (status = 400, description = "`invalid_json`, `invalid_argument` or `invalid_reply`"), (status = 403, description = "`admin_only`"), (status = 404), (status = 409, description = "`wrong_mode`")))]
 pub async fn ack(
     State(state): State<AppState>,
     caller: BusCaller,
     ApiPath((topic, id)): ApiPath<(String, String)>,
-    ApiJson(body): ApiJson<AckBody>,
-) -> ApiResult<Json<AckOutcomes>> {
+    ApiJson(body): ApiJson<AckEventsBody>,
+) -> ApiResult<Json<EventAcks>> {
     let count = i64::try_from(body.ids.len()).unwrap_or(i64::MAX);
     check_range("ids", count, 1, 1000)?;
     let reply = match body.reply {
@@ -331,9 +331,9 @@ pub async fn ack(
         .ack_events(hook.id, body.ids, reply)
         .await?
         .into_iter()
-        .map(|(id, acked)| AckOutcome { id, acked })
+        .map(|(id, acked)| EventAck { id, acked })
         .collect();
-    Ok(Json(AckOutcomes { items }))
+    Ok(Json(EventAcks { items }))
 }
 
 /// Replay a subscription.

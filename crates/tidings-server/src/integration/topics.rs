@@ -74,56 +74,50 @@ impl Mode {
 }
 
 /// A webhook subscription's settings.
-#[derive(Debug, Deserialize, ToSchema)]
+#[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct WebhookSettings {
     /// Where deliveries are POSTed: an absolute http(s) URL without credentials whose host
     /// is not internal (loopback, private, link-local) unless the config allows it.
-    #[schema(schema_with = webhook_url_schema)]
     pub url: String,
     /// Where it starts (default `now`); see [`PullSettings::start`].
-    #[schema(schema_with = super::consume::position_schema)]
     pub start: Option<serde_json::Value>,
 }
 
 /// A pull subscription's settings.
-#[derive(Debug, Deserialize, ToSchema)]
+#[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PullSettings {
     /// How long a pulled event stays the consumer's before it comes back, in milliseconds
     /// (1000–3600000, default 30000).
-    #[schema(minimum = 1000, maximum = 3600000)]
     #[serde(default, deserialize_with = "super::whole")]
     pub lease_ms: Option<i64>,
     /// Where it starts: `"now"` (default: what is published from now on), `"beginning"` (the
     /// whole log), a log position (events from it on) or an RFC 3339 time.
-    #[schema(schema_with = super::consume::position_schema)]
     pub start: Option<serde_json::Value>,
 }
 
 /// A stream subscription's settings.
-#[derive(Debug, Deserialize, ToSchema)]
+#[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct StreamSettings {
     /// Where it starts (default `now`); see [`PullSettings::start`].
-    #[schema(schema_with = super::consume::position_schema)]
     pub start: Option<serde_json::Value>,
 }
 
 /// A queue subscription's settings.
-#[derive(Debug, Deserialize, ToSchema)]
+#[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct QueueSettings {
     /// The existing queue each event becomes a job in.
-    #[schema(pattern = "^[a-z0-9][a-z0-9_-]{0,62}$")]
     pub queue: String,
     /// Where it starts (default `now`); see [`PullSettings::start`].
-    #[schema(schema_with = super::consume::position_schema)]
     pub start: Option<serde_json::Value>,
 }
 
-/// Subscribe to a topic: `mode` says how, and which other fields apply.
-#[derive(Debug, Deserialize, ToSchema)]
+/// Subscribe to a topic: `mode` says how, and which other fields apply (its schema is written
+/// by hand below: one closed object per mode).
+#[derive(Debug, Deserialize)]
 #[serde(tag = "mode", rename_all = "lowercase")]
 pub enum CreateWebhookBody {
     /// Signed HTTP POSTs (Standard Webhooks), retried until delivered or dead.
@@ -135,6 +129,78 @@ pub enum CreateWebhookBody {
     /// Each event becomes a job in an existing work queue.
     Queue(QueueSettings),
 }
+
+impl utoipa::PartialSchema for CreateWebhookBody {
+    /// One closed object per mode, told apart by `mode` (what serde's internally tagged enum
+    /// reads); the derive would put each mode's fields behind a closed `$ref`, which no object
+    /// with a `mode` can satisfy.
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        use utoipa::openapi::schema::{
+            AdditionalProperties, ObjectBuilder, OneOfBuilder, Schema, Type,
+        };
+        let branch = |mode: &str, description: &str| {
+            ObjectBuilder::new()
+                .schema_type(Type::Object)
+                .description(Some(description.to_owned()))
+                .property(
+                    "mode",
+                    ObjectBuilder::new()
+                        .schema_type(Type::String)
+                        .enum_values(Some([mode.to_owned()])),
+                )
+                .required("mode")
+                .property("start", super::consume::position_schema())
+                .additional_properties(Some(AdditionalProperties::FreeForm(false)))
+        };
+        let webhook = branch(
+            "webhook",
+            "Signed HTTP POSTs (Standard Webhooks), retried until delivered or dead.",
+        )
+        .property("url", webhook_url_schema())
+        .required("url");
+        let pull = branch(
+            "pull",
+            "Consumers lease events (`…/pull`) and ack them (`…/ack`); unacked ones come back \
+             after `lease_ms` (1000–3600000, default 30000).",
+        )
+        .property(
+            "lease_ms",
+            ObjectBuilder::new()
+                .schema_type(Type::Integer)
+                .minimum(Some(1000))
+                .maximum(Some(3_600_000)),
+        );
+        let stream = branch(
+            "stream",
+            "Server-Sent Events (`…/stream`), resumable by `Last-Event-ID` (the log position).",
+        );
+        let queue = branch(
+            "queue",
+            "Each event becomes a job in the existing queue `queue` (422 `unknown_queue`).",
+        )
+        .property(
+            "queue",
+            ObjectBuilder::new()
+                .schema_type(Type::String)
+                .pattern(Some("^[a-z0-9][a-z0-9_-]{0,62}$")),
+        )
+        .required("queue");
+        let one_of = OneOfBuilder::new()
+            .description(Some(
+                "Subscribe to a topic: `mode` says how, and which other fields apply; `start` \
+                 is `\"now\"` (default), `\"beginning\"`, a log position or an RFC 3339 time."
+                    .to_owned(),
+            ))
+            .item(webhook)
+            .item(pull)
+            .item(stream)
+            .item(queue)
+            .build();
+        Schema::OneOf(one_of).into()
+    }
+}
+
+impl ToSchema for CreateWebhookBody {}
 
 impl CreateWebhookBody {
     fn mode(&self) -> Mode {
