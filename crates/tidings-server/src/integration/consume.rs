@@ -72,6 +72,18 @@ pub fn position_schema() -> utoipa::openapi::schema::Schema {
     Schema::OneOf(one_of)
 }
 
+/// A new subscription's `start`: a [`position_schema`], or null (the default, `now`).
+pub fn start_schema() -> utoipa::openapi::schema::Schema {
+    use utoipa::openapi::schema::{ObjectBuilder, Schema, Type};
+    let Schema::OneOf(mut one_of) = position_schema() else {
+        return position_schema();
+    };
+    one_of
+        .items
+        .push(ObjectBuilder::new().schema_type(Type::Null).into());
+    Schema::OneOf(one_of)
+}
+
 /// Reads a start point: `beginning`, `now`, a log position or an RFC 3339 time (the first
 /// position published at or after it).
 pub async fn parse_position(state: &AppState, value: &Value) -> ApiResult<Position> {

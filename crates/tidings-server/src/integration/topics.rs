@@ -149,7 +149,7 @@ impl utoipa::PartialSchema for CreateWebhookBody {
                         .enum_values(Some([mode.to_owned()])),
                 )
                 .required("mode")
-                .property("start", super::consume::position_schema())
+                .property("start", super::consume::start_schema())
                 .additional_properties(Some(AdditionalProperties::FreeForm(false)))
         };
         let webhook = branch(
