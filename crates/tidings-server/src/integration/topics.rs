@@ -136,7 +136,7 @@ impl utoipa::PartialSchema for CreateWebhookBody {
     /// with a `mode` can satisfy.
     fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
         use utoipa::openapi::schema::{
-            AdditionalProperties, ObjectBuilder, OneOfBuilder, Schema, Type,
+            AdditionalProperties, ObjectBuilder, OneOfBuilder, Schema, SchemaType, Type,
         };
         let branch = |mode: &str, description: &str| {
             ObjectBuilder::new()
@@ -166,7 +166,7 @@ impl utoipa::PartialSchema for CreateWebhookBody {
         .property(
             "lease_ms",
             ObjectBuilder::new()
-                .schema_type(Type::Integer)
+                .schema_type(SchemaType::from_iter([Type::Integer, Type::Null]))
                 .minimum(Some(1000))
                 .maximum(Some(3_600_000)),
         );
