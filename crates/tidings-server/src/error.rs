@@ -129,6 +129,14 @@ impl From<crate::integration::error::BusError> for ApiError {
             E::UrlNotAllowed(_) => ApiError::bad_request("url_not_allowed", message),
             E::InvalidTime(_) => ApiError::bad_request("invalid_time", message),
             E::InvalidState => ApiError::bad_request("invalid_state", message),
+            E::InvalidPosition(_) => ApiError::bad_request("invalid_position", message),
+            E::OutOfRange { field, .. } => ApiError::bad_request("invalid_argument", message)
+                .with_details(json!({ "field": field })),
+            E::WrongMode { .. } => ApiError::new(StatusCode::CONFLICT, "wrong_mode", message),
+            E::Paused => ApiError::new(StatusCode::CONFLICT, "subscription_paused", message),
+            E::UnknownQueue(_) => {
+                ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "unknown_queue", message)
+            }
             E::MissingScope(_) => ApiError::forbidden("missing_scope", message),
             E::ServiceKeyNotAllowed => ApiError::forbidden("service_key_not_allowed", message),
         }

@@ -62,6 +62,9 @@ pub struct AppState {
     pub limiters: Arc<limits::Limiters>,
     /// Work queues: durable ones through the store, memory ones of this node.
     pub queues: integration::queues::Queues,
+    /// Rung when the bus matcher recorded new events for subscriptions: waiting pulls and
+    /// streams look again.
+    pub bus_news: Arc<tokio::sync::Notify>,
 }
 
 impl AppState {
@@ -88,8 +91,15 @@ impl AppState {
         limiters.start_sweeper();
         auth::start_session_pruner(store.clone(), config.sessions);
         metrics::install();
+        let queues = integration::queues::Queues::default();
+        let bus_news = Arc::new(tokio::sync::Notify::new());
         if config.webhooks.enabled {
-            integration::dispatch::start(store.clone(), config.webhooks.clone());
+            integration::dispatch::start(
+                store.clone(),
+                config.webhooks.clone(),
+                queues.clone(),
+                bus_news.clone(),
+            );
         }
         Ok(AppState {
             store,
@@ -97,7 +107,8 @@ impl AppState {
             types,
             hub,
             limiters,
-            queues: integration::queues::Queues::default(),
+            queues,
+            bus_news,
         })
     }
 }

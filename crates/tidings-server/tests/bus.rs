@@ -863,6 +863,15 @@ async fn webhook_urls_that_reach_inside_are_refused_and_nothing_is_stored() {
         .post(
             &admin,
             "/topics/all/subscriptions",
+            json!({"mode": "pigeon", "url": "http://127.0.0.1/"}),
+        )
+        .await;
+    assert_error(&r, StatusCode::BAD_REQUEST, "invalid_json");
+    // A URL belongs to webhooks only.
+    let r = s
+        .post(
+            &admin,
+            "/topics/all/subscriptions",
             json!({"mode": "pull", "url": "http://127.0.0.1/"}),
         )
         .await;

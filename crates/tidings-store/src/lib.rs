@@ -88,7 +88,7 @@ pub fn now_with_unix() -> (String, i64) {
     (format_time(now), now.unix_timestamp())
 }
 
-fn format_time(now: time::OffsetDateTime) -> String {
+pub(crate) fn format_time(now: time::OffsetDateTime) -> String {
     let format = time::macros::format_description!(
         "[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:3]Z"
     );

@@ -648,8 +648,16 @@ pub struct Webhook {
     pub topic: String,
     /// The service that owns it (none: an admin's).
     pub owner: Option<String>,
-    /// Where deliveries are POSTed.
+    /// How it receives its topic: `webhook`, `pull`, `stream` or `queue`.
+    pub mode: String,
+    /// Where deliveries are POSTed (webhook mode; empty for the others).
     pub url: String,
+    /// The queue its events become jobs in (queue mode).
+    pub queue: Option<String>,
+    /// How long a pulled event stays leased to its consumer, in milliseconds (pull mode).
+    pub lease_ms: Option<i64>,
+    /// Paused by its owner: nothing is sent or leased, what the topic gets is kept for it.
+    pub paused: bool,
     /// `active`, or `disabled` (a 410, or too many failures in a row).
     pub status: String,
     /// Why it was disabled.
@@ -670,6 +678,51 @@ pub struct Webhook {
     /// Until when (unix ms) the previous secret signs.
     #[serde(skip)]
     pub old_secret_until_ms: Option<i64>,
+}
+
+/// What a subscription is made with (beyond its topic, owner and id).
+#[derive(Debug, Clone)]
+pub struct NewSubscription {
+    /// `webhook`, `pull`, `stream` or `queue`.
+    pub mode: String,
+    /// The webhook URL (webhook mode; empty otherwise).
+    pub url: String,
+    /// The signing secret (webhook mode; empty otherwise).
+    pub secret: String,
+    /// The target queue (queue mode).
+    pub queue: Option<String>,
+    /// The lease of a pulled event, in milliseconds (pull mode).
+    pub lease_ms: i64,
+}
+
+/// An event leased to a pull consumer.
+#[derive(Debug, Clone)]
+pub struct PulledEvent {
+    /// The delivery's id: what the consumer acks, the same every time it is leased.
+    pub id: String,
+    /// The activity's log position.
+    pub seq: i64,
+    /// How many times it has been leased, this one included.
+    pub deliveries: i64,
+    /// Until when (unix ms) it is this consumer's.
+    pub lease_until_ms: i64,
+    /// The stored activity.
+    pub body: std::sync::Arc<str>,
+}
+
+/// What a pull consumer answered when it acked an event.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct BusReply {
+    /// The subscription that answered.
+    pub subscription: String,
+    /// The event's activity id.
+    pub activity: String,
+    /// Its log position.
+    pub position: i64,
+    /// The reply, as JSON text.
+    pub reply: String,
+    /// When it was stored.
+    pub at: String,
 }
 
 /// What the matcher routes with: every topic and every webhook

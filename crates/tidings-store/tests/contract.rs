@@ -2130,3 +2130,284 @@ async fn a_batch_ack_acks_what_it_holds_and_reports_the_rest() {
         store.close();
     }
 }
+
+/// Subscription modes beyond webhooks on every adapter (decision 0024): pull leases that two
+/// consumers never share and that come back when they run out, acks with a reply kept by event,
+/// stream reads by position, replay over a stretch of the log, skipping to the end, positions
+/// by time, pause and resume of a pushed mode, and deleting subscriptions and topics (a topic
+/// with subscriptions is refused, never cascaded).
+#[tokio::test]
+async fn pull_stream_and_queue_subscriptions_keep_their_promises_on_every_adapter() {
+    use std::collections::HashSet;
+    use std::time::Duration;
+    use tidings_store::model::NewSubscription;
+    let spec = |mode: &str, queue: Option<&str>, lease_ms: i64| NewSubscription {
+        mode: mode.into(),
+        url: String::new(),
+        secret: String::new(),
+        queue: queue.map(str::to_owned),
+        lease_ms,
+    };
+    for (location, _dir) in places() {
+        let store = open(&location);
+        let ana = user(&store, "ana").await;
+        let before = time::OffsetDateTime::now_utc() - time::Duration::hours(1);
+        store
+            .create_topic("orders".into(), None, String::new())
+            .await
+            .expect("topic");
+        let pull = store
+            .create_subscription(
+                "orders".into(),
+                None,
+                "p1".into(),
+                spec("pull", None, 60_000),
+            )
+            .await
+            .expect("pull");
+        assert_eq!((pull.mode.as_str(), pull.lease_ms), ("pull", Some(60_000)));
+        assert!(!pull.paused);
+        store
+            .create_subscription("orders".into(), None, "p2".into(), spec("pull", None, 50))
+            .await
+            .expect("short lease");
+        store
+            .create_subscription("orders".into(), None, "s1".into(), spec("stream", None, 0))
+            .await
+            .expect("stream");
+        let queued = store
+            .create_subscription(
+                "orders".into(),
+                None,
+                "q1".into(),
+                spec("queue", Some("work"), 0),
+            )
+            .await
+            .expect("queue");
+        assert_eq!(queued.queue.as_deref(), Some("work"));
+        let mut seqs = Vec::new();
+        let mut ids = Vec::new();
+        for n in 0..3 {
+            let (seq, id) = publish(
+                &store,
+                &ana,
+                json!({"type": "Create", "object": {"type": "Note", "content": format!("order {n}")}}),
+                None,
+            )
+            .await;
+            seqs.push(seq);
+            ids.push(id);
+        }
+        let routing = store
+            .bus_routing(None)
+            .await
+            .expect("routing")
+            .expect("fresh");
+        let from = store.bus_seq().await.expect("bus seq");
+        let owed: Vec<(String, i64)> = ["p1", "p2", "s1", "q1"]
+            .iter()
+            .flat_map(|sub| seqs.iter().map(move |s| ((*sub).to_owned(), *s)))
+            .collect();
+        assert!(
+            store
+                .bus_enqueue(from, seqs[2], routing.generation, owed)
+                .await
+                .expect("enqueue")
+        );
+
+        // Two consumers pulling at once never hold the same event.
+        let (a, b) = tokio::join!(
+            store.pull_events("p1".into(), 2),
+            store.pull_events("p1".into(), 2)
+        );
+        let (a, b) = (a.expect("pull"), b.expect("pull"));
+        assert_eq!(a.len() + b.len(), 3, "{location:?}");
+        let held: HashSet<&str> = a.iter().chain(&b).map(|e| e.id.as_str()).collect();
+        assert_eq!(held.len(), 3, "{location:?}: an event leased twice");
+        let mut positions: Vec<i64> = a.iter().chain(&b).map(|e| e.seq).collect();
+        positions.sort_unstable();
+        assert_eq!(positions, seqs);
+        assert!(
+            store
+                .pull_events("p1".into(), 10)
+                .await
+                .expect("pull")
+                .is_empty(),
+            "{location:?}: leased events were leased again"
+        );
+        // Acks answer per event; a reply is kept by the event's id.
+        let first: Vec<String> = a.iter().chain(&b).map(|e| e.id.clone()).collect();
+        let first_seq = a
+            .iter()
+            .chain(&b)
+            .find(|e| e.seq == seqs[0])
+            .expect("first");
+        let acked = store
+            .ack_events(
+                "p1".into(),
+                vec![first_seq.id.clone(), "msg_nope".into()],
+                Some("{\"ok\":true}".into()),
+            )
+            .await
+            .expect("ack");
+        assert_eq!(
+            acked,
+            vec![(first_seq.id.clone(), true), ("msg_nope".into(), false)]
+        );
+        let again = store
+            .ack_events("p1".into(), vec![first_seq.id.clone()], None)
+            .await
+            .expect("ack");
+        assert_eq!(again, vec![(first_seq.id.clone(), false)]);
+        let replies = store.replies_to(ids[0].clone()).await.expect("replies");
+        assert_eq!(replies.len(), 1, "{location:?}");
+        assert_eq!(
+            (
+                replies[0].subscription.as_str(),
+                replies[0].reply.as_str(),
+                replies[0].position
+            ),
+            ("p1", "{\"ok\":true}", seqs[0])
+        );
+        // Unacked events come back after their lease, under the same id.
+        let short = store.pull_events("p2".into(), 1).await.expect("pull");
+        assert_eq!(short.len(), 1);
+        tokio::time::sleep(Duration::from_millis(120)).await;
+        let back = store.pull_events("p2".into(), 1).await.expect("pull");
+        assert_eq!(back.len(), 1);
+        assert_eq!(
+            (back[0].id.as_str(), back[0].deliveries),
+            (short[0].id.as_str(), 2)
+        );
+
+        // A stream reads its matched events after a position.
+        let stream = store
+            .subscription_events("s1".into(), 0, 10)
+            .await
+            .expect("stream");
+        assert_eq!(stream.iter().map(|e| e.0).collect::<Vec<_>>(), seqs);
+        assert!(stream[0].1.starts_with("msg_"));
+        let rest = store
+            .subscription_events("s1".into(), seqs[0], 10)
+            .await
+            .expect("stream");
+        assert_eq!(rest.len(), 2);
+
+        // Replay owes a stretch again: acked and leased events alike, and what was missing.
+        let owed_again = store
+            .replay_range("p1".into(), seqs[0], seqs[2], seqs.clone())
+            .await
+            .expect("replay");
+        assert_eq!(owed_again, 3);
+        let replayed = store.pull_events("p1".into(), 10).await.expect("pull");
+        assert_eq!(replayed.len(), 3, "{location:?}");
+        assert!(replayed.iter().all(|e| first.contains(&e.id)));
+        // A stretch before the subscription existed is added from what the caller matched.
+        store
+            .replay_range("p1".into(), 0, seqs[2], vec![seqs[0]])
+            .await
+            .expect("replay");
+        // Skipping to the end drops what is owed.
+        let end = store.skip_to_end("p1".into()).await.expect("skip");
+        assert_eq!(end, seqs[2]);
+        assert!(
+            store
+                .pull_events("p1".into(), 10)
+                .await
+                .expect("pull")
+                .is_empty()
+        );
+        let fresh = store
+            .bus_routing(Some(routing.generation))
+            .await
+            .expect("routing");
+        let fresh = fresh.expect("skipping changes the routing generation");
+        assert!(
+            fresh
+                .webhooks
+                .iter()
+                .any(|(id, _, since)| id == "p1" && *since == seqs[2])
+        );
+
+        // Positions by time.
+        assert!(store.position_at(before).await.expect("position") <= seqs[0]);
+        let later = time::OffsetDateTime::now_utc() + time::Duration::hours(1);
+        assert_eq!(
+            store.position_at(later).await.expect("position"),
+            seqs[2] + 1
+        );
+
+        // A paused queue subscription is leased nothing; resumed, its backlog is there.
+        let paused = store
+            .set_subscription_paused("q1".into(), true)
+            .await
+            .expect("pause");
+        assert!(paused.paused);
+        assert!(!store.deliveries_due_for("queue").await.expect("due"));
+        assert!(
+            store
+                .lease_deliveries_for("queue", 10, Duration::from_secs(30))
+                .await
+                .expect("lease")
+                .is_empty()
+        );
+        assert!(
+            store
+                .lease_deliveries(10, Duration::from_secs(30))
+                .await
+                .expect("webhooks")
+                .is_empty(),
+            "{location:?}: the webhook sender leased another mode's events"
+        );
+        store
+            .set_subscription_paused("q1".into(), false)
+            .await
+            .expect("resume");
+        assert!(store.deliveries_due_for("queue").await.expect("due"));
+        let leased = store
+            .lease_deliveries_for("queue", 10, Duration::from_secs(30))
+            .await
+            .expect("lease");
+        assert_eq!(leased.len(), 3);
+        assert_eq!(leased[0].webhook.queue.as_deref(), Some("work"));
+
+        // Topics with subscriptions are not deleted; deleting those first works.
+        let refused = store
+            .delete_topic("orders".into())
+            .await
+            .expect_err("in use");
+        assert!(
+            matches!(
+                refused,
+                StoreError::Conflict {
+                    code: "topic_has_subscriptions",
+                    ..
+                }
+            ),
+            "{location:?}: {refused:?}"
+        );
+        for sub in ["p1", "p2", "s1", "q1"] {
+            store.delete_subscription(sub.into()).await.expect("delete");
+        }
+        assert!(matches!(
+            store.delete_subscription("p1".into()).await,
+            Err(StoreError::NotFound { .. })
+        ));
+        assert!(
+            store
+                .replies_to(ids[0].clone())
+                .await
+                .expect("replies")
+                .is_empty()
+        );
+        store
+            .delete_topic("orders".into())
+            .await
+            .expect("delete topic");
+        assert!(matches!(
+            store.topic("orders".into()).await,
+            Err(StoreError::NotFound { .. })
+        ));
+        store.close();
+    }
+}

@@ -165,6 +165,11 @@ async fn the_openapi_document_holds_against_a_seeded_server() {
         ])
         // The live inbox is an endless event stream (tidings-server's push tests cover it).
         .args(["--exclude-path", "/api/v1/inbox/stream"])
+        // So is a stream subscription (tidings-server's bus_pull tests cover it).
+        .args([
+            "--exclude-path",
+            "/api/v1/topics/{topic}/subscriptions/{id}/stream",
+        ])
         .args(["--request-timeout", "30"])
         .env("TIDINGS_CONTRACT_TOKEN", &main_token)
         .env("TIDINGS_CONTRACT_LOGOUT_TOKEN", &logout_token)

@@ -13,7 +13,7 @@ pub mod users;
 use crate::AppState;
 use crate::error::ApiError;
 use crate::integration::queues::api as queues;
-use crate::integration::{services, topics};
+use crate::integration::{consume, services, topics};
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, State};
 use axum::http::StatusCode;
@@ -95,14 +95,38 @@ pub fn router(state: AppState) -> Router {
         .route("/services/{name}/keys", post(services::rotate))
         .route("/services/{name}/keys/{key_id}", delete(services::revoke))
         .route("/topics", get(topics::list).post(topics::create))
-        .route("/topics/{topic}", get(topics::get))
+        .route(
+            "/topics/{topic}",
+            get(topics::get).delete(consume::delete_topic),
+        )
         .route(
             "/topics/{topic}/subscriptions",
             get(topics::subscriptions).post(topics::subscribe),
         )
         .route(
             "/topics/{topic}/subscriptions/{id}",
-            get(topics::subscription),
+            get(topics::subscription).delete(consume::delete_subscription),
+        )
+        .route(
+            "/topics/{topic}/subscriptions/{id}/pull",
+            post(consume::pull),
+        )
+        .route("/topics/{topic}/subscriptions/{id}/ack", post(consume::ack))
+        .route(
+            "/topics/{topic}/subscriptions/{id}/replay",
+            post(consume::replay_subscription),
+        )
+        .route(
+            "/topics/{topic}/subscriptions/{id}/pause",
+            post(consume::pause),
+        )
+        .route(
+            "/topics/{topic}/subscriptions/{id}/resume",
+            post(consume::resume),
+        )
+        .route(
+            "/topics/{topic}/subscriptions/{id}/stream",
+            get(consume::stream),
         )
         .route(
             "/topics/{topic}/subscriptions/{id}/secret",

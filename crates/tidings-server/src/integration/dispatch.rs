@@ -13,6 +13,7 @@
 
 use super::WebhookConfig;
 use super::outbound::{Answer, NoAnswer, Outbound};
+use super::queues::Queues;
 use futures::StreamExt;
 use rand::Rng;
 use serde_json::{Value, json};
@@ -21,7 +22,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tidings_core::filter::{Facts, Filter, TopicIndex};
 use tidings_core::webhook::{Secret, signature_header};
-use tidings_store::model::{AttemptNext, LeasedDelivery, NewAttempt};
+use tidings_store::model::{AttemptNext, BusRouting, LeasedDelivery, NewAttempt, Webhook};
+use tidings_store::queues::NewJob;
 use tidings_store::{Store, StoreError};
 use tokio::sync::Notify;
 
@@ -87,24 +89,41 @@ impl Routing {
     }
 }
 
-/// Starts the matcher and the sender on this node; they stop when the store closes.
-pub fn start(store: Store, config: WebhookConfig) {
+/// Starts the matcher, the webhook sender and the queue feeder on this node; they stop when
+/// the store closes. `news` is rung (every waiter at once) whenever the matcher recorded what
+/// subscriptions are owed: waiting pulls and streams look again at once.
+pub fn start(store: Store, config: WebhookConfig, queues: Queues, news: Arc<Notify>) {
     let wake = Arc::new(Notify::new());
-    tokio::spawn(match_loop(store.clone(), config.clone(), wake.clone()));
-    tokio::spawn(send_loop(store, config, wake));
+    let wake_queues = Arc::new(Notify::new());
+    tokio::spawn(match_loop(
+        store.clone(),
+        config.clone(),
+        [wake.clone(), wake_queues.clone()],
+        news,
+    ));
+    tokio::spawn(send_loop(store.clone(), config.clone(), wake));
+    tokio::spawn(queue_loop(store, config, queues, wake_queues));
 }
 
 fn closed(e: &StoreError) -> bool {
     matches!(e, StoreError::Closed)
 }
 
-async fn match_loop(store: Store, config: WebhookConfig, wake_sender: Arc<Notify>) {
+async fn match_loop(
+    store: Store,
+    config: WebhookConfig,
+    senders: [Arc<Notify>; 2],
+    news: Arc<Notify>,
+) {
     let mut routing = Routing::default();
     let mut notices = store.routed_notices();
     loop {
         match match_once(&store, &mut routing).await {
             Ok(true) => {
-                wake_sender.notify_one();
+                for sender in &senders {
+                    sender.notify_one();
+                }
+                news.notify_waiters();
                 continue;
             }
             Ok(false) => {}
@@ -193,6 +212,167 @@ async fn send_loop(store: Store, config: WebhookConfig, wake: Arc<Notify>) {
             _ = tokio::time::sleep(config.poll) => {}
         }
     }
+}
+
+/// How many queue-mode deliveries one pass turns into jobs.
+const QUEUE_BATCH: i64 = 100;
+
+/// Feeds queue-mode subscriptions: leases their due deliveries like webhooks and enqueues each
+/// as a job whose idempotency key is the delivery's id, so a delivery retried after a crash
+/// (its lease ran out before the outcome was recorded) stores one job, not two, for the
+/// queue's idempotency window (a day).
+async fn queue_loop(store: Store, config: WebhookConfig, queues: Queues, wake: Arc<Notify>) {
+    loop {
+        let lease = config.timeout * 2 + LEASE_MARGIN;
+        let leased = match store.deliveries_due_for("queue").await {
+            Ok(true) => {
+                store
+                    .lease_deliveries_for("queue", QUEUE_BATCH, lease)
+                    .await
+            }
+            Ok(false) => Ok(Vec::new()),
+            Err(e) => Err(e),
+        };
+        match leased {
+            Ok(batch) if !batch.is_empty() => {
+                for delivery in batch {
+                    feed(&store, &config, &queues, delivery).await;
+                }
+                continue;
+            }
+            Ok(_) => {}
+            Err(e) if closed(&e) => return,
+            Err(e) => tracing::warn!(error = %e, "leasing queue deliveries failed; will retry"),
+        }
+        tokio::select! {
+            _ = wake.notified() => {}
+            _ = tokio::time::sleep(config.poll) => {}
+        }
+    }
+}
+
+/// Turns one leased queue-mode delivery into a job and records the outcome (a queue that is
+/// gone or full is retried with the webhooks' backoff, then dead-lettered).
+async fn feed(store: &Store, config: &WebhookConfig, queues: &Queues, delivery: LeasedDelivery) {
+    let started = Instant::now();
+    let queue = delivery.webhook.queue.clone().unwrap_or_default();
+    let job = NewJob {
+        payload: event_body(
+            &delivery.webhook.topic,
+            &delivery.id,
+            delivery.seq,
+            &delivery.body,
+        )
+        .to_string(),
+        priority: 0,
+        delay_ms: 0,
+        idempotency_key: Some(delivery.id.clone()),
+        group: None,
+    };
+    let result = queues.enqueue(store, &queue, vec![job]).await;
+    let latency_ms = i64::try_from(started.elapsed().as_millis()).unwrap_or(i64::MAX);
+    let made = delivery.attempts + 1;
+    let (attempt, next) = match result {
+        Ok(done) => (
+            NewAttempt {
+                status: None,
+                latency_ms,
+                outcome: "enqueued".into(),
+                excerpt: done
+                    .first()
+                    .map(|j| format!("job {} in {queue}", j.id))
+                    .unwrap_or_default(),
+            },
+            AttemptNext::Delivered,
+        ),
+        Err(e) => {
+            let next = if made >= config.max_attempts {
+                AttemptNext::Dead
+            } else {
+                let wait = i64::try_from(backoff(config, made).as_millis()).unwrap_or(i64::MAX);
+                AttemptNext::Retry {
+                    at_ms: now_ms().saturating_add(wait),
+                }
+            };
+            (
+                NewAttempt {
+                    status: None,
+                    latency_ms,
+                    outcome: "failed".into(),
+                    excerpt: format!("{}: {}", e.code, e.message)
+                        .chars()
+                        .take(512)
+                        .collect(),
+                },
+                next,
+            )
+        }
+    };
+    if let Err(e) = store
+        .record_attempt(delivery.id.clone(), attempt, next, config.disable_after)
+        .await
+    {
+        tracing::warn!(delivery = %delivery.id, error = %e, "could not record a queue feed");
+    }
+}
+
+/// What a pull consumer, a stream and a queue job get for one event: its id (the delivery's,
+/// stable across redeliveries: drop duplicates by it), its log position, the topic, the
+/// activity's type and time, and the activity as stored.
+pub fn event_body(topic: &str, id: &str, seq: i64, body: &str) -> Value {
+    let record: Value = serde_json::from_str(body).unwrap_or(Value::Null);
+    let kind = record
+        .get("type")
+        .and_then(Value::as_str)
+        .unwrap_or("Activity")
+        .to_owned();
+    json!({
+        "id": id,
+        "position": seq,
+        "topic": topic,
+        "type": format!("activity.{kind}"),
+        "timestamp": record.get("published").cloned().unwrap_or(Value::Null),
+        "data": record,
+    })
+}
+
+/// Replays the log from position `from` (inclusive) to its end to one subscription: what its
+/// topic got there is owed to it again (delivered or not), and what it was never owed (it did
+/// not exist yet) is added. Matched here, batch by batch, with the matcher's own rules; each
+/// batch is one write. Returns how many events of the stretch it is owed now.
+pub async fn replay(store: &Store, hook: &Webhook, from: i64) -> Result<i64, StoreError> {
+    let topic = store.topic(hook.topic.clone()).await?;
+    let topic_id = topic.id;
+    let routing = Routing::rebuild(BusRouting {
+        generation: 0,
+        topics: vec![topic],
+        webhooks: vec![(hook.id.clone(), topic_id, i64::MIN)],
+    });
+    let upto = store.last_seq().await?;
+    let mut after = from.saturating_sub(1).max(0);
+    let mut owed_total = 0;
+    while after < upto {
+        let batch = store.bus_activities(after, MATCH_BATCH).await?;
+        let batch: Vec<_> = batch.into_iter().take_while(|a| a.seq <= upto).collect();
+        let Some(hi) = batch.last().map(|a| a.seq) else {
+            break;
+        };
+        let mut owed = Vec::new();
+        for activity in &batch {
+            match serde_json::from_str::<Value>(&activity.body) {
+                Ok(record) => routing.owed(activity.seq, &record, &mut owed),
+                Err(e) => {
+                    tracing::error!(seq = activity.seq, error = %e, "stored activity unreadable")
+                }
+            }
+        }
+        let seqs = owed.into_iter().map(|(_, seq)| seq).collect();
+        owed_total += store
+            .replay_range(hook.id.clone(), after + 1, hi, seqs)
+            .await?;
+        after = hi;
+    }
+    Ok(owed_total)
 }
 
 /// The body a webhook receives: Standard Webhooks' `{type, timestamp, data}`, plus the topic.

@@ -33,4 +33,34 @@ pub enum BusError {
     /// An invalid state filter on a listing (400 `invalid_state`).
     #[error("state is pending, delivered or dead")]
     InvalidState,
+    /// A replay or start point that is not `beginning`, `now`, a log position or an RFC 3339
+    /// time (400 `invalid_position`).
+    #[error("{0}")]
+    InvalidPosition(String),
+    /// A number out of its range (400 `invalid_argument`, with the field).
+    #[error("{field} must be between {min} and {max}")]
+    OutOfRange {
+        /// The field.
+        field: &'static str,
+        /// Smallest allowed.
+        min: i64,
+        /// Largest allowed.
+        max: i64,
+    },
+    /// The operation belongs to another mode (409 `wrong_mode`): pulling from a webhook…
+    #[error("this is a {actual} subscription; {operation} needs a {wanted} one")]
+    WrongMode {
+        /// What the operation was.
+        operation: &'static str,
+        /// The mode it needs.
+        wanted: &'static str,
+        /// The subscription's mode.
+        actual: String,
+    },
+    /// The subscription is paused (409 `subscription_paused`).
+    #[error("the subscription is paused; resume it first")]
+    Paused,
+    /// A queue subscription's queue does not exist (422 `unknown_queue`).
+    #[error("no queue is named {0:?}")]
+    UnknownQueue(String),
 }

@@ -9,6 +9,8 @@
 //! - [`auth`] — service API keys and the extractors that tell a service from a user.
 //! - [`services`] — `POST/GET /services`, key rotation and revocation.
 //! - [`topics`] — topics, webhook subscriptions, their deliveries and redelivery.
+//! - [`consume`] — pull (lease, ack with a reply), SSE streams, replay from any log position,
+//!   pause / resume / delete of subscriptions, deleting topics.
 //! - [`dispatch`] — the background work: matching the log against topics, then leasing,
 //!   signing, sending and logging deliveries.
 //! - [`queues`] — work queues (FIFO, LIFO, priority; durable in the store or in memory),
@@ -21,6 +23,7 @@
 //! `tidings_core::webhook`; the state is behind the store port.
 
 pub mod auth;
+pub mod consume;
 pub mod dispatch;
 pub mod error;
 pub mod outbound;

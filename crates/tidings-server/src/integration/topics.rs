@@ -50,32 +50,186 @@ pub struct TopicList {
 }
 
 /// How a subscription receives its topic.
-#[derive(Debug, Deserialize, ToSchema, Clone, Copy, PartialEq, Eq)]
-#[serde(rename_all = "lowercase")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Mode {
     /// Signed HTTP POSTs (Standard Webhooks), retried until delivered or dead.
     Webhook,
+    /// Consumers lease events (`…/pull`), ack them (`…/ack`); unacked ones come back.
+    Pull,
+    /// Server-Sent Events (`…/stream`), resumable by `Last-Event-ID` (the log position).
+    Stream,
+    /// Each event becomes a job in an existing work queue.
+    Queue,
 }
 
-/// Subscribe to a topic.
-#[derive(Debug, Deserialize, ToSchema)]
+impl Mode {
+    fn as_str(self) -> &'static str {
+        match self {
+            Mode::Webhook => "webhook",
+            Mode::Pull => "pull",
+            Mode::Stream => "stream",
+            Mode::Queue => "queue",
+        }
+    }
+}
+
+/// A webhook subscription's settings.
+#[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct CreateWebhookBody {
-    /// `webhook`.
-    pub mode: Mode,
+pub struct WebhookSettings {
     /// Where deliveries are POSTed: an absolute http(s) URL without credentials whose host
     /// is not internal (loopback, private, link-local) unless the config allows it.
-    #[schema(schema_with = webhook_url_schema)]
     pub url: String,
+    /// Where it starts (default `now`); see [`PullSettings::start`].
+    pub start: Option<serde_json::Value>,
 }
 
-/// A subscription and its signing secret, shown this once.
+/// A pull subscription's settings.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PullSettings {
+    /// How long a pulled event stays the consumer's before it comes back, in milliseconds
+    /// (1000–3600000, default 30000).
+    #[serde(default, deserialize_with = "super::whole")]
+    pub lease_ms: Option<i64>,
+    /// Where it starts: `"now"` (default: what is published from now on), `"beginning"` (the
+    /// whole log), a log position (events from it on) or an RFC 3339 time.
+    pub start: Option<serde_json::Value>,
+}
+
+/// A stream subscription's settings.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StreamSettings {
+    /// Where it starts (default `now`); see [`PullSettings::start`].
+    pub start: Option<serde_json::Value>,
+}
+
+/// A queue subscription's settings.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct QueueSettings {
+    /// The existing queue each event becomes a job in.
+    pub queue: String,
+    /// Where it starts (default `now`); see [`PullSettings::start`].
+    pub start: Option<serde_json::Value>,
+}
+
+/// Subscribe to a topic: `mode` says how, and which other fields apply (its schema is written
+/// by hand below: one closed object per mode).
+#[derive(Debug, Deserialize)]
+#[serde(tag = "mode", rename_all = "lowercase")]
+pub enum CreateWebhookBody {
+    /// Signed HTTP POSTs (Standard Webhooks), retried until delivered or dead.
+    Webhook(WebhookSettings),
+    /// Consumers lease events (`…/pull`) and ack them (`…/ack`); unacked ones come back.
+    Pull(PullSettings),
+    /// Server-Sent Events (`…/stream`), resumable by `Last-Event-ID` (the log position).
+    Stream(StreamSettings),
+    /// Each event becomes a job in an existing work queue.
+    Queue(QueueSettings),
+}
+
+impl utoipa::PartialSchema for CreateWebhookBody {
+    /// One closed object per mode, told apart by `mode` (what serde's internally tagged enum
+    /// reads); the derive would put each mode's fields behind a closed `$ref`, which no object
+    /// with a `mode` can satisfy.
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        use utoipa::openapi::schema::{
+            AdditionalProperties, ObjectBuilder, OneOfBuilder, Schema, SchemaType, Type,
+        };
+        let branch = |mode: &str, description: &str| {
+            ObjectBuilder::new()
+                .schema_type(Type::Object)
+                .description(Some(description.to_owned()))
+                .property(
+                    "mode",
+                    ObjectBuilder::new()
+                        .schema_type(Type::String)
+                        .enum_values(Some([mode.to_owned()])),
+                )
+                .required("mode")
+                .property("start", super::consume::start_schema())
+                .additional_properties(Some(AdditionalProperties::FreeForm(false)))
+        };
+        let webhook = branch(
+            "webhook",
+            "Signed HTTP POSTs (Standard Webhooks), retried until delivered or dead.",
+        )
+        .property("url", webhook_url_schema())
+        .required("url");
+        let pull = branch(
+            "pull",
+            "Consumers lease events (`…/pull`) and ack them (`…/ack`); unacked ones come back \
+             after `lease_ms` (1000–3600000, default 30000).",
+        )
+        .property(
+            "lease_ms",
+            ObjectBuilder::new()
+                .schema_type(SchemaType::from_iter([Type::Integer, Type::Null]))
+                .minimum(Some(1000))
+                .maximum(Some(3_600_000)),
+        );
+        let stream = branch(
+            "stream",
+            "Server-Sent Events (`…/stream`), resumable by `Last-Event-ID` (the log position).",
+        );
+        let queue = branch(
+            "queue",
+            "Each event becomes a job in the existing queue `queue` (422 `unknown_queue`).",
+        )
+        .property(
+            "queue",
+            ObjectBuilder::new()
+                .schema_type(Type::String)
+                .pattern(Some("^[a-z0-9][a-z0-9_-]{0,62}$")),
+        )
+        .required("queue");
+        let one_of = OneOfBuilder::new()
+            .description(Some(
+                "Subscribe to a topic: `mode` says how, and which other fields apply; `start` \
+                 is `\"now\"` (default), `\"beginning\"`, a log position or an RFC 3339 time."
+                    .to_owned(),
+            ))
+            .item(webhook)
+            .item(pull)
+            .item(stream)
+            .item(queue)
+            .build();
+        Schema::OneOf(one_of).into()
+    }
+}
+
+impl ToSchema for CreateWebhookBody {}
+
+impl CreateWebhookBody {
+    fn mode(&self) -> Mode {
+        match self {
+            CreateWebhookBody::Webhook(_) => Mode::Webhook,
+            CreateWebhookBody::Pull(_) => Mode::Pull,
+            CreateWebhookBody::Stream(_) => Mode::Stream,
+            CreateWebhookBody::Queue(_) => Mode::Queue,
+        }
+    }
+
+    fn start(&self) -> Option<&serde_json::Value> {
+        match self {
+            CreateWebhookBody::Webhook(s) => s.start.as_ref(),
+            CreateWebhookBody::Pull(s) => s.start.as_ref(),
+            CreateWebhookBody::Stream(s) => s.start.as_ref(),
+            CreateWebhookBody::Queue(s) => s.start.as_ref(),
+        }
+    }
+}
+
+/// A subscription and, for a webhook, its signing secret, shown this once.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct WebhookWithSecret {
     /// The subscription.
     pub subscription: Webhook,
-    /// The signing secret (`whsec_…`), for verifying `webhook-signature`.
-    pub secret: String,
+    /// The signing secret (`whsec_…`), for verifying `webhook-signature` (webhooks only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub secret: Option<String>,
 }
 
 /// Subscriptions.
@@ -195,11 +349,12 @@ pub async fn get(
     Ok(Json(state.store.topic(topic).await?))
 }
 
-/// Subscribe a webhook to a topic (a service with `subscribe`, or an admin); the secret is
-/// shown once. It receives what the topic gets from now on.
+/// Subscribe to a topic (a service with `subscribe`, or an admin) as a webhook, a pull
+/// consumer group, a stream or a queue feed; a webhook's secret is shown once. It receives
+/// what the topic gets from `start` on (default: from now).
 #[utoipa::path(post, path = "/api/v1/topics/{topic}/subscriptions", tag = "bus", operation_id = "create_topic_subscription", security(("bearer" = [])),
     params(("topic" = String, Path)), request_body = CreateWebhookBody,
-    responses((status = 201, body = WebhookWithSecret), (status = 400, description = "`invalid_url` or `url_not_allowed`"), (status = 403, description = "`admin_only` or `missing_scope`"), (status = 404)))]
+    responses((status = 201, body = WebhookWithSecret), (status = 400, description = "`invalid_json` (fields that do not fit the mode among them), `invalid_url`, `url_not_allowed`, `invalid_position` or `invalid_argument`"), (status = 403, description = "`admin_only` or `missing_scope`"), (status = 404), (status = 422, description = "`unknown_queue`")))]
 pub async fn subscribe(
     State(state): State<AppState>,
     caller: BusCaller,
@@ -209,24 +364,82 @@ pub async fn subscribe(
     if let BusCaller::Service(service) = &caller {
         service.require("subscribe")?;
     }
-    let Mode::Webhook = body.mode;
-    let url = check_url(&body.url)?;
-    // The address is checked again at every attempt (names can move); this refuses the
-    // obvious cases now.
-    Outbound::new(&state.config.webhooks).resolve(&url).await?;
+    let mode = body.mode();
+    let start = match body.start() {
+        Some(value) => super::consume::parse_position(&state, value).await?,
+        None => super::consume::Position::Now,
+    };
+    let mut secret = None;
+    let mut url = String::new();
+    let mut queue = None;
+    let mut lease_ms = 30_000;
+    match &body {
+        CreateWebhookBody::Webhook(settings) => {
+            let checked = check_url(&settings.url)?;
+            // The address is checked again at every attempt (names can move); this refuses
+            // the obvious cases now.
+            Outbound::new(&state.config.webhooks)
+                .resolve(&checked)
+                .await?;
+            url = settings.url.clone();
+            secret = Some(new_secret()?.to_text());
+        }
+        CreateWebhookBody::Pull(settings) => {
+            lease_ms = settings.lease_ms.unwrap_or(30_000);
+            if !(1_000..=3_600_000).contains(&lease_ms) {
+                return Err(BusError::OutOfRange {
+                    field: "lease_ms",
+                    min: 1_000,
+                    max: 3_600_000,
+                }
+                .into());
+            }
+        }
+        CreateWebhookBody::Queue(settings) => {
+            if let BusCaller::Service(service) = &caller {
+                // Feeding a queue is producing to it.
+                service.require("queues")?;
+            }
+            if !is_valid_slug(&settings.queue) {
+                return Err(BusError::UnknownQueue(settings.queue.clone()).into());
+            }
+            match state.queues.get(&state.store, &settings.queue).await {
+                Ok(_) => {}
+                Err(e) if e.status == StatusCode::NOT_FOUND => {
+                    return Err(BusError::UnknownQueue(settings.queue.clone()).into());
+                }
+                Err(e) => return Err(e),
+            }
+            queue = Some(settings.queue.clone());
+        }
+        CreateWebhookBody::Stream(_) => {}
+    }
     // 404 before anything is stored.
     state.store.topic(topic.clone()).await?;
-    let secret = new_secret()?;
     let id = format!("sub_{}", uuid::Uuid::now_v7().simple());
-    let subscription = state
+    let spec = tidings_store::model::NewSubscription {
+        mode: mode.as_str().into(),
+        url,
+        secret: secret.clone().unwrap_or_default(),
+        queue,
+        lease_ms,
+    };
+    let mut subscription = state
         .store
-        .create_webhook(topic, caller.owner(), id, body.url, secret.to_text())
+        .create_subscription(topic, caller.owner(), id, spec)
         .await?;
+    if start != super::consume::Position::Now {
+        super::consume::replay_from(&state, &subscription, start).await?;
+        subscription = state
+            .store
+            .webhook(subscription.topic.clone(), subscription.id.clone())
+            .await?;
+    }
     Ok((
         StatusCode::CREATED,
         Json(WebhookWithSecret {
             subscription,
-            secret: secret.to_text(),
+            secret,
         }),
     ))
 }
@@ -246,7 +459,7 @@ pub async fn subscriptions(
 }
 
 /// The subscription if the caller may see it; 404 otherwise.
-async fn visible(
+pub(crate) async fn visible(
     state: &AppState,
     caller: &BusCaller,
     topic: String,
@@ -303,7 +516,7 @@ pub async fn rotate_secret(
         StatusCode::CREATED,
         Json(WebhookWithSecret {
             subscription,
-            secret: secret.to_text(),
+            secret: Some(secret.to_text()),
         }),
     ))
 }

@@ -48,6 +48,16 @@ impl SseClient {
         }
     }
 
+    /// A client over an already opened stream (any SSE route).
+    pub fn from_response(response: reqwest::Response) -> SseClient {
+        assert_eq!(response.status(), StatusCode::OK, "stream refused");
+        SseClient {
+            response,
+            buffer: String::new(),
+            ended: false,
+        }
+    }
+
     pub async fn request(
         server: &TestServer,
         query: &str,

@@ -86,16 +86,24 @@ pub(crate) fn topic_by_name(conn: &Connection, name: &str) -> StoreResult<Topic>
 }
 
 const WEBHOOK_COLUMNS: &str = "w.id, t.name, s.name, w.url, w.status, w.disabled_reason, \
-     w.failures, w.created_at, w.service_id, w.secret, w.old_secret, w.old_secret_until_ms";
+     w.failures, w.created_at, w.service_id, w.secret, w.old_secret, w.old_secret_until_ms, \
+     w.mode, w.queue, w.lease_ms, w.paused";
 
 const WEBHOOK_FROM: &str = "bus_webhooks w JOIN bus_topics t ON t.id = w.topic_id \
      LEFT JOIN bus_services s ON s.id = w.service_id";
 
-fn webhook_from_row(r: &Row<'_>) -> crate::sql::Result<Webhook> {
+pub(crate) fn webhook_from_row(r: &Row<'_>) -> crate::sql::Result<Webhook> {
+    let mode: String = r.get(12)?;
+    let lease_ms: i64 = r.get(14)?;
+    let paused: i64 = r.get(15)?;
     Ok(Webhook {
         id: r.get(0)?,
         topic: r.get(1)?,
         owner: r.get(2)?,
+        lease_ms: (mode == "pull").then_some(lease_ms),
+        mode,
+        queue: r.get(13)?,
+        paused: paused != 0,
         url: r.get(3)?,
         status: r.get(4)?,
         disabled_reason: r.get(5)?,
@@ -108,7 +116,7 @@ fn webhook_from_row(r: &Row<'_>) -> crate::sql::Result<Webhook> {
     })
 }
 
-fn webhook_by_id(conn: &Connection, id: &str) -> StoreResult<Webhook> {
+pub(crate) fn webhook_by_id(conn: &Connection, id: &str) -> StoreResult<Webhook> {
     conn.prepare_cached(&format!(
         "SELECT {WEBHOOK_COLUMNS} FROM {WEBHOOK_FROM} WHERE w.id = ?1"
     ))?
@@ -118,7 +126,7 @@ fn webhook_by_id(conn: &Connection, id: &str) -> StoreResult<Webhook> {
 }
 
 /// Tells every node's matcher that topics or webhooks changed.
-fn bump_generation(conn: &Connection) -> StoreResult<()> {
+pub(crate) fn bump_generation(conn: &Connection) -> StoreResult<()> {
     conn.prepare_cached(
         "UPDATE meta SET value = CAST(CAST(value AS BIGINT) + 1 AS TEXT) WHERE key = 'bus_generation'",
     )?
@@ -126,7 +134,7 @@ fn bump_generation(conn: &Connection) -> StoreResult<()> {
     Ok(())
 }
 
-fn meta_int(conn: &Connection, key: &str) -> StoreResult<i64> {
+pub(crate) fn meta_int(conn: &Connection, key: &str) -> StoreResult<i64> {
     Ok(conn
         .prepare_cached("SELECT CAST(value AS BIGINT) FROM meta WHERE key = ?1")?
         .query_row([key], |r| r.get(0))?)
@@ -353,14 +361,45 @@ impl Store {
         url: String,
         secret: String,
     ) -> StoreResult<Webhook> {
+        let spec = crate::model::NewSubscription {
+            mode: "webhook".into(),
+            url,
+            secret,
+            queue: None,
+            lease_ms: 30_000,
+        };
+        self.create_subscription(topic, service_id, id, spec).await
+    }
+
+    /// Subscribes to a topic in any mode; it is owed the activities published from now on
+    /// (a replay reaches further back). `service_id` owns it (None: an admin's).
+    pub async fn create_subscription(
+        &self,
+        topic: String,
+        service_id: Option<i64>,
+        id: String,
+        spec: crate::model::NewSubscription,
+    ) -> StoreResult<Webhook> {
         self.write(move |conn, _fx| {
             let topic = topic_by_name(conn, &topic)?;
             let since = last_seq(conn)?;
             conn.prepare_cached(
-                "INSERT INTO bus_webhooks(id, topic_id, service_id, url, secret, since_seq, status, created_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'active', ?7)",
+                "INSERT INTO bus_webhooks(id, topic_id, service_id, url, secret, since_seq, status, created_at,
+                                          mode, queue, lease_ms)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'active', ?7, ?8, ?9, ?10)",
             )?
-            .execute(params![id, topic.id, service_id, url, secret, since, now_rfc3339()])?;
+            .execute(params![
+                id,
+                topic.id,
+                service_id,
+                spec.url,
+                spec.secret,
+                since,
+                now_rfc3339(),
+                spec.mode,
+                spec.queue,
+                spec.lease_ms
+            ])?;
             bump_generation(conn)?;
             webhook_by_id(conn, &id)
         })
@@ -515,14 +554,20 @@ impl Store {
     /// Whether any delivery of an active webhook is due now (a read: the sender asks before
     /// taking a write transaction to lease).
     pub async fn deliveries_due(&self) -> StoreResult<bool> {
-        self.read(|conn| {
+        self.deliveries_due_for("webhook").await
+    }
+
+    /// Whether any delivery of an active, unpaused subscription in `mode` (`webhook` or
+    /// `queue`: the modes this node pushes) is due now.
+    pub async fn deliveries_due_for(&self, mode: &'static str) -> StoreResult<bool> {
+        self.read(move |conn| {
             Ok(conn
                 .prepare_cached(
                     "SELECT EXISTS(SELECT 1 FROM bus_deliveries d JOIN bus_webhooks w ON w.id = d.webhook_id
                      WHERE d.state = 'pending' AND d.next_at_ms <= ?1 AND d.lease_until_ms <= ?1
-                       AND w.status = 'active')",
+                       AND w.status = 'active' AND w.paused = 0 AND w.mode = ?2)",
                 )?
-                .query_row([now_ms()], |r| r.get(0))?)
+                .query_row(params![now_ms(), mode], |r| r.get(0))?)
         })
         .await
     }
@@ -533,6 +578,17 @@ impl Store {
         max: i64,
         lease: std::time::Duration,
     ) -> StoreResult<Vec<LeasedDelivery>> {
+        self.lease_deliveries_for("webhook", max, lease).await
+    }
+
+    /// [`Store::lease_deliveries`] for the subscriptions of one pushed mode (`webhook` or
+    /// `queue`); paused ones are skipped.
+    pub async fn lease_deliveries_for(
+        &self,
+        mode: &'static str,
+        max: i64,
+        lease: std::time::Duration,
+    ) -> StoreResult<Vec<LeasedDelivery>> {
         self.write(move |conn, _fx| {
             let now = now_ms();
             let until = now.saturating_add(i64::try_from(lease.as_millis()).unwrap_or(i64::MAX));
@@ -540,10 +596,10 @@ impl Store {
                 .prepare_cached(
                     "SELECT d.id FROM bus_deliveries d JOIN bus_webhooks w ON w.id = d.webhook_id
                      WHERE d.state = 'pending' AND d.next_at_ms <= ?1 AND d.lease_until_ms <= ?1
-                       AND w.status = 'active'
+                       AND w.status = 'active' AND w.paused = 0 AND w.mode = ?3
                      ORDER BY d.next_at_ms, d.seq LIMIT ?2",
                 )?
-                .query_map(params![now, max], |r| r.get(0))?
+                .query_map(params![now, max, mode], |r| r.get(0))?
                 .collect::<Result<Vec<_>, _>>()?;
             let mut leased = Vec::with_capacity(due.len());
             for id in due {

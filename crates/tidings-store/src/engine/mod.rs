@@ -22,6 +22,7 @@
 //! log lock and a change log every node applies.
 
 mod activities;
+mod bus_modes;
 mod circles;
 mod compat;
 pub(crate) mod copy;

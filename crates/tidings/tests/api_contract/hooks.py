@@ -36,6 +36,11 @@ _FILTERS = [
 _URLS = ["http://127.0.0.1:9/hook"]
 schemathesis.openapi.format("topic-filter", st.sampled_from(_FILTERS))
 schemathesis.openapi.format("webhook-url", st.sampled_from(_URLS))
+# A subscription's start or a replay's `from`, as a string: `beginning`, `now` or an RFC 3339
+# time (a log position is the integer branch of the same schema).
+schemathesis.openapi.format(
+    "bus-position", st.sampled_from(["beginning", "now", "2026-01-01T00:00:00Z"])
+)
 
 
 def _real(value):

@@ -426,9 +426,31 @@ CREATE TABLE IF NOT EXISTS queue_counters (
     PRIMARY KEY (queue, shard)
 );
 
+-- ---- Subscription modes (schema version 9, decision 0024) ----
+-- A subscription's mode (webhook, pull, stream, queue), whether it is paused, the queue a
+-- queue-mode subscription feeds and a pull subscription's lease; a partial index finds a
+-- subscription's pending events in log order; `bus_replies` keeps what a pull consumer answered
+-- with its ack, by event. Mutable state, not log.
+ALTER TABLE bus_webhooks ADD COLUMN IF NOT EXISTS mode TEXT NOT NULL DEFAULT 'webhook';
+ALTER TABLE bus_webhooks ADD COLUMN IF NOT EXISTS paused BIGINT NOT NULL DEFAULT 0;
+ALTER TABLE bus_webhooks ADD COLUMN IF NOT EXISTS queue TEXT;
+ALTER TABLE bus_webhooks ADD COLUMN IF NOT EXISTS lease_ms BIGINT NOT NULL DEFAULT 30000;
+CREATE INDEX IF NOT EXISTS bus_deliveries_pending
+    ON bus_deliveries(webhook_id, seq) WHERE state = 'pending';
+CREATE TABLE IF NOT EXISTS bus_replies (
+    webhook_id  TEXT NOT NULL,
+    seq         BIGINT NOT NULL,
+    activity_id TEXT NOT NULL,
+    reply       TEXT NOT NULL,
+    at          TEXT NOT NULL,
+    PRIMARY KEY (webhook_id, seq)
+);
+CREATE INDEX IF NOT EXISTS bus_replies_by_activity ON bus_replies(activity_id);
+-- ---- end of schema version 9 ----
+
 -- `cluster_id` names this log on a shared bus (see `Store::cluster_id`).
 INSERT INTO meta(key, value)
-VALUES ('schema_version', '8'), ('routed_seq', '0'), ('cluster_id', md5(random()::text))
+VALUES ('schema_version', '9'), ('routed_seq', '0'), ('cluster_id', md5(random()::text))
 ON CONFLICT DO NOTHING;
 -- An older store reaches this line only after the upgrades above.
-UPDATE meta SET value = '8' WHERE key = 'schema_version';
+UPDATE meta SET value = '9' WHERE key = 'schema_version';

@@ -382,6 +382,58 @@ fn migrate(conn: &Connection) -> StoreResult<()> {
     if version == "7" {
         migrate_queues_v8(conn)?;
     }
+    let version: String = conn.query_row(
+        "SELECT value FROM meta WHERE key = 'schema_version'",
+        [],
+        |r| r.get(0),
+    )?;
+    if version == "8" {
+        migrate_subscription_modes_v9(conn)?;
+    }
+    Ok(())
+}
+
+// ---- schema version 9: subscription modes (decision 0024) -------------------------------
+// One block, easy to renumber: the step's number appears only in this function's name, its
+// log line and its `schema_version` update.
+
+/// Version 9 gives bus subscriptions their modes (decision 0024): `mode` (webhook, pull,
+/// stream, queue), `paused`, the target `queue` of a queue-mode subscription and a pull
+/// subscription's `lease_ms`; a partial index finds a subscription's pending events in log
+/// order; `bus_replies` keeps what a pull consumer answered with its ack, by event.
+fn migrate_subscription_modes_v9(conn: &Connection) -> StoreResult<()> {
+    tracing::info!("migrating the store to schema version 9 (subscription modes)");
+    // A store already past this step (marked older by hand, as the tests do) has the columns.
+    let has_mode: bool = conn.query_row(
+        "SELECT EXISTS(SELECT 1 FROM pragma_table_info('bus_webhooks') WHERE name = 'mode')",
+        [],
+        |r| r.get(0),
+    )?;
+    let columns = if has_mode {
+        ""
+    } else {
+        "ALTER TABLE bus_webhooks ADD COLUMN mode TEXT NOT NULL DEFAULT 'webhook';
+         ALTER TABLE bus_webhooks ADD COLUMN paused INTEGER NOT NULL DEFAULT 0;
+         ALTER TABLE bus_webhooks ADD COLUMN queue TEXT;
+         ALTER TABLE bus_webhooks ADD COLUMN lease_ms INTEGER NOT NULL DEFAULT 30000;"
+    };
+    conn.execute_batch(&format!(
+        "BEGIN IMMEDIATE;
+         {columns}
+         CREATE INDEX IF NOT EXISTS bus_deliveries_pending
+             ON bus_deliveries(webhook_id, seq) WHERE state = 'pending';
+         CREATE TABLE IF NOT EXISTS bus_replies (
+             webhook_id  TEXT NOT NULL,
+             seq         INTEGER NOT NULL,
+             activity_id TEXT NOT NULL,
+             reply       TEXT NOT NULL,
+             at          TEXT NOT NULL,
+             PRIMARY KEY (webhook_id, seq)
+         );
+         CREATE INDEX IF NOT EXISTS bus_replies_by_activity ON bus_replies(activity_id);
+         UPDATE meta SET value = '9' WHERE key = 'schema_version';
+         COMMIT;"
+    ))?;
     Ok(())
 }
 
