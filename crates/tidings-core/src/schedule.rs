@@ -73,7 +73,10 @@ impl CronSchedule {
     /// expression never fires again (`0 0 30 2 *`).
     pub fn next_after(&self, after_ms: i64) -> Option<i64> {
         // Cron works in whole seconds: a fire at 10:00:00 is behind 10:00:00.400.
-        let after = self.tz.timestamp_opt(after_ms.div_euclid(1000), 0).single()?;
+        let after = self
+            .tz
+            .timestamp_opt(after_ms.div_euclid(1000), 0)
+            .single()?;
         let next = self.cron.find_next_occurrence(&after, false).ok()?;
         Some(next.timestamp_millis())
     }
@@ -139,7 +142,14 @@ mod tests {
     fn five_and_six_fields_parse_and_others_are_refused() {
         assert!(CronSchedule::parse("0 9 * * 1-5", "Europe/Paris").is_ok());
         assert!(CronSchedule::parse("30 0 9 * * *", "UTC").is_ok());
-        for bad in ["", "* * * *", "0 0 0 0 0 0 0", "61 * * * *", "@daily", "x y z a b"] {
+        for bad in [
+            "",
+            "* * * *",
+            "0 0 0 0 0 0 0",
+            "61 * * * *",
+            "@daily",
+            "x y z a b",
+        ] {
             assert!(
                 matches!(CronSchedule::parse(bad, "UTC"), Err(ScheduleError::Cron(_))),
                 "{bad:?}"
@@ -174,7 +184,12 @@ mod tests {
     fn spring_forward_fires_once_after_the_gap() {
         // New York, 8 March 2026: 02:00 EST jumps to 03:00 EDT; 02:30 does not exist.
         assert_eq!(
-            fires("30 2 * * *", "America/New_York", "2026-03-06T12:00:00-05:00", 3),
+            fires(
+                "30 2 * * *",
+                "America/New_York",
+                "2026-03-06T12:00:00-05:00",
+                3
+            ),
             [
                 "2026-03-07T02:30:00-05:00",
                 "2026-03-08T03:00:00-04:00",
@@ -183,7 +198,12 @@ mod tests {
         );
         // Times outside the gap are untouched.
         assert_eq!(
-            fires("0 9 * * *", "America/New_York", "2026-03-07T12:00:00-05:00", 2),
+            fires(
+                "0 9 * * *",
+                "America/New_York",
+                "2026-03-07T12:00:00-05:00",
+                2
+            ),
             ["2026-03-08T09:00:00-04:00", "2026-03-09T09:00:00-04:00"]
         );
     }
@@ -192,7 +212,12 @@ mod tests {
     fn fall_back_fires_once_not_twice() {
         // New York, 1 November 2026: 02:00 EDT goes back to 01:00 EST; 01:30 happens twice.
         assert_eq!(
-            fires("30 1 * * *", "America/New_York", "2026-10-31T12:00:00-04:00", 3),
+            fires(
+                "30 1 * * *",
+                "America/New_York",
+                "2026-10-31T12:00:00-04:00",
+                3
+            ),
             [
                 "2026-11-01T01:30:00-04:00",
                 "2026-11-02T01:30:00-05:00",
@@ -201,7 +226,12 @@ mod tests {
         );
         // Berlin, 25 October 2026: 02:30 happens twice; it fires on the first.
         assert_eq!(
-            fires("30 2 * * *", "Europe/Berlin", "2026-10-24T12:00:00+02:00", 2),
+            fires(
+                "30 2 * * *",
+                "Europe/Berlin",
+                "2026-10-24T12:00:00+02:00",
+                2
+            ),
             ["2026-10-25T02:30:00+02:00", "2026-10-26T02:30:00+01:00"]
         );
     }
@@ -240,6 +270,9 @@ mod tests {
         assert_eq!(ms("2026-12-24T18:00:00+01:00"), ms("2026-12-24T17:00:00Z"));
         assert!(parse_instant("tomorrow").is_err());
         assert!(parse_instant("2026-12-24T18:00:00").is_err());
-        assert_eq!(format_utc(ms("2026-12-24T17:00:00Z")), "2026-12-24T17:00:00.000Z");
+        assert_eq!(
+            format_utc(ms("2026-12-24T17:00:00Z")),
+            "2026-12-24T17:00:00.000Z"
+        );
     }
 }

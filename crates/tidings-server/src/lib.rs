@@ -91,14 +91,17 @@ impl AppState {
         if config.webhooks.enabled {
             integration::dispatch::start(store.clone(), config.webhooks.clone());
         }
-        Ok(AppState {
+        let state = AppState {
             store,
             config: Arc::new(config),
             types,
             hub,
             limiters,
             queues: integration::queues::Queues::default(),
-        })
+        };
+        // Scheduled and cron publishing: every node runs the loop; a fire is stored once.
+        integration::schedules::start(state.clone());
+        Ok(state)
     }
 }
 

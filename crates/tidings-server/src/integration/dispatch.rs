@@ -291,6 +291,7 @@ async fn deliver(
             status,
             retry_after,
             excerpt,
+            body,
         }) => {
             let (outcome, next) = match status {
                 200..=299 => ("delivered", AttemptNext::Delivered),
@@ -315,6 +316,9 @@ async fn deliver(
                     latency_ms,
                     outcome: outcome.into(),
                     excerpt,
+                    // A 2xx body is the consumer's reply (the first one recorded answers a
+                    // `?wait=replied` publish).
+                    reply: (200..=299).contains(&status).then_some(body),
                 },
                 next,
             )
@@ -325,6 +329,7 @@ async fn deliver(
                 latency_ms,
                 outcome: outcome.into(),
                 excerpt: message.chars().take(512).collect(),
+                reply: None,
             },
             retry(backoff(config, made)),
         ),

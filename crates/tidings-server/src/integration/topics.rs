@@ -67,6 +67,10 @@ pub struct CreateWebhookBody {
     /// is not internal (loopback, private, link-local) unless the config allows it.
     #[schema(schema_with = webhook_url_schema)]
     pub url: String,
+    /// Deliver in log order: each delivery waits until the previous one succeeded (or was
+    /// dead-lettered). Default false: deliveries go out concurrently.
+    #[serde(default)]
+    pub ordered: bool,
 }
 
 /// A subscription and its signing secret, shown this once.
@@ -220,7 +224,14 @@ pub async fn subscribe(
     let id = format!("sub_{}", uuid::Uuid::now_v7().simple());
     let subscription = state
         .store
-        .create_webhook(topic, caller.owner(), id, body.url, secret.to_text())
+        .create_webhook(
+            topic,
+            caller.owner(),
+            id,
+            body.url,
+            secret.to_text(),
+            body.ordered,
+        )
         .await?;
     Ok((
         StatusCode::CREATED,

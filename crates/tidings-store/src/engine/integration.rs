@@ -86,7 +86,8 @@ pub(crate) fn topic_by_name(conn: &Connection, name: &str) -> StoreResult<Topic>
 }
 
 const WEBHOOK_COLUMNS: &str = "w.id, t.name, s.name, w.url, w.status, w.disabled_reason, \
-     w.failures, w.created_at, w.service_id, w.secret, w.old_secret, w.old_secret_until_ms";
+     w.failures, w.created_at, w.service_id, w.secret, w.old_secret, w.old_secret_until_ms, \
+     w.in_order";
 
 const WEBHOOK_FROM: &str = "bus_webhooks w JOIN bus_topics t ON t.id = w.topic_id \
      LEFT JOIN bus_services s ON s.id = w.service_id";
@@ -105,6 +106,7 @@ fn webhook_from_row(r: &Row<'_>) -> crate::sql::Result<Webhook> {
         secret: r.get(9)?,
         old_secret: r.get(10)?,
         old_secret_until_ms: r.get(11)?,
+        ordered: r.get::<_, i64>(12)? != 0,
     })
 }
 
@@ -352,15 +354,16 @@ impl Store {
         id: String,
         url: String,
         secret: String,
+        ordered: bool,
     ) -> StoreResult<Webhook> {
         self.write(move |conn, _fx| {
             let topic = topic_by_name(conn, &topic)?;
             let since = last_seq(conn)?;
             conn.prepare_cached(
-                "INSERT INTO bus_webhooks(id, topic_id, service_id, url, secret, since_seq, status, created_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'active', ?7)",
+                "INSERT INTO bus_webhooks(id, topic_id, service_id, url, secret, since_seq, status, created_at, in_order)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'active', ?7, ?8)",
             )?
-            .execute(params![id, topic.id, service_id, url, secret, since, now_rfc3339()])?;
+            .execute(params![id, topic.id, service_id, url, secret, since, now_rfc3339(), i64::from(ordered)])?;
             bump_generation(conn)?;
             webhook_by_id(conn, &id)
         })
@@ -490,11 +493,13 @@ impl Store {
         generation: i64,
         owed: Vec<(String, i64)>,
     ) -> StoreResult<bool> {
-        self.write(move |conn, _fx| {
+        self.write(move |conn, fx| {
             if meta_int(conn, "bus_seq")? != from || meta_int(conn, "bus_generation")? != generation
             {
                 return Ok(false);
             }
+            // A sync publish waiting on one of these activities learns it was matched.
+            fx.push(crate::hot::Effect::BusNews);
             let now = now_ms();
             let created_at = now_rfc3339();
             let mut insert = conn.prepare_cached(
@@ -520,7 +525,10 @@ impl Store {
                 .prepare_cached(
                     "SELECT EXISTS(SELECT 1 FROM bus_deliveries d JOIN bus_webhooks w ON w.id = d.webhook_id
                      WHERE d.state = 'pending' AND d.next_at_ms <= ?1 AND d.lease_until_ms <= ?1
-                       AND w.status = 'active')",
+                       AND w.status = 'active'
+                       AND (w.in_order = 0 OR NOT EXISTS (
+                           SELECT 1 FROM bus_deliveries p
+                           WHERE p.webhook_id = d.webhook_id AND p.state = 'pending' AND p.seq < d.seq)))",
                 )?
                 .query_row([now_ms()], |r| r.get(0))?)
         })
@@ -541,6 +549,9 @@ impl Store {
                     "SELECT d.id FROM bus_deliveries d JOIN bus_webhooks w ON w.id = d.webhook_id
                      WHERE d.state = 'pending' AND d.next_at_ms <= ?1 AND d.lease_until_ms <= ?1
                        AND w.status = 'active'
+                       AND (w.in_order = 0 OR NOT EXISTS (
+                           SELECT 1 FROM bus_deliveries p
+                           WHERE p.webhook_id = d.webhook_id AND p.state = 'pending' AND p.seq < d.seq))
                      ORDER BY d.next_at_ms, d.seq LIMIT ?2",
                 )?
                 .query_map(params![now, max], |r| r.get(0))?
@@ -582,7 +593,7 @@ impl Store {
         next: AttemptNext,
         disable_after: i64,
     ) -> StoreResult<()> {
-        self.write(move |conn, _fx| {
+        self.write(move |conn, fx| {
             let (webhook, attempts, state): (String, i64, String) = conn
                 .prepare_cached("SELECT webhook_id, attempts, state FROM bus_deliveries WHERE id = ?1")?
                 .query_row([delivery_id.as_str()], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
@@ -616,6 +627,14 @@ impl Store {
                  WHERE id = ?1",
             )?
             .execute(params![delivery_id, number, state, next_at])?;
+            if let (AttemptNext::Delivered, Some(body)) = (&next, &attempt.reply) {
+                let seq: i64 = conn
+                    .prepare_cached("SELECT seq FROM bus_deliveries WHERE id = ?1")?
+                    .query_row([delivery_id.as_str()], |r| r.get(0))?;
+                if super::schedules::insert_reply(conn, seq, &delivery_id, attempt.status, body)? {
+                    fx.push(crate::hot::Effect::BusNews);
+                }
+            }
             let disable = match next {
                 AttemptNext::Delivered => {
                     conn.prepare_cached("UPDATE bus_webhooks SET failures = 0 WHERE id = ?1")?

@@ -382,8 +382,47 @@ fn migrate(conn: &Connection) -> StoreResult<()> {
     if version == "7" {
         migrate_queues_v8(conn)?;
     }
+    let version: String = conn.query_row(
+        "SELECT value FROM meta WHERE key = 'schema_version'",
+        [],
+        |r| r.get(0),
+    )?;
+    if version == "8" {
+        migrate_bus_schedules_v9(conn)?;
+    }
     Ok(())
 }
+
+// ---- schema version 9: sync replies, schedules, ordered webhooks (decision 0025) ----------
+// One block, easy to renumber: the version string below and `SCHEMA_VERSION` in the
+// PostgreSQL adapter (whose schema.sql has the matching block).
+
+/// Version 9 adds the bus's sync replies (the first consumer's answer per activity), scheduled
+/// and cron publishing (mutable state, not log), and per-webhook ordering. Version 8 comes first.
+fn migrate_bus_schedules_v9(conn: &Connection) -> StoreResult<()> {
+    tracing::info!("migrating the store to schema version 9 (bus schedules and replies)");
+    // A store whose version was wound back (tests do) may have the column already.
+    let ordered: bool = conn.query_row(
+        "SELECT EXISTS(SELECT 1 FROM pragma_table_info('bus_webhooks') WHERE name = 'in_order')",
+        [],
+        |r| r.get(0),
+    )?;
+    let add_column = if ordered {
+        ""
+    } else {
+        "ALTER TABLE bus_webhooks ADD COLUMN in_order INTEGER NOT NULL DEFAULT 0;"
+    };
+    conn.execute_batch(&format!(
+        "BEGIN IMMEDIATE;
+         {}
+         {add_column}
+         UPDATE meta SET value = '9' WHERE key = 'schema_version';
+         COMMIT;",
+        include_str!("schedules.sql")
+    ))?;
+    Ok(())
+}
+// ---- end of schema version 9 ------------------------------------------------------------
 
 /// Version 7 adds the integration bus: services, topics, webhook subscriptions, deliveries and
 /// their attempts (new tables only, so a store created as version 7 takes the same step).
