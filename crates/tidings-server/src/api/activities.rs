@@ -33,9 +33,9 @@ pub struct PublishArgs {
     #[param(pattern = "^(routed|replied)$")]
     pub wait: Option<String>,
     /// With `wait=replied`: how long to wait for the reply, in ms (1–60000, default 10000).
-    #[param(minimum = 1, maximum = 60000)]
-    #[serde(default, deserialize_with = "crate::integration::whole")]
-    pub timeout_ms: Option<i64>,
+    /// (Read as text: a query string spells numbers as text, `5000` or `5000.0` alike.)
+    #[param(value_type = Option<i64>, minimum = 1, maximum = 60000)]
+    pub timeout_ms: Option<String>,
 }
 
 /// Versions of an activity.
@@ -208,12 +208,21 @@ pub async fn publish(
             ));
         }
     };
-    let timeout_ms = match args.timeout_ms {
+    let timeout_ms = match args.timeout_ms.as_deref() {
         None => crate::integration::schedules::REPLY_TIMEOUT_DEFAULT_MS,
-        Some(ms) if wait_replied => u64::try_from(ms)
+        Some(text) if wait_replied => text
+            .trim()
+            .parse::<f64>()
             .ok()
-            .filter(|ms| (1..=crate::integration::schedules::REPLY_TIMEOUT_MAX_MS).contains(ms))
-            .ok_or_else(|| ApiError::bad_request("invalid_timeout", "timeout_ms is 1 to 60000"))?,
+            .filter(|ms| {
+                ms.fract() == 0.0
+                    && (1.0..=crate::integration::schedules::REPLY_TIMEOUT_MAX_MS as f64)
+                        .contains(ms)
+            })
+            .map(|ms| ms as u64)
+            .ok_or_else(|| {
+                ApiError::bad_request("invalid_timeout", "timeout_ms is a whole 1 to 60000")
+            })?,
         Some(_) => {
             return Err(ApiError::bad_request(
                 "invalid_timeout",
