@@ -77,7 +77,7 @@ impl PublishBody {
                 "type": ["string", "null"], "maxLength": limits.max_string_chars,
             },
             "publish_at": {
-                "description": "publish later, once, at this RFC 3339 time (future, at most a year ahead; admins and services): the answer is 202 with the schedule",
+                "description": "publish later, once, at this RFC 3339 time (admins and services; a time already past publishes at once): the answer is 202 with the schedule",
                 "type": ["string", "null"], "format": "date-time",
             },
         });
@@ -223,23 +223,14 @@ pub async fn publish(
             .ok_or_else(|| {
                 ApiError::bad_request("invalid_timeout", "timeout_ms is a whole 1 to 60000")
             })?,
-        Some(_) => {
-            return Err(ApiError::bad_request(
-                "invalid_timeout",
-                "timeout_ms goes with wait=replied",
-            ));
-        }
+        // Without wait=replied there is nothing to time out: ignored.
+        Some(_) => crate::integration::schedules::REPLY_TIMEOUT_DEFAULT_MS,
     };
+    let key = idempotency_key(&headers)?;
     if body.get("publish_at").is_some_and(|v| !v.is_null()) {
-        if args.wait.is_some() {
-            return Err(ApiError::bad_request(
-                "invalid_wait",
-                "a publish_at activity is not published now: it cannot be waited for",
-            ));
-        }
+        // Not published now: there is nothing to wait for, and `wait` is ignored.
         return crate::integration::schedules::publish_later(&state, author, &headers, body).await;
     }
-    let key = idempotency_key(&headers)?;
     let published = publish_value(&state, author, &body, key).await?;
     if wait_replied {
         let answer = crate::integration::schedules::wait_reply(

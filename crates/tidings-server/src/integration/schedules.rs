@@ -54,14 +54,38 @@ pub struct CreateScheduleBody {
     #[schema(pattern = "^[a-z0-9][a-z0-9_-]{0,62}$")]
     pub name: String,
     /// 5 fields (minute hour day-of-month month day-of-week) or 6 (seconds first).
-    #[schema(max_length = 200, example = "0 9 * * 1-5")]
+    #[schema(schema_with = cron_schema)]
     pub cron: String,
     /// IANA time zone the expression is read in (default `UTC`).
-    #[schema(example = "Europe/Paris", max_length = 64)]
+    #[schema(schema_with = timezone_schema)]
     pub timezone: Option<String>,
-    /// The activity to publish at each fire, as `POST /outbox` takes it.
-    #[schema(value_type = Object)]
+    /// The activity to publish at each fire, as `POST /outbox` takes it (a `publish_at` in it
+    /// is ignored).
+    #[schema(value_type = crate::api::activities::PublishBody)]
     pub activity: Value,
+}
+
+/// A cron expression (`format: cron`): 5 or 6 fields as croner reads them (docs/bus.md); one
+/// it refuses is a 400 `invalid_cron`.
+pub fn cron_schema() -> utoipa::openapi::schema::Object {
+    use utoipa::openapi::schema::{ObjectBuilder, SchemaFormat, Type};
+    ObjectBuilder::new()
+        .schema_type(Type::String)
+        .format(Some(SchemaFormat::Custom("cron".to_owned())))
+        .max_length(Some(tidings_core::schedule::MAX_CRON_CHARS))
+        .examples(["0 9 * * 1-5"])
+        .build()
+}
+
+/// An IANA time zone name (`format: timezone`); an unknown one is a 400 `invalid_timezone`.
+pub fn timezone_schema() -> utoipa::openapi::schema::Object {
+    use utoipa::openapi::schema::{ObjectBuilder, SchemaFormat, SchemaType, Type};
+    ObjectBuilder::new()
+        .schema_type(SchemaType::from_iter([Type::String, Type::Null]))
+        .format(Some(SchemaFormat::Custom("timezone".to_owned())))
+        .max_length(Some(64))
+        .examples(["Europe/Paris"])
+        .build()
 }
 
 /// A schedule with its next fire times.
@@ -131,12 +155,6 @@ fn check_activity(state: &AppState, activity: &Value) -> ApiResult<()> {
             "activity: expected a JSON object",
         ));
     }
-    if activity.get("publish_at").is_some() {
-        return Err(ApiError::bad_request(
-            "invalid_json",
-            "activity: a scheduled activity carries no publish_at",
-        ));
-    }
     let types = state.types.clone();
     let mut draft = normalize(activity, &state.config.limits, &|name| types.status(name))?;
     state.types.apply(activity, &mut draft)?;
@@ -172,7 +190,12 @@ pub async fn create(
     }
     let timezone = body.timezone.unwrap_or_else(|| "UTC".to_owned());
     let cron = CronSchedule::parse(&body.cron, &timezone).map_err(BusError::from)?;
-    check_activity(&state, &body.activity)?;
+    let mut activity = body.activity;
+    if let Some(fields) = activity.as_object_mut() {
+        // Each fire publishes now: a publish_at inside means nothing.
+        fields.remove("publish_at");
+    }
+    check_activity(&state, &activity)?;
     let Some(first) = cron.next_after(now_ms()) else {
         return Err(
             BusError::InvalidSchedule(tidings_core::schedule::ScheduleError::Cron(
@@ -190,7 +213,7 @@ pub async fn create(
             service_id,
             cron: Some(body.cron.trim().to_owned()),
             timezone: Some(timezone),
-            activity: body.activity.to_string(),
+            activity: activity.to_string(),
             next_at_ms: first,
         })
         .await?;
@@ -283,7 +306,7 @@ pub async fn delete(
 }
 
 /// `POST /outbox` with `publish_at`: stores a one-shot schedule (202 with it). Admins and
-/// services with `publish` only; the time must be in the future (at most a year).
+/// services with `publish` only; a time already past publishes at once.
 pub async fn publish_later(
     state: &AppState,
     author: User,
@@ -299,14 +322,8 @@ pub async fn publish_later(
             BusError::InvalidTime("publish_at is an RFC 3339 date-time string".into()).into(),
         );
     };
+    // A time already past is due at once (the scheduler publishes it within a second).
     let at = tidings_core::schedule::parse_instant(at_text).map_err(BusError::from)?;
-    let now = now_ms();
-    if at <= now || at > now.saturating_add(366 * 24 * 3600 * 1000) {
-        return Err(BusError::InvalidTime(
-            "publish_at is in the future, at most a year ahead".into(),
-        )
-        .into());
-    }
     // A service key passed the publish scope already (the Publisher extractor); a user must
     // be an admin.
     let service_id = if is_service_call(headers) {

@@ -585,14 +585,15 @@ impl Store {
 
     /// Logs one attempt and applies its outcome: delivered, retried at a time, dead, or dead
     /// with the webhook disabled. A failure that makes `disable_after` failures in a row
-    /// disables the webhook too; a success resets the count.
+    /// disables the webhook too; a success resets the count. Returns the webhook when this
+    /// attempt disabled it (its owner is to be told).
     pub async fn record_attempt(
         &self,
         delivery_id: String,
         attempt: NewAttempt,
         next: AttemptNext,
         disable_after: i64,
-    ) -> StoreResult<()> {
+    ) -> StoreResult<Option<Webhook>> {
         self.write(move |conn, fx| {
             let (webhook, attempts, state): (String, i64, String) = conn
                 .prepare_cached("SELECT webhook_id, attempts, state FROM bus_deliveries WHERE id = ?1")?
@@ -601,7 +602,7 @@ impl Store {
                 .ok_or_else(|| StoreError::not_found("delivery"))?;
             if state != "pending" {
                 // Redelivered or settled meanwhile: this attempt's outcome is stale.
-                return Ok(());
+                return Ok(None);
             }
             let number = attempts + 1;
             conn.prepare_cached(
@@ -656,14 +657,19 @@ impl Store {
             };
             if let Some(reason) = disable {
                 tracing::warn!(webhook = %webhook, %reason, "webhook disabled");
-                conn.prepare_cached(
-                    "UPDATE bus_webhooks SET status = 'disabled', disabled_reason = ?2
-                     WHERE id = ?1 AND status = 'active'",
-                )?
-                .execute(params![webhook, reason])?;
+                let changed = conn
+                    .prepare_cached(
+                        "UPDATE bus_webhooks SET status = 'disabled', disabled_reason = ?2
+                         WHERE id = ?1 AND status = 'active'",
+                    )?
+                    .execute(params![webhook, reason])?;
                 bump_generation(conn)?;
+                // Only the attempt that disabled it reports it (once, however many were out).
+                if changed > 0 {
+                    return Ok(Some(webhook_by_id(conn, &webhook)?));
+                }
             }
-            Ok(())
+            Ok(None)
         })
         .await
     }
@@ -730,6 +736,19 @@ impl Store {
                 return Err(StoreError::not_found("delivery"));
             }
             Ok(())
+        })
+        .await
+    }
+
+    /// The usernames of the admins, by name: who hears of a disabled subscription.
+    pub async fn admin_usernames(&self) -> StoreResult<Vec<String>> {
+        self.read(|conn| {
+            Ok(conn
+                .prepare_cached(
+                    "SELECT username FROM users WHERE is_admin AND status = 'active' ORDER BY username",
+                )?
+                .query_map([], |r| r.get(0))?
+                .collect::<Result<Vec<_>, _>>()?)
         })
         .await
     }
