@@ -2018,12 +2018,12 @@ async fn replies_ordering_and_schedules_keep_their_promises_on_every_adapter() {
         assert!(store.due_schedules(now, 10).await.expect("due").is_empty());
         // Pause and resume; a one-shot that fired is done for good.
         let paused = store
-            .set_schedule_status("daily".into(), "paused", None)
+            .set_schedule_status("daily".into(), "paused", Some(now))
             .await
             .expect("pause");
         assert_eq!(
             (paused.status.as_str(), paused.next_at_ms),
-            ("paused", None)
+            ("paused", Some(now))
         );
         assert!(
             store

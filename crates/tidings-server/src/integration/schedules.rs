@@ -117,8 +117,9 @@ fn view(schedule: Schedule) -> ScheduleView {
         Some(c) => c.format(at),
         None => format_utc(at),
     };
-    let next_at = schedule.next_at_ms.map(show);
-    let next_fires = match (schedule.next_at_ms, &cron) {
+    let upcoming = schedule.next_at_ms.filter(|_| schedule.status == "active");
+    let next_at = upcoming.map(show);
+    let next_fires = match (upcoming, &cron) {
         (Some(first), Some(c)) => std::iter::once(first)
             .chain(c.upcoming(first, SHOWN_FIRES - 1))
             .map(show)
@@ -258,7 +259,9 @@ pub async fn pause(
     let schedule = visible(&state, &caller, name).await?;
     let paused = state
         .store
-        .set_schedule_status(schedule.name, "paused", None)
+        // The due time stays: a fire already in flight when the pause lands is then still
+        // recorded (and counted) against it; paused schedules are never due.
+        .set_schedule_status(schedule.name, "paused", schedule.next_at_ms)
         .await?;
     Ok(Json(view(paused)))
 }

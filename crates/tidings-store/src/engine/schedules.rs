@@ -222,8 +222,9 @@ impl Store {
         self.read(move |conn| schedule_by_name(conn, &name)).await
     }
 
-    /// Pauses (`next_at_ms` None) or resumes (`next_at_ms`: the next fire from now) a
-    /// schedule; a done one stays done.
+    /// Sets a schedule's status and next fire: pausing keeps it (a paused schedule is never
+    /// due, but a fire in flight still records against it), resuming gives the next fire from
+    /// now. A done one stays done.
     pub async fn set_schedule_status(
         &self,
         name: String,
