@@ -210,7 +210,8 @@ pub async fn publish(
     };
     let timeout_ms = match args.timeout_ms.as_deref() {
         None => crate::integration::schedules::REPLY_TIMEOUT_DEFAULT_MS,
-        Some(text) if wait_replied => text
+        // Checked whatever `wait` says (without wait=replied it is then ignored).
+        Some(text) => text
             .trim()
             .parse::<f64>()
             .ok()
@@ -223,8 +224,6 @@ pub async fn publish(
             .ok_or_else(|| {
                 ApiError::bad_request("invalid_timeout", "timeout_ms is a whole 1 to 60000")
             })?,
-        // Without wait=replied there is nothing to time out: ignored.
-        Some(_) => crate::integration::schedules::REPLY_TIMEOUT_DEFAULT_MS,
     };
     let key = idempotency_key(&headers)?;
     if body.get("publish_at").is_some_and(|v| !v.is_null()) {
