@@ -12,6 +12,7 @@
 //! - [`filter`] — the integration bus's topic filters (`tag@circle`, fields, JSONPath) and
 //!   their index.
 //! - [`webhook`] — Standard Webhooks signatures.
+//! - [`schedule`] — the bus's scheduling maths: cron in an IANA zone across DST, RFC 3339.
 
 pub mod activity;
 pub mod canonical;
@@ -21,5 +22,6 @@ pub mod feeds;
 pub mod filter;
 pub mod merge;
 pub mod routing;
+pub mod schedule;
 pub mod search;
 pub mod webhook;

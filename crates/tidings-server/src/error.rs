@@ -139,6 +139,24 @@ impl From<crate::integration::error::BusError> for ApiError {
             }
             E::MissingScope(_) => ApiError::forbidden("missing_scope", message),
             E::ServiceKeyNotAllowed => ApiError::forbidden("service_key_not_allowed", message),
+            E::InvalidSchedule(e) => {
+                use tidings_core::schedule::ScheduleError as S;
+                let code = match e {
+                    S::Cron(_) => "invalid_cron",
+                    S::TimeZone(_) => "invalid_timezone",
+                    S::Instant(_) => "invalid_time",
+                };
+                ApiError::bad_request(code, message)
+            }
+            E::ScheduleNotAllowed => ApiError::forbidden("schedule_not_allowed", message),
+            E::NoResponder(id) => {
+                ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "no_responder", message)
+                    .with_details(json!({ "id": id }))
+            }
+            E::ReplyTimeout(id) => {
+                ApiError::new(StatusCode::GATEWAY_TIMEOUT, "reply_timeout", message)
+                    .with_details(json!({ "id": id }))
+            }
         }
     }
 }

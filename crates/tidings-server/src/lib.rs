@@ -101,7 +101,7 @@ impl AppState {
                 bus_news.clone(),
             );
         }
-        Ok(AppState {
+        let state = AppState {
             store,
             config: Arc::new(config),
             types,
@@ -109,7 +109,10 @@ impl AppState {
             limiters,
             queues,
             bus_news,
-        })
+        };
+        // Scheduled and cron publishing: every node runs the loop; a fire is stored once.
+        integration::schedules::start(state.clone());
+        Ok(state)
     }
 }
 

@@ -557,6 +557,9 @@ pub(crate) enum Effect {
     },
     /// Sessions were revoked or a user's status changed: cached sessions must be re-read.
     Sessions,
+    /// The integration bus moved: the log was matched further, or a consumer replied. Callers
+    /// waiting on a sync publish (`?wait=replied`), on any node, look again.
+    BusNews,
     /// A user was created or changed.
     User {
         /// User id.
@@ -921,7 +924,7 @@ impl HotIndex {
                 *self.users.entry(id) = Some(UserFacts::from_info(&info));
             }
             // Sessions are not part of the index (the store's session cache handles them).
-            Effect::Sessions => {}
+            Effect::Sessions | Effect::BusNews => {}
         }
     }
 

@@ -664,6 +664,9 @@ pub struct Webhook {
     pub disabled_reason: Option<String>,
     /// Failed attempts in a row.
     pub failures: i64,
+    /// Delivered in log order: the next delivery waits until the previous one succeeded (or
+    /// was dead-lettered).
+    pub ordered: bool,
     /// When it was made.
     pub created_at: String,
     /// The owning service's internal id.
@@ -693,6 +696,8 @@ pub struct NewSubscription {
     pub queue: Option<String>,
     /// The lease of a pulled event, in milliseconds (pull mode).
     pub lease_ms: i64,
+    /// Deliver in log order, each after the previous one succeeded (webhook mode).
+    pub ordered: bool,
 }
 
 /// An event leased to a pull consumer.
@@ -772,6 +777,9 @@ pub struct NewAttempt {
     pub outcome: String,
     /// The start of the response body or the error.
     pub excerpt: String,
+    /// A 2xx response's body (up to the response cap): recorded as the activity's reply when
+    /// it is the first (see [`crate::Store::reply`]).
+    pub reply: Option<String>,
 }
 
 /// What happens to a delivery after an attempt.
@@ -829,4 +837,90 @@ pub struct Delivery {
     pub created_at: String,
     /// Every attempt, oldest first.
     pub attempts_log: Vec<DeliveryAttempt>,
+}
+
+/// The first reply a consumer gave to an activity.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Reply {
+    /// Who replied: a webhook delivery's id (`msg_…`), or what a pull consumer names.
+    pub source: String,
+    /// The HTTP status of a webhook's reply.
+    pub status: Option<i64>,
+    /// The reply's body as received (JSON text, usually).
+    pub body: String,
+}
+
+/// Where the bus is with one activity, for a sync publish.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BusProgress {
+    /// Not matched against topics yet.
+    Unmatched,
+    /// Matched, and no active subscription is owed it: nobody will reply.
+    NoResponder,
+    /// Matched; this many active subscriptions are owed it, none has replied yet.
+    Waiting(i64),
+    /// Replied.
+    Replied(Reply),
+}
+
+/// A scheduled publish: once (`publish_at`) or on a cron schedule.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct Schedule {
+    /// Public id (`sch_…`).
+    pub id: String,
+    /// Unique name (a one-shot `publish_at` is named after its id).
+    pub name: String,
+    /// Who publishes it (the author of every activity it makes).
+    pub actor: String,
+    /// The service that owns it (none: an admin's).
+    pub owner: Option<String>,
+    /// 5 or 6 fields; none for a one-shot.
+    pub cron: Option<String>,
+    /// The IANA zone the cron expression is read in.
+    pub timezone: Option<String>,
+    /// The activity published at each fire, as sent.
+    #[schema(value_type = Object)]
+    pub activity: Value,
+    /// `active`, `paused`, or `done` (a one-shot that fired, or a cron that never fires again).
+    pub status: String,
+    /// The next fire, unix ms (none when paused or done).
+    #[serde(skip)]
+    pub next_at_ms: Option<i64>,
+    /// How many times it fired.
+    pub fired: i64,
+    /// When it last fired.
+    pub last_fired_at: Option<String>,
+    /// The id of the activity it last published.
+    pub last_activity: Option<String>,
+    /// Why its last fire did not publish, if it did not.
+    pub last_error: Option<String>,
+    /// When it was made.
+    pub created_at: String,
+    /// The owning service's internal id.
+    #[serde(skip)]
+    pub service_id: Option<i64>,
+    /// The publishing user's internal id.
+    #[serde(skip)]
+    pub actor_id: i64,
+}
+
+/// A schedule to create.
+#[derive(Debug, Clone)]
+pub struct NewSchedule {
+    /// Public id.
+    pub id: String,
+    /// Unique name.
+    pub name: String,
+    /// The publishing user.
+    pub actor_id: i64,
+    /// The owning service, if a service made it.
+    pub service_id: Option<i64>,
+    /// Cron expression (none: once).
+    pub cron: Option<String>,
+    /// Its zone.
+    pub timezone: Option<String>,
+    /// The activity, as JSON text.
+    pub activity: String,
+    /// The first fire (unix ms); none: a cron that never fires (refused by the caller).
+    pub next_at_ms: i64,
 }

@@ -1605,6 +1605,7 @@ async fn the_integration_bus_keeps_its_promises_on_every_adapter() {
                 "wh1".into(),
                 "http://127.0.0.1:9/".into(),
                 "whsec_x".into(),
+                false,
             )
             .await
             .expect("webhook");
@@ -1723,6 +1724,7 @@ async fn the_integration_bus_keeps_its_promises_on_every_adapter() {
             latency_ms: 3,
             outcome: outcome.into(),
             excerpt: "oops".into(),
+            reply: None,
         };
         store
             .record_attempt(
@@ -1835,6 +1837,315 @@ async fn the_integration_bus_keeps_its_promises_on_every_adapter() {
                 .failures,
             0
         );
+        store.close();
+    }
+}
+
+// ---- Sync replies, ordered webhooks, schedules (decision 0025) ----
+
+#[tokio::test]
+async fn replies_ordering_and_schedules_keep_their_promises_on_every_adapter() {
+    use std::time::Duration;
+    use tidings_store::model::{AttemptNext, BusProgress, NewAttempt, NewSchedule};
+    for (location, _dir) in places() {
+        let store = open(&location);
+        let ana = user(&store, "ana").await;
+        store
+            .create_topic("orders".into(), None, String::new())
+            .await
+            .expect("topic");
+        store
+            .create_topic("quiet".into(), None, String::new())
+            .await
+            .expect("topic");
+        assert!(!store.has_active_webhooks().await.expect("any"));
+        let hook = store
+            .create_webhook(
+                "orders".into(),
+                None,
+                "wh_o".into(),
+                "http://127.0.0.1:9/".into(),
+                "whsec_x".into(),
+                true,
+            )
+            .await
+            .expect("webhook");
+        assert!(hook.ordered);
+        assert!(store.has_active_webhooks().await.expect("any"));
+        let doc = |text: &str, topic: &str| json!({"object": {"content": text}, "to": [format!("topic:{topic}")]});
+        let (first, _) = publish(&store, &ana, doc("one", "orders"), None).await;
+        let (second, _) = publish(&store, &ana, doc("two", "orders"), None).await;
+        let (quiet, _) = publish(&store, &ana, doc("hush", "quiet"), None).await;
+        assert_eq!(
+            store.bus_progress(first).await.expect("progress"),
+            BusProgress::Unmatched
+        );
+
+        // Matching rings the bus news every node hears.
+        let mut news = store.bus_news();
+        news.borrow_and_update();
+        let from = store.bus_seq().await.expect("bus seq");
+        let generation = store
+            .bus_routing(None)
+            .await
+            .expect("routing")
+            .expect("first")
+            .generation;
+        assert!(
+            store
+                .bus_enqueue(
+                    from,
+                    quiet,
+                    generation,
+                    vec![("wh_o".into(), first), ("wh_o".into(), second)]
+                )
+                .await
+                .expect("enqueue")
+        );
+        tokio::time::timeout(Duration::from_secs(5), news.changed())
+            .await
+            .expect("news in time")
+            .expect("news");
+        assert_eq!(
+            store.bus_progress(first).await.expect("progress"),
+            BusProgress::Waiting(1)
+        );
+        assert_eq!(
+            store.bus_progress(quiet).await.expect("progress"),
+            BusProgress::NoResponder,
+            "{location:?}: nobody is owed the quiet topic's activity"
+        );
+
+        // Ordered: only the older delivery is leased; the next waits for its success.
+        let leased = store
+            .lease_deliveries(10, Duration::from_secs(30))
+            .await
+            .expect("lease");
+        assert_eq!(
+            leased.iter().map(|d| d.seq).collect::<Vec<_>>(),
+            vec![first],
+            "{location:?}"
+        );
+        let failed = NewAttempt {
+            status: Some(500),
+            latency_ms: 1,
+            outcome: "failed".into(),
+            excerpt: String::new(),
+            reply: None,
+        };
+        store
+            .record_attempt(
+                leased[0].id.clone(),
+                failed,
+                AttemptNext::Retry { at_ms: 0 },
+                50,
+            )
+            .await
+            .expect("attempt");
+        let retried = store
+            .lease_deliveries(10, Duration::from_secs(30))
+            .await
+            .expect("lease");
+        assert_eq!(
+            retried.iter().map(|d| d.seq).collect::<Vec<_>>(),
+            vec![first],
+            "{location:?}: a failed delivery holds back the next"
+        );
+        news.borrow_and_update();
+        let delivered = NewAttempt {
+            status: Some(200),
+            latency_ms: 1,
+            outcome: "delivered".into(),
+            excerpt: String::new(),
+            reply: Some("{\"total\": 7}".into()),
+        };
+        store
+            .record_attempt(retried[0].id.clone(), delivered, AttemptNext::Delivered, 50)
+            .await
+            .expect("attempt");
+        tokio::time::timeout(Duration::from_secs(5), news.changed())
+            .await
+            .expect("news in time")
+            .expect("news");
+        let BusProgress::Replied(reply) = store.bus_progress(first).await.expect("progress") else {
+            panic!("{location:?}: the reply was not recorded");
+        };
+        assert_eq!(
+            (reply.source.as_str(), reply.status, reply.body.as_str()),
+            (retried[0].id.as_str(), Some(200), "{\"total\": 7}")
+        );
+        let next = store
+            .lease_deliveries(10, Duration::from_secs(30))
+            .await
+            .expect("lease");
+        assert_eq!(
+            next.iter().map(|d| d.seq).collect::<Vec<_>>(),
+            vec![second],
+            "{location:?}"
+        );
+
+        // A reply from elsewhere (a pull consumer's ack): the first one wins.
+        assert!(
+            store
+                .record_reply(second, "pull:billing".into(), None, "\"ok\"".into())
+                .await
+                .expect("reply")
+        );
+        assert!(
+            !store
+                .record_reply(second, "pull:other".into(), None, "late".into())
+                .await
+                .expect("reply")
+        );
+        assert_eq!(
+            store
+                .reply(second)
+                .await
+                .expect("reply")
+                .expect("some")
+                .source,
+            "pull:billing"
+        );
+        assert_eq!(store.prune_replies(i64::MAX).await.expect("prune"), 2);
+        assert_eq!(store.reply(second).await.expect("reply"), None);
+
+        // Schedules: unique names, due scans, a fire recorded once.
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .expect("clock")
+            .as_millis() as i64;
+        let new = |name: &str, cron: Option<&str>, at: i64| NewSchedule {
+            id: format!("sch_{name}"),
+            name: name.into(),
+            actor_id: ana.id,
+            service_id: None,
+            cron: cron.map(str::to_owned),
+            timezone: cron.map(|_| "Europe/Paris".to_owned()),
+            activity: json!({"object": {"content": name}}).to_string(),
+            next_at_ms: at,
+        };
+        let daily = store
+            .create_schedule(new("daily", Some("0 9 * * *"), now - 10))
+            .await
+            .expect("schedule");
+        assert_eq!(
+            (daily.actor.as_str(), daily.status.as_str(), daily.fired),
+            ("ana", "active", 0)
+        );
+        assert_eq!(daily.activity["object"]["content"], "daily");
+        assert!(matches!(
+            store.create_schedule(new("daily", None, now)).await,
+            Err(StoreError::Conflict {
+                code: "schedule_exists",
+                ..
+            })
+        ));
+        store
+            .create_schedule(new("later", None, now + 3_600_000))
+            .await
+            .expect("one-shot");
+        let due = store.due_schedules(now, 10).await.expect("due");
+        assert_eq!(
+            due.iter().map(|s| s.name.as_str()).collect::<Vec<_>>(),
+            vec!["daily"]
+        );
+        assert_eq!(
+            store.next_schedule_at().await.expect("next"),
+            Some(now - 10)
+        );
+        // Two nodes fire it: one publish (the idempotency key), one recorded fire.
+        let key = format!("schedule:sch_daily:{}", now - 10);
+        let (a, _) = publish(&store, &ana, daily.activity.clone(), Some(&key)).await;
+        let (b, _) = publish(&store, &ana, daily.activity.clone(), Some(&key)).await;
+        assert_eq!(a, b, "{location:?}: a fire published twice");
+        let (x, y) = tokio::join!(
+            store.schedule_fired(
+                "sch_daily".into(),
+                now - 10,
+                Some(now + 86_400_000),
+                Some("act".into()),
+                None
+            ),
+            store.schedule_fired(
+                "sch_daily".into(),
+                now - 10,
+                Some(now + 86_400_000),
+                Some("act".into()),
+                None
+            ),
+        );
+        assert_eq!(
+            [x.expect("fired"), y.expect("fired")]
+                .iter()
+                .filter(|f| **f)
+                .count(),
+            1,
+            "{location:?}: a fire recorded twice"
+        );
+        let fired = store.schedule("daily".into()).await.expect("schedule");
+        assert_eq!(
+            (
+                fired.fired,
+                fired.next_at_ms,
+                fired.last_activity.as_deref()
+            ),
+            (1, Some(now + 86_400_000), Some("act"))
+        );
+        assert!(store.due_schedules(now, 10).await.expect("due").is_empty());
+        // Pause and resume; a one-shot that fired is done for good.
+        let paused = store
+            .set_schedule_status("daily".into(), "paused", Some(now))
+            .await
+            .expect("pause");
+        assert_eq!(
+            (paused.status.as_str(), paused.next_at_ms),
+            ("paused", Some(now))
+        );
+        assert!(
+            store
+                .due_schedules(i64::MAX, 10)
+                .await
+                .expect("due")
+                .iter()
+                .all(|s| s.name != "daily")
+        );
+        store
+            .set_schedule_status("daily".into(), "active", Some(now))
+            .await
+            .expect("resume");
+        assert!(
+            store
+                .schedule_fired(
+                    "sch_later".into(),
+                    now + 3_600_000,
+                    None,
+                    None,
+                    Some("refused".into())
+                )
+                .await
+                .expect("fired")
+        );
+        let done = store.schedule("later".into()).await.expect("schedule");
+        assert_eq!(
+            (done.status.as_str(), done.fired, done.last_error.as_deref()),
+            ("done", 0, Some("refused"))
+        );
+        assert!(matches!(
+            store
+                .set_schedule_status("later".into(), "active", Some(now))
+                .await,
+            Err(StoreError::Conflict {
+                code: "schedule_done",
+                ..
+            })
+        ));
+        assert_eq!(store.schedules(None).await.expect("list").len(), 2);
+        assert!(store.schedules(Some(1)).await.expect("list").is_empty());
+        store.delete_schedule("daily".into()).await.expect("delete");
+        assert!(matches!(
+            store.schedule("daily".into()).await,
+            Err(StoreError::NotFound { .. })
+        ));
         store.close();
     }
 }
@@ -2147,6 +2458,7 @@ async fn pull_stream_and_queue_subscriptions_keep_their_promises_on_every_adapte
         secret: String::new(),
         queue: queue.map(str::to_owned),
         lease_ms,
+        ordered: false,
     };
     for (location, _dir) in places() {
         let store = open(&location);

@@ -26,9 +26,16 @@ const ROUTE_WAIT: Duration = Duration::from_secs(30);
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct PublishArgs {
-    /// `routed`: answer only once every inbox entry is written.
-    #[param(pattern = "^routed$")]
+    /// `routed`: answer only once every inbox entry is written. `replied`: answer with the
+    /// first consumer's reply (a webhook's 2xx body): 200 `{activity, reply, replied_by,
+    /// status}`; 503 `no_responder` when no active subscription is owed the activity; 504
+    /// `reply_timeout` at the deadline. Either way the activity is stored (`details.id`).
+    #[param(pattern = "^(routed|replied)$")]
     pub wait: Option<String>,
+    /// With `wait=replied`: how long to wait for the reply, in ms (1–60000, default 10000).
+    /// (Read as text: a query string spells numbers as text, `5000` or `5000.0` alike.)
+    #[param(value_type = Option<i64>, minimum = 1, maximum = 60000)]
+    pub timeout_ms: Option<String>,
 }
 
 /// Versions of an activity.
@@ -68,6 +75,10 @@ impl PublishBody {
             "inReplyTo": {
                 "description": "id of the activity this replies to (blank: none)",
                 "type": ["string", "null"], "maxLength": limits.max_string_chars,
+            },
+            "publish_at": {
+                "description": "publish later, once, at this RFC 3339 time (admins and services; a time already past publishes at once): the answer is 202 with the schedule",
+                "type": ["string", "null"], "format": "date-time",
             },
         });
         let mut create_props = shared.clone();
@@ -178,7 +189,7 @@ async fn respond_published(
 #[utoipa::path(post, path = "/api/v1/outbox", tag = "activities", security(("bearer" = [])),
     params(PublishArgs, ("Idempotency-Key" = Option<String>, Header, max_length = 200, pattern = "^[!-~]([ -~]*[!-~])?$", description = "a retry with the same key returns the first result (1–200 visible ASCII characters)")),
     request_body(content = PublishBody, description = "ActivityStreams 2.0 activity: type, object, to, tag, actions, inReplyTo"),
-    responses((status = 201, description = "the stored activity"), (status = 400), (status = 403), (status = 413), (status = 422)))]
+    responses((status = 200, description = "`wait=replied`: `{activity, reply, replied_by, status}`, the first consumer's reply"), (status = 201, description = "the stored activity"), (status = 202, description = "`publish_at`: the one-shot schedule (a `ScheduleView`)"), (status = 400, description = "the activity's errors, `invalid_wait`, `invalid_timeout`, `invalid_time` (publish_at)"), (status = 403, description = "`schedule_not_allowed`: publish_at from a user who is not an admin"), (status = 413), (status = 422), (status = 503, description = "`no_responder` (wait=replied): the activity is stored, its id in `details.id`"), (status = 504, description = "`reply_timeout` (wait=replied): the activity is stored and delivered on, its id in `details.id`")))]
 pub async fn publish(
     State(state): State<AppState>,
     crate::integration::auth::Publisher(author): crate::integration::auth::Publisher,
@@ -186,18 +197,54 @@ pub async fn publish(
     ApiQuery(args): ApiQuery<PublishArgs>,
     ApiJson(body): ApiJson<Value>,
 ) -> ApiResult<(StatusCode, HeaderMap, RawJson)> {
-    let wait_routed = match args.wait.as_deref() {
-        None => false,
-        Some("routed") => true,
+    let (wait_routed, wait_replied) = match args.wait.as_deref() {
+        None => (false, false),
+        Some("routed") => (true, false),
+        Some("replied") => (false, true),
         Some(_) => {
             return Err(ApiError::bad_request(
                 "invalid_wait",
-                "wait must be \"routed\"",
+                "wait must be \"routed\" or \"replied\"",
             ));
         }
     };
+    let timeout_ms = match args.timeout_ms.as_deref() {
+        None => crate::integration::schedules::REPLY_TIMEOUT_DEFAULT_MS,
+        // Checked whatever `wait` says (without wait=replied it is then ignored).
+        Some(text) => text
+            .trim()
+            .parse::<f64>()
+            .ok()
+            .filter(|ms| {
+                ms.fract() == 0.0
+                    && (1.0..=crate::integration::schedules::REPLY_TIMEOUT_MAX_MS as f64)
+                        .contains(ms)
+            })
+            .map(|ms| ms as u64)
+            .ok_or_else(|| {
+                ApiError::bad_request("invalid_timeout", "timeout_ms is a whole 1 to 60000")
+            })?,
+    };
     let key = idempotency_key(&headers)?;
+    if body.get("publish_at").is_some_and(|v| !v.is_null()) {
+        // Not published now: there is nothing to wait for, and `wait` is ignored.
+        return crate::integration::schedules::publish_later(&state, author, &headers, body).await;
+    }
     let published = publish_value(&state, author, &body, key).await?;
+    if wait_replied {
+        let answer = crate::integration::schedules::wait_reply(
+            &state,
+            &published,
+            Duration::from_millis(timeout_ms),
+        )
+        .await?;
+        let mut headers = HeaderMap::new();
+        if let Ok(location) = HeaderValue::from_str(&format!("/api/v1/activities/{}", published.id))
+        {
+            headers.insert(header::LOCATION, location);
+        }
+        return Ok((StatusCode::OK, headers, answer));
+    }
     respond_published(&state, published, wait_routed).await
 }
 

@@ -13,7 +13,7 @@ pub mod users;
 use crate::AppState;
 use crate::error::ApiError;
 use crate::integration::queues::api as queues;
-use crate::integration::{consume, services, topics};
+use crate::integration::{consume, schedules, services, topics};
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, State};
 use axum::http::StatusCode;
@@ -94,6 +94,13 @@ pub fn router(state: AppState) -> Router {
         .route("/services/{name}", get(services::get))
         .route("/services/{name}/keys", post(services::rotate))
         .route("/services/{name}/keys/{key_id}", delete(services::revoke))
+        .route("/schedules", get(schedules::list).post(schedules::create))
+        .route(
+            "/schedules/{name}",
+            get(schedules::get).delete(schedules::delete),
+        )
+        .route("/schedules/{name}/pause", post(schedules::pause))
+        .route("/schedules/{name}/resume", post(schedules::resume))
         .route("/topics", get(topics::list).post(topics::create))
         .route(
             "/topics/{topic}",

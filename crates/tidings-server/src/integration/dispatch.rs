@@ -282,6 +282,8 @@ async fn feed(store: &Store, config: &WebhookConfig, queues: &Queues, delivery: 
                     .first()
                     .map(|j| format!("job {} in {queue}", j.id))
                     .unwrap_or_default(),
+                // A queue feed answers nothing a sync publish could wait for.
+                reply: None,
             },
             AttemptNext::Delivered,
         ),
@@ -303,6 +305,7 @@ async fn feed(store: &Store, config: &WebhookConfig, queues: &Queues, delivery: 
                         .chars()
                         .take(512)
                         .collect(),
+                    reply: None,
                 },
                 next,
             )
@@ -471,6 +474,7 @@ async fn deliver(
             status,
             retry_after,
             excerpt,
+            body,
         }) => {
             let (outcome, next) = match status {
                 200..=299 => ("delivered", AttemptNext::Delivered),
@@ -495,6 +499,9 @@ async fn deliver(
                     latency_ms,
                     outcome: outcome.into(),
                     excerpt,
+                    // A 2xx body is the consumer's reply (the first one recorded answers a
+                    // `?wait=replied` publish).
+                    reply: (200..=299).contains(&status).then_some(body),
                 },
                 next,
             )
@@ -505,6 +512,7 @@ async fn deliver(
                 latency_ms,
                 outcome: outcome.into(),
                 excerpt: message.chars().take(512).collect(),
+                reply: None,
             },
             retry(backoff(config, made)),
         ),
@@ -514,13 +522,68 @@ async fn deliver(
         .increment(1);
     metrics::histogram!("tidings_webhook_attempt_duration_seconds")
         .record(started.elapsed().as_secs_f64());
-    if let Err(e) = store
+    match store
         .record_attempt(delivery.id.clone(), attempt, next, config.disable_after)
         .await
     {
+        Ok(Some(disabled)) => {
+            if let Err(e) = disable_notice(store, &disabled).await {
+                tracing::warn!(webhook = %disabled.id, error = %e, "could not send the disable notice");
+            }
+        }
+        Ok(None) => {}
         // The lease runs out and the delivery is sent again: at least once.
-        tracing::warn!(delivery = %delivery.id, error = %e, "could not record a webhook attempt");
+        Err(e) => {
+            tracing::warn!(delivery = %delivery.id, error = %e, "could not record a webhook attempt")
+        }
     }
+}
+
+/// Tells a disabled subscription's owner: an activity from the owning service's user to every
+/// admin (services have no inbox of their own, admins manage them), which reaches the admins'
+/// inboxes and notification feeds like any activity addressed to them. An admin's own
+/// subscription is reported in its listing and the log only (there is no one else to send it
+/// from). The idempotency key makes a retried notice store once.
+async fn disable_notice(store: &Store, hook: &tidings_store::model::Webhook) -> Result<(), String> {
+    use tidings_core::activity::{Limits, TypeStatus, normalize};
+    let Some(service) = &hook.owner else {
+        return Ok(());
+    };
+    let admins = store.admin_usernames().await.map_err(|e| e.to_string())?;
+    if admins.is_empty() {
+        return Ok(());
+    }
+    let author = store.user(service).await.map_err(|e| e.to_string())?;
+    let reason = hook.disabled_reason.clone().unwrap_or_default();
+    let doc = json!({
+        "object": {
+            "type": "Note",
+            "content": format!(
+                "Webhook subscription {} of topic {} ({}) was disabled: {}. Fix the endpoint, then \
+                 POST /api/v1/topics/{}/subscriptions/{}/enable; what it is owed goes out then.",
+                hook.id, hook.topic, hook.url, reason, hook.topic, hook.id
+            ),
+            "bus_event": "subscription.disabled",
+            "subscription": hook.id,
+            "topic": hook.topic,
+            "reason": reason,
+        },
+        // An activity names at most 64 addressees.
+        "to": admins.iter().take(64).map(|a| format!("user:{a}")).collect::<Vec<_>>(),
+        "tag": ["bus"],
+    });
+    let draft =
+        normalize(&doc, &Limits::default(), &|_| TypeStatus::BuiltIn).map_err(|e| e.message)?;
+    let key = format!("disabled:{}:{}", hook.id, now_ms() / 1000);
+    store
+        .publish(tidings_store::model::PublishInput {
+            actor: author,
+            draft,
+            idempotency_key: Some(key),
+        })
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok(())
 }
 
 #[cfg(test)]

@@ -63,4 +63,20 @@ pub enum BusError {
     /// A queue subscription's queue does not exist (422 `unknown_queue`).
     #[error("no queue is named {0:?}")]
     UnknownQueue(String),
+    /// A cron expression, time zone or `publish_at` refused (400 `invalid_cron`,
+    /// `invalid_timezone`, `invalid_time`).
+    #[error("{0}")]
+    InvalidSchedule(#[from] tidings_core::schedule::ScheduleError),
+    /// Only admins and services with `publish` schedule activities (403
+    /// `schedule_not_allowed`).
+    #[error("only admins and services with the publish scope schedule activities")]
+    ScheduleNotAllowed,
+    /// A sync publish that no active subscription is owed (503 `no_responder`); the activity
+    /// is stored, its id in `details.id`.
+    #[error("no subscription will reply to this activity (it is stored: details.id)")]
+    NoResponder(String),
+    /// A sync publish's deadline passed (504 `reply_timeout`); the activity is stored and
+    /// delivered on, its id in `details.id`.
+    #[error("no reply came in time; the activity is stored and its delivery goes on (details.id)")]
+    ReplyTimeout(String),
 }

@@ -15,6 +15,8 @@
 //!   signing, sending and logging deliveries.
 //! - [`queues`] — work queues (FIFO, LIFO, priority; durable in the store or in memory),
 //!   their leases, and their routes (`queues::api`).
+//! - [`schedules`] — scheduled and cron publishing (`publish_at`, `/schedules`), the loop that
+//!   fires them once per cluster, and the sync publish's wait for a reply (`?wait=replied`).
 //! - [`outbound`] — SSRF-safe outgoing HTTP (resolve once, refuse private ranges, no
 //!   redirects, timeouts, a response-size cap).
 //! - [`error`] — [`error::BusError`], mapped to statuses in `crate::error`.
@@ -28,6 +30,7 @@ pub mod dispatch;
 pub mod error;
 pub mod outbound;
 pub mod queues;
+pub mod schedules;
 pub mod services;
 pub mod topics;
 

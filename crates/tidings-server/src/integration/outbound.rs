@@ -81,6 +81,8 @@ pub struct Answer {
     pub retry_after: Option<u64>,
     /// The start of the body.
     pub excerpt: String,
+    /// The body as read (up to the response cap), for a sync publish's reply.
+    pub body: String,
 }
 
 /// Why an attempt got no answer.
@@ -217,14 +219,13 @@ impl Outbound {
             }
         }
         bytes.truncate(self.cap);
-        let excerpt: String = String::from_utf8_lossy(&bytes)
-            .chars()
-            .take(EXCERPT_CHARS)
-            .collect();
+        let body = String::from_utf8_lossy(&bytes).into_owned();
+        let excerpt: String = body.chars().take(EXCERPT_CHARS).collect();
         Ok(Answer {
             status,
             retry_after,
             excerpt,
+            body,
         })
     }
 }

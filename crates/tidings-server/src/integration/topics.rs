@@ -82,6 +82,10 @@ pub struct WebhookSettings {
     pub url: String,
     /// Where it starts (default `now`); see [`PullSettings::start`].
     pub start: Option<serde_json::Value>,
+    /// Deliver in log order: each delivery waits until the previous one succeeded (or was
+    /// dead-lettered). Default false: deliveries go out concurrently.
+    #[serde(default)]
+    pub ordered: bool,
 }
 
 /// A pull subscription's settings.
@@ -373,6 +377,7 @@ pub async fn subscribe(
     let mut url = String::new();
     let mut queue = None;
     let mut lease_ms = 30_000;
+    let mut ordered = false;
     match &body {
         CreateWebhookBody::Webhook(settings) => {
             let checked = check_url(&settings.url)?;
@@ -383,6 +388,7 @@ pub async fn subscribe(
                 .await?;
             url = settings.url.clone();
             secret = Some(new_secret()?.to_text());
+            ordered = settings.ordered;
         }
         CreateWebhookBody::Pull(settings) => {
             lease_ms = settings.lease_ms.unwrap_or(30_000);
@@ -423,6 +429,7 @@ pub async fn subscribe(
         secret: secret.clone().unwrap_or_default(),
         queue,
         lease_ms,
+        ordered,
     };
     let mut subscription = state
         .store

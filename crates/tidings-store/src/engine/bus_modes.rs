@@ -132,14 +132,15 @@ impl Store {
 
     /// Acknowledges pulled events; each answers for itself: true when it was pending (now
     /// done), false when unknown or already acknowledged. A `reply` (JSON text) is kept by
-    /// event for each event this ack settled (the first reply wins).
+    /// event for each event this ack settled (the first reply wins), and becomes the reply a
+    /// `?wait=replied` publish answers with unless another consumer replied first.
     pub async fn ack_events(
         &self,
         id: String,
         events: Vec<String>,
         reply: Option<String>,
     ) -> StoreResult<Vec<(String, bool)>> {
-        self.write(move |conn, _fx| {
+        self.write(move |conn, fx| {
             let mut out = Vec::with_capacity(events.len());
             for event in events {
                 let seq: Option<i64> = conn
@@ -165,6 +166,10 @@ impl Store {
                         reply,
                         now_rfc3339()
                     ])?;
+                    if super::schedules::insert_reply(conn, seq, &id, None, reply)? {
+                        // Wakes a sync publish waiting for this activity, on any node.
+                        fx.push(crate::hot::Effect::BusNews);
+                    }
                 }
                 out.push((event, seq.is_some()));
             }

@@ -87,7 +87,7 @@ pub(crate) fn topic_by_name(conn: &Connection, name: &str) -> StoreResult<Topic>
 
 const WEBHOOK_COLUMNS: &str = "w.id, t.name, s.name, w.url, w.status, w.disabled_reason, \
      w.failures, w.created_at, w.service_id, w.secret, w.old_secret, w.old_secret_until_ms, \
-     w.mode, w.queue, w.lease_ms, w.paused";
+     w.mode, w.queue, w.lease_ms, w.paused, w.in_order";
 
 const WEBHOOK_FROM: &str = "bus_webhooks w JOIN bus_topics t ON t.id = w.topic_id \
      LEFT JOIN bus_services s ON s.id = w.service_id";
@@ -113,6 +113,7 @@ pub(crate) fn webhook_from_row(r: &Row<'_>) -> crate::sql::Result<Webhook> {
         secret: r.get(9)?,
         old_secret: r.get(10)?,
         old_secret_until_ms: r.get(11)?,
+        ordered: r.get::<_, i64>(16)? != 0,
     })
 }
 
@@ -360,6 +361,7 @@ impl Store {
         id: String,
         url: String,
         secret: String,
+        ordered: bool,
     ) -> StoreResult<Webhook> {
         let spec = crate::model::NewSubscription {
             mode: "webhook".into(),
@@ -367,6 +369,7 @@ impl Store {
             secret,
             queue: None,
             lease_ms: 30_000,
+            ordered,
         };
         self.create_subscription(topic, service_id, id, spec).await
     }
@@ -385,8 +388,8 @@ impl Store {
             let since = last_seq(conn)?;
             conn.prepare_cached(
                 "INSERT INTO bus_webhooks(id, topic_id, service_id, url, secret, since_seq, status, created_at,
-                                          mode, queue, lease_ms)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'active', ?7, ?8, ?9, ?10)",
+                                          mode, queue, lease_ms, in_order)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'active', ?7, ?8, ?9, ?10, ?11)",
             )?
             .execute(params![
                 id,
@@ -398,7 +401,8 @@ impl Store {
                 now_rfc3339(),
                 spec.mode,
                 spec.queue,
-                spec.lease_ms
+                spec.lease_ms,
+                i64::from(spec.ordered)
             ])?;
             bump_generation(conn)?;
             webhook_by_id(conn, &id)
@@ -529,11 +533,13 @@ impl Store {
         generation: i64,
         owed: Vec<(String, i64)>,
     ) -> StoreResult<bool> {
-        self.write(move |conn, _fx| {
+        self.write(move |conn, fx| {
             if meta_int(conn, "bus_seq")? != from || meta_int(conn, "bus_generation")? != generation
             {
                 return Ok(false);
             }
+            // A sync publish waiting on one of these activities learns it was matched.
+            fx.push(crate::hot::Effect::BusNews);
             let now = now_ms();
             let created_at = now_rfc3339();
             let mut insert = conn.prepare_cached(
@@ -565,7 +571,10 @@ impl Store {
                 .prepare_cached(
                     "SELECT EXISTS(SELECT 1 FROM bus_deliveries d JOIN bus_webhooks w ON w.id = d.webhook_id
                      WHERE d.state = 'pending' AND d.next_at_ms <= ?1 AND d.lease_until_ms <= ?1
-                       AND w.status = 'active' AND w.paused = 0 AND w.mode = ?2)",
+                       AND w.status = 'active' AND w.paused = 0 AND w.mode = ?2
+                       AND (w.in_order = 0 OR NOT EXISTS (
+                           SELECT 1 FROM bus_deliveries p
+                           WHERE p.webhook_id = d.webhook_id AND p.state = 'pending' AND p.seq < d.seq)))",
                 )?
                 .query_row(params![now_ms(), mode], |r| r.get(0))?)
         })
@@ -597,6 +606,9 @@ impl Store {
                     "SELECT d.id FROM bus_deliveries d JOIN bus_webhooks w ON w.id = d.webhook_id
                      WHERE d.state = 'pending' AND d.next_at_ms <= ?1 AND d.lease_until_ms <= ?1
                        AND w.status = 'active' AND w.paused = 0 AND w.mode = ?3
+                       AND (w.in_order = 0 OR NOT EXISTS (
+                           SELECT 1 FROM bus_deliveries p
+                           WHERE p.webhook_id = d.webhook_id AND p.state = 'pending' AND p.seq < d.seq))
                      ORDER BY d.next_at_ms, d.seq LIMIT ?2",
                 )?
                 .query_map(params![now, max, mode], |r| r.get(0))?
@@ -630,15 +642,16 @@ impl Store {
 
     /// Logs one attempt and applies its outcome: delivered, retried at a time, dead, or dead
     /// with the webhook disabled. A failure that makes `disable_after` failures in a row
-    /// disables the webhook too; a success resets the count.
+    /// disables the webhook too; a success resets the count. Returns the webhook when this
+    /// attempt disabled it (its owner is to be told).
     pub async fn record_attempt(
         &self,
         delivery_id: String,
         attempt: NewAttempt,
         next: AttemptNext,
         disable_after: i64,
-    ) -> StoreResult<()> {
-        self.write(move |conn, _fx| {
+    ) -> StoreResult<Option<Webhook>> {
+        self.write(move |conn, fx| {
             let (webhook, attempts, state): (String, i64, String) = conn
                 .prepare_cached("SELECT webhook_id, attempts, state FROM bus_deliveries WHERE id = ?1")?
                 .query_row([delivery_id.as_str()], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
@@ -646,7 +659,7 @@ impl Store {
                 .ok_or_else(|| StoreError::not_found("delivery"))?;
             if state != "pending" {
                 // Redelivered or settled meanwhile: this attempt's outcome is stale.
-                return Ok(());
+                return Ok(None);
             }
             let number = attempts + 1;
             conn.prepare_cached(
@@ -672,6 +685,14 @@ impl Store {
                  WHERE id = ?1",
             )?
             .execute(params![delivery_id, number, state, next_at])?;
+            if let (AttemptNext::Delivered, Some(body)) = (&next, &attempt.reply) {
+                let seq: i64 = conn
+                    .prepare_cached("SELECT seq FROM bus_deliveries WHERE id = ?1")?
+                    .query_row([delivery_id.as_str()], |r| r.get(0))?;
+                if super::schedules::insert_reply(conn, seq, &delivery_id, attempt.status, body)? {
+                    fx.push(crate::hot::Effect::BusNews);
+                }
+            }
             let disable = match next {
                 AttemptNext::Delivered => {
                     conn.prepare_cached("UPDATE bus_webhooks SET failures = 0 WHERE id = ?1")?
@@ -693,14 +714,19 @@ impl Store {
             };
             if let Some(reason) = disable {
                 tracing::warn!(webhook = %webhook, %reason, "webhook disabled");
-                conn.prepare_cached(
-                    "UPDATE bus_webhooks SET status = 'disabled', disabled_reason = ?2
-                     WHERE id = ?1 AND status = 'active'",
-                )?
-                .execute(params![webhook, reason])?;
+                let changed = conn
+                    .prepare_cached(
+                        "UPDATE bus_webhooks SET status = 'disabled', disabled_reason = ?2
+                         WHERE id = ?1 AND status = 'active'",
+                    )?
+                    .execute(params![webhook, reason])?;
                 bump_generation(conn)?;
+                // Only the attempt that disabled it reports it (once, however many were out).
+                if changed > 0 {
+                    return Ok(Some(webhook_by_id(conn, &webhook)?));
+                }
             }
-            Ok(())
+            Ok(None)
         })
         .await
     }
@@ -767,6 +793,19 @@ impl Store {
                 return Err(StoreError::not_found("delivery"));
             }
             Ok(())
+        })
+        .await
+    }
+
+    /// The usernames of the admins, by name: who hears of a disabled subscription.
+    pub async fn admin_usernames(&self) -> StoreResult<Vec<String>> {
+        self.read(|conn| {
+            Ok(conn
+                .prepare_cached(
+                    "SELECT username FROM users WHERE is_admin AND status = 'active' ORDER BY username",
+                )?
+                .query_map([], |r| r.get(0))?
+                .collect::<Result<Vec<_>, _>>()?)
         })
         .await
     }

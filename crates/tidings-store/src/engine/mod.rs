@@ -34,6 +34,7 @@ pub(crate) mod offline;
 mod queues;
 pub(crate) mod rebuild;
 pub(crate) mod router;
+mod schedules;
 pub(crate) mod search;
 mod subscriptions;
 pub(crate) mod users;
@@ -394,6 +395,8 @@ pub(crate) struct Shared {
     /// Session generation: bumped whenever sessions were revoked or users changed status, so a
     /// session read that raced one is not cached and live connections re-check credentials.
     pub(crate) session_changes: watch::Sender<u64>,
+    /// Bumped whenever a change carrying [`Effect::BusNews`] is applied on this node.
+    pub(crate) bus_news: watch::Sender<u64>,
     pub(crate) config: StoreConfig,
     /// The in-memory index inbox reads are served from.
     pub(crate) hot: RwLock<HotIndex>,
@@ -423,6 +426,7 @@ impl Shared {
             notices: broadcast::channel(NOTICE_BACKLOG).0,
             count_changes: broadcast::channel(NOTICE_BACKLOG).0,
             session_changes: watch::channel(0).0,
+            bus_news: watch::channel(0).0,
             config,
             hot: RwLock::new(hot),
             heads: Mutex::new(heads),
@@ -641,6 +645,12 @@ impl Store {
         self.shared.count_changes.subscribe()
     }
 
+    /// Changes whenever the integration bus moves (the log matched further, a reply recorded),
+    /// on whichever node it happened: a sync publish waits on it.
+    pub fn bus_news(&self) -> watch::Receiver<u64> {
+        self.shared.bus_news.subscribe()
+    }
+
     /// Changes whenever sessions are revoked or a user's status changes, so live connections
     /// can re-check their credentials.
     pub fn session_changes(&self) -> watch::Receiver<u64> {
@@ -725,6 +735,7 @@ impl Shared {
                             body: Some(body),
                             ..
                         } => self.bodies.insert(*seq, body.clone()),
+                        Effect::BusNews => self.bus_news.send_modify(|g| *g = g.wrapping_add(1)),
                         Effect::Sessions => {
                             // Revoked sessions or a changed user: no cached session survives.
                             // Bumped before (a session read racing this does not cache what it

@@ -448,9 +448,39 @@ CREATE TABLE IF NOT EXISTS bus_replies (
 CREATE INDEX IF NOT EXISTS bus_replies_by_activity ON bus_replies(activity_id);
 -- ---- end of schema version 9 ----
 
+-- ---- Schema version 10 (decision 0025): sync replies, schedules, ordered webhooks ----------
+-- One block, easy to renumber (see the embedded store's `schedules.sql` for what each holds).
+CREATE TABLE IF NOT EXISTS bus_sync_replies (
+    seq    BIGINT PRIMARY KEY,
+    source TEXT NOT NULL,
+    status BIGINT,
+    body   TEXT NOT NULL,
+    at_ms  BIGINT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS bus_sync_replies_by_age ON bus_sync_replies(at_ms);
+CREATE TABLE IF NOT EXISTS bus_schedules (
+    id            TEXT PRIMARY KEY,
+    name          TEXT COLLATE "C" NOT NULL UNIQUE,
+    actor_id      BIGINT NOT NULL,
+    service_id    BIGINT,
+    cron          TEXT,
+    timezone      TEXT,
+    activity      TEXT NOT NULL,
+    status        TEXT NOT NULL CHECK (status IN ('active', 'paused', 'done')),
+    next_at_ms    BIGINT,
+    fired         BIGINT NOT NULL DEFAULT 0,
+    last_fired_at TEXT,
+    last_activity TEXT,
+    last_error    TEXT,
+    created_at    TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS bus_schedules_due ON bus_schedules(status, next_at_ms);
+ALTER TABLE bus_webhooks ADD COLUMN IF NOT EXISTS in_order BIGINT NOT NULL DEFAULT 0;
+-- ---- end of schema version 10 --------------------------------------------------------------
+
 -- `cluster_id` names this log on a shared bus (see `Store::cluster_id`).
 INSERT INTO meta(key, value)
-VALUES ('schema_version', '9'), ('routed_seq', '0'), ('cluster_id', md5(random()::text))
+VALUES ('schema_version', '10'), ('routed_seq', '0'), ('cluster_id', md5(random()::text))
 ON CONFLICT DO NOTHING;
 -- An older store reaches this line only after the upgrades above.
-UPDATE meta SET value = '9' WHERE key = 'schema_version';
+UPDATE meta SET value = '10' WHERE key = 'schema_version';

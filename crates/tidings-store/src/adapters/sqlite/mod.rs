@@ -390,6 +390,14 @@ fn migrate(conn: &Connection) -> StoreResult<()> {
     if version == "8" {
         migrate_subscription_modes_v9(conn)?;
     }
+    let version: String = conn.query_row(
+        "SELECT value FROM meta WHERE key = 'schema_version'",
+        [],
+        |r| r.get(0),
+    )?;
+    if version == "9" {
+        migrate_bus_schedules_v10(conn)?;
+    }
     Ok(())
 }
 
@@ -436,6 +444,37 @@ fn migrate_subscription_modes_v9(conn: &Connection) -> StoreResult<()> {
     ))?;
     Ok(())
 }
+
+// ---- schema version 10: sync replies, schedules, ordered webhooks (decision 0025) ---------
+// One block, easy to renumber: the version string below and `SCHEMA_VERSION` in the
+// PostgreSQL adapter (whose schema.sql has the matching block).
+
+/// Version 10 adds the bus's sync replies (the first consumer's answer per activity), scheduled
+/// and cron publishing (mutable state, not log), and per-webhook ordering. Version 9 comes first.
+fn migrate_bus_schedules_v10(conn: &Connection) -> StoreResult<()> {
+    tracing::info!("migrating the store to schema version 10 (bus schedules and replies)");
+    // A store whose version was wound back (tests do) may have the column already.
+    let ordered: bool = conn.query_row(
+        "SELECT EXISTS(SELECT 1 FROM pragma_table_info('bus_webhooks') WHERE name = 'in_order')",
+        [],
+        |r| r.get(0),
+    )?;
+    let add_column = if ordered {
+        ""
+    } else {
+        "ALTER TABLE bus_webhooks ADD COLUMN in_order INTEGER NOT NULL DEFAULT 0;"
+    };
+    conn.execute_batch(&format!(
+        "BEGIN IMMEDIATE;
+         {}
+         {add_column}
+         UPDATE meta SET value = '10' WHERE key = 'schema_version';
+         COMMIT;",
+        include_str!("schedules.sql")
+    ))?;
+    Ok(())
+}
+// ---- end of schema version 10 -----------------------------------------------------------
 
 /// Version 7 adds the integration bus: services, topics, webhook subscriptions, deliveries and
 /// their attempts (new tables only, so a store created as version 7 takes the same step).
