@@ -72,6 +72,20 @@ pub struct RouteFacts<'a> {
     pub followers: &'a [i64],
     /// The author's username (for the `follow:NAME` reason).
     pub author_name: &'a str,
+    /// Saved searches that matched the activity and whose subscriber may read it (the store
+    /// checks both, see [`crate::saved`]): they rank as subscriptions, oldest first.
+    pub searches: &'a [SearchHit],
+}
+
+/// A saved search that matched an activity its subscriber may read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SearchHit {
+    /// The subscription's id.
+    pub id: i64,
+    /// The subscriber.
+    pub user_id: i64,
+    /// Its term, e.g. `"tokio panic"@eng`.
+    pub expr: String,
 }
 
 /// One inbox entry to write.
@@ -114,6 +128,15 @@ pub fn route_activity(facts: &RouteFacts<'_>, candidates: &[Candidate]) -> Vec<D
             );
         }
     }
+    for hit in facts.searches {
+        offer(
+            hit.user_id,
+            Via::Subscription {
+                id: hit.id,
+                expr: hit.expr.clone(),
+            },
+        );
+    }
     for &follower in facts.followers {
         offer(
             follower,
@@ -152,6 +175,7 @@ mod tests {
             tags: &tags,
             followers: &[7, 2, 3],
             author_name: "ana",
+            searches: &[],
         };
         let candidates = vec![
             cand(10, 1, "*@eng", &["eng"]),
@@ -201,6 +225,7 @@ mod tests {
             tags: &tags,
             followers: &[],
             author_name: "ana",
+            searches: &[],
         };
         let out = route_activity(&facts, &[cand(1, 2, "*@big", &["big"])]);
         assert_eq!(out.len(), 1);

@@ -382,6 +382,41 @@ fn migrate(conn: &Connection) -> StoreResult<()> {
     if version == "7" {
         migrate_queues_v8(conn)?;
     }
+    let version: String = conn.query_row(
+        "SELECT value FROM meta WHERE key = 'schema_version'",
+        [],
+        |r| r.get(0),
+    )?;
+    if version == "8" {
+        migrate_saved_searches_v9(conn)?;
+    }
+    Ok(())
+}
+
+/// Version 9 (decision 0028): saved searches are subscriptions with a `search_word`, a word
+/// every match contains, by which the router looks them up for each new activity's words
+/// (NULL for `tag@circle` subscriptions). Kept in one step so it is easy to renumber.
+fn migrate_saved_searches_v9(conn: &Connection) -> StoreResult<()> {
+    tracing::info!("migrating the store to schema version 9 (saved searches)");
+    // A store some test took back to an older version may have the column already.
+    let has_column: bool = conn.query_row(
+        "SELECT EXISTS(SELECT 1 FROM pragma_table_info('subscriptions') WHERE name = 'search_word')",
+        [],
+        |r| r.get(0),
+    )?;
+    let add_column = if has_column {
+        ""
+    } else {
+        "ALTER TABLE subscriptions ADD COLUMN search_word TEXT;"
+    };
+    conn.execute_batch(&format!(
+        "BEGIN IMMEDIATE;
+         {add_column}
+         CREATE INDEX IF NOT EXISTS subscriptions_by_word ON subscriptions(search_word)
+             WHERE search_word IS NOT NULL;
+         UPDATE meta SET value = '9' WHERE key = 'schema_version';
+         COMMIT;"
+    ))?;
     Ok(())
 }
 
