@@ -787,6 +787,25 @@ try {
     await noXss(bob);
   });
 
+  await story('17. save a search as a subscription: a new match arrives live with its reason', async () => {
+    // Bob searches, then saves the search from the results page.
+    await bob.goto(`${BASE}/search?q=${encodeURIComponent('heron sighting')}`);
+    await visible(bob.locator('#search-status', { hasText: 'No posts match' }));
+    await bob.click('#search-save');
+    await visible(bob.locator('#search-saved', { hasText: 'Saved "heron sighting"' }));
+    // His inbox, live; Ana (in her own context) posts a match.
+    await bob.goto(`${BASE}/`);
+    await bob.waitForFunction((mode) => document.documentElement.dataset.live === mode, expectedLive, { timeout: T });
+    await api(anaToken, 'POST', '/outbox?wait=routed', { object: { type: 'Note', content: 'First heron sighting of the year, by the old mill' }, to: ['public'] });
+    const bar = bob.locator('#new-bar');
+    await bar.or(bob.locator('.card', { hasText: 'old mill' })).first().waitFor({ timeout: T });
+    if (await bar.isVisible()) await bar.click();
+    const card = bob.locator('.card', { hasText: 'old mill' });
+    await visible(card.locator('.via-saved', { hasText: 'Matched your saved search "heron sighting"' }));
+    await shot(bob, 'saved-search');
+    await noXss(bob);
+  });
+
   // A last look at both screens for the artifacts.
   await shot(ana, 'ana-final');
   assert.deepEqual(problems, []);
