@@ -1379,6 +1379,92 @@ async fn a_store_from_before_search_is_indexed_on_upgrade_on_every_adapter() {
     }
 }
 
+/// Takes a store back to schema version 8: its index holds the words unstemmed, as a store
+/// written by an older release has them.
+fn downgrade_to_v8(location: &StoreLocation) {
+    match location {
+        StoreLocation::Embedded(dir) => {
+            let conn = rusqlite::Connection::open(dir.join("tidings.db")).expect("raw");
+            conn.execute_batch(
+                "DELETE FROM search_fts;
+                 INSERT INTO search_fts(rowid, title, tags, body)
+                     SELECT seq, lower(title), lower(tags), lower(body) FROM search_docs;
+                 UPDATE meta SET value = '8' WHERE key = 'schema_version';",
+            )
+            .expect("downgrade");
+        }
+        StoreLocation::Postgres(url) => {
+            let url = url.clone();
+            std::thread::spawn(move || {
+                let mut client = postgres::Client::connect(&url, postgres::NoTls).expect("raw");
+                client
+                    .batch_execute(
+                        "UPDATE search_docs SET doc = to_tsvector('simple', title || ' ' || body);
+                         UPDATE meta SET value = '8' WHERE key = 'schema_version';",
+                    )
+                    .expect("downgrade");
+            })
+            .join()
+            .expect("downgrade thread");
+        }
+    }
+}
+
+async fn check_stemmed(store: &Store, ana: &User, (panics, running): (i64, i64), when: &str) {
+    assert_eq!(
+        found(store, ana, search_for("panic ")).await,
+        [panics],
+        "{when}: panic finds panics"
+    );
+    assert_eq!(
+        found(store, ana, search_for("\"runtime panic\" ")).await,
+        [panics],
+        "{when}: phrases are stemmed too"
+    );
+    assert_eq!(
+        found(store, ana, search_for("run ")).await,
+        [running],
+        "{when}: run finds running and runs"
+    );
+    assert_eq!(
+        found(store, ana, search_for("running")).await,
+        [running, panics],
+        "{when}: while typing, the stem is a prefix (run* finds running and runtime)"
+    );
+}
+
+/// Words are stemmed alike in the index and in queries on both engines (`panic` finds
+/// `panics`, `panicked` is its own stem), and a store indexed before stemming is re-indexed
+/// on upgrade.
+#[tokio::test]
+async fn search_is_stemmed_and_an_older_index_is_restemmed_on_every_adapter() {
+    for (location, _dir) in places() {
+        let store = open(&location);
+        let ana = user(&store, "ana").await;
+        let (panics, _) = publish(
+            &store,
+            &ana,
+            json!({"object": {"content": "The runtime panics on Mondays"}, "to": ["public"]}),
+            None,
+        )
+        .await;
+        let (running, _) = publish(
+            &store,
+            &ana,
+            json!({"object": {"name": "Running tokio", "content": "runs fine"}, "to": ["public"]}),
+            None,
+        )
+        .await;
+        check_stemmed(&store, &ana, (panics, running), &format!("{location:?} live")).await;
+        store.close();
+        drop(store);
+        downgrade_to_v8(&location);
+        let store = open(&location);
+        check_stemmed(&store, &ana, (panics, running), &format!("{location:?} upgraded")).await;
+        store.close();
+    }
+}
+
 /// The integration bus's state on every adapter: services and their keys (rotation with an
 /// overlap, revocation at once), topics, webhooks, deliveries owed from the log exactly once
 /// per (webhook, activity), leases that two callers never share, attempts, dead letters and
