@@ -776,6 +776,8 @@ try {
     await ana.fill('#search-tag', 'zoology');
     await ana.click('#search-form button[type=submit]');
     await visible(ana.locator('#search-results .result .snippet', { hasText: 'migration' }));
+    // The filtered list replaces the unfiltered one (which also shows "migration").
+    await gone(ana.locator('#search-results .result', { hasText: 'secret plans' }));
     assert.equal(await ana.locator('#search-results .result').count(), 1);
     await shot(ana, 'search');
     // People and circles.
