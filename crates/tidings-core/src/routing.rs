@@ -216,6 +216,49 @@ mod tests {
     }
 
     #[test]
+    fn saved_searches_rank_as_subscriptions_above_follows() {
+        let tags: Vec<String> = vec![];
+        let searches = vec![
+            SearchHit {
+                id: 20,
+                user_id: 2,
+                expr: "\"tokio\"".into(),
+            },
+            SearchHit {
+                id: 21,
+                user_id: 3,
+                expr: "\"tokio\"@eng".into(),
+            },
+            SearchHit {
+                id: 22,
+                user_id: 4,
+                expr: "\"panic\"".into(),
+            },
+        ];
+        let circles = vec!["eng".to_string()];
+        let facts = RouteFacts {
+            author: 1,
+            addressed: &[4],
+            pushed_circles: &circles,
+            tags: &tags,
+            followers: &[2],
+            author_name: "ana",
+            searches: &searches,
+        };
+        let out = route_activity(&facts, &[cand(10, 3, "*@eng", &["eng"])]);
+        let vias: Vec<(i64, String)> = out.iter().map(|d| (d.user_id, d.via.as_text())).collect();
+        assert_eq!(
+            vias,
+            [
+                (1, "author".to_owned()),
+                (2, "subscription:20:\"tokio\"".to_owned()),
+                (3, "subscription:10:*@eng".to_owned()),
+                (4, "addressed".to_owned()),
+            ]
+        );
+    }
+
+    #[test]
     fn merged_circles_are_not_pushed() {
         let tags: Vec<String> = vec![];
         let facts = RouteFacts {

@@ -227,9 +227,9 @@ pub async fn seed_demo(store: &Store, data_dir: &Path) -> anyhow::Result<()> {
                 .with_context(|| format!("adding {member} to {name}"))?;
         }
     }
-    // Farid keeps an eye on anything about herons, wherever he may read it.
+    // Ben is not a birder, but keeps an eye on anything about herons wherever he may read it.
     let saved = parse_saved("\"heron\"").map_err(|e| anyhow::anyhow!("{e}"))?;
-    store.add_subscription(person("farid")?, saved).await?;
+    store.add_subscription(person("ben")?, saved).await?;
 
     let mut ids: HashMap<&str, String> = HashMap::new();
     for step in script() {
