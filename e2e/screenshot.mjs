@@ -22,6 +22,9 @@ try {
   await page.fill('#login-form input[name=password]', 'demo-password');
   await page.click('#login-form button[type=submit]');
   await page.locator('.card', { hasText: 'Runtime 0.9 is out' }).first().waitFor({ state: 'visible' });
+  // Posts and replies (likes are counted on the cards).
+  await page.goto(`${BASE}/?kind=major`);
+  await page.locator('.card', { hasText: 'The Living Mountain' }).first().waitFor({ state: 'visible' });
   await page.waitForTimeout(500);
   await page.screenshot({ path: out });
   console.log(`wrote ${out}`);
