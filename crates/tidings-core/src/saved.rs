@@ -32,7 +32,9 @@ pub enum SavedSearchError {
     #[error("{0}")]
     Query(#[from] QueryError),
     /// Nothing every match must contain (only prefixes, exclusions or operators).
-    #[error("a saved search needs at least one whole word to look for (not only prefixes, exclusions or from:/in:/tag:)")]
+    #[error(
+        "a saved search needs at least one whole word to look for (not only prefixes, exclusions or from:/in:/tag:)"
+    )]
     NoWord,
 }
 
@@ -153,12 +155,10 @@ pub fn parse_saved(input: &str) -> Result<SavedSearch, SavedSearchError> {
         if name == "*" {
             Pattern::Any
         } else {
-            Pattern::Exact(
-                normalize_slug(name).map_err(|e| SavedSearchError::Syntax {
-                    position: close + 2 + e.position,
-                    message: e.message,
-                })?,
-            )
+            Pattern::Exact(normalize_slug(name).map_err(|e| SavedSearchError::Syntax {
+                position: close + 2 + e.position,
+                message: e.message,
+            })?)
         }
     } else {
         return Err(SavedSearchError::Syntax {
@@ -234,7 +234,10 @@ pub fn query_matches(query: &Query, doc: &MatchDoc<'_>) -> bool {
             .circles
             .iter()
             .all(|c| doc.circles.iter().any(|x| x == c))
-        && query.tags.iter().all(|t| doc.tag_list.iter().any(|x| x == t))
+        && query
+            .tags
+            .iter()
+            .all(|t| doc.tag_list.iter().any(|x| x == t))
 }
 
 /// Whether the words of `term` appear adjacent, in order, in `field` (the last one as a
@@ -245,13 +248,17 @@ fn term_in(field: &[String], term: &Term) -> bool {
         return false;
     }
     field.windows(n).any(|window| {
-        window.iter().zip(&term.words).enumerate().all(|(i, (w, t))| {
-            if term.prefix && i == n - 1 {
-                w.starts_with(t.as_str())
-            } else {
-                w == t
-            }
-        })
+        window
+            .iter()
+            .zip(&term.words)
+            .enumerate()
+            .all(|(i, (w, t))| {
+                if term.prefix && i == n - 1 {
+                    w.starts_with(t.as_str())
+                } else {
+                    w == t
+                }
+            })
     })
 }
 
@@ -354,7 +361,10 @@ mod tests {
             ..doc("panic", &[])
         };
         assert!(!phrase.matches(&split));
-        assert!(s.matches(&MatchDoc { circles: &eng, ..split }));
+        assert!(s.matches(&MatchDoc {
+            circles: &eng,
+            ..split
+        }));
     }
 
     proptest! {

@@ -482,7 +482,10 @@ mod tests {
             "<mark>Panics</mark> everywhere"
         );
         // Typing a word whole finds its longer forms through the prefix of its stem.
-        assert_eq!(parse("happy").expect("ok").include, [term(&["happi"], true)]);
+        assert_eq!(
+            parse("happy").expect("ok").include,
+            [term(&["happi"], true)]
+        );
         // Numbers and non-English words pass through.
         assert_eq!(words("v2 日本 straße"), ["v2", "日本", "straße"]);
     }

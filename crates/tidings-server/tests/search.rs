@@ -278,9 +278,7 @@ async fn saved_searches_arrive_live_with_their_reason() {
         ("\"tok* -x\"", 0),
         ("\"from:ana\"", 0),
     ] {
-        let r = s
-            .post(&bo, "/subscriptions", json!({ "expr": expr }))
-            .await;
+        let r = s.post(&bo, "/subscriptions", json!({ "expr": expr })).await;
         assert_eq!(r.status, StatusCode::BAD_REQUEST, "{expr}: {:?}", r.body);
         assert_eq!(r.code(), "invalid_expression", "{expr}");
         assert_eq!(r.body["error"]["details"]["position"], position, "{expr}");
@@ -303,7 +301,11 @@ async fn saved_searches_arrive_live_with_their_reason() {
     assert_eq!(r.body["expr"], "\"Tokio panic\"@eng");
     let in_eng = r.body["id"].as_i64().expect("id");
     let again = s
-        .post(&bo, "/subscriptions", json!({"expr": "\"Tokio panic\"@eng"}))
+        .post(
+            &bo,
+            "/subscriptions",
+            json!({"expr": "\"Tokio panic\"@eng"}),
+        )
         .await;
     assert_eq!(again.status, StatusCode::OK, "saving it twice keeps one");
     let r = s
@@ -326,7 +328,12 @@ async fn saved_searches_arrive_live_with_their_reason() {
     s.note(&ana, "A TOKIO task: panic at startup", &["public"], &[])
         .await;
     let hit = s
-        .note(&ana, "The tokio runtime: panic at startup!", &["circle:eng"], &[])
+        .note(
+            &ana,
+            "The tokio runtime: panic at startup!",
+            &["circle:eng"],
+            &[],
+        )
         .await;
     s.note(&ana, "rust async secrets", &["circle:sec"], &[])
         .await;

@@ -1455,12 +1455,24 @@ async fn search_is_stemmed_and_an_older_index_is_restemmed_on_every_adapter() {
             None,
         )
         .await;
-        check_stemmed(&store, &ana, (panics, running), &format!("{location:?} live")).await;
+        check_stemmed(
+            &store,
+            &ana,
+            (panics, running),
+            &format!("{location:?} live"),
+        )
+        .await;
         store.close();
         drop(store);
         downgrade_to_v8(&location);
         let store = open(&location);
-        check_stemmed(&store, &ana, (panics, running), &format!("{location:?} upgraded")).await;
+        check_stemmed(
+            &store,
+            &ana,
+            (panics, running),
+            &format!("{location:?} upgraded"),
+        )
+        .await;
         store.close();
     }
 }
@@ -2214,7 +2226,10 @@ async fn saved_searches_deliver_what_search_finds_on_every_adapter() {
             };
             subscribers.push((who, search, term));
         }
-        assert!(subscribers.len() >= 8, "{location:?}: enough saved searches");
+        assert!(
+            subscribers.len() >= 8,
+            "{location:?}: enough saved searches"
+        );
         let mut last = 0;
         for _ in 0..40 {
             let mut text: Vec<&str> = (0..1 + rng.below(6))

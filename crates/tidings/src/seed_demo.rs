@@ -28,7 +28,17 @@ const PEOPLE: &[(&str, &str)] = &[
 ];
 
 /// (name, display name, description, owner, members, private).
-const CIRCLES: &[(&str, &str, &str, &str, &[&str], bool)] = &[
+type CircleSpec = (
+    &'static str,
+    &'static str,
+    &'static str,
+    &'static str,
+    &'static [&'static str],
+    bool,
+);
+
+/// The demo circles.
+const CIRCLES: &[CircleSpec] = &[
     (
         "runtime",
         "Runtime team",
@@ -66,7 +76,13 @@ const CIRCLES: &[(&str, &str, &str, &str, &[&str], bool)] = &[
 /// One step of the story the seed tells, in order. A post is `(key, author, audience, tags,
 /// object)`; replies name the key of what they answer; likes name the key they like.
 enum Step {
-    Post(&'static str, &'static str, &'static [&'static str], &'static [&'static str], Value),
+    Post(
+        &'static str,
+        &'static str,
+        &'static [&'static str],
+        &'static [&'static str],
+        Value,
+    ),
     Reply(&'static str, &'static str, &'static str, &'static str),
     Like(&'static str, &'static str),
     Follow(&'static str, &'static str),
@@ -87,8 +103,18 @@ fn script() -> Vec<Step> {
             &["sighting"],
             json!({"type": "Note", "content": "A kingfisher on the old mill race this morning, just after seven. Sat on the alder branch for a good ten minutes before heading upstream."}),
         ),
-        Reply("kingfisher", "erin", "k1", "Lucky you! I walked the same path at eight and only saw the heron."),
-        Reply("kingfisher", "farid", "k2", "Same spot as last March. I think they nest in the bank just past the footbridge."),
+        Reply(
+            "kingfisher",
+            "erin",
+            "k1",
+            "Lucky you! I walked the same path at eight and only saw the heron.",
+        ),
+        Reply(
+            "kingfisher",
+            "farid",
+            "k2",
+            "Same spot as last March. I think they nest in the bank just past the footbridge.",
+        ),
         Like("chloe", "kingfisher"),
         Like("ana", "kingfisher"),
         Like("erin", "kingfisher"),
@@ -99,8 +125,18 @@ fn script() -> Vec<Step> {
             &["recipe"],
             json!({"type": "Note", "content": "Tonight: barley risotto with roasted squash, sage butter and a little lemon zest at the end. Barley forgives you if you stop stirring, rice does not."}),
         ),
-        Reply("risotto", "ben", "r1", "Stealing this for Sunday. How much stock for two cups of barley?"),
-        Reply("risotto", "erin", "r2", "About five cups, added in three goes. Keep it at a gentle simmer."),
+        Reply(
+            "risotto",
+            "ben",
+            "r1",
+            "Stealing this for Sunday. How much stock for two cups of barley?",
+        ),
+        Reply(
+            "risotto",
+            "erin",
+            "r2",
+            "About five cups, added in three goes. Keep it at a gentle simmer.",
+        ),
         Like("ana", "risotto"),
         Like("chloe", "risotto"),
         Post(
@@ -110,7 +146,12 @@ fn script() -> Vec<Step> {
             &["incident"],
             json!({"type": "Note", "content": "Heads up: the timer wheel panics when a deadline is exactly on a tick boundary after a clock jump. Reproducer and fix in review; until it lands, keep the clamp in place on the edge nodes."}),
         ),
-        Reply("incident", "farid", "i1", "Confirmed on staging, the clamp holds. Thanks for the quick reproducer."),
+        Reply(
+            "incident",
+            "farid",
+            "i1",
+            "Confirmed on staging, the clamp holds. Thanks for the quick reproducer.",
+        ),
         Like("ana", "incident"),
         Post(
             "venue",
@@ -119,8 +160,18 @@ fn script() -> Vec<Step> {
             &["planning"],
             json!({"type": "Note", "content": "Two venues left for the offsite: the boathouse by the lake (forty people, good for workshops) or the old library in town (quieter, easier by train). Vote by Friday."}),
         ),
-        Reply("venue", "ana", "v1", "Boathouse, if the weather plays along. We can do the planning session outside."),
-        Reply("venue", "farid", "v2", "Library for me: half the team comes by train."),
+        Reply(
+            "venue",
+            "ana",
+            "v1",
+            "Boathouse, if the weather plays along. We can do the planning session outside.",
+        ),
+        Reply(
+            "venue",
+            "farid",
+            "v2",
+            "Library for me: half the team comes by train.",
+        ),
         Like("ben", "venue"),
         Post(
             "herons",
@@ -138,7 +189,12 @@ fn script() -> Vec<Step> {
             &["release"],
             json!({"type": "Note", "content": "Runtime 0.9 is out: per-core parking, the timer fix Ben found, and a tracing hook for slow polls. Upgrade notes are in the changelog."}),
         ),
-        Reply("release", "ben", "rel1", "Rolled it out to the edge nodes, all quiet so far."),
+        Reply(
+            "release",
+            "ben",
+            "rel1",
+            "Rolled it out to the edge nodes, all quiet so far.",
+        ),
         Like("dev", "release"),
         Like("farid", "release"),
         Like("ben", "release"),
@@ -149,8 +205,18 @@ fn script() -> Vec<Step> {
             &["design", "scheduler"],
             json!({"type": "Article", "name": "Work stealing without the thundering herd", "content": "Idle workers now park on a per-core slot instead of all polling the global queue. On the 64-core box tail latency dropped from 4.1 ms to 1.3 ms at p99, with no change in throughput. Notes and the benchmark setup inside.", "summary": "Parking idle workers per core cut p99 latency by two thirds."}),
         ),
-        Reply("scheduler", "dev", "s1", "Nice result. Does the slot survive a worker being blocked in a long poll, or do we fall back to the global queue?"),
-        Reply("scheduler", "ana", "s2", "It falls back after two missed wake-ups; there is a counter for it in the metrics now."),
+        Reply(
+            "scheduler",
+            "dev",
+            "s1",
+            "Nice result. Does the slot survive a worker being blocked in a long poll, or do we fall back to the global queue?",
+        ),
+        Reply(
+            "scheduler",
+            "ana",
+            "s2",
+            "It falls back after two missed wake-ups; there is a counter for it in the metrics now.",
+        ),
         Like("ben", "scheduler"),
         Like("dev", "scheduler"),
         Like("farid", "scheduler"),
@@ -187,7 +253,12 @@ pub async fn seed_demo(store: &Store, data_dir: &Path) -> anyhow::Result<()> {
     let mut people: HashMap<&str, User> = HashMap::new();
     for (name, display) in PEOPLE {
         let user = store
-            .create_user((*name).to_owned(), (*display).to_owned(), Some(hash.clone()), false)
+            .create_user(
+                (*name).to_owned(),
+                (*display).to_owned(),
+                Some(hash.clone()),
+                false,
+            )
             .await
             .with_context(|| format!("creating {name} (the demo seed needs an empty store)"))?;
         people.insert(name, user);

@@ -954,7 +954,10 @@ async fn the_demo_seed_is_a_realistic_community() {
         assert!(!text.contains(unwanted), "{unwanted} in the demo inbox");
     }
     assert!(text.contains("kingfisher") && text.contains("\"likes\""));
-    assert_eq!(get("/me".into(), token("ana")).await["display_name"], "Ana Lima");
+    assert_eq!(
+        get("/me".into(), token("ana")).await["display_name"],
+        "Ana Lima"
+    );
     // Ben's saved search brought him the heron photo, saying so.
     let ben = get("/inbox?limit=50".into(), token("ben")).await;
     let heron = ben["items"]
@@ -964,7 +967,9 @@ async fn the_demo_seed_is_a_realistic_community() {
         .find(|i| i["activity"]["object"]["name"] == "Three herons at dusk")
         .expect("the heron photo reached ben");
     assert!(
-        heron["via"].as_str().is_some_and(|v| v.ends_with(":\"heron\"")),
+        heron["via"]
+            .as_str()
+            .is_some_and(|v| v.ends_with(":\"heron\"")),
         "{heron}"
     );
     let circles = get("/circles".into(), token("ana")).await.to_string();
