@@ -776,6 +776,8 @@ try {
     await ana.fill('#search-tag', 'zoology');
     await ana.click('#search-form button[type=submit]');
     await visible(ana.locator('#search-results .result .snippet', { hasText: 'migration' }));
+    // The filtered list replaces the unfiltered one (which also shows "migration").
+    await gone(ana.locator('#search-results .result', { hasText: 'secret plans' }));
     assert.equal(await ana.locator('#search-results .result').count(), 1);
     await shot(ana, 'search');
     // People and circles.
@@ -784,6 +786,25 @@ try {
     await bob.goto(`${BASE}/search?type=circles&q=vault`);
     await visible(bob.locator('#search-status', { hasText: 'No circles match' }));
     await noXss(ana);
+    await noXss(bob);
+  });
+
+  await story('17. save a search as a subscription: a new match arrives live with its reason', async () => {
+    // Bob searches, then saves the search from the results page.
+    await bob.goto(`${BASE}/search?q=${encodeURIComponent('heron sighting')}`);
+    await visible(bob.locator('#search-status', { hasText: 'No posts match' }));
+    await bob.click('#search-save');
+    await visible(bob.locator('#search-saved', { hasText: 'Saved "heron sighting"' }));
+    // His inbox, live; Ana (in her own context) posts a match.
+    await bob.goto(`${BASE}/`);
+    await bob.waitForFunction((mode) => document.documentElement.dataset.live === mode, expectedLive, { timeout: T });
+    await api(anaToken, 'POST', '/outbox?wait=routed', { object: { type: 'Note', content: 'First heron sighting of the year, by the old mill' }, to: ['public'] });
+    const bar = bob.locator('#new-bar');
+    await bar.or(bob.locator('.card', { hasText: 'old mill' })).first().waitFor({ timeout: T });
+    if (await bar.isVisible()) await bar.click();
+    const card = bob.locator('.card', { hasText: 'old mill' });
+    await visible(card.locator('.via-saved', { hasText: 'Matched your saved search "heron sighting"' }));
+    await shot(bob, 'saved-search');
     await noXss(bob);
   });
 

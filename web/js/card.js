@@ -14,7 +14,12 @@ export function viaText(via) {
   if (via === 'author') return 'You posted this.';
   if (via === 'addressed') return 'It was addressed to you by name.';
   const m = /^subscription:(\d+):(.*)$/.exec(via);
-  if (m) return `It matched your subscription ${m[2]}.`;
+  if (m) {
+    // A saved search is `"QUERY"` or `"QUERY"@circle` (the query may hold quotes itself).
+    const saved = /^"(.*)"(?:@(.+))?$/.exec(m[2]);
+    if (saved) return `Matched your saved search "${saved[1]}"${saved[2] ? ` in ${saved[2]}` : ''}.`;
+    return `It matched your subscription ${m[2]}.`;
+  }
   return `Delivered via ${via}.`;
 }
 
@@ -89,6 +94,8 @@ export function activityCard(item, { inInbox = false, onGone } = {}) {
     h('a', { href: link, class: 'replies', text: replies ? `${replies} ${replies === 1 ? 'reply' : 'replies'}` : 'Reply' }),
     reactionButtons(activity)]);
   const why = viaText(item.via);
+  // A saved search's match says so on the card itself: it is why the person asked for it.
+  if (why && /^subscription:\d+:"/.test(item.via || '')) foot.append(h('p', { class: 'via-saved muted small', text: why }));
   if (why) foot.append(h('details', { class: 'why' }, h('summary', { text: 'Why am I seeing this?' }), h('p', { text: why })));
   if (inInbox) {
     foot.append(h('button', { type: 'button', class: 'ghost hide', onclick: async () => {

@@ -172,6 +172,7 @@ fn bench_expr(c: &mut Criterion) {
             tags: &tags,
             followers: &[],
             author_name: "bench",
+            searches: &[],
         };
         group.throughput(Throughput::Elements(audience as u64));
         group.bench_with_input(

@@ -8,6 +8,7 @@
 //! - [`activity`] — validation and normalisation of published activities.
 //! - [`routing`] — who receives an activity, and why.
 //! - [`feeds`] — feed declarations, notification reasons, aggregation into groups.
+//! - [`saved`] — saved searches as subscription terms (`"tokio panic"@eng`) and their matcher.
 //! - [`search`] — the search query language, indexed words, highlighted snippets.
 //! - [`filter`] — the integration bus's topic filters (`tag@circle`, fields, JSONPath) and
 //!   their index.
@@ -22,6 +23,7 @@ pub mod feeds;
 pub mod filter;
 pub mod merge;
 pub mod routing;
+pub mod saved;
 pub mod schedule;
 pub mod search;
 pub mod webhook;

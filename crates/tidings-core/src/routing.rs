@@ -72,6 +72,20 @@ pub struct RouteFacts<'a> {
     pub followers: &'a [i64],
     /// The author's username (for the `follow:NAME` reason).
     pub author_name: &'a str,
+    /// Saved searches that matched the activity and whose subscriber may read it (the store
+    /// checks both, see [`crate::saved`]): they rank as subscriptions, oldest first.
+    pub searches: &'a [SearchHit],
+}
+
+/// A saved search that matched an activity its subscriber may read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SearchHit {
+    /// The subscription's id.
+    pub id: i64,
+    /// The subscriber.
+    pub user_id: i64,
+    /// Its term, e.g. `"tokio panic"@eng`.
+    pub expr: String,
 }
 
 /// One inbox entry to write.
@@ -114,6 +128,15 @@ pub fn route_activity(facts: &RouteFacts<'_>, candidates: &[Candidate]) -> Vec<D
             );
         }
     }
+    for hit in facts.searches {
+        offer(
+            hit.user_id,
+            Via::Subscription {
+                id: hit.id,
+                expr: hit.expr.clone(),
+            },
+        );
+    }
     for &follower in facts.followers {
         offer(
             follower,
@@ -152,6 +175,7 @@ mod tests {
             tags: &tags,
             followers: &[7, 2, 3],
             author_name: "ana",
+            searches: &[],
         };
         let candidates = vec![
             cand(10, 1, "*@eng", &["eng"]),
@@ -192,6 +216,49 @@ mod tests {
     }
 
     #[test]
+    fn saved_searches_rank_as_subscriptions_above_follows() {
+        let tags: Vec<String> = vec![];
+        let searches = vec![
+            SearchHit {
+                id: 20,
+                user_id: 2,
+                expr: "\"tokio\"".into(),
+            },
+            SearchHit {
+                id: 21,
+                user_id: 3,
+                expr: "\"tokio\"@eng".into(),
+            },
+            SearchHit {
+                id: 22,
+                user_id: 4,
+                expr: "\"panic\"".into(),
+            },
+        ];
+        let circles = vec!["eng".to_string()];
+        let facts = RouteFacts {
+            author: 1,
+            addressed: &[4],
+            pushed_circles: &circles,
+            tags: &tags,
+            followers: &[2],
+            author_name: "ana",
+            searches: &searches,
+        };
+        let out = route_activity(&facts, &[cand(10, 3, "*@eng", &["eng"])]);
+        let vias: Vec<(i64, String)> = out.iter().map(|d| (d.user_id, d.via.as_text())).collect();
+        assert_eq!(
+            vias,
+            [
+                (1, "author".to_owned()),
+                (2, "subscription:20:\"tokio\"".to_owned()),
+                (3, "subscription:10:*@eng".to_owned()),
+                (4, "addressed".to_owned()),
+            ]
+        );
+    }
+
+    #[test]
     fn merged_circles_are_not_pushed() {
         let tags: Vec<String> = vec![];
         let facts = RouteFacts {
@@ -201,6 +268,7 @@ mod tests {
             tags: &tags,
             followers: &[],
             author_name: "ana",
+            searches: &[],
         };
         let out = route_activity(&facts, &[cand(1, 2, "*@big", &["big"])]);
         assert_eq!(out.len(), 1);

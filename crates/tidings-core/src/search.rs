@@ -5,8 +5,10 @@
 //!
 //! Layout:
 //! - [`words`] / [`index_text`] — how text becomes words: runs of letters and digits,
-//!   lowercased, each at most [`MAX_WORD_CHARS`]. Both engines index this text, so they
-//!   agree on what a word is.
+//!   lowercased, each at most [`MAX_WORD_CHARS`], then stemmed (Snowball English, Porter2:
+//!   `panics` and `panic` are one word). Both engines index this text and queries are spelled
+//!   with the same function, so they agree on what a word is, and so does the saved-search
+//!   matcher ([`crate::saved`]).
 //! - [`parse`] — the query language: words, `"phrases"`, `-exclusions`, `word*` prefixes (the
 //!   last word is a prefix while someone types), `from:user`, `in:circle`, `tag:x`; typed
 //!   [`QueryError`]s.
@@ -132,7 +134,7 @@ impl Query {
 }
 
 /// The words of `text`: runs of letters and digits, lowercased, each cut to
-/// [`MAX_WORD_CHARS`].
+/// [`MAX_WORD_CHARS`] and stemmed.
 pub fn words(text: &str) -> Vec<String> {
     word_spans(text)
         .into_iter()
@@ -145,13 +147,30 @@ pub fn index_text(text: &str) -> String {
     words(text).join(" ")
 }
 
-/// Lowercases a run of letters and digits and cuts it to [`MAX_WORD_CHARS`].
+/// Lowercases a run of letters and digits, cuts it to [`MAX_WORD_CHARS`] and stems it.
 fn normalize_word(run: &str) -> String {
-    run.chars()
+    let word: String = run
+        .chars()
         .flat_map(char::to_lowercase)
         .filter(|c| c.is_alphanumeric())
         .take(MAX_WORD_CHARS)
-        .collect()
+        .collect();
+    stem(word)
+}
+
+/// The Snowball English (Porter2) stem of a lowercased word. Stemming only removes or
+/// rewrites letters, but a stem that is empty or carries anything but letters and digits
+/// (never seen; guarded so a word can never vanish or change the index's alphabet) falls
+/// back to the word itself.
+pub fn stem(word: String) -> String {
+    static STEMMER: std::sync::OnceLock<rust_stemmers::Stemmer> = std::sync::OnceLock::new();
+    let stemmer =
+        STEMMER.get_or_init(|| rust_stemmers::Stemmer::create(rust_stemmers::Algorithm::English));
+    let stemmed = stemmer.stem(&word);
+    if stemmed.is_empty() || stemmed == word || !stemmed.chars().all(char::is_alphanumeric) {
+        return word;
+    }
+    stemmed.into_owned()
 }
 
 /// Byte ranges of the runs of letters and digits in `text`.
@@ -452,13 +471,33 @@ mod tests {
     }
 
     #[test]
+    fn words_are_stemmed_the_same_in_text_and_queries() {
+        assert_eq!(words("panic panics Panicked"), ["panic", "panic", "panick"]);
+        assert_eq!(words("running runs ran"), ["run", "run", "ran"]);
+        assert_eq!(words("happy happiness"), ["happi", "happi"]);
+        // A query word finds its other forms, and the highlight marks them.
+        let marks = parse("panic ").expect("ok").marks();
+        assert_eq!(
+            highlight("Panics everywhere", &marks, 200),
+            "<mark>Panics</mark> everywhere"
+        );
+        // Typing a word whole finds its longer forms through the prefix of its stem.
+        assert_eq!(
+            parse("happy").expect("ok").include,
+            [term(&["happi"], true)]
+        );
+        // Numbers and non-English words pass through.
+        assert_eq!(words("v2 日本 straße"), ["v2", "日本", "straße"]);
+    }
+
+    #[test]
     fn parses_words_phrases_exclusions_and_operators() {
         let q =
             parse(r#"Tokio "async runtime" -panic -"hard fault" from:@Ana in:eng tag:#Release "#)
                 .expect("valid");
         assert_eq!(
             q.include,
-            [term(&["tokio"], false), term(&["async", "runtime"], false)]
+            [term(&["tokio"], false), term(&["async", "runtim"], false)]
         );
         assert_eq!(
             q.exclude,
@@ -538,7 +577,7 @@ mod tests {
         );
         // A long text is cut around the first match, with ellipses.
         let text = format!("{} needle {}", "hay ".repeat(100), "straw ".repeat(100));
-        let snippet = highlight(&text, &[("needle".into(), false)], 60);
+        let snippet = highlight(&text, &parse("needle ").expect("ok").marks(), 60);
         assert!(
             snippet.starts_with(ELLIPSIS) && snippet.ends_with(ELLIPSIS),
             "{snippet}"

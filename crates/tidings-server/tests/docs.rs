@@ -177,6 +177,15 @@ async fn the_live_channel_page_runs_as_written() {
 }
 
 #[tokio::test]
+async fn the_saved_searches_page_runs_as_written() {
+    if !curl_available() {
+        return;
+    }
+    let s = TestServer::start().await;
+    run_pages(&s, &["docs/saved-searches.md"]).await;
+}
+
+#[tokio::test]
 async fn the_bus_page_runs_as_written() {
     if !curl_available() {
         return;

@@ -1,11 +1,14 @@
 //! HTTP tests of `GET /api/v1/search`: bad input is a 400 with a clear code and changes
 //! nothing; paging walks every result once; operators, phrases, prefixes and exclusions;
 //! highlights are escaped and marked; a reader finds only what they may read; circles and
-//! people. Run on PostgreSQL with `TIDINGS_TEST_STORE` (docs/testing.md).
+//! people; saved searches as subscriptions (`POST /api/v1/subscriptions` with
+//! `"tokio panic"@eng`) arriving live with their reason. Run on PostgreSQL with
+//! `TIDINGS_TEST_STORE` (docs/testing.md).
 
 mod common;
 
 use common::TestServer;
+use common::sse::SseClient;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
@@ -257,4 +260,132 @@ async fn circles_and_people() {
     assert_eq!(both, ["garden-secrets", "gardening"]);
     let r = s.get(&cy, "/search?type=people&q=ana&sort=best").await;
     assert_eq!(names(&r, "user", "username"), ["ana", "anatole"]);
+}
+
+#[tokio::test]
+async fn saved_searches_arrive_live_with_their_reason() {
+    let s = TestServer::start().await;
+    let ana = s.user("ana").await;
+    let bo = s.user("bo").await;
+    s.circle(&ana, "eng", "public", "open").await;
+    s.circle(&ana, "sec", "private", "invite").await;
+
+    // Bad terms are 400s with a position, and store nothing.
+    for (expr, position) in [
+        ("\"tokio", 6),
+        ("\"tokio\"eng", 7),
+        ("\"tokio\"@Bad!", 11),
+        ("\"tok* -x\"", 0),
+        ("\"from:ana\"", 0),
+    ] {
+        let r = s.post(&bo, "/subscriptions", json!({ "expr": expr })).await;
+        assert_eq!(r.status, StatusCode::BAD_REQUEST, "{expr}: {:?}", r.body);
+        assert_eq!(r.code(), "invalid_expression", "{expr}");
+        assert_eq!(r.body["error"]["details"]["position"], position, "{expr}");
+    }
+    // A private circle the caller may not read is unknown to them.
+    let r = s
+        .post(&bo, "/subscriptions", json!({"expr": "\"tokio\"@sec"}))
+        .await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND, "{:?}", r.body);
+    let before = s.get(&bo, "/subscriptions").await.body;
+
+    let r = s
+        .post(
+            &bo,
+            "/subscriptions",
+            json!({"expr": "  \"Tokio   panic\"@Eng "}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.body);
+    assert_eq!(r.body["expr"], "\"Tokio panic\"@eng");
+    let in_eng = r.body["id"].as_i64().expect("id");
+    let again = s
+        .post(
+            &bo,
+            "/subscriptions",
+            json!({"expr": "\"Tokio panic\"@eng"}),
+        )
+        .await;
+    assert_eq!(again.status, StatusCode::OK, "saving it twice keeps one");
+    let r = s
+        .post(&bo, "/subscriptions", json!({"expr": "\"rust async\""}))
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.body);
+    let anywhere = r.body["id"].as_i64().expect("id");
+    let listed = s.get(&bo, "/subscriptions").await.body;
+    assert_eq!(
+        listed["items"].as_array().map(Vec::len),
+        before["items"].as_array().map(|v| v.len() + 2)
+    );
+
+    let mut live = SseClient::open(&s, "", &bo, None).await;
+    let ready = live.expect("ready").await;
+    let start = ready.json()["cursor"].as_str().expect("cursor").to_owned();
+
+    s.note(&ana, "tokio is calm today", &["circle:eng"], &[])
+        .await;
+    s.note(&ana, "A TOKIO task: panic at startup", &["public"], &[])
+        .await;
+    let hit = s
+        .note(
+            &ana,
+            "The tokio runtime: panic at startup!",
+            &["circle:eng"],
+            &[],
+        )
+        .await;
+    s.note(&ana, "rust async secrets", &["circle:sec"], &[])
+        .await;
+    s.note(&ana, "rust async for followers", &["followers"], &[])
+        .await;
+    let book = s
+        .note(&ana, "A book on Rust and async", &["public"], &[])
+        .await;
+
+    let got = live.entries(2).await;
+    let vias: Vec<String> = got
+        .iter()
+        .map(|e| e.json()["via"].as_str().unwrap_or("").to_owned())
+        .collect();
+    assert_eq!(
+        vias,
+        [
+            format!("subscription:{in_eng}:\"Tokio panic\"@eng"),
+            format!("subscription:{anywhere}:\"rust async\""),
+        ]
+    );
+    assert_eq!(got[0].json()["activity"]["id"], hit["id"]);
+    assert_eq!(got[1].json()["activity"]["id"], book["id"]);
+    live.assert_quiet().await;
+
+    // Resumable: the same items from the cursor the stream started at, over REST and SSE.
+    let page = s.get(&bo, &format!("/inbox?after={start}")).await;
+    assert_eq!(
+        TestServer::ids(&page.body),
+        [id(&book), id(&hit)],
+        "{:?}",
+        page.body
+    );
+    let mut resumed = SseClient::open(&s, "", &bo, Some(&start)).await;
+    resumed.expect("ready").await;
+    let replay: Vec<Value> = resumed
+        .entries(2)
+        .await
+        .iter()
+        .map(|e| e.json()["activity"]["id"].clone())
+        .collect();
+    assert_eq!(replay, [hit["id"].clone(), book["id"].clone()]);
+
+    // What a saved search delivered is what the search finds.
+    assert_eq!(
+        find_all(&s, &bo, "q=tokio%20panic%20in:eng&sort=newest").await,
+        [id(&hit)]
+    );
+    // Removed: nothing more arrives.
+    let r = s.delete(&bo, &format!("/subscriptions/{anywhere}")).await;
+    assert_eq!(r.status, StatusCode::NO_CONTENT);
+    s.note(&ana, "more rust async", &["public"], &[]).await;
+    live.assert_quiet().await;
+    s.assert_verified().await;
 }

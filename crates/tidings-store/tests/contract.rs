@@ -1455,6 +1455,104 @@ async fn a_store_from_before_search_is_indexed_on_upgrade_on_every_adapter() {
     }
 }
 
+/// Takes a store back to schema version 8: its index holds the words unstemmed, as a store
+/// written by an older release has them.
+fn downgrade_to_v8(location: &StoreLocation) {
+    match location {
+        StoreLocation::Embedded(dir) => {
+            let conn = rusqlite::Connection::open(dir.join("tidings.db")).expect("raw");
+            conn.execute_batch(
+                "DELETE FROM search_fts;
+                 INSERT INTO search_fts(rowid, title, tags, body)
+                     SELECT seq, lower(title), lower(tags), lower(body) FROM search_docs;
+                 UPDATE meta SET value = '8' WHERE key = 'schema_version';",
+            )
+            .expect("downgrade");
+        }
+        StoreLocation::Postgres(url) => {
+            let url = url.clone();
+            std::thread::spawn(move || {
+                let mut client = postgres::Client::connect(&url, postgres::NoTls).expect("raw");
+                client
+                    .batch_execute(
+                        "UPDATE search_docs SET doc = to_tsvector('simple', title || ' ' || body);
+                         UPDATE meta SET value = '8' WHERE key = 'schema_version';",
+                    )
+                    .expect("downgrade");
+            })
+            .join()
+            .expect("downgrade thread");
+        }
+    }
+}
+
+async fn check_stemmed(store: &Store, ana: &User, (panics, running): (i64, i64), when: &str) {
+    assert_eq!(
+        found(store, ana, search_for("panic ")).await,
+        [panics],
+        "{when}: panic finds panics"
+    );
+    assert_eq!(
+        found(store, ana, search_for("\"runtime panic\" ")).await,
+        [panics],
+        "{when}: phrases are stemmed too"
+    );
+    assert_eq!(
+        found(store, ana, search_for("run ")).await,
+        [running],
+        "{when}: run finds running and runs"
+    );
+    assert_eq!(
+        found(store, ana, search_for("running")).await,
+        [running, panics],
+        "{when}: while typing, the stem is a prefix (run* finds running and runtime)"
+    );
+}
+
+/// Words are stemmed alike in the index and in queries on both engines (`panic` finds
+/// `panics`, `panicked` is its own stem), and a store indexed before stemming is re-indexed
+/// on upgrade.
+#[tokio::test]
+async fn search_is_stemmed_and_an_older_index_is_restemmed_on_every_adapter() {
+    for (location, _dir) in places() {
+        let store = open(&location);
+        let ana = user(&store, "ana").await;
+        let (panics, _) = publish(
+            &store,
+            &ana,
+            json!({"object": {"content": "The runtime panics on Mondays"}, "to": ["public"]}),
+            None,
+        )
+        .await;
+        let (running, _) = publish(
+            &store,
+            &ana,
+            json!({"object": {"name": "Running tokio", "content": "runs fine"}, "to": ["public"]}),
+            None,
+        )
+        .await;
+        check_stemmed(
+            &store,
+            &ana,
+            (panics, running),
+            &format!("{location:?} live"),
+        )
+        .await;
+        store.close();
+        drop(store);
+        downgrade_to_v8(&location);
+        let store = open(&location);
+        check_stemmed(
+            &store,
+            &ana,
+            (panics, running),
+            &format!("{location:?} upgraded"),
+        )
+        .await;
+        store.close();
+    }
+}
+
 /// The integration bus's state on every adapter: services and their keys (rotation with an
 /// overlap, revocation at once), topics, webhooks, deliveries owed from the log exactly once
 /// per (webhook, activity), leases that two callers never share, attempts, dead letters and
@@ -2720,6 +2818,265 @@ async fn pull_stream_and_queue_subscriptions_keep_their_promises_on_every_adapte
             store.topic("orders".into()).await,
             Err(StoreError::NotFound { .. })
         ));
+        store.close();
+    }
+}
+
+/// A tiny deterministic generator (the contract needs no shrinking, only variety).
+struct Lcg(u64);
+
+impl Lcg {
+    fn below(&mut self, n: usize) -> usize {
+        self.0 = self
+            .0
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        ((self.0 >> 33) as usize) % n
+    }
+}
+
+/// A live saved search delivers exactly what a search for its query finds: random posts of a
+/// small vocabulary (public, a public circle, a private one the subscribers are not in, to
+/// followers), one subscriber per random query so their inboxes hold only saved-search
+/// entries, and each inbox must equal that subscriber's search, on every adapter.
+#[tokio::test]
+async fn saved_searches_deliver_what_search_finds_on_every_adapter() {
+    const WORDS: &[&str] = &[
+        "tokio", "panic", "Panics", "rust", "async", "runtime", "book", "ASYNC",
+    ];
+    for (location, _dir) in places() {
+        let store = open(&location);
+        let ana = user(&store, "ana").await;
+        for (name, visibility) in [("eng", Visibility::Public), ("sec", Visibility::Private)] {
+            store
+                .create_circle(
+                    ana.clone(),
+                    NewCircle {
+                        name: name.into(),
+                        display_name: name.into(),
+                        description: String::new(),
+                        visibility,
+                        join_policy: JoinPolicy::Open,
+                    },
+                )
+                .await
+                .expect("circle");
+        }
+        let mut rng = Lcg(0x5eed);
+        let mut subscribers = Vec::new();
+        for i in 0..12 {
+            let word = |rng: &mut Lcg| WORDS[rng.below(WORDS.len())].to_lowercase();
+            let mut query = word(&mut rng);
+            match rng.below(5) {
+                0 => query = format!("{query} {}", word(&mut rng)),
+                1 => query = format!("\"{query} {}\"", word(&mut rng)),
+                2 => query = format!("{query} -{}", word(&mut rng)),
+                3 => query = format!("{query} pan*"),
+                _ => {}
+            }
+            let in_eng = rng.below(2) == 0;
+            let term = if in_eng {
+                format!("\"{query}\"@eng")
+            } else {
+                format!("\"{query}\"")
+            };
+            let Ok(saved) = tidings_core::saved::parse_saved(&term) else {
+                continue;
+            };
+            let who = user(&store, &format!("s{i}")).await;
+            store
+                .add_subscription(who.clone(), saved)
+                .await
+                .expect("save the search");
+            let search = if in_eng {
+                format!("{query} in:eng ")
+            } else {
+                format!("{query} ")
+            };
+            subscribers.push((who, search, term));
+        }
+        assert!(
+            subscribers.len() >= 8,
+            "{location:?}: enough saved searches"
+        );
+        let mut last = 0;
+        for _ in 0..40 {
+            let mut text: Vec<&str> = (0..1 + rng.below(6))
+                .map(|_| WORDS[rng.below(WORDS.len())])
+                .collect();
+            if rng.below(3) == 0 {
+                text.push("panicked.");
+            }
+            let to = ["public", "circle:eng", "circle:sec", "followers"][rng.below(4)];
+            let mut object = json!({"content": text.join(" ")});
+            if rng.below(3) == 0 {
+                object["name"] = json!(WORDS[rng.below(WORDS.len())]);
+            }
+            let tags = if rng.below(4) == 0 {
+                json!(["rust"])
+            } else {
+                json!([])
+            };
+            let (seq, _) = publish(
+                &store,
+                &ana,
+                json!({"object": object, "to": [to], "tag": tags}),
+                None,
+            )
+            .await;
+            last = seq;
+        }
+        store.wait_routed(last).await.expect("routed");
+        let mut delivered_any = false;
+        for (who, search, term) in &subscribers {
+            let inbox = store
+                .inbox(who.clone(), InboxFilter::default(), PageFrom::Newest, 100)
+                .await
+                .expect("inbox");
+            let seqs: Vec<i64> = inbox.items.iter().map(|i| i.seq).collect();
+            for item in &inbox.items {
+                let via = item.via.as_deref().unwrap_or("");
+                assert!(
+                    via.starts_with("subscription:") && via.ends_with(term.as_str()),
+                    "{location:?}: {via} for {term}"
+                );
+            }
+            delivered_any |= !seqs.is_empty();
+            assert_eq!(
+                seqs,
+                found(&store, who, search_for(search)).await,
+                "{location:?}: the saved search {term} delivered what a search for {search:?} finds"
+            );
+        }
+        assert!(delivered_any, "{location:?}: some saved search matched");
+        store.close();
+    }
+}
+
+/// A saved search says which search matched, never delivers what its subscriber may not
+/// read, stops when removed, and is reproduced by a rebuild, on every adapter.
+#[tokio::test]
+async fn saved_searches_respect_visibility_and_survive_rebuild_on_every_adapter() {
+    for (location, _dir) in places() {
+        let store = open(&location);
+        let ana = user(&store, "ana").await;
+        let bo = user(&store, "bo").await;
+        store
+            .create_circle(
+                ana.clone(),
+                NewCircle {
+                    name: "sec".into(),
+                    display_name: "Secret".into(),
+                    description: String::new(),
+                    visibility: Visibility::Private,
+                    join_policy: JoinPolicy::Invite,
+                },
+            )
+            .await
+            .expect("circle");
+        let saved = tidings_core::saved::parse_saved(r#""tokio panic""#).expect("term");
+        let (sub, created) = store
+            .add_subscription(bo.clone(), saved.clone())
+            .await
+            .expect("save");
+        assert!(created);
+        assert_eq!(sub.expr, r#""tokio panic""#);
+        assert!(
+            !store
+                .add_subscription(bo.clone(), saved)
+                .await
+                .expect("again")
+                .1,
+            "{location:?}: saving the same search twice keeps one"
+        );
+        let (public, _) = publish(
+            &store,
+            &ana,
+            json!({"object": {"content": "Tokio panics? No: a tokio PANIC."}, "to": ["public"]}),
+            None,
+        )
+        .await;
+        let (secret, _) = publish(
+            &store,
+            &ana,
+            json!({"object": {"content": "tokio panic in secret"}, "to": ["circle:sec"]}),
+            None,
+        )
+        .await;
+        let (followers, _) = publish(
+            &store,
+            &ana,
+            json!({"object": {"content": "tokio panic for followers"}, "to": ["followers"]}),
+            None,
+        )
+        .await;
+        let (other, _) = publish(
+            &store,
+            &ana,
+            json!({"object": {"content": "tokio is calm"}, "to": ["public"]}),
+            None,
+        )
+        .await;
+        store.wait_routed(other).await.expect("routed");
+        let page = store
+            .inbox(bo.clone(), InboxFilter::default(), PageFrom::Newest, 100)
+            .await
+            .expect("inbox");
+        let got: Vec<(i64, Option<String>)> = page
+            .items
+            .iter()
+            .map(|i| (i.seq, i.via.as_deref().map(str::to_owned)))
+            .collect();
+        let via = format!("subscription:{}:\"tokio panic\"", sub.id);
+        assert_eq!(
+            got,
+            vec![(public, Some(via.clone()))],
+            "{location:?}: not {secret} (private circle) nor {followers} (followers only)"
+        );
+        store
+            .remove_subscription(bo.id, sub.id)
+            .await
+            .expect("remove");
+        let (after, _) = publish(
+            &store,
+            &ana,
+            json!({"object": {"content": "tokio panic again"}, "to": ["public"]}),
+            None,
+        )
+        .await;
+        store.wait_routed(after).await.expect("routed");
+        assert_eq!(
+            inbox_seqs(&store, &bo).await,
+            [public],
+            "{location:?}: a removed saved search delivers no more"
+        );
+        store.close();
+        drop(store);
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        loop {
+            match tidings_store::rebuild(&location, &StoreConfig::default()) {
+                Err(StoreError::Locked { .. }) if std::time::Instant::now() < deadline => {
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                }
+                other => {
+                    other.expect("rebuild");
+                    break;
+                }
+            }
+        }
+        let store = open(&location);
+        let page = store
+            .inbox(bo.clone(), InboxFilter::default(), PageFrom::Newest, 100)
+            .await
+            .expect("inbox");
+        assert_eq!(
+            page.items
+                .iter()
+                .map(|i| (i.seq, i.via.as_deref().map(str::to_owned)))
+                .collect::<Vec<_>>(),
+            vec![(public, Some(via))],
+            "{location:?}: the rebuild reproduces the saved search's entries"
+        );
         store.close();
     }
 }

@@ -39,6 +39,9 @@ enum Step {
     PublishToFollowers(usize, bool, Vec<usize>),
     /// User marks their notifications seen (and, with true, read) up to now.
     Mark(usize, bool),
+    /// User saves a search for a word (posts carry their tags' words in their text) on one
+    /// circle or (None) everywhere: `"alpha"@c1`, `"beta"`.
+    SaveSearch(usize, usize, Option<usize>),
 }
 
 const TAGS: &[&str] = &["alpha", "beta", "gamma"];
@@ -75,6 +78,8 @@ fn step() -> impl Strategy<Value = Step> {
         )
             .prop_map(|(u, p, t)| Step::PublishToFollowers(u, p, t)),
         1 => (0..USERS, any::<bool>()).prop_map(|(u, r)| Step::Mark(u, r)),
+        1 => (0..USERS, 0..TAGS.len(), proptest::option::of(0..CIRCLES))
+            .prop_map(|(u, w, c)| Step::SaveSearch(u, w, c)),
     ]
 }
 
@@ -229,13 +234,24 @@ async fn run_at(place: Place, merge_threshold: i64, script: &[Step], page: usize
                     open_subs[*u].push((sub.id, *c));
                 }
             }
+            Step::SaveSearch(u, w, c) => {
+                let term = match c {
+                    Some(c) => format!("\"{}\"@c{c}", TAGS[*w]),
+                    None => format!("\"{}\"", TAGS[*w]),
+                };
+                let saved = tidings_core::saved::parse_saved(&term).expect("term");
+                if let Ok((sub, true)) = store.add_subscription(users[*u].clone(), saved).await {
+                    open_subs[*u].push((sub.id, *c));
+                }
+            }
             Step::Publish(u, c, tags, to) => {
                 let mut audience = vec![format!("circle:c{c}")];
                 if let Some(to) = to {
                     audience.push(format!("user:u{to}"));
                 }
                 let tags: Vec<&str> = tags.iter().map(|t| TAGS[*t]).collect();
-                let content = format!("m{n}");
+                // The tags' words in the text too, for saved searches to find.
+                let content = format!("m{n} {}", tags.join(" "));
                 let doc: Value =
                     json!({"object": {"content": content}, "to": audience, "tag": tags});
                 if let Some((_, id)) = publish(store, &users[*u], doc).await {
@@ -245,7 +261,7 @@ async fn run_at(place: Place, merge_threshold: i64, script: &[Step], page: usize
             Step::PublishToFollowers(u, public, tags) => {
                 let tags: Vec<&str> = tags.iter().map(|t| TAGS[*t]).collect();
                 let to = if *public { "public" } else { "followers" };
-                let doc = json!({"object": {"content": format!("m{n}")}, "to": [to], "tag": tags});
+                let doc = json!({"object": {"content": format!("m{n} {}", tags.join(" "))}, "to": [to], "tag": tags});
                 if let Some((_, id)) = publish(store, &users[*u], doc).await {
                     published.push(id);
                 }

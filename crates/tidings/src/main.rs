@@ -5,6 +5,7 @@ mod bench;
 mod bench_push;
 mod bench_queues;
 mod seed;
+mod seed_demo;
 
 use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};

@@ -39,6 +39,10 @@ pub enum Shape {
     /// One producer, `celebrity`, followed by `--users` others (each a Follow activity
     /// through the engine), for `tidings bench celebrity`. Tokens: the celebrity's first.
     Celebrity,
+    /// A small realistic community for the README screenshot and for trying the web app:
+    /// named people, circles, posts with replies and reactions (the size flags are ignored;
+    /// password `demo-password`, tokens first for `ana`).
+    Demo,
 }
 
 /// What to generate.
@@ -211,6 +215,7 @@ pub async fn seed(store: &Store, data_dir: &Path, args: &SeedArgs) -> anyhow::Re
         Shape::FollowCircles => return seed_follow_circles(store, data_dir, args).await,
         Shape::Celebrity => return seed_celebrity(store, data_dir, args).await,
         Shape::Follows => return seed_follows(store, data_dir, args).await,
+        Shape::Demo => return crate::seed_demo::seed_demo(store, data_dir).await,
         Shape::Community => {}
     }
     if args.users < 2 || args.circles < 1 || args.largest < 2 {

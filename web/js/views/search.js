@@ -1,7 +1,7 @@
 // `/search?q=…`: activities, circles or people, with highlighted matches, filters and paging.
 
 import { h, replace } from '../dom.js';
-import { get, qs } from '../api.js';
+import { get, post, qs } from '../api.js';
 import { activityCard } from '../card.js';
 import { pagedList } from '../paged.js';
 import { marked } from '../highlight.js';
@@ -58,6 +58,29 @@ export async function searchView(root, { query }) {
   const error = h('p', { class: 'error', role: 'alert', id: 'search-error' });
   const status = h('p', { class: 'muted', 'aria-live': 'polite', id: 'search-status' });
   const results = h('div', { id: 'search-results' });
+  // "Save as subscription": the query (with the author and tag filters as operators) as a
+  // saved-search term, on the circle filter's circle or everywhere.
+  const savedNote = h('p', { class: 'muted', 'aria-live': 'polite', id: 'search-saved' });
+  const saveButton = h('button', { type: 'button', class: 'ghost', id: 'search-save', text: 'Save as subscription' });
+  const savedTerm = () => {
+    const parts = [input.value.trim()];
+    if (filters[1].value.trim()) parts.push(`from:${filters[1].value.trim()}`);
+    if (filters[2].value.trim()) parts.push(`tag:${filters[2].value.trim()}`);
+    const circle = filters[0].value.trim();
+    return `"${parts.filter(Boolean).join(' ')}"${circle ? `@${circle}` : ''}`;
+  };
+  saveButton.addEventListener('click', async () => {
+    error.textContent = '';
+    savedNote.textContent = '';
+    const expr = savedTerm();
+    try {
+      await post('/subscriptions', { expr });
+      savedNote.textContent = `Saved ${expr}: new matches will arrive in your inbox.`;
+    } catch (e) {
+      error.textContent = e.message;
+    }
+  });
+  const saveRow = h('div', { class: 'row', hidden: args.type !== 'activities' || !args.q }, saveButton, savedNote);
   const form = h('form', { class: 'search-form', role: 'search', id: 'search-form' },
     h('div', { class: 'row search' }, input, type, sort, h('button', { type: 'submit', text: 'Search' })),
     filterRow);
@@ -99,6 +122,7 @@ export async function searchView(root, { query }) {
   const refresh = () => {
     const params = current();
     filterRow.hidden = type.value !== 'activities';
+    saveRow.hidden = type.value !== 'activities' || !input.value.trim();
     history.replaceState(null, '', searchPath(params));
     show(params);
   };
@@ -117,6 +141,7 @@ export async function searchView(root, { query }) {
   replace(root, h('section', { class: 'panel' },
     h('h1', { text: 'Search' }),
     form,
+    saveRow,
     error,
     status,
     results));

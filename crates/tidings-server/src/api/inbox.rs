@@ -12,6 +12,7 @@ use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use tidings_core::expr::{normalize_slug, normalize_tag, parse};
+use tidings_core::saved::{SubscriptionTerm, is_saved_search, parse_saved};
 use tidings_store::model::{InboxFilter, Subscription};
 use utoipa::{IntoParams, ToSchema};
 
@@ -138,10 +139,15 @@ pub async fn hide(
 #[serde(deny_unknown_fields)]
 pub struct SubscribeBody {
     /// `tag@circle`, either side may be `*`: `*@design`, `release@eng`, `urgent@*` (the
-    /// canonical spelling; blanks around it and upper-case tags are normalised).
+    /// canonical spelling; blanks around it and upper-case tags are normalised); or a saved
+    /// search, a quoted query with an optional circle: `"tokio panic"@eng`, `"rust async"`
+    /// (every public post and circle the caller may read). A saved search delivers each new
+    /// activity a search for its query would find, with `via`
+    /// `subscription:ID:"QUERY"@CIRCLE`; its query uses the search syntax (phrases in inner
+    /// quotes, `-exclusions`, `from:`/`in:`/`tag:`) and needs at least one whole word.
     #[schema(
         max_length = 200,
-        pattern = "^[ \\t\\n\\f\\r]*(\\*|#?[\\p{L}\\p{N}_.-]{1,64})@(\\*|[A-Za-z0-9][A-Za-z0-9_-]{0,62})[ \\t\\n\\f\\r]*$"
+        pattern = "^[ \\t\\n\\f\\r]*(?:(\\*|#?[\\p{L}\\p{N}_.-]{1,64})@(\\*|[A-Za-z0-9][A-Za-z0-9_-]{0,62})|\"(?: {0,3}[\\p{L}\\p{N}]{1,20}){1,16} {0,3}\"(?:@(?:\\*|[A-Za-z0-9][A-Za-z0-9_-]{0,62}))?)[ \\t\\n\\f\\r]*$"
     )]
     pub expr: String,
 }
@@ -164,7 +170,8 @@ pub async fn list_subscriptions(
     Ok(Json(SubscriptionList { items }))
 }
 
-/// Subscribe to `tag@circle` (a public circle needs no membership).
+/// Subscribe to `tag@circle` or save a search as a subscription (`"tokio panic"@eng`; a
+/// public circle needs no membership).
 #[utoipa::path(post, path = "/api/v1/subscriptions", request_body = SubscribeBody, tag = "inbox", security(("bearer" = [])),
     responses((status = 201, body = Subscription), (status = 200, body = Subscription, description = "already subscribed"), (status = 400, description = "parse error with position"), (status = 404)))]
 pub async fn subscribe(
@@ -179,11 +186,22 @@ pub async fn subscribe(
         )
         .with_details(json!({ "position": 200 })));
     }
-    let expr = parse(&body.expr).map_err(|e| {
-        ApiError::bad_request("invalid_expression", e.to_string())
-            .with_details(json!({ "position": e.position, "expr": body.expr }))
-    })?;
-    let (subscription, created) = state.store.add_subscription(auth.user, expr).await?;
+    let term: SubscriptionTerm = if is_saved_search(&body.expr) {
+        parse_saved(&body.expr)
+            .map_err(|e| {
+                ApiError::bad_request("invalid_expression", e.to_string())
+                    .with_details(json!({ "position": e.position(), "expr": body.expr }))
+            })?
+            .into()
+    } else {
+        parse(&body.expr)
+            .map_err(|e| {
+                ApiError::bad_request("invalid_expression", e.to_string())
+                    .with_details(json!({ "position": e.position, "expr": body.expr }))
+            })?
+            .into()
+    };
+    let (subscription, created) = state.store.add_subscription(auth.user, term).await?;
     let status = if created {
         StatusCode::CREATED
     } else {

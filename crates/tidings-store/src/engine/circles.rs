@@ -191,7 +191,7 @@ fn enroll(
 ) -> StoreResult<()> {
     insert_membership(conn, fx, circle_id, user_id, role, "active")?;
     if !was_active {
-        subscribe(conn, fx, user_id, &default_subscription(circle_name))?;
+        subscribe(conn, fx, user_id, &default_subscription(circle_name).into())?;
     }
     Ok(())
 }

@@ -70,6 +70,7 @@ const TABLES: &[(&str, &[&str])] = &[
             "since_seq",
             "until_seq",
             "created_at",
+            "search_word",
         ],
     ),
     (

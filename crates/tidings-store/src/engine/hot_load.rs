@@ -136,7 +136,7 @@ pub(crate) fn load(conn: &Connection) -> StoreResult<HotIndex> {
     // Subscriptions first: their `via` text is shared with the entries they wrote.
     let mut subscription_vias: HashMap<i64, Arc<str>> = HashMap::new();
     let mut stmt = conn.prepare(
-        "SELECT id, user_id, circle_id, tag, since_seq, until_seq, expr
+        "SELECT id, user_id, circle_id, tag, since_seq, until_seq, expr, search_word
          FROM subscriptions ORDER BY id",
     )?;
     let mut rows = stmt.query([])?;
@@ -146,6 +146,10 @@ pub(crate) fn load(conn: &Connection) -> StoreResult<HotIndex> {
         let expr: String = r.get(6)?;
         let via: Arc<str> = Arc::from(format!("subscription:{id}:{expr}"));
         subscription_vias.insert(id, via.clone());
+        // A saved search is always fanned out on write: it has entries, never a window.
+        if r.get::<_, Option<String>>(7)?.is_some() {
+            continue;
+        }
         index.apply(Effect::Subscribe {
             user,
             id,

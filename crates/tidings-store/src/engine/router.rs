@@ -22,7 +22,8 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use tidings_core::expr::SubscriptionExpr;
 use tidings_core::feeds::{NoticeFacts, notifications};
-use tidings_core::routing::{Candidate, RouteFacts, Via, route_activity};
+use tidings_core::routing::{Candidate, RouteFacts, SearchHit, Via, route_activity};
+use tidings_core::saved::{MatchDoc, SavedSearch, parse_saved};
 
 /// Most activities routed per slice.
 const SLICE_ACTIVITIES: i64 = 256;
@@ -58,6 +59,8 @@ struct Pending {
     to_followers: bool,
     /// Author of the activity it replies to.
     parent_author: Option<i64>,
+    /// Addressed to the public.
+    public: bool,
 }
 
 /// A circle some activity of the slice is addressed to.
@@ -104,6 +107,113 @@ struct SliceFacts {
     circles_of: HashMap<i64, Vec<i64>>,
     circles: HashMap<i64, CircleFacts>,
     producers: HashMap<i64, Producer>,
+    /// Saved searches and the text they are matched against (empty without saved searches).
+    saved: SavedFacts,
+}
+
+/// What saved-search routing needs about a slice: each listed activity's indexed text, and
+/// the saved searches current in the slice whose key word one of them contains.
+#[derive(Default)]
+struct SavedFacts {
+    /// (title, tags as indexed, body, words of all three) by seq.
+    docs: HashMap<i64, (String, String, String, std::collections::HashSet<String>)>,
+    /// The saved searches, oldest first.
+    searches: Vec<SavedRow>,
+}
+
+/// A saved search that may take an activity of the slice.
+struct SavedRow {
+    id: i64,
+    user_id: i64,
+    expr: String,
+    search: SavedSearch,
+    since_seq: i64,
+    until_seq: Option<i64>,
+}
+
+impl SavedFacts {
+    /// Reads the slice's text and the saved searches its words may match; nothing when no
+    /// saved search is current in the slice (the common case costs one indexed query).
+    fn read(conn: &Connection, after: i64, upto: i64) -> StoreResult<Self> {
+        let mut facts = SavedFacts::default();
+        let any: bool = conn
+            .prepare_cached(
+                "SELECT EXISTS(SELECT 1 FROM subscriptions
+                               WHERE search_word IS NOT NULL AND since_seq < ?2
+                                 AND (until_seq IS NULL OR until_seq > ?1))",
+            )?
+            .query_row(params![after, upto], |r| r.get(0))?;
+        if !any {
+            return Ok(facts);
+        }
+        let rows = conn
+            .prepare_cached(
+                "SELECT seq, body FROM activities WHERE seq > ?1 AND seq <= ?2 AND listed
+                 ORDER BY seq",
+            )?
+            .query_map(params![after, upto], |r| {
+                Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?))
+            })?
+            .collect::<Result<Vec<_>, _>>()?;
+        let mut all_words = std::collections::BTreeSet::new();
+        for (seq, body) in rows {
+            let record: serde_json::Value = serde_json::from_str(&body)?;
+            // The same text, taken the same way, as the search index holds for it.
+            let Some((_, title, text)) = record.get("object").and_then(super::search::object_text)
+            else {
+                continue;
+            };
+            let tags = tidings_core::activity::record_tags(&record).join(" ");
+            let words: std::collections::HashSet<String> = [&title, &tags, &text]
+                .into_iter()
+                .flat_map(|t| tidings_core::search::words(t))
+                .collect();
+            all_words.extend(words.iter().cloned());
+            facts.docs.insert(seq, (title, tags, text, words));
+        }
+        if all_words.is_empty() {
+            return Ok(facts);
+        }
+        let list = serde_json::to_string(&all_words)?;
+        let in_words = match conn.engine() {
+            crate::sql::Engine::Sqlite => "IN (SELECT value FROM json_each(?1))",
+            crate::sql::Engine::Postgres => {
+                "IN (SELECT jsonb_array_elements_text(CAST(?1 AS JSONB)))"
+            }
+        };
+        let rows = conn
+            .prepare_cached(&format!(
+                "SELECT id, user_id, expr, since_seq, until_seq FROM subscriptions
+                 WHERE search_word {in_words} AND since_seq < ?2
+                   AND (until_seq IS NULL OR until_seq > ?3)
+                 ORDER BY id"
+            ))?
+            .query_map(params![list, upto, after], |r| {
+                Ok((
+                    r.get::<_, i64>(0)?,
+                    r.get::<_, i64>(1)?,
+                    r.get::<_, String>(2)?,
+                    r.get::<_, i64>(3)?,
+                    r.get::<_, Option<i64>>(4)?,
+                ))
+            })?;
+        for row in rows {
+            let (id, user_id, expr, since_seq, until_seq) = row?;
+            // Stored terms were parsed when saved; one that no longer parses takes nothing.
+            match parse_saved(&expr) {
+                Ok(search) => facts.searches.push(SavedRow {
+                    id,
+                    user_id,
+                    expr,
+                    search,
+                    since_seq,
+                    until_seq,
+                }),
+                Err(e) => tracing::warn!(subscription = id, error = %e, "saved search skipped"),
+            }
+        }
+        Ok(facts)
+    }
 }
 
 impl SliceFacts {
@@ -115,7 +225,10 @@ impl SliceFacts {
         authors: &[i64],
         follower_threshold: i64,
     ) -> StoreResult<Self> {
-        let mut facts = SliceFacts::default();
+        let mut facts = SliceFacts {
+            saved: SavedFacts::read(conn, after, upto)?,
+            ..SliceFacts::default()
+        };
         let range = params![after, upto];
         let rows = conn
             .prepare_cached(
@@ -141,7 +254,8 @@ impl SliceFacts {
             .prepare_cached(
                 "SELECT ac.seq, c.id, c.name, c.visibility = 'public', c.merged_from_seq IS NOT NULL,
                         (SELECT COUNT(*) FROM subscriptions s
-                         WHERE s.circle_id = c.id AND s.until_seq IS NULL)
+                         WHERE s.circle_id = c.id AND s.until_seq IS NULL
+                           AND s.search_word IS NULL)
                  FROM activity_circles ac JOIN circles c ON c.id = ac.circle_id
                  WHERE ac.seq > ?1 AND ac.seq <= ?2 ORDER BY ac.seq, c.id",
             )?
@@ -178,7 +292,7 @@ impl SliceFacts {
                             -- admins may read (and so subscribe to) any circle, as at read time
                             OR EXISTS(SELECT 1 FROM users u WHERE u.id = s.user_id AND u.is_admin)
                      FROM subscriptions s
-                     WHERE s.circle_id {}
+                     WHERE s.circle_id {} AND s.search_word IS NULL
                        AND s.since_seq < ?2 AND (s.until_seq IS NULL OR s.until_seq > ?3)
                      ORDER BY s.id",
                     conn.in_id_list(1)
@@ -274,7 +388,7 @@ fn read_pending(conn: &Connection) -> StoreResult<(i64, Vec<Pending>)> {
         .prepare_cached(
             "SELECT a.seq, a.actor_id, a.listed, a.type, a.object_ref, u.username,
                     a.is_public OR EXISTS(SELECT 1 FROM activity_followers af WHERE af.seq = a.seq),
-                    p.actor_id
+                    p.actor_id, a.is_public
              FROM activities a JOIN users u ON u.id = a.actor_id
              LEFT JOIN activities p ON p.id = a.in_reply_to
              WHERE a.seq > ?1 ORDER BY a.seq LIMIT ?2",
@@ -289,6 +403,7 @@ fn read_pending(conn: &Connection) -> StoreResult<(i64, Vec<Pending>)> {
                 author_name: r.get(5)?,
                 to_followers: r.get(6)?,
                 parent_author: r.get(7)?,
+                public: r.get(8)?,
             })
         })?
         .collect::<Result<Vec<_>, _>>()?;
@@ -458,6 +573,7 @@ fn route_one(
         Vec::new()
     };
     notify(conn, fx, activity, &addressed)?;
+    let searches = saved_search_hits(conn, &facts.saved, activity, &names, &tags)?;
 
     let deliveries = route_activity(
         &RouteFacts {
@@ -467,6 +583,7 @@ fn route_one(
             tags: &tags,
             followers: &followers,
             author_name,
+            searches: &searches,
         },
         &candidates,
     );
@@ -487,6 +604,62 @@ fn route_one(
     }
     fx.push(Effect::Entries(entries));
     Ok(())
+}
+
+/// The saved searches that match one activity and whose subscriber may read it: a public
+/// activity, or one in a circle they may read (public, or an active member; no admin
+/// exception, as for search). This is the rule the multiplexer applies to every entry a
+/// subscription wrote, so an entry written here is never hidden at read time.
+fn saved_search_hits(
+    conn: &Connection,
+    saved: &SavedFacts,
+    activity: &Pending,
+    circles: &[String],
+    tags: &[String],
+) -> StoreResult<Vec<SearchHit>> {
+    let seq = activity.seq;
+    let Some((title, tag_text, body, words)) = saved.docs.get(&seq) else {
+        return Ok(Vec::new());
+    };
+    let doc = MatchDoc {
+        title,
+        tags: tag_text,
+        body,
+        author: &activity.author_name,
+        circles,
+        tag_list: tags,
+    };
+    let mut hits = Vec::new();
+    for s in &saved.searches {
+        let current = s.since_seq < seq && s.until_seq.is_none_or(|until| until >= seq);
+        if !current
+            || s.user_id == activity.actor_id
+            || !s.search.key_word().is_some_and(|w| words.contains(w))
+            || !s.search.matches(&doc)
+        {
+            continue;
+        }
+        let readable: bool = activity.public
+            || conn
+                .prepare_cached(
+                    "SELECT EXISTS(
+                         SELECT 1 FROM activity_circles ac JOIN circles c ON c.id = ac.circle_id
+                         WHERE ac.seq = ?1
+                           AND (c.visibility = 'public'
+                                OR EXISTS(SELECT 1 FROM memberships m
+                                          WHERE m.circle_id = c.id AND m.user_id = ?2
+                                            AND m.state = 'active')))",
+                )?
+                .query_row(params![seq, s.user_id], |r| r.get(0))?;
+        if readable {
+            hits.push(SearchHit {
+                id: s.id,
+                user_id: s.user_id,
+                expr: s.expr.clone(),
+            });
+        }
+    }
+    Ok(hits)
 }
 
 /// The followers an activity is written to: none once the author has too many (from then on

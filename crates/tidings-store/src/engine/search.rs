@@ -34,7 +34,7 @@ const TITLE_CHARS: usize = 120;
 
 /// The text of an activity's inline object that search looks at: (object type, title,
 /// body). None when the activity has no inline object (a like, a follow, a share).
-fn object_text(object: &Value) -> Option<(String, String, String)> {
+pub(crate) fn object_text(object: &Value) -> Option<(String, String, String)> {
     let map = object.as_object()?;
     let text = |key: &str| map.get(key).and_then(Value::as_str).unwrap_or("").trim();
     let object_type = map.get("type").and_then(Value::as_str).unwrap_or("Note");

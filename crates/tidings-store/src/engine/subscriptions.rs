@@ -1,5 +1,10 @@
-//! `tag@circle` subscriptions. Removal closes a subscription at the current log position
-//! rather than deleting it, so inboxes merged at read time stay exactly what was routed.
+//! `tag@circle` subscriptions and saved searches (`"tokio panic"@eng`, decision 0028).
+//! Removal closes a subscription at the current log position rather than deleting it, so
+//! inboxes merged at read time stay exactly what was routed.
+//!
+//! A saved search is always fanned out on write (the router matches its text; its audience
+//! is one person), so it never becomes a read-time window of the hot index: it has a
+//! `search_word` and no `tag`.
 
 use super::circles::{can_read_circle, circle_by_name};
 use super::users::last_seq;
@@ -9,7 +14,8 @@ use crate::model::{Subscription, User};
 use crate::sql::{Connection, OptionalExtension, params};
 use crate::{StoreError, StoreResult, now_rfc3339};
 use std::sync::Arc;
-use tidings_core::expr::{Pattern, SubscriptionExpr};
+use tidings_core::expr::Pattern;
+use tidings_core::saved::SubscriptionTerm;
 
 fn pattern_value(p: &Pattern) -> Option<&str> {
     match p {
@@ -24,9 +30,9 @@ pub(crate) fn subscribe(
     conn: &Connection,
     fx: &mut Effects,
     user_id: i64,
-    expr: &SubscriptionExpr,
+    term: &SubscriptionTerm,
 ) -> StoreResult<(Subscription, bool)> {
-    let text = expr.to_string();
+    let text = term.to_string();
     let existing = conn
         .prepare_cached(
             "SELECT id, expr, created_at FROM subscriptions
@@ -43,36 +49,44 @@ pub(crate) fn subscribe(
     if let Some(existing) = existing {
         return Ok((existing, false));
     }
-    let circle_id = match &expr.circle {
+    let circle_id = match term.circle() {
         Pattern::Any => None,
         Pattern::Exact(name) => Some(circle_by_name(conn, name)?.id),
+    };
+    let (tag, search_word) = match term {
+        SubscriptionTerm::Tag(expr) => (pattern_value(&expr.tag), None),
+        SubscriptionTerm::Search(search) => (None, search.key_word()),
     };
     let created_at = now_rfc3339();
     let since = last_seq(conn)?;
     let id: i64 = conn
         .prepare_cached(
-            "INSERT INTO subscriptions(user_id, expr, tag, circle_id, since_seq, created_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6) RETURNING id",
+            "INSERT INTO subscriptions(user_id, expr, tag, circle_id, since_seq, created_at,
+                                       search_word)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) RETURNING id",
         )?
         .query_row(
             params![
                 user_id,
                 text,
-                pattern_value(&expr.tag),
+                tag,
                 circle_id,
                 since,
-                created_at
+                created_at,
+                search_word
             ],
             |r| r.get(0),
         )?;
-    fx.push(Effect::Subscribe {
-        user: user_id,
-        id,
-        circle: circle_id,
-        tag: pattern_value(&expr.tag).map(str::to_owned),
-        since,
-        via: Arc::from(format!("subscription:{id}:{text}")),
-    });
+    if search_word.is_none() {
+        fx.push(Effect::Subscribe {
+            user: user_id,
+            id,
+            circle: circle_id,
+            tag: tag.map(str::to_owned),
+            since,
+            via: Arc::from(format!("subscription:{id}:{text}")),
+        });
+    }
     Ok((
         Subscription {
             id,
@@ -126,15 +140,17 @@ impl Store {
         .await
     }
 
-    /// Subscribes `user` to `expr`. A named circle must be readable by the user (public, or a
-    /// member of a private one). Returns the subscription and whether it is new.
+    /// Subscribes `user` to a `tag@circle` expression or a saved search. A named circle must
+    /// be readable by the user (public, or a member of a private one). Returns the
+    /// subscription and whether it is new.
     pub async fn add_subscription(
         &self,
         user: User,
-        expr: SubscriptionExpr,
+        expr: impl Into<SubscriptionTerm>,
     ) -> StoreResult<(Subscription, bool)> {
+        let expr: SubscriptionTerm = expr.into();
         self.write(move |conn, fx| {
-            if let Pattern::Exact(name) = &expr.circle {
+            if let Pattern::Exact(name) = expr.circle() {
                 let circle = circle_by_name(conn, name)?;
                 if !can_read_circle(conn, &circle, Some(&user))? {
                     return Err(StoreError::not_found("circle"));

@@ -117,7 +117,7 @@ pub(crate) fn connect(url: &str) -> StoreResult<Connection> {
 }
 
 /// The schema version `schema.sql` creates.
-const SCHEMA_VERSION: &str = "10";
+const SCHEMA_VERSION: &str = "11";
 
 /// Log tables: INSERT and SELECT only, for everyone (triggers) and for the server's role
 /// (grants).
@@ -144,17 +144,19 @@ pub(crate) fn migrate(conn: &Connection) -> StoreResult<()> {
     outcome
 }
 
-/// The migration itself, under the migration lock. A store from before version 6 has its
-/// log indexed for search once.
+/// The migration itself, under the migration lock. A store from before version 11 has its
+/// log indexed for search (again, with stemmed words) once.
 fn migrate_locked(conn: &Connection) -> StoreResult<()> {
     let before = current_version(conn)?;
     conn.execute_batch(include_str!("schema.sql"))?;
+    // Before version 6 there was no index; before version 11 (decision 0028) it held unstemmed
+    // words. Either way the log is indexed again.
     let unindexed = before
         .as_deref()
         .and_then(|v| v.parse::<u32>().ok())
-        .is_some_and(|v| v < 6);
+        .is_some_and(|v| v < 11);
     if unindexed {
-        tracing::info!("indexing the log for search (schema version 6)");
+        tracing::info!("indexing the log for search (stemmed words, schema version 11)");
         conn.execute_batch("BEGIN")?;
         match crate::engine::search::reindex_all(conn) {
             Ok(_) => conn.execute_batch("COMMIT")?,

@@ -109,6 +109,15 @@ CREATE INDEX IF NOT EXISTS subscriptions_by_circle ON subscriptions(circle_id, t
 CREATE INDEX IF NOT EXISTS subscriptions_any_circle ON subscriptions(tag) WHERE circle_id IS NULL;
 CREATE INDEX IF NOT EXISTS subscriptions_by_user ON subscriptions(user_id);
 
+-- ==== schema version 11: saved searches (decision 0028) ====
+-- A saved search (`"tokio panic"@eng`) is a subscription whose `search_word` is a word every
+-- match contains: the router looks saved searches up by the words of each new activity.
+-- NULL for `tag@circle` subscriptions.
+ALTER TABLE subscriptions ADD COLUMN IF NOT EXISTS search_word TEXT COLLATE "C";
+CREATE INDEX IF NOT EXISTS subscriptions_by_word ON subscriptions(search_word)
+    WHERE search_word IS NOT NULL;
+-- ==== end of schema version 11 ====
+
 -- The log. `seq` is given explicitly inside the log lock (no sequence: no gaps).
 CREATE TABLE IF NOT EXISTS activities (
     seq         BIGINT PRIMARY KEY,
@@ -480,7 +489,7 @@ ALTER TABLE bus_webhooks ADD COLUMN IF NOT EXISTS in_order BIGINT NOT NULL DEFAU
 
 -- `cluster_id` names this log on a shared bus (see `Store::cluster_id`).
 INSERT INTO meta(key, value)
-VALUES ('schema_version', '10'), ('routed_seq', '0'), ('cluster_id', md5(random()::text))
+VALUES ('schema_version', '11'), ('routed_seq', '0'), ('cluster_id', md5(random()::text))
 ON CONFLICT DO NOTHING;
 -- An older store reaches this line only after the upgrades above.
-UPDATE meta SET value = '10' WHERE key = 'schema_version';
+UPDATE meta SET value = '11' WHERE key = 'schema_version';

@@ -398,6 +398,56 @@ fn migrate(conn: &Connection) -> StoreResult<()> {
     if version == "9" {
         migrate_bus_schedules_v10(conn)?;
     }
+    let version: String = conn.query_row(
+        "SELECT value FROM meta WHERE key = 'schema_version'",
+        [],
+        |r| r.get(0),
+    )?;
+    if version == "10" {
+        migrate_saved_searches_v11(conn)?;
+    }
+    Ok(())
+}
+
+/// Version 11 (decision 0028): saved searches are subscriptions with a `search_word`, a word
+/// every match contains, by which the router looks them up for each new activity's words
+/// (NULL for `tag@circle` subscriptions); and the search index holds stemmed words, so an
+/// existing index is re-derived. Kept in one step so it is easy to renumber.
+fn migrate_saved_searches_v11(conn: &Connection) -> StoreResult<()> {
+    tracing::info!(
+        "migrating the store to schema version 11 (saved searches, stemmed search index)"
+    );
+    // A store some test took back to an older version may have the column already.
+    let has_column: bool = conn.query_row(
+        "SELECT EXISTS(SELECT 1 FROM pragma_table_info('subscriptions') WHERE name = 'search_word')",
+        [],
+        |r| r.get(0),
+    )?;
+    let add_column = if has_column {
+        ""
+    } else {
+        "ALTER TABLE subscriptions ADD COLUMN search_word TEXT;"
+    };
+    conn.execute_batch(&format!(
+        "BEGIN IMMEDIATE;
+         {add_column}
+         CREATE INDEX IF NOT EXISTS subscriptions_by_word ON subscriptions(search_word)
+             WHERE search_word IS NOT NULL;"
+    ))?;
+    // The index now holds stemmed words (`tidings_core::search::words`): re-derive it.
+    let done = crate::engine::search::reindex_all(conn).and_then(|_| {
+        Ok(conn.execute(
+            "UPDATE meta SET value = '11' WHERE key = 'schema_version'",
+            [],
+        )?)
+    });
+    match done {
+        Ok(_) => conn.execute_batch("COMMIT")?,
+        Err(e) => {
+            let _ = conn.execute_batch("ROLLBACK");
+            return Err(e);
+        }
+    }
     Ok(())
 }
 
