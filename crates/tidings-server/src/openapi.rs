@@ -707,6 +707,8 @@ impl Modify for AbuseLimits {
         api::inbox::unsubscribe,
         api::types::list, api::types::register,
         api::search::search,
+        api::moderation::report, api::moderation::queue, api::moderation::resolve,
+        api::moderation::bans, api::moderation::log,
         api::follows::follow, api::follows::unfollow, api::follows::followers,
         api::follows::following, api::follows::like, api::follows::unlike, api::follows::share,
         api::follows::unshare, api::follows::relationship, api::follows::my_reactions,

@@ -6,6 +6,7 @@ pub mod circles;
 pub mod feeds;
 pub mod follows;
 pub mod inbox;
+pub mod moderation;
 pub mod search;
 pub mod types;
 pub mod users;
@@ -63,6 +64,14 @@ pub fn router(state: AppState) -> Router {
             put(circles::put_member).delete(circles::remove_member),
         )
         .route("/circles/{name}/stream", get(circles::stream))
+        .route("/circles/{name}/reports", get(moderation::queue))
+        .route(
+            "/circles/{name}/reports/{id}/resolution",
+            post(moderation::resolve),
+        )
+        .route("/circles/{name}/bans", get(moderation::bans))
+        .route("/circles/{name}/moderation-log", get(moderation::log))
+        .route("/activities/{id}/reports", post(moderation::report))
         .route("/outbox", post(activities::publish))
         .route("/activities/{id}", get(activities::get_activity))
         .route("/activities/{id}/replies", get(activities::replies))

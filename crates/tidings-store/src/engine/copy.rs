@@ -193,6 +193,22 @@ const TABLES: &[(&str, &[&str])] = &[
             "excerpt",
         ],
     ),
+    (
+        "reports",
+        &[
+            "flag_seq",
+            "circle_id",
+            "target_seq",
+            "author_id",
+            "reporter_id",
+            "reason",
+            "comment",
+            "created_at",
+            "decision_seq",
+            "decision",
+        ],
+    ),
+    ("circle_bans", &["circle_id", "user_id", "until", "by_seq"]),
 ];
 
 /// Tables whose ids PostgreSQL generates: their sequences move past the copied ids.

@@ -16,6 +16,7 @@
 //! - `copy` — `tidings store copy`: a whole store into an empty one.
 //! - `rebuild` — `tidings rebuild`: the routed projections wiped and re-derived from the log.
 //! - `search` — the full-text index (a projection of the log) and searching it.
+//! - `moderation` — reports, moderators' decisions, circle bans and the moderation log.
 //!
 //! Where the SQL runs is the adapter's business (`crate::adapters`): the embedded SQLite
 //! database with one writer thread, or PostgreSQL with a writer per node serialised by the
@@ -29,6 +30,7 @@ mod feeds;
 pub(crate) mod hot_load;
 mod inbox;
 pub(crate) mod integration;
+pub(crate) mod moderation;
 pub(crate) mod offline;
 mod queues;
 pub(crate) mod rebuild;

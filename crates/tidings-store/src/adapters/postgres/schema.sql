@@ -426,9 +426,36 @@ CREATE TABLE IF NOT EXISTS queue_counters (
     PRIMARY KEY (queue, shard)
 );
 
+-- ---- schema step: moderation (version 9; renumber this block at merge) ----
+-- Moderation's derived state (decision 0029): the report queue and circle bans, mutable and
+-- re-derivable from the log's Flag and decision activities.
+CREATE TABLE IF NOT EXISTS reports (
+    flag_seq     BIGINT NOT NULL,
+    circle_id    BIGINT NOT NULL,
+    target_seq   BIGINT NOT NULL,
+    author_id    BIGINT NOT NULL,
+    reporter_id  BIGINT NOT NULL,
+    reason       TEXT NOT NULL,
+    comment      TEXT NOT NULL,
+    created_at   TEXT NOT NULL,
+    decision_seq BIGINT,
+    decision     TEXT,
+    PRIMARY KEY (flag_seq, circle_id)
+);
+CREATE INDEX IF NOT EXISTS reports_by_target ON reports(circle_id, target_seq);
+CREATE INDEX IF NOT EXISTS reports_by_author ON reports(circle_id, author_id);
+CREATE TABLE IF NOT EXISTS circle_bans (
+    circle_id BIGINT NOT NULL,
+    user_id   BIGINT NOT NULL,
+    until     TEXT,
+    by_seq    BIGINT NOT NULL,
+    PRIMARY KEY (circle_id, user_id)
+);
+-- ---- end of schema step 9 ----
+
 -- `cluster_id` names this log on a shared bus (see `Store::cluster_id`).
 INSERT INTO meta(key, value)
-VALUES ('schema_version', '8'), ('routed_seq', '0'), ('cluster_id', md5(random()::text))
+VALUES ('schema_version', '9'), ('routed_seq', '0'), ('cluster_id', md5(random()::text))
 ON CONFLICT DO NOTHING;
 -- An older store reaches this line only after the upgrades above.
-UPDATE meta SET value = '8' WHERE key = 'schema_version';
+UPDATE meta SET value = '9' WHERE key = 'schema_version';

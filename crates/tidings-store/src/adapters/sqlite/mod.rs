@@ -382,8 +382,54 @@ fn migrate(conn: &Connection) -> StoreResult<()> {
     if version == "7" {
         migrate_queues_v8(conn)?;
     }
+    let version: String = conn.query_row(
+        "SELECT value FROM meta WHERE key = 'schema_version'",
+        [],
+        |r| r.get(0),
+    )?;
+    if version == "8" {
+        migrate_moderation_v9(conn)?;
+    }
     Ok(())
 }
+
+// ---- schema step: moderation (version 9; renumber this block at merge) ----
+/// Version 9 adds moderation's derived state (decision 0029): the report queue and circle
+/// bans. Both are mutable tables re-derivable from the log (the Flag and decision activities
+/// carry everything); the decisions themselves are activities, appended to each circle's
+/// `moderation:NAME` stream.
+fn migrate_moderation_v9(conn: &Connection) -> StoreResult<()> {
+    tracing::info!("migrating the store to schema version 9 (moderation)");
+    conn.execute_batch(
+        "BEGIN IMMEDIATE;
+         CREATE TABLE IF NOT EXISTS reports (
+             flag_seq     INTEGER NOT NULL,
+             circle_id    INTEGER NOT NULL,
+             target_seq   INTEGER NOT NULL,
+             author_id    INTEGER NOT NULL,
+             reporter_id  INTEGER NOT NULL,
+             reason       TEXT NOT NULL,
+             comment      TEXT NOT NULL,
+             created_at   TEXT NOT NULL,
+             decision_seq INTEGER,
+             decision     TEXT,
+             PRIMARY KEY (flag_seq, circle_id)
+         ) WITHOUT ROWID;
+         CREATE INDEX IF NOT EXISTS reports_by_target ON reports(circle_id, target_seq);
+         CREATE INDEX IF NOT EXISTS reports_by_author ON reports(circle_id, author_id);
+         CREATE TABLE IF NOT EXISTS circle_bans (
+             circle_id INTEGER NOT NULL,
+             user_id   INTEGER NOT NULL,
+             until     TEXT,
+             by_seq    INTEGER NOT NULL,
+             PRIMARY KEY (circle_id, user_id)
+         ) WITHOUT ROWID;
+         UPDATE meta SET value = '9' WHERE key = 'schema_version';
+         COMMIT;",
+    )?;
+    Ok(())
+}
+// ---- end of schema step 9 ----
 
 /// Version 7 adds the integration bus: services, topics, webhook subscriptions, deliveries and
 /// their attempts (new tables only, so a store created as version 7 takes the same step).
