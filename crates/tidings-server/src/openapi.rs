@@ -709,6 +709,8 @@ impl Modify for AbuseLimits {
         api::search::search,
         api::moderation::report, api::moderation::queue, api::moderation::resolve,
         api::moderation::bans, api::moderation::log,
+        api::moderation::block, api::moderation::unblock, api::moderation::blocks,
+        api::moderation::mute, api::moderation::unmute, api::moderation::mutes,
         api::follows::follow, api::follows::unfollow, api::follows::followers,
         api::follows::following, api::follows::like, api::follows::unlike, api::follows::share,
         api::follows::unshare, api::follows::relationship, api::follows::my_reactions,

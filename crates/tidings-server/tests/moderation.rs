@@ -478,3 +478,124 @@ async fn bad_moderation_input_is_a_400_that_changes_nothing() {
         StatusCode::OK
     );
 }
+
+#[tokio::test]
+async fn a_blocked_person_cannot_reach_the_blocker_and_is_never_seen() {
+    let s = TestServer::start().await;
+    let [ana, bob, cara, _dan] = community(&s).await;
+    // bob follows ana, and ana follows bob, before the block.
+    for (token, whom) in [(&bob, "ana"), (&ana, "bob")] {
+        let r = s
+            .post(token, &format!("/users/{whom}/follow"), json!({}))
+            .await;
+        assert!(r.status.is_success(), "{:?}", r.body);
+    }
+    let anas = id(&s.note(&ana, "ana writes", &["circle:eng"], &[]).await);
+    let r = s.put(&ana, "/me/blocks/bob").await;
+    assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.body);
+    assert_eq!(s.put(&ana, "/me/blocks/bob").await.status, StatusCode::OK);
+    assert_eq!(
+        s.get(&ana, "/me/blocks").await.body["items"],
+        json!(["bob"])
+    );
+
+    // Addressing, following, replying: refused.
+    let r = s
+        .post(
+            &bob,
+            "/outbox",
+            json!({"object": {"content": "hey"}, "to": ["user:ana"]}),
+        )
+        .await;
+    assert_eq!((r.status, r.code()), (StatusCode::FORBIDDEN, "blocked"));
+    let r = s.post(&bob, "/users/ana/follow", json!({})).await;
+    assert_eq!((r.status, r.code()), (StatusCode::FORBIDDEN, "blocked"));
+    let r = s
+        .post(
+            &bob,
+            "/outbox",
+            json!({"object": {"content": "re"}, "inReplyTo": anas}),
+        )
+        .await;
+    assert_eq!((r.status, r.code()), (StatusCode::FORBIDDEN, "blocked"));
+    // The follows both ways ended.
+    let r = s.get(&ana, "/users/ana/followers").await;
+    assert!(!r.body.to_string().contains("\"bob\""), "{:?}", r.body);
+    let r = s.get(&ana, "/users/ana/following").await;
+    assert!(!r.body.to_string().contains("\"bob\""), "{:?}", r.body);
+
+    // ana never sees bob's posts in the circle; cara still does.
+    let bobs = id(&s.note(&bob, "bob in eng", &["circle:eng"], &[]).await);
+    s.settle().await;
+    assert!(!TestServer::ids(&s.get(&ana, "/inbox").await.body).contains(&bobs));
+    assert!(TestServer::ids(&s.get(&cara, "/inbox").await.body).contains(&bobs));
+    // A reply by cara to ana's post does not carry bob's… and cara replying to bob is fine.
+    let r = s
+        .post(
+            &cara,
+            "/outbox",
+            json!({"object": {"content": "re bob"}, "inReplyTo": bobs}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.body);
+
+    // Lifted: bob's posts show again, and he may address ana.
+    assert_eq!(
+        s.delete(&ana, "/me/blocks/bob").await.status,
+        StatusCode::NO_CONTENT
+    );
+    assert_eq!(
+        s.delete(&ana, "/me/blocks/bob").await.status,
+        StatusCode::NOT_FOUND
+    );
+    s.settle().await;
+    assert!(TestServer::ids(&s.get(&ana, "/inbox").await.body).contains(&bobs));
+    let r = s
+        .post(
+            &bob,
+            "/outbox",
+            json!({"object": {"content": "sorry"}, "to": ["user:ana"]}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.body);
+}
+
+#[tokio::test]
+async fn a_mute_hides_the_person_from_the_muter_only() {
+    let s = TestServer::start().await;
+    let [ana, bob, cara, _dan] = community(&s).await;
+    let before = id(&s.note(&bob, "before the mute", &["circle:eng"], &[]).await);
+    let r = s.put(&ana, "/me/mutes/bob").await;
+    assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.body);
+    assert_eq!(r.body["kind"], "mute");
+    let after = id(&s.note(&bob, "after the mute", &["circle:eng"], &[]).await);
+    s.settle().await;
+    let seen = TestServer::ids(&s.get(&ana, "/inbox").await.body);
+    assert!(
+        !seen.contains(&before) && !seen.contains(&after),
+        "{seen:?}"
+    );
+    assert!(TestServer::ids(&s.get(&cara, "/inbox").await.body).contains(&after));
+    // Muted people may still address the muter (a mute is one way).
+    let r = s
+        .post(
+            &bob,
+            "/outbox",
+            json!({"object": {"content": "hi"}, "to": ["user:ana"]}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.body);
+    assert_eq!(s.get(&ana, "/me/mutes").await.body["items"], json!(["bob"]));
+    for (path, status) in [
+        ("/me/mutes/ana", StatusCode::UNPROCESSABLE_ENTITY),
+        ("/me/mutes/nobody", StatusCode::NOT_FOUND),
+    ] {
+        assert_eq!(s.put(&ana, path).await.status, status, "{path}");
+    }
+    assert_eq!(
+        s.delete(&ana, "/me/mutes/bob").await.status,
+        StatusCode::NO_CONTENT
+    );
+    s.settle().await;
+    assert!(TestServer::ids(&s.get(&ana, "/inbox").await.body).contains(&after));
+}

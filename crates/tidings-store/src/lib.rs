@@ -32,7 +32,7 @@ pub use adapters::sqlite::backup::{
     BackupManifest, BackupReport, backup_embedded, restore_embedded,
 };
 pub use engine::copy::{CopyReport, copy_store};
-pub use engine::moderation::DecisionInput;
+pub use engine::moderation::{DecisionInput, SilenceKind};
 pub use engine::rebuild::{RebuildReport, rebuild};
 pub use engine::{AdminConnection, Store, StoreConfig};
 pub use error::StoreError;

@@ -54,6 +54,16 @@ pub fn router(state: AppState) -> Router {
         .route("/me/sessions/{id}", delete(account::revoke_session))
         .route("/me/password", put(account::change_password))
         .route("/me/reactions", get(follows::my_reactions))
+        .route("/me/blocks", get(moderation::blocks))
+        .route(
+            "/me/blocks/{username}",
+            put(moderation::block).delete(moderation::unblock),
+        )
+        .route("/me/mutes", get(moderation::mutes))
+        .route(
+            "/me/mutes/{username}",
+            put(moderation::mute).delete(moderation::unmute),
+        )
         .route("/me/app-key", post(crate::compat::afs::create_app_key))
         .route("/circles", get(circles::search).post(circles::create))
         .route("/circles/{name}", get(circles::get_circle))

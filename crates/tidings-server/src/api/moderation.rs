@@ -10,8 +10,8 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
 use tidings_core::moderation::{Decision, MAX_NOTE_CHARS, ReportReason};
-use tidings_store::DecisionInput;
 use tidings_store::model::{CircleBan, ModerationLogEntry, Report, ReportItem, Resolution};
+use tidings_store::{DecisionInput, SilenceKind};
 use utoipa::{IntoParams, ToSchema};
 
 /// Why an activity is reported.
@@ -308,4 +308,118 @@ pub async fn log(
         .moderation_log(&name, auth.user, args.before, limit)
         .await?;
     Ok(Json(ModerationLog { items }))
+}
+
+/// People the caller blocks or mutes.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct PeopleList {
+    /// Usernames, in order.
+    pub items: Vec<String>,
+}
+
+/// Whom the caller blocks or mutes.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Silenced {
+    /// The person.
+    pub username: String,
+    /// block or mute.
+    pub kind: String,
+}
+
+async fn put_silence(
+    state: AppState,
+    auth: AuthUser,
+    username: String,
+    kind: SilenceKind,
+) -> ApiResult<(StatusCode, Json<Silenced>)> {
+    let created = state.store.silence(auth.user, &username, kind).await?;
+    let status = if created {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    let kind = match kind {
+        SilenceKind::Block => "block",
+        SilenceKind::Mute => "mute",
+    };
+    Ok((
+        status,
+        Json(Silenced {
+            username,
+            kind: kind.into(),
+        }),
+    ))
+}
+
+/// Block a person: they cannot address, follow or reply to you, any follow between you ends,
+/// and you never see their activities.
+#[utoipa::path(put, path = "/api/v1/me/blocks/{username}", tag = "moderation", security(("bearer" = [])),
+    params(("username" = String, Path)),
+    responses((status = 201, body = Silenced, description = "blocked"), (status = 200, body = Silenced, description = "already blocked, or a mute made a block"),
+        (status = 404), (status = 422, description = "yourself")))]
+pub async fn block(
+    State(state): State<AppState>,
+    auth: AuthUser,
+    ApiPath(username): ApiPath<String>,
+) -> ApiResult<(StatusCode, Json<Silenced>)> {
+    put_silence(state, auth, username, SilenceKind::Block).await
+}
+
+/// Mute a person: you stop seeing their activities (they are not told, and may still reach you).
+#[utoipa::path(put, path = "/api/v1/me/mutes/{username}", tag = "moderation", security(("bearer" = [])),
+    params(("username" = String, Path)),
+    responses((status = 201, body = Silenced, description = "muted"), (status = 200, body = Silenced, description = "already muted, or a block made a mute"),
+        (status = 404), (status = 422, description = "yourself")))]
+pub async fn mute(
+    State(state): State<AppState>,
+    auth: AuthUser,
+    ApiPath(username): ApiPath<String>,
+) -> ApiResult<(StatusCode, Json<Silenced>)> {
+    put_silence(state, auth, username, SilenceKind::Mute).await
+}
+
+/// Lift a block.
+#[utoipa::path(delete, path = "/api/v1/me/blocks/{username}", tag = "moderation", security(("bearer" = [])),
+    params(("username" = String, Path)), responses((status = 204), (status = 404)))]
+pub async fn unblock(
+    State(state): State<AppState>,
+    auth: AuthUser,
+    ApiPath(username): ApiPath<String>,
+) -> ApiResult<StatusCode> {
+    state
+        .store
+        .unsilence(auth.user, &username, SilenceKind::Block)
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Lift a mute.
+#[utoipa::path(delete, path = "/api/v1/me/mutes/{username}", tag = "moderation", security(("bearer" = [])),
+    params(("username" = String, Path)), responses((status = 204), (status = 404)))]
+pub async fn unmute(
+    State(state): State<AppState>,
+    auth: AuthUser,
+    ApiPath(username): ApiPath<String>,
+) -> ApiResult<StatusCode> {
+    state
+        .store
+        .unsilence(auth.user, &username, SilenceKind::Mute)
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// People you block.
+#[utoipa::path(get, path = "/api/v1/me/blocks", tag = "moderation", security(("bearer" = [])),
+    responses((status = 200, body = PeopleList)))]
+pub async fn blocks(State(state): State<AppState>, auth: AuthUser) -> ApiResult<Json<PeopleList>> {
+    let items = state.store.silenced(auth.user, SilenceKind::Block).await?;
+    Ok(Json(PeopleList { items }))
+}
+
+/// People you mute.
+#[utoipa::path(get, path = "/api/v1/me/mutes", tag = "moderation", security(("bearer" = [])),
+    responses((status = 200, body = PeopleList)))]
+pub async fn mutes(State(state): State<AppState>, auth: AuthUser) -> ApiResult<Json<PeopleList>> {
+    let items = state.store.silenced(auth.user, SilenceKind::Mute).await?;
+    Ok(Json(PeopleList { items }))
 }

@@ -483,6 +483,10 @@ pub(super) fn publish_in(
             )
         })?;
         parent_seq = Some(parent);
+        let (_, parent_actor) = body(conn, parent)?;
+        if super::moderation::blocks(conn, parent_actor, actor.id)? {
+            return Err(super::moderation::blocked_error());
+        }
         if retraction(conn, parent)?.is_some() {
             return Err(StoreError::unprocessable(
                 "parent_retracted",
@@ -506,12 +510,13 @@ pub(super) fn publish_in(
             if parent_author.id != actor.id {
                 to.push(Addressee::User(parent_author.username));
             }
-            // Inherited people who have since been deleted are dropped, not refused: the
-            // replier never named them.
+            // Inherited people who have since been deleted, or who block the replier, are
+            // dropped, not refused: the replier never named them.
             to.retain(|a| match a {
-                Addressee::User(name) => {
-                    user_by_name(conn, name).is_ok_and(|u| u.status != UserStatus::Deleted)
-                }
+                Addressee::User(name) => user_by_name(conn, name).is_ok_and(|u| {
+                    u.status != UserStatus::Deleted
+                        && !super::moderation::blocks(conn, u.id, actor.id).unwrap_or(true)
+                }),
                 _ => true,
             });
             to.sort();
@@ -615,6 +620,9 @@ pub(super) fn publish_in(
                 "you cannot follow yourself",
             ));
         }
+        if super::moderation::blocks(conn, user.id, actor.id)? {
+            return Err(super::moderation::blocked_error());
+        }
         if follow_row(conn, actor.id, user.id)?.is_some() {
             return Err(StoreError::conflict(
                 "already_following",
@@ -624,6 +632,7 @@ pub(super) fn publish_in(
         followee = Some(user);
     }
 
+    let engine_record = draft.extra.contains_key(MODERATION_KEY);
     // Resolve the audience.
     let mut circle_ids = Vec::new();
     let mut addressed = Vec::new();
@@ -669,6 +678,11 @@ pub(super) fn publish_in(
                     .ok_or_else(|| {
                         StoreError::unprocessable("unknown_user", format!("no user {name:?}"))
                     })?;
+                // Engine-written moderation records reach their keepers and authors whatever
+                // those blocked: a report or a decision is not the actor reaching out.
+                if !engine_record && super::moderation::blocks(conn, user.id, actor.id)? {
+                    return Err(super::moderation::blocked_error());
+                }
                 addressed.push(user.id);
             }
             // Topics reach no inbox: the integration bus routes them from the log.
@@ -990,7 +1004,7 @@ fn undo_in(
 }
 
 /// Removes a follow edge and every entry only it put in the follower's feed.
-fn unfollow_in(
+pub(super) fn unfollow_in(
     conn: &Connection,
     fx: &mut Effects,
     follower: i64,

@@ -209,6 +209,7 @@ const TABLES: &[(&str, &[&str])] = &[
         ],
     ),
     ("circle_bans", &["circle_id", "user_id", "until", "by_seq"]),
+    ("silences", &["user_id", "actor_id", "kind", "created_at"]),
 ];
 
 /// Tables whose ids PostgreSQL generates: their sequences move past the copied ids.

@@ -713,9 +713,9 @@ impl Shared {
                     if listening {
                         match &effect {
                             Effect::Notify(list) => counted.extend(list.iter().map(|n| n.0)),
-                            Effect::Marker { user, .. } | Effect::Hide { user, .. } => {
-                                counted.push(*user)
-                            }
+                            Effect::Marker { user, .. }
+                            | Effect::Hide { user, .. }
+                            | Effect::Silence { user, .. } => counted.push(*user),
                             Effect::Retract { notified, .. } => counted.extend(notified),
                             _ => {}
                         }

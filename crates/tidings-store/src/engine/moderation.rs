@@ -725,3 +725,125 @@ fn circle_id(conn: &Connection, name: &str) -> StoreResult<Option<i64>> {
         .query_row([name], |r| r.get(0))
         .optional()?)
 }
+
+/// Whether `user` blocks `actor`.
+pub(crate) fn blocks(conn: &Connection, user: i64, actor: i64) -> StoreResult<bool> {
+    Ok(conn
+        .prepare_cached(
+            "SELECT EXISTS(SELECT 1 FROM silences WHERE user_id = ?1 AND actor_id = ?2
+             AND kind = 'block')",
+        )?
+        .query_row(params![user, actor], |r| r.get(0))?)
+}
+
+/// What a blocked person gets for reaching the person who blocked them. It says no more than
+/// that: not who, since the call named them.
+pub(crate) fn blocked_error() -> StoreError {
+    StoreError::forbidden(
+        "blocked",
+        "you cannot address, follow or reply to someone who blocked you",
+    )
+}
+
+/// Block (they cannot address, follow or reply to you; you never see them) or mute (you stop
+/// seeing them).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SilenceKind {
+    /// Both ways: no contact, nothing seen.
+    Block,
+    /// One way: nothing seen.
+    Mute,
+}
+
+impl SilenceKind {
+    fn as_str(self) -> &'static str {
+        match self {
+            SilenceKind::Block => "block",
+            SilenceKind::Mute => "mute",
+        }
+    }
+}
+
+impl Store {
+    /// Blocks or mutes `target` for `user` (a block also ends a follow either way); answers
+    /// whether it is new. Changing a mute into a block (or back) is allowed.
+    pub async fn silence(&self, user: User, target: &str, kind: SilenceKind) -> StoreResult<bool> {
+        let target = target.to_owned();
+        self.write(move |conn, fx| {
+            let other = super::users::user_by_name(conn, &target)?;
+            if other.id == user.id {
+                return Err(StoreError::unprocessable(
+                    "cannot_silence_self",
+                    "you cannot block or mute yourself",
+                ));
+            }
+            let earlier: Option<String> = conn
+                .prepare_cached("SELECT kind FROM silences WHERE user_id = ?1 AND actor_id = ?2")?
+                .query_row(params![user.id, other.id], |r| r.get(0))
+                .optional()?;
+            conn.prepare_cached(
+                "INSERT INTO silences(user_id, actor_id, kind, created_at) VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT(user_id, actor_id) DO UPDATE SET kind = excluded.kind",
+            )?
+            .execute(params![user.id, other.id, kind.as_str(), now_rfc3339()])?;
+            if kind == SilenceKind::Block {
+                // Neither follows the other any more: the blocked person stops receiving the
+                // blocker's follower posts, and the blocker stops receiving theirs.
+                if super::activities::follow_row(conn, other.id, user.id)?.is_some() {
+                    super::activities::unfollow_in(conn, fx, other.id, &user)?;
+                }
+                if super::activities::follow_row(conn, user.id, other.id)?.is_some() {
+                    super::activities::unfollow_in(conn, fx, user.id, &other)?;
+                }
+            }
+            fx.push(Effect::Silence {
+                user: user.id,
+                actor: other.id,
+                on: true,
+            });
+            Ok(earlier.is_none())
+        })
+        .await
+    }
+
+    /// Lifts a block or mute of `target` (of the given kind).
+    pub async fn unsilence(&self, user: User, target: &str, kind: SilenceKind) -> StoreResult<()> {
+        let target = target.to_owned();
+        self.write(move |conn, fx| {
+            let other = super::users::user_by_name(conn, &target)?;
+            let removed = conn
+                .prepare_cached(
+                    "DELETE FROM silences WHERE user_id = ?1 AND actor_id = ?2 AND kind = ?3",
+                )?
+                .execute(params![user.id, other.id, kind.as_str()])?;
+            if removed == 0 {
+                return Err(StoreError::not_found(match kind {
+                    SilenceKind::Block => "block",
+                    SilenceKind::Mute => "mute",
+                }));
+            }
+            fx.push(Effect::Silence {
+                user: user.id,
+                actor: other.id,
+                on: false,
+            });
+            Ok(())
+        })
+        .await
+    }
+
+    /// The usernames `user` blocks or mutes, by name.
+    pub async fn silenced(&self, user: User, kind: SilenceKind) -> StoreResult<Vec<String>> {
+        self.read(move |conn| {
+            let mut stmt = conn.prepare_cached(
+                "SELECT u.username FROM silences s JOIN users u ON u.id = s.actor_id
+                 WHERE s.user_id = ?1 AND s.kind = ?2 ORDER BY u.username",
+            )?;
+            let names = stmt
+                .query_map(params![user.id, kind.as_str()], |r| r.get(0))?
+                .collect::<Result<Vec<String>, _>>()?;
+            Ok(names)
+        })
+        .await
+    }
+}

@@ -451,6 +451,15 @@ CREATE TABLE IF NOT EXISTS circle_bans (
     by_seq    BIGINT NOT NULL,
     PRIMARY KEY (circle_id, user_id)
 );
+-- Each person's blocks and mutes: their own settings (like hides), not derived from the log.
+CREATE TABLE IF NOT EXISTS silences (
+    user_id    BIGINT NOT NULL,
+    actor_id   BIGINT NOT NULL,
+    kind       TEXT NOT NULL,
+    created_at TEXT NOT NULL,
+    PRIMARY KEY (user_id, actor_id)
+);
+CREATE INDEX IF NOT EXISTS silences_by_actor ON silences(actor_id) WHERE kind = 'block';
 -- ---- end of schema step 9 ----
 
 -- `cluster_id` names this log on a shared bus (see `Store::cluster_id`).

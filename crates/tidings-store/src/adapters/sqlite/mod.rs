@@ -395,7 +395,7 @@ fn migrate(conn: &Connection) -> StoreResult<()> {
 
 // ---- schema step: moderation (version 9; renumber this block at merge) ----
 /// Version 9 adds moderation's derived state (decision 0029): the report queue and circle
-/// bans. Both are mutable tables re-derivable from the log (the Flag and decision activities
+/// bans, plus each person's blocks and mutes (`silences`, their own settings, like hides). Both are mutable tables re-derivable from the log (the Flag and decision activities
 /// carry everything); the decisions themselves are activities, appended to each circle's
 /// `moderation:NAME` stream.
 fn migrate_moderation_v9(conn: &Connection) -> StoreResult<()> {
@@ -424,6 +424,14 @@ fn migrate_moderation_v9(conn: &Connection) -> StoreResult<()> {
              by_seq    INTEGER NOT NULL,
              PRIMARY KEY (circle_id, user_id)
          ) WITHOUT ROWID;
+         CREATE TABLE IF NOT EXISTS silences (
+             user_id    INTEGER NOT NULL,
+             actor_id   INTEGER NOT NULL,
+             kind       TEXT NOT NULL,
+             created_at TEXT NOT NULL,
+             PRIMARY KEY (user_id, actor_id)
+         ) WITHOUT ROWID;
+         CREATE INDEX IF NOT EXISTS silences_by_actor ON silences(actor_id) WHERE kind = 'block';
          UPDATE meta SET value = '9' WHERE key = 'schema_version';
          COMMIT;",
     )?;
