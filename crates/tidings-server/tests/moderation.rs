@@ -390,7 +390,7 @@ async fn moderators_act_only_in_their_circles_and_never_on_the_owner() {
 }
 
 #[tokio::test]
-async fn bad_moderation_input_is_a_400_that_changes_nothing() {
+async fn bad_moderation_input_is_refused_and_changes_nothing() {
     let s = TestServer::start().await;
     let [ana, bob, cara, _dan] = community(&s).await;
     let post = id(&s.note(&bob, "hello", &["circle:eng"], &[]).await);

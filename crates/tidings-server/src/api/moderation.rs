@@ -149,14 +149,21 @@ pub struct ModerationLog {
     pub items: Vec<ModerationLogEntry>,
 }
 
+/// A comment or reason: at most [`MAX_NOTE_CHARS`] (400, as the schema says), and no control
+/// characters but newlines (422: the schema allows any string, the log keeps only text).
 fn note(text: Option<String>, field: &str) -> ApiResult<String> {
     let text = text.unwrap_or_default().trim().to_owned();
-    if text.chars().count() > MAX_NOTE_CHARS || text.chars().any(|c| c.is_control() && c != '\n') {
+    if text.chars().count() > MAX_NOTE_CHARS {
         return Err(ApiError::bad_request(
             "invalid_note",
-            format!(
-                "{field} must be at most {MAX_NOTE_CHARS} characters, without control characters"
-            ),
+            format!("{field} must be at most {MAX_NOTE_CHARS} characters"),
+        ));
+    }
+    if text.chars().any(|c| c.is_control() && c != '\n') {
+        return Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_note",
+            format!("{field} must not contain control characters other than newlines"),
         ));
     }
     Ok(text)
@@ -177,7 +184,7 @@ fn limit(raw: Option<i64>) -> ApiResult<i64> {
 #[utoipa::path(post, path = "/api/v1/activities/{id}/reports", tag = "moderation", security(("bearer" = [])),
     params(("id" = String, Path)), request_body = ReportBody,
     responses((status = 201, body = Report), (status = 400), (status = 404), (status = 409, description = "already reported"),
-        (status = 410, description = "retracted"), (status = 422, description = "your own activity")))]
+        (status = 410, description = "retracted"), (status = 422, description = "your own activity, or control characters in the comment")))]
 pub async fn report(
     State(state): State<AppState>,
     auth: AuthUser,
@@ -227,7 +234,8 @@ pub async fn queue(
     params(("name" = String, Path), ("id" = String, Path, description = "the reported activity")),
     request_body = ResolutionBody,
     responses((status = 200, body = Resolution), (status = 400), (status = 403), (status = 404),
-        (status = 409, description = "already resolved, or the owner")))]
+        (status = 409, description = "already resolved, or the owner"),
+        (status = 422, description = "until in the past or without a ban; control characters in the reason")))]
 pub async fn resolve(
     State(state): State<AppState>,
     auth: AuthUser,
@@ -238,21 +246,25 @@ pub async fn resolve(
     let reason = note(body.reason, "reason")?;
     let until = match body.until {
         None => None,
+        // Well-formed but meaningless here: 422, not 400 (the schema cannot say it).
         Some(_) if decision != Decision::Ban => {
-            return Err(ApiError::bad_request(
+            return Err(ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
                 "invalid_until",
                 "until is for bans only",
             ));
         }
         Some(raw) => {
-            let until = tidings_store::canonical_time(&raw)
-                .filter(|t| *t > tidings_store::now_rfc3339())
-                .ok_or_else(|| {
-                    ApiError::bad_request(
-                        "invalid_until",
-                        "until must be an RFC 3339 time in the future",
-                    )
-                })?;
+            let until = tidings_store::canonical_time(&raw).ok_or_else(|| {
+                ApiError::bad_request("invalid_until", "until must be an RFC 3339 time")
+            })?;
+            if until <= tidings_store::now_rfc3339() {
+                return Err(ApiError::new(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    "invalid_until",
+                    "until must be in the future",
+                ));
+            }
             Some(until)
         }
     };
