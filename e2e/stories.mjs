@@ -824,6 +824,7 @@ try {
     await visible(bob.locator('.modlog li[data-action=hide]', { hasText: 'by @ana' }));
     await visible(bob.locator('.modlog li[data-action=report]', { hasText: 'by a member' }));
     assert.equal(await bob.locator('.modlog', { hasText: '@bob' }).count(), 0);
+    assert.equal(await bob.locator('.modlog', { hasText: '[object' }).count(), 0, 'times render as text');
     await shot(bob, 'moderation-log');
   });
 

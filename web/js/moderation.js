@@ -20,7 +20,7 @@ export function reportControl(activity) {
       REASONS.map(([v, t]) => h('option', { value: v, text: t })));
     const comment = h('input', { type: 'text', name: 'comment', maxlength: '1000', placeholder: 'What is wrong? (moderators only)', 'aria-label': 'Comment for the moderators' });
     const form = h('form', { class: 'report-form row wrap' }, reason, comment,
-      h('button', { type: 'submit', class: 'danger', text: 'Send report' }));
+      h('button', { type: 'submit', text: 'Send report' }));
     form.addEventListener('submit', async (e) => {
       e.preventDefault();
       try {
@@ -64,14 +64,14 @@ function queueItem(item, base) {
     item.activity && item.activity.object && typeof item.activity.object === 'object' ? objectElement(item.activity) : null,
     h('ul', { class: 'reports' }, (item.reports || []).map((r) => h('li', {},
       h('strong', { text: str(r.reason) }), ' by ', h('span', { class: 'reporter', text: `@${str(r.reporter)}` }),
-      ' ', h('span', { class: 'muted', text: timeAgo(str(r.created_at)) }),
+      ' ', h('span', { class: 'muted' }, timeAgo(str(r.created_at))), ' ',
       r.comment ? h('q', { text: str(r.comment) }) : null))),
     h('div', { class: 'row wrap decide' },
       h('input', { type: 'text', name: 'reason', maxlength: '1000', placeholder: 'Reason (shown to the author and in the log)', 'aria-label': 'Reason for the decision' }),
       h('button', { type: 'button', class: 'ghost', dataset: { decision: 'dismiss' }, onclick: decide('dismiss'), text: 'Dismiss' }),
-      h('button', { type: 'button', class: 'danger', dataset: { decision: 'hide' }, onclick: decide('hide'), text: 'Hide' }),
-      h('button', { type: 'button', class: 'danger', dataset: { decision: 'remove' }, onclick: decide('remove'), text: 'Remove author' }),
-      h('button', { type: 'button', class: 'danger', dataset: { decision: 'ban' }, onclick: decide('ban'), text: 'Ban author' })));
+      h('button', { type: 'button', class: 'ghost danger', dataset: { decision: 'hide' }, onclick: decide('hide'), text: 'Hide' }),
+      h('button', { type: 'button', class: 'ghost danger', dataset: { decision: 'remove' }, onclick: decide('remove'), text: 'Remove author' }),
+      h('button', { type: 'button', class: 'ghost danger', dataset: { decision: 'ban' }, onclick: decide('ban'), text: 'Ban author' })));
   return el;
 }
 
@@ -86,7 +86,7 @@ export async function logPanel(panel, circle) {
   replace(panel, h('ol', { class: 'modlog' }, items.map((e) => h('li', { dataset: { action: str(e.action) } },
     h('strong', { text: str(e.action) }), ' ',
     h('span', { text: e.actor ? `by @${str(e.actor)}` : 'by a member' }), ' ',
-    h('span', { class: 'muted', text: timeAgo(str(e.published)) }),
+    h('span', { class: 'muted' }, timeAgo(str(e.published))),
     e.reason ? h('span', { class: 'reason', text: ` — ${str(e.reason)}` }) : null,
     e.until ? h('span', { class: 'muted', text: ` (until ${str(e.until)})` }) : null))));
 }

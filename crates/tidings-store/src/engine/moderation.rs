@@ -327,12 +327,21 @@ impl Store {
                 &comment,
                 &at,
             )?;
+            // The reporter learns which circles' moderators have it, of those they can see: a
+            // private circle's name is not theirs to learn from a post addressed to them too.
+            let mut shown = Vec::new();
+            for name in names {
+                let circle = super::circles::circle_by_name(conn, &name)?;
+                if super::circles::can_read_circle(conn, &circle, Some(&reporter))? {
+                    shown.push(name);
+                }
+            }
             Ok(Report {
                 id,
                 activity: activity_id,
                 reason: reason.as_str().to_owned(),
                 comment,
-                circles: names,
+                circles: shown,
                 created_at: at,
             })
         })
