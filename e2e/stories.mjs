@@ -1,4 +1,4 @@
-// The web app's stories (the nine, the extras, the social pages, the account page, search), driven through Debian's Chromium headless with
+// The web app's stories (the nine, the extras, the social pages, the account page, search, moderation), driven through Debian's Chromium headless with
 // two people in two browser contexts. Run by crates/tidings/tests/web_e2e.rs against a real
 // `tidings serve`; environment:
 //   TIDINGS_BASE_URL       the server, e.g. http://127.0.0.1:PORT
@@ -806,6 +806,47 @@ try {
     await visible(card.locator('.via-saved', { hasText: 'Matched your saved search "heron sighting"' }));
     await shot(bob, 'saved-search');
     await noXss(bob);
+  });
+
+  await story('18. report a post, and resolve it as the circle\'s moderator in another context', async () => {
+    // Carl (made through the API) posts spam to Ana's circle; Bob, a member, reports it.
+    await fetch(`${BASE}/api/v1/users`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ username: 'carl', password: PASSWORD }) });
+    const carl = await (await fetch(`${BASE}/api/v1/sessions`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ username: 'carl', password: PASSWORD }) })).json();
+    await api(anaToken, 'POST', '/circles', { name: 'allotment', description: 'growing things', visibility: 'public', join_policy: 'open' });
+    await api(bobToken, 'PUT', '/circles/allotment/members/bob');
+    await api(carl.token, 'PUT', '/circles/allotment/members/carl');
+    const spam = await api(carl.token, 'POST', '/outbox?wait=routed', { object: { type: 'Note', content: 'Cheap seeds, click my link' }, to: ['circle:allotment'] });
+    await bob.goto(`${BASE}/c/allotment`);
+    const card = bob.locator(`article.card[data-id="${spam.id}"]`);
+    await visible(card);
+    // No queue for members.
+    assert.equal(await bob.locator('.tab-reports').count(), 0);
+    await card.locator('button.report-open').click();
+    await card.locator('select[name=reason]').selectOption('spam');
+    await card.locator('input[name=comment]').fill('third time this week');
+    await card.locator('.report-form button[type=submit]').click();
+    await visible(card.locator('.reported'));
+    await shot(bob, 'report-sent');
+    // Ana opens the queue: the post, Bob's report with his comment, Carl's record; she hides it.
+    await ana.goto(`${BASE}/c/allotment?tab=reports`);
+    const item = ana.locator(`article.report-item[data-id="${spam.id}"]`);
+    await visible(item.locator('.reporter', { hasText: '@bob' }));
+    await visible(item.locator('q', { hasText: 'third time this week' }));
+    await item.locator('input[name=reason]').fill('spam');
+    await shot(ana, 'report-queue');
+    await item.locator('button[data-decision=hide]').click();
+    await visible(ana.locator('.resolved', { hasText: 'hide' }));
+    // Bob's view: the post is gone from the circle, and the public log says who hid it and why,
+    // without naming him as the reporter.
+    await bob.goto(`${BASE}/c/allotment`);
+    await visible(bob.locator('.empty, article.card').first());
+    assert.equal(await bob.locator(`article.card[data-id="${spam.id}"]`).count(), 0);
+    await bob.goto(`${BASE}/c/allotment?tab=log`);
+    await visible(bob.locator('.modlog li[data-action=hide]', { hasText: 'by @ana' }));
+    await visible(bob.locator('.modlog li[data-action=report]', { hasText: 'by a member' }));
+    assert.equal(await bob.locator('.modlog', { hasText: '@bob' }).count(), 0);
+    assert.equal(await bob.locator('.modlog', { hasText: '[object' }).count(), 0, 'times render as text');
+    await shot(bob, 'moderation-log');
   });
 
   // A last look at both screens for the artifacts.

@@ -7,6 +7,7 @@ import { objectElement, str } from './objects.js';
 import { openReader } from './reader.js';
 import { reactable, reactionButtons } from './reactions.js';
 import { targetLink } from './notices.js';
+import { reportControl } from './moderation.js';
 
 /** Human text for an inbox entry's `via`. */
 export function viaText(via) {
@@ -107,6 +108,8 @@ export function activityCard(item, { inInbox = false, onGone } = {}) {
       } catch (e) { toast(e.message, 'error'); }
     }, text: 'Hide' }));
   }
+  // Anyone who reads a post may report it to its circles' moderators (not their own).
+  if (me && !mine && verb === 'Create') foot.append(reportControl(activity));
   if (mine && verb === 'Create') {
     const retract = h('button', { type: 'button', class: 'ghost danger retract', text: 'Retract' });
     retract.addEventListener('click', async () => {

@@ -5,6 +5,7 @@
 //! - [`expr`] — `tag@circle` subscription expressions and tag/slug normalisation.
 //! - [`cursor`] — opaque pagination cursors.
 //! - [`merge`] — k-way merge of ordered streams (the inbox multiplexer's heart).
+//! - [`moderation`] — report reasons, moderators' decisions, and how activities record them.
 //! - [`activity`] — validation and normalisation of published activities.
 //! - [`routing`] — who receives an activity, and why.
 //! - [`feeds`] — feed declarations, notification reasons, aggregation into groups.
@@ -22,6 +23,7 @@ pub mod expr;
 pub mod feeds;
 pub mod filter;
 pub mod merge;
+pub mod moderation;
 pub mod routing;
 pub mod saved;
 pub mod schedule;

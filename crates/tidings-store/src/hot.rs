@@ -456,6 +456,16 @@ pub(crate) enum Effect {
         /// Users whose notifications of it disappear with it (their counts change).
         notified: Vec<i64>,
     },
+    /// A user blocked or muted an actor (`on`), or lifted it: the actor's activities leave
+    /// (or return to) that user's inbox and notifications.
+    Silence {
+        /// Whose setting.
+        user: i64,
+        /// Whom they no longer see.
+        actor: i64,
+        /// Set or lifted.
+        on: bool,
+    },
     /// An activity was edited by an Update.
     Edit {
         /// The edited seq.
@@ -581,6 +591,8 @@ pub(crate) struct HotIndex {
     merged_from: HashMap<i64, i64>,
     written: HashMap<i64, Vec<(i64, Arc<str>)>>,
     hidden: HashMap<i64, HashSet<i64>>,
+    /// Per user, the actors they blocked or muted: never shown to them.
+    silenced: HashMap<i64, HashSet<i64>>,
     windows: HashMap<i64, Vec<Window>>,
     replies: HashMap<i64, u32>,
     edited: HashSet<i64>,
@@ -848,6 +860,16 @@ impl HotIndex {
             Effect::Hide { user, seq } => {
                 self.hidden.entry(user).or_default().insert(seq);
             }
+            Effect::Silence { user, actor, on } => {
+                if on {
+                    self.silenced.entry(user).or_default().insert(actor);
+                } else if let Some(set) = self.silenced.get_mut(&user) {
+                    set.remove(&actor);
+                    if set.is_empty() {
+                        self.silenced.remove(&user);
+                    }
+                }
+            }
             Effect::Circle { id, name, public } => {
                 self.circle_ids.insert(name, id);
                 if public {
@@ -1102,6 +1124,7 @@ impl HotIndex {
             return Vec::new();
         };
         let hidden = self.hidden.get(&user);
+        let silenced = self.silenced.get(&user);
         window(list, |n| n.0, 0, watermark, Direction::Older)
             .filter(|(seq, reason)| {
                 reasons.contains(reason)
@@ -1109,6 +1132,7 @@ impl HotIndex {
                     && self.meta(*seq).is_some_and(|m| {
                         // A like of a retracted activity goes with it.
                         !m.retracted()
+                            && silenced.is_none_or(|s| !s.contains(&m.actor))
                             && actors.is_none_or(|a| a.binary_search(&m.actor).is_ok())
                             && m.target()
                                 .and_then(|t| self.meta(t))
@@ -1230,6 +1254,7 @@ impl HotIndex {
         let exclude_own = feed.exclude_own;
         let actors = feed.actors.as_deref();
         let hidden = self.hidden.get(&user);
+        let silenced = self.silenced.get(&user);
         let direct_only = filter.kind.as_deref() == Some("direct");
         let want_major = match filter.kind.as_deref() {
             Some("major") => Some(true),
@@ -1246,6 +1271,7 @@ impl HotIndex {
                 && actors.is_none_or(|a| a.binary_search(&meta.actor).is_ok())
                 && verbs.as_ref().is_none_or(|v| v.contains(&meta.verb))
                 && hidden.is_none_or(|h| !h.contains(&seq))
+                && silenced.is_none_or(|s| !s.contains(&meta.actor))
                 && want_major.is_none_or(|m| m == meta.major())
                 && (circle_ids.is_empty() || meta.circles().iter().any(|c| circle_ids.contains(c)))
                 && tag_filter

@@ -32,6 +32,7 @@ pub use adapters::sqlite::backup::{
     BackupManifest, BackupReport, backup_embedded, restore_embedded,
 };
 pub use engine::copy::{CopyReport, copy_store};
+pub use engine::moderation::{DecisionInput, SilenceKind};
 pub use engine::rebuild::{RebuildReport, rebuild};
 pub use engine::{AdminConnection, Store, StoreConfig};
 pub use error::StoreError;
@@ -94,6 +95,15 @@ pub(crate) fn format_time(now: time::OffsetDateTime) -> String {
     );
     now.format(&format)
         .unwrap_or_else(|_| now.unix_timestamp().to_string())
+}
+
+/// An RFC 3339 time in any offset, rewritten as [`now_rfc3339`] writes it (UTC, milliseconds),
+/// so stored times compare as text; None if it does not parse or is out of range.
+pub fn canonical_time(text: &str) -> Option<String> {
+    let at = time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339)
+        .ok()?
+        .to_offset(time::UtcOffset::UTC);
+    (1..=9999).contains(&at.year()).then(|| format_time(at))
 }
 
 /// The time `after` from now, written as [`now_rfc3339`] writes it.

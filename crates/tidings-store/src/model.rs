@@ -924,3 +924,117 @@ pub struct NewSchedule {
     /// The first fire (unix ms); none: a cron that never fires (refused by the caller).
     pub next_at_ms: i64,
 }
+
+/// A report as its reporter sees it once filed.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct Report {
+    /// The id of the Flag activity that records it.
+    pub id: String,
+    /// The reported activity.
+    pub activity: String,
+    /// One of the fixed reasons.
+    pub reason: String,
+    /// The reporter's words (moderators only).
+    pub comment: String,
+    /// Circles whose moderators received it (empty: only site admins).
+    pub circles: Vec<String>,
+    /// When it was filed.
+    pub created_at: String,
+}
+
+/// One report on a queued item, as moderators see it.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct ReportEntry {
+    /// The Flag activity's id.
+    pub id: String,
+    /// Who reported (moderators only: this list is never shown to members).
+    pub reporter: String,
+    /// One of the fixed reasons.
+    pub reason: String,
+    /// The reporter's words.
+    pub comment: String,
+    /// When it was filed.
+    pub created_at: String,
+    /// dismiss, hide, remove or ban once resolved.
+    pub decision: Option<String>,
+}
+
+/// What moderators know of a reported item's author in this circle.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct AuthorHistory {
+    /// The author's username.
+    pub username: String,
+    /// Activities they addressed to the circle.
+    pub posts: i64,
+    /// Distinct items of theirs reported in the circle.
+    pub reported: i64,
+    /// Distinct items of theirs taken down in the circle.
+    pub taken_down: i64,
+    /// Whether a ban holds now.
+    pub banned: bool,
+}
+
+/// One reported item in a circle's queue.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct ReportItem {
+    /// The reported activity's id.
+    pub activity_id: String,
+    /// The reported activity as stored (with its derived `tidings` fields).
+    #[schema(value_type = Object)]
+    pub activity: serde_json::Value,
+    /// Whether it has been taken down (by its author or a moderator).
+    pub retracted: bool,
+    /// open while any report on it is unresolved, else resolved.
+    pub state: String,
+    /// Its reports, oldest first.
+    pub reports: Vec<ReportEntry>,
+    /// Its author's record in this circle.
+    pub author: AuthorHistory,
+}
+
+/// What resolving a reported item did.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct Resolution {
+    /// The decision activity's id (in the circle's moderation log).
+    pub id: String,
+    /// dismiss, hide, remove or ban.
+    pub decision: String,
+    /// The item.
+    pub activity: String,
+    /// Reports it resolved.
+    pub resolved: i64,
+    /// A ban's end (absent: for good, or no ban).
+    pub until: Option<String>,
+}
+
+/// A ban from a circle.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct CircleBan {
+    /// Who is banned.
+    pub username: String,
+    /// Until when (absent: for good).
+    pub until: Option<String>,
+    /// The decision activity that banned them.
+    pub by: String,
+}
+
+/// One entry of a circle's public moderation log.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct ModerationLogEntry {
+    /// The activity's id.
+    pub id: String,
+    /// Position in the circle's moderation stream (1-based).
+    pub pos: i64,
+    /// report, or the decision: dismiss, hide, remove, ban.
+    pub action: String,
+    /// Who acted: the moderator; absent for reports unless the reader moderates the circle.
+    pub actor: Option<String>,
+    /// The item acted on.
+    pub object: String,
+    /// The report reason or the moderator's reason.
+    pub reason: String,
+    /// A ban's end.
+    pub until: Option<String>,
+    /// When.
+    pub published: String,
+}

@@ -3080,3 +3080,151 @@ async fn saved_searches_respect_visibility_and_survive_rebuild_on_every_adapter(
         store.close();
     }
 }
+
+/// Moderation's derived state after a report, a hide, a ban: (open queue, resolved queue,
+/// bans), as the owner reads them.
+async fn moderation_state(
+    store: &Store,
+    owner: &User,
+) -> (Vec<String>, Vec<(String, Vec<Option<String>>)>, Vec<String>) {
+    let open = store
+        .report_queue("eng", owner.clone(), true, 100)
+        .await
+        .expect("open queue");
+    let resolved = store
+        .report_queue("eng", owner.clone(), false, 100)
+        .await
+        .expect("resolved queue");
+    let bans = store.circle_bans("eng", owner.clone()).await.expect("bans");
+    (
+        open.into_iter().map(|i| i.activity_id).collect(),
+        resolved
+            .into_iter()
+            .map(|i| {
+                (
+                    i.activity_id,
+                    i.reports.into_iter().map(|r| r.decision).collect(),
+                )
+            })
+            .collect(),
+        bans.into_iter()
+            .map(|b| format!("{}:{:?}", b.username, b.until))
+            .collect(),
+    )
+}
+
+#[tokio::test]
+async fn moderation_decisions_are_logged_enforced_and_rederived_on_every_adapter() {
+    use tidings_core::moderation::{Decision, ReportReason};
+    use tidings_store::DecisionInput;
+    for (location, _dir) in places() {
+        let store = open(&location);
+        let ana = user(&store, "ana").await;
+        let bob = user(&store, "bob").await;
+        let cara = user(&store, "cara").await;
+        store
+            .create_circle(
+                ana.clone(),
+                NewCircle {
+                    name: "eng".into(),
+                    display_name: "Eng".into(),
+                    description: String::new(),
+                    visibility: Visibility::Public,
+                    join_policy: JoinPolicy::Open,
+                },
+            )
+            .await
+            .expect("circle");
+        for who in [&bob, &cara] {
+            store
+                .put_member("eng", &who.username, who.clone(), None, None)
+                .await
+                .expect("join");
+        }
+        let note = |text: &str| json!({"object": {"content": text}, "to": ["circle:eng"]});
+        let (hidden_seq, hidden) = publish(&store, &bob, note("spam"), None).await;
+        let (_, banned) = publish(&store, &bob, note("insult"), None).await;
+        let (_, open_one) = publish(&store, &bob, note("borderline"), None).await;
+        for target in [&hidden, &banned, &open_one] {
+            store
+                .report(cara.clone(), target, ReportReason::Spam, "see".into())
+                .await
+                .expect("report");
+        }
+        let hide = DecisionInput {
+            decision: Decision::Hide,
+            reason: "spam".into(),
+            until: None,
+        };
+        store
+            .resolve_reports("eng", &hidden, ana.clone(), hide)
+            .await
+            .expect("hide");
+        let ban = DecisionInput {
+            decision: Decision::Ban,
+            reason: "insults".into(),
+            until: None,
+        };
+        store
+            .resolve_reports("eng", &banned, ana.clone(), ban)
+            .await
+            .expect("ban");
+        // Enforced: bob cannot post to eng; the hidden item is out of cara's inbox.
+        let draft =
+            normalize(&note("again"), &Limits::default(), &|_| TypeStatus::BuiltIn).expect("draft");
+        let refused = store
+            .publish(PublishInput {
+                actor: bob.clone(),
+                draft,
+                idempotency_key: None,
+            })
+            .await;
+        assert!(
+            matches!(&refused, Err(StoreError::Forbidden { code, .. }) if *code == "banned_from_circle"),
+            "{location:?}: {refused:?}"
+        );
+        store
+            .wait_routed(store.last_seq().await.expect("last"))
+            .await
+            .expect("routed");
+        assert!(!inbox_seqs(&store, &cara).await.contains(&hidden_seq));
+        let log = store
+            .moderation_log("eng", cara.clone(), None, 100)
+            .await
+            .expect("log");
+        let actions: Vec<&str> = log.iter().map(|e| e.action.as_str()).collect();
+        assert_eq!(
+            actions,
+            ["ban", "hide", "report", "report", "report"],
+            "{location:?}"
+        );
+        assert!(
+            log.iter()
+                .filter(|e| e.action == "report")
+                .all(|e| e.actor.is_none())
+        );
+
+        let before = moderation_state(&store, &ana).await;
+        assert_eq!(before.0, vec![open_one.clone()], "{location:?}");
+        assert_eq!(before.1.len(), 2);
+        assert_eq!(before.2, vec!["bob:None".to_owned()]);
+        assert!(store.verify().await.expect("verify").ok());
+        store.close();
+        drop(store);
+        let mut tries = 0;
+        let report = loop {
+            match tidings_store::rebuild(&location, &StoreConfig::default()) {
+                Err(StoreError::Locked { .. }) if tries < 50 => {
+                    tries += 1;
+                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                }
+                other => break other.expect("rebuild"),
+            }
+        };
+        assert_eq!(report.moderation, (3, 2), "{location:?}");
+        let store = open(&location);
+        assert_eq!(moderation_state(&store, &ana).await, before, "{location:?}");
+        assert!(!inbox_seqs(&store, &cara).await.contains(&hidden_seq));
+        store.close();
+    }
+}

@@ -1,5 +1,6 @@
 //! Fan-out on write and merge at read must be indistinguishable: the same random community and
-//! script (circles, subscriptions, follows, unfollows), run with every circle and producer
+//! script (circles, subscriptions, follows, unfollows, blocks, mutes, items taken down by
+//! moderators), run with every circle and producer
 //! fanned out, with every one merged at read time, and mixed (sources switch as their audience
 //! grows), must give every user the same inbox (items, order, `via`) and the same cursor walk.
 //!
@@ -12,10 +13,11 @@ use proptest::prelude::*;
 use serde_json::{Value, json};
 use tidings_core::activity::{Limits, TypeStatus, normalize};
 use tidings_core::expr::parse;
+use tidings_core::moderation::{Decision, ReportReason};
 use tidings_store::Store;
 use tidings_store::model::{ActivitySearch, NewCircle, PublishInput, SearchSort};
 use tidings_store::model::{InboxFilter, JoinPolicy, PageFrom, User, Visibility};
-use tidings_store::{StoreConfig, StoreLocation};
+use tidings_store::{DecisionInput, SilenceKind, StoreConfig, StoreLocation};
 
 #[derive(Debug, Clone)]
 enum Step {
@@ -42,6 +44,10 @@ enum Step {
     /// User saves a search for a word (posts carry their tags' words in their text) on one
     /// circle or (None) everywhere: `"alpha"@c1`, `"beta"`.
     SaveSearch(usize, usize, Option<usize>),
+    /// User blocks (true) or mutes another.
+    Silence(usize, usize, bool),
+    /// User reports a published activity; the owner of its circle hides it (moderation).
+    ModerationHide(usize, usize),
 }
 
 const TAGS: &[&str] = &["alpha", "beta", "gamma"];
@@ -67,6 +73,8 @@ fn step() -> impl Strategy<Value = Step> {
         1 => (0..USERS).prop_map(Step::Unsubscribe),
         1 => (0..USERS, 0..CIRCLES).prop_map(|(u, c)| Step::Leave(u, c)),
         1 => (0..USERS, 0..64usize).prop_map(|(u, i)| Step::Hide(u, i)),
+        1 => (0..USERS, 0..USERS, any::<bool>()).prop_map(|(u, v, b)| Step::Silence(u, v, b)),
+        1 => (0..USERS, 0..64usize).prop_map(|(u, i)| Step::ModerationHide(u, i)),
         // Follows and posts to followers often enough that producers pass the copy limit and
         // the merge threshold while others keep following and unfollowing.
         2 => (0..USERS, 0..USERS).prop_map(|(u, v)| Step::Follow(u, v)),
@@ -297,6 +305,37 @@ async fn run_at(place: Place, merge_threshold: i64, script: &[Step], page: usize
             Step::Hide(u, i) => {
                 if let Some(id) = published.get(*i) {
                     let _ = store.hide_in_inbox(users[*u].clone(), id).await;
+                }
+            }
+            Step::Silence(u, v, block) => {
+                let kind = if *block {
+                    SilenceKind::Block
+                } else {
+                    SilenceKind::Mute
+                };
+                let _ = store
+                    .silence(users[*u].clone(), &format!("u{v}"), kind)
+                    .await;
+            }
+            Step::ModerationHide(u, i) => {
+                if let Some(id) = published.get(*i)
+                    && let Ok(report) = store
+                        .report(users[*u].clone(), id, ReportReason::Spam, String::new())
+                        .await
+                    && let Some(owner) = report
+                        .circles
+                        .first()
+                        .and_then(|c| c.strip_prefix('c'))
+                        .and_then(|c| c.parse::<usize>().ok())
+                {
+                    let hide = DecisionInput {
+                        decision: Decision::Hide,
+                        reason: String::new(),
+                        until: None,
+                    };
+                    let _ = store
+                        .resolve_reports(&report.circles[0], id, users[owner].clone(), hide)
+                        .await;
                 }
             }
             Step::Mark(u, read) => {

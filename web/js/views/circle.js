@@ -7,21 +7,25 @@ import { activityCard } from '../card.js';
 import { pagedList } from '../paged.js';
 import { circleBadges, membershipButton } from '../circles-ui.js';
 import { subscriptionHelper, subscriptionList } from '../subs.js';
+import { logPanel, reportsPanel } from '../moderation.js';
 
-const TABS = [['stream', 'Stream'], ['members', 'Members'], ['subscriptions', 'My subscriptions']];
+const TABS = [['stream', 'Stream'], ['members', 'Members'], ['subscriptions', 'My subscriptions'], ['log', 'Moderation log']];
+/** Only the circle's owner, moderators and site admins see this tab. */
+const REPORTS_TAB = ['reports', 'Reports'];
 
 /** `/c/:name?tab=`. */
 export async function circleView(root, { params, query }) {
   const [name] = params;
-  const tab = TABS.some(([t]) => t === query.get('tab')) ? query.get('tab') : 'stream';
   const c = await get(`/circles/${encodeURIComponent(name)}`);
   const me = session.user;
   const role = c.my_membership && c.my_membership.state === 'active' ? c.my_membership.role : null;
   const moderates = role === 'owner' || role === 'moderator' || me.is_admin;
+  const tabList = moderates ? [...TABS, REPORTS_TAB] : TABS;
+  const tab = tabList.some(([t]) => t === query.get('tab')) ? query.get('tab') : 'stream';
   const rerender = () => circleView(root, { params, query: new URLSearchParams(location.search) });
 
   const tabs = h('nav', { class: 'tabs', 'aria-label': 'Circle sections' },
-    TABS.map(([t, label]) => h('a', { href: `/c/${encodeURIComponent(name)}?tab=${t}`, 'aria-current': t === tab ? 'page' : null, class: `tab tab-${t}`, text: label })));
+    tabList.map(([t, label]) => h('a', { href: `/c/${encodeURIComponent(name)}?tab=${t}`, 'aria-current': t === tab ? 'page' : null, class: `tab tab-${t}`, text: label })));
   const panel = h('div', { class: 'tab-panel' });
 
   const archive = (role === 'owner' || me.is_admin) && !c.archived_at
@@ -66,6 +70,14 @@ export async function circleView(root, { params, query }) {
     replace(panel, list.element);
     await list.loadFirst();
     return () => list.stop();
+  }
+  if (tab === 'reports') {
+    await reportsPanel(panel, c);
+    return undefined;
+  }
+  if (tab === 'log') {
+    await logPanel(panel, c);
+    return undefined;
   }
   if (tab === 'members') {
     await membersPanel(panel, c, moderates, role);

@@ -6,6 +6,7 @@ pub mod circles;
 pub mod feeds;
 pub mod follows;
 pub mod inbox;
+pub mod moderation;
 pub mod search;
 pub mod types;
 pub mod users;
@@ -53,6 +54,16 @@ pub fn router(state: AppState) -> Router {
         .route("/me/sessions/{id}", delete(account::revoke_session))
         .route("/me/password", put(account::change_password))
         .route("/me/reactions", get(follows::my_reactions))
+        .route("/me/blocks", get(moderation::blocks))
+        .route(
+            "/me/blocks/{username}",
+            put(moderation::block).delete(moderation::unblock),
+        )
+        .route("/me/mutes", get(moderation::mutes))
+        .route(
+            "/me/mutes/{username}",
+            put(moderation::mute).delete(moderation::unmute),
+        )
         .route("/me/app-key", post(crate::compat::afs::create_app_key))
         .route("/circles", get(circles::search).post(circles::create))
         .route("/circles/{name}", get(circles::get_circle))
@@ -63,6 +74,14 @@ pub fn router(state: AppState) -> Router {
             put(circles::put_member).delete(circles::remove_member),
         )
         .route("/circles/{name}/stream", get(circles::stream))
+        .route("/circles/{name}/reports", get(moderation::queue))
+        .route(
+            "/circles/{name}/reports/{id}/resolution",
+            post(moderation::resolve),
+        )
+        .route("/circles/{name}/bans", get(moderation::bans))
+        .route("/circles/{name}/moderation-log", get(moderation::log))
+        .route("/activities/{id}/reports", post(moderation::report))
         .route("/outbox", post(activities::publish))
         .route("/activities/{id}", get(activities::get_activity))
         .route("/activities/{id}/replies", get(activities::replies))

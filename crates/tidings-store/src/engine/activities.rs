@@ -16,6 +16,7 @@ use std::sync::Arc;
 use tidings_core::activity::Kind;
 use tidings_core::activity::{Addressee, record_tags};
 use tidings_core::canonical::{activity_digest, canonical_json, chain_hash};
+use tidings_core::moderation::MODERATION_KEY;
 
 /// Visibility predicate over `a` (activities) for viewer `?V` and admin flag `?A`.
 /// Kept as one SQL fragment so every listing applies the same rule.
@@ -39,7 +40,7 @@ pub(crate) fn readable_sql(viewer_param: usize, admin_param: usize) -> String {
         .replace("?A", &format!("?{admin_param}"))
 }
 
-fn seq_by_id(conn: &Connection, id: &str) -> StoreResult<Option<i64>> {
+pub(super) fn seq_by_id(conn: &Connection, id: &str) -> StoreResult<Option<i64>> {
     Ok(conn
         .prepare_cached("SELECT seq FROM activities WHERE id = ?1")?
         .query_row([id], |r| r.get(0))
@@ -65,7 +66,7 @@ pub(crate) fn can_read(conn: &Connection, seq: i64, viewer: &User) -> StoreResul
         .query_row(params![seq, viewer.id, viewer.is_admin], |r| r.get(0))?)
 }
 
-fn retraction(conn: &Connection, seq: i64) -> StoreResult<Option<Tombstone>> {
+pub(super) fn retraction(conn: &Connection, seq: i64) -> StoreResult<Option<Tombstone>> {
     Ok(conn
         .prepare_cached(
             "SELECT a.id, a.type, d.id, d.published FROM retractions r
@@ -84,7 +85,7 @@ fn retraction(conn: &Connection, seq: i64) -> StoreResult<Option<Tombstone>> {
         .optional()?)
 }
 
-fn body(conn: &Connection, seq: i64) -> StoreResult<(String, i64)> {
+pub(super) fn body(conn: &Connection, seq: i64) -> StoreResult<(String, i64)> {
     conn.prepare_cached("SELECT body, actor_id FROM activities WHERE seq = ?1")?
         .query_row([seq], |r| Ok((r.get(0)?, r.get(1)?)))
         .optional()?
@@ -376,7 +377,7 @@ fn stream_page(
 
 /// Appends `seq` to a stream's hash chain, after the head the writer holds in memory
 /// (`owner`: the user whose outbox it is).
-fn append_link(
+pub(super) fn append_link(
     conn: &Connection,
     shared: &Shared,
     fx: &mut Effects,
@@ -482,6 +483,10 @@ pub(super) fn publish_in(
             )
         })?;
         parent_seq = Some(parent);
+        let (_, parent_actor) = body(conn, parent)?;
+        if super::moderation::blocks(conn, parent_actor, actor.id)? {
+            return Err(super::moderation::blocked_error());
+        }
         if retraction(conn, parent)?.is_some() {
             return Err(StoreError::unprocessable(
                 "parent_retracted",
@@ -505,12 +510,13 @@ pub(super) fn publish_in(
             if parent_author.id != actor.id {
                 to.push(Addressee::User(parent_author.username));
             }
-            // Inherited people who have since been deleted are dropped, not refused: the
-            // replier never named them.
+            // Inherited people who have since been deleted, or who block the replier, are
+            // dropped, not refused: the replier never named them.
             to.retain(|a| match a {
-                Addressee::User(name) => {
-                    user_by_name(conn, name).is_ok_and(|u| u.status != UserStatus::Deleted)
-                }
+                Addressee::User(name) => user_by_name(conn, name).is_ok_and(|u| {
+                    u.status != UserStatus::Deleted
+                        && !super::moderation::blocks(conn, u.id, actor.id).unwrap_or(true)
+                }),
                 _ => true,
             });
             to.sort();
@@ -614,6 +620,9 @@ pub(super) fn publish_in(
                 "you cannot follow yourself",
             ));
         }
+        if super::moderation::blocks(conn, user.id, actor.id)? {
+            return Err(super::moderation::blocked_error());
+        }
         if follow_row(conn, actor.id, user.id)?.is_some() {
             return Err(StoreError::conflict(
                 "already_following",
@@ -623,6 +632,7 @@ pub(super) fn publish_in(
         followee = Some(user);
     }
 
+    let engine_record = draft.extra.contains_key(MODERATION_KEY);
     // Resolve the audience.
     let mut circle_ids = Vec::new();
     let mut addressed = Vec::new();
@@ -636,6 +646,9 @@ pub(super) fn publish_in(
                 let circle = circle_by_name(conn, name).map_err(|_| {
                     StoreError::unprocessable("unknown_circle", format!("no circle {name:?}"))
                 })?;
+                if let Some(until) = super::moderation::ban(conn, circle.id, actor.id)? {
+                    return Err(super::moderation::banned_error(name, until.as_deref()));
+                }
                 let member = membership(conn, circle.id, actor.id)?
                     .is_some_and(|m| m.state == MembershipState::Active);
                 if !member {
@@ -665,6 +678,11 @@ pub(super) fn publish_in(
                     .ok_or_else(|| {
                         StoreError::unprocessable("unknown_user", format!("no user {name:?}"))
                     })?;
+                // Engine-written moderation records reach their keepers and authors whatever
+                // those blocked: a report or a decision is not the actor reaching out.
+                if !engine_record && super::moderation::blocks(conn, user.id, actor.id)? {
+                    return Err(super::moderation::blocked_error());
+                }
                 addressed.push(user.id);
             }
             // Topics reach no inbox: the integration bus routes them from the log.
@@ -692,11 +710,12 @@ pub(super) fn publish_in(
     }
     let stored = canonical_json(&record);
     // Updates, retractions and undos act on other activities; a Join is news for the circle's
-    // keepers (a notification), not an item for anyone's inbox or outbox.
+    // keepers (a notification), not an item for anyone's inbox or outbox. So are moderation
+    // records (reports and decisions): they live in the circle's moderation stream.
     let listed = !matches!(
         activity_type.as_str(),
         "Update" | "Delete" | "Undo" | "Join"
-    );
+    ) && record.get(MODERATION_KEY).is_none();
 
     // The next seq is explicit rather than a sequence's: writers are serialised (one writer
     // thread in SQLite, the log lock in PostgreSQL), so the log has no gaps in either store.
@@ -942,7 +961,7 @@ fn follow_in(
 }
 
 /// Who holds a notification raised by `seq`.
-fn notified_of(conn: &Connection, seq: i64) -> StoreResult<Vec<i64>> {
+pub(super) fn notified_of(conn: &Connection, seq: i64) -> StoreResult<Vec<i64>> {
     let mut stmt = conn.prepare_cached("SELECT user_id FROM notifications WHERE seq = ?1")?;
     let users = stmt
         .query_map([seq], |r| r.get(0))?
@@ -985,7 +1004,7 @@ fn undo_in(
 }
 
 /// Removes a follow edge and every entry only it put in the follower's feed.
-fn unfollow_in(
+pub(super) fn unfollow_in(
     conn: &Connection,
     fx: &mut Effects,
     follower: i64,

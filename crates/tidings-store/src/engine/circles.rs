@@ -207,7 +207,7 @@ fn ensure_not_archived(circle: &Circle) -> StoreResult<()> {
 }
 
 /// Usernames of a circle's active owner and moderators.
-fn circle_keepers(conn: &Connection, circle_id: i64) -> StoreResult<Vec<String>> {
+pub(super) fn circle_keepers(conn: &Connection, circle_id: i64) -> StoreResult<Vec<String>> {
     let mut stmt = conn.prepare_cached(
         "SELECT u.username FROM memberships m JOIN users u ON u.id = m.user_id
          WHERE m.circle_id = ?1 AND m.state = 'active' AND m.role IN ('owner', 'moderator')
@@ -221,7 +221,7 @@ fn circle_keepers(conn: &Connection, circle_id: i64) -> StoreResult<Vec<String>>
 }
 
 /// Whether a role may manage members.
-fn manages(m: &Option<Membership>) -> Option<Role> {
+pub(super) fn manages(m: &Option<Membership>) -> Option<Role> {
     m.as_ref()
         .filter(|m| m.state == MembershipState::Active && m.role >= Role::Moderator)
         .map(|m| m.role)
@@ -404,6 +404,12 @@ impl Store {
                 return Err(StoreError::unprocessable(
                     "user_inactive",
                     format!("user {target:?} is suspended or deleted"),
+                ));
+            }
+            if let Some(until) = super::moderation::ban(conn, circle.id, target_user.id)? {
+                return Err(super::moderation::banned_error(
+                    &circle.name,
+                    until.as_deref(),
                 ));
             }
             let existing = membership(conn, circle.id, target_user.id)?;

@@ -194,6 +194,23 @@ const TABLES: &[(&str, &[&str])] = &[
             "excerpt",
         ],
     ),
+    (
+        "reports",
+        &[
+            "flag_seq",
+            "circle_id",
+            "target_seq",
+            "author_id",
+            "reporter_id",
+            "reason",
+            "comment",
+            "created_at",
+            "decision_seq",
+            "decision",
+        ],
+    ),
+    ("circle_bans", &["circle_id", "user_id", "until", "by_seq"]),
+    ("silences", &["user_id", "actor_id", "kind", "created_at"]),
 ];
 
 /// Tables whose ids PostgreSQL generates: their sequences move past the copied ids.

@@ -210,6 +210,16 @@ pub(crate) fn load(conn: &Connection) -> StoreResult<HotIndex> {
     // One entry per subscription: not needed once the entries hold their texts.
     drop(subscription_vias);
 
+    let mut stmt = conn.prepare("SELECT user_id, actor_id FROM silences")?;
+    let mut rows = stmt.query([])?;
+    while let Some(r) = rows.next()? {
+        index.apply(Effect::Silence {
+            user: r.get(0)?,
+            actor: r.get(1)?,
+            on: true,
+        });
+    }
+
     let mut stmt = conn.prepare("SELECT user_id, seq FROM inbox_hidden")?;
     let mut rows = stmt.query([])?;
     while let Some(r) = rows.next()? {

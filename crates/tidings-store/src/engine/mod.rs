@@ -16,6 +16,7 @@
 //! - `copy` — `tidings store copy`: a whole store into an empty one.
 //! - `rebuild` — `tidings rebuild`: the routed projections wiped and re-derived from the log.
 //! - `search` — the full-text index (a projection of the log) and searching it.
+//! - `moderation` — reports, moderators' decisions, circle bans and the moderation log.
 //!
 //! Where the SQL runs is the adapter's business (`crate::adapters`): the embedded SQLite
 //! database with one writer thread, or PostgreSQL with a writer per node serialised by the
@@ -30,6 +31,7 @@ mod feeds;
 pub(crate) mod hot_load;
 mod inbox;
 pub(crate) mod integration;
+pub(crate) mod moderation;
 pub(crate) mod offline;
 mod queues;
 pub(crate) mod rebuild;
@@ -722,9 +724,9 @@ impl Shared {
                     if listening {
                         match &effect {
                             Effect::Notify(list) => counted.extend(list.iter().map(|n| n.0)),
-                            Effect::Marker { user, .. } | Effect::Hide { user, .. } => {
-                                counted.push(*user)
-                            }
+                            Effect::Marker { user, .. }
+                            | Effect::Hide { user, .. }
+                            | Effect::Silence { user, .. } => counted.push(*user),
                             Effect::Retract { notified, .. } => counted.extend(notified),
                             _ => {}
                         }

@@ -2,7 +2,7 @@
 //!
 //! What is derived, and so wiped and recomputed: inbox entries (addressed, subscriptions,
 //! follows), notifications, the search index, and the merge-at-read decisions (`circles.merged_from_seq`,
-//! `producers_merged`), by resetting the routed watermark to 0 and running the router over the
+//! `producers_merged`), the report queue and circle bans (from the moderation activities), by resetting the routed watermark to 0 and running the router over the
 //! whole log. The in-memory index, feed pages and counts are derived from those tables each
 //! time a server starts, so they follow.
 //!
@@ -39,6 +39,8 @@ pub struct RebuildReport {
     pub notifications: (i64, i64),
     /// Activities in the search index after the rebuild.
     pub indexed: u64,
+    /// Reports and moderation decisions re-derived from the log.
+    pub moderation: (i64, i64),
 }
 
 /// Re-derives every routed projection of the store at `location` from its log.
@@ -139,6 +141,18 @@ fn rebuild_on(conn: &Connection, thresholds: Thresholds) -> StoreResult<RebuildR
         Ok(indexed) => {
             conn.execute_batch("COMMIT")?;
             report.indexed = indexed;
+        }
+        Err(e) => {
+            let _ = conn.execute_batch("ROLLBACK");
+            return Err(e);
+        }
+    }
+    // So are the report queue and the bans: re-derived from the moderation activities.
+    adapters::begin_write(conn)?;
+    match super::moderation::rederive(conn) {
+        Ok((reports, decisions)) => {
+            conn.execute_batch("COMMIT")?;
+            report.moderation = (reports, decisions);
         }
         Err(e) => {
             let _ = conn.execute_batch("ROLLBACK");

@@ -487,9 +487,45 @@ CREATE INDEX IF NOT EXISTS bus_schedules_due ON bus_schedules(status, next_at_ms
 ALTER TABLE bus_webhooks ADD COLUMN IF NOT EXISTS in_order BIGINT NOT NULL DEFAULT 0;
 -- ---- end of schema version 10 --------------------------------------------------------------
 
+-- ---- schema step: moderation (version 12, decision 0029) ----
+-- Moderation's derived state (decision 0029): the report queue and circle bans, mutable and
+-- re-derivable from the log's Flag and decision activities.
+CREATE TABLE IF NOT EXISTS reports (
+    flag_seq     BIGINT NOT NULL,
+    circle_id    BIGINT NOT NULL,
+    target_seq   BIGINT NOT NULL,
+    author_id    BIGINT NOT NULL,
+    reporter_id  BIGINT NOT NULL,
+    reason       TEXT NOT NULL,
+    comment      TEXT NOT NULL,
+    created_at   TEXT NOT NULL,
+    decision_seq BIGINT,
+    decision     TEXT,
+    PRIMARY KEY (flag_seq, circle_id)
+);
+CREATE INDEX IF NOT EXISTS reports_by_target ON reports(circle_id, target_seq);
+CREATE INDEX IF NOT EXISTS reports_by_author ON reports(circle_id, author_id);
+CREATE TABLE IF NOT EXISTS circle_bans (
+    circle_id BIGINT NOT NULL,
+    user_id   BIGINT NOT NULL,
+    until     TEXT,
+    by_seq    BIGINT NOT NULL,
+    PRIMARY KEY (circle_id, user_id)
+);
+-- Each person's blocks and mutes: their own settings (like hides), not derived from the log.
+CREATE TABLE IF NOT EXISTS silences (
+    user_id    BIGINT NOT NULL,
+    actor_id   BIGINT NOT NULL,
+    kind       TEXT NOT NULL,
+    created_at TEXT NOT NULL,
+    PRIMARY KEY (user_id, actor_id)
+);
+CREATE INDEX IF NOT EXISTS silences_by_actor ON silences(actor_id) WHERE kind = 'block';
+-- ---- end of schema step 12 ----
+
 -- `cluster_id` names this log on a shared bus (see `Store::cluster_id`).
 INSERT INTO meta(key, value)
-VALUES ('schema_version', '11'), ('routed_seq', '0'), ('cluster_id', md5(random()::text))
+VALUES ('schema_version', '12'), ('routed_seq', '0'), ('cluster_id', md5(random()::text))
 ON CONFLICT DO NOTHING;
 -- An older store reaches this line only after the upgrades above.
-UPDATE meta SET value = '11' WHERE key = 'schema_version';
+UPDATE meta SET value = '12' WHERE key = 'schema_version';

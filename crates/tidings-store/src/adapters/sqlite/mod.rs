@@ -406,8 +406,62 @@ fn migrate(conn: &Connection) -> StoreResult<()> {
     if version == "10" {
         migrate_saved_searches_v11(conn)?;
     }
+    let version: String = conn.query_row(
+        "SELECT value FROM meta WHERE key = 'schema_version'",
+        [],
+        |r| r.get(0),
+    )?;
+    if version == "11" {
+        migrate_moderation_v12(conn)?;
+    }
     Ok(())
 }
+
+// ---- schema step: moderation (version 12) ----
+/// Version 12 adds moderation's derived state (decision 0029): the report queue and circle
+/// bans, plus each person's blocks and mutes (`silences`, their own settings, like hides). Both are mutable tables re-derivable from the log (the Flag and decision activities
+/// carry everything); the decisions themselves are activities, appended to each circle's
+/// `moderation:NAME` stream.
+fn migrate_moderation_v12(conn: &Connection) -> StoreResult<()> {
+    tracing::info!("migrating the store to schema version 12 (moderation)");
+    conn.execute_batch(
+        "BEGIN IMMEDIATE;
+         CREATE TABLE IF NOT EXISTS reports (
+             flag_seq     INTEGER NOT NULL,
+             circle_id    INTEGER NOT NULL,
+             target_seq   INTEGER NOT NULL,
+             author_id    INTEGER NOT NULL,
+             reporter_id  INTEGER NOT NULL,
+             reason       TEXT NOT NULL,
+             comment      TEXT NOT NULL,
+             created_at   TEXT NOT NULL,
+             decision_seq INTEGER,
+             decision     TEXT,
+             PRIMARY KEY (flag_seq, circle_id)
+         ) WITHOUT ROWID;
+         CREATE INDEX IF NOT EXISTS reports_by_target ON reports(circle_id, target_seq);
+         CREATE INDEX IF NOT EXISTS reports_by_author ON reports(circle_id, author_id);
+         CREATE TABLE IF NOT EXISTS circle_bans (
+             circle_id INTEGER NOT NULL,
+             user_id   INTEGER NOT NULL,
+             until     TEXT,
+             by_seq    INTEGER NOT NULL,
+             PRIMARY KEY (circle_id, user_id)
+         ) WITHOUT ROWID;
+         CREATE TABLE IF NOT EXISTS silences (
+             user_id    INTEGER NOT NULL,
+             actor_id   INTEGER NOT NULL,
+             kind       TEXT NOT NULL,
+             created_at TEXT NOT NULL,
+             PRIMARY KEY (user_id, actor_id)
+         ) WITHOUT ROWID;
+         CREATE INDEX IF NOT EXISTS silences_by_actor ON silences(actor_id) WHERE kind = 'block';
+         UPDATE meta SET value = '12' WHERE key = 'schema_version';
+         COMMIT;",
+    )?;
+    Ok(())
+}
+// ---- end of schema step 12 ----
 
 /// Version 11 (decision 0028): saved searches are subscriptions with a `search_word`, a word
 /// every match contains, by which the router looks them up for each new activity's words
