@@ -12,9 +12,11 @@
 //! - [`filter`] — the integration bus's topic filters (`tag@circle`, fields, JSONPath) and
 //!   their index.
 //! - [`webhook`] — Standard Webhooks signatures.
+//! - [`conversations`] — conversation ids of direct messages, user group references.
 
 pub mod activity;
 pub mod canonical;
+pub mod conversations;
 pub mod cursor;
 pub mod expr;
 pub mod feeds;

@@ -32,6 +32,12 @@ pub struct InboxArgs {
     /// major | minor | direct (empty: any).
     #[param(pattern = "^(major|minor|direct)?$")]
     pub kind: Option<String>,
+    /// Only activities by the members of a group: `group:NAME` (yours) or
+    /// `group:NAME@CIRCLE` (a circle's you are a member of).
+    #[param(
+        pattern = r"^\s*(group:[A-Za-z0-9][A-Za-z0-9_-]{0,62}(@[A-Za-z0-9][A-Za-z0-9_-]{0,62})?)?\s*$"
+    )]
+    pub from: Option<String>,
     /// Items per page, 1–100 (default 20).
     #[param(minimum = 1, maximum = 100)]
     pub limit: Option<usize>,
@@ -104,7 +110,7 @@ pub fn parse_filter(args: &InboxArgs) -> ApiResult<InboxFilter> {
 
 /// The caller's inbox, newest first; each item says `via` what it arrived.
 #[utoipa::path(get, path = "/api/v1/inbox", operation_id = "read_inbox", tag = "inbox", security(("bearer" = [])),
-    params(InboxArgs), responses((status = 200, body = PageBody), (status = 400), (status = 401)))]
+    params(InboxArgs), responses((status = 200, body = PageBody), (status = 400), (status = 401), (status = 404, description = "no such group of yours")))]
 pub async fn read(
     State(state): State<AppState>,
     auth: AuthUser,
@@ -117,7 +123,36 @@ pub async fn read(
         after: args.after.clone(),
     }
     .resolve()?;
-    let page = state.store.inbox(auth.user, filter, from, limit).await?;
+    let group = match args.from.as_deref().map(str::trim) {
+        None | Some("") => None,
+        Some(raw) => {
+            let raw = raw.strip_prefix("group:").ok_or_else(|| {
+                ApiError::bad_request(
+                    "invalid_filter",
+                    format!("from {raw:?} must be group:NAME or group:NAME@CIRCLE"),
+                )
+            })?;
+            Some(super::groups::parse_ref(raw).map_err(|_| {
+                ApiError::bad_request(
+                    "invalid_filter",
+                    format!("from {raw:?} must be group:NAME or group:NAME@CIRCLE"),
+                )
+            })?)
+        }
+    };
+    let page = match group {
+        None => state.store.inbox(auth.user, filter, from, limit).await?,
+        Some(group) => {
+            let members = state
+                .store
+                .group_member_ids(auth.user.clone(), group)
+                .await?;
+            state
+                .store
+                .inbox_from(auth.user, filter, members, from, limit)
+                .await?
+        }
+    };
     Ok(PageBody::render(page, from))
 }
 

@@ -16,6 +16,8 @@
 //! - `copy` — `tidings store copy`: a whole store into an empty one.
 //! - `rebuild` — `tidings rebuild`: the routed projections wiped and re-derived from the log.
 //! - `search` — the full-text index (a projection of the log) and searching it.
+//! - `conversations`, `groups` — direct messages grouped by participants, and user groups
+//!   (decision 0027).
 //!
 //! Where the SQL runs is the adapter's business (`crate::adapters`): the embedded SQLite
 //! database with one writer thread, or PostgreSQL with a writer per node serialised by the
@@ -24,8 +26,10 @@
 mod activities;
 mod circles;
 mod compat;
+pub(crate) mod conversations;
 pub(crate) mod copy;
 mod feeds;
+pub(crate) mod groups;
 pub(crate) mod hot_load;
 mod inbox;
 pub(crate) mod integration;

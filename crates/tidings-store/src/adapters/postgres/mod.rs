@@ -113,7 +113,7 @@ pub(crate) fn connect(url: &str) -> StoreResult<Connection> {
 }
 
 /// The schema version `schema.sql` creates.
-const SCHEMA_VERSION: &str = "8";
+const SCHEMA_VERSION: &str = "9";
 
 /// Log tables: INSERT and SELECT only, for everyone (triggers) and for the server's role
 /// (grants).
@@ -149,6 +149,22 @@ fn migrate_locked(conn: &Connection) -> StoreResult<()> {
         .as_deref()
         .and_then(|v| v.parse::<u32>().ok())
         .is_some_and(|v| v < 6);
+    // ---- schema version 9 (decision 0027): an existing log's direct messages grouped once.
+    let ungrouped = before
+        .as_deref()
+        .and_then(|v| v.parse::<u32>().ok())
+        .is_some_and(|v| v < 9);
+    if ungrouped {
+        tracing::info!("grouping direct messages into conversations (schema version 9)");
+        conn.execute_batch("BEGIN")?;
+        match crate::engine::conversations::reindex_all(conn) {
+            Ok(_) => conn.execute_batch("COMMIT")?,
+            Err(e) => {
+                let _ = conn.execute_batch("ROLLBACK");
+                return Err(e);
+            }
+        }
+    }
     if unindexed {
         tracing::info!("indexing the log for search (schema version 6)");
         conn.execute_batch("BEGIN")?;
