@@ -248,7 +248,7 @@ pub(crate) fn put_member_in(
         return Err(StoreError::not_found("circle"));
     }
     ensure_not_archived(&circle)?;
-    let target_user = user_by_name(conn, &target)?;
+    let target_user = user_by_name(conn, target)?;
     if target_user.status != crate::model::UserStatus::Active {
         return Err(StoreError::unprocessable(
             "user_inactive",
