@@ -69,6 +69,12 @@ pub struct AddGroupBody {
     pub group: String,
 }
 
+/// A group named in a path: one that cannot be spelled cannot exist (404, like one the caller
+/// may not see).
+fn path_ref(raw: &str) -> ApiResult<GroupRef> {
+    parse_ref(raw).map_err(|_| ApiError::not_found("group"))
+}
+
 /// Parses a group reference (`NAME`, `NAME@CIRCLE`, optionally with `group:` in front).
 pub fn parse_ref(raw: &str) -> ApiResult<GroupRef> {
     let raw = raw.trim();
@@ -104,8 +110,8 @@ pub async fn create(
     check_members(&body.members)?;
     let name = tidings_core::expr::normalize_slug(&body.name)
         .map_err(|e| ApiError::bad_request("invalid_group_name", format!("name: {}", e.message)))?;
-    let circle = match body.circle.as_deref().map(str::trim) {
-        None | Some("") => None,
+    let circle = match body.circle.as_deref() {
+        None => None,
         Some(c) => Some(tidings_core::expr::normalize_slug(c).map_err(|e| {
             ApiError::bad_request("invalid_circle", format!("circle: {}", e.message))
         })?),
@@ -139,9 +145,7 @@ pub async fn get_one(
     auth: AuthUser,
     ApiPath(group): ApiPath<String>,
 ) -> ApiResult<Json<UserGroup>> {
-    Ok(Json(
-        state.store.group(auth.user, parse_ref(&group)?).await?,
-    ))
+    Ok(Json(state.store.group(auth.user, path_ref(&group)?).await?))
 }
 
 /// Delete a group. Posts that went to it keep their audience.
@@ -155,7 +159,7 @@ pub async fn delete(
 ) -> ApiResult<StatusCode> {
     state
         .store
-        .delete_group(auth.user, parse_ref(&group)?)
+        .delete_group(auth.user, path_ref(&group)?)
         .await?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -172,7 +176,7 @@ pub async fn add_members(
     ApiJson(body): ApiJson<GroupMembersBody>,
 ) -> ApiResult<Json<UserGroup>> {
     check_members(&body.members)?;
-    let reference = parse_ref(&group)?;
+    let reference = path_ref(&group)?;
     let names = body
         .members
         .iter()
@@ -196,7 +200,7 @@ pub async fn remove_member(
     auth: AuthUser,
     ApiPath((group, username)): ApiPath<(String, String)>,
 ) -> ApiResult<Json<UserGroup>> {
-    let reference = parse_ref(&group)?;
+    let reference = path_ref(&group)?;
     Ok(Json(
         state
             .store

@@ -69,8 +69,27 @@ fn split_list(raw: &Option<String>, what: &str) -> ApiResult<Vec<String>> {
     Ok(items)
 }
 
+/// The `from=group:NAME[@CIRCLE]` filter, checked (400 for anything else).
+pub fn parse_from(args: &InboxArgs) -> ApiResult<Option<tidings_core::conversations::GroupRef>> {
+    let raw = match args.from.as_deref().map(str::trim) {
+        None | Some("") => return Ok(None),
+        Some(raw) => raw,
+    };
+    let bad = || {
+        ApiError::bad_request(
+            "invalid_filter",
+            format!("from {raw:?} must be group:NAME or group:NAME@CIRCLE"),
+        )
+    };
+    let name = raw.strip_prefix("group:").ok_or_else(bad)?;
+    tidings_core::conversations::GroupRef::parse(name)
+        .map(Some)
+        .ok_or_else(bad)
+}
+
 /// Parses the filter arguments with clear errors.
 pub fn parse_filter(args: &InboxArgs) -> ApiResult<InboxFilter> {
+    parse_from(args)?;
     let circles = split_list(&args.circles, "circles")?
         .iter()
         .map(|c| {
@@ -123,23 +142,7 @@ pub async fn read(
         after: args.after.clone(),
     }
     .resolve()?;
-    let group = match args.from.as_deref().map(str::trim) {
-        None | Some("") => None,
-        Some(raw) => {
-            let raw = raw.strip_prefix("group:").ok_or_else(|| {
-                ApiError::bad_request(
-                    "invalid_filter",
-                    format!("from {raw:?} must be group:NAME or group:NAME@CIRCLE"),
-                )
-            })?;
-            Some(super::groups::parse_ref(raw).map_err(|_| {
-                ApiError::bad_request(
-                    "invalid_filter",
-                    format!("from {raw:?} must be group:NAME or group:NAME@CIRCLE"),
-                )
-            })?)
-        }
-    };
+    let group = parse_from(&args)?;
     let page = match group {
         None => state.store.inbox(auth.user, filter, from, limit).await?,
         Some(group) => {
