@@ -186,6 +186,11 @@ fn conversation_of_item(item: &PageItem) -> Option<String> {
     if !matches!(item.via.as_deref(), None | Some("addressed" | "author")) {
         return None;
     }
+    // Activities are stored as compact canonical JSON: one whose `to` does not start with a
+    // person is no direct message, and is not parsed at all (the common inbox item).
+    if !item.activity.contains("\"to\":[\"user:") {
+        return None;
+    }
     let peek: Peek<'_> = serde_json::from_str(&item.activity).ok()?;
     let to: Vec<&str> = peek.to.iter().map(|t| t.as_ref()).collect();
     let people = tidings_core::conversations::participants_of(&peek.kind, &peek.actor, &to)?;
