@@ -812,6 +812,8 @@ try {
     await visible(ana.locator('#chat-log .bubble:not(.mine) .content', { hasText: 'See you there' }));
     assert.equal(await bob.evaluate(() => document.documentElement.dataset.live), expectedLive);
     assert.equal(await ana.locator('#chat-log .bubble').count(), 3);
+    assert.ok(!(await ana.locator('#chat').textContent()).includes('[object'), 'times are shown as text');
+    await visible(ana.locator('#chat-log .bubble time', { hasText: 'just now' }));
     await shot(ana, 'conversation');
     // Messages read while open: nothing unread in Ana's list.
     await ana.goto(`${BASE}/conversations`);

@@ -48,7 +48,7 @@ export async function conversationsView(root) {
       h('strong', { class: 'who', text: others(c.participants).join(', ') }),
       c.unread ? h('span', { class: 'badge unread-count', text: String(c.unread), 'aria-label': `${c.unread} unread` }) : null,
       h('span', { class: 'muted small last', text: `${authorOf(c.last_message)}: ${contentOf(c.last_message)}` }),
-      h('span', { class: 'muted small', text: timeAgo(c.last_message.published) }))));
+      h('span', { class: 'muted small' }, timeAgo(c.last_message.published)))));
   replace(root,
     h('section', { class: 'panel', id: 'conversations' },
       h('h1', { text: 'Messages' }),
@@ -71,7 +71,7 @@ export async function chatView(root, { params: [id] }) {
     log.append(h('li', { class: `bubble${mine ? ' mine' : ''}`, dataset: { id: activity.id } },
       h('span', { class: 'muted small who', text: mine ? 'You' : authorOf(activity) }),
       h('span', { class: 'content', text: contentOf(activity) }),
-      h('time', { class: 'muted small', text: timeAgo(activity.published) })));
+      h('span', { class: 'muted small' }, timeAgo(activity.published))));
     log.lastElementChild.scrollIntoView({ block: 'end' });
   };
   for (const item of [...page.items].reverse()) add(item.activity);
