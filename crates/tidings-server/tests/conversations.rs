@@ -371,3 +371,54 @@ async fn circle_groups_and_adding_a_group_to_a_circle() {
         .await;
     assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY);
 }
+
+/// Not a timed test: prints read latencies of the conversation endpoints (debug build, embedded
+/// store; debug numbers are only for comparing with each other). Run with `--ignored --nocapture`.
+#[tokio::test]
+#[ignore]
+async fn conversation_read_figures() {
+    let s = TestServer::start().await;
+    let ana = s.user("ana").await;
+    let mut people = Vec::new();
+    for i in 0..100 {
+        people.push(s.user(&format!("p{i}")).await);
+    }
+    for i in 0..100 {
+        s.post(&ana, "/outbox", dm("hello", &[&format!("user:p{i}")]))
+            .await;
+    }
+    for n in 0..400 {
+        s.post(&people[0], "/outbox", dm(&format!("m{n}"), &["user:ana"]))
+            .await;
+    }
+    s.settle().await;
+    let id = s.get(&ana, "/conversations?limit=1").await.body["items"][0]["id"]
+        .as_str()
+        .expect("id")
+        .to_owned();
+    for (what, path) in [
+        (
+            "list of 100 conversations, first page of 20",
+            "/conversations".to_owned(),
+        ),
+        (
+            "a 401-message conversation, first page of 20",
+            format!("/conversations/{id}"),
+        ),
+        ("inbox, first page of 20", "/inbox".to_owned()),
+    ] {
+        let mut times = Vec::new();
+        for _ in 0..200 {
+            let t = std::time::Instant::now();
+            let r = s.get(&ana, &path).await;
+            times.push(t.elapsed());
+            assert_eq!(r.status, StatusCode::OK);
+        }
+        times.sort();
+        println!(
+            "{what}: p50 {:?} p99 {:?}",
+            times[times.len() / 2],
+            times[times.len() * 99 / 100]
+        );
+    }
+}
