@@ -1,4 +1,4 @@
-// The web app's stories (the nine, the extras, the social pages, the account page, search, moderation), driven through Debian's Chromium headless with
+// The web app's stories (the nine, the extras, the social pages, the account page, search, moderation, conversations and groups), driven through Debian's Chromium headless with
 // two people in two browser contexts. Run by crates/tidings/tests/web_e2e.rs against a real
 // `tidings serve`; environment:
 //   TIDINGS_BASE_URL       the server, e.g. http://127.0.0.1:PORT
@@ -847,6 +847,61 @@ try {
     assert.equal(await bob.locator('.modlog', { hasText: '@bob' }).count(), 0);
     assert.equal(await bob.locator('.modlog', { hasText: '[object' }).count(), 0, 'times render as text');
     await shot(bob, 'moderation-log');
+  });
+
+  await story('19. a conversation between two people, live both ways, with unread counts', async () => {
+    await ana.goto(`${BASE}/conversations`);
+    await visible(ana.locator('#conversations'));
+    await ana.fill('#new-message-to', 'bob');
+    await ana.fill('#new-message-text', 'Lunch at noon? <b>bold?</b>');
+    await ana.click('#new-message-send');
+    await ana.waitForURL(/\/m\/cv_[0-9a-f]{32}$/);
+    const url = ana.url();
+    await visible(ana.locator('#chat-log .bubble.mine .content', { hasText: 'Lunch at noon? <b>bold?</b>' }));
+    // Bob's list shows the conversation with one unread message; opening it reads it.
+    await bob.goto(`${BASE}/conversations`);
+    const row = bob.locator('.conversation-row', { hasText: 'ana' });
+    await visible(row.locator('.unread-count', { hasText: '1' }));
+    await row.locator('a').click();
+    await bob.waitForURL(url);
+    await visible(bob.locator('#chat-log .bubble:not(.mine) .content', { hasText: 'Lunch at noon?' }));
+    // Both views stay open: each message reaches the other over the one push channel.
+    await ana.fill('#chat-text', 'The usual place');
+    await ana.click('#chat-send');
+    await visible(bob.locator('#chat-log .bubble:not(.mine) .content', { hasText: 'The usual place' }));
+    await bob.fill('#chat-text', 'See you there');
+    await bob.click('#chat-send');
+    await visible(ana.locator('#chat-log .bubble:not(.mine) .content', { hasText: 'See you there' }));
+    assert.equal(await bob.evaluate(() => document.documentElement.dataset.live), expectedLive);
+    assert.equal(await ana.locator('#chat-log .bubble').count(), 3);
+    assert.ok(!(await ana.locator('#chat').textContent()).includes('[object'), 'times are shown as text');
+    await visible(ana.locator('#chat-log .bubble time', { hasText: 'just now' }));
+    await shot(ana, 'conversation');
+    // Messages read while open: nothing unread in Ana's list.
+    await ana.goto(`${BASE}/conversations`);
+    await visible(ana.locator('.conversation-row', { hasText: 'bob' }));
+    assert.equal(await ana.locator('.conversation-row .unread-count').count(), 0);
+    await noXss(ana);
+    await noXss(bob);
+  });
+
+  await story('20. a group as the audience: chosen in the composer, received by its members', async () => {
+    await api(anaToken, 'POST', '/groups', { name: 'lunch', members: ['bob'] });
+    await ana.goto(`${BASE}/compose`);
+    await ana.fill('#compose-content', 'Friday lunch for the group');
+    await ana.uncheck('#compose-public');
+    const box = ana.locator('input[name=group][value="group:lunch"]');
+    await visible(box);
+    await box.check();
+    await shot(ana, 'compose-group');
+    await ana.click('#publish');
+    await ana.waitForURL(`${BASE}/`);
+    await bob.goto(`${BASE}/`);
+    await visible(bob.locator('article', { hasText: 'Friday lunch for the group' }));
+    const inbox = await api(bobToken, 'GET', '/inbox?from=group:lunch').catch(() => null);
+    assert.equal(inbox, null, 'the group is Ana\'s: Bob cannot filter by it');
+    const mine = await api(anaToken, 'GET', '/inbox?from=group:lunch');
+    assert.ok(mine.items.length > 0 && mine.items.every((i) => i.activity.actor === 'user:bob'), 'only what the members wrote');
   });
 
   // A last look at both screens for the artifacts.

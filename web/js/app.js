@@ -16,6 +16,7 @@ import { subscriptionsView } from './views/subscriptions.js';
 import { notificationsView } from './views/notifications.js';
 import { accountView } from './views/account.js';
 import { searchView } from './views/search.js';
+import { conversationsView, chatView } from './views/conversations.js';
 import { notificationsLink, resetNotificationCounts } from './badge.js';
 import { startLive, stopLive } from './live.js';
 
@@ -33,6 +34,8 @@ const routes = [
   [/^\/notifications$/, notificationsView],
   [/^\/account$/, accountView],
   [/^\/search$/, searchView],
+  [/^\/conversations$/, conversationsView],
+  [/^\/m\/([^/]+)$/, chatView],
 ];
 
 const main = () => document.getElementById('main');
@@ -101,6 +104,7 @@ function renderHeader(path) {
     headerSearch(path),
     link('/', 'Home'),
     link('/circles', 'Circles'),
+    link('/conversations', 'Messages', { id: 'messages-link' }),
     notificationsLink(path === '/notifications'),
     link('/compose', 'Compose', { class: 'primary-link' }),
     link(`/u/${encodeURIComponent(user.username)}`, user.display_name || user.username, { id: 'me-link' }),

@@ -5,6 +5,7 @@
 //! record with [`Draft::into_record`]. Nothing here touches the clock or the store: the caller
 //! supplies ids, timestamps and the registry.
 
+use crate::conversations::GroupRef;
 use crate::expr::{TagError, is_valid_slug, normalize_slug, normalize_tag, system_tag};
 use serde::Serialize;
 use serde_json::{Map, Value, json};
@@ -105,10 +106,13 @@ pub enum Addressee {
     User(String),
     /// A topic of the integration bus, by name.
     Topic(String),
+    /// A user group: its members at publish time (decision 0027).
+    Group(GroupRef),
 }
 
 impl Addressee {
-    /// Parses `public`, `followers`, `circle:NAME`, `user:NAME` or `topic:NAME`.
+    /// Parses `public`, `followers`, `circle:NAME`, `user:NAME`, `topic:NAME` or
+    /// `group:NAME[@CIRCLE]`.
     pub fn parse(raw: &str) -> Option<Addressee> {
         let raw = raw.trim();
         match raw {
@@ -119,6 +123,9 @@ impl Addressee {
             _ => {}
         }
         let (scheme, name) = raw.split_once(':')?;
+        if scheme == "group" {
+            return GroupRef::parse(name).map(Addressee::Group);
+        }
         let name = normalize_slug(name).ok()?;
         match scheme {
             "circle" => Some(Addressee::Circle(name)),
@@ -136,6 +143,7 @@ impl Addressee {
             Addressee::Circle(c) => format!("circle:{c}"),
             Addressee::User(u) => format!("user:{u}"),
             Addressee::Topic(t) => format!("topic:{t}"),
+            Addressee::Group(g) => format!("group:{}", g.as_text()),
         }
     }
 }
@@ -483,7 +491,7 @@ fn parse_audience(value: Option<&Value>, limits: &Limits) -> Result<Vec<Addresse
             invalid(
                 "to",
                 format!(
-                    "{raw:?} is not an audience: use public, followers, circle:NAME, user:NAME or topic:NAME"
+                    "{raw:?} is not an audience: use public, followers, circle:NAME, user:NAME, group:NAME[@CIRCLE] or topic:NAME"
                 ),
             )
         })?;
@@ -927,7 +935,14 @@ mod tests {
             Some(Addressee::Circle("a-b".into()))
         );
         assert_eq!(Addressee::parse("user:"), None);
-        assert_eq!(Addressee::parse("group:x"), None);
+        assert_eq!(
+            Addressee::parse("group:x"),
+            Some(Addressee::Group(GroupRef {
+                name: "x".into(),
+                circle: None
+            }))
+        );
+        assert_eq!(Addressee::parse("group:"), None);
         assert_eq!(
             Addressee::parse("topic:Orders"),
             Some(Addressee::Topic("orders".into()))

@@ -15,9 +15,11 @@
 //!   their index.
 //! - [`webhook`] — Standard Webhooks signatures.
 //! - [`schedule`] — the bus's scheduling maths: cron in an IANA zone across DST, RFC 3339.
+//! - [`conversations`] — conversation ids of direct messages, user group references.
 
 pub mod activity;
 pub mod canonical;
+pub mod conversations;
 pub mod cursor;
 pub mod expr;
 pub mod feeds;

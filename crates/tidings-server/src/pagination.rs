@@ -83,6 +83,9 @@ pub struct PageItemBody {
     /// Why it is in the inbox (inbox only): `author`, `addressed`, `subscription:ID:EXPR`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub via: Option<String>,
+    /// The conversation a direct message belongs to (`cv_…`), when it is one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub conversation: Option<String>,
     /// The activity.
     #[schema(value_type = Object)]
     pub activity: serde_json::Value,
@@ -157,9 +160,41 @@ pub fn render_item(out: &mut String, item: &PageItem) {
         out.push_str(",\"via\":");
         out.push_str(&json_string(via));
     }
+    if let Some(id) = conversation_of_item(item) {
+        out.push_str(",\"conversation\":\"");
+        out.push_str(&id);
+        out.push('"');
+    }
     out.push_str(",\"activity\":");
     out.push_str(&item.activity);
     out.push('}');
+}
+
+/// The conversation a page item's message belongs to (decision 0027), so a live event tells
+/// a chat view where the message goes. Only items that can be direct messages (written for
+/// the author or an addressee) are looked into, and only their `type`, `actor` and `to`.
+fn conversation_of_item(item: &PageItem) -> Option<String> {
+    #[derive(Deserialize)]
+    struct Peek<'a> {
+        #[serde(rename = "type", borrow)]
+        kind: std::borrow::Cow<'a, str>,
+        #[serde(borrow)]
+        actor: std::borrow::Cow<'a, str>,
+        #[serde(default, borrow)]
+        to: Vec<std::borrow::Cow<'a, str>>,
+    }
+    if !matches!(item.via.as_deref(), None | Some("addressed" | "author")) {
+        return None;
+    }
+    // Activities are stored as compact canonical JSON: one whose `to` does not start with a
+    // person is no direct message, and is not parsed at all (the common inbox item).
+    if !item.activity.contains("\"to\":[\"user:") {
+        return None;
+    }
+    let peek: Peek<'_> = serde_json::from_str(&item.activity).ok()?;
+    let to: Vec<&str> = peek.to.iter().map(|t| t.as_ref()).collect();
+    let people = tidings_core::conversations::participants_of(&peek.kind, &peek.actor, &to)?;
+    tidings_core::conversations::conversation_id(people.iter().map(String::as_str))
 }
 
 fn json_string(s: &str) -> String {

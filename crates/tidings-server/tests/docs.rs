@@ -220,6 +220,15 @@ async fn the_moderation_page_runs_as_written() {
     run_pages(&s, &["docs/moderation.md"]).await;
 }
 
+#[tokio::test]
+async fn the_conversations_page_runs_as_written() {
+    if !curl_available() {
+        return;
+    }
+    let s = TestServer::start().await;
+    run_pages(&s, &["docs/conversations.md"]).await;
+}
+
 #[test]
 fn documented_config_files_load() {
     let dir = tempfile::tempdir().expect("dir");

@@ -1038,3 +1038,49 @@ pub struct ModerationLogEntry {
     /// When.
     pub published: String,
 }
+
+/// A user group (decision 0027): a named set of people owned by a person or by a circle.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct UserGroup {
+    /// Stable id (membership activities name the group by it, so a name used again later is
+    /// a different group).
+    pub id: String,
+    /// Name, a slug, unique per owner.
+    pub name: String,
+    /// How to address it: `group:NAME` (a person's own) or `group:NAME@CIRCLE`.
+    pub address: String,
+    /// The owning person's username (None for a circle's group).
+    pub owner: Option<String>,
+    /// The owning circle's name (None for a person's group).
+    pub circle: Option<String>,
+    /// Members' usernames, sorted.
+    pub members: Vec<String>,
+    /// When it was created.
+    pub created_at: String,
+}
+
+/// What a conversations list shows of one conversation.
+#[derive(Debug, Clone)]
+pub struct ConversationSummary {
+    /// The conversation id (`cv_…`, a digest of the participant set).
+    pub id: String,
+    /// Usernames of everyone in it (the reader included), sorted.
+    pub participants: Vec<String>,
+    /// Seq of the newest live message (the list's cursor position).
+    pub last_seq: i64,
+    /// The newest live message as readers see it (JSON text).
+    pub last_message: String,
+    /// Live messages from others newer than the reader's marker.
+    pub unread: i64,
+    /// The reader's marker: messages up to this seq are read (0: none).
+    pub read_seq: i64,
+}
+
+/// A page of conversations, newest activity first.
+#[derive(Debug, Clone)]
+pub struct ConversationPage {
+    /// Conversations, newest last message first.
+    pub items: Vec<ConversationSummary>,
+    /// Whether older conversations exist beyond the last one.
+    pub has_older: bool,
+}

@@ -3228,3 +3228,115 @@ async fn moderation_decisions_are_logged_enforced_and_rederived_on_every_adapter
         store.close();
     }
 }
+
+/// Conversation ids and unread counts of `user`'s conversations, newest first.
+async fn conversation_view(store: &Store, user: &User) -> Vec<(String, Vec<String>, i64)> {
+    store
+        .conversations(user.clone(), PageFrom::Newest, 100)
+        .await
+        .expect("conversations")
+        .items
+        .into_iter()
+        .map(|c| (c.id, c.participants, c.unread))
+        .collect()
+}
+
+#[tokio::test]
+async fn conversations_and_groups_survive_a_rebuild_on_every_adapter() {
+    for (location, _dir) in places() {
+        let store = open(&location);
+        let ana = user(&store, "ana").await;
+        let bob = user(&store, "bob").await;
+        let cy = user(&store, "cy").await;
+        let (first, first_id) = publish(
+            &store,
+            &ana,
+            json!({"object": {"type": "Note", "content": "hi"}, "to": ["user:bob"]}),
+            None,
+        )
+        .await;
+        publish(
+            &store,
+            &bob,
+            json!({"object": {"type": "Note", "content": "hey"}, "inReplyTo": first_id}),
+            None,
+        )
+        .await;
+        let group = store
+            .create_group(
+                ana.clone(),
+                "pals".into(),
+                None,
+                vec!["bob".into(), "cy".into()],
+            )
+            .await
+            .expect("group");
+        assert_eq!(group.members, ["bob", "cy"], "{location:?}");
+        let reference = tidings_core::conversations::GroupRef::parse("pals").expect("ref");
+        store
+            .remove_group_members(ana.clone(), reference.clone(), vec!["cy".into()])
+            .await
+            .expect("remove");
+        let (to_group, _) = publish(
+            &store,
+            &ana,
+            json!({"object": {"type": "Note", "content": "pals only"}, "to": ["group:pals"]}),
+            None,
+        )
+        .await;
+        store.wait_routed(to_group).await.expect("routed");
+        assert!(inbox_seqs(&store, &bob).await.contains(&to_group));
+        assert!(
+            !inbox_seqs(&store, &cy).await.contains(&to_group),
+            "{location:?}: removed before the post"
+        );
+        let ana_view = conversation_view(&store, &ana).await;
+        assert_eq!(ana_view.len(), 1, "{location:?}: {ana_view:?}");
+        assert_eq!(ana_view[0].1, ["ana", "bob"]);
+        assert_eq!(ana_view[0].2, 1, "bob's reply is unread");
+        store
+            .mark_conversation_read(&ana_view[0].0, ana.clone(), Some(first))
+            .await
+            .expect("read");
+        assert!(conversation_view(&store, &cy).await.is_empty());
+        assert!(matches!(
+            store
+                .conversation_messages(&ana_view[0].0, cy.clone(), PageFrom::Newest, 10)
+                .await,
+            Err(StoreError::NotFound { .. })
+        ));
+        store.close();
+        drop(store);
+        let mut tries = 0;
+        let report = loop {
+            match tidings_store::rebuild(&location, &StoreConfig::default()) {
+                Err(StoreError::Locked { .. }) if tries < 50 => {
+                    tries += 1;
+                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                }
+                other => break other.expect("rebuild"),
+            }
+        };
+        assert_eq!(report.conversation_messages, 2, "{location:?}");
+        assert_eq!(
+            report.group_changes, 3,
+            "{location:?}: two adds, one remove"
+        );
+        let store = open(&location);
+        assert_eq!(
+            conversation_view(&store, &ana).await,
+            ana_view,
+            "{location:?}"
+        );
+        let group = store
+            .group(ana.clone(), reference)
+            .await
+            .expect("group after rebuild");
+        assert_eq!(group.members, ["bob"], "{location:?}");
+        assert!(inbox_seqs(&store, &bob).await.contains(&to_group));
+        assert!(!inbox_seqs(&store, &cy).await.contains(&to_group));
+        let report = store.verify().await.expect("verify");
+        assert!(report.ok(), "{:?}", report.problems);
+        store.close();
+    }
+}

@@ -3,6 +3,8 @@
 //! moderators), run with every circle and producer
 //! fanned out, with every one merged at read time, and mixed (sources switch as their audience
 //! grows), must give every user the same inbox (items, order, `via`) and the same cursor walk.
+//! Posts to user groups (`group:NAME`, members changing between posts) and direct messages
+//! (their conversations) are part of the script.
 //!
 //! The same holds across adapters and nodes: with `TIDINGS_TEST_STORE` naming a PostgreSQL
 //! database, the script also runs on PostgreSQL (one node, then two nodes sharing one database
@@ -48,6 +50,12 @@ enum Step {
     Silence(usize, usize, bool),
     /// User reports a published activity; the owner of its circle hides it (moderation).
     ModerationHide(usize, usize),
+    /// Owner adds (true) or removes a user from their group `g` (made on first use).
+    Group(usize, usize, bool),
+    /// User publishes to their group `g` with tags (refused while they have none).
+    PublishToGroup(usize, Vec<usize>),
+    /// User sends a direct message to another (a conversation).
+    Direct(usize, usize),
 }
 
 const TAGS: &[&str] = &["alpha", "beta", "gamma"];
@@ -88,6 +96,12 @@ fn step() -> impl Strategy<Value = Step> {
         1 => (0..USERS, any::<bool>()).prop_map(|(u, r)| Step::Mark(u, r)),
         1 => (0..USERS, 0..TAGS.len(), proptest::option::of(0..CIRCLES))
             .prop_map(|(u, w, c)| Step::SaveSearch(u, w, c)),
+        // Groups: membership changes around posts to the group (a member removed before a
+        // post must not get it, whichever way its audience is routed).
+        2 => (0..USERS, 0..USERS, any::<bool>()).prop_map(|(u, v, a)| Step::Group(u, v, a)),
+        2 => (0..USERS, proptest::collection::vec(0..TAGS.len(), 0..2))
+            .prop_map(|(u, t)| Step::PublishToGroup(u, t)),
+        1 => (0..USERS, 0..USERS).prop_map(|(u, v)| Step::Direct(u, v)),
     ]
 }
 
@@ -338,6 +352,45 @@ async fn run_at(place: Place, merge_threshold: i64, script: &[Step], page: usize
                         .await;
                 }
             }
+            Step::Group(u, v, add) => {
+                let reference =
+                    tidings_core::conversations::GroupRef::parse("g").expect("group ref");
+                let member = users[*v].username.clone();
+                let exists = store
+                    .group(users[*u].clone(), reference.clone())
+                    .await
+                    .is_ok();
+                let _ = match (exists, *add) {
+                    (false, true) => store
+                        .create_group(users[*u].clone(), "g".into(), None, vec![member])
+                        .await
+                        .map(|_| ()),
+                    (true, true) => store
+                        .add_group_members(users[*u].clone(), reference, vec![member])
+                        .await
+                        .map(|_| ()),
+                    (true, false) => store
+                        .remove_group_members(users[*u].clone(), reference, vec![member])
+                        .await
+                        .map(|_| ()),
+                    (false, false) => Ok(()),
+                };
+            }
+            Step::PublishToGroup(u, tags) => {
+                let tags: Vec<&str> = tags.iter().map(|t| TAGS[*t]).collect();
+                let doc =
+                    json!({"object": {"content": format!("m{n}")}, "to": ["group:g"], "tag": tags});
+                if let Some((_, id)) = publish(store, &users[*u], doc).await {
+                    published.push(id);
+                }
+            }
+            Step::Direct(u, v) => {
+                let doc =
+                    json!({"object": {"content": format!("m{n}")}, "to": [format!("user:u{v}")]});
+                if let Some((_, id)) = publish(store, &users[*u], doc).await {
+                    published.push(id);
+                }
+            }
             Step::Mark(u, read) => {
                 store
                     .mark_feed(users[*u].clone(), "notifications", None, *read)
@@ -483,6 +536,19 @@ async fn read_inboxes(store: &Store, users: &[User], page: usize) -> Reads {
             counts.read_cursor.to_string(),
         ));
         inboxes.push(feed);
+    }
+    // Each user's conversations (a projection of the log too): last message, people, unread.
+    for user in users {
+        let list = store
+            .conversations(user.clone(), PageFrom::Newest, 100)
+            .await
+            .expect("conversations");
+        inboxes.push(
+            list.items
+                .iter()
+                .map(|c| (c.last_seq, c.participants.join(","), c.unread.to_string()))
+                .collect(),
+        );
     }
     inboxes
 }

@@ -357,13 +357,16 @@ async fn main() -> anyhow::Result<()> {
                 .with_context(|| format!("rebuilding {}", location.describe()))?;
             println!(
                 "ok: routed {} activities again; inbox entries {} -> {}, notifications {} -> {}; \
-                 {} activities in the search index",
+                 {} activities in the search index; {} direct messages in conversations, \
+                 {} group membership changes replayed",
                 report.activities,
                 report.entries.0,
                 report.entries.1,
                 report.notifications.0,
                 report.notifications.1,
-                report.indexed
+                report.indexed,
+                report.conversation_messages,
+                report.group_changes
             );
         }
         Command::Seed(args) => {

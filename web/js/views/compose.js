@@ -46,10 +46,11 @@ export function replyBox(parent, onSent) {
 /** `/compose?circle=NAME&reply=ID`. */
 export async function composeView(root, { query }) {
   const me = session.user;
-  const [types, memberships, parent] = await Promise.all([
+  const [types, memberships, parent, groups] = await Promise.all([
     get('/types').then((t) => t.items.filter((x) => x.kind === 'object')).catch(() => []),
     get(`/users/${encodeURIComponent(me.username)}/circles`).then((m) => m.items.filter((x) => x.state === 'active')).catch(() => []),
     query.get('reply') ? get(`/activities/${encodeURIComponent(query.get('reply'))}`).catch(() => null) : Promise.resolve(null),
+    get('/groups').then((g) => g.items).catch(() => []),
   ]);
   const preset = query.get('circle');
   const error = h('p', { class: 'error', role: 'alert', id: 'compose-error' });
@@ -102,6 +103,10 @@ export async function composeView(root, { query }) {
     h('fieldset', {}, h('legend', { text: 'Audience' }),
       h('label', { class: 'check' }, isPublic, h('span', { text: 'Public' })),
       circleBoxes,
+      // A group reaches its members as they are when you publish (decision 0027).
+      groups.map((g) => h('label', { class: 'check' },
+        h('input', { type: 'checkbox', name: 'group', value: g.address }),
+        h('span', { text: `Group ${g.circle ? `${g.name} (${g.circle})` : g.name} · ${g.members.length} ${g.members.length === 1 ? 'person' : 'people'}` }))),
       h('label', { class: 'field' }, h('span', { text: 'People (usernames)' }), people)),
     h('fieldset', {}, h('legend', { text: 'Actions' }),
       h('p', { class: 'muted small', text: 'Named links the message carries, e.g. read → the blog post.' }),
@@ -130,6 +135,7 @@ export async function composeView(root, { query }) {
     const to = [];
     if (isPublic.checked) to.push('public');
     for (const box of form.querySelectorAll('input[name=circle]:checked')) to.push(`circle:${box.value}`);
+    for (const box of form.querySelectorAll('input[name=group]:checked')) to.push(box.value);
     for (const p of words(people.value)) to.push(`user:${p}`);
     const acts = [...actions.querySelectorAll('.action-row')]
       .map((row) => ({ name: row.children[0].value.trim(), url: row.children[1].value.trim(), method: row.children[2].value }))

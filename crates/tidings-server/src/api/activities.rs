@@ -60,12 +60,12 @@ impl PublishBody {
         let limits = tidings_core::activity::Limits::default();
         let audience = json!({
             "type": "string",
-            "pattern": "^\\s*(public|as:Public|https://www\\.w3\\.org/ns/activitystreams#Public|followers|(circle|user|topic):\\s*[A-Za-z0-9][A-Za-z0-9_-]{0,62})\\s*$",
+            "pattern": "^\\s*(public|as:Public|https://www\\.w3\\.org/ns/activitystreams#Public|followers|(circle|user|topic):\\s*[A-Za-z0-9][A-Za-z0-9_-]{0,62}|group:\\s*[A-Za-z0-9][A-Za-z0-9_-]{0,62}(@[A-Za-z0-9][A-Za-z0-9_-]{0,62})?)\\s*$",
         });
         let tag = json!({"type": "string", "pattern": "^\\s*#?[\\p{L}\\p{N}_.-]{1,64}\\s*$"});
         let shared = json!({
             "to": {
-                "description": "public, followers, circle:NAME, user:NAME, topic:NAME",
+                "description": "public, followers, circle:NAME, user:NAME, group:NAME, group:NAME@CIRCLE, topic:NAME",
                 "anyOf": [audience, {"type": "array", "items": audience, "maxItems": limits.max_audience}, {"type": "null"}],
             },
             "tag": {

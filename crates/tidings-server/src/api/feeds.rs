@@ -169,7 +169,7 @@ fn counts_fields(counts: &FeedCounts) -> Vec<(&'static str, String)> {
 #[utoipa::path(get, path = "/api/v1/feeds/{name}", operation_id = "read_feed", tag = "feeds", security(("bearer" = [])),
     params(("name" = String, Path), InboxArgs),
     responses((status = 200, body = FeedPageBody), (status = 400), (status = 404),
-        (status = 422, description = "`filter_not_supported`: notification and aggregated feeds take no circle, tag or kind filter")))]
+        (status = 422, description = "`filter_not_supported`: notification and aggregated feeds take no circle, tag or kind filter; no feed takes `from` (an inbox filter)")))]
 pub async fn read(
     State(state): State<AppState>,
     auth: AuthUser,
@@ -184,6 +184,14 @@ pub async fn read(
     }
     .resolve()?;
     let filter = parse_filter(&args)?;
+    if crate::api::inbox::parse_from(&args)?.is_some() {
+        // A group filter narrows the inbox only (decision 0027).
+        return Err(ApiError::new(
+            axum::http::StatusCode::UNPROCESSABLE_ENTITY,
+            "filter_not_supported",
+            "from=group:… filters the inbox, not feeds",
+        ));
+    }
     let filtered = !filter.circles.is_empty() || !filter.tags.is_empty() || filter.kind.is_some();
     match spec.kind {
         FeedKind::Flat => {

@@ -33,6 +33,12 @@ pub struct InboxArgs {
     /// major | minor | direct (empty: any).
     #[param(pattern = "^(major|minor|direct)?$")]
     pub kind: Option<String>,
+    /// Only activities by the members of a group: `group:NAME` (yours) or
+    /// `group:NAME@CIRCLE` (a circle's you are a member of).
+    #[param(
+        pattern = r"^\s*(group:[A-Za-z0-9][A-Za-z0-9_-]{0,62}(@[A-Za-z0-9][A-Za-z0-9_-]{0,62})?)?\s*$"
+    )]
+    pub from: Option<String>,
     /// Items per page, 1–100 (default 20).
     #[param(minimum = 1, maximum = 100)]
     pub limit: Option<usize>,
@@ -64,8 +70,27 @@ fn split_list(raw: &Option<String>, what: &str) -> ApiResult<Vec<String>> {
     Ok(items)
 }
 
+/// The `from=group:NAME[@CIRCLE]` filter, checked (400 for anything else).
+pub fn parse_from(args: &InboxArgs) -> ApiResult<Option<tidings_core::conversations::GroupRef>> {
+    let raw = match args.from.as_deref().map(str::trim) {
+        None | Some("") => return Ok(None),
+        Some(raw) => raw,
+    };
+    let bad = || {
+        ApiError::bad_request(
+            "invalid_filter",
+            format!("from {raw:?} must be group:NAME or group:NAME@CIRCLE"),
+        )
+    };
+    let name = raw.strip_prefix("group:").ok_or_else(bad)?;
+    tidings_core::conversations::GroupRef::parse(name)
+        .map(Some)
+        .ok_or_else(bad)
+}
+
 /// Parses the filter arguments with clear errors.
 pub fn parse_filter(args: &InboxArgs) -> ApiResult<InboxFilter> {
+    parse_from(args)?;
     let circles = split_list(&args.circles, "circles")?
         .iter()
         .map(|c| {
@@ -105,7 +130,7 @@ pub fn parse_filter(args: &InboxArgs) -> ApiResult<InboxFilter> {
 
 /// The caller's inbox, newest first; each item says `via` what it arrived.
 #[utoipa::path(get, path = "/api/v1/inbox", operation_id = "read_inbox", tag = "inbox", security(("bearer" = [])),
-    params(InboxArgs), responses((status = 200, body = PageBody), (status = 400), (status = 401)))]
+    params(InboxArgs), responses((status = 200, body = PageBody), (status = 400), (status = 401), (status = 404, description = "no such group of yours")))]
 pub async fn read(
     State(state): State<AppState>,
     auth: AuthUser,
@@ -118,7 +143,20 @@ pub async fn read(
         after: args.after.clone(),
     }
     .resolve()?;
-    let page = state.store.inbox(auth.user, filter, from, limit).await?;
+    let group = parse_from(&args)?;
+    let page = match group {
+        None => state.store.inbox(auth.user, filter, from, limit).await?,
+        Some(group) => {
+            let members = state
+                .store
+                .group_member_ids(auth.user.clone(), group)
+                .await?;
+            state
+                .store
+                .inbox_from(auth.user, filter, members, from, limit)
+                .await?
+        }
+    };
     Ok(PageBody::render(page, from))
 }
 

@@ -3,8 +3,10 @@
 pub mod account;
 pub mod activities;
 pub mod circles;
+pub mod conversations;
 pub mod feeds;
 pub mod follows;
+pub mod groups;
 pub mod inbox;
 pub mod moderation;
 pub mod search;
@@ -68,7 +70,10 @@ pub fn router(state: AppState) -> Router {
         .route("/circles", get(circles::search).post(circles::create))
         .route("/circles/{name}", get(circles::get_circle))
         .route("/circles/{name}/archive", post(circles::archive))
-        .route("/circles/{name}/members", get(circles::members))
+        .route(
+            "/circles/{name}/members",
+            get(circles::members).post(groups::add_to_circle),
+        )
         .route(
             "/circles/{name}/members/{username}",
             put(circles::put_member).delete(circles::remove_member),
@@ -98,6 +103,19 @@ pub fn router(state: AppState) -> Router {
         .route(
             "/activities/{id}/actions/{action}",
             post(activities::take_action),
+        )
+        .route("/conversations", get(conversations::list))
+        .route("/conversations/{id}", get(conversations::messages))
+        .route("/conversations/{id}/read", post(conversations::mark_read))
+        .route("/groups", get(groups::list).post(groups::create))
+        .route(
+            "/groups/{group}",
+            get(groups::get_one).delete(groups::delete),
+        )
+        .route("/groups/{group}/members", post(groups::add_members))
+        .route(
+            "/groups/{group}/members/{username}",
+            delete(groups::remove_member),
         )
         .route("/inbox", get(inbox::read))
         .route("/inbox/stream", get(crate::push::sse::stream))

@@ -59,6 +59,7 @@ impl FilterArgs {
             circles: Names::joined(self.circles),
             tags: Names::joined(self.tags),
             kind: self.kind,
+            from: None,
             limit: None,
             before: None,
             after: None,

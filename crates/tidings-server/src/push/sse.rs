@@ -97,6 +97,7 @@ pub async fn stream(
         circles: args.circles,
         tags: args.tags,
         kind: args.kind,
+        from: None,
         limit: None,
         before: None,
         after: None,

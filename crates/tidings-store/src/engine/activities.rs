@@ -475,6 +475,10 @@ pub(super) fn publish_in(
 
     // The parent of a reply: readable, not retracted; its audience is the default one.
     let mut parent_seq = None;
+    // Whose groups a `group:` addressee names: the author's, except in an audience inherited
+    // from the parent, where it names the parent author's (a reply reaches the group the
+    // parent went to, as it is now, without the replier having to own it).
+    let mut group_context: Option<User> = None;
     if let Some(parent_id) = &draft.in_reply_to {
         let parent = readable_seq(conn, parent_id, &actor)?.ok_or_else(|| {
             StoreError::unprocessable(
@@ -508,8 +512,9 @@ pub(super) fn publish_in(
                 .unwrap_or_default();
             let parent_author = user_by_id(conn, parent_actor)?;
             if parent_author.id != actor.id {
-                to.push(Addressee::User(parent_author.username));
+                to.push(Addressee::User(parent_author.username.clone()));
             }
+            group_context = Some(parent_author);
             // Inherited people who have since been deleted, or who block the replier, are
             // dropped, not refused: the replier never named them.
             to.retain(|a| match a {
@@ -685,6 +690,11 @@ pub(super) fn publish_in(
                 }
                 addressed.push(user.id);
             }
+            // A group reaches its members as they are now (decision 0027).
+            Addressee::Group(reference) => {
+                let context = group_context.as_ref().unwrap_or(&actor);
+                addressed.extend(super::groups::audience(conn, reference, context)?);
+            }
             // Topics reach no inbox: the integration bus routes them from the log.
             Addressee::Topic(name) => {
                 if super::integration::topic_by_name(conn, name).is_err() {
@@ -696,6 +706,10 @@ pub(super) fn publish_in(
             }
         }
     }
+
+    addressed.sort_unstable();
+    addressed.dedup();
+    let group_change = super::groups::is_membership_change(&draft);
 
     let id = uuid::Uuid::now_v7().to_string();
     let (published, at) = now_with_unix();
@@ -712,10 +726,12 @@ pub(super) fn publish_in(
     // Updates, retractions and undos act on other activities; a Join is news for the circle's
     // keepers (a notification), not an item for anyone's inbox or outbox. So are moderation
     // records (reports and decisions): they live in the circle's moderation stream.
-    let listed = !matches!(
-        activity_type.as_str(),
-        "Update" | "Delete" | "Undo" | "Join"
-    ) && record.get(MODERATION_KEY).is_none();
+    let listed = !group_change
+        && !matches!(
+            activity_type.as_str(),
+            "Update" | "Delete" | "Undo" | "Join"
+        )
+        && record.get(MODERATION_KEY).is_none();
 
     // The next seq is explicit rather than a sequence's: writers are serialised (one writer
     // thread in SQLite, the log lock in PostgreSQL), so the log has no gaps in either store.
@@ -807,6 +823,9 @@ pub(super) fn publish_in(
     let tags = record_tags(&record);
     if listed {
         let _indexed = super::search::index_published(conn, seq, &record)?;
+        let mut people = addressed.clone();
+        people.push(actor.id);
+        super::conversations::index_message(conn, seq, &record, &people)?;
     }
     for tag in &tags {
         conn.prepare_cached(

@@ -3,7 +3,7 @@
 use super::activities::publish_in;
 use super::subscriptions::{close_circle_subscriptions, subscribe};
 use super::users::user_by_name;
-use super::{Effects, Store};
+use super::{Effects, Shared, Store};
 use crate::hot::Effect;
 use crate::model::{Circle, JoinPolicy, Membership, MembershipState, Role, User, Visibility};
 use crate::model::{MembershipChange, NewCircle, PublishInput};
@@ -227,6 +227,152 @@ pub(super) fn manages(m: &Option<Membership>) -> Option<Role> {
         .map(|m| m.role)
 }
 
+/// [`Store::put_member`] inside a write job (also used to add a whole group at once).
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn put_member_in(
+    conn: &Connection,
+    shared: &Shared,
+    fx: &mut Effects,
+    circle_name: &str,
+    target: &str,
+    actor: &User,
+    role: Option<Role>,
+    join: Option<Draft>,
+) -> StoreResult<MembershipChange> {
+    let circle = circle_by_name(conn, circle_name)?;
+    let actor_membership = membership(conn, circle.id, actor.id)?;
+    let actor_role = manages(&actor_membership);
+    let readable =
+        circle.visibility == Visibility::Public || actor.is_admin || actor_membership.is_some();
+    if !readable {
+        return Err(StoreError::not_found("circle"));
+    }
+    ensure_not_archived(&circle)?;
+    let target_user = user_by_name(conn, target)?;
+    if target_user.status != crate::model::UserStatus::Active {
+        return Err(StoreError::unprocessable(
+            "user_inactive",
+            format!("user {target:?} is suspended or deleted"),
+        ));
+    }
+    if let Some(until) = super::moderation::ban(conn, circle.id, target_user.id)? {
+        return Err(super::moderation::banned_error(
+            &circle.name,
+            until.as_deref(),
+        ));
+    }
+    let existing = membership(conn, circle.id, target_user.id)?;
+    let created = existing.is_none();
+    let by_manager = actor_role.is_some() || actor.is_admin;
+
+    if by_manager {
+        let role = role.unwrap_or_else(|| existing.as_ref().map_or(Role::Member, |m| m.role));
+        if role == Role::Owner || existing.as_ref().is_some_and(|m| m.role == Role::Owner) {
+            if role != Role::Owner || existing.as_ref().is_none_or(|m| m.role != Role::Owner) {
+                return Err(StoreError::forbidden(
+                    "owner_is_fixed",
+                    "the owner's role cannot be given or changed",
+                ));
+            }
+        } else if role == Role::Moderator && actor_role != Some(Role::Owner) && !actor.is_admin {
+            return Err(StoreError::forbidden(
+                "owner_only",
+                "only the owner appoints moderators",
+            ));
+        } else if existing.as_ref().is_some_and(|m| m.role == Role::Moderator)
+            && actor_role != Some(Role::Owner)
+            && !actor.is_admin
+            && target_user.id != actor.id
+        {
+            return Err(StoreError::forbidden(
+                "owner_only",
+                "only the owner changes a moderator's role",
+            ));
+        }
+        let was_active = existing
+            .as_ref()
+            .is_some_and(|m| m.state == MembershipState::Active);
+        enroll(
+            conn,
+            fx,
+            circle.id,
+            &circle.name,
+            target_user.id,
+            role,
+            was_active,
+        )?;
+    } else if target_user.id == actor.id {
+        if existing
+            .as_ref()
+            .is_some_and(|m| m.state == MembershipState::Active)
+        {
+            // Already a member: nothing changes, and roles cannot be self-granted.
+            if role.is_some_and(|r| Some(r) != existing.as_ref().map(|m| m.role)) {
+                return Err(StoreError::forbidden(
+                    "not_circle_moderator",
+                    "only owners and moderators change roles",
+                ));
+            }
+        } else {
+            if role.is_some_and(|r| r != Role::Member) {
+                return Err(StoreError::forbidden(
+                    "not_circle_moderator",
+                    "only owners and moderators grant roles",
+                ));
+            }
+            match circle.join_policy {
+                JoinPolicy::Open => {
+                    enroll(
+                        conn,
+                        fx,
+                        circle.id,
+                        &circle.name,
+                        actor.id,
+                        Role::Member,
+                        false,
+                    )?;
+                    // In the same transaction: the keepers hear of every join (the
+                    // Join is unlisted, so it is their notification, not an item).
+                    let keepers = circle_keepers(conn, circle.id)?;
+                    if let Some(mut draft) = join.filter(|_| !keepers.is_empty()) {
+                        draft.to = keepers.into_iter().map(Addressee::User).collect();
+                        publish_in(
+                            conn,
+                            shared,
+                            fx,
+                            PublishInput {
+                                actor: actor.clone(),
+                                draft,
+                                idempotency_key: None,
+                            },
+                        )?;
+                    }
+                }
+                JoinPolicy::Approval => {
+                    insert_membership(conn, fx, circle.id, actor.id, Role::Member, "requested")?;
+                }
+                JoinPolicy::Invite => {
+                    return Err(StoreError::forbidden(
+                        "invite_only",
+                        "this circle is invite-only: a moderator must add you",
+                    ));
+                }
+            }
+        }
+    } else {
+        return Err(StoreError::forbidden(
+            "not_circle_moderator",
+            "only owners and moderators add other people",
+        ));
+    }
+    let membership = membership(conn, circle.id, target_user.id)?
+        .ok_or(StoreError::Corrupt("membership vanished".into()))?;
+    Ok(MembershipChange {
+        membership,
+        created,
+    })
+}
+
 impl Store {
     /// Creates a circle owned by `owner`, who joins it and subscribes to `*@name`.
     pub async fn create_circle(&self, owner: User, new: NewCircle) -> StoreResult<Circle> {
@@ -389,152 +535,7 @@ impl Store {
         let target = target.to_owned();
         let shared = self.shared.clone();
         self.write(move |conn, fx| {
-            let circle = circle_by_name(conn, &circle_name)?;
-            let actor_membership = membership(conn, circle.id, actor.id)?;
-            let actor_role = manages(&actor_membership);
-            let readable = circle.visibility == Visibility::Public
-                || actor.is_admin
-                || actor_membership.is_some();
-            if !readable {
-                return Err(StoreError::not_found("circle"));
-            }
-            ensure_not_archived(&circle)?;
-            let target_user = user_by_name(conn, &target)?;
-            if target_user.status != crate::model::UserStatus::Active {
-                return Err(StoreError::unprocessable(
-                    "user_inactive",
-                    format!("user {target:?} is suspended or deleted"),
-                ));
-            }
-            if let Some(until) = super::moderation::ban(conn, circle.id, target_user.id)? {
-                return Err(super::moderation::banned_error(
-                    &circle.name,
-                    until.as_deref(),
-                ));
-            }
-            let existing = membership(conn, circle.id, target_user.id)?;
-            let created = existing.is_none();
-            let by_manager = actor_role.is_some() || actor.is_admin;
-
-            if by_manager {
-                let role =
-                    role.unwrap_or_else(|| existing.as_ref().map_or(Role::Member, |m| m.role));
-                if role == Role::Owner || existing.as_ref().is_some_and(|m| m.role == Role::Owner) {
-                    if role != Role::Owner
-                        || existing.as_ref().is_none_or(|m| m.role != Role::Owner)
-                    {
-                        return Err(StoreError::forbidden(
-                            "owner_is_fixed",
-                            "the owner's role cannot be given or changed",
-                        ));
-                    }
-                } else if role == Role::Moderator
-                    && actor_role != Some(Role::Owner)
-                    && !actor.is_admin
-                {
-                    return Err(StoreError::forbidden(
-                        "owner_only",
-                        "only the owner appoints moderators",
-                    ));
-                } else if existing.as_ref().is_some_and(|m| m.role == Role::Moderator)
-                    && actor_role != Some(Role::Owner)
-                    && !actor.is_admin
-                    && target_user.id != actor.id
-                {
-                    return Err(StoreError::forbidden(
-                        "owner_only",
-                        "only the owner changes a moderator's role",
-                    ));
-                }
-                let was_active = existing
-                    .as_ref()
-                    .is_some_and(|m| m.state == MembershipState::Active);
-                enroll(
-                    conn,
-                    fx,
-                    circle.id,
-                    &circle.name,
-                    target_user.id,
-                    role,
-                    was_active,
-                )?;
-            } else if target_user.id == actor.id {
-                if existing
-                    .as_ref()
-                    .is_some_and(|m| m.state == MembershipState::Active)
-                {
-                    // Already a member: nothing changes, and roles cannot be self-granted.
-                    if role.is_some_and(|r| Some(r) != existing.as_ref().map(|m| m.role)) {
-                        return Err(StoreError::forbidden(
-                            "not_circle_moderator",
-                            "only owners and moderators change roles",
-                        ));
-                    }
-                } else {
-                    if role.is_some_and(|r| r != Role::Member) {
-                        return Err(StoreError::forbidden(
-                            "not_circle_moderator",
-                            "only owners and moderators grant roles",
-                        ));
-                    }
-                    match circle.join_policy {
-                        JoinPolicy::Open => {
-                            enroll(
-                                conn,
-                                fx,
-                                circle.id,
-                                &circle.name,
-                                actor.id,
-                                Role::Member,
-                                false,
-                            )?;
-                            // In the same transaction: the keepers hear of every join (the
-                            // Join is unlisted, so it is their notification, not an item).
-                            let keepers = circle_keepers(conn, circle.id)?;
-                            if let Some(mut draft) = join.filter(|_| !keepers.is_empty()) {
-                                draft.to = keepers.into_iter().map(Addressee::User).collect();
-                                publish_in(
-                                    conn,
-                                    &shared,
-                                    fx,
-                                    PublishInput {
-                                        actor: actor.clone(),
-                                        draft,
-                                        idempotency_key: None,
-                                    },
-                                )?;
-                            }
-                        }
-                        JoinPolicy::Approval => {
-                            insert_membership(
-                                conn,
-                                fx,
-                                circle.id,
-                                actor.id,
-                                Role::Member,
-                                "requested",
-                            )?;
-                        }
-                        JoinPolicy::Invite => {
-                            return Err(StoreError::forbidden(
-                                "invite_only",
-                                "this circle is invite-only: a moderator must add you",
-                            ));
-                        }
-                    }
-                }
-            } else {
-                return Err(StoreError::forbidden(
-                    "not_circle_moderator",
-                    "only owners and moderators add other people",
-                ));
-            }
-            let membership = membership(conn, circle.id, target_user.id)?
-                .ok_or(StoreError::Corrupt("membership vanished".into()))?;
-            Ok(MembershipChange {
-                membership,
-                created,
-            })
+            put_member_in(conn, &shared, fx, &circle_name, &target, &actor, role, join)
         })
         .await
     }

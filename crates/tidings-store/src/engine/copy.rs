@@ -211,6 +211,24 @@ const TABLES: &[(&str, &[&str])] = &[
     ),
     ("circle_bans", &["circle_id", "user_id", "until", "by_seq"]),
     ("silences", &["user_id", "actor_id", "kind", "created_at"]),
+    // Conversations and user groups (schema version 13, decision 0027).
+    (
+        "user_groups",
+        &[
+            "id",
+            "name",
+            "owner_user_id",
+            "owner_circle_id",
+            "created_at",
+        ],
+    ),
+    ("group_members", &["group_id", "user_id", "since_seq"]),
+    ("conversation_members", &["user_id", "conversation_id"]),
+    ("conversation_messages", &["conversation_id", "seq"]),
+    (
+        "conversation_reads",
+        &["user_id", "conversation_id", "read_seq"],
+    ),
 ];
 
 /// Tables whose ids PostgreSQL generates: their sequences move past the copied ids.

@@ -26,6 +26,24 @@ impl Store {
             .await
     }
 
+    /// Reads `user`'s inbox narrowed to activities by `authors` (a group's members).
+    pub async fn inbox_from(
+        &self,
+        user: User,
+        filter: InboxFilter,
+        mut authors: Vec<i64>,
+        from: PageFrom,
+        limit: usize,
+    ) -> StoreResult<Page> {
+        authors.sort_unstable();
+        authors.dedup();
+        let feed = FeedFilter {
+            actors: Some(authors),
+            ..FeedFilter::default()
+        };
+        self.flat_feed(user, filter, feed, from, limit).await
+    }
+
     /// Reads a flat feed: the inbox (follows and subscriptions) narrowed by `feed`.
     pub(crate) async fn flat_feed(
         &self,

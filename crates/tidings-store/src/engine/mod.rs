@@ -17,6 +17,8 @@
 //! - `rebuild` — `tidings rebuild`: the routed projections wiped and re-derived from the log.
 //! - `search` — the full-text index (a projection of the log) and searching it.
 //! - `moderation` — reports, moderators' decisions, circle bans and the moderation log.
+//! - `conversations`, `groups` — direct messages grouped by participants, and user groups
+//!   (decision 0027).
 //!
 //! Where the SQL runs is the adapter's business (`crate::adapters`): the embedded SQLite
 //! database with one writer thread, or PostgreSQL with a writer per node serialised by the
@@ -26,8 +28,10 @@ mod activities;
 mod bus_modes;
 mod circles;
 mod compat;
+pub(crate) mod conversations;
 pub(crate) mod copy;
 mod feeds;
+pub(crate) mod groups;
 pub(crate) mod hot_load;
 mod inbox;
 pub(crate) mod integration;

@@ -1,14 +1,15 @@
 //! `tidings rebuild`: re-derives the routed projections from the log (DESIGN principle 2).
 //!
 //! What is derived, and so wiped and recomputed: inbox entries (addressed, subscriptions,
-//! follows), notifications, the search index, and the merge-at-read decisions (`circles.merged_from_seq`,
+//! follows), notifications, the search index, conversations, group memberships, and the merge-at-read decisions (`circles.merged_from_seq`,
 //! `producers_merged`), the report queue and circle bans (from the moderation activities), by resetting the routed watermark to 0 and running the router over the
 //! whole log. The in-memory index, feed pages and counts are derived from those tables each
 //! time a server starts, so they follow.
 //!
 //! What is kept, because it is not in the log: users, sessions, circles and memberships,
 //! subscriptions (their seq windows already say which activities each one covers), follow
-//! edges, hides, read markers, custom types, idempotency keys, and the notifications a
+//! edges, hides, read markers (of feeds and of conversations), user groups (their
+//! memberships are replayed from the log's Add/Remove activities), custom types, idempotency keys, and the notifications a
 //! FeedStream Activity event raised for its named consumer (the compat profile decides those,
 //! not the router). Retractions and edits are log indexes written with the activity that
 //! causes them, so they are kept too.
@@ -41,6 +42,10 @@ pub struct RebuildReport {
     pub indexed: u64,
     /// Reports and moderation decisions re-derived from the log.
     pub moderation: (i64, i64),
+    /// Direct messages grouped into conversations after the rebuild.
+    pub conversation_messages: u64,
+    /// Group membership changes replayed from the log.
+    pub group_changes: u64,
 }
 
 /// Re-derives every routed projection of the store at `location` from its log.
@@ -153,6 +158,22 @@ fn rebuild_on(conn: &Connection, thresholds: Thresholds) -> StoreResult<RebuildR
         Ok((reports, decisions)) => {
             conn.execute_batch("COMMIT")?;
             report.moderation = (reports, decisions);
+        }
+        Err(e) => {
+            let _ = conn.execute_batch("ROLLBACK");
+            return Err(e);
+        }
+    }
+    // Conversations and group memberships are projections too (decision 0027); read
+    // markers and the groups themselves are kept.
+    adapters::begin_write(conn)?;
+    let derived = super::conversations::reindex_all(conn)
+        .and_then(|grouped| Ok((grouped, super::groups::replay_all(conn)?)));
+    match derived {
+        Ok((grouped, replayed)) => {
+            conn.execute_batch("COMMIT")?;
+            report.conversation_messages = grouped;
+            report.group_changes = replayed;
         }
         Err(e) => {
             let _ = conn.execute_batch("ROLLBACK");

@@ -117,7 +117,7 @@ pub(crate) fn connect(url: &str) -> StoreResult<Connection> {
 }
 
 /// The schema version `schema.sql` creates.
-const SCHEMA_VERSION: &str = "12";
+const SCHEMA_VERSION: &str = "13";
 
 /// Log tables: INSERT and SELECT only, for everyone (triggers) and for the server's role
 /// (grants).
@@ -155,6 +155,22 @@ fn migrate_locked(conn: &Connection) -> StoreResult<()> {
         .as_deref()
         .and_then(|v| v.parse::<u32>().ok())
         .is_some_and(|v| v < 11);
+    // ---- schema version 13 (decision 0027): an existing log's direct messages grouped once.
+    let ungrouped = before
+        .as_deref()
+        .and_then(|v| v.parse::<u32>().ok())
+        .is_some_and(|v| v < 13);
+    if ungrouped {
+        tracing::info!("grouping direct messages into conversations (schema version 13)");
+        conn.execute_batch("BEGIN")?;
+        match crate::engine::conversations::reindex_all(conn) {
+            Ok(_) => conn.execute_batch("COMMIT")?,
+            Err(e) => {
+                let _ = conn.execute_batch("ROLLBACK");
+                return Err(e);
+            }
+        }
+    }
     if unindexed {
         tracing::info!("indexing the log for search (stemmed words, schema version 11)");
         conn.execute_batch("BEGIN")?;

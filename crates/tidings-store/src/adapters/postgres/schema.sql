@@ -523,9 +523,50 @@ CREATE TABLE IF NOT EXISTS silences (
 CREATE INDEX IF NOT EXISTS silences_by_actor ON silences(actor_id) WHERE kind = 'block';
 -- ---- end of schema step 12 ----
 
+-- ---- Conversations and user groups (schema version 13, decision 0027) ----------------------
+-- user_groups: mutable state like circles. group_members: derived from the Add/Remove
+-- activities that name the group (rebuild replays them). conversation_members and
+-- conversation_messages: projections of the log's direct messages. conversation_reads: read
+-- markers, kept.
+CREATE TABLE IF NOT EXISTS user_groups (
+    id              TEXT COLLATE "C" PRIMARY KEY,
+    name            TEXT COLLATE "C" NOT NULL,
+    owner_user_id   BIGINT,
+    owner_circle_id BIGINT,
+    created_at      TEXT NOT NULL
+);
+CREATE UNIQUE INDEX IF NOT EXISTS user_groups_by_person
+    ON user_groups(owner_user_id, name) WHERE owner_user_id IS NOT NULL;
+CREATE UNIQUE INDEX IF NOT EXISTS user_groups_by_circle
+    ON user_groups(owner_circle_id, name) WHERE owner_circle_id IS NOT NULL;
+CREATE TABLE IF NOT EXISTS group_members (
+    group_id  TEXT COLLATE "C" NOT NULL,
+    user_id   BIGINT NOT NULL,
+    since_seq BIGINT NOT NULL,
+    PRIMARY KEY (group_id, user_id)
+);
+CREATE TABLE IF NOT EXISTS conversation_members (
+    user_id         BIGINT NOT NULL,
+    conversation_id TEXT COLLATE "C" NOT NULL,
+    PRIMARY KEY (user_id, conversation_id)
+);
+CREATE INDEX IF NOT EXISTS conversation_members_by_id ON conversation_members(conversation_id);
+CREATE TABLE IF NOT EXISTS conversation_messages (
+    conversation_id TEXT COLLATE "C" NOT NULL,
+    seq             BIGINT NOT NULL,
+    PRIMARY KEY (conversation_id, seq)
+);
+CREATE TABLE IF NOT EXISTS conversation_reads (
+    user_id         BIGINT NOT NULL,
+    conversation_id TEXT COLLATE "C" NOT NULL,
+    read_seq        BIGINT NOT NULL,
+    PRIMARY KEY (user_id, conversation_id)
+);
+-- ---- end of schema version 13 --------------------------------------------------------------
+
 -- `cluster_id` names this log on a shared bus (see `Store::cluster_id`).
 INSERT INTO meta(key, value)
-VALUES ('schema_version', '12'), ('routed_seq', '0'), ('cluster_id', md5(random()::text))
+VALUES ('schema_version', '13'), ('routed_seq', '0'), ('cluster_id', md5(random()::text))
 ON CONFLICT DO NOTHING;
 -- An older store reaches this line only after the upgrades above.
-UPDATE meta SET value = '12' WHERE key = 'schema_version';
+UPDATE meta SET value = '13' WHERE key = 'schema_version';

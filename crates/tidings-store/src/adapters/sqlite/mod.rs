@@ -414,8 +414,82 @@ fn migrate(conn: &Connection) -> StoreResult<()> {
     if version == "11" {
         migrate_moderation_v12(conn)?;
     }
+    let version: String = conn.query_row(
+        "SELECT value FROM meta WHERE key = 'schema_version'",
+        [],
+        |r| r.get(0),
+    )?;
+    if version == "12" {
+        migrate_conversations_v13(conn)?;
+    }
     Ok(())
 }
+
+// ---- schema version 13: conversations and user groups (decision 0027) ----------------------
+// One self-contained step, so it can be renumbered at merge.
+
+/// Version 13 adds user groups (`user_groups`, mutable state like circles; `group_members`,
+/// derived from the Add/Remove activities that name the group), and conversations
+/// (`conversation_members`, `conversation_messages`: projections of the log; `conversation_reads`:
+/// read markers, kept). An existing log's direct messages are grouped once here.
+fn migrate_conversations_v13(conn: &Connection) -> StoreResult<()> {
+    tracing::info!("migrating the store to schema version 13 (conversations and user groups)");
+    conn.execute_batch(&format!("BEGIN IMMEDIATE;\n{}", V13_TABLES))?;
+    let step = crate::engine::conversations::reindex_all(conn).and_then(|_| {
+        Ok(conn.execute(
+            "UPDATE meta SET value = '13' WHERE key = 'schema_version'",
+            [],
+        )?)
+    });
+    match step {
+        Ok(_) => conn.execute_batch("COMMIT")?,
+        Err(e) => {
+            let _ = conn.execute_batch("ROLLBACK");
+            return Err(e);
+        }
+    }
+    Ok(())
+}
+
+/// The tables of schema version 13.
+const V13_TABLES: &str = "
+         CREATE TABLE IF NOT EXISTS user_groups (
+             id              TEXT PRIMARY KEY,
+             name            TEXT NOT NULL,
+             owner_user_id   INTEGER,
+             owner_circle_id INTEGER,
+             created_at      TEXT NOT NULL
+         );
+         CREATE UNIQUE INDEX IF NOT EXISTS user_groups_by_person
+             ON user_groups(owner_user_id, name) WHERE owner_user_id IS NOT NULL;
+         CREATE UNIQUE INDEX IF NOT EXISTS user_groups_by_circle
+             ON user_groups(owner_circle_id, name) WHERE owner_circle_id IS NOT NULL;
+         CREATE TABLE IF NOT EXISTS group_members (
+             group_id  TEXT NOT NULL,
+             user_id   INTEGER NOT NULL,
+             since_seq INTEGER NOT NULL,
+             PRIMARY KEY (group_id, user_id)
+         ) WITHOUT ROWID;
+         CREATE TABLE IF NOT EXISTS conversation_members (
+             user_id         INTEGER NOT NULL,
+             conversation_id TEXT NOT NULL,
+             PRIMARY KEY (user_id, conversation_id)
+         ) WITHOUT ROWID;
+         CREATE INDEX IF NOT EXISTS conversation_members_by_id
+             ON conversation_members(conversation_id);
+         CREATE TABLE IF NOT EXISTS conversation_messages (
+             conversation_id TEXT NOT NULL,
+             seq             INTEGER NOT NULL,
+             PRIMARY KEY (conversation_id, seq)
+         ) WITHOUT ROWID;
+         CREATE TABLE IF NOT EXISTS conversation_reads (
+             user_id         INTEGER NOT NULL,
+             conversation_id TEXT NOT NULL,
+             read_seq        INTEGER NOT NULL,
+             PRIMARY KEY (user_id, conversation_id)
+         ) WITHOUT ROWID;
+";
+// ---- end of schema version 13---------------------------------------------------------------
 
 // ---- schema step: moderation (version 12) ----
 /// Version 12 adds moderation's derived state (decision 0029): the report queue and circle
