@@ -599,3 +599,40 @@ async fn a_mute_hides_the_person_from_the_muter_only() {
     s.settle().await;
     assert!(TestServer::ids(&s.get(&ana, "/inbox").await.body).contains(&after));
 }
+
+#[tokio::test]
+async fn a_group_post_never_reaches_a_member_who_blocks_its_author() {
+    let s = TestServer::start().await;
+    let [ana, bob, cara, _dan] = community(&s).await;
+    let r = s
+        .post(
+            &bob,
+            "/groups",
+            json!({"name": "pals", "members": ["ana", "cara"]}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.body);
+    assert_eq!(
+        s.put(&ana, "/me/blocks/bob").await.status,
+        StatusCode::CREATED
+    );
+    // bob names the group, not ana: the post is accepted and ana is left out silently.
+    let r = s
+        .post(
+            &bob,
+            "/outbox",
+            json!({"object": {"content": "to my pals"}, "to": ["group:pals"]}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.body);
+    let post = id(&r.body);
+    s.settle().await;
+    assert!(TestServer::ids(&s.get(&cara, "/inbox").await.body).contains(&post));
+    // Lifting the block later does not bring it: it never reached her.
+    assert_eq!(
+        s.delete(&ana, "/me/blocks/bob").await.status,
+        StatusCode::NO_CONTENT
+    );
+    s.settle().await;
+    assert!(!TestServer::ids(&s.get(&ana, "/inbox").await.body).contains(&post));
+}

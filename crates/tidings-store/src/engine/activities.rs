@@ -693,7 +693,13 @@ pub(super) fn publish_in(
             // A group reaches its members as they are now (decision 0027).
             Addressee::Group(reference) => {
                 let context = group_context.as_ref().unwrap_or(&actor);
-                addressed.extend(super::groups::audience(conn, reference, context)?);
+                // A member who blocks the author is left out, silently: the author named
+                // the group, not them, and learns nothing of the block.
+                for member in super::groups::audience(conn, reference, context)? {
+                    if engine_record || !super::moderation::blocks(conn, member, actor.id)? {
+                        addressed.push(member);
+                    }
+                }
             }
             // Topics reach no inbox: the integration bus routes them from the log.
             Addressee::Topic(name) => {
