@@ -12,6 +12,8 @@
 //! - [`filter`] — the integration bus's topic filters (`tag@circle`, fields, JSONPath) and
 //!   their index.
 //! - [`webhook`] — Standard Webhooks signatures.
+//! - [`media`] — media uploads: type sniffing, size and pixel caps, derived sizes, blob keys,
+//!   the media an activity references.
 
 pub mod activity;
 pub mod canonical;
@@ -19,6 +21,7 @@ pub mod cursor;
 pub mod expr;
 pub mod feeds;
 pub mod filter;
+pub mod media;
 pub mod merge;
 pub mod routing;
 pub mod search;

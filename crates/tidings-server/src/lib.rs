@@ -13,6 +13,7 @@
 //! - [`compat`] — the seed systems' APIs (FeedStream `/v1`, activity-feed-system) on the engine.
 //! - [`push`] — the live inbox channel: Socket.IO and SSE, woken by routing notices.
 //! - [`bus`] — between nodes: the NATS doorbell that tells other nodes the change log grew.
+//! - [`media`] — media uploads: checks, the image worker pool, the blob store.
 //! - [`integration`] — the integration bus: services, topics, signed webhook delivery, work
 //!   queues.
 //! - [`limits`] — abuse limits: login and sign-up rates, per-token and per-address budgets,
@@ -30,6 +31,7 @@ pub mod error;
 pub mod extract;
 pub mod integration;
 pub mod limits;
+pub mod media;
 pub mod metrics;
 pub mod net;
 pub mod openapi;
@@ -62,6 +64,8 @@ pub struct AppState {
     pub limiters: Arc<limits::Limiters>,
     /// Work queues: durable ones through the store, memory ones of this node.
     pub queues: integration::queues::Queues,
+    /// Media uploads: the blob store and the image workers (None: no `[media] store`).
+    pub media: Option<media::Media>,
 }
 
 impl AppState {
@@ -91,6 +95,12 @@ impl AppState {
         if config.webhooks.enabled {
             integration::dispatch::start(store.clone(), config.webhooks.clone());
         }
+        let media = match &config.media.store {
+            Some(_) => Some(
+                media::Media::open(config.media.clone()).map_err(anyhow_free::Error)?,
+            ),
+            None => None,
+        };
         Ok(AppState {
             store,
             config: Arc::new(config),
@@ -98,6 +108,7 @@ impl AppState {
             hub,
             limiters,
             queues: integration::queues::Queues::default(),
+            media,
         })
     }
 }

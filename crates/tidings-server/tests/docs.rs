@@ -202,6 +202,15 @@ async fn the_queue_page_runs_as_written() {
     run_pages_after(&s, &["docs/queues.md"], &prelude).await;
 }
 
+#[tokio::test]
+async fn the_media_page_runs_as_written() {
+    if !curl_available() {
+        return;
+    }
+    let s = TestServer::start().await;
+    run_pages(&s, &["docs/media.md"]).await;
+}
+
 #[test]
 fn documented_config_files_load() {
     let dir = tempfile::tempdir().expect("dir");

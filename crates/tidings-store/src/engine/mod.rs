@@ -16,6 +16,7 @@
 //! - `copy` — `tidings store copy`: a whole store into an empty one.
 //! - `rebuild` — `tidings rebuild`: the routed projections wiped and re-derived from the log.
 //! - `search` — the full-text index (a projection of the log) and searching it.
+//! - `media` — media objects' metadata, which activities attach them, avatars.
 //!
 //! Where the SQL runs is the adapter's business (`crate::adapters`): the embedded SQLite
 //! database with one writer thread, or PostgreSQL with a writer per node serialised by the
@@ -28,6 +29,7 @@ pub(crate) mod copy;
 mod feeds;
 pub(crate) mod hot_load;
 mod inbox;
+pub(crate) mod media;
 pub(crate) mod integration;
 pub(crate) mod offline;
 mod queues;

@@ -382,8 +382,56 @@ fn migrate(conn: &Connection) -> StoreResult<()> {
     if version == "7" {
         migrate_queues_v8(conn)?;
     }
+    let version: String = conn.query_row(
+        "SELECT value FROM meta WHERE key = 'schema_version'",
+        [],
+        |r| r.get(0),
+    )?;
+    if version == "8" {
+        migrate_media_v9(conn)?;
+    }
     Ok(())
 }
+
+// ---- schema version 9: media (decision 0026) — one block, renumbered as a whole at merge ----
+
+/// Version 9 adds media (decision 0026): `media` (one row per upload: its sizes as JSON, alt
+/// text; mutable), `media_uses` (which activity attaches which media: a projection of the
+/// log, written in the publish's transaction) and `avatars` (a person's or circle's current
+/// avatar; mutable). New tables only, so a new store takes the same step.
+fn migrate_media_v9(conn: &Connection) -> StoreResult<()> {
+    tracing::info!("migrating the store to schema version 9 (media)");
+    conn.execute_batch(
+        "BEGIN IMMEDIATE;
+         CREATE TABLE IF NOT EXISTS media (
+             id         TEXT PRIMARY KEY,
+             owner_id   INTEGER NOT NULL REFERENCES users(id),
+             media_type TEXT NOT NULL,
+             width      INTEGER NOT NULL,
+             height     INTEGER NOT NULL,
+             blurhash   TEXT NOT NULL,
+             alt        TEXT,
+             variants   TEXT NOT NULL,
+             created_at TEXT NOT NULL
+         );
+         CREATE INDEX IF NOT EXISTS media_by_owner ON media(owner_id);
+         CREATE TABLE IF NOT EXISTS media_uses (
+             media_id TEXT NOT NULL,
+             seq      INTEGER NOT NULL,
+             PRIMARY KEY (media_id, seq)
+         ) WITHOUT ROWID;
+         CREATE TABLE IF NOT EXISTS avatars (
+             subject  TEXT PRIMARY KEY,
+             media_id TEXT NOT NULL
+         ) WITHOUT ROWID;
+         CREATE INDEX IF NOT EXISTS avatars_by_media ON avatars(media_id);
+         UPDATE meta SET value = '9' WHERE key = 'schema_version';
+         COMMIT;",
+    )?;
+    Ok(())
+}
+
+// ---- end of schema version 9 ----
 
 /// Version 7 adds the integration bus: services, topics, webhook subscriptions, deliveries and
 /// their attempts (new tables only, so a store created as version 7 takes the same step).
