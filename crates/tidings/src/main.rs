@@ -3,6 +3,7 @@
 
 mod bench;
 mod bench_push;
+mod bench_media;
 mod bench_queues;
 mod seed;
 
