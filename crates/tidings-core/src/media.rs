@@ -55,8 +55,7 @@ pub fn sniff(bytes: &[u8]) -> Option<ImageFormat> {
         Some(ImageFormat::Png)
     } else if bytes.starts_with(b"GIF87a") || bytes.starts_with(b"GIF89a") {
         Some(ImageFormat::Gif)
-    } else if bytes.len() >= 12 && bytes.starts_with(b"RIFF") && bytes.get(8..12) == Some(b"WEBP")
-    {
+    } else if bytes.len() >= 12 && bytes.starts_with(b"RIFF") && bytes.get(8..12) == Some(b"WEBP") {
         Some(ImageFormat::Webp)
     } else {
         None
@@ -201,9 +200,9 @@ pub fn is_media_path(url: &str) -> bool {
 /// The media id in a URL that points at this server's media (`…/media/{id}` or
 /// `…/media/{id}/{size}`, absolute or relative).
 fn media_id_in(url: &str) -> Option<&str> {
-    let (_, rest) = url.rsplit_once("/media/").or_else(|| {
-        url.strip_prefix("media/").map(|rest| ("", rest))
-    })?;
+    let (_, rest) = url
+        .rsplit_once("/media/")
+        .or_else(|| url.strip_prefix("media/").map(|rest| ("", rest)))?;
     let id = rest.split(['/', '?', '#']).next()?;
     is_media_id(id).then_some(id)
 }
@@ -304,10 +303,7 @@ mod tests {
             check_upload(&[0xFF, 0xD8, 0xFF, 0, 0], 4),
             Err(MediaError::TooLarge { size: 5, limit: 4 })
         ));
-        assert_eq!(
-            check_upload(b"hello", 10),
-            Err(MediaError::UnsupportedType)
-        );
+        assert_eq!(check_upload(b"hello", 10), Err(MediaError::UnsupportedType));
         assert_eq!(check_upload(&[0xFF, 0xD8, 0xFF], 10), Ok(ImageFormat::Jpeg));
     }
 

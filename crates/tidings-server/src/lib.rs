@@ -96,9 +96,7 @@ impl AppState {
             integration::dispatch::start(store.clone(), config.webhooks.clone());
         }
         let media = match &config.media.store {
-            Some(_) => Some(
-                media::Media::open(config.media.clone()).map_err(anyhow_free::Error)?,
-            ),
+            Some(_) => Some(media::Media::open(config.media.clone()).map_err(anyhow_free::Error)?),
             None => None,
         };
         Ok(AppState {

@@ -137,7 +137,9 @@ async fn send(
     headers: &[(&str, &str)],
 ) -> (StatusCode, reqwest::header::HeaderMap, Vec<u8>) {
     let client = reqwest::Client::new();
-    let mut req = client.request(method, format!("{}{path}", s.base)).body(body);
+    let mut req = client
+        .request(method, format!("{}{path}", s.base))
+        .body(body);
     if let Some(token) = token {
         req = req.bearer_auth(token);
     }
@@ -208,7 +210,10 @@ async fn an_upload_comes_back_processed_with_two_sizes_and_a_blurhash() {
     assert_eq!(body["type"], "Image");
     assert_eq!(body["mediaType"], "image/jpeg");
     assert_eq!(body["state"], "ready");
-    assert_eq!((body["width"].as_u64(), body["height"].as_u64()), (Some(2000), Some(1500)));
+    assert_eq!(
+        (body["width"].as_u64(), body["height"].as_u64()),
+        (Some(2000), Some(1500))
+    );
     assert_eq!(body["alt"], "a gradient");
     assert_eq!(body["owner"], "ana");
     let blurhash = body["blurhash"].as_str().expect("blurhash");
@@ -244,7 +249,10 @@ async fn an_upload_comes_back_processed_with_two_sizes_and_a_blurhash() {
         let decoded = image::load_from_memory(&bytes).expect("decodes");
         assert_eq!(
             (u64::from(decoded.width()), u64::from(decoded.height())),
-            (v["width"].as_u64().unwrap_or(0), v["height"].as_u64().unwrap_or(0))
+            (
+                v["width"].as_u64().unwrap_or(0),
+                v["height"].as_u64().unwrap_or(0)
+            )
         );
     }
     // Transparency survives as PNG; a small image is not scaled up, its sizes share a blob.
@@ -315,7 +323,12 @@ async fn multipart_uploads_carry_the_file_and_alt_text() {
         )],
     )
     .await;
-    assert_eq!(status, StatusCode::BAD_REQUEST, "{}", String::from_utf8_lossy(&body));
+    assert_eq!(
+        status,
+        StatusCode::BAD_REQUEST,
+        "{}",
+        String::from_utf8_lossy(&body)
+    );
 }
 
 #[tokio::test]
@@ -336,7 +349,12 @@ async fn bad_uploads_are_clear_4xx_errors_and_store_nothing() {
     let mut truncated_png = png(200, 200);
     truncated_png.truncate(truncated_png.len() / 2);
     let cases: Vec<(&str, Vec<u8>, StatusCode, &str)> = vec![
-        ("empty", Vec::new(), StatusCode::BAD_REQUEST, "empty_upload"),
+        (
+            "empty",
+            Vec::new(),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "empty_upload",
+        ),
         (
             "truncated jpeg",
             whole[..whole.len() / 2].to_vec(),
@@ -379,7 +397,13 @@ async fn bad_uploads_are_clear_4xx_errors_and_store_nothing() {
         assert_eq!(got, status, "{what}: {body:?}");
         assert_eq!(body["error"]["code"], code, "{what}: {body:?}");
     }
-    let (got, body) = upload(&s, &ana, whole.clone(), &format!("?alt={}", "x".repeat(1501))).await;
+    let (got, body) = upload(
+        &s,
+        &ana,
+        whole.clone(),
+        &format!("?alt={}", "x".repeat(1501)),
+    )
+    .await;
     assert_eq!(got, StatusCode::BAD_REQUEST, "{body:?}");
     assert_eq!(body["error"]["code"], "alt_too_long");
     // Not signed in.
@@ -400,12 +424,23 @@ async fn exif_and_gps_never_leave_the_server_and_orientation_is_applied() {
     assert!(contains(&input, SECRET) && contains(&input, b"Exif"));
     let body = uploaded(&s, &ana, input, "").await;
     // Orientation 6: a 60 × 40 picture is shown 40 wide and 60 high.
-    assert_eq!((body["width"].as_u64(), body["height"].as_u64()), (Some(40), Some(60)));
+    assert_eq!(
+        (body["width"].as_u64(), body["height"].as_u64()),
+        (Some(40), Some(60))
+    );
     for v in body["variants"].as_array().expect("variants") {
         let (status, _, bytes) = fetch(&s, v["url"].as_str().expect("url"), Some(&ana), &[]).await;
         assert_eq!(status, StatusCode::OK);
-        assert!(!contains(&bytes, SECRET), "{} leaks the EXIF text", v["name"]);
-        assert!(!contains(&bytes, b"Exif"), "{} carries an EXIF block", v["name"]);
+        assert!(
+            !contains(&bytes, SECRET),
+            "{} leaks the EXIF text",
+            v["name"]
+        );
+        assert!(
+            !contains(&bytes, b"Exif"),
+            "{} carries an EXIF block",
+            v["name"]
+        );
         let decoded = image::load_from_memory(&bytes).expect("decodes");
         assert_eq!((decoded.width(), decoded.height()), (40, 60));
     }
@@ -450,9 +485,15 @@ async fn media_follow_the_visibility_of_the_activities_that_attach_them() {
     )
     .await;
 
-    let url = |m: &Value, size: &str| format!("/api/v1/media/{}/{size}", m["id"].as_str().unwrap_or(""));
+    let url =
+        |m: &Value, size: &str| format!("/api/v1/media/{}/{size}", m["id"].as_str().unwrap_or(""));
     let can = |status: StatusCode| status == StatusCode::OK;
-    for (who, token) in [("ana", Some(ana.as_str())), ("cara", Some(cara.as_str())), ("bob", Some(bob.as_str())), ("anonymous", None)] {
+    for (who, token) in [
+        ("ana", Some(ana.as_str())),
+        ("cara", Some(cara.as_str())),
+        ("bob", Some(bob.as_str())),
+        ("anonymous", None),
+    ] {
         let insider = who == "ana" || who == "cara";
         for size in ["original", "small"] {
             let (status, headers, _) = fetch(&s, &url(&private, size), token, &[]).await;
@@ -467,7 +508,10 @@ async fn media_follow_the_visibility_of_the_activities_that_attach_them() {
         assert_eq!(can(status), who == "ana", "{who} unattached: {status}");
         let (status, headers, _) = fetch(&s, &url(&public, "medium"), token, &[]).await;
         assert_eq!(status, StatusCode::OK, "{who} public");
-        assert_eq!(headers["cache-control"], "public, max-age=31536000, immutable");
+        assert_eq!(
+            headers["cache-control"],
+            "public, max-age=31536000, immutable"
+        );
         let (status, _, _) = fetch(
             &s,
             &format!("/api/v1/media/{}", private["id"].as_str().unwrap_or("")),
@@ -497,7 +541,9 @@ async fn media_follow_the_visibility_of_the_activities_that_attach_them() {
 
     // A retraction takes the attachment away from the circle's members.
     let id = post["id"].as_str().expect("id");
-    let r = s.post(&ana, &format!("/activities/{id}/retract"), json!({})).await;
+    let r = s
+        .post(&ana, &format!("/activities/{id}/retract"), json!({}))
+        .await;
     assert!(r.status.is_success(), "retract: {:?}", r.body);
     let (status, _, _) = fetch(&s, &url(&private, "original"), Some(&cara), &[]).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
@@ -517,8 +563,7 @@ async fn etags_answer_304_and_unknown_sizes_and_ids_are_404() {
     let etag = headers["etag"].to_str().expect("etag").to_owned();
     assert!(etag.starts_with('"') && etag.len() == 66, "{etag}");
     assert_eq!(headers["x-content-type-options"], "nosniff");
-    let (status, headers, bytes) =
-        fetch(&s, &path, Some(&ana), &[("if-none-match", &etag)]).await;
+    let (status, headers, bytes) = fetch(&s, &path, Some(&ana), &[("if-none-match", &etag)]).await;
     assert_eq!(status, StatusCode::NOT_MODIFIED);
     assert!(bytes.is_empty());
     assert_eq!(headers["etag"].to_str().expect("etag"), etag);
@@ -549,7 +594,13 @@ async fn avatars_of_people_and_circles_are_public_and_only_their_keepers_set_the
     let (status, _, _) = fetch(&s, "/api/v1/users/ana/avatar", None, &[]).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
     let r = s
-        .request(Method::PUT, "/me/avatar", Some(&ana), Some(json!({"media": face["id"]})), &[])
+        .request(
+            Method::PUT,
+            "/me/avatar",
+            Some(&ana),
+            Some(json!({"media": face["id"]})),
+            &[],
+        )
         .await;
     assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
     assert_eq!(r.body["avatar"]["id"], face["id"]);
@@ -559,29 +610,60 @@ async fn avatars_of_people_and_circles_are_public_and_only_their_keepers_set_the
     let decoded = image::load_from_memory(&bytes).expect("decodes");
     assert_eq!(decoded.width(), 400, "the small size by default");
     // An avatar is public: the media object itself is now readable by anyone.
-    let (status, _, _) = fetch(&s, &format!("/api/v1/media/{}", face["id"].as_str().unwrap_or("")), None, &[]).await;
+    let (status, _, _) = fetch(
+        &s,
+        &format!("/api/v1/media/{}", face["id"].as_str().unwrap_or("")),
+        None,
+        &[],
+    )
+    .await;
     assert_eq!(status, StatusCode::OK);
     // Bob can use neither Ana's media nor her circle.
     let r = s
-        .request(Method::PUT, "/me/avatar", Some(&bob), Some(json!({"media": face["id"]})), &[])
+        .request(
+            Method::PUT,
+            "/me/avatar",
+            Some(&bob),
+            Some(json!({"media": face["id"]})),
+            &[],
+        )
         .await;
     assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{:?}", r.body);
     let own = uploaded(&s, &bob, jpeg(100, 100), "").await;
     let r = s
-        .request(Method::PUT, "/circles/hikers/avatar", Some(&bob), Some(json!({"media": own["id"]})), &[])
+        .request(
+            Method::PUT,
+            "/circles/hikers/avatar",
+            Some(&bob),
+            Some(json!({"media": own["id"]})),
+            &[],
+        )
         .await;
     assert_eq!(r.status, StatusCode::FORBIDDEN, "{:?}", r.body);
     let logo = uploaded(&s, &ana, png(64, 64), "").await;
     let r = s
-        .request(Method::PUT, "/circles/hikers/avatar", Some(&ana), Some(json!({"media": logo["id"]})), &[])
+        .request(
+            Method::PUT,
+            "/circles/hikers/avatar",
+            Some(&ana),
+            Some(json!({"media": logo["id"]})),
+            &[],
+        )
         .await;
     assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
-    let (status, headers, _) = fetch(&s, "/api/v1/circles/hikers/avatar?size=original", None, &[]).await;
+    let (status, headers, _) =
+        fetch(&s, "/api/v1/circles/hikers/avatar?size=original", None, &[]).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(headers["content-type"], "image/png");
     // Removing it.
     let r = s
-        .request(Method::PUT, "/me/avatar", Some(&ana), Some(json!({"media": null})), &[])
+        .request(
+            Method::PUT,
+            "/me/avatar",
+            Some(&ana),
+            Some(json!({"media": null})),
+            &[],
+        )
         .await;
     assert_eq!(r.status, StatusCode::OK);
     assert!(r.body["avatar"].is_null());

@@ -2090,7 +2090,8 @@ async fn media_are_readable_as_the_activities_attaching_them_on_every_adapter() 
             .expect("media");
         assert_eq!(kept.owner, "ana");
         assert_eq!(kept.variants.len(), 3);
-        let attach = |id: &str| json!([{"type": "Image", "url": format!("/api/v1/media/{id}/original")}]);
+        let attach =
+            |id: &str| json!([{"type": "Image", "url": format!("/api/v1/media/{id}/original")}]);
         // Unattached: only its uploader.
         let access = |viewer: Option<User>, id: String| {
             let store = store.clone();
@@ -2125,12 +2126,23 @@ async fn media_are_readable_as_the_activities_attaching_them_on_every_adapter() 
             json!({"object": {"content": "mine now", "attachment": attach(&kept.id)}, "to": ["public"]}),
             json!({"object": {"content": "ghost", "attachment": attach("0192f0a4-7c1e-7d3a-9b2f-0a1b2c3d4e5f")}, "to": ["public"]}),
         ] {
-            let draft = normalize(&doc, &Limits::default(), &|_| TypeStatus::BuiltIn).expect("draft");
+            let draft =
+                normalize(&doc, &Limits::default(), &|_| TypeStatus::BuiltIn).expect("draft");
             let refused = store
-                .publish(PublishInput { actor: c.bo.clone(), draft, idempotency_key: None })
+                .publish(PublishInput {
+                    actor: c.bo.clone(),
+                    draft,
+                    idempotency_key: None,
+                })
                 .await;
             assert!(
-                matches!(refused, Err(StoreError::Unprocessable { code: "unknown_media", .. })),
+                matches!(
+                    refused,
+                    Err(StoreError::Unprocessable {
+                        code: "unknown_media",
+                        ..
+                    })
+                ),
                 "{location:?}: {refused:?}"
             );
         }
@@ -2149,7 +2161,10 @@ async fn media_are_readable_as_the_activities_attaching_them_on_every_adapter() 
             "{location:?}"
         );
         // Another upload attached only to a followers-only post: Cy follows Ana, Bo does not.
-        let second = store.create_media(&c.ana, new_media(None)).await.expect("media");
+        let second = store
+            .create_media(&c.ana, new_media(None))
+            .await
+            .expect("media");
         let (_, followers_post) = publish(
             &store,
             &c.ana,
@@ -2158,36 +2173,77 @@ async fn media_are_readable_as_the_activities_attaching_them_on_every_adapter() 
         )
         .await;
         assert_eq!(
-            access(Some(c.cy.clone()), second.id.clone()).await.map(|(_, a)| a),
+            access(Some(c.cy.clone()), second.id.clone())
+                .await
+                .map(|(_, a)| a),
             Some(MediaAccess::Private)
         );
         assert_eq!(access(Some(c.bo.clone()), second.id.clone()).await, None);
         // Retracted: gone for readers, still there for its uploader.
-        publish(&store, &c.ana, json!({"type": "Delete", "object": followers_post}), None).await;
-        assert_eq!(access(Some(c.cy.clone()), second.id.clone()).await, None, "{location:?}");
-        assert!(access(Some(c.ana.clone()), second.id.clone()).await.is_some());
+        publish(
+            &store,
+            &c.ana,
+            json!({"type": "Delete", "object": followers_post}),
+            None,
+        )
+        .await;
+        assert_eq!(
+            access(Some(c.cy.clone()), second.id.clone()).await,
+            None,
+            "{location:?}"
+        );
+        assert!(
+            access(Some(c.ana.clone()), second.id.clone())
+                .await
+                .is_some()
+        );
         let _ = post_id;
         // Avatars: only the person (or the circle's keepers) sets one, with their own media;
         // an avatar is public.
-        let bo_media = store.create_media(&c.bo, new_media(None)).await.expect("media");
+        let bo_media = store
+            .create_media(&c.bo, new_media(None))
+            .await
+            .expect("media");
         assert!(matches!(
-            store.set_avatar(AvatarOf::User("ana".into()), Some(bo_media.id.clone()), &c.bo).await,
+            store
+                .set_avatar(
+                    AvatarOf::User("ana".into()),
+                    Some(bo_media.id.clone()),
+                    &c.bo
+                )
+                .await,
             Err(StoreError::Forbidden { .. })
         ));
         assert!(matches!(
-            store.set_avatar(AvatarOf::User("bo".into()), Some(second.id.clone()), &c.bo).await,
+            store
+                .set_avatar(AvatarOf::User("bo".into()), Some(second.id.clone()), &c.bo)
+                .await,
             Err(StoreError::Unprocessable { .. })
         ));
         assert!(matches!(
-            store.set_avatar(AvatarOf::Circle("sec".into()), Some(bo_media.id.clone()), &c.bo).await,
+            store
+                .set_avatar(
+                    AvatarOf::Circle("sec".into()),
+                    Some(bo_media.id.clone()),
+                    &c.bo
+                )
+                .await,
             Err(StoreError::Forbidden { .. })
         ));
         store
-            .set_avatar(AvatarOf::User("bo".into()), Some(bo_media.id.clone()), &c.bo)
+            .set_avatar(
+                AvatarOf::User("bo".into()),
+                Some(bo_media.id.clone()),
+                &c.bo,
+            )
             .await
             .expect("avatar");
         assert_eq!(
-            store.avatar(AvatarOf::User("bo".into())).await.expect("avatar").map(|m| m.id),
+            store
+                .avatar(AvatarOf::User("bo".into()))
+                .await
+                .expect("avatar")
+                .map(|m| m.id),
             Some(bo_media.id.clone())
         );
         assert_eq!(
@@ -2195,18 +2251,32 @@ async fn media_are_readable_as_the_activities_attaching_them_on_every_adapter() 
             Some(MediaAccess::Public)
         );
         store
-            .set_avatar(AvatarOf::Circle("sec".into()), Some(second.id.clone()), &c.ana)
+            .set_avatar(
+                AvatarOf::Circle("sec".into()),
+                Some(second.id.clone()),
+                &c.ana,
+            )
             .await
             .expect("circle avatar");
         assert_eq!(
-            store.avatar(AvatarOf::Circle("sec".into())).await.expect("avatar").map(|m| m.id),
+            store
+                .avatar(AvatarOf::Circle("sec".into()))
+                .await
+                .expect("avatar")
+                .map(|m| m.id),
             Some(second.id.clone())
         );
         store
             .set_avatar(AvatarOf::User("bo".into()), None, &c.bo)
             .await
             .expect("clear");
-        assert_eq!(store.avatar(AvatarOf::User("bo".into())).await.expect("avatar"), None);
+        assert_eq!(
+            store
+                .avatar(AvatarOf::User("bo".into()))
+                .await
+                .expect("avatar"),
+            None
+        );
         assert!(matches!(
             store.avatar(AvatarOf::User("nobody".into())).await,
             Err(StoreError::NotFound { .. })

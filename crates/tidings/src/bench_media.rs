@@ -39,7 +39,11 @@ fn numbered(bytes: &[u8], n: u64) -> Vec<u8> {
     let mut out = Vec::with_capacity(bytes.len() + text.len() + 4);
     out.extend_from_slice(bytes.get(..2).unwrap_or_default());
     out.extend_from_slice(&[0xFF, 0xFE]);
-    out.extend_from_slice(&u16::try_from(text.len() + 2).unwrap_or(u16::MAX).to_be_bytes());
+    out.extend_from_slice(
+        &u16::try_from(text.len() + 2)
+            .unwrap_or(u16::MAX)
+            .to_be_bytes(),
+    );
     out.extend_from_slice(text.as_bytes());
     out.extend_from_slice(bytes.get(2..).unwrap_or_default());
     out
@@ -60,7 +64,10 @@ fn cpu_seconds(pid: u32) -> Option<f64> {
 
 pub async fn run(args: &crate::bench::BenchArgs) -> anyhow::Result<()> {
     let text = std::fs::read_to_string(&args.tokens).with_context(|| {
-        format!("reading {} (run `tidings seed` first)", args.tokens.display())
+        format!(
+            "reading {} (run `tidings seed` first)",
+            args.tokens.display()
+        )
     })?;
     let Some(token) = text
         .lines()
@@ -83,7 +90,11 @@ pub async fn run(args: &crate::bench::BenchArgs) -> anyhow::Result<()> {
         .send()
         .await?;
     if first.status().as_u16() != 201 {
-        bail!("upload answered {}: {}", first.status(), first.text().await?);
+        bail!(
+            "upload answered {}: {}",
+            first.status(),
+            first.text().await?
+        );
     }
     let cpu_before = args.server_pid.and_then(cpu_seconds);
     let started = Instant::now();

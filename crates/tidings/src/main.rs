@@ -2,8 +2,8 @@
 //! and `bench` commands.
 
 mod bench;
-mod bench_push;
 mod bench_media;
+mod bench_push;
 mod bench_queues;
 mod seed;
 

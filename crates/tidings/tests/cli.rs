@@ -916,7 +916,14 @@ async fn bench_media_smoke() {
     std::fs::write(&tokens, format!("mia {token}\n")).expect("tokens");
     let server = serve_with(dir.path(), false, &[("TIDINGS_RATE_LIMITS", "off")]).await;
     let out = Command::new(BIN)
-        .args(["bench", "media", "--duration", "1", "--target", &server.base])
+        .args([
+            "bench",
+            "media",
+            "--duration",
+            "1",
+            "--target",
+            &server.base,
+        ])
         .args(["--server-pid", &server.child.id().to_string(), "--tokens"])
         .arg(&tokens)
         .env("RUST_LOG", "warn")

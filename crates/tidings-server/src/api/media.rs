@@ -170,19 +170,19 @@ pub struct UploadArgs {
     request_body(
         description = "The image: raw bytes, or multipart/form-data with `file` and `alt`.",
         content(
-            (Vec<u8> = "application/octet-stream"),
-            (Vec<u8> = "image/jpeg"),
-            (Vec<u8> = "image/png"),
+            (ImageBytes = "application/octet-stream"),
+            (ImageBytes = "image/jpeg"),
+            (ImageBytes = "image/png"),
             (UploadForm = "multipart/form-data"),
         ),
     ),
     responses(
         (status = 201, description = "Stored and processed", body = MediaObject),
-        (status = 400, description = "Empty upload, alt text too long, malformed multipart", body = crate::openapi::ErrorBody),
+        (status = 400, description = "Alt text too long, malformed multipart", body = crate::openapi::ErrorBody),
         (status = 401, description = "Not signed in", body = crate::openapi::ErrorBody),
         (status = 413, description = "Larger than `[media] max_bytes`", body = crate::openapi::ErrorBody),
         (status = 415, description = "Not a JPEG, PNG, GIF or WebP image", body = crate::openapi::ErrorBody),
-        (status = 422, description = "Undecodable (truncated, corrupt) or more pixels than `[media] max_pixels`", body = crate::openapi::ErrorBody),
+        (status = 422, description = "Empty, undecodable (truncated, corrupt) or more pixels than `[media] max_pixels`", body = crate::openapi::ErrorBody),
         (status = 503, description = "Every image worker busy (`media_busy`, retry), or no media store", body = crate::openapi::ErrorBody),
     ),
     security(("bearer" = []))
@@ -244,14 +244,21 @@ pub async fn upload(
     Ok((StatusCode::CREATED, headers, Json(object)))
 }
 
-/// The multipart form of an upload.
+/// Raw image bytes (a body or a response).
 #[derive(Debug, ToSchema)]
+#[schema(value_type = String, format = Binary)]
+pub struct ImageBytes(#[allow(dead_code)] Vec<u8>);
+
+/// The multipart form of an upload (only these two parts).
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 #[allow(dead_code)]
 pub struct UploadForm {
     /// The image file.
-    #[schema(value_type = String, format = Binary)]
+    #[schema(value_type = String, format = Binary, min_length = 1)]
     file: Vec<u8>,
     /// Alt text.
+    #[schema(max_length = 1500)]
     alt: Option<String>,
 }
 
@@ -264,7 +271,8 @@ fn too_large(limit: u64) -> ApiError {
     .with_details(json!({ "limit": limit }))
 }
 
-/// Reads a multipart upload: the `file` part (or the first part with a file name) and `alt`.
+/// Reads a multipart upload: its one `file` part and an optional `alt`; any other part is a
+/// 400 (the documented form has exactly these two).
 async fn read_form(
     request: Request,
     state: &AppState,
@@ -286,8 +294,7 @@ async fn read_form(
             Err(e) => return Err(MediaError::BadForm(e.body_text()).into()),
         };
         let name = field.name().unwrap_or("").to_owned();
-        let is_file = name == "file" || (file.is_none() && field.file_name().is_some());
-        if is_file && file.is_none() {
+        if name == "file" && file.is_none() {
             let bytes = field.bytes().await.map_err(|e| {
                 if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
                     too_large(max_bytes)
@@ -305,11 +312,14 @@ async fn read_form(
                 .await
                 .map_err(|e| MediaError::BadForm(e.body_text()))?;
             alt = Some(text);
+        } else {
+            return Err(MediaError::BadForm(format!(
+                "unexpected part {name:?}: a form holds one `file` and an optional `alt`"
+            ))
+            .into());
         }
     }
-    let file = file.ok_or_else(|| {
-        MediaError::BadForm("the form has no `file` part".into())
-    })?;
+    let file = file.ok_or_else(|| MediaError::BadForm("the form has no `file` part".into()))?;
     Ok((file, alt))
 }
 
@@ -381,7 +391,7 @@ pub async fn get_media(
     params(MediaSizePath),
     responses(
         (status = 200, description = "The image", content(
-            (Vec<u8> = "image/jpeg"), (Vec<u8> = "image/png"))),
+            (ImageBytes = "image/jpeg"), (ImageBytes = "image/png"))),
         (status = 304, description = "Not modified (`If-None-Match` matched)"),
         (status = 401, description = "A bad token", body = crate::openapi::ErrorBody),
         (status = 404, description = "No such media or size, or not readable by the caller", body = crate::openapi::ErrorBody),
@@ -568,7 +578,7 @@ pub struct Username {
     params(Username, AvatarArgs),
     responses(
         (status = 200, description = "The image", content(
-            (Vec<u8> = "image/jpeg"), (Vec<u8> = "image/png"))),
+            (ImageBytes = "image/jpeg"), (ImageBytes = "image/png"))),
         (status = 304, description = "Not modified"),
         (status = 400, description = "Bad size", body = crate::openapi::ErrorBody),
         (status = 404, description = "No such person, or no avatar", body = crate::openapi::ErrorBody),
@@ -591,7 +601,7 @@ pub async fn user_avatar(
     params(CircleName, AvatarArgs),
     responses(
         (status = 200, description = "The image", content(
-            (Vec<u8> = "image/jpeg"), (Vec<u8> = "image/png"))),
+            (ImageBytes = "image/jpeg"), (ImageBytes = "image/png"))),
         (status = 304, description = "Not modified"),
         (status = 400, description = "Bad size", body = crate::openapi::ErrorBody),
         (status = 404, description = "No such circle, or no avatar", body = crate::openapi::ErrorBody),

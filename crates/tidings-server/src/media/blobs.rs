@@ -76,7 +76,10 @@ impl Blobs {
             .await
         {
             Ok(_) | Err(object_store::Error::AlreadyExists { .. }) => Ok(()),
-            Err(e) => Err(MediaError::Blobs(format!("{}: put {key}: {e}", self.describe))),
+            Err(e) => Err(MediaError::Blobs(format!(
+                "{}: put {key}: {e}",
+                self.describe
+            ))),
         }
     }
 
@@ -84,11 +87,16 @@ impl Blobs {
     pub async fn get(&self, key: &str) -> Result<Option<Bytes>, MediaError> {
         let path = Path::from(key);
         match self.store.get(&path).await {
-            Ok(found) => found.bytes().await.map(Some).map_err(|e| {
-                MediaError::Blobs(format!("{}: read {key}: {e}", self.describe))
-            }),
+            Ok(found) => found
+                .bytes()
+                .await
+                .map(Some)
+                .map_err(|e| MediaError::Blobs(format!("{}: read {key}: {e}", self.describe))),
             Err(object_store::Error::NotFound { .. }) => Ok(None),
-            Err(e) => Err(MediaError::Blobs(format!("{}: get {key}: {e}", self.describe))),
+            Err(e) => Err(MediaError::Blobs(format!(
+                "{}: get {key}: {e}",
+                self.describe
+            ))),
         }
     }
 
@@ -97,7 +105,10 @@ impl Blobs {
         match self.store.head(&Path::from(key)).await {
             Ok(_) => Ok(true),
             Err(object_store::Error::NotFound { .. }) => Ok(false),
-            Err(e) => Err(MediaError::Blobs(format!("{}: head {key}: {e}", self.describe))),
+            Err(e) => Err(MediaError::Blobs(format!(
+                "{}: head {key}: {e}",
+                self.describe
+            ))),
         }
     }
 }

@@ -92,7 +92,10 @@ impl From<MediaError> for ApiError {
         let message = e.to_string();
         match e {
             MediaError::Rejected(reject) => match reject {
-                Reject::Empty => ApiError::bad_request("empty_upload", message),
+                // 422, not 400: the request is well formed, it just holds no image.
+                Reject::Empty => {
+                    ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "empty_upload", message)
+                }
                 Reject::TooLarge { size, limit } => {
                     ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "media_too_large", message)
                         .with_details(serde_json::json!({ "bytes": size, "limit": limit }))
@@ -110,22 +113,28 @@ impl From<MediaError> for ApiError {
                     .with_details(
                         serde_json::json!({ "width": width, "height": height, "limit": limit }),
                     ),
-                Reject::NoPixels => {
-                    ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "undecodable_image", message)
-                }
+                Reject::NoPixels => ApiError::new(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    "undecodable_image",
+                    message,
+                ),
                 Reject::AltTooLong { limit } => ApiError::bad_request("alt_too_long", message)
                     .with_details(serde_json::json!({ "limit": limit })),
             },
-            MediaError::Undecodable(_) => {
-                ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "undecodable_image", message)
-            }
+            MediaError::Undecodable(_) => ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "undecodable_image",
+                message,
+            ),
             MediaError::Busy => {
                 ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "media_busy", message)
                     .with_details(serde_json::json!({ "retry_after": 1 }))
             }
-            MediaError::Unconfigured => {
-                ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "media_unconfigured", message)
-            }
+            MediaError::Unconfigured => ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "media_unconfigured",
+                message,
+            ),
             MediaError::Blobs(cause) => {
                 tracing::error!(error = %cause, "blob store failed");
                 ApiError::new(

@@ -82,7 +82,11 @@ fn image_format(format: ImageFormat) -> image::ImageFormat {
 
 /// Decodes `bytes` (already sniffed as `format`), refusing more than `max_pixels` before any
 /// pixel is decoded, and applies the orientation its metadata asks for.
-pub fn decode(bytes: &[u8], format: ImageFormat, max_pixels: u64) -> Result<DynamicImage, MediaError> {
+pub fn decode(
+    bytes: &[u8],
+    format: ImageFormat,
+    max_pixels: u64,
+) -> Result<DynamicImage, MediaError> {
     if format == ImageFormat::Jpeg && !jpeg_is_complete(bytes) {
         return Err(MediaError::Undecodable(
             "the JPEG data ends before its end-of-image marker (a truncated file?)".into(),
@@ -113,11 +117,7 @@ fn jpeg_is_complete(bytes: &[u8]) -> bool {
 }
 
 /// Encodes `image` as JPEG (opaque) or PNG (with transparency), with no metadata.
-fn encode(
-    name: &'static str,
-    image: &DynamicImage,
-    quality: u8,
-) -> Result<Encoded, MediaError> {
+fn encode(name: &'static str, image: &DynamicImage, quality: u8) -> Result<Encoded, MediaError> {
     let mut out = Vec::new();
     let media_type = if image.color().has_alpha() {
         image
@@ -142,7 +142,11 @@ fn encode(
 }
 
 /// `image` scaled to fit `edge` on its long side (Lanczos3, SIMD where the CPU has it).
-fn shrink(resizer: &mut Resizer, image: &DynamicImage, edge: u32) -> Result<DynamicImage, MediaError> {
+fn shrink(
+    resizer: &mut Resizer,
+    image: &DynamicImage,
+    edge: u32,
+) -> Result<DynamicImage, MediaError> {
     let (width, height) = fit_within(image.width(), image.height(), edge);
     let mut out = DynamicImage::new(width, height, image.color());
     resizer
@@ -162,7 +166,11 @@ fn to_8bit(image: DynamicImage) -> DynamicImage {
 }
 
 /// The whole job: decode, orient, re-encode, derive, hash.
-pub fn process(bytes: &[u8], format: ImageFormat, max_pixels: u64) -> Result<Processed, MediaError> {
+pub fn process(
+    bytes: &[u8],
+    format: ImageFormat,
+    max_pixels: u64,
+) -> Result<Processed, MediaError> {
     let image = to_8bit(decode(bytes, format, max_pixels)?);
     let mut resizer = Resizer::new();
     let original = encode("original", &image, ORIGINAL_QUALITY)?;
