@@ -126,10 +126,12 @@ export function mediaFigure(attachment, size = 'medium') {
   return frame;
 }
 
-/** A person's avatar (public: a plain <img>), hidden when they have none. */
+/** A person's avatar (public: a plain <img>), put in place only once it has loaded, so people
+ * without one leave no broken image behind. */
 export function avatar(username, cls = 'avatar') {
-  const img = h('img', { class: cls, alt: '', width: 32, height: 32, loading: 'lazy' });
+  const slot = h('span', { class: 'avatar-slot' });
+  const img = h('img', { class: cls, alt: '', width: 32, height: 32 });
+  img.addEventListener('load', () => slot.append(img), { once: true });
   img.setAttribute('src', `/api/v1/users/${encodeURIComponent(username)}/avatar`);
-  img.addEventListener('error', () => img.remove(), { once: true });
-  return img;
+  return slot;
 }

@@ -214,10 +214,10 @@ fn media_id_in(url: &str) -> Option<&str> {
 pub fn media_refs(record: &Value) -> Vec<String> {
     let mut found: Vec<String> = Vec::new();
     let mut push = |url: &str| {
-        if let Some(id) = media_id_in(url) {
-            if !found.iter().any(|f| f == id) {
-                found.push(id.to_owned());
-            }
+        if let Some(id) = media_id_in(url)
+            && !found.iter().any(|f| f == id)
+        {
+            found.push(id.to_owned());
         }
     };
     let holders = [Some(record), record.get("object")];

@@ -152,7 +152,8 @@ export async function composeView(root, { query }) {
         // Uploaded first; the post then carries the media object's ready-made attachment.
         const media = await uploadMedia(file.files[0], alt.value.trim());
         object.attachment = [media.attachment];
-        if (t === 'Image') delete object.url;
+        // An Image object's own url is its picture: the upload's (absolute, as object urls are).
+        if (t === 'Image') object.url = new URL(media.url, window.location.origin).href;
       }
       await publish(activity, key);
       key = newKey();

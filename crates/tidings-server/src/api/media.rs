@@ -538,14 +538,14 @@ async fn set_avatar(
     body: AvatarBody,
     caller: &AuthUser,
 ) -> ApiResult<Json<AvatarView>> {
-    if let Some(id) = &body.media {
-        if !tidings_core::media::is_media_id(id) {
-            return Err(ApiError::new(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                "unknown_media",
-                format!("{id:?} is not a media id"),
-            ));
-        }
+    if let Some(id) = &body.media
+        && !tidings_core::media::is_media_id(id)
+    {
+        return Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "unknown_media",
+            format!("{id:?} is not a media id"),
+        ));
     }
     let set = state.store.set_avatar(of, body.media, &caller.user).await?;
     Ok(Json(AvatarView {

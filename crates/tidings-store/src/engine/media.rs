@@ -150,13 +150,13 @@ fn avatar_subject(conn: &Connection, of: &AvatarOf, by: Option<&User>) -> StoreR
     match of {
         AvatarOf::User(name) => {
             let user = super::users::user_by_name(conn, name)?;
-            if let Some(by) = by {
-                if by.id != user.id {
-                    return Err(StoreError::forbidden(
-                        "not_yours",
-                        "only its owner sets a person's avatar",
-                    ));
-                }
+            if let Some(by) = by
+                && by.id != user.id
+            {
+                return Err(StoreError::forbidden(
+                    "not_yours",
+                    "only its owner sets a person's avatar",
+                ));
             }
             Ok(format!("user:{}", user.id))
         }
