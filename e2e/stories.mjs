@@ -806,7 +806,10 @@ try {
     await ana.fill('#compose-people', 'bob');
     await ana.click('#publish');
     await visible(ana.locator('#inbox-title'));
-    // Bob sees it arrive: the image itself (fetched with his token), its alt text, Ana's avatar.
+    // Bob sees it arrive (behind the new-items bar: his inbox has items): the image itself
+    // (fetched with his token), its alt text, Ana's avatar.
+    await visible(bob.locator('#new-bar'));
+    await bob.click('#new-bar');
     const card = bob.locator('.card', { hasText: 'Stripes at the harbour' });
     await visible(card);
     const img = card.locator('img.media[alt="Green and grey stripes"]');
