@@ -1,4 +1,4 @@
-// The web app's stories (the nine, the extras, the social pages, the account page, search, moderation, conversations and groups), driven through Debian's Chromium headless with
+// The web app's stories (the nine, the extras, the social pages, the account page, search, moderation, conversations and groups, media), driven through Debian's Chromium headless with
 // two people in two browser contexts. Run by crates/tidings/tests/web_e2e.rs against a real
 // `tidings serve`; environment:
 //   TIDINGS_BASE_URL       the server, e.g. http://127.0.0.1:PORT
@@ -902,6 +902,42 @@ try {
     assert.equal(inbox, null, 'the group is Ana\'s: Bob cannot filter by it');
     const mine = await api(anaToken, 'GET', '/inbox?from=group:lunch');
     assert.ok(mine.items.length > 0 && mine.items.every((i) => i.activity.actor === 'user:bob'), 'only what the members wrote');
+  });
+
+  await story('21. a photo with alt text: uploaded from the composer, seen in the other person\'s inbox; avatars on cards', async () => {
+    // An 8 × 6 PNG of stripes.
+    const png = Buffer.from('iVBORw0KGgoAAAANSUhEUgAAAAgAAAAGCAIAAABxZ0isAAAAJUlEQVR4nGNgYGCQk5OzsbGJioqqqKiYNm3ali1bLl26xDCQEgBFbjsRUdjdPwAAAABJRU5ErkJggg==', 'base64');
+    // Ana's avatar, through the API: upload, then point her avatar at it.
+    const up = await fetch(`${BASE}/api/v1/media`, { method: 'POST', headers: { authorization: `Bearer ${anaToken}` }, body: png });
+    assert.equal(up.status, 201);
+    const face = await up.json();
+    await api(anaToken, 'PUT', '/me/avatar', { media: face.id });
+    await bob.goto(`${BASE}/`);
+    await visible(bob.locator('#inbox-title'));
+    await ana.goto(`${BASE}/compose`);
+    await ana.selectOption('#compose-type', 'Image');
+    await ana.fill('#compose-title', 'Stripes at the harbour');
+    await ana.setInputFiles('#compose-file', { name: 'stripes.png', mimeType: 'image/png', buffer: png });
+    await ana.fill('#compose-alt', 'Green and grey stripes');
+    await ana.uncheck('#compose-public');
+    await ana.fill('#compose-people', 'bob');
+    await ana.click('#publish');
+    await visible(ana.locator('#inbox-title'));
+    // Bob sees it arrive (behind the new-items bar: his inbox has items): the image itself
+    // (fetched with his token), its alt text, Ana's avatar.
+    await visible(bob.locator('#new-bar'));
+    await bob.click('#new-bar');
+    const card = bob.locator('.card', { hasText: 'Stripes at the harbour' });
+    await visible(card);
+    const img = card.locator('img.media[alt="Green and grey stripes"]');
+    await visible(img);
+    await bob.waitForFunction((el) => el.complete && el.naturalWidth === 8, await img.elementHandle(), { timeout: T });
+    await visible(card.locator('figcaption', { hasText: 'Green and grey stripes' }));
+    await visible(card.locator('img.avatar'));
+    await shot(bob, 'photo');
+    // The image is Ana's and Bob's only: its URL answers 404 without a token.
+    const src = await card.locator('tidings-object-image').evaluate((el) => el.activity.object.attachment[0].url);
+    assert.equal((await fetch(`${BASE}${src}`)).status, 404);
   });
 
   // A last look at both screens for the artifacts.

@@ -8,6 +8,7 @@ import { openReader } from './reader.js';
 import { reactable, reactionButtons } from './reactions.js';
 import { targetLink } from './notices.js';
 import { reportControl } from './moderation.js';
+import { avatar } from './media.js';
 
 /** Human text for an inbox entry's `via`. */
 export function viaText(via) {
@@ -55,6 +56,7 @@ export function activityCard(item, { inInbox = false, onGone } = {}) {
   const link = `/a/${encodeURIComponent(str(activity.id))}`;
 
   const header = h('header', { class: 'card-head' },
+    author.username && avatar(author.username),
     h('a', { class: 'author', href: `/u/${encodeURIComponent(author.username)}`, text: author.display }),
     h('span', { class: 'muted handle', text: `@${author.username}` }),
     verb !== 'Create' && h('span', { class: 'muted', text: VERBS[verb] || verb }),

@@ -6,6 +6,7 @@
 // only: user content is text, never markup.
 
 import { h, replace, safeUrl } from './dom.js';
+import { isMediaUrl, mediaFigure } from './media.js';
 
 /** Base class of object templates: set `.activity`, get a rendered element. */
 export class TidingsObject extends HTMLElement {
@@ -51,9 +52,24 @@ export function objectElement(activity) {
   return el;
 }
 
+/** The object's images uploaded to this server (`attachment` entries with a media URL). */
+export function mediaAttachments(o) {
+  const list = Array.isArray(o.attachment) ? o.attachment : o.attachment ? [o.attachment] : [];
+  return list.filter((a) => a && typeof a === 'object' && isMediaUrl(a.url));
+}
+
+/** A gallery of the object's uploaded images, each with its alt text as caption. */
+function gallery(o) {
+  const media = mediaAttachments(o);
+  if (media.length === 0) return null;
+  return h('div', { class: 'gallery' }, media.map((a) => h('figure', { class: 'photo' },
+    mediaFigure(a),
+    typeof a.name === 'string' && a.name && h('figcaption', { class: 'alt muted small', text: a.name }))));
+}
+
 class NoteObject extends TidingsObject {
   render(o) {
-    return [text(str(o.name), 'title'), text(o.content)];
+    return [text(str(o.name), 'title'), text(o.content), gallery(o)];
   }
 }
 
@@ -71,6 +87,8 @@ class ArticleObject extends TidingsObject {
 
 class ImageObject extends TidingsObject {
   render(o) {
+    const uploaded = gallery(o);
+    if (uploaded) return [text(str(o.name), 'title'), uploaded, text(o.content)];
     const src = safeUrl(o.url);
     return [
       h('figure', { class: 'photo' },

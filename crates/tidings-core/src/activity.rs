@@ -430,8 +430,13 @@ fn check_value_sizes(
             }
             // Links anywhere in the object (attachment, icon, tag…) are as dangerous as the
             // top-level url: only absolute http(s) URLs, never `javascript:` and friends.
-            if matches!(key, "url" | "href") && !is_http_url(s) {
-                return Err(invalid(field, "must be an absolute http(s) URL"));
+            // The one relative form allowed is this server's own media (`/api/v1/media/…`),
+            // which attachments reference without knowing the host they are served under.
+            if matches!(key, "url" | "href") && !is_http_url(s) && !crate::media::is_media_path(s) {
+                return Err(invalid(
+                    field,
+                    "must be an absolute http(s) URL (or /api/v1/media/…)",
+                ));
             }
         }
         Value::Array(items) => {

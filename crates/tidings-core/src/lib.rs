@@ -16,6 +16,8 @@
 //! - [`webhook`] — Standard Webhooks signatures.
 //! - [`schedule`] — the bus's scheduling maths: cron in an IANA zone across DST, RFC 3339.
 //! - [`conversations`] — conversation ids of direct messages, user group references.
+//! - [`media`] — media uploads: type sniffing, size and pixel caps, derived sizes, blob keys,
+//!   the media an activity references.
 
 pub mod activity;
 pub mod canonical;
@@ -24,6 +26,7 @@ pub mod cursor;
 pub mod expr;
 pub mod feeds;
 pub mod filter;
+pub mod media;
 pub mod merge;
 pub mod moderation;
 pub mod routing;

@@ -53,6 +53,8 @@ pub struct ServerConfig {
     pub live_connections_per_user: usize,
     /// `[webhooks]`: how the integration bus delivers webhooks.
     pub webhooks: crate::integration::WebhookConfig,
+    /// `[media]`: uploads' limits, workers and blob store.
+    pub media: crate::media::MediaConfig,
 }
 
 /// How long a session lasts: an idle timeout that use pushes forward (sliding expiry).
@@ -134,6 +136,7 @@ impl Default for ServerConfig {
             body_read_timeout: DEFAULT_BODY_READ_TIMEOUT,
             live_connections_per_user: crate::push::MAX_CONNECTIONS_PER_USER,
             webhooks: crate::integration::WebhookConfig::default(),
+            media: crate::media::MediaConfig::default(),
         }
     }
 }
@@ -174,6 +177,61 @@ struct FileConfig {
     sessions: Option<SessionsSection>,
     #[serde(default)]
     webhooks: Option<WebhooksSection>,
+    #[serde(default)]
+    media: Option<MediaSection>,
+}
+
+/// `[media]`: uploads (decision 0026).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct MediaSection {
+    /// Where blobs go: a directory, or `s3://BUCKET` (default: `media/` in the data dir).
+    store: Option<String>,
+    /// Largest upload in bytes (1 KiB to 1 GiB; default 16 MiB).
+    max_bytes: Option<u64>,
+    /// Largest image in pixels, width × height (default 50,000,000).
+    max_pixels: Option<u64>,
+    /// Uploads processed at once (1–64; default: the cores less one, at least 1).
+    workers: Option<usize>,
+    /// Uploads that may wait for a worker before more are refused with 503 (0–10,000;
+    /// default 16).
+    queue: Option<usize>,
+}
+
+/// Checks `[media]`.
+fn media_config(section: MediaSection) -> Result<crate::media::MediaConfig, String> {
+    let mut c = crate::media::MediaConfig::default();
+    if let Some(store) = section.store {
+        if store.trim().is_empty() {
+            return Err("media.store must name a directory or s3://BUCKET".into());
+        }
+        c.store = Some(store);
+    }
+    if let Some(bytes) = section.max_bytes {
+        if !(1024..=1 << 30).contains(&bytes) {
+            return Err("media.max_bytes must be between 1024 and 1073741824".into());
+        }
+        c.max_bytes = bytes;
+    }
+    if let Some(pixels) = section.max_pixels {
+        if !(1..=1_000_000_000).contains(&pixels) {
+            return Err("media.max_pixels must be between 1 and 1000000000".into());
+        }
+        c.max_pixels = pixels;
+    }
+    if let Some(workers) = section.workers {
+        if !(1..=64).contains(&workers) {
+            return Err("media.workers must be between 1 and 64".into());
+        }
+        c.workers = workers;
+    }
+    if let Some(queue) = section.queue {
+        if queue > 10_000 {
+            return Err("media.queue must be at most 10000".into());
+        }
+        c.queue = queue;
+    }
+    Ok(c)
 }
 
 /// `[webhooks]`: webhook delivery of the integration bus.
@@ -566,6 +624,12 @@ impl ServerConfig {
         }
         if let Some(webhooks) = file.webhooks {
             config.webhooks = webhook_config(webhooks).map_err(|message| ConfigError::Parse {
+                path: display.clone(),
+                message,
+            })?;
+        }
+        if let Some(media) = file.media {
+            config.media = media_config(media).map_err(|message| ConfigError::Parse {
                 path: display.clone(),
                 message,
             })?;

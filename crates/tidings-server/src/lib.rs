@@ -13,6 +13,7 @@
 //! - [`compat`] — the seed systems' APIs (FeedStream `/v1`, activity-feed-system) on the engine.
 //! - [`push`] — the live inbox channel: Socket.IO and SSE, woken by routing notices.
 //! - [`bus`] — between nodes: the NATS doorbell that tells other nodes the change log grew.
+//! - [`media`] — media uploads: checks, the image worker pool, the blob store.
 //! - [`integration`] — the integration bus: services, topics, signed webhook delivery, work
 //!   queues.
 //! - [`limits`] — abuse limits: login and sign-up rates, per-token and per-address budgets,
@@ -30,6 +31,7 @@ pub mod error;
 pub mod extract;
 pub mod integration;
 pub mod limits;
+pub mod media;
 pub mod metrics;
 pub mod net;
 pub mod openapi;
@@ -65,6 +67,8 @@ pub struct AppState {
     /// Rung when the bus matcher recorded new events for subscriptions: waiting pulls and
     /// streams look again.
     pub bus_news: Arc<tokio::sync::Notify>,
+    /// Media uploads: the blob store and the image workers (None: no `[media] store`).
+    pub media: Option<media::Media>,
 }
 
 impl AppState {
@@ -101,6 +105,10 @@ impl AppState {
                 bus_news.clone(),
             );
         }
+        let media = match &config.media.store {
+            Some(_) => Some(media::Media::open(config.media.clone()).map_err(anyhow_free::Error)?),
+            None => None,
+        };
         let state = AppState {
             store,
             config: Arc::new(config),
@@ -109,6 +117,7 @@ impl AppState {
             limiters,
             queues,
             bus_news,
+            media,
         };
         // Scheduled and cron publishing: every node runs the loop; a fire is stored once.
         integration::schedules::start(state.clone());

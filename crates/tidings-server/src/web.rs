@@ -18,9 +18,10 @@ use rust_embed::RustEmbed;
 struct Assets;
 
 /// What the browser may load: only this origin's scripts, styles and connections; images also
-/// from the web because photo objects point at them (an image cannot run script).
+/// from the web because photo objects point at them (an image cannot run script), and `blob:`
+/// for this server's media, fetched with the session's token.
 const CSP: &str = "default-src 'self'; script-src 'self'; style-src 'self'; \
-    img-src 'self' data: https: http:; connect-src 'self'; font-src 'self'; \
+    img-src 'self' data: blob: https: http:; connect-src 'self'; font-src 'self'; \
     object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'";
 
 /// Routes of the web app, merged beside the API router (they use no state).

@@ -229,6 +229,15 @@ async fn the_conversations_page_runs_as_written() {
     run_pages(&s, &["docs/conversations.md"]).await;
 }
 
+#[tokio::test]
+async fn the_media_page_runs_as_written() {
+    if !curl_available() {
+        return;
+    }
+    let s = TestServer::start().await;
+    run_pages(&s, &["docs/media.md"]).await;
+}
+
 #[test]
 fn documented_config_files_load() {
     let dir = tempfile::tempdir().expect("dir");

@@ -6,6 +6,8 @@
 //! - `hot` — the in-memory index inbox reads are served from (derived, rebuilt at start-up).
 //! - [`queues`] — work queues' records (definitions, jobs, counts); their SQL is in
 //!   `engine::queues`.
+//! - [`media`] — media objects' records (uploads, their sizes, avatars); their SQL is in
+//!   `engine::media`.
 //! - [`error`] — [`StoreError`], the typed failures the HTTP edge maps to statuses.
 //! - `engine` — the domain operations (publish, route, feeds, circles, follows, verify),
 //!   written once over [`sql::Connection`]: the same code runs on both stores.
@@ -22,6 +24,7 @@ pub(crate) mod adapters;
 pub(crate) mod engine;
 pub mod error;
 pub(crate) mod hot;
+pub mod media;
 pub mod model;
 pub mod queues;
 pub mod sql;

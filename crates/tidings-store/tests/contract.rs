@@ -3340,3 +3340,245 @@ async fn conversations_and_groups_survive_a_rebuild_on_every_adapter() {
         store.close();
     }
 }
+
+fn new_media(alt: Option<&str>) -> tidings_store::media::NewMedia {
+    let variant = |name: &str, key: &str, edge: u32| tidings_store::media::MediaVariant {
+        name: name.into(),
+        key: key.into(),
+        media_type: "image/jpeg".into(),
+        width: edge,
+        height: edge * 3 / 4,
+        bytes: u64::from(edge) * 10,
+    };
+    tidings_store::media::NewMedia {
+        media_type: "image/jpeg".into(),
+        width: 2000,
+        height: 1500,
+        blurhash: "LEHV6nWB2yk8pyo0adR*.7kCMdnj".into(),
+        alt: alt.map(str::to_owned),
+        variants: vec![
+            variant("original", "sha256/aa/aa", 2000),
+            variant("medium", "sha256/bb/bb", 1280),
+            variant("small", "sha256/cc/cc", 400),
+        ],
+    }
+}
+
+#[tokio::test]
+async fn media_are_readable_as_the_activities_attaching_them_on_every_adapter() {
+    use tidings_store::media::{AvatarOf, MediaAccess};
+    for (location, _dir) in places() {
+        let store = open(&location);
+        let c = community(&store).await;
+        let kept = store
+            .create_media(&c.ana, new_media(Some("the harbour")))
+            .await
+            .expect("media");
+        assert_eq!(kept.owner, "ana");
+        assert_eq!(kept.variants.len(), 3);
+        let attach =
+            |id: &str| json!([{"type": "Image", "url": format!("/api/v1/media/{id}/original")}]);
+        // Unattached: only its uploader.
+        let access = |viewer: Option<User>, id: String| {
+            let store = store.clone();
+            async move {
+                store
+                    .readable_media(&id, viewer.as_ref())
+                    .await
+                    .expect("readable")
+                    .map(|(m, a)| (m.alt, a))
+            }
+        };
+        assert_eq!(
+            access(Some(c.ana.clone()), kept.id.clone()).await,
+            Some((Some("the harbour".into()), MediaAccess::Private)),
+            "{location:?}"
+        );
+        assert_eq!(access(Some(c.bo.clone()), kept.id.clone()).await, None);
+        assert_eq!(access(None, kept.id.clone()).await, None);
+        // Attached to a private circle's post: members (the owner), not outsiders.
+        let (_, post_id) = publish(
+            &store,
+            &c.ana,
+            json!({"object": {"content": "our harbour", "attachment": attach(&kept.id)}, "to": ["circle:sec"]}),
+            None,
+        )
+        .await;
+        assert_eq!(access(Some(c.bo.clone()), kept.id.clone()).await, None);
+        // Bo cannot attach it himself (it would widen its audience), nor can anyone attach an
+        // id that does not exist; the refused publish changes nothing.
+        let last = store.last_seq().await.expect("last");
+        for doc in [
+            json!({"object": {"content": "mine now", "attachment": attach(&kept.id)}, "to": ["public"]}),
+            json!({"object": {"content": "ghost", "attachment": attach("0192f0a4-7c1e-7d3a-9b2f-0a1b2c3d4e5f")}, "to": ["public"]}),
+        ] {
+            let draft =
+                normalize(&doc, &Limits::default(), &|_| TypeStatus::BuiltIn).expect("draft");
+            let refused = store
+                .publish(PublishInput {
+                    actor: c.bo.clone(),
+                    draft,
+                    idempotency_key: None,
+                })
+                .await;
+            assert!(
+                matches!(
+                    refused,
+                    Err(StoreError::Unprocessable {
+                        code: "unknown_media",
+                        ..
+                    })
+                ),
+                "{location:?}: {refused:?}"
+            );
+        }
+        assert_eq!(store.last_seq().await.expect("last"), last);
+        // Attached to a public post as well: everyone.
+        publish(
+            &store,
+            &c.ana,
+            json!({"object": {"content": "harbour, public", "attachment": attach(&kept.id)}, "to": ["public"]}),
+            None,
+        )
+        .await;
+        assert_eq!(
+            access(None, kept.id.clone()).await.map(|(_, a)| a),
+            Some(MediaAccess::Public),
+            "{location:?}"
+        );
+        // Another upload attached only to a followers-only post: Cy follows Ana, Bo does not.
+        let second = store
+            .create_media(&c.ana, new_media(None))
+            .await
+            .expect("media");
+        let (_, followers_post) = publish(
+            &store,
+            &c.ana,
+            json!({"object": {"content": "for followers", "attachment": attach(&second.id)}, "to": ["followers"]}),
+            None,
+        )
+        .await;
+        assert_eq!(
+            access(Some(c.cy.clone()), second.id.clone())
+                .await
+                .map(|(_, a)| a),
+            Some(MediaAccess::Private)
+        );
+        assert_eq!(access(Some(c.bo.clone()), second.id.clone()).await, None);
+        // Retracted: gone for readers, still there for its uploader.
+        publish(
+            &store,
+            &c.ana,
+            json!({"type": "Delete", "object": followers_post}),
+            None,
+        )
+        .await;
+        assert_eq!(
+            access(Some(c.cy.clone()), second.id.clone()).await,
+            None,
+            "{location:?}"
+        );
+        assert!(
+            access(Some(c.ana.clone()), second.id.clone())
+                .await
+                .is_some()
+        );
+        let _ = post_id;
+        // Avatars: only the person (or the circle's keepers) sets one, with their own media;
+        // an avatar is public.
+        let bo_media = store
+            .create_media(&c.bo, new_media(None))
+            .await
+            .expect("media");
+        assert!(matches!(
+            store
+                .set_avatar(
+                    AvatarOf::User("ana".into()),
+                    Some(bo_media.id.clone()),
+                    &c.bo
+                )
+                .await,
+            Err(StoreError::Forbidden { .. })
+        ));
+        assert!(matches!(
+            store
+                .set_avatar(AvatarOf::User("bo".into()), Some(second.id.clone()), &c.bo)
+                .await,
+            Err(StoreError::Unprocessable { .. })
+        ));
+        assert!(matches!(
+            store
+                .set_avatar(
+                    AvatarOf::Circle("sec".into()),
+                    Some(bo_media.id.clone()),
+                    &c.bo
+                )
+                .await,
+            Err(StoreError::Forbidden { .. })
+        ));
+        store
+            .set_avatar(
+                AvatarOf::User("bo".into()),
+                Some(bo_media.id.clone()),
+                &c.bo,
+            )
+            .await
+            .expect("avatar");
+        assert_eq!(
+            store
+                .avatar(AvatarOf::User("bo".into()))
+                .await
+                .expect("avatar")
+                .map(|m| m.id),
+            Some(bo_media.id.clone())
+        );
+        assert_eq!(
+            access(None, bo_media.id.clone()).await.map(|(_, a)| a),
+            Some(MediaAccess::Public)
+        );
+        store
+            .set_avatar(
+                AvatarOf::Circle("sec".into()),
+                Some(second.id.clone()),
+                &c.ana,
+            )
+            .await
+            .expect("circle avatar");
+        assert_eq!(
+            store
+                .avatar(AvatarOf::Circle("sec".into()))
+                .await
+                .expect("avatar")
+                .map(|m| m.id),
+            Some(second.id.clone())
+        );
+        store
+            .set_avatar(AvatarOf::User("bo".into()), None, &c.bo)
+            .await
+            .expect("clear");
+        assert_eq!(
+            store
+                .avatar(AvatarOf::User("bo".into()))
+                .await
+                .expect("avatar"),
+            None
+        );
+        assert!(matches!(
+            store.avatar(AvatarOf::User("nobody".into())).await,
+            Err(StoreError::NotFound { .. })
+        ));
+        store.close();
+        // The metadata and the links travel with `store copy`.
+        let copy_dir = tempfile::tempdir().expect("tempdir");
+        let copy = StoreLocation::Embedded(copy_dir.path().into());
+        tidings_store::copy_store(&location, &copy).expect("copy");
+        let copied = open(&copy);
+        let seen = copied
+            .readable_media(&kept.id, None)
+            .await
+            .expect("readable")
+            .map(|(m, a)| (m.variants.len(), a));
+        assert_eq!(seen, Some((3, MediaAccess::Public)), "{location:?}");
+        copied.close();
+    }
+}

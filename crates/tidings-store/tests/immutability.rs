@@ -137,7 +137,7 @@ async fn schema_one_databases_migrate_and_keep_their_chains() {
             |r| r.get(0),
         )
         .expect("version");
-    assert_eq!(version, "13");
+    assert_eq!(version, "14");
     let ana = store.user("ana").await.expect("ana");
     let draft = normalize(
         &json!({"object": {"content": "after the migration"}, "to": ["public"]}),
@@ -327,7 +327,7 @@ async fn schema_three_inbox_entries_migrate_to_compact_vias() {
             |r| r.get(0),
         )
         .expect("version");
-    assert_eq!(version, "13");
+    assert_eq!(version, "14");
     let (rows, integers): (i64, i64) = conn
         .query_row(
             "SELECT count(*), sum(typeof(via) = 'integer') FROM inbox_entries",

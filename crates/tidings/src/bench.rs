@@ -40,6 +40,10 @@ pub enum Scenario {
     /// batches of 100, `--workers` consumers (8) leasing 10 and acking, jobs/s; then
     /// enqueue-to-lease latency at `--publish-rate` for `--duration`; durable, then memory.
     Queues,
+    /// Uploads of 12-megapixel JPEGs with both derived sizes (closed loop, `--workers`
+    /// uploaders, 2 by default): uploads/s, latency, and with `--server-pid` the server's CPU
+    /// per image.
+    Media,
 }
 
 /// Load parameters.
@@ -750,6 +754,10 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         check_loopback(&args.target)?;
         return crate::bench_queues::run(&args).await;
     }
+    if let Scenario::Media = args.scenario {
+        check_loopback(&args.target)?;
+        return crate::bench_media::run(&args).await;
+    }
     let client = reqwest::Client::builder()
         .pool_max_idle_per_host(args.max_in_flight)
         .timeout(Duration::from_secs(30))
@@ -785,7 +793,11 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         Scenario::Publish => (args.publish_rate, 0),
         Scenario::Read => (0, args.read_rate),
         Scenario::Mixed => (args.publish_rate, args.read_rate),
-        Scenario::Push | Scenario::Fanout | Scenario::Celebrity | Scenario::Queues => (0, 0),
+        Scenario::Push
+        | Scenario::Fanout
+        | Scenario::Celebrity
+        | Scenario::Queues
+        | Scenario::Media => (0, 0),
     };
     let duration = Duration::from_secs(args.duration);
     let permits = Arc::new(Semaphore::new(args.max_in_flight));

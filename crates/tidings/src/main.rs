@@ -2,6 +2,7 @@
 //! and `bench` commands.
 
 mod bench;
+mod bench_media;
 mod bench_push;
 mod bench_queues;
 mod seed;
@@ -251,6 +252,10 @@ async fn main() -> anyhow::Result<()> {
             };
             if rate_limits == Switch::Off {
                 config.rate_limits.enabled = false;
+            }
+            // Media blobs live beside the embedded store unless `[media] store` says otherwise.
+            if config.media.store.is_none() {
+                config.media.store = Some(cli.data_dir.join("media").display().to_string());
             }
             // The flag and the environment win over the config file's `[store] url`.
             let location = match (&cli.store, &config.store_url) {

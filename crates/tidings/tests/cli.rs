@@ -975,3 +975,41 @@ async fn the_demo_seed_is_a_realistic_community() {
     let circles = get("/circles".into(), token("ana")).await.to_string();
     assert!(circles.contains("Lower Valley Birders"));
 }
+
+/// `tidings bench media` stays runnable: 12-megapixel uploads for a second, each answered with
+/// its sizes, and the server's CPU per image measured.
+#[tokio::test]
+async fn bench_media_smoke() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let token = admin_token(
+        dir.path(),
+        &["create-user", "mia", "--password", "correct horse"],
+    );
+    let tokens = dir.path().join("tokens.txt");
+    std::fs::write(&tokens, format!("mia {token}\n")).expect("tokens");
+    let server = serve_with(dir.path(), false, &[("TIDINGS_RATE_LIMITS", "off")]).await;
+    let out = Command::new(BIN)
+        .args([
+            "bench",
+            "media",
+            "--duration",
+            "1",
+            "--target",
+            &server.base,
+        ])
+        .args(["--server-pid", &server.child.id().to_string(), "--tokens"])
+        .arg(&tokens)
+        .env("RUST_LOG", "warn")
+        .output()
+        .expect("bench media");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("uploads ("), "{stdout}");
+    assert!(stdout.contains("ms per image"), "{stdout}");
+    // The uploads' blobs are where the default puts them: media/ in the data dir.
+    assert!(dir.path().join("media").join("sha256").is_dir());
+}

@@ -5,6 +5,7 @@ import { h, replace, toast } from '../dom.js';
 import { api, get, session } from '../api.js';
 import { navigate } from '../nav.js';
 import { activityCard } from '../card.js';
+import { uploadMedia } from '../media.js';
 
 const BUILT_IN = ['Note', 'Article', 'Image', 'Link'];
 
@@ -60,6 +61,8 @@ export async function composeView(root, { query }) {
   const title = h('input', { name: 'name', id: 'compose-title', maxlength: 300 });
   const content = h('textarea', { name: 'content', id: 'compose-content', rows: 5 });
   const url = h('input', { name: 'url', id: 'compose-url', type: 'url', placeholder: 'https://…' });
+  const file = h('input', { name: 'file', id: 'compose-file', type: 'file', accept: 'image/jpeg,image/png,image/gif,image/webp' });
+  const alt = h('input', { name: 'alt', id: 'compose-alt', maxlength: 1500, placeholder: 'What the photo shows, for people who cannot see it' });
   const custom = h('div', { class: 'custom-fields' });
   const tags = h('input', { name: 'tags', id: 'compose-tags', placeholder: 'release, design' });
   const isPublic = h('input', { type: 'checkbox', name: 'public', id: 'compose-public', checked: !preset && !query.get('reply') });
@@ -76,13 +79,17 @@ export async function composeView(root, { query }) {
   const titleField = h('label', { class: 'field' }, h('span', { text: 'Title' }), title);
   const urlField = h('label', { class: 'field' }, h('span', { text: 'URL' }), url);
   const contentField = h('label', { class: 'field' }, h('span', { text: 'Text' }), content);
+  const photoFields = h('div', { class: 'photo-fields' },
+    h('label', { class: 'field' }, h('span', { text: 'Photo (JPEG, PNG, GIF, WebP)' }), file),
+    h('label', { class: 'field' }, h('span', { text: 'Alt text' }), alt));
   const shape = () => {
     const t = type.value;
     titleField.hidden = t === 'Note' ? false : !BUILT_IN.includes(t);
     titleField.firstChild.textContent = t === 'Image' ? 'Caption' : t === 'Note' ? 'Title (optional)' : 'Title';
     urlField.hidden = !(t === 'Article' || t === 'Link' || t === 'Image');
-    urlField.firstChild.textContent = t === 'Image' ? 'Image URL' : 'URL';
-    url.required = t === 'Link' || t === 'Image';
+    urlField.firstChild.textContent = t === 'Image' ? 'Image URL (or upload a photo below)' : 'URL';
+    url.required = t === 'Link' || (t === 'Image' && !file.files.length);
+    photoFields.hidden = !(t === 'Image' || t === 'Note');
     contentField.hidden = !BUILT_IN.includes(t);
     const def = types.find((x) => x.name === t);
     const props = def && def.schema && typeof def.schema.properties === 'object' ? Object.entries(def.schema.properties) : [];
@@ -91,6 +98,7 @@ export async function composeView(root, { query }) {
       s && s.type === 'array' ? h('textarea', { name: `custom-${k}`, dataset: { field: k, kind: 'array' }, rows: 3 }) : h('input', { name: `custom-${k}`, dataset: { field: k, kind: (s && s.type) || 'string' } }))));
   };
   type.addEventListener('change', shape);
+  file.addEventListener('change', shape);
   shape();
 
   let key = newKey();
@@ -98,7 +106,7 @@ export async function composeView(root, { query }) {
     h('h1', { text: parent ? 'Reply' : 'Compose' }),
     parent && h('div', { class: 'replying' }, h('p', { class: 'muted small', text: 'Replying to' }), activityCard({ activity: parent })),
     h('label', { class: 'field' }, h('span', { text: 'Type' }), type),
-    titleField, contentField, urlField, custom,
+    titleField, contentField, urlField, photoFields, custom,
     h('label', { class: 'field' }, h('span', { text: 'Tags' }), tags),
     h('fieldset', {}, h('legend', { text: 'Audience' }),
       h('label', { class: 'check' }, isPublic, h('span', { text: 'Public' })),
@@ -146,6 +154,13 @@ export async function composeView(root, { query }) {
     const button = form.querySelector('#publish');
     button.disabled = true;
     try {
+      if (!photoFields.hidden && file.files.length) {
+        // Uploaded first; the post then carries the media object's ready-made attachment.
+        const media = await uploadMedia(file.files[0], alt.value.trim());
+        object.attachment = [media.attachment];
+        // An Image object's own url is its picture: the upload's (absolute, as object urls are).
+        if (t === 'Image') object.url = new URL(media.url, window.location.origin).href;
+      }
       await publish(activity, key);
       key = newKey();
       toast('Published.');

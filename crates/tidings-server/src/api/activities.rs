@@ -88,7 +88,7 @@ impl PublishBody {
             "description": format!(
                 "the object: a Note (default) or an Article; its other fields (`content`, usually \
                  text, at most {} characters; `name`, `summary`, …) are kept as sent, with strings \
-                 at most {} characters, `url`/`href` absolute http(s) URLs, nesting at most 8 \
+                 at most {} characters, `url`/`href` absolute http(s) URLs (or this server's `/api/v1/media/…`), nesting at most 8 \
                  deep, at most 64 keys and 256 items each",
                 limits.max_content_chars, limits.max_string_chars
             ),

@@ -8,6 +8,7 @@ pub mod feeds;
 pub mod follows;
 pub mod groups;
 pub mod inbox;
+pub mod media;
 pub mod moderation;
 pub mod search;
 pub mod types;
@@ -27,6 +28,10 @@ use tower_http::trace::TraceLayer;
 /// The whole HTTP surface.
 pub fn router(state: AppState) -> Router {
     let max_body = state.config.max_body_bytes;
+    // A multipart upload's framing and alt text come on top of the file itself.
+    let media_body = usize::try_from(state.config.media.max_bytes)
+        .unwrap_or(usize::MAX)
+        .saturating_add(64 * 1024);
     let api = Router::new()
         .route("/users", post(users::signup))
         .route(
@@ -127,6 +132,19 @@ pub fn router(state: AppState) -> Router {
         .route("/subscriptions/{id}", delete(inbox::unsubscribe))
         .route("/types", get(types::list).post(types::register))
         .route("/search", get(search::search))
+        .route(
+            "/media",
+            // Uploads have their own size limit (`[media] max_bytes`), checked while reading.
+            post(media::upload).layer(DefaultBodyLimit::max(media_body)),
+        )
+        .route("/media/{id}", get(media::get_media))
+        .route("/media/{id}/{size}", get(media::get_bytes))
+        .route("/me/avatar", put(media::put_my_avatar))
+        .route("/users/{username}/avatar", get(media::user_avatar))
+        .route(
+            "/circles/{name}/avatar",
+            get(media::circle_avatar).put(media::put_circle_avatar),
+        )
         .route("/services", get(services::list).post(services::create))
         .route("/services/{name}", get(services::get))
         .route("/services/{name}/keys", post(services::rotate))

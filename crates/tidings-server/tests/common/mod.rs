@@ -105,6 +105,11 @@ impl TestServer {
     }
 
     async fn launch(dir: TempDir, config: ServerConfig, store_config: StoreConfig) -> TestServer {
+        // Media blobs in the test's own directory unless the suite names a store.
+        let mut config = config;
+        if config.media.store.is_none() {
+            config.media.store = Some(dir.path().join("media").display().to_string());
+        }
         let location = test_store_location(dir.path());
         let slot = match location {
             StoreLocation::Postgres(_) => Some(

@@ -739,6 +739,10 @@ pub(super) fn publish_in(
         )
         && record.get(MODERATION_KEY).is_none();
 
+    // Attachments must be the actor's own uploads: attaching widens who may read them.
+    let media_refs = tidings_core::media::media_refs(&record);
+    super::media::check_refs(conn, actor.id, &media_refs)?;
+
     // The next seq is explicit rather than a sequence's: writers are serialised (one writer
     // thread in SQLite, the log lock in PostgreSQL), so the log has no gaps in either store.
     let outbox = format!("outbox:{}", actor.username);
@@ -826,6 +830,7 @@ pub(super) fn publish_in(
         )?
         .execute(params![seq, user_id])?;
     }
+    super::media::record_uses(conn, seq, &media_refs)?;
     let tags = record_tags(&record);
     if listed {
         let _indexed = super::search::index_published(conn, seq, &record)?;

@@ -229,6 +229,23 @@ const TABLES: &[(&str, &[&str])] = &[
         "conversation_reads",
         &["user_id", "conversation_id", "read_seq"],
     ),
+    // Media (schema version 9): the metadata; the blobs stay in their blob store.
+    (
+        "media",
+        &[
+            "id",
+            "owner_id",
+            "media_type",
+            "width",
+            "height",
+            "blurhash",
+            "alt",
+            "variants",
+            "created_at",
+        ],
+    ),
+    ("media_uses", &["media_id", "seq"]),
+    ("avatars", &["subject", "media_id"]),
 ];
 
 /// Tables whose ids PostgreSQL generates: their sequences move past the copied ids.

@@ -19,6 +19,7 @@
 //! - `moderation` — reports, moderators' decisions, circle bans and the moderation log.
 //! - `conversations`, `groups` — direct messages grouped by participants, and user groups
 //!   (decision 0027).
+//! - `media` — media objects' metadata, which activities attach them, avatars.
 //!
 //! Where the SQL runs is the adapter's business (`crate::adapters`): the embedded SQLite
 //! database with one writer thread, or PostgreSQL with a writer per node serialised by the
@@ -35,6 +36,7 @@ pub(crate) mod groups;
 pub(crate) mod hot_load;
 mod inbox;
 pub(crate) mod integration;
+pub(crate) mod media;
 pub(crate) mod moderation;
 pub(crate) mod offline;
 mod queues;

@@ -484,9 +484,9 @@ fn delete(conn: &Connection, queue: &str) -> StoreResult<i64> {
 }
 
 impl Store {
-    /// Runs a queue write: on the embedded writer (group commit), or on PostgreSQL in a
-    /// transaction of its own outside the log lock.
-    async fn queue_write<R, F>(&self, f: F) -> StoreResult<R>
+    /// Runs a write of mutable state (queues, media): on the embedded writer (group commit),
+    /// or on PostgreSQL in a transaction of its own outside the log lock.
+    pub(super) async fn queue_write<R, F>(&self, f: F) -> StoreResult<R>
     where
         R: Send + 'static,
         F: FnOnce(&Connection) -> StoreResult<R> + Send + 'static,

@@ -441,6 +441,9 @@ impl Store {
                 // A deleted account leaves its circles (owners stay, so circles keep an owner).
                 conn.prepare_cached("DELETE FROM memberships WHERE user_id = ?1 AND role != 'owner'")?
                     .execute([user.id])?;
+                // Nor does it keep a public face (its media stay readable as their posts say).
+                conn.prepare_cached("DELETE FROM avatars WHERE subject = ?1")?
+                    .execute([format!("user:{}", user.id)])?;
             }
             let user = user_by_id(conn, user.id)?;
             user_effect(fx, &user);

@@ -117,7 +117,7 @@ pub(crate) fn connect(url: &str) -> StoreResult<Connection> {
 }
 
 /// The schema version `schema.sql` creates.
-const SCHEMA_VERSION: &str = "13";
+const SCHEMA_VERSION: &str = "14";
 
 /// Log tables: INSERT and SELECT only, for everyone (triggers) and for the server's role
 /// (grants).

@@ -564,9 +564,36 @@ CREATE TABLE IF NOT EXISTS conversation_reads (
 );
 -- ---- end of schema version 13 --------------------------------------------------------------
 
+-- ---- Media (schema version 14, decision 0026) — one block, renumbered as a whole at merge ----
+-- `media` and `avatars` are mutable state; `media_uses` is a projection of the log (which
+-- activity attaches which media), written in the publish's transaction.
+CREATE TABLE IF NOT EXISTS media (
+    id         TEXT COLLATE "C" PRIMARY KEY,
+    owner_id   BIGINT NOT NULL REFERENCES users(id),
+    media_type TEXT NOT NULL,
+    width      BIGINT NOT NULL,
+    height     BIGINT NOT NULL,
+    blurhash   TEXT NOT NULL,
+    alt        TEXT,
+    variants   TEXT NOT NULL,
+    created_at TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS media_by_owner ON media(owner_id);
+CREATE TABLE IF NOT EXISTS media_uses (
+    media_id TEXT COLLATE "C" NOT NULL,
+    seq      BIGINT NOT NULL,
+    PRIMARY KEY (media_id, seq)
+);
+CREATE TABLE IF NOT EXISTS avatars (
+    subject  TEXT COLLATE "C" PRIMARY KEY,
+    media_id TEXT COLLATE "C" NOT NULL
+);
+CREATE INDEX IF NOT EXISTS avatars_by_media ON avatars(media_id);
+-- ---- end of schema version 14 ----
+
 -- `cluster_id` names this log on a shared bus (see `Store::cluster_id`).
 INSERT INTO meta(key, value)
-VALUES ('schema_version', '13'), ('routed_seq', '0'), ('cluster_id', md5(random()::text))
+VALUES ('schema_version', '14'), ('routed_seq', '0'), ('cluster_id', md5(random()::text))
 ON CONFLICT DO NOTHING;
 -- An older store reaches this line only after the upgrades above.
-UPDATE meta SET value = '13' WHERE key = 'schema_version';
+UPDATE meta SET value = '14' WHERE key = 'schema_version';

@@ -422,8 +422,56 @@ fn migrate(conn: &Connection) -> StoreResult<()> {
     if version == "12" {
         migrate_conversations_v13(conn)?;
     }
+    let version: String = conn.query_row(
+        "SELECT value FROM meta WHERE key = 'schema_version'",
+        [],
+        |r| r.get(0),
+    )?;
+    if version == "13" {
+        migrate_media_v14(conn)?;
+    }
     Ok(())
 }
+
+// ---- schema version 14: media (decision 0026) ----
+
+/// Version 14 adds media (decision 0026): `media` (one row per upload: its sizes as JSON, alt
+/// text; mutable), `media_uses` (which activity attaches which media: a projection of the
+/// log, written in the publish's transaction) and `avatars` (a person's or circle's current
+/// avatar; mutable). New tables only, so a new store takes the same step.
+fn migrate_media_v14(conn: &Connection) -> StoreResult<()> {
+    tracing::info!("migrating the store to schema version 14 (media)");
+    conn.execute_batch(
+        "BEGIN IMMEDIATE;
+         CREATE TABLE IF NOT EXISTS media (
+             id         TEXT PRIMARY KEY,
+             owner_id   INTEGER NOT NULL REFERENCES users(id),
+             media_type TEXT NOT NULL,
+             width      INTEGER NOT NULL,
+             height     INTEGER NOT NULL,
+             blurhash   TEXT NOT NULL,
+             alt        TEXT,
+             variants   TEXT NOT NULL,
+             created_at TEXT NOT NULL
+         );
+         CREATE INDEX IF NOT EXISTS media_by_owner ON media(owner_id);
+         CREATE TABLE IF NOT EXISTS media_uses (
+             media_id TEXT NOT NULL,
+             seq      INTEGER NOT NULL,
+             PRIMARY KEY (media_id, seq)
+         ) WITHOUT ROWID;
+         CREATE TABLE IF NOT EXISTS avatars (
+             subject  TEXT PRIMARY KEY,
+             media_id TEXT NOT NULL
+         ) WITHOUT ROWID;
+         CREATE INDEX IF NOT EXISTS avatars_by_media ON avatars(media_id);
+         UPDATE meta SET value = '14' WHERE key = 'schema_version';
+         COMMIT;",
+    )?;
+    Ok(())
+}
+
+// ---- end of schema version 14 ----
 
 // ---- schema version 13: conversations and user groups (decision 0027) ----------------------
 // One self-contained step, so it can be renumbered at merge.
