@@ -771,6 +771,18 @@ impl Shared {
         match &self.backend {
             Backend::Sqlite(_) => self.apply_change(effects, routed),
             Backend::Postgres(pg) => {
+                // The change log does not carry bodies; this node has them in hand, so its
+                // live clients and readers hydrate new activities without a round trip.
+                for effect in &effects {
+                    if let Effect::Activity {
+                        seq,
+                        body: Some(body),
+                        ..
+                    } = effect
+                    {
+                        self.bodies.insert(*seq, body.clone());
+                    }
+                }
                 // Nothing the index holds changed (a session, say): nothing to tell anyone.
                 let changed = !effects.is_empty() || routed.is_some();
                 pg.catch_up(conn, self);
