@@ -527,7 +527,7 @@ impl StreamState {
 /// `paused`, `deleted` or `error`) at the end. `Last-Event-ID` resumes after that position.
 #[utoipa::path(get, path = "/api/v1/topics/{topic}/subscriptions/{id}/stream", tag = "bus", operation_id = "stream_subscription", security(("bearer" = [])),
     params(("topic" = String, Path), ("id" = String, Path), SubscriptionStreamArgs,
-        ("Last-Event-ID" = Option<String>, Header, description = "resume after this log position")),
+        ("Last-Event-ID" = Option<String>, Header, nullable = false, pattern = r"^[0-9]{1,18}$", description = "resume after this log position")),
     responses((status = 200, content_type = "text/event-stream", description = "events: ready, activity, closed"),
         (status = 400, description = "`invalid_position`"), (status = 403, description = "`admin_only`"), (status = 404), (status = 409, description = "`wrong_mode` or `subscription_paused`")))]
 pub async fn stream(
