@@ -170,9 +170,22 @@ impl Modify for Unavailable {
                     .build(),
             )
             .build();
+        let retry_after = HeaderBuilder::new()
+            .schema(ObjectBuilder::new().schema_type(Type::Integer))
+            .description(Some(
+                "Seconds to wait before retrying (`store_unavailable`, `shutting_down`)",
+            ))
+            .build();
         for item in openapi.paths.paths.values_mut() {
             for operation in operations_of(item) {
                 add_response(operation, "503", &response);
+                // A handler that documents its own 503 (`media_busy`, say) can still answer
+                // the shared one: it keeps the header.
+                if let Some(RefOr::T(own)) = operation.responses.responses.get_mut("503") {
+                    own.headers
+                        .entry("Retry-After".to_owned())
+                        .or_insert_with(|| retry_after.clone());
+                }
             }
         }
     }
